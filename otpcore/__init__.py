@@ -1,0 +1,1 @@
+"""otpcore: the domain of otpradius — tokens, users, the decision, and their storage."""

@@ -1,0 +1,348 @@
+"""Administration use cases: users, inventory, unlock, revoke, audit — one transaction each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import insert, select, update
+
+from otpcore.convert import to_user, token_view
+from otpcore.crypto import Keyring, PasswordHashing
+from otpcore.errors import AlreadyExists, InvalidInput, NotFound, PermissionDenied, StateError
+from otpcore.lockout import plan_unlock
+from otpcore.model import OtpState, UserClass, user_state
+from otpcore.policy import Policy
+from otpcore.ports import Clock
+from otpcore.store import Repo, Store
+from otpcore.store.models import TokenRow, UserRow
+from otpcore.token_csv import TokenSpec
+from otpcore.views import (
+    AuditEvent,
+    TokenListing,
+    UserView,
+    audit_event,
+    token_listing,
+    user_view,
+)
+
+PRIVILEGED = frozenset({UserClass.MASTER, UserClass.ADMIN})
+MAX_LOGIN = 128
+
+
+def check_login(login: str) -> str:
+    """A login: 1 to 128 printable characters without spaces or commas."""
+    if not login or len(login) > MAX_LOGIN or not login.isprintable():
+        raise InvalidInput(f"login must be 1 to {MAX_LOGIN} printable characters")
+    if any(c.isspace() or c == "," for c in login):
+        raise InvalidInput(f"login {login!r} contains a space or a comma")
+    return login
+
+
+class Admin:
+    """What ``otpctl`` does, as use cases over the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        keyring: Keyring,
+        hashing: PasswordHashing,
+        policy: Policy,
+        clock: Clock,
+        actor: str = "otpctl",
+    ) -> None:
+        self.store = store
+        self.keyring = keyring
+        self.hashing = hashing
+        self.policy = policy
+        self.clock = clock
+        self.actor = actor
+
+    # Users
+
+    def add_user(
+        self,
+        login: str,
+        name: str,
+        user_class: UserClass,
+        password: str,
+        confirmation: str | None = None,
+    ) -> UserView:
+        """Create a user; master and admin users need a confirmation password."""
+        check_login(login)
+        if user_class in PRIVILEGED and not confirmation:
+            raise InvalidInput(f"a {user_class.value} user needs a confirmation password")
+        if confirmation is not None and confirmation == password:
+            raise InvalidInput("the confirmation password must differ from the login password")
+        password_hash = self.hashing.hash(password)
+        confirmation_hash = self.hashing.hash(confirmation) if confirmation else None
+        now = self.clock()
+        with self.store.transaction() as repo:
+            if repo.user(login) is not None:
+                raise AlreadyExists(f"user {login} already exists")
+            row = UserRow(
+                login=login,
+                name=name,
+                user_class=user_class.value,
+                password_hash=password_hash,
+                confirmation_hash=confirmation_hash,
+                revoked=False,
+                suspended=False,
+                password_failures=0,
+                activation_failures=0,
+                confirmation_failures=0,
+                created_at=now,
+            )
+            repo.session.add(row)
+            repo.audit(now, self.actor, "user_add", [login], "ok", f"class {user_class.value}")
+            repo.session.flush()
+            return user_view(row, None, now)
+
+    def users(self) -> list[UserView]:
+        """Every user, by login."""
+        now = self.clock()
+        with self.store.transaction() as repo:
+            tokens = {row.serial: row for row in repo.tokens()}
+            return [
+                user_view(row, tokens.get(row.serial) if row.serial else None, now)
+                for row in repo.users()
+            ]
+
+    def user(self, login: str) -> UserView:
+        """One user."""
+        now = self.clock()
+        with self.store.transaction() as repo:
+            row = _user(repo, login)
+            return user_view(row, repo.token(row.serial) if row.serial else None, now)
+
+    def issue(self, login: str, start: date) -> UserView:
+        """Record that a token was issued to the user, with its service start date."""
+        now = self.clock()
+        with self.store.transaction() as repo:
+            row = _user(repo, login)
+            if row.serial is not None:
+                raise StateError(f"user {login} already has token {row.serial}; revoke it first")
+            row.start_date = start
+            row.revoked = False
+            row.activation_failures = 0
+            repo.audit(now, self.actor, "issue", [login], "ok", f"start {start.isoformat()}")
+            repo.session.flush()
+            return user_view(row, None, now)
+
+    def set_password(self, login: str, password: str, *, confirmation: bool = False) -> None:
+        """Set a user's login password, or a master/admin user's confirmation password."""
+        new_hash = self.hashing.hash(password)
+        now = self.clock()
+        with self.store.transaction() as repo:
+            row = _user(repo, login)
+            if confirmation:
+                if UserClass(row.user_class) not in PRIVILEGED:
+                    raise StateError(f"user {login} is {row.user_class}: no confirmation password")
+                row.confirmation_hash = new_hash
+                row.confirmation_failures = 0
+            else:
+                row.password_hash = new_hash
+            what = "confirmation" if confirmation else "login"
+            repo.audit(now, self.actor, "passwd", [login], "ok", f"{what} password set")
+
+    # Inventory
+
+    def import_tokens(self, specs: Sequence[TokenSpec], *, update_existing: bool = False) -> int:
+        """Put tokens in the inventory in one transaction; a present serial needs ``update``."""
+        now = self.clock()
+        with self.store.transaction() as repo:
+            present = repo.existing_serials([spec.serial for spec in specs])
+            if present and not update_existing:
+                first = next(spec for spec in specs if spec.serial in present)
+                where = f"line {first.line}: " if first.line else ""
+                raise AlreadyExists(
+                    f"{where}serial {first.serial} is already in the inventory (use --update)"
+                )
+            fresh = [self._token_values(spec, now) for spec in specs if spec.serial not in present]
+            if fresh:
+                repo.session.execute(insert(TokenRow), fresh)
+            for spec in specs:
+                if spec.serial in present:
+                    repo.session.execute(
+                        update(TokenRow)
+                        .where(TokenRow.serial == spec.serial)
+                        .values(
+                            kind=spec.kind.value,
+                            algorithm=spec.algorithm.value,
+                            digits=spec.digits,
+                            period=spec.period,
+                            sealed_secret=self.keyring.seal(spec.serial, spec.secret),
+                            expires=spec.expires,
+                        )
+                    )
+            detail = f"{len(fresh)} added, {len(present)} updated"
+            repo.audit(now, self.actor, "token_import", [], "ok", detail)
+        return len(specs)
+
+    def _token_values(self, spec: TokenSpec, now: datetime) -> dict[str, object]:
+        return {
+            "serial": spec.serial,
+            "kind": spec.kind.value,
+            "algorithm": spec.algorithm.value,
+            "digits": spec.digits,
+            "period": spec.period,
+            "sealed_secret": self.keyring.seal(spec.serial, spec.secret),
+            "expires": spec.expires,
+            "last_step": -1,
+            "drift": 0,
+            "fail_count": 0,
+            "suspended": False,
+            "disabled": False,
+            "created_at": now,
+        }
+
+    def tokens(self, expiring_within_days: int | None = None) -> list[TokenListing]:
+        """The inventory, or only tokens whose expiry falls within the next N days."""
+        now = self.clock()
+        with self.store.transaction() as repo:
+            query = select(TokenRow).order_by(TokenRow.serial)
+            if expiring_within_days is not None:
+                horizon = now + timedelta(days=expiring_within_days)
+                query = query.where(
+                    TokenRow.expires.is_not(None), TokenRow.expires <= horizon
+                ).order_by(TokenRow.expires, TokenRow.serial)
+            rows = list(repo.session.scalars(query))
+            bindings = repo.bindings()
+            return [token_listing(row, bindings.get(row.serial, [])) for row in rows]
+
+    def set_disabled(self, serial: str, disabled: bool) -> TokenListing:
+        """Block a token in the inventory (e.g. reported stolen), or lift the block."""
+        now = self.clock()
+        with self.store.transaction() as repo:
+            row = repo.token(serial)
+            if row is None:
+                raise NotFound(f"token {serial} is not in the inventory")
+            row.disabled = disabled
+            users = [user.login for user in repo.sharers([serial])]
+            action = "token_disable" if disabled else "token_enable"
+            repo.audit(now, self.actor, action, users, "ok", f"serial {serial}")
+            return token_listing(row, users)
+
+    # Privileged operations, confirmed by a master or admin user's confirmation password
+
+    def confirm(self, admin_login: str, confirmation: str, action: str) -> None:
+        """Check the acting administrator's confirmation password; count and audit a wrong one."""
+        now = self.clock()
+        with self.store.transaction() as repo:
+            row = repo.user(admin_login)
+            if row is None or UserClass(row.user_class) not in PRIVILEGED:
+                repo.audit(now, admin_login, action, [], "denied", "not a master or admin user")
+                raise PermissionDenied(f"{admin_login} is not a master or admin user")
+            if row.confirmation_failures >= self.policy.confirmation_lockout_threshold:
+                repo.audit(now, admin_login, action, [], "denied", "confirmation password locked")
+                raise PermissionDenied(
+                    f"{admin_login}'s confirmation password is locked after "
+                    f"{row.confirmation_failures} wrong attempts; reset it with "
+                    "'otpctl user passwd --confirmation'"
+                )
+            stored = row.confirmation_hash
+        if stored is not None and self.hashing.verify(stored, confirmation):
+            with self.store.transaction() as repo:
+                repo.session.execute(
+                    update(UserRow)
+                    .where(UserRow.login == admin_login, UserRow.confirmation_failures != 0)
+                    .values(confirmation_failures=0)
+                )
+            return
+        with self.store.transaction() as repo:
+            repo.session.execute(
+                update(UserRow)
+                .where(UserRow.login == admin_login)
+                .values(confirmation_failures=UserRow.confirmation_failures + 1)
+            )
+            repo.audit(now, admin_login, action, [], "denied", "wrong confirmation password")
+        raise PermissionDenied(f"wrong confirmation password for {admin_login}")
+
+    def unlock(self, admin_login: str, confirmation: str, logins: Sequence[str]) -> list[UserView]:
+        """Lift the suspension of users and their tokens; returns every user lifted, sharers too."""
+        self.confirm(admin_login, confirmation, "unlock")
+        now = self.clock()
+        with self.store.transaction() as repo:
+            selected = _users(repo, logins)
+            serials = sorted({row.serial for row in selected if row.serial is not None})
+            sharers = repo.sharers(serials)
+            token_rows = {row.serial: row for row in repo.tokens(serials)}
+            tokens = {serial: token_view(row) for serial, row in token_rows.items()}
+            plan = plan_unlock(
+                [to_user(row) for row in selected], [to_user(row) for row in sharers], tokens
+            )
+            for row in selected:
+                row.suspended = False
+                row.password_failures = 0
+                row.activation_failures = 0
+            for serial in plan.tokens:
+                token_rows[serial].suspended = False
+                token_rows[serial].fail_count = 0
+            repo.audit(now, admin_login, "unlock", list(plan.lifted), "ok", _selected(logins))
+            repo.session.flush()
+            everyone = {row.login: row for row in (*selected, *sharers)}
+            return [
+                user_view(everyone[login], token_rows.get(everyone[login].serial or ""), now)
+                for login in plan.lifted
+            ]
+
+    def revoke(self, admin_login: str, confirmation: str, logins: Sequence[str]) -> list[UserView]:
+        """Unbind users from their tokens (state revoked); the tokens and other users stay."""
+        self.confirm(admin_login, confirmation, "revoke")
+        now = self.clock()
+        with self.store.transaction() as repo:
+            selected = _users(repo, logins)
+            revoked: list[UserView] = []
+            for row in selected:
+                token = repo.token(row.serial) if row.serial else None
+                state = user_state(to_user(row), token_view(token) if token else None, now)
+                if state not in (OtpState.ACTIVE, OtpState.EXPIRED, OtpState.ISSUED):
+                    raise StateError(f"user {row.login} is {state.value}: nothing to revoke")
+            for row in selected:
+                token = repo.token(row.serial) if row.serial else None
+                before = row.serial
+                row.serial = None
+                row.revoked = True
+                row.activation_failures = 0
+                view = user_view(row, None, now)
+                # The result screen shows the serial and expiry the user had.
+                revoked.append(
+                    UserView(
+                        view.login,
+                        view.name,
+                        view.user_class,
+                        before,
+                        view.state,
+                        view.suspended,
+                        token.expires if token else None,
+                    )
+                )
+            detail = ", ".join(f"{v.login}:{v.serial or '-'}" for v in revoked)
+            repo.audit(now, admin_login, "revoke", [v.login for v in revoked], "ok", detail)
+            return revoked
+
+    def audit(self, since: datetime | None = None) -> list[AuditEvent]:
+        """Audit events in time order."""
+        with self.store.transaction() as repo:
+            return [audit_event(row) for row in repo.audit_events(since)]
+
+
+def _user(repo: Repo, login: str) -> UserRow:
+    row = repo.user(login)
+    if row is None:
+        raise NotFound(f"no user {login}")
+    return row
+
+
+def _users(repo: Repo, logins: Sequence[str]) -> list[UserRow]:
+    if not logins:
+        raise InvalidInput("name at least one user")
+    rows = {row.login: row for row in repo.users(list(dict.fromkeys(logins)))}
+    for login in logins:
+        if login not in rows:
+            raise NotFound(f"no user {login}")
+    return [rows[login] for login in dict.fromkeys(logins)]
+
+
+def _selected(logins: Sequence[str]) -> str:
+    return "selected " + ",".join(dict.fromkeys(logins))

@@ -1,0 +1,337 @@
+"""Configuration (SPEC §6): validation of the parsed TOML into frozen settings.
+
+The shells read the file; this module only checks what was read, so that every error names
+the file and the key (``config.toml: [policy] otp_window: expected an integer``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from otpcore.crypto import HashingParams
+from otpcore.errors import ConfigError
+from otpcore.model import InputMode
+from otpcore.policy import Policy, UnregisteredPolicy
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """A RADIUS client (NAS) allowed to send requests."""
+
+    name: str
+    networks: tuple[IpNetwork, ...]
+    secret: bytes = field(repr=False)
+    mode: InputMode = InputMode.AUTO
+    require_message_authenticator: bool = True
+    limit_proxy_state: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """``[server]``: where to listen and how many worker processes."""
+
+    listen: tuple[tuple[str, int], ...] = (("127.0.0.1", 1812), ("::1", 1812))
+    workers: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class TokensConfig:
+    """``[tokens]``: issuer shown by authenticator apps and the expiry warning horizon."""
+
+    issuer: str = "otpradius"
+    warn_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """``[logging]``: syslog or stderr, facility and level."""
+
+    syslog: bool = True
+    facility: str = "authpriv"
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The whole validated configuration."""
+
+    source: Path
+    server: ServerConfig
+    database_url: str
+    key_file: Path
+    policy: Policy
+    hashing: HashingParams
+    tokens: TokensConfig
+    logging: LoggingConfig
+    clients: tuple[ClientConfig, ...]
+
+
+_SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "server": {"listen": list, "workers": int},
+    "database": {"url": str},
+    "secrets": {"key_file": str},
+    "policy": {
+        "otp_window": int,
+        "lockout_threshold": int,
+        "password_lockout_threshold": int,
+        "unregistered": str,
+        "challenge_timeout": int,
+        "reject_delay": (int, float),
+        "reply_language": str,
+    },
+    "hashing": {"time_cost": int, "memory_kib": int, "parallelism": int},
+    "tokens": {"issuer": str, "warn_days": int},
+    "logging": {"syslog": bool, "facility": str, "level": str},
+}
+_CLIENT_KEYS: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "address": (str, list),
+    "secret": str,
+    "secret_file": str,
+    "mode": str,
+    "require_message_authenticator": bool,
+    "limit_proxy_state": bool,
+}
+_FACILITIES = {
+    "auth", "authpriv", "daemon", "user", "local0", "local1", "local2", "local3",
+    "local4", "local5", "local6", "local7",
+}  # fmt: skip
+_LEVELS = {"debug", "info", "warning", "error"}
+
+
+class _Checker:
+    def __init__(self, source: Path) -> None:
+        self.source = source
+
+    def fail(self, where: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {where}: {message}")
+
+    def table(self, data: dict[str, Any], name: str) -> dict[str, Any]:
+        value = data.get(name, {})
+        if not isinstance(value, dict):
+            raise self.fail(f"[{name}]", "expected a table")
+        allowed = _SCHEMA[name]
+        for key, item in value.items():
+            if key not in allowed:
+                raise self.fail(f"[{name}] {key}", "unknown key")
+            self.typed(f"[{name}] {key}", item, allowed[key])
+        return value
+
+    def typed(self, where: str, item: object, expected: type | tuple[type, ...]) -> None:
+        types = expected if isinstance(expected, tuple) else (expected,)
+        # bool is an int in Python; a TOML true must not pass for a number.
+        if isinstance(item, bool) and bool not in types:
+            raise self.fail(where, f"expected {_type_names(types)}, got a boolean")
+        if not isinstance(item, types):
+            raise self.fail(where, f"expected {_type_names(types)}, got {type(item).__name__}")
+
+    def positive(self, where: str, value: int, minimum: int = 1) -> int:
+        if value < minimum:
+            raise self.fail(where, f"must be at least {minimum}")
+        return value
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}
+    names |= {list: "a list", dict: "a table"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+SecretReader = Callable[[Path], bytes]
+"""Reads a ``secret_file``; the shells pass ``Path.read_bytes``."""
+
+
+def parse_settings(data: dict[str, Any], source: Path, read_secret: SecretReader) -> Settings:
+    """Validate a parsed configuration; relative paths resolve against the file's folder."""
+    check = _Checker(source)
+    for name in data:
+        if name not in _SCHEMA and name != "clients":
+            raise check.fail(f"[{name}]", "unknown table")
+    base = source.parent
+    server = _server(check, check.table(data, "server"))
+    database = check.table(data, "database")
+    secrets_table = check.table(data, "secrets")
+    key_file = _resolve(base, secrets_table.get("key_file", "otpradius.key"))
+    return Settings(
+        source=source,
+        server=server,
+        database_url=_database_url(base, database.get("url", "sqlite:///otpradius.db")),
+        key_file=key_file,
+        policy=_policy(check, check.table(data, "policy")),
+        hashing=_hashing(check, check.table(data, "hashing")),
+        tokens=_tokens(check, check.table(data, "tokens")),
+        logging=_logging(check, check.table(data, "logging")),
+        clients=parse_clients(data.get("clients", []), source, read_secret),
+    )
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else base / path
+
+
+def _database_url(base: Path, url: str) -> str:
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////"):
+        rest = url[len(prefix) :]
+        if rest and rest != ":memory:":
+            return prefix + str((base / rest).resolve())
+    return url
+
+
+def _server(check: _Checker, table: dict[str, Any]) -> ServerConfig:
+    listen: list[tuple[str, int]] = []
+    for item in table.get("listen", ["127.0.0.1:1812", "[::1]:1812"]):
+        if not isinstance(item, str):
+            raise check.fail("[server] listen", "expected a list of 'host:port' strings")
+        listen.append(parse_endpoint(item, check))
+    workers = check.positive("[server] workers", table.get("workers", 2), 0)
+    return ServerConfig(tuple(listen), workers)
+
+
+def parse_endpoint(item: str, check: _Checker) -> tuple[str, int]:
+    """'127.0.0.1:1812' or '[::1]:1812' to (host, port)."""
+    host, sep, port_text = item.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise check.fail("[server] listen", f"{item!r} is not 'host:port'")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise check.fail("[server] listen", f"{host!r} is not an IP address") from None
+    return host, int(port_text)
+
+
+def _policy(check: _Checker, table: dict[str, Any]) -> Policy:
+    default = Policy()
+    unregistered = table.get("unregistered", default.unregistered.value)
+    if unregistered not in {p.value for p in UnregisteredPolicy}:
+        raise check.fail("[policy] unregistered", "must be 'password' or 'reject'")
+    language = table.get("reply_language", default.reply_language)
+    if language not in ("en", "ja"):
+        raise check.fail("[policy] reply_language", "must be 'en' or 'ja'")
+    delay = float(table.get("reject_delay", default.reject_delay))
+    if not 0 <= delay <= 10:
+        raise check.fail("[policy] reject_delay", "must be between 0 and 10 seconds")
+    return Policy(
+        otp_window=check.positive("[policy] otp_window", table.get("otp_window", 1), 0),
+        lockout_threshold=check.positive(
+            "[policy] lockout_threshold", table.get("lockout_threshold", 5)
+        ),
+        password_lockout_threshold=check.positive(
+            "[policy] password_lockout_threshold", table.get("password_lockout_threshold", 10)
+        ),
+        unregistered=UnregisteredPolicy(unregistered),
+        challenge_timeout=check.positive(
+            "[policy] challenge_timeout", table.get("challenge_timeout", 120)
+        ),
+        reject_delay=delay,
+        reply_language=language,
+    )
+
+
+def _hashing(check: _Checker, table: dict[str, Any]) -> HashingParams:
+    return HashingParams(
+        time_cost=check.positive("[hashing] time_cost", table.get("time_cost", 2)),
+        memory_kib=check.positive("[hashing] memory_kib", table.get("memory_kib", 19456), 8),
+        parallelism=check.positive("[hashing] parallelism", table.get("parallelism", 1)),
+    )
+
+
+def _tokens(check: _Checker, table: dict[str, Any]) -> TokensConfig:
+    issuer = table.get("issuer", "otpradius")
+    if not issuer or ":" in issuer:
+        raise check.fail("[tokens] issuer", "must be non-empty and contain no ':'")
+    return TokensConfig(issuer, check.positive("[tokens] warn_days", table.get("warn_days", 30), 0))
+
+
+def _logging(check: _Checker, table: dict[str, Any]) -> LoggingConfig:
+    facility = table.get("facility", "authpriv")
+    if facility not in _FACILITIES:
+        raise check.fail("[logging] facility", f"unknown facility {facility!r}")
+    level = table.get("level", "info")
+    if level not in _LEVELS:
+        raise check.fail("[logging] level", f"must be one of {', '.join(sorted(_LEVELS))}")
+    return LoggingConfig(table.get("syslog", True), facility, level)
+
+
+def parse_clients(
+    items: object, source: Path, read_secret: SecretReader
+) -> tuple[ClientConfig, ...]:
+    """Validate the ``[[clients]]`` array (also used on SIGHUP reload)."""
+    check = _Checker(source)
+    if not isinstance(items, list):
+        raise check.fail("[[clients]]", "expected an array of tables")
+    clients: list[ClientConfig] = []
+    names: set[str] = set()
+    for index, item in enumerate(items, start=1):
+        where = f"[[clients]] #{index}"
+        if not isinstance(item, dict):
+            raise check.fail(where, "expected a table")
+        for key, value in item.items():
+            if key not in _CLIENT_KEYS:
+                raise check.fail(f"{where} {key}", "unknown key")
+            check.typed(f"{where} {key}", value, _CLIENT_KEYS[key])
+        for key in ("name", "address"):
+            if key not in item:
+                raise check.fail(f"{where} {key}", "missing required key")
+        name = item["name"]
+        where = f"[[clients]] {name!r}"
+        if name in names:
+            raise check.fail(f"{where} name", "duplicate client name")
+        names.add(name)
+        clients.append(
+            ClientConfig(
+                name=name,
+                networks=_networks(check, where, item["address"]),
+                secret=_client_secret(check, where, item, source.parent, read_secret),
+                mode=_mode(check, where, item.get("mode", "auto")),
+                require_message_authenticator=item.get("require_message_authenticator", True),
+                limit_proxy_state=item.get("limit_proxy_state", True),
+            )
+        )
+    return tuple(clients)
+
+
+def _networks(check: _Checker, where: str, value: str | list[Any]) -> tuple[IpNetwork, ...]:
+    items = [value] if isinstance(value, str) else value
+    networks: list[IpNetwork] = []
+    for item in items:
+        try:
+            networks.append(ipaddress.ip_network(str(item), strict=False))
+        except ValueError:
+            raise check.fail(f"{where} address", f"{item!r} is not an address or CIDR") from None
+    if not networks:
+        raise check.fail(f"{where} address", "no address given")
+    return tuple(networks)
+
+
+def _client_secret(
+    check: _Checker, where: str, item: dict[str, Any], base: Path, read_secret: SecretReader
+) -> bytes:
+    if ("secret" in item) == ("secret_file" in item):
+        raise check.fail(f"{where} secret", "give exactly one of 'secret' and 'secret_file'")
+    if "secret" in item:
+        secret = str(item["secret"]).encode("utf-8")
+    else:
+        path = _resolve(base, item["secret_file"])
+        try:
+            secret = read_secret(path).strip()
+        except OSError as exc:
+            raise check.fail(f"{where} secret_file", f"{path}: {exc.strerror}") from None
+    if not secret:
+        raise check.fail(f"{where} secret", "must not be empty")
+    return secret
+
+
+def _mode(check: _Checker, where: str, value: str) -> InputMode:
+    try:
+        return InputMode(value)
+    except ValueError:
+        raise check.fail(f"{where} mode", "must be split, challenge, auto or otp") from None

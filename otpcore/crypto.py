@@ -1,0 +1,175 @@
+"""Seed sealing (AES-256-GCM under the key file) and password hashing (argon2id).
+
+A sealed seed is ``version (1) || key id (8) || nonce (12) || ciphertext+tag``; the
+associated data binds it to its serial and key id, so a sealed seed copied onto another
+token's row does not open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from otpcore.errors import InvalidInput, KeyFileError
+
+SEAL_VERSION = 1
+KEY_BYTES = 32
+_KID_BYTES = 8
+_NONCE_BYTES = 12
+
+
+@dataclass(frozen=True, slots=True)
+class SeedKey:
+    """One 32-byte seed key and its id (the first 8 bytes of its SHA-256)."""
+
+    key: bytes = field(repr=False)
+
+    @property
+    def kid(self) -> bytes:
+        """The key id stored beside every seed it seals."""
+        return hashlib.sha256(self.key).digest()[:_KID_BYTES]
+
+
+@dataclass(frozen=True, slots=True)
+class Keyring:
+    """The current key, which seals, and any key a sealed seed may still name."""
+
+    current: SeedKey
+    others: tuple[SeedKey, ...] = ()
+
+    def seal(self, serial: str, secret: bytes) -> bytes:
+        """Encrypt a token secret for storage."""
+        kid = self.current.kid
+        nonce = os.urandom(_NONCE_BYTES)
+        body = AESGCM(self.current.key).encrypt(nonce, secret, _aad(serial, kid))
+        return bytes([SEAL_VERSION]) + kid + nonce + body
+
+    def unseal(self, serial: str, sealed: bytes) -> bytes:
+        """Decrypt a stored token secret; raises KeyFileError if no key of the ring opens it."""
+        if len(sealed) < 1 + _KID_BYTES + _NONCE_BYTES + 16 or sealed[0] != SEAL_VERSION:
+            raise KeyFileError(f"sealed seed of token {serial} has an unknown format")
+        kid = sealed[1 : 1 + _KID_BYTES]
+        nonce = sealed[1 + _KID_BYTES : 1 + _KID_BYTES + _NONCE_BYTES]
+        body = sealed[1 + _KID_BYTES + _NONCE_BYTES :]
+        for key in (self.current, *self.others):
+            if key.kid == kid:
+                try:
+                    return AESGCM(key.key).decrypt(nonce, body, _aad(serial, kid))
+                except InvalidTag:
+                    break
+        raise KeyFileError(f"the seed of token {serial} does not open with the key file")
+
+    def sealed_kid(self, sealed: bytes) -> bytes:
+        """The key id a sealed seed names."""
+        return sealed[1 : 1 + _KID_BYTES]
+
+
+def _aad(serial: str, kid: bytes) -> bytes:
+    return b"otpradius-seed\x00" + serial.encode("utf-8") + b"\x00" + kid
+
+
+def pending_key_path(path: Path) -> Path:
+    """Where ``key rotate`` keeps the new key until every seed is re-sealed under it."""
+    return path.with_name(path.name + ".new")
+
+
+def read_key(path: Path) -> SeedKey:
+    """Read one key file, refusing one that group or others can read."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: key file not found (run 'otpctl init')") from None
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        raise KeyFileError(f"{path}: key file is readable by group or others; chmod 600 it")
+    data = path.read_bytes()
+    if len(data) != KEY_BYTES:
+        raise KeyFileError(f"{path}: key file must hold exactly {KEY_BYTES} bytes")
+    return SeedKey(data)
+
+
+def load_keyring(path: Path) -> Keyring:
+    """The keyring of a key file, plus the pending key of an interrupted rotation."""
+    current = read_key(path)
+    pending = pending_key_path(path)
+    others = (read_key(pending),) if pending.exists() else ()
+    return Keyring(current, others)
+
+
+def write_new_key(path: Path) -> SeedKey:
+    """Create a fresh key file with mode 0600; never overwrites an existing file."""
+    key = SeedKey(os.urandom(KEY_BYTES))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, key.key)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class HashingParams:
+    """argon2id cost parameters (SPEC §6 ``[hashing]``)."""
+
+    time_cost: int = 2
+    memory_kib: int = 19456
+    parallelism: int = 1
+
+
+class PasswordHashing:
+    """argon2id hashing and verification of login and confirmation passwords."""
+
+    def __init__(self, params: HashingParams) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=params.time_cost,
+            memory_cost=params.memory_kib,
+            parallelism=params.parallelism,
+            type=Type.ID,
+        )
+        # A hash to verify against when the login is unknown, so both cost the same time.
+        self._dummy = self._hasher.hash(os.urandom(16).hex())
+
+    def hash(self, password: str) -> str:
+        """An argon2id PHC string for the password."""
+        if not password:
+            raise InvalidInput("a password must not be empty")
+        return self._hasher.hash(password)
+
+    def verify(self, stored: str, offered: str) -> bool:
+        """True when the offered password matches the stored hash."""
+        try:
+            return self._hasher.verify(stored, offered)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def burn(self, offered: str) -> None:
+        """Spend the time of one verification, for an unknown login."""
+        self.verify(self._dummy, offered)
+
+    def needs_rehash(self, stored: str) -> bool:
+        """True when the stored hash was made with other parameters than the configured ones."""
+        try:
+            return self._hasher.check_needs_rehash(stored)
+        except InvalidHashError:
+            return False
+
+
+def check_phc(value: str) -> str:
+    """Validate an imported argon2 PHC string (``$argon2id$…``)."""
+    if not value.startswith(("$argon2id$", "$argon2i$", "$argon2d$")):
+        raise InvalidInput("password_hash is not an argon2 PHC string")
+    try:
+        from argon2 import extract_parameters
+
+        extract_parameters(value)
+    except (InvalidHashError, ValueError):
+        raise InvalidInput("password_hash is not a valid argon2 PHC string") from None
+    return value

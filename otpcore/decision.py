@@ -1,0 +1,324 @@
+"""The authentication decision of SPEC §3, as a pure function of its inputs.
+
+``decide()`` reads nothing but its arguments and returns a ``Decision``: the result, the
+reason, and the effects a service must write in one transaction. The one effect that can
+lose a race, ``ConsumeStep``, comes with the effects to apply instead when it does.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from otpcore.model import (
+    InputMode,
+    OtpState,
+    Reason,
+    Result,
+    Stage,
+    Token,
+    User,
+    user_state,
+)
+from otpcore.policy import Policy, UnregisteredPolicy
+from otpcore.ports import PasswordVerifier
+from otpcore.totp import match_step, time_step
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a request offers: User-Password's text, how to read it, and which stage it answers."""
+
+    text: str = field(repr=False)
+    mode: InputMode = InputMode.AUTO
+    stage: Stage = Stage.LOGIN
+    request_id: bytes | None = None  # the RADIUS Request Authenticator, to know a retransmission
+
+
+# Effects: what the service writes after a decision, in one transaction.
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeStep:
+    """Record ``step`` as the token's last used step, only if it is later than the stored one."""
+
+    serial: str
+    step: int
+    drift: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """Bind the user to the token (activation); clears the revoked mark and activation count."""
+
+    serial: str
+
+
+@dataclass(frozen=True, slots=True)
+class CountTokenFailure:
+    """Add one to the token's consecutive failures; suspend it at the threshold."""
+
+    serial: str
+
+
+@dataclass(frozen=True, slots=True)
+class CountPasswordFailure:
+    """Add one to the user's consecutive password failures; suspend at the threshold."""
+
+
+@dataclass(frozen=True, slots=True)
+class CountActivationFailure:
+    """Add one to the user's consecutive activation failures; suspend at the threshold."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResetPasswordFailures:
+    """The password was right: the user's consecutive password failures restart from zero."""
+
+
+Effect = (
+    ConsumeStep
+    | Bind
+    | CountTokenFailure
+    | CountPasswordFailure
+    | CountActivationFailure
+    | ResetPasswordFailures
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one request and what must be written for it."""
+
+    result: Result
+    reason: Reason
+    serial: str | None = None
+    next_stage: Stage | None = None
+    effects: tuple[Effect, ...] = ()
+    replay_reason: Reason = Reason.REPLAY
+    on_replay: tuple[Effect, ...] = ()
+    password: str | None = field(default=None, repr=False)  # verified here, for a rehash
+
+    def lost_race(self) -> Decision:
+        """The decision to stand when the ``ConsumeStep`` effect found its step already used."""
+        return Decision(Result.REJECT, self.replay_reason, self.serial, effects=self.on_replay)
+
+
+def _reject(reason: Reason, serial: str | None = None, *effects: Effect) -> Decision:
+    return Decision(Result.REJECT, reason, serial, effects=effects)
+
+
+def decide(
+    user: User | None,
+    token: Token | None,
+    credentials: Credentials,
+    now: datetime,
+    policy: Policy,
+    verify: PasswordVerifier,
+) -> Decision:
+    """Decide one request (SPEC §3).
+
+    ``token`` is the token the request concerns: the user's bound token, or during activation
+    the token named by the serial (None if there is no such token).
+    """
+    if user is None:
+        return _reject(Reason.UNKNOWN_USER)
+    if user.suspended:
+        return _reject(Reason.USER_SUSPENDED, user.serial)
+    stage = credentials.stage
+    if stage is Stage.ACTIVATION_SERIAL:
+        return _activation_serial(user, token, now)
+    if stage is Stage.ACTIVATION_OTP:
+        return _activation_otp(user, token, credentials.text.strip(), now, policy)
+
+    bound = token if user.serial is not None else None
+    state = user_state(user, bound, now)
+    if stage is Stage.OTP:
+        if state is not OtpState.ACTIVE or bound is None:
+            return _reject(Reason.BAD_STATE, user.serial)
+        return _check_otp(
+            bound, credentials.text.strip(), now, policy, True, credentials.request_id
+        )
+    return _login(user, bound, state, credentials, now, policy, verify)
+
+
+def _password(user: User, offered: str, verify: PasswordVerifier) -> bool:
+    return user.password_hash is not None and verify(user.password_hash, offered)
+
+
+def _login(
+    user: User,
+    token: Token | None,
+    state: OtpState,
+    credentials: Credentials,
+    now: datetime,
+    policy: Policy,
+    verify: PasswordVerifier,
+) -> Decision:
+    text = credentials.text
+    trusted = credentials.mode is InputMode.OTP  # the portal checked the password itself
+    if state is OtpState.EXPIRED:
+        return _reject(Reason.TOKEN_EXPIRED, user.serial)
+    if state is OtpState.ACTIVE:
+        assert token is not None  # noqa: S101 - ACTIVE implies a bound, loaded token
+        if token.disabled:
+            return _reject(Reason.TOKEN_DISABLED, token.serial)
+        if token.suspended:
+            return _reject(Reason.TOKEN_SUSPENDED, token.serial)
+        return _login_active(user, token, credentials, now, policy, verify)
+
+    if not trusted and not _password(user, text, verify):
+        return _reject(Reason.BAD_PASSWORD, user.serial, CountPasswordFailure())
+    reset: tuple[Effect, ...] = () if trusted else (ResetPasswordFailures(),)
+    verified = None if trusted else text
+    if state is OtpState.UNREGISTERED:
+        if policy.unregistered is UnregisteredPolicy.REJECT:
+            return Decision(Result.REJECT, Reason.UNREGISTERED_REJECTED, effects=reset)
+        return Decision(Result.ACCEPT, Reason.PASSWORD_ONLY, effects=reset, password=verified)
+    if state is OtpState.ISSUED and user.start_date is not None and now.date() < user.start_date:
+        return Decision(Result.ACCEPT, Reason.PASSWORD_ONLY, effects=reset, password=verified)
+    # Issued with the start date reached, or revoked: activation begins.
+    return Decision(
+        Result.CHALLENGE,
+        Reason.SERIAL_CHALLENGE,
+        next_stage=Stage.ACTIVATION_SERIAL,
+        effects=reset,
+        password=verified,
+    )
+
+
+def _login_active(
+    user: User,
+    token: Token,
+    credentials: Credentials,
+    now: datetime,
+    policy: Policy,
+    verify: PasswordVerifier,
+) -> Decision:
+    text, mode, digits = credentials.text, credentials.mode, token.digits
+    if mode is InputMode.OTP:
+        return _check_otp(token, text, now, policy, False, credentials.request_id)
+    if mode is InputMode.SPLIT:
+        if len(text) > digits and _password(user, text[:-digits], verify):
+            otp = _check_otp(token, text[-digits:], now, policy, True, credentials.request_id)
+            return replace(otp, password=text[:-digits])
+        return _reject(Reason.BAD_PASSWORD, token.serial, CountPasswordFailure())
+    if mode is InputMode.AUTO:
+        tail = text[-digits:]
+        if (
+            len(text) > digits
+            and tail.isascii()
+            and tail.isdigit()
+            and _password(user, text[:-digits], verify)
+        ):
+            otp = _check_otp(token, tail, now, policy, True, credentials.request_id)
+            return replace(otp, password=text[:-digits])
+    if _password(user, text, verify):
+        return Decision(
+            Result.CHALLENGE,
+            Reason.OTP_CHALLENGE,
+            token.serial,
+            next_stage=Stage.OTP,
+            effects=(ResetPasswordFailures(),),
+            password=text,
+        )
+    return _reject(Reason.BAD_PASSWORD, token.serial, CountPasswordFailure())
+
+
+def _check_otp(
+    token: Token,
+    code: str,
+    now: datetime,
+    policy: Policy,
+    password_checked: bool,
+    request_id: bytes | None = None,
+) -> Decision:
+    reset: tuple[Effect, ...] = (ResetPasswordFailures(),) if password_checked else ()
+    failure = (*reset, CountTokenFailure(token.serial))
+    if len(code) != token.digits or not code.isascii() or not code.isdigit():
+        return _reject(Reason.MALFORMED_OTP, token.serial, *failure)
+    step = time_step(now, token.period)
+    matched = match_step(
+        token.secret,
+        code,
+        step=step,
+        window=policy.otp_window,
+        drift=token.drift,
+        digits=token.digits,
+        algorithm=token.algorithm,
+    )
+    if matched is None:
+        return _reject(Reason.BAD_OTP, token.serial, *failure)
+    if matched <= token.last_step:
+        if _retransmission(token, matched, request_id):
+            # The same request, resent to another node after the first consumed the step:
+            # it is answered as it was, and nothing is written again.
+            return Decision(Result.ACCEPT, Reason.OK, token.serial)
+        return _reject(Reason.REPLAY, token.serial, *failure)
+    return Decision(
+        Result.ACCEPT,
+        Reason.OK,
+        token.serial,
+        effects=(*reset, ConsumeStep(token.serial, matched, matched - step)),
+        on_replay=failure,
+    )
+
+
+def _retransmission(token: Token, matched: int, request_id: bytes | None) -> bool:
+    return (
+        request_id is not None
+        and token.last_request is not None
+        and matched == token.last_step
+        and hmac.compare_digest(request_id, token.last_request)
+    )
+
+
+def _awaiting_activation(user: User, now: datetime) -> bool:
+    if user.serial is not None:
+        return False
+    if user.revoked:
+        return True
+    return user.start_date is not None and now.date() >= user.start_date
+
+
+def _usable_for_activation(token: Token | None, now: datetime) -> bool:
+    return (
+        token is not None
+        and not token.disabled
+        and not token.suspended
+        and not token.expired_at(now)
+    )
+
+
+def _activation_serial(user: User, token: Token | None, now: datetime) -> Decision:
+    if not _awaiting_activation(user, now):
+        return _reject(Reason.NOT_AWAITING_ACTIVATION, user.serial)
+    if token is None or not _usable_for_activation(token, now):
+        return _reject(Reason.BAD_SERIAL, None, CountActivationFailure())
+    return Decision(
+        Result.CHALLENGE,
+        Reason.ACTIVATION_OTP_CHALLENGE,
+        token.serial,
+        next_stage=Stage.ACTIVATION_OTP,
+    )
+
+
+def _activation_otp(
+    user: User, token: Token | None, code: str, now: datetime, policy: Policy
+) -> Decision:
+    """Verify the OTP of the token being activated; failures count on the user, not the token."""
+    if not _awaiting_activation(user, now):
+        return _reject(Reason.NOT_AWAITING_ACTIVATION, user.serial)
+    if token is None or not _usable_for_activation(token, now):
+        return _reject(Reason.BAD_SERIAL, None, CountActivationFailure())
+    otp = _check_otp(token, code, now, policy, False)
+    if otp.result is not Result.ACCEPT:
+        return _reject(otp.reason, token.serial, CountActivationFailure())
+    return Decision(
+        Result.ACCEPT,
+        Reason.ACTIVATED,
+        token.serial,
+        effects=(*otp.effects, Bind(token.serial)),
+        on_replay=(CountActivationFailure(),),
+    )

@@ -1,0 +1,90 @@
+"""The one error tree of otpradius.
+
+Outcomes of authentication are values (see ``decision.Decision``); exceptions are for
+configuration, storage and misuse. The shells map these classes to exit codes and replies
+in one place each.
+
+    OtpError
+    ├── ConfigError          a configuration file or key is wrong
+    ├── KeyFileError         the seed key file is missing, unreadable or too open
+    ├── StorageError         the database cannot be reached or refused a write
+    │   └── Unavailable      the database is unreachable right now (fail closed)
+    ├── NotFound             a user, token or challenge does not exist
+    ├── AlreadyExists        a user or serial is already present
+    ├── InvalidInput         bad input: a value, a row, a field
+    │   └── ImportRefused    a whole import file refused (names file and line)
+    ├── PermissionDenied     the actor may not do this (class, confirmation password)
+    └── StateError           the operation does not fit the user's or token's state
+"""
+
+from __future__ import annotations
+
+
+class OtpError(Exception):
+    """Base of every error otpradius raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(OtpError):
+    """A configuration file, key or value is wrong."""
+
+    exit_code = 78  # EX_CONFIG
+
+
+class KeyFileError(OtpError):
+    """The seed key file is missing, malformed or readable by others."""
+
+    exit_code = 78
+
+
+class StorageError(OtpError):
+    """The database refused an operation."""
+
+    exit_code = 74  # EX_IOERR
+
+
+class Unavailable(StorageError):
+    """The database cannot be reached right now."""
+
+    exit_code = 69  # EX_UNAVAILABLE
+
+
+class NotFound(OtpError):
+    """A user, token or challenge does not exist."""
+
+    exit_code = 3
+
+
+class AlreadyExists(OtpError):
+    """A login or serial is already present."""
+
+    exit_code = 4
+
+
+class InvalidInput(OtpError):
+    """A value given by the caller is not acceptable."""
+
+    exit_code = 2
+
+
+class ImportRefused(InvalidInput):
+    """An import file was refused as a whole; nothing was written."""
+
+    def __init__(self, file: str, line: int | None, message: str) -> None:
+        where = f"{file}:{line}" if line is not None else file
+        super().__init__(f"{where}: {message}")
+        self.file = file
+        self.line = line
+
+
+class PermissionDenied(OtpError):
+    """The actor is not allowed to perform the operation."""
+
+    exit_code = 5
+
+
+class StateError(OtpError):
+    """The operation does not fit the current state of the user or token."""
+
+    exit_code = 6

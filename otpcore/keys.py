@@ -1,0 +1,55 @@
+"""Seed key lifecycle: the first key, and rotation with every seed re-sealed at once.
+
+Rotation writes the new key beside the old one (``KEY.new``), re-seals every seed under it
+in one transaction, and only then moves it over the old key. A crash at any point leaves
+both files, and every seed opens with one of them; the next rotation finishes the job.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import select
+
+from otpcore.crypto import Keyring, SeedKey, pending_key_path, read_key, write_new_key
+from otpcore.ports import Clock
+from otpcore.store import Store
+from otpcore.store.models import TokenRow
+
+
+def create_key(path: Path) -> bool:
+    """Create the key file if it is missing; True if it was created."""
+    if path.exists():
+        read_key(path)  # refuse a malformed or too open file now rather than later
+        return False
+    write_new_key(path)
+    return True
+
+
+def rotate_key(store: Store, path: Path, clock: Clock, actor: str = "otpctl") -> int:
+    """Re-seal every seed under a new key and make it current; returns how many seeds."""
+    current = read_key(path)
+    pending = pending_key_path(path)
+    new: SeedKey = read_key(pending) if pending.exists() else write_new_key(pending)
+    old = Keyring(current)
+    target = Keyring(new, (current,))
+    count = 0
+    with store.transaction() as repo:
+        for row in repo.session.scalars(select(TokenRow).with_for_update()):
+            opener = target if target.sealed_kid(row.sealed_secret) == new.kid else old
+            secret = opener.unseal(row.serial, row.sealed_secret)
+            row.sealed_secret = target.seal(row.serial, secret)
+            count += 1
+        repo.audit(clock(), actor, "key_rotate", [], "ok", f"{count} seeds re-sealed")
+    os.replace(pending, path)
+    _fsync_dir(path.parent)
+    return count
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

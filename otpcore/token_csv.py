@@ -1,0 +1,183 @@
+"""Token seed CSV (SPEC §7): parsing and validation, one ``TokenSpec`` per row."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+
+from otpcore.errors import ImportRefused, InvalidInput
+from otpcore.model import Algorithm, TokenKind
+
+MIN_SECRET_BYTES = 16  # RFC 4226 §4 R6: at least 128 bits
+MAX_SECRET_BYTES = 128
+DEFAULT_PERIOD = {TokenKind.HARDWARE: 60, TokenKind.SOFTWARE: 30}
+_COLUMNS = {"serial", "secret", "secret_base32", "algorithm", "digits", "period", "expires", "kind"}
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSpec:
+    """A token to put in the inventory, as read from a seed file."""
+
+    serial: str
+    secret: bytes = field(repr=False)
+    kind: TokenKind = TokenKind.HARDWARE
+    algorithm: Algorithm = Algorithm.SHA1
+    digits: int = 6
+    period: int = 60
+    expires: datetime | None = None
+    line: int | None = None
+
+
+def parse_serial(value: str) -> str:
+    """A serial: 1 to 64 printable ASCII characters without spaces or commas."""
+    serial = value.strip()
+    if not serial or len(serial) > 64:
+        raise InvalidInput("serial must be 1 to 64 characters")
+    if not serial.isascii() or not serial.isprintable() or any(c in serial for c in " ,"):
+        raise InvalidInput(f"serial {serial!r} has characters other than printable ASCII")
+    return serial
+
+
+def parse_algorithm(value: str) -> Algorithm:
+    """SHA1, SHA256 or SHA512 (case and a dash are forgiven: 'sha-256')."""
+    name = value.strip().upper().replace("-", "")
+    try:
+        return Algorithm(name)
+    except ValueError:
+        raise InvalidInput(f"unknown algorithm {value!r} (SHA1, SHA256 or SHA512)") from None
+
+
+def parse_digits(value: str | int) -> int:
+    """6 or 8."""
+    text = str(value).strip()
+    if text not in ("6", "8"):
+        raise InvalidInput(f"digits must be 6 or 8, not {text!r}")
+    return int(text)
+
+
+def parse_period(value: str | int) -> int:
+    """A time step of 10 to 300 seconds."""
+    text = str(value).strip()
+    if not text.isdigit() or not 10 <= int(text) <= 300:
+        raise InvalidInput(f"period must be a whole number of seconds from 10 to 300, not {text!r}")
+    return int(text)
+
+
+def parse_expiry(value: str) -> datetime:
+    """YYYY-MM-DD (the start of that day, UTC) or an ISO 8601 instant (UTC if no offset)."""
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(0), UTC)
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"expires {text!r} is not YYYY-MM-DD or ISO 8601") from None
+    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
+
+
+def parse_secret(hex_value: str | None, base32_value: str | None) -> bytes:
+    """The seed from a hex or a base32 column."""
+    if hex_value:
+        try:
+            secret = bytes.fromhex(hex_value.strip())
+        except ValueError:
+            raise InvalidInput("secret is not hexadecimal") from None
+    elif base32_value:
+        text = base32_value.strip().replace(" ", "").upper()
+        try:
+            secret = base64.b32decode(text + "=" * (-len(text) % 8))
+        except (binascii.Error, ValueError):
+            raise InvalidInput("secret_base32 is not base32") from None
+    else:
+        raise InvalidInput("no secret (a 'secret' or 'secret_base32' value is required)")
+    return check_secret(secret)
+
+
+def check_secret(secret: bytes) -> bytes:
+    """A seed of acceptable length."""
+    if not MIN_SECRET_BYTES <= len(secret) <= MAX_SECRET_BYTES:
+        raise InvalidInput(
+            f"secret must be {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes, not {len(secret)}"
+        )
+    return secret
+
+
+def parse_kind(value: str) -> TokenKind:
+    """hardware or software."""
+    try:
+        return TokenKind(value.strip().lower())
+    except ValueError:
+        raise InvalidInput(f"kind must be hardware or software, not {value!r}") from None
+
+
+def read_token_csv(text: str, source: str) -> list[TokenSpec]:
+    """Every row of a token CSV, or ImportRefused naming the file and line of the first bad one."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [name.strip() for name in (reader.fieldnames or [])]
+    _check_header(header, source)
+    reader.fieldnames = header
+    specs: list[TokenSpec] = []
+    seen: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        try:
+            spec = _row(row, line)
+        except InvalidInput as exc:
+            raise ImportRefused(source, line, str(exc)) from None
+        if spec.serial in seen:
+            message = f"serial {spec.serial} repeats line {seen[spec.serial]}"
+            raise ImportRefused(source, line, message)
+        seen[spec.serial] = line
+        specs.append(spec)
+    return specs
+
+
+def _check_header(header: list[str], source: str) -> None:
+    if not header:
+        raise ImportRefused(source, 1, "empty file: a header row is required")
+    unknown = [name for name in header if name not in _COLUMNS]
+    if unknown:
+        raise ImportRefused(source, 1, f"unknown column {unknown[0]!r}")
+    if len(set(header)) != len(header):
+        raise ImportRefused(source, 1, "a column is named twice")
+    if "serial" not in header or not {"secret", "secret_base32"} & set(header):
+        raise ImportRefused(source, 1, "header needs 'serial' and 'secret' (or 'secret_base32')")
+
+
+def _cells(row: dict[str | None, str | list[str] | None]) -> dict[str, str]:
+    """A DictReader row as column -> stripped text, refusing a row of the wrong width."""
+    if None in row:
+        raise InvalidInput("more fields than columns")
+    cells: dict[str, str] = {}
+    for key, value in row.items():
+        if not isinstance(value, str):
+            raise InvalidInput("fewer fields than columns")
+        if key is not None:
+            cells[key] = value.strip()
+    return cells
+
+
+def _row(row: dict[str | None, str | list[str] | None], line: int) -> TokenSpec:
+    values = _cells(row)
+    kind = parse_kind(values["kind"]) if values.get("kind") else TokenKind.HARDWARE
+    algorithm = values.get("algorithm")
+    return TokenSpec(
+        serial=parse_serial(values.get("serial", "")),
+        secret=parse_secret(values.get("secret"), values.get("secret_base32")),
+        kind=kind,
+        algorithm=parse_algorithm(algorithm) if algorithm else Algorithm.SHA1,
+        digits=parse_digits(values["digits"]) if values.get("digits") else 6,
+        period=parse_period(values["period"]) if values.get("period") else DEFAULT_PERIOD[kind],
+        expires=parse_expiry(values["expires"]) if values.get("expires") else None,
+        line=line,
+    )
+
+
+def serials_of(specs: Iterable[TokenSpec]) -> list[str]:
+    """The serials of some specs, in order."""
+    return [spec.serial for spec in specs]

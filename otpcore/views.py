@@ -1,0 +1,139 @@
+"""What listings show: users, tokens and audit events as plain values (SPEC §5 JSON keys)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from otpcore.convert import to_user, token_view
+from otpcore.model import OtpState, Token, UserClass, shows_suspended, user_state
+from otpcore.store.models import AuditRow, TokenRow, UserRow
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    """A row of ``user list``: the columns of the manual's screens."""
+
+    login: str
+    name: str
+    user_class: UserClass
+    serial: str | None
+    state: OtpState
+    suspended: bool
+    token_expires: datetime | None
+    start_date: date | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The SPEC §5 JSON object."""
+        return {
+            "login": self.login,
+            "name": self.name,
+            "class": self.user_class.value,
+            "serial": self.serial,
+            "state": self.state.value,
+            "suspended": self.suspended,
+            "token_expires": _iso(self.token_expires),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TokenListing:
+    """A row of ``token list``."""
+
+    serial: str
+    kind: str
+    algorithm: str
+    digits: int
+    period: int
+    expires: datetime | None
+    users: tuple[str, ...]
+    suspended: bool
+    disabled: bool
+    fail_count: int
+
+    def as_json(self) -> dict[str, Any]:
+        """The SPEC §5 JSON object."""
+        return {
+            "serial": self.serial,
+            "kind": self.kind,
+            "algorithm": self.algorithm,
+            "digits": self.digits,
+            "period": self.period,
+            "expires": _iso(self.expires),
+            "users": list(self.users),
+            "suspended": self.suspended,
+            "disabled": self.disabled,
+            "fail_count": self.fail_count,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One audit record."""
+
+    at: datetime
+    actor: str
+    action: str
+    targets: tuple[str, ...]
+    outcome: str
+    detail: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The audit event as JSON."""
+        return {
+            "at": _iso(self.at),
+            "actor": self.actor,
+            "action": self.action,
+            "targets": list(self.targets),
+            "outcome": self.outcome,
+            "detail": self.detail,
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def user_view(row: UserRow, token: TokenRow | None, now: datetime) -> UserView:
+    """The listing row of a user, given the token bound to it (if any)."""
+    bound: Token | None = token_view(token) if token is not None else None
+    user = to_user(row)
+    return UserView(
+        login=row.login,
+        name=row.name,
+        user_class=UserClass(row.user_class),
+        serial=row.serial,
+        state=user_state(user, bound, now),
+        suspended=shows_suspended(user, bound),
+        token_expires=bound.expires if bound is not None else None,
+        start_date=row.start_date,
+    )
+
+
+def token_listing(row: TokenRow, users: list[str]) -> TokenListing:
+    """The listing row of a token and the logins bound to it."""
+    return TokenListing(
+        serial=row.serial,
+        kind=row.kind,
+        algorithm=row.algorithm,
+        digits=row.digits,
+        period=row.period,
+        expires=row.expires,
+        users=tuple(users),
+        suspended=row.suspended,
+        disabled=row.disabled,
+        fail_count=row.fail_count,
+    )
+
+
+def audit_event(row: AuditRow) -> AuditEvent:
+    """The audit event of a row."""
+    return AuditEvent(
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        targets=tuple(t for t in row.targets.split(",") if t),
+        outcome=row.outcome,
+        detail=row.detail,
+    )
