@@ -7,6 +7,7 @@ the file and the key (``config.toml: [policy] otp_window: expected an integer``)
 from __future__ import annotations
 
 import ipaddress
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +146,15 @@ def _type_names(types: tuple[type, ...]) -> str:
 
 SecretReader = Callable[[Path], bytes]
 """Reads a ``secret_file``; the shells pass ``Path.read_bytes``."""
+
+
+def settings_from_toml(text: str, source: Path, read_secret: SecretReader) -> Settings:
+    """Parse and validate the text of a configuration file (the shells read the file)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return parse_settings(data, source, read_secret)
 
 
 def parse_settings(data: dict[str, Any], source: Path, read_secret: SecretReader) -> Settings:
