@@ -1,0 +1,1 @@
+"""otpradius RADIUS daemon: packet codec, duplicate cache and server loop."""

@@ -1,0 +1,110 @@
+"""RFC 5080 duplicate cache: verdicts, expiry, eviction."""
+
+from __future__ import annotations
+
+import pytest
+
+from radiusd.dedup import IN_PROGRESS, NEW, Cached, DedupKey, DuplicateCache
+
+AUTH = bytes(range(16))
+KEY = DedupKey("192.0.2.1", 40000, 7, AUTH)
+REPLY = b"\x02\x07\x00\x14" + bytes(16)
+
+
+def test_first_copy_is_new_and_a_copy_before_the_reply_is_in_progress() -> None:
+    cache = DuplicateCache()
+    assert cache.begin(KEY, 0.0) is NEW
+    assert cache.begin(KEY, 1.0) is IN_PROGRESS
+
+
+def test_copy_after_the_reply_gets_the_cached_bytes() -> None:
+    cache = DuplicateCache()
+    cache.begin(KEY, 0.0)
+    cache.finish(KEY, REPLY, 1.0)
+    assert cache.begin(KEY, 2.0) == Cached(REPLY)
+    assert cache.begin(KEY, 3.0) == Cached(REPLY)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        DedupKey("192.0.2.2", 40000, 7, AUTH),
+        DedupKey("192.0.2.1", 40001, 7, AUTH),
+        DedupKey("192.0.2.1", 40000, 8, AUTH),
+        DedupKey("192.0.2.1", 40000, 7, bytes(16)),
+    ],
+    ids=["address", "port", "identifier", "authenticator"],
+)
+def test_any_differing_key_part_makes_a_new_request(other: DedupKey) -> None:
+    cache = DuplicateCache()
+    cache.begin(KEY, 0.0)
+    cache.finish(KEY, REPLY, 0.0)
+    assert cache.begin(other, 1.0) is NEW
+
+
+def test_answered_entry_expires_ttl_after_the_reply() -> None:
+    cache = DuplicateCache(ttl=30.0)
+    cache.begin(KEY, 0.0)
+    cache.finish(KEY, REPLY, 5.0)
+    assert cache.begin(KEY, 34.9) == Cached(REPLY)
+    assert cache.begin(KEY, 35.0) is NEW
+
+
+def test_unanswered_entry_expires_ttl_after_the_request() -> None:
+    cache = DuplicateCache(ttl=10.0)
+    cache.begin(KEY, 0.0)
+    assert cache.begin(KEY, 9.9) is IN_PROGRESS
+    assert cache.begin(KEY, 10.0) is NEW
+
+
+def test_finish_without_a_reply_lets_a_retransmission_be_processed() -> None:
+    cache = DuplicateCache()
+    cache.begin(KEY, 0.0)
+    cache.finish(KEY, None, 1.0)
+    assert len(cache) == 0
+    assert cache.begin(KEY, 2.0) is NEW
+
+
+def test_finish_after_expiry_stores_nothing() -> None:
+    cache = DuplicateCache(ttl=30.0)
+    cache.begin(KEY, 0.0)
+    cache.finish(KEY, REPLY, 31.0)
+    assert len(cache) == 0
+    assert cache.begin(KEY, 32.0) is NEW
+
+
+def test_full_cache_evicts_the_oldest_entry() -> None:
+    cache = DuplicateCache(max_entries=2)
+    keys = [DedupKey("192.0.2.1", 40000, i, AUTH) for i in range(3)]
+    for i, key in enumerate(keys):
+        assert cache.begin(key, float(i)) is NEW
+    assert len(cache) == 2
+    assert cache.begin(keys[2], 3.0) is IN_PROGRESS
+    assert cache.begin(keys[1], 3.0) is IN_PROGRESS
+    assert cache.begin(keys[0], 3.0) is NEW
+
+
+def test_finish_moves_an_entry_to_the_young_end() -> None:
+    cache = DuplicateCache(ttl=30.0, max_entries=2)
+    first, second = (DedupKey("192.0.2.1", 40000, i, AUTH) for i in range(2))
+    cache.begin(first, 0.0)
+    cache.begin(second, 1.0)
+    cache.finish(first, REPLY, 2.0)
+    # `second` is now the oldest and makes room for a third request.
+    cache.begin(DedupKey("192.0.2.9", 1, 1, AUTH), 3.0)
+    assert cache.begin(first, 4.0) == Cached(REPLY)
+    assert cache.begin(second, 4.0) is NEW
+
+
+def test_expiry_removes_every_stale_entry_at_once() -> None:
+    cache = DuplicateCache(ttl=30.0)
+    for i in range(100):
+        cache.begin(DedupKey("192.0.2.1", 40000, i % 256, bytes([i]) * 16), i / 10)
+    cache.begin(KEY, 100.0)
+    assert len(cache) == 1
+
+
+@pytest.mark.parametrize(("ttl", "max_entries"), [(0.0, 10), (-1.0, 10), (30.0, 0)])
+def test_nonsense_limits_are_refused(ttl: float, max_entries: int) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        DuplicateCache(ttl=ttl, max_entries=max_entries)
