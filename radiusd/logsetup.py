@@ -1,0 +1,42 @@
+"""Logging to syslog (facility from config) or stderr, one key=value line per event."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+
+from otpcore.config import LoggingConfig
+
+_FACILITIES = logging.handlers.SysLogHandler.facility_names
+
+
+def setup_logging(config: LoggingConfig, *, force_stderr: bool = False) -> None:
+    """Route every logger to syslog or stderr at the configured level."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    handler: logging.Handler
+    if config.syslog and not force_stderr and os.path.exists("/dev/log"):
+        handler = logging.handlers.SysLogHandler(
+            address="/dev/log", facility=_FACILITIES[config.facility]
+        )
+        handler.setFormatter(logging.Formatter("otp-radiusd[%(process)d]: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s otp-radiusd[%(process)d] %(levelname)s %(message)s")
+        )
+    root.addHandler(handler)
+    root.setLevel(config.level.upper())
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def field(value: str | None) -> str:
+    """A log value that cannot break the key=value line: quoted when it has odd characters."""
+    if value is None or value == "":
+        return "-"
+    if value.isascii() and value.isprintable() and not any(c in value for c in ' "=\\'):
+        return value
+    return '"' + value.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'

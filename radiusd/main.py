@@ -1,0 +1,52 @@
+"""``otp-radiusd``: validate the configuration, then hand over to the supervisor."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from otpcore.app import build_app
+from otpcore.errors import OtpError
+from radiusd.clock import system_clock
+from radiusd.logsetup import setup_logging
+from radiusd.supervisor import Supervisor, warn_short_secrets
+from radiusd.worker import load_settings
+
+DEFAULT_CONFIG = "/etc/otpradius/config.toml"
+log = logging.getLogger("otpradius.server")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the daemon; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="otp-radiusd", description="RADIUS server for password + one-time-password login."
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path(os.environ.get("OTPRADIUS_CONFIG", DEFAULT_CONFIG)),
+        help="configuration file (default: $OTPRADIUS_CONFIG, else %(default)s)",
+    )
+    parser.add_argument("--stderr", action="store_true", help="log to stderr, not syslog")
+    parser.add_argument("--check", action="store_true", help="validate the setup and exit")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        setup_logging(settings.logging, force_stderr=args.stderr)
+        warn_short_secrets(settings)
+        # Fail at start, not in a worker: the key file, the database and its schema.
+        build_app(settings, system_clock).store.dispose()
+    except OtpError as exc:
+        print(f"otp-radiusd: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if args.check:
+        print(f"otp-radiusd: {args.config}: configuration, key file and database are usable")
+        return 0
+    return Supervisor(args.config, settings).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""The parent process: forks the workers, restarts any that dies, relays SIGHUP and SIGTERM,
+tells systemd when the server is ready, and logs tokens nearing expiry once a day."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from otpcore.app import build_app
+from otpcore.config import Settings
+from otpcore.errors import OtpError
+from radiusd.clock import system_clock
+from radiusd.notify import sd_notify
+from radiusd.worker import load_settings, run_worker
+
+log = logging.getLogger("otpradius.server")
+
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+EXPIRY_INTERVAL_S = 24 * 3600.0
+_SIGNALS = {signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
+
+
+@dataclass
+class _Child:
+    slot: int
+    pid: int
+    started: float
+
+
+class Supervisor:
+    """Keeps ``workers`` processes serving the configured sockets."""
+
+    def __init__(self, config_path: Path, settings: Settings) -> None:
+        self.config_path = config_path
+        self.settings = settings
+        self.count = settings.server.workers or os.cpu_count() or 1
+        self.children: dict[int, _Child] = {}
+        self.stopping = False
+        self.failures = 0
+
+    def run(self) -> int:
+        """Serve until SIGTERM; returns the exit status."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        ready: list[int] = []
+        for slot in range(self.count):
+            ready.append(self._spawn(slot))
+        if not self._await_ready(ready):
+            log.error("start failed: a worker did not become ready")
+            self._stop_children()
+            return 1
+        listen = ",".join(f"{host}:{port}" for host, port in self.settings.server.listen)
+        log.info("start workers=%d listen=%s clients=%d", self.count, listen,
+                 len(self.settings.clients))  # fmt: skip
+        sd_notify(f"READY=1\nSTATUS=serving on {listen}\nMAINPID={os.getpid()}")
+        next_expiry = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now >= next_expiry:
+                warn_expiring_tokens(self.settings)
+                next_expiry = now + EXPIRY_INTERVAL_S
+            info = signal.sigtimedwait(_SIGNALS, min(60.0, max(0.1, next_expiry - now)))
+            if info is None:
+                continue
+            if info.si_signo == signal.SIGCHLD:
+                self._reap()
+            elif info.si_signo == signal.SIGHUP:
+                self._reload()
+            else:
+                sd_notify("STOPPING=1")
+                log.info("stop signal=%s", signal.Signals(info.si_signo).name)
+                self._stop_children()
+                return 0
+
+    def _spawn(self, slot: int) -> int:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            os.close(read_fd)
+            status = 1
+            try:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+                status = run_worker(self.config_path, self.settings, write_fd)
+            except BaseException as exc:  # a child must never return into the parent's code
+                log.error("worker failed error=%s", _describe(exc))
+            finally:
+                logging.shutdown()
+                os._exit(status)
+        os.close(write_fd)
+        self.children[pid] = _Child(slot, pid, time.monotonic())
+        return read_fd
+
+    def _await_ready(self, fds: list[int]) -> bool:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        waiting = set(fds)
+        ok = True
+        while waiting and time.monotonic() < deadline:
+            readable, _, _ = select.select(list(waiting), [], [], 0.2)
+            for fd in readable:
+                ok = ok and os.read(fd, 1) == b"R"
+                os.close(fd)
+                waiting.discard(fd)
+        for fd in waiting:
+            os.close(fd)
+        return ok and not waiting
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self.children.pop(pid, None)
+            if child is None or self.stopping:
+                continue
+            lived = time.monotonic() - child.started
+            self.failures = 0 if lived > 30 else self.failures + 1
+            log.error("worker died pid=%d status=%d restarting slot=%d", pid, status, child.slot)
+            # A worker that dies at once, again and again, must not spin the machine.
+            time.sleep(min(10.0, 0.2 * 2 ** min(self.failures, 6)))
+            fd = self._spawn(child.slot)
+            if not self._await_ready([fd]):
+                log.error("restarted worker slot=%d did not become ready", child.slot)
+
+    def _reload(self) -> None:
+        sd_notify("RELOADING=1")
+        try:
+            fresh = load_settings(self.config_path)
+        except OtpError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+        else:
+            warn_short_secrets(fresh)
+            self.settings = fresh
+            for pid in self.children:
+                os.kill(pid, signal.SIGHUP)
+        sd_notify("READY=1")
+
+    def _stop_children(self) -> None:
+        self.stopping = True
+        for pid in list(self.children):
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while self.children and time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid:
+                self.children.pop(pid, None)
+            else:
+                time.sleep(0.05)
+        for pid in list(self.children):
+            _signal(pid, signal.SIGKILL)
+            self.children.pop(pid, None)
+
+
+def _signal(pid: int, signo: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signo)
+
+
+def _describe(exc: BaseException) -> str:
+    # OtpError messages are written to be safe to log; other exceptions may carry anything.
+    return str(exc) if isinstance(exc, OtpError) else type(exc).__name__
+
+
+def warn_short_secrets(settings: Settings) -> None:
+    """Log a warning for every client whose shared secret is 12 octets or fewer."""
+    for client in settings.clients:
+        if len(client.secret) <= 12:
+            log.warning("weak secret client=%s length=%d: use 16 or more random octets",
+                        client.name, len(client.secret))  # fmt: skip
+
+
+def warn_expiring_tokens(settings: Settings) -> None:
+    """Log one warning line per token expiring within ``[tokens] warn_days``."""
+    if settings.tokens.warn_days <= 0:
+        return
+    try:
+        app = build_app(settings, system_clock)
+        try:
+            tokens = app.admin("radiusd").tokens(expiring_within_days=settings.tokens.warn_days)
+        finally:
+            app.store.dispose()
+    except OtpError as exc:
+        log.error("expiry check failed: %s", exc)
+        return
+    now = system_clock()
+    for token in tokens:
+        if token.expires is None:
+            continue
+        left = token.expires - now
+        state = "expired" if left <= timedelta(0) else f"expires_in_days={left.days}"
+        log.warning("token expiring serial=%s expires=%s %s users=%s", token.serial,
+                    token.expires.isoformat(), state, ",".join(token.users) or "-")  # fmt: skip
