@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, date, datetime
 
 from otpcore.model import (
     InputMode,
@@ -135,8 +135,15 @@ def decide(
     bound = token if user.serial is not None else None
     state = user_state(user, bound, now)
     if stage is Stage.OTP:
+        if state is OtpState.EXPIRED:
+            return _reject(Reason.TOKEN_EXPIRED, user.serial)
         if state is not OtpState.ACTIVE or bound is None:
             return _reject(Reason.BAD_STATE, user.serial)
+        # The token may have been suspended or disabled since the challenge was sent.
+        if bound.disabled:
+            return _reject(Reason.TOKEN_DISABLED, bound.serial)
+        if bound.suspended:
+            return _reject(Reason.TOKEN_SUSPENDED, bound.serial)
         return _check_otp(
             bound, credentials.text.strip(), now, policy, True, credentials.request_id
         )
@@ -176,7 +183,7 @@ def _login(
         if policy.unregistered is UnregisteredPolicy.REJECT:
             return Decision(Result.REJECT, Reason.UNREGISTERED_REJECTED, effects=reset)
         return Decision(Result.ACCEPT, Reason.PASSWORD_ONLY, effects=reset, password=verified)
-    if state is OtpState.ISSUED and user.start_date is not None and now.date() < user.start_date:
+    if state is OtpState.ISSUED and user.start_date is not None and _today(now) < user.start_date:
         return Decision(Result.ACCEPT, Reason.PASSWORD_ONLY, effects=reset, password=verified)
     # Issued with the start date reached, or revoked: activation begins.
     return Decision(
@@ -279,7 +286,12 @@ def _awaiting_activation(user: User, now: datetime) -> bool:
         return False
     if user.revoked:
         return True
-    return user.start_date is not None and now.date() >= user.start_date
+    return user.start_date is not None and _today(now) >= user.start_date
+
+
+def _today(now: datetime) -> date:
+    """The UTC date of an instant: start dates begin at 00:00 UTC whatever offset ``now`` has."""
+    return now.astimezone(UTC).date()
 
 
 def _usable_for_activation(token: Token | None, now: datetime) -> bool:

@@ -63,7 +63,7 @@ def parse_digits(value: str | int) -> int:
 def parse_period(value: str | int) -> int:
     """A time step of 10 to 300 seconds."""
     text = str(value).strip()
-    if not text.isdigit() or not 10 <= int(text) <= 300:
+    if not (text.isascii() and text.isdigit()) or not 10 <= int(text) <= 300:
         raise InvalidInput(f"period must be a whole number of seconds from 10 to 300, not {text!r}")
     return int(text)
 
@@ -75,9 +75,9 @@ def parse_expiry(value: str) -> datetime:
         if len(text) == 10:
             return datetime.combine(date.fromisoformat(text), time(0), UTC)
         instant = datetime.fromisoformat(text)
-    except ValueError:
+        return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise InvalidInput(f"expires {text!r} is not YYYY-MM-DD or ISO 8601") from None
-    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
 
 
 def parse_secret(hex_value: str | None, base32_value: str | None) -> bytes:
@@ -118,6 +118,13 @@ def parse_kind(value: str) -> TokenKind:
 def read_token_csv(text: str, source: str) -> list[TokenSpec]:
     """Every row of a token CSV, or ImportRefused naming the file and line of the first bad one."""
     reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        return _read(reader, source)
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit
+        raise ImportRefused(source, max(reader.line_num, 1), f"not valid CSV: {exc}") from None
+
+
+def _read(reader: csv.DictReader[str], source: str) -> list[TokenSpec]:
     header = [name.strip() for name in (reader.fieldnames or [])]
     _check_header(header, source)
     reader.fieldnames = header

@@ -16,7 +16,9 @@ _DIGESTS = {
 
 
 def time_step(now: datetime, period: int) -> int:
-    """The RFC 6238 counter T for an instant (T0 = 0)."""
+    """The RFC 6238 counter T for an instant (T0 = 0); a naive datetime is refused."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("time_step needs a timezone-aware datetime, not a naive one")
     return int(now.timestamp()) // period
 
 

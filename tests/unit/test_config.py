@@ -1,0 +1,205 @@
+"""Configuration validation (SPEC §6): defaults, and every error naming the key and the file."""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from otpcore.config import parse_settings
+from otpcore.crypto import HashingParams
+from otpcore.errors import ConfigError
+from otpcore.model import InputMode
+from otpcore.policy import Policy, UnregisteredPolicy
+
+SOURCE = Path("/etc/otpradius/config.toml")
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
+ANY_V4 = "0.0.0.0"  # noqa: S104 - a listen address is only parsed here
+CLIENT = {"name": "vpn-gw-1", "address": "127.0.0.1/32", "secret": "testing123"}
+
+
+def no_secret_files(path: Path) -> bytes:
+    raise FileNotFoundError(2, "No such file or directory", str(path))
+
+
+def parse(data: dict[str, Any], source: Path = SOURCE) -> Any:
+    return parse_settings(data, source, no_secret_files)
+
+
+def with_client(**overrides: Any) -> dict[str, Any]:
+    client = {**CLIENT, **overrides}
+    return {"clients": [{k: v for k, v in client.items() if v is not None}]}
+
+
+def test_example_configuration_parses_to_the_documented_defaults() -> None:
+    if not EXAMPLE.exists():
+        pytest.skip("config.example.toml not written yet")
+    data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    settings = parse_settings(data, EXAMPLE, Path.read_bytes)
+    assert settings.policy == Policy()
+    assert settings.hashing == HashingParams()
+    assert settings.server.listen == (("127.0.0.1", 1812), ("::1", 1812))
+    assert settings.server.workers == 2
+    assert settings.key_file == EXAMPLE.parent / "otpradius.key"
+    assert settings.database_url == "sqlite:///" + str(EXAMPLE.parent / "otpradius.db")
+    assert settings.tokens.issuer == "otpradius"
+    assert settings.tokens.warn_days == 30
+    assert (settings.logging.syslog, settings.logging.facility, settings.logging.level) == (
+        True,
+        "authpriv",
+        "info",
+    )
+    (client,) = settings.clients
+    assert client.name == "vpn-gw-1"
+    assert client.networks == (ipaddress.ip_network("127.0.0.1/32"),)
+    assert client.secret == b"testing123"
+    assert client.mode is InputMode.AUTO
+    assert client.require_message_authenticator is True
+    assert client.limit_proxy_state is True
+
+
+def test_everything_but_the_client_may_be_left_out() -> None:
+    settings = parse(with_client())
+    assert settings.policy == Policy()
+    assert settings.hashing == HashingParams()
+    assert settings.server.workers == 2
+    assert settings.key_file == SOURCE.parent / "otpradius.key"
+    assert settings.database_url == "sqlite:////etc/otpradius/otpradius.db"
+    assert settings.clients[0].mode is InputMode.AUTO
+
+
+def test_no_clients_at_all_is_allowed_for_the_cli() -> None:
+    assert parse({}).clients == ()
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    source = tmp_path / "conf" / "config.toml"
+    data = {
+        "database": {"url": "sqlite:///data/otp.db"},
+        "secrets": {"key_file": "keys/seed.key"},
+    }
+    settings = parse(data, source)
+    assert settings.database_url == "sqlite:///" + str(tmp_path / "conf" / "data" / "otp.db")
+    assert settings.key_file == tmp_path / "conf" / "keys" / "seed.key"
+    absolute = parse({"database": {"url": "sqlite:////var/lib/otp.db"}}, source)
+    assert absolute.database_url == "sqlite:////var/lib/otp.db"
+    pg = "postgresql+psycopg://otp:pw@db.example/otp"
+    assert parse({"database": {"url": pg}}, source).database_url == pg
+
+
+def test_values_are_taken() -> None:
+    data = {
+        "server": {"listen": [ANY_V4 + ":1645", "[2001:db8::1]:1812"], "workers": 0},
+        "policy": {
+            "otp_window": 2,
+            "lockout_threshold": 3,
+            "password_lockout_threshold": 7,
+            "unregistered": "reject",
+            "challenge_timeout": 60,
+            "reject_delay": 0,
+            "reply_language": "ja",
+        },
+        "hashing": {"time_cost": 3, "memory_kib": 65536, "parallelism": 2},
+        **with_client(mode="split", address=["10.0.0.0/8", "2001:db8::/32"]),
+    }
+    settings = parse(data)
+    assert settings.server.listen == ((ANY_V4, 1645), ("2001:db8::1", 1812))
+    assert settings.server.workers == 0
+    assert settings.policy == Policy(
+        otp_window=2,
+        lockout_threshold=3,
+        password_lockout_threshold=7,
+        unregistered=UnregisteredPolicy.REJECT,
+        challenge_timeout=60,
+        reject_delay=0.0,
+        reply_language="ja",
+    )
+    assert settings.hashing == HashingParams(3, 65536, 2)
+    assert settings.clients[0].mode is InputMode.SPLIT
+    assert len(settings.clients[0].networks) == 2
+
+
+def test_secret_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "vpn.secret").write_bytes(b"from-a-file-secret\n")
+    data = with_client(secret=None, secret_file="vpn.secret")
+    settings = parse_settings(data, tmp_path / "config.toml", Path.read_bytes)
+    assert settings.clients[0].secret == b"from-a-file-secret"
+
+
+def test_a_client_secret_repr_does_not_show_it() -> None:
+    assert "testing123" not in repr(parse(with_client()).clients[0])
+
+
+BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "unknown table": ({"polcy": {}}, ["[polcy]", "unknown table"]),
+    "unknown key": ({"policy": {"otp_windw": 1}}, ["[policy] otp_windw", "unknown key"]),
+    "boolean for an int": ({"policy": {"otp_window": True}}, ["[policy] otp_window", "boolean"]),
+    "boolean for workers": ({"server": {"workers": False}}, ["[server] workers", "boolean"]),
+    "string for an int": ({"hashing": {"time_cost": "2"}}, ["[hashing] time_cost", "integer"]),
+    "float for an int": (
+        {"policy": {"lockout_threshold": 5.0}},
+        ["[policy] lockout_threshold", "integer"],
+    ),
+    "int for a bool": ({"logging": {"syslog": 1}}, ["[logging] syslog", "boolean"]),
+    "table not a table": ({"policy": 3}, ["[policy]", "table"]),
+    "bad unregistered": (
+        {"policy": {"unregistered": "allow"}},
+        ["[policy] unregistered", "password"],
+    ),
+    "bad language": ({"policy": {"reply_language": "fr"}}, ["[policy] reply_language"]),
+    "negative window": ({"policy": {"otp_window": -1}}, ["[policy] otp_window", "at least 0"]),
+    "zero threshold": (
+        {"policy": {"lockout_threshold": 0}},
+        ["[policy] lockout_threshold", "at least 1"],
+    ),
+    "negative delay": ({"policy": {"reject_delay": -0.5}}, ["[policy] reject_delay"]),
+    "bad facility": ({"logging": {"facility": "kern0"}}, ["[logging] facility"]),
+    "bad level": ({"logging": {"level": "loud"}}, ["[logging] level"]),
+    "bad listen": ({"server": {"listen": ["localhost:1812"]}}, ["[server] listen"]),
+    "listen without port": ({"server": {"listen": ["127.0.0.1"]}}, ["[server] listen"]),
+    "listen not strings": ({"server": {"listen": [1812]}}, ["[server] listen"]),
+    "clients not an array": ({"clients": {"name": "x"}}, ["[[clients]]", "array"]),
+    "client missing name": (with_client(name=None), ["[[clients]] #1 name", "missing"]),
+    "client missing address": (
+        with_client(address=None),
+        ["[[clients]] #1 address", "missing"],
+    ),
+    "client missing secret": (with_client(secret=None), ["'vpn-gw-1'", "secret"]),
+    "client both secrets": (
+        with_client(secret_file="x.secret"),
+        ["'vpn-gw-1' secret", "exactly one"],
+    ),
+    "client empty secret": (with_client(secret=""), ["'vpn-gw-1' secret", "empty"]),
+    "client secret file missing": (
+        with_client(secret=None, secret_file="gone.secret"),
+        ["'vpn-gw-1' secret_file", "gone.secret"],
+    ),
+    "client bad CIDR": (with_client(address="10.0.0.0/33"), ["'vpn-gw-1' address", "CIDR"]),
+    "client not an address": (with_client(address="vpn.example"), ["'vpn-gw-1' address"]),
+    "client empty address list": (with_client(address=[]), ["'vpn-gw-1' address"]),
+    "client bad mode": (with_client(mode="pap"), ["'vpn-gw-1' mode", "split"]),
+    "client unknown key": (with_client(port=1812), ["[[clients]] #1 port", "unknown key"]),
+    "client wrong type": (
+        with_client(require_message_authenticator="yes"),
+        ["require_message_authenticator", "boolean"],
+    ),
+    "client secret as int": (with_client(secret=1234), ["[[clients]] #1 secret", "string"]),
+    "duplicate client": (
+        {"clients": [dict(CLIENT), dict(CLIENT)]},
+        ["'vpn-gw-1' name", "duplicate"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_each_error_names_the_file_and_the_key(case: str) -> None:
+    data, fragments = BAD[case]
+    with pytest.raises(ConfigError) as caught:
+        parse(data)
+    message = str(caught.value)
+    assert message.startswith(f"{SOURCE}: "), message
+    for fragment in fragments:
+        assert fragment in message, message

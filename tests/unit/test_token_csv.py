@@ -1,0 +1,246 @@
+"""Token seed CSV (SPEC §7): every malformed row is refused with its line number."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import re
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from otpcore.errors import ImportRefused
+from otpcore.model import Algorithm, TokenKind
+from otpcore.token_csv import TokenSpec, read_token_csv
+
+SECRET = bytes(range(1, 21))
+HEX = SECRET.hex()
+HEADER = "serial,secret,algorithm,digits,period,expires"
+
+
+def lines(*rows: str, header: str = HEADER) -> str:
+    return "\n".join((header, *rows)) + "\n"
+
+
+def test_a_full_row() -> None:
+    (spec,) = read_token_csv(lines(f"23456789,{HEX},SHA256,8,30,2031-03-31"), "t.csv")
+    assert spec == TokenSpec(
+        serial="23456789",
+        secret=SECRET,
+        kind=TokenKind.HARDWARE,
+        algorithm=Algorithm.SHA256,
+        digits=8,
+        period=30,
+        expires=datetime(2031, 3, 31, tzinfo=UTC),
+        line=2,
+    )
+
+
+def test_optional_columns_take_the_spec_defaults() -> None:
+    specs = [
+        *read_token_csv(lines(f"A1,{HEX}", header="serial,secret"), "t.csv"),
+        *read_token_csv(lines(f"A2,{HEX},,,,"), "t.csv"),
+    ]
+    assert [s.serial for s in specs] == ["A1", "A2"]
+    for spec in specs:
+        assert (spec.algorithm, spec.digits, spec.period, spec.expires) == (
+            Algorithm.SHA1,
+            6,
+            60,
+            None,
+        )
+        assert spec.kind is TokenKind.HARDWARE
+
+
+def test_a_software_token_defaults_to_thirty_seconds() -> None:
+    (spec,) = read_token_csv(lines(f"S1,{HEX},software", header="serial,secret,kind"), "t.csv")
+    assert (spec.kind, spec.period) == (TokenKind.SOFTWARE, 30)
+
+
+def test_base32_may_replace_hex() -> None:
+    b32 = base64.b32encode(SECRET).decode().rstrip("=").lower()
+    (spec,) = read_token_csv(lines(f"B1,{b32}", header="serial,secret_base32"), "t.csv")
+    assert spec.secret == SECRET
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2031-03-31", datetime(2031, 3, 31, tzinfo=UTC)),
+        ("2031-03-31T12:00:00", datetime(2031, 3, 31, 12, tzinfo=UTC)),
+        ("2031-03-31T09:00:00+09:00", datetime(2031, 3, 31, 0, tzinfo=UTC)),
+        ("2031-03-31T00:00:00Z", datetime(2031, 3, 31, tzinfo=UTC)),
+    ],
+)
+def test_expiry_formats(text: str, expected: datetime) -> None:
+    (spec,) = read_token_csv(lines(f"E1,{HEX},,,,{text}"), "t.csv")
+    assert spec.expires == expected
+
+
+def test_algorithm_spelling_is_forgiven() -> None:
+    rows = [f"X{i},{HEX},{name}" for i, name in enumerate(["sha1", "SHA-256", "Sha512"])]
+    specs = read_token_csv(lines(*rows, header="serial,secret,algorithm"), "t.csv")
+    assert [s.algorithm for s in specs] == [Algorithm.SHA1, Algorithm.SHA256, Algorithm.SHA512]
+
+
+GOOD = f"OK1,{HEX},SHA1,6,60,2031-01-01"
+
+# (a bad row, a fragment of the message)
+MALFORMED = {
+    "bad hex": (f"X,{HEX[:-1]}g,SHA1,6,60,", "hexadecimal"),
+    "odd hex": (f"X,{HEX}0,SHA1,6,60,", "hexadecimal"),
+    "short secret": (f"X,{HEX[:30]},SHA1,6,60,", "bytes"),
+    "no secret": ("X,,SHA1,6,60,", "secret"),
+    "unknown algorithm": (f"X,{HEX},MD5,6,60,", "algorithm"),
+    "digits 7": (f"X,{HEX},SHA1,7,60,", "digits"),
+    "digits word": (f"X,{HEX},SHA1,six,60,", "digits"),
+    "digits arabic-indic": (f"X,{HEX},SHA1,٦,60,", "digits"),
+    "period zero": (f"X,{HEX},SHA1,6,0,", "period"),
+    "period too long": (f"X,{HEX},SHA1,6,301,", "period"),
+    "period fraction": (f"X,{HEX},SHA1,6,30.5,", "period"),
+    "period superscript": (f"X,{HEX},SHA1,6,6²,", "period"),
+    "period arabic-indic": (f"X,{HEX},SHA1,6,٣٠,", "period"),
+    "bad date": (f"X,{HEX},SHA1,6,60,2031-02-30", "expires"),
+    "bad month": (f"X,{HEX},SHA1,6,60,2031-13-01", "expires"),
+    "date words": (f"X,{HEX},SHA1,6,60,next year", "expires"),
+    "date out of range": (f"X,{HEX},SHA1,6,60,0001-01-01T00:00:00+01:00", "expires"),
+    "serial with space": (f"X Y,{HEX},SHA1,6,60,", "serial"),
+    "empty serial": (f",{HEX},SHA1,6,60,", "serial"),
+    "serial too long": (f"{'9' * 65},{HEX},SHA1,6,60,", "serial"),
+    "non-ascii serial": (f"シリアル,{HEX},SHA1,6,60,", "serial"),
+    "too many fields": (f"X,{HEX},SHA1,6,60,,extra", "more fields"),
+    "too few fields": (f"X,{HEX},SHA1", "fewer fields"),
+    "duplicate serial": (f"OK1,{HEX},SHA1,6,60,", "repeats line 2"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+@pytest.mark.parametrize("position", [0, 1, 3])
+def test_a_malformed_row_is_refused_with_its_line(case: str, position: int) -> None:
+    bad, fragment = MALFORMED[case]
+    goods = [GOOD] + [f"OK{i + 2},{HEX},SHA1,6,60," for i in range(3)]
+    rows = [*goods[: position + 1], bad, *goods[position + 1 :]]
+    with pytest.raises(ImportRefused) as caught:
+        read_token_csv(lines(*rows), "seeds.csv")
+    assert caught.value.line == position + 3  # header is line 1, the first good row line 2
+    assert caught.value.file == "seeds.csv"
+    assert str(caught.value).startswith(f"seeds.csv:{position + 3}: ")
+    assert fragment in str(caught.value)
+
+
+def test_a_malformed_row_does_not_print_the_secret() -> None:
+    with pytest.raises(ImportRefused) as caught:
+        read_token_csv(lines(f"X,{HEX},MD5,6,60,"), "seeds.csv")
+    assert HEX not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("", "header"),
+        ("serial,secret,colour\n", "unknown column"),
+        ("serial,algorithm\nX,SHA1\n", "secret"),
+        ("secret\n" + HEX + "\n", "serial"),
+        ("serial,secret,serial\n", "twice"),
+        (f"23456789,{HEX}\n", "unknown column"),  # no header row at all
+    ],
+)
+def test_a_bad_header_is_refused_on_line_one(text: str, fragment: str) -> None:
+    with pytest.raises(ImportRefused) as caught:
+        read_token_csv(text, "seeds.csv")
+    assert caught.value.line == 1
+    assert fragment in str(caught.value)
+
+
+def test_a_field_over_the_csv_limit_is_refused_not_crashed() -> None:
+    text = lines(GOOD, f'"{"9" * 200_000}",{HEX}', header="serial,secret")
+    with pytest.raises(ImportRefused, match=r"^seeds\.csv:"):
+        read_token_csv(text.replace("SHA1,6,60,2031-01-01", ""), "seeds.csv")
+
+
+def test_quoted_fields_and_crlf_line_ends() -> None:
+    text = f'serial,secret\r\n"Q1","{HEX}"\r\nQ2,{HEX}\r\n'
+    assert [s.serial for s in read_token_csv(text, "t.csv")] == ["Q1", "Q2"]
+
+
+# Properties over the space of rows.
+
+serials = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, blacklist_characters=',"'),
+    min_size=1,
+    max_size=20,
+)
+valid_rows = st.tuples(
+    st.binary(min_size=16, max_size=64),
+    st.sampled_from(list(Algorithm)),
+    st.sampled_from([6, 8]),
+    st.integers(min_value=10, max_value=300),
+    st.one_of(st.none(), st.dates(min_value=datetime(2000, 1, 1).date())),  # noqa: DTZ001
+)
+
+
+@given(st.dictionaries(serials, valid_rows, min_size=1, max_size=8))
+def test_valid_rows_round_trip(rows: dict[str, tuple]) -> None:  # type: ignore[type-arg]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(HEADER.split(","))
+    for serial, (secret, algorithm, digits, period, expires) in rows.items():
+        day = expires.isoformat() if expires else ""
+        writer.writerow([serial, secret.hex(), algorithm.value, digits, period, day])
+    specs = read_token_csv(out.getvalue(), "t.csv")
+    assert [s.serial for s in specs] == list(rows)
+    for line, spec in enumerate(specs, start=2):
+        secret, algorithm, digits, period, expires = rows[spec.serial]
+        assert (spec.secret, spec.algorithm, spec.digits, spec.period) == (
+            secret,
+            algorithm,
+            digits,
+            period,
+        )
+        assert spec.line == line
+        if expires is None:
+            assert spec.expires is None
+        else:
+            assert spec.expires is not None
+            assert spec.expires.date() == expires
+
+
+@given(body=st.text(max_size=200))
+def test_any_text_is_either_read_or_refused_as_a_whole(body: str) -> None:
+    refused: ImportRefused | None = None
+    try:
+        specs = read_token_csv(HEADER + "\n" + body, "t.csv")
+    except ImportRefused as exc:
+        refused, specs = exc, []
+    if refused is not None:
+        assert refused.line is not None
+        assert refused.line >= 1
+    assert all(16 <= len(s.secret) <= 128 for s in specs)
+
+
+@given(
+    cell=st.sampled_from(["secret", "algorithm", "digits", "period", "expires"]),
+    value=st.text(max_size=12),
+    position=st.integers(min_value=0, max_value=4),
+)
+def test_a_random_cell_is_accepted_or_refused_on_its_own_line(
+    cell: str, value: str, position: int
+) -> None:
+    columns = HEADER.split(",")
+    rows = [[f"R{i}", HEX, "SHA1", "6", "60", ""] for i in range(5)]
+    rows[position][columns.index(cell)] = value
+    out = io.StringIO()
+    csv.writer(out).writerows([columns, *rows])
+    refused: ImportRefused | None = None
+    try:
+        specs = read_token_csv(out.getvalue(), "t.csv")
+    except ImportRefused as exc:
+        refused, specs = exc, []
+    if refused is not None:
+        # A value with a line break spans two physical lines: the reader names the last.
+        assert refused.line == position + 2 + len(re.findall(r"\r\n|\r|\n", value))
+    else:
+        assert len(specs) == 5

@@ -1,0 +1,206 @@
+"""TOTP against the RFCs' own vectors and against Debian's oathtool."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from otpcore.model import Algorithm
+from otpcore.totp import hotp, match_step, time_step, totp
+from tests.conftest import require_command
+
+SEEDS = {
+    Algorithm.SHA1: b"12345678901234567890",
+    Algorithm.SHA256: b"12345678901234567890123456789012",
+    Algorithm.SHA512: b"1234567890123456789012345678901234567890123456789012345678901234",
+}
+
+# RFC 6238 Appendix B: (time, T, SHA1, SHA256, SHA512), 30 s, 8 digits.
+RFC6238 = [
+    (59, 0x1, "94287082", "46119246", "90693936"),
+    (1111111109, 0x23523EC, "07081804", "68084774", "25091201"),
+    (1111111111, 0x23523ED, "14050471", "67062674", "99943326"),
+    (1234567890, 0x273EF07, "89005924", "91819424", "93441116"),
+    (2000000000, 0x3F940AA, "69279037", "90698825", "38618901"),
+    (20000000000, 0x27BC86AA, "65353130", "77737706", "47863826"),
+]
+
+# The same seeds with a 60 s step (VECTORS.md).
+SIXTY = [
+    (59, 0x0, "84755224", "18920136", "53550594"),
+    (1111111111, 0x11A91F6, "19360094", "40857319", "37023009"),
+    (1234567890, 0x139F783, "55713351", "16450756", "85275929"),
+    (2000000000, 0x1FCA055, "76864010", "34471171", "97791279"),
+    (20000000000, 0x13DE4355, "52948864", "03964845", "01384259"),
+]
+
+# RFC 4226 Appendix D, counters 0-9.
+RFC4226 = [
+    "755224", "287082", "359152", "969429", "338314",
+    "254676", "287922", "162583", "399871", "520489",
+]  # fmt: skip
+
+
+def _cases(table: list[tuple[int, int, str, str, str]]) -> list[tuple[int, int, Algorithm, str]]:
+    algorithms = (Algorithm.SHA1, Algorithm.SHA256, Algorithm.SHA512)
+    return [
+        (at, step, algorithm, row[2 + i])
+        for row in table
+        for at, step in [row[:2]]
+        for i, algorithm in enumerate(algorithms)
+    ]
+
+
+def _at(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+@pytest.mark.parametrize(("at", "step", "algorithm", "code"), _cases(RFC6238))
+def test_rfc6238_appendix_b(at: int, step: int, algorithm: Algorithm, code: str) -> None:
+    assert time_step(_at(at), 30) == step
+    assert totp(SEEDS[algorithm], _at(at), 30, 8, algorithm) == code
+
+
+@pytest.mark.parametrize(("at", "step", "algorithm", "code"), _cases(SIXTY))
+def test_sixty_second_step(at: int, step: int, algorithm: Algorithm, code: str) -> None:
+    assert time_step(_at(at), 60) == step
+    assert totp(SEEDS[algorithm], _at(at), 60, 8, algorithm) == code
+
+
+@pytest.mark.parametrize(("counter", "code"), list(enumerate(RFC4226)))
+def test_rfc4226_appendix_d(counter: int, code: str) -> None:
+    assert hotp(SEEDS[Algorithm.SHA1], counter, 6, Algorithm.SHA1) == code
+
+
+def test_six_digits_are_the_last_six_of_eight() -> None:
+    # RFC 4226 truncation: the value modulo 10^digits, zero-padded.
+    for at, _step, sha1, _sha256, _sha512 in RFC6238:
+        assert totp(SEEDS[Algorithm.SHA1], _at(at), 30, 6, Algorithm.SHA1) == sha1[-6:]
+
+
+def test_time_step_is_the_same_instant_in_any_timezone() -> None:
+    jst = timezone(timedelta(hours=9))
+    instant = datetime(2026, 12, 1, 9, 0, 59, tzinfo=jst)
+    assert time_step(instant, 60) == time_step(instant.astimezone(UTC), 60)
+
+
+def test_time_step_refuses_a_naive_datetime() -> None:
+    # A naive datetime would be read as the host's local time (pyotp's trap).
+    with pytest.raises(ValueError, match="timezone"):
+        time_step(datetime(2026, 12, 1, 0, 0, 0), 30)  # noqa: DTZ001
+
+
+# oathtool: our codes equal an independent implementation's for random secrets.
+
+OATH_NAMES = {Algorithm.SHA1: "sha1", Algorithm.SHA256: "sha256", Algorithm.SHA512: "sha512"}
+
+
+def _oathtool(secret: bytes, algorithm: Algorithm, digits: int, period: int, at: int) -> str:
+    when = _at(at).strftime("%Y-%m-%d %H:%M:%S UTC")
+    command = [
+        require_command("oathtool"),
+        f"--totp={OATH_NAMES[algorithm]}",
+        "-d",
+        str(digits),
+        "-s",
+        str(period),
+        "--now",
+        when,
+        secret.hex(),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=10)
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def oathtool_present() -> None:
+    require_command("oathtool")
+
+
+@pytest.mark.service
+@pytest.mark.usefixtures("oathtool_present")
+@pytest.mark.parametrize("period", [30, 60])
+@pytest.mark.parametrize("algorithm", list(Algorithm))
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    secret=st.binary(min_size=16, max_size=64),
+    digits=st.sampled_from([6, 8]),
+    at=st.integers(min_value=0, max_value=4_102_444_799),  # up to 2099-12-31
+)
+def test_codes_equal_oathtool(
+    period: int, algorithm: Algorithm, secret: bytes, digits: int, at: int
+) -> None:
+    ours = totp(secret, _at(at), period, digits, algorithm)
+    assert ours == _oathtool(secret, algorithm, digits, period, at)
+
+
+# match_step: the window, the latest match, malformed codes.
+
+SECRET = SEEDS[Algorithm.SHA1]
+
+
+def _code(step: int, digits: int = 6) -> str:
+    return hotp(SECRET, step, digits, Algorithm.SHA1)
+
+
+def _match(code: str, step: int, window: int = 1, drift: int = 0, digits: int = 6) -> int | None:
+    return match_step(
+        SECRET,
+        code,
+        step=step,
+        window=window,
+        drift=drift,
+        digits=digits,
+        algorithm=Algorithm.SHA1,
+    )
+
+
+@pytest.mark.parametrize("window", [0, 1, 2, 3])
+def test_window_edges(window: int) -> None:
+    step = 1_000_000
+    for offset in range(-window, window + 1):
+        assert _match(_code(step + offset), step, window) == step + offset
+    assert _match(_code(step + window + 1), step, window) is None
+    assert _match(_code(step - window - 1), step, window) is None
+
+
+def test_window_is_centred_on_the_drift() -> None:
+    step = 1_000_000
+    assert _match(_code(step + 5), step, 1, drift=5) == step + 5
+    assert _match(_code(step + 6), step, 1, drift=5) == step + 6
+    assert _match(_code(step + 4), step, 1, drift=5) == step + 4
+    assert _match(_code(step + 3), step, 1, drift=5) is None
+    assert _match(_code(step), step, 1, drift=5) is None
+
+
+def test_window_does_not_reach_below_step_zero() -> None:
+    assert _match(_code(0), 0, 2) == 0
+    assert _match(_code(1), 0, 2) == 1
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["", "12345", "1234567", "12345a", " 12345", "١٢٣٤٥٦", "12345²", "+12345", "-12345"],
+)
+def test_malformed_codes_never_match(code: str) -> None:
+    assert _match(code, 1_000_000, window=10) is None
+
+
+@given(code=st.text(max_size=10))
+def test_no_text_but_six_ascii_digits_matches(code: str) -> None:
+    matched = _match(code, 1_000_000, window=2)
+    if matched is not None:
+        assert len(code) == 6
+        assert code.isascii()
+        assert code.isdigit()
+        assert _code(matched) == code
+
+
+def test_eight_digit_codes() -> None:
+    step = 55_555
+    assert _match(_code(step, 8), step, digits=8) == step
+    assert _match(_code(step, 8)[-6:], step, digits=8) is None
