@@ -11,6 +11,7 @@ from otpcore.errors import StorageError
 from otpcore.ports import Clock
 from otpcore.service import Authenticator
 from otpcore.store import Store, make_engine
+from otpcore.store.hot import HotStore
 from otpcore.store.schema import current_revision, head_revision
 
 
@@ -23,11 +24,12 @@ class App:
     keyring: Keyring
     hashing: PasswordHashing
     clock: Clock
+    hot: HotStore
 
     def authenticator(self, actor: str = "radius") -> Authenticator:
         """The authentication use case."""
         return Authenticator(
-            self.store, self.keyring, self.hashing, self.settings.policy, self.clock, actor
+            self.hot, self.keyring, self.hashing, self.settings.policy, self.clock, actor
         )
 
     def admin(self, actor: str = "otpctl") -> Admin:
@@ -48,7 +50,8 @@ def build_app(settings: Settings, clock: Clock, *, check_schema: bool = True) ->
     if check_schema:
         ensure_schema_current(store)
     keyring = load_keyring(settings.key_file)
-    return App(settings, store, keyring, PasswordHashing(settings.hashing), clock)
+    hashing = PasswordHashing(settings.hashing)
+    return App(settings, store, keyring, hashing, clock, HotStore(store.engine))
 
 
 def ensure_schema_current(store: Store) -> None:

@@ -1,18 +1,19 @@
-"""Authentication as a use case: load, decide, write atomically, answer.
+"""Authentication as a use case: read, decide, then write atomically — many requests at once.
 
-The read and the write are separate short transactions so that password hashing never
-holds a database lock; every write that can race (a used step, a counter) is a single
-conditional statement, so the outcome stays right with several processes and nodes.
+``prepare`` reads without holding any lock and decides (it may hash a password); ``commit``
+writes the effects of many prepared requests in one transaction (group commit), each as a
+single conditional statement, so the outcome stays right with several processes and nodes
+and one fsync serves a whole batch. Nothing is answered before its commit returns.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from otpcore.convert import to_token, to_user
 from otpcore.crypto import Keyring, PasswordHashing
 from otpcore.decision import (
     Bind,
@@ -28,7 +29,7 @@ from otpcore.decision import (
 from otpcore.model import InputMode, Reason, Result, Stage, Token, User
 from otpcore.policy import Policy
 from otpcore.ports import Clock
-from otpcore.store import Repo, Store
+from otpcore.store.hot import HotStore, HotWriter, TokenRecord
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,29 @@ class AuthOutcome:
 
 
 @dataclass(frozen=True, slots=True)
-class _Loaded:
-    user: User | None
-    user_id: int | None
-    token: Token | None
-    stage: Stage
-    bad_state: bool = False
+class Prepared:
+    """A decided request whose effects are not written yet."""
+
+    request: AuthRequest
+    decision: Decision
+    user: User | None = None
+    user_id: int | None = None
+    consume_state: bool = False  # the request's State must be consumed (single use)
+    new_hash: str | None = field(default=None, repr=False)
+    new_challenge: bytes | None = field(default=None, repr=False)
+    expires: datetime | None = None
+
+    @property
+    def writes(self) -> bool:
+        """True when committing it changes anything."""
+        return bool(
+            self.consume_state or self.decision.effects or self.new_hash or self.new_challenge
+        )
+
+
+def needs_password_hash(request: AuthRequest) -> bool:
+    """True when deciding may verify a password (slow by design): a first login, not OTP mode."""
+    return request.state is None and request.mode is not InputMode.OTP
 
 
 class Authenticator:
@@ -72,14 +90,14 @@ class Authenticator:
 
     def __init__(
         self,
-        store: Store,
+        hot: HotStore,
         keyring: Keyring,
         hashing: PasswordHashing,
         policy: Policy,
         clock: Clock,
         actor: str = "radius",
     ) -> None:
-        self.store = store
+        self.hot = hot
         self.keyring = keyring
         self.hashing = hashing
         self.policy = policy
@@ -88,145 +106,157 @@ class Authenticator:
 
     def authenticate(self, request: AuthRequest) -> AuthOutcome:
         """Decide one request and commit what it changes before returning."""
-        now = self.clock()
-        loaded = self._load(request.login, request.password, request.state, None, now)
-        return self._finish(request, loaded, now)
+        return self.commit([self.prepare(request)])[0]
 
     def activate(self, login: str, serial: str, otp: str) -> AuthOutcome:
         """Activation by serial and OTP in one step (SPEC §3.5), for portals without challenges."""
-        now = self.clock()
-        loaded = self._load(login, serial, None, Stage.ACTIVATION_OTP, now)
         request = AuthRequest(login, otp, InputMode.OTP)
-        return self._finish(request, replace(loaded, stage=Stage.ACTIVATION_OTP), now)
+        return self.commit([self.prepare(request, activation_serial=serial)])[0]
 
-    def _load(
-        self, login: str, text: str, state: bytes | None, stage: Stage | None, now: datetime
-    ) -> _Loaded:
-        with self.store.transaction() as repo:
-            serial: str | None = None
-            current = stage or Stage.LOGIN
-            if state is not None:
-                challenge = repo.take_challenge(state, now)
-                if challenge is None or challenge.login != login:
-                    return _Loaded(None, None, None, Stage.LOGIN, bad_state=True)
-                current, serial = Stage(challenge.stage), challenge.serial
-            row = repo.user(login)
-            if row is None:
-                return _Loaded(None, None, None, current)
-            if current is Stage.ACTIVATION_SERIAL:
-                serial = text.strip()
-            elif stage is Stage.ACTIVATION_OTP:
-                serial = text
-            elif current is not Stage.ACTIVATION_OTP:
-                serial = row.serial
-            token_row = repo.token(serial) if serial else None
-            token = to_token(token_row, self.keyring) if token_row is not None else None
-            return _Loaded(to_user(row), row.id, token, current)
-
-    def _finish(self, request: AuthRequest, loaded: _Loaded, now: datetime) -> AuthOutcome:
-        if loaded.bad_state:
-            return AuthOutcome(Result.REJECT, Reason.BAD_STATE, request.login)
-        if loaded.user is None:
+    def prepare(self, request: AuthRequest, *, activation_serial: str | None = None) -> Prepared:
+        """Read what the request concerns and decide it; nothing is written."""
+        now = self.clock()
+        stage, serial = Stage.LOGIN, None
+        if activation_serial is not None:
+            stage, serial = Stage.ACTIVATION_OTP, activation_serial
+        if request.state is not None:
+            challenge = self.hot.challenge(request.state)
+            if challenge is None:
+                return Prepared(request, _bad_state())
+            if challenge.login != request.login or challenge.expires_at <= now:
+                return Prepared(request, _bad_state(), consume_state=True)
+            stage, serial = Stage(challenge.stage), challenge.serial
+        found = self.hot.user(request.login)
+        if found is None:
             self.hashing.burn(request.password)  # as long as a known user's check
-        credentials = Credentials(request.password, request.mode, loaded.stage, request.request_id)
-        decision = decide(
-            loaded.user, loaded.token, credentials, now, self.policy, self.hashing.verify
+            return Prepared(request, _reject(Reason.UNKNOWN_USER))
+        user_id, user = found
+        if stage is Stage.ACTIVATION_SERIAL:
+            serial = request.password.strip()
+        elif stage is not Stage.ACTIVATION_OTP:
+            serial = user.serial
+        record = self.hot.token(serial) if serial else None
+        token = self._unseal(record) if record is not None else None
+        credentials = Credentials(request.password, request.mode, stage, request.request_id)
+        decision = decide(user, token, credentials, now, self.policy, self.hashing.verify)
+        new_challenge = (
+            secrets.token_bytes(CHALLENGE_ID_BYTES) if decision.next_stage is not None else None
         )
-        new_hash = self._rehash(loaded.user, decision)
-        challenge_id = secrets.token_bytes(CHALLENGE_ID_BYTES) if decision.next_stage else None
-        user, user_id = loaded.user, loaded.user_id
-        if (decision.effects or challenge_id or new_hash) and user and user_id is not None:
-            with self.store.transaction() as repo:
-                decision = self._apply(repo, user, user_id, decision, request, now)
-                if new_hash is not None:
-                    repo.set_password_hash(user_id, new_hash)
-                if challenge_id is not None and decision.next_stage is not None:
-                    expires = now + timedelta(seconds=self.policy.challenge_timeout)
-                    repo.add_challenge(
-                        challenge_id,
-                        request.login,
-                        decision.next_stage.value,
-                        decision.serial,
-                        expires,
-                    )
-        return AuthOutcome(
-            decision.result,
-            decision.reason,
-            request.login,
-            decision.serial,
-            challenge_id if decision.result is Result.CHALLENGE else None,
-            decision.next_stage,
+        return Prepared(
+            request,
+            decision,
+            user,
+            user_id,
+            consume_state=request.state is not None,
+            new_hash=self._rehash(user, decision),
+            new_challenge=new_challenge,
+            expires=now + timedelta(seconds=self.policy.challenge_timeout),
         )
 
-    def _rehash(self, user: User | None, decision: Decision) -> str | None:
+    def commit(self, batch: Sequence[Prepared]) -> list[AuthOutcome]:
+        """Write the effects of every prepared request in one transaction; their outcomes."""
+        if not any(item.writes for item in batch):
+            return [_outcome(item, item.decision) for item in batch]
+        now = self.clock()
+        with self.hot.transaction() as writer:
+            return [_outcome(item, self._apply(writer, item, now)) for item in batch]
+
+    def _unseal(self, record: TokenRecord) -> Token:
+        return Token(
+            serial=record.serial,
+            kind=record.kind,
+            algorithm=record.algorithm,
+            digits=record.digits,
+            period=record.period,
+            secret=self.keyring.unseal(record.serial, record.sealed_secret),
+            expires=record.expires,
+            last_step=record.last_step,
+            drift=record.drift,
+            fail_count=record.fail_count,
+            suspended=record.suspended,
+            disabled=record.disabled,
+            last_request=record.last_request,
+        )
+
+    def _rehash(self, user: User, decision: Decision) -> str | None:
         """A new hash when the password was verified under other ``[hashing]`` parameters."""
-        if user is None or user.password_hash is None or decision.password is None:
+        if user.password_hash is None or decision.password is None:
             return None
         if decision.result is Result.REJECT or not self.hashing.needs_rehash(user.password_hash):
             return None
         return self.hashing.hash(decision.password)
 
-    def _apply(
-        self,
-        repo: Repo,
-        user: User,
-        user_id: int,
-        decision: Decision,
-        request: AuthRequest,
-        now: datetime,
-    ) -> Decision:
-        """Write a decision's effects; returns the decision that stands after any lost race."""
+    def _apply(self, writer: HotWriter, item: Prepared, now: datetime) -> Decision:
+        """Write one request's effects; returns the decision that stands after any lost race."""
+        decision = item.decision
+        state = item.request.state
+        if item.consume_state and state is not None and not writer.take_challenge(state):
+            return _bad_state()  # another request (or node) used this State first
+        if item.user is None or item.user_id is None:
+            return decision
+        user, user_id = item.user, item.user_id
         for effect in decision.effects:
-            if isinstance(effect, ConsumeStep) and not repo.consume_step(
-                effect.serial, effect.step, effect.drift, request.request_id
+            if isinstance(effect, ConsumeStep) and not writer.consume_step(
+                effect.serial, effect.step, effect.drift, item.request.request_id
             ):
                 decision = decision.lost_race()
                 break
         for effect in decision.effects:
             if isinstance(effect, CountTokenFailure):
-                if repo.count_token_failure(effect.serial, self.policy.lockout_threshold):
-                    sharers = [row.login for row in repo.sharers([effect.serial])]
-                    repo.audit(
-                        now,
-                        self.actor,
-                        "suspend",
-                        sharers,
-                        "ok",
+                if writer.count_token_failure(effect.serial, self.policy.lockout_threshold):
+                    sharers = writer.sharers(effect.serial)
+                    detail = (
                         f"token {effect.serial} after {self.policy.lockout_threshold} "
-                        "consecutive wrong OTPs",
+                        "consecutive wrong OTPs"
                     )
-                    log.warning("token suspended serial=%s users=%s", effect.serial, sharers)
+                    writer.audit(now, self.actor, "suspend", sharers, "ok", detail)
+                    log.warning("token suspended serial=%s users=%s", effect.serial,
+                                ",".join(sharers))  # fmt: skip
             elif isinstance(effect, CountPasswordFailure):
                 threshold = self.policy.password_lockout_threshold
-                if repo.count_password_failure(user_id, threshold):
-                    repo.audit(
-                        now,
-                        self.actor,
-                        "suspend",
-                        [user.login],
-                        "ok",
-                        f"{threshold} consecutive wrong passwords",
-                    )
+                if writer.count_password_failure(user_id, threshold):
+                    detail = f"{threshold} consecutive wrong passwords"
+                    writer.audit(now, self.actor, "suspend", [user.login], "ok", detail)
                     log.warning("user suspended user=%s cause=password", user.login)
             elif isinstance(effect, CountActivationFailure):
                 threshold = self.policy.lockout_threshold
-                if repo.count_activation_failure(user_id, threshold):
-                    repo.audit(
-                        now,
-                        self.actor,
-                        "suspend",
-                        [user.login],
-                        "ok",
-                        f"{threshold} consecutive failed activations",
-                    )
+                if writer.count_activation_failure(user_id, threshold):
+                    detail = f"{threshold} consecutive failed activations"
+                    writer.audit(now, self.actor, "suspend", [user.login], "ok", detail)
                     log.warning("user suspended user=%s cause=activation", user.login)
             elif isinstance(effect, ResetPasswordFailures):
                 if user.password_failures:
-                    repo.reset_password_failures(user_id)
+                    writer.reset_password_failures(user_id)
             elif isinstance(effect, Bind):
-                if not repo.bind(user_id, effect.serial):
-                    return Decision(Result.REJECT, Reason.NOT_AWAITING_ACTIVATION, effect.serial)
-                repo.audit(
-                    now, self.actor, "activate", [user.login], "ok", f"serial {effect.serial}"
-                )
+                if not writer.bind(user_id, effect.serial):
+                    return _reject(Reason.NOT_AWAITING_ACTIVATION, effect.serial)
+                detail = f"serial {effect.serial}"
+                writer.audit(now, self.actor, "activate", [user.login], "ok", detail)
+        if item.new_hash is not None and decision.result is not Result.REJECT:
+            writer.set_password_hash(user_id, item.new_hash)
+        if item.new_challenge is not None and decision.next_stage is not None:
+            expires = item.expires or now
+            writer.add_challenge(
+                item.new_challenge, user.login, decision.next_stage.value, decision.serial, expires
+            )
         return decision
+
+
+def _reject(reason: Reason, serial: str | None = None) -> Decision:
+    return Decision(Result.REJECT, reason, serial)
+
+
+def _bad_state() -> Decision:
+    return _reject(Reason.BAD_STATE)
+
+
+def _outcome(item: Prepared, decision: Decision) -> AuthOutcome:
+    challenge = item.new_challenge if decision.result is Result.CHALLENGE else None
+    return AuthOutcome(
+        decision.result,
+        decision.reason,
+        item.request.login,
+        decision.serial,
+        challenge,
+        decision.next_stage if challenge is not None else None,
+    )

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Engine, case, delete, insert, select, update
+from sqlalchemy import CursorResult, Engine, delete, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
@@ -93,113 +93,7 @@ class Repo:
             query = query.where(AuditRow.at >= since)
         return list(self.session.scalars(query))
 
-    # Atomic conditional writes: each is one statement, so it stays right with several
-    # processes and nodes on one database; a rowcount of 0 means somebody else won.
-
-    def consume_step(self, serial: str, step: int, drift: int, request_id: bytes | None) -> bool:
-        """Record ``step`` as used if it is later than the stored one; resets the fail count."""
-        result = self._execute(
-            update(TokenRow)
-            .where(
-                TokenRow.serial == serial,
-                TokenRow.last_step < step,
-                TokenRow.suspended.is_(False),
-                TokenRow.disabled.is_(False),
-            )
-            .values(last_step=step, drift=drift, fail_count=0, last_request=request_id)
-        )
-        return result.rowcount == 1
-
-    def count_token_failure(self, serial: str, threshold: int) -> bool:
-        """Add one failure to a token that is not suspended; True if that suspended it."""
-        row = self.session.execute(
-            update(TokenRow)
-            .where(TokenRow.serial == serial, TokenRow.suspended.is_(False))
-            .values(
-                fail_count=TokenRow.fail_count + 1,
-                suspended=case((TokenRow.fail_count + 1 >= threshold, True), else_=False),
-            )
-            .returning(TokenRow.suspended)
-        ).first()
-        return bool(row is not None and row[0])
-
-    def count_password_failure(self, user_id: int, threshold: int) -> bool:
-        """Add one password failure to a user who is not suspended; True if that suspended it."""
-        row = self.session.execute(
-            update(UserRow)
-            .where(UserRow.id == user_id, UserRow.suspended.is_(False))
-            .values(
-                password_failures=UserRow.password_failures + 1,
-                suspended=case((UserRow.password_failures + 1 >= threshold, True), else_=False),
-            )
-            .returning(UserRow.suspended)
-        ).first()
-        return bool(row is not None and row[0])
-
-    def count_activation_failure(self, user_id: int, threshold: int) -> bool:
-        """Add one activation failure to a user who is not suspended; True if that suspended it."""
-        row = self.session.execute(
-            update(UserRow)
-            .where(UserRow.id == user_id, UserRow.suspended.is_(False))
-            .values(
-                activation_failures=UserRow.activation_failures + 1,
-                suspended=case((UserRow.activation_failures + 1 >= threshold, True), else_=False),
-            )
-            .returning(UserRow.suspended)
-        ).first()
-        return bool(row is not None and row[0])
-
-    def reset_password_failures(self, user_id: int) -> None:
-        """Restart the user's consecutive password failures from zero."""
-        self._execute(
-            update(UserRow)
-            .where(UserRow.id == user_id, UserRow.password_failures != 0)
-            .values(password_failures=0)
-        )
-
-    def bind(self, user_id: int, serial: str) -> bool:
-        """Bind an unbound user to a token; True if it was unbound."""
-        result = self._execute(
-            update(UserRow)
-            .where(UserRow.id == user_id, UserRow.serial.is_(None))
-            .values(serial=serial, revoked=False, activation_failures=0)
-        )
-        return result.rowcount == 1
-
-    def set_password_hash(self, user_id: int, password_hash: str) -> None:
-        """Store a new login password hash."""
-        self._execute(
-            update(UserRow).where(UserRow.id == user_id).values(password_hash=password_hash)
-        )
-
-    def add_challenge(
-        self, challenge_id: bytes, login: str, stage: str, serial: str | None, expires: datetime
-    ) -> None:
-        """Store a pending challenge."""
-        self.session.execute(
-            insert(ChallengeRow).values(
-                id=challenge_id, login=login, stage=stage, serial=serial, expires_at=expires
-            )
-        )
-
-    def take_challenge(self, challenge_id: bytes, now: datetime) -> ChallengeRow | None:
-        """Consume a challenge atomically; None if unknown, already used or expired."""
-        row = self.session.execute(
-            delete(ChallengeRow)
-            .where(ChallengeRow.id == challenge_id)
-            .returning(
-                ChallengeRow.login, ChallengeRow.stage, ChallengeRow.serial, ChallengeRow.expires_at
-            )
-        ).first()
-        if row is None or row.expires_at <= now:
-            return None
-        return ChallengeRow(
-            id=challenge_id,
-            login=row.login,
-            stage=row.stage,
-            serial=row.serial,
-            expires_at=row.expires_at,
-        )
+    # Writes (the authentication path's atomic statements live in ``hot.py``)
 
     def purge_challenges(self, now: datetime) -> int:
         """Delete expired challenges; returns how many."""

@@ -1,0 +1,326 @@
+"""The authentication hot path's SQL, on plain DBAPI connections.
+
+Building an ORM or Core statement costs several hundred microseconds a request; these few
+fixed statements run straight on the driver instead, with one connection per thread. The
+tables are the same as in ``models.py`` (Alembic owns them); the statements are the same
+single conditional writes as in ``repo.py``, so several processes and nodes stay correct.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from otpcore.errors import Unavailable
+from otpcore.model import Algorithm, TokenKind, User, UserClass
+
+_USER = """SELECT id, login, name, user_class, password_hash, serial, start_date, revoked,
+    suspended, password_failures, activation_failures FROM users WHERE login = :login"""
+_TOKEN = """SELECT serial, kind, algorithm, digits, period, sealed_secret, expires, last_step,
+    drift, last_request, fail_count, suspended, disabled FROM tokens WHERE serial = :serial"""
+_CHALLENGE = "SELECT login, stage, serial, expires_at FROM challenges WHERE id = :id"
+_TAKE_CHALLENGE = "DELETE FROM challenges WHERE id = :id"
+_ADD_CHALLENGE = """INSERT INTO challenges (id, login, stage, serial, expires_at)
+    VALUES (:id, :login, :stage, :serial, :expires)"""
+_CONSUME = """UPDATE tokens SET last_step = :step, drift = :drift, fail_count = 0,
+    last_request = :request WHERE serial = :serial AND last_step < :step
+    AND NOT suspended AND NOT disabled"""
+_TOKEN_FAILURE = """UPDATE tokens SET fail_count = fail_count + 1,
+    suspended = (fail_count + 1 >= :threshold) WHERE serial = :serial AND NOT suspended
+    RETURNING suspended"""
+_PASSWORD_FAILURE = """UPDATE users SET password_failures = password_failures + 1,
+    suspended = (password_failures + 1 >= :threshold) WHERE id = :id AND NOT suspended
+    RETURNING suspended"""
+_ACTIVATION_FAILURE = """UPDATE users SET activation_failures = activation_failures + 1,
+    suspended = (activation_failures + 1 >= :threshold) WHERE id = :id AND NOT suspended
+    RETURNING suspended"""
+_RESET_PASSWORD_FAILURES = """UPDATE users SET password_failures = 0
+    WHERE id = :id AND password_failures <> 0"""
+_BIND = """UPDATE users SET serial = :serial, revoked = :false, activation_failures = 0
+    WHERE id = :id AND serial IS NULL"""
+_SET_HASH = "UPDATE users SET password_hash = :hash WHERE id = :id"
+_SHARERS = "SELECT login FROM users WHERE serial = :serial ORDER BY login"
+_AUDIT = """INSERT INTO audit_events (at, actor, action, targets, outcome, detail)
+    VALUES (:at, :actor, :action, :targets, :outcome, :detail)"""
+_NAMED = re.compile(r":(\w+)")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A token row as the hot path reads it (the secret still sealed)."""
+
+    serial: str
+    kind: TokenKind
+    algorithm: Algorithm
+    digits: int
+    period: int
+    sealed_secret: bytes = field(repr=False)
+    expires: datetime | None
+    last_step: int
+    drift: int
+    last_request: bytes | None = field(repr=False)
+    fail_count: int
+    suspended: bool
+    disabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeRecord:
+    """A pending challenge as read (not yet consumed)."""
+
+    login: str
+    stage: str
+    serial: str | None
+    expires_at: datetime
+
+
+class HotStore:
+    """Reads and atomic writes of the authentication path, one DBAPI connection per thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sqlite = engine.dialect.name == "sqlite"
+        self._local = threading.local()
+        self._sql: dict[str, str] = {}
+
+    # Connections
+
+    def _connection(self) -> Any:
+        connection: Any = getattr(self._local, "connection", None)
+        if connection is None:
+            try:
+                fairy = self.engine.raw_connection()
+            except Exception:
+                raise Unavailable("database unavailable") from None
+            connection = fairy.driver_connection
+            if not self.sqlite:
+                connection.autocommit = True  # reads need no transaction; writes BEGIN
+            self._local.fairy = fairy
+            self._local.connection = connection
+        return connection
+
+    def _discard(self) -> None:
+        fairy = getattr(self._local, "fairy", None)
+        self._local.connection = None
+        self._local.fairy = None
+        if fairy is not None:
+            with contextlib.suppress(Exception):  # it is being thrown away anyway
+                fairy.invalidate()
+
+    def _text(self, statement: str) -> str:
+        sql = self._sql.get(statement)
+        if sql is None:
+            sql = statement if self.sqlite else _NAMED.sub(r"%(\1)s", statement)
+            self._sql[statement] = sql
+        return sql
+
+    def _run(self, statement: str, params: dict[str, Any]) -> Any:
+        cursor = self._connection().cursor()
+        cursor.execute(self._text(statement), params)
+        return cursor
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except Unavailable:
+            self._discard()
+            raise
+        except Exception as exc:
+            if _is_driver_error(exc):
+                self._discard()
+                raise Unavailable(f"database unavailable: {type(exc).__name__}") from None
+            raise
+
+    # Reads (no transaction held)
+
+    def challenge(self, challenge_id: bytes) -> ChallengeRecord | None:
+        """A pending challenge, read but not consumed."""
+        with self._guard():
+            rows = self._run(_CHALLENGE, {"id": challenge_id}).fetchall()
+        if not rows:
+            return None
+        login, stage, serial, expires_at = rows[0]
+        return ChallengeRecord(login, stage, serial, self._instant(expires_at))
+
+    def user(self, login: str) -> tuple[int, User] | None:
+        """A user's row id and domain value, or None."""
+        with self._guard():
+            rows = self._run(_USER, {"login": login}).fetchall()
+        if not rows:
+            return None
+        row = rows[0]
+        return row[0], User(
+            login=row[1],
+            name=row[2],
+            user_class=UserClass(row[3]),
+            password_hash=row[4],
+            serial=row[5],
+            start_date=self._date(row[6]),
+            revoked=bool(row[7]),
+            suspended=bool(row[8]),
+            password_failures=row[9],
+            activation_failures=row[10],
+        )
+
+    def token(self, serial: str) -> TokenRecord | None:
+        """A token row, its secret still sealed, or None."""
+        with self._guard():
+            return self._token(serial)
+
+    def _token(self, serial: str) -> TokenRecord | None:
+        rows = self._run(_TOKEN, {"serial": serial}).fetchall()
+        if not rows:
+            return None
+        row = rows[0]
+        return TokenRecord(
+            serial=row[0],
+            kind=TokenKind(row[1]),
+            algorithm=Algorithm(row[2]),
+            digits=row[3],
+            period=row[4],
+            sealed_secret=bytes(row[5]),
+            expires=self._instant(row[6]) if row[6] is not None else None,
+            last_step=row[7],
+            drift=row[8],
+            last_request=bytes(row[9]) if row[9] is not None else None,
+            fail_count=row[10],
+            suspended=bool(row[11]),
+            disabled=bool(row[12]),
+        )
+
+    def _instant(self, value: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+    def _date(self, value: Any) -> date | None:
+        if value is None or isinstance(value, date):
+            return value
+        return date.fromisoformat(str(value))
+
+    def _stored_instant(self, value: datetime) -> Any:
+        # SQLAlchemy keeps SQLite instants as naive UTC text; store the same form here.
+        if self.sqlite:
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        return value
+
+    # Writes: one transaction, many requests (group commit)
+
+    @contextmanager
+    def transaction(self) -> Iterator[HotWriter]:
+        """One write transaction; committed when the block ends, rolled back if it raises."""
+        with self._guard():
+            connection = self._connection()
+            cursor = connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE" if self.sqlite else "BEGIN")
+            try:
+                yield HotWriter(self)
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+
+
+class HotWriter:
+    """The atomic statements, inside a ``HotStore.transaction``."""
+
+    def __init__(self, store: HotStore) -> None:
+        self._store = store
+
+    def take_challenge(self, challenge_id: bytes) -> bool:
+        """Consume a challenge; False if another request already did."""
+        return int(self._store._run(_TAKE_CHALLENGE, {"id": challenge_id}).rowcount) == 1
+
+    def add_challenge(
+        self, challenge_id: bytes, login: str, stage: str, serial: str | None, expires: datetime
+    ) -> None:
+        """Store a pending challenge."""
+        self._store._run(
+            _ADD_CHALLENGE,
+            {
+                "id": challenge_id,
+                "login": login,
+                "stage": stage,
+                "serial": serial,
+                "expires": self._store._stored_instant(expires),
+            },
+        )
+
+    def consume_step(self, serial: str, step: int, drift: int, request: bytes | None) -> bool:
+        """Record a used step if later than the stored one; False if somebody else won."""
+        params = {"serial": serial, "step": step, "drift": drift, "request": request}
+        return int(self._store._run(_CONSUME, params).rowcount) == 1
+
+    def count_token_failure(self, serial: str, threshold: int) -> bool:
+        """One more failure on a token that is not suspended; True if that suspended it."""
+        params = {"serial": serial, "threshold": threshold}
+        return _returned_true(self._store._run(_TOKEN_FAILURE, params))
+
+    def count_password_failure(self, user_id: int, threshold: int) -> bool:
+        """One more password failure; True if that suspended the user."""
+        params = {"id": user_id, "threshold": threshold}
+        return _returned_true(self._store._run(_PASSWORD_FAILURE, params))
+
+    def count_activation_failure(self, user_id: int, threshold: int) -> bool:
+        """One more activation failure; True if that suspended the user."""
+        params = {"id": user_id, "threshold": threshold}
+        return _returned_true(self._store._run(_ACTIVATION_FAILURE, params))
+
+    def reset_password_failures(self, user_id: int) -> None:
+        """The password was right: consecutive failures restart from zero."""
+        self._store._run(_RESET_PASSWORD_FAILURES, {"id": user_id})
+
+    def bind(self, user_id: int, serial: str) -> bool:
+        """Bind an unbound user to a token; False if the user was bound meanwhile."""
+        params = {"id": user_id, "serial": serial, "false": False}
+        return int(self._store._run(_BIND, params).rowcount) == 1
+
+    def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        """Store a rehashed login password."""
+        self._store._run(_SET_HASH, {"id": user_id, "hash": password_hash})
+
+    def sharers(self, serial: str) -> list[str]:
+        """Logins bound to a token."""
+        return [row[0] for row in self._store._run(_SHARERS, {"serial": serial}).fetchall()]
+
+    def audit(
+        self, at: datetime, actor: str, action: str, targets: Sequence[str], outcome: str,
+        detail: str,
+    ) -> None:  # fmt: skip
+        """Append an audit event."""
+        self._store._run(
+            _AUDIT,
+            {
+                "at": self._store._stored_instant(at),
+                "actor": actor,
+                "action": action,
+                "targets": ",".join(targets),
+                "outcome": outcome,
+                "detail": detail,
+            },
+        )
+
+
+def _returned_true(cursor: Any) -> bool:
+    # fetchall, not fetchone: SQLite cannot commit while a RETURNING statement is unfinished.
+    rows = cursor.fetchall()
+    return bool(rows and rows[0][0])
+
+
+def _is_driver_error(exc: Exception) -> bool:
+    """True for the DBAPI's own errors (sqlite3.Error, psycopg.Error): the database failed."""
+    module = type(exc).__module__.split(".")[0]
+    return module in {"sqlite3", "psycopg", "psycopg2"} or type(exc).__name__ in {
+        "OperationalError",
+        "InterfaceError",
+        "DatabaseError",
+    }
