@@ -228,19 +228,25 @@ class Admin:
     def confirm(self, admin_login: str, confirmation: str, action: str) -> None:
         """Check the acting administrator's confirmation password; count and audit a wrong one."""
         now = self.clock()
+        denied: PermissionDenied | None = None
+        stored: str | None = None
         with self.store.transaction() as repo:
             row = repo.user(admin_login)
             if row is None or UserClass(row.user_class) not in PRIVILEGED:
                 repo.audit(now, admin_login, action, [], "denied", "not a master or admin user")
-                raise PermissionDenied(f"{admin_login} is not a master or admin user")
-            if row.confirmation_failures >= self.policy.confirmation_lockout_threshold:
+                denied = PermissionDenied(f"{admin_login} is not a master or admin user")
+            elif row.confirmation_failures >= self.policy.confirmation_lockout_threshold:
                 repo.audit(now, admin_login, action, [], "denied", "confirmation password locked")
-                raise PermissionDenied(
+                denied = PermissionDenied(
                     f"{admin_login}'s confirmation password is locked after "
                     f"{row.confirmation_failures} wrong attempts; reset it with "
                     "'otpctl user passwd --confirmation'"
                 )
-            stored = row.confirmation_hash
+            else:
+                stored = row.confirmation_hash
+        # Raised after the block: raised inside, it would roll the denial's audit event back.
+        if denied is not None:
+            raise denied
         if stored is not None and self.hashing.verify(stored, confirmation):
             with self.store.transaction() as repo:
                 repo.session.execute(
