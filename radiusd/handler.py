@@ -1,7 +1,9 @@
-"""One datagram from a known client to one answer: checks of SPEC §4, then otpcore's decision.
+"""From datagram to answer: the checks of SPEC §4 and the mapping to and from otpcore.
 
-Runs off the packet loop (it may hash a password and talk to the database). It never raises:
-whatever goes wrong ends as an ``Answer`` without a reply (a drop) and a log line.
+The steps are separate so the worker can run each where it belongs: ``admit`` and
+``to_auth`` are cheap (the packet loop), deciding may hash a password (a pool thread), and
+``reply`` logs the decision and signs the answer. ``handle`` chains them for one request.
+Nothing here raises on any input: a bad datagram becomes an ``Answer`` without a reply.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Answer:
     unavailable: bool = False
 
 
+UNAVAILABLE = Answer(None, drop_reason="database_unavailable", unavailable=True)
 Authenticate = Callable[[AuthRequest], AuthOutcome]
 
 
@@ -49,7 +52,24 @@ class RequestHandler:
         self.language = language
 
     def handle(self, data: bytes, client: ClientConfig, source: str) -> Answer:
-        """Decode, check and answer one datagram from ``client``."""
+        """Decode, check, decide and answer one datagram from ``client``."""
+        admitted = self.admit(data, client)
+        if isinstance(admitted, Answer):
+            return admitted
+        started = time.perf_counter()
+        auth = self.to_auth(admitted, client, source)
+        if isinstance(auth, Answer):
+            return auth
+        try:
+            outcome = self.authenticate(auth)
+        except Unavailable:
+            return UNAVAILABLE
+        except OtpError as exc:
+            return failed(exc, client, auth.login)
+        return self.reply(admitted, client, outcome, source, started)
+
+    def admit(self, data: bytes, client: ClientConfig) -> Request | Answer:
+        """The decoded request, or the answer to send now (a drop, or Status-Server's Accept)."""
         try:
             request = decode_request(data, client.secret)
         except MalformedPacket as exc:
@@ -59,14 +79,10 @@ class RequestHandler:
             return Answer(None, drop_reason=refused)
         if request.code is Codes.STATUS_SERVER:
             return Answer(encode_reply(request, Codes.ACCESS_ACCEPT, client.secret))
-        started = time.perf_counter()
-        outcome = self._decide(request, client, source)
-        if isinstance(outcome, Answer):
-            return outcome
-        _log_decision(outcome, client, source, started)
-        return self._reply(request, client, outcome)
+        return request
 
-    def _decide(self, request: Request, client: ClientConfig, source: str) -> AuthOutcome | Answer:
+    def to_auth(self, request: Request, client: ClientConfig, source: str) -> AuthRequest | Answer:
+        """The otpcore request, or a Reject decided from the packet alone."""
         login = request.user_name
         if not login:
             return self._early(request, client, source, "", Reason.INVALID_REQUEST)
@@ -77,40 +93,47 @@ class RequestHandler:
             password = request.password.decode("utf-8")
         except UnicodeDecodeError:
             return self._early(request, client, source, login, Reason.INVALID_REQUEST)
-        try:
-            return self.authenticate(
-                AuthRequest(login, password, client.mode, request.state, request.authenticator)
-            )
-        except Unavailable:
-            return Answer(None, drop_reason="database_unavailable", unavailable=True)
-        except OtpError as exc:
-            log.error("auth error=%s user=%s client=%s", type(exc).__name__, field(login),
-                      field(client.name))  # fmt: skip
-            return Answer(None, drop_reason="error")
+        return AuthRequest(login, password, client.mode, request.state, request.authenticator)
 
     def _early(
         self, request: Request, client: ClientConfig, source: str, login: str, reason: Reason
     ) -> Answer:
-        """A Reject decided from the packet alone (no user state read or changed)."""
         outcome = AuthOutcome(Result.REJECT, reason, login)
-        _log_decision(outcome, client, source, time.perf_counter())
-        return self._reply(request, client, outcome)
+        return self.reply(request, client, outcome, source, time.perf_counter())
 
-    def _reply(self, request: Request, client: ClientConfig, outcome: AuthOutcome) -> Answer:
+    def reply(
+        self,
+        request: Request,
+        client: ClientConfig,
+        outcome: AuthOutcome,
+        source: str,
+        started: float,
+    ) -> Answer:
+        """Log the decision and build the signed reply."""
+        log_decision(outcome, client, source, started)
         text = reply_text(
             self.language, outcome.result, outcome.reason, outcome.prompt, outcome.serial
         )
         code = _CODES[outcome.result]
+        reject = outcome.result is Result.REJECT
         try:
-            reply = encode_reply(request, code, client.secret, reply_message=text,
-                                 state=outcome.state)  # fmt: skip
+            return Answer(
+                encode_reply(request, code, client.secret, reply_message=text, state=outcome.state),
+                reject=reject,
+            )
         except ValueError:
-            # Echoed Proxy-State made the reply too long: answer without the message.
-            try:
-                reply = encode_reply(request, code, client.secret, state=outcome.state)
-            except ValueError:
-                return Answer(None, drop_reason="reply_too_long")
-        return Answer(reply, reject=outcome.result is Result.REJECT)
+            pass  # echoed Proxy-State made it too long: answer without the message
+        try:
+            return Answer(encode_reply(request, code, client.secret, state=outcome.state), reject)
+        except ValueError:
+            return Answer(None, drop_reason="reply_too_long")
+
+
+def failed(exc: Exception, client: ClientConfig, login: str) -> Answer:
+    """A request that could not be decided: dropped, and logged without any secret."""
+    log.error("auth error=%s user=%s client=%s", type(exc).__name__, field(login),
+              field(client.name))  # fmt: skip
+    return Answer(None, drop_reason="error")
 
 
 def admission_problem(request: Request, client: ClientConfig) -> str | None:
@@ -129,8 +152,8 @@ def admission_problem(request: Request, client: ClientConfig) -> str | None:
     return None
 
 
-def _log_decision(outcome: AuthOutcome, client: ClientConfig, source: str, started: float) -> None:
-    ms = (time.perf_counter() - started) * 1000
+def log_decision(outcome: AuthOutcome, client: ClientConfig, source: str, started: float) -> None:
+    """The one log line of a decision (SPEC §9); never a password, OTP or secret."""
     log.info(
         "auth result=%s reason=%s user=%s client=%s src=%s mode=%s serial=%s ms=%.1f",
         outcome.result.value,
@@ -140,5 +163,5 @@ def _log_decision(outcome: AuthOutcome, client: ClientConfig, source: str, start
         source,
         client.mode.value,
         field(outcome.serial),
-        ms,
+        (time.perf_counter() - started) * 1000,
     )

@@ -7,6 +7,7 @@ hashing and the database run in the pool, so one slow request never holds up ano
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -19,20 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from sqlalchemy import text
-
 from otpcore.app import App, build_app
 from otpcore.config import ClientConfig, Settings, settings_from_toml
-from otpcore.errors import OtpError
+from otpcore.errors import OtpError, Unavailable
+from otpcore.service import AuthRequest, Prepared, needs_password_hash
 from radiusd.clients import ClientTable
 from radiusd.clock import system_clock
 from radiusd.dedup import Cached, DedupKey, DuplicateCache, InProgress
-from radiusd.handler import Answer, RequestHandler
-from radiusd.packets import MalformedPacket, parse_header
+from radiusd.handler import UNAVAILABLE, Answer, RequestHandler, failed
+from radiusd.packets import Codes, MalformedPacket, Request, parse_header
 
 log = logging.getLogger("otpradius.server")
 
 POOL_THREADS = 16
+MAX_BATCH = 512
 HEALTH_INTERVAL_S = 1.0
 DROP_LOG_INTERVAL_S = 60.0
 
@@ -82,6 +83,18 @@ class _Protocol(asyncio.DatagramProtocol):
         log.debug("socket error %s", type(exc).__name__)
 
 
+@dataclass(slots=True)
+class _Job:
+    """A request on its way: where the answer goes and what was asked."""
+
+    key: DedupKey
+    transport: asyncio.DatagramTransport
+    client: ClientConfig
+    request: Request
+    auth: AuthRequest
+    started: float
+
+
 class Worker:
     """One process's share of the server."""
 
@@ -90,23 +103,32 @@ class Worker:
         self.settings = settings
         self.app = app
         self.clients = ClientTable(settings.clients)
-        self.handler = RequestHandler(app.authenticator().authenticate,
+        self.authenticator = app.authenticator()
+        self.handler = RequestHandler(self.authenticator.authenticate,
                                       settings.policy.reply_language)  # fmt: skip
         self.dedup = DuplicateCache()
         self.drops = DropLog()
-        self.pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="auth")
+        # Password hashing runs in a pool (argon2 releases the GIL); everything that touches
+        # the database for deciding without a hash, and every commit, runs in one thread that
+        # takes whatever has queued up as one batch: one transaction, one fsync.
+        self.hash_pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="hash")
+        self.db_thread = ThreadPoolExecutor(1, thread_name_prefix="db")
+        self.inbox: list[_Job] = []
+        self.ready: list[tuple[_Job, Prepared]] = []
+        self.batch_running = False
+        self.hashing_now = 0
         self.healthy = True
-        self.pending: set[asyncio.Future[None]] = set()
         self.delayed: dict[asyncio.TimerHandle, Callable[[], None]] = {}
         self.transports: list[asyncio.DatagramTransport] = []
         self.stopping = False
+        self.idle = asyncio.Event()
 
     # The loop side: nothing here blocks.
 
     def received(
         self, transport: asyncio.DatagramTransport, data: bytes, addr: tuple[str | int, ...]
     ) -> None:
-        """Admit a datagram to the pool, answer a duplicate from the cache, or drop it."""
+        """Check a datagram and queue it, answer a duplicate from the cache, or drop it."""
         host, port = str(addr[0]), int(addr[1])
         now = time.monotonic()
         client = self.clients.match(host)
@@ -118,8 +140,8 @@ class Worker:
         except MalformedPacket as exc:
             self.drops.drop(f"malformed:{exc.reason}", host, now)
             return
-        if code == 12 and not self.healthy:
-            return  # Status-Server: no answer while the database is unreachable
+        if code == Codes.STATUS_SERVER and not self.healthy:
+            return  # no answer while the database is unreachable: the NAS fails over
         key = DedupKey(host, port, identifier, data[4:20])
         verdict = self.dedup.begin(key, now)
         if isinstance(verdict, InProgress):
@@ -130,32 +152,100 @@ class Worker:
         if self.stopping:
             self.dedup.finish(key, None, now)
             return
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.pool, self.handler.handle, data, client, host)
-        wrapped = asyncio.ensure_future(self._answer(future, transport, key, client))
-        self.pending.add(wrapped)
-        wrapped.add_done_callback(self.pending.discard)
+        admitted = self.handler.admit(data, client)
+        if isinstance(admitted, Answer):
+            self._deliver(transport, key, admitted)
+            return
+        started = time.perf_counter()
+        auth = self.handler.to_auth(admitted, client, host)
+        if isinstance(auth, Answer):
+            self._deliver(transport, key, auth)
+            return
+        job = _Job(key, transport, client, admitted, auth, started)
+        if needs_password_hash(auth):
+            self.hashing_now += 1
+            future = asyncio.get_running_loop().run_in_executor(self.hash_pool, self._prepare, job)
+            future.add_done_callback(lambda done: self._prepared(job, done))
+        else:
+            self.inbox.append(job)
+            self._kick()
 
-    async def _answer(
-        self,
-        future: asyncio.Future[Answer],
-        transport: asyncio.DatagramTransport,
-        key: DedupKey,
-        client: ClientConfig,
-    ) -> None:
+    def _prepare(self, job: _Job) -> Prepared | Answer:
+        """In the hash pool: read and decide a request that may verify a password."""
         try:
-            answer = await future
+            return self.authenticator.prepare(job.auth)
+        except Unavailable:
+            return UNAVAILABLE
         except Exception as exc:  # a bug must cost one request, never the server
-            log.error("handler failed error=%s client=%s", type(exc).__name__, client.name)
-            answer = Answer(None, drop_reason="internal_error")
+            return failed(exc, job.client, job.auth.login)
+
+    def _prepared(self, job: _Job, done: asyncio.Future[Prepared | Answer]) -> None:
+        self.hashing_now -= 1
+        result = done.result()
+        if isinstance(result, Answer):
+            self._deliver(job.transport, job.key, result)
+        else:
+            self.ready.append((job, result))
+            self._kick()
+        self._check_idle()
+
+    def _kick(self) -> None:
+        """Start a batch in the database thread unless one is running; it takes all queued."""
+        if self.batch_running or not (self.inbox or self.ready):
+            return
+        jobs, self.inbox = self.inbox[:MAX_BATCH], self.inbox[MAX_BATCH:]
+        ready, self.ready = self.ready[:MAX_BATCH], self.ready[MAX_BATCH:]
+        self.batch_running = True
+        future = asyncio.get_running_loop().run_in_executor(
+            self.db_thread, self._run_batch, jobs, ready
+        )
+        future.add_done_callback(self._batch_done)
+
+    def _batch_done(self, done: asyncio.Future[list[tuple[_Job, Answer]]]) -> None:
+        self.batch_running = False
+        try:
+            answers = done.result()
+        except Exception as exc:  # pragma: no cover - _run_batch catches what it can
+            log.error("batch failed error=%s", type(exc).__name__)
+            answers = []
+        for job, answer in answers:
+            self._deliver(job.transport, job.key, answer)
+        self._kick()
+        self._check_idle()
+
+    def _run_batch(
+        self, jobs: list[_Job], ready: list[tuple[_Job, Prepared]]
+    ) -> list[tuple[_Job, Answer]]:
+        """In the database thread: decide the jobs that need no hash, then commit everything."""
+        answers: list[tuple[_Job, Answer]] = []
+        prepared = list(ready)
+        for job in jobs:
+            result = self._prepare(job)
+            if isinstance(result, Answer):
+                answers.append((job, result))
+            else:
+                prepared.append((job, result))
+        if not prepared:
+            return answers
+        try:
+            outcomes = self.authenticator.commit([item for _, item in prepared])
+        except Unavailable:
+            return answers + [(job, UNAVAILABLE) for job, _ in prepared]
+        except Exception as exc:
+            return answers + [(job, failed(exc, job.client, job.auth.login)) for job, _ in prepared]
+        for (job, _), outcome in zip(prepared, outcomes, strict=True):
+            answer = self.handler.reply(job.request, job.client, outcome, job.key.address,
+                                        job.started)  # fmt: skip
+            answers.append((job, answer))
+        return answers
+
+    def _deliver(self, transport: asyncio.DatagramTransport, key: DedupKey, answer: Answer) -> None:
         if answer.unavailable:
             self.healthy = False
         if answer.reply is None:
             self.dedup.finish(key, None, time.monotonic())
-            if answer.drop_reason and not answer.unavailable:
+            if answer.drop_reason:
                 self.drops.drop(answer.drop_reason, key.address, time.monotonic())
-            elif answer.unavailable:
-                self.drops.drop("database_unavailable", key.address, time.monotonic())
             return
         delay = self.settings.policy.reject_delay
         if answer.reject and delay > 0 and not self.stopping:
@@ -166,6 +256,7 @@ class Worker:
             def send() -> None:
                 self.delayed.pop(handle, None)
                 self._send(transport, key, reply)
+                self._check_idle()
 
             handle = asyncio.get_running_loop().call_later(wait, send)
             self.delayed[handle] = send
@@ -179,25 +270,27 @@ class Worker:
         if not transport.is_closing():
             transport.sendto(reply, (key.address, key.port))
 
+    def _busy(self) -> bool:
+        return bool(self.batch_running or self.inbox or self.ready or self.hashing_now)
+
+    def _check_idle(self) -> None:
+        if self.stopping and not self._busy():
+            self.idle.set()
+
     # Housekeeping
 
     async def watch_health(self) -> None:
         """Probe the database every second; Status-Server is answered only while it answers."""
         loop = asyncio.get_running_loop()
         while not self.stopping:
-            ok = await loop.run_in_executor(self.pool, self._probe)
+            ok = await loop.run_in_executor(self.hash_pool, self._probe)
             if ok != self.healthy:
                 log.warning("database %s", "reachable again" if ok else "unreachable")
             self.healthy = ok
             await asyncio.sleep(HEALTH_INTERVAL_S)
 
     def _probe(self) -> bool:
-        try:
-            with self.app.store.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            return True
-        except Exception:
-            return False
+        return self.app.hot.ping()
 
     def reload_clients(self) -> None:
         """Re-read ``[[clients]]`` from the configuration file (SIGHUP)."""
@@ -214,8 +307,9 @@ class Worker:
         self.stopping = True
         for transport in self.transports:
             transport.pause_reading()  # type: ignore[attr-defined]
-        if self.pending:
-            await asyncio.wait(list(self.pending), timeout=10)
+        self._check_idle()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.idle.wait(), timeout=10)
         for handle, send in list(self.delayed.items()):
             handle.cancel()
             send()  # the delayed Rejects go out now rather than never
@@ -252,7 +346,8 @@ async def _serve(worker: Worker, sockets: list[socket.socket], ready_fd: int | N
         os.close(ready_fd)
     await done.wait()
     health.cancel()
-    worker.pool.shutdown(wait=True, cancel_futures=False)
+    worker.hash_pool.shutdown(wait=True, cancel_futures=False)
+    worker.db_thread.shutdown(wait=True, cancel_futures=False)
 
 
 def run_worker(config_path: Path, settings: Settings, ready_fd: int | None) -> int:

@@ -142,6 +142,15 @@ class HotStore:
 
     # Reads (no transaction held)
 
+    def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            with self._guard():
+                self._run("SELECT 1", {}).fetchall()
+        except Exception:
+            return False
+        return True
+
     def challenge(self, challenge_id: bytes) -> ChallengeRecord | None:
         """A pending challenge, read but not consumed."""
         with self._guard():
