@@ -1,0 +1,1 @@
+"""The otpradius benchmark (``python -m bench``)."""
