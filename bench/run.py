@@ -1,0 +1,510 @@
+"""The RADIUS-path benchmark: otp-radiusd beside FreeRADIUS on the same core, same generator.
+
+    python -m bench [--users 10000] [--quick] [--skip-freeradius]
+
+Builds a workspace under a temporary folder, onboards users with bound tokens through
+``otpctl token import`` and ``otpctl user import``, starts ``otp-radiusd`` (and Debian's
+FreeRADIUS with PAP from a users file), pins each server to core 1 and the generator to
+core 0, and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from argon2 import PasswordHasher, Type
+
+from bench import loadgen
+from bench.freeradius import FreeRadius
+from otpcore.model import Algorithm
+from otpcore.totp import hotp, time_step
+from radiusd.packets import Codes, encode_request
+
+SECRET = "bench-shared-secret-0123456789"
+PASSWORD = "Bench-Passw0rd!"
+PERIOD = 60
+SERVER_CPU = 1
+LOADGEN_CPU = 0
+OTP_SOURCE = "127.0.0.2"  # client in mode "otp"
+SPLIT_SOURCE = "127.0.0.3"  # client in mode "split"
+DEFAULT_HASHING = {"time_cost": 2, "memory_kib": 19456, "parallelism": 1}
+
+
+def free_port() -> int:
+    """An unused UDP port on loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Workspace:
+    """A folder with a configuration, a key, a database and the seeds the bench knows."""
+
+    root: Path
+    port: int
+    users: int
+    secrets: list[bytes]
+
+    @property
+    def config(self) -> Path:
+        """The configuration file."""
+        return self.root / "config.toml"
+
+    def login(self, index: int) -> str:
+        """The login of user ``index``."""
+        return f"u{index:07d}"
+
+    def serial(self, index: int) -> str:
+        """The serial of user ``index``'s token."""
+        return f"T{index:07d}"
+
+
+def write_config(root: Path, port: int, workers: int) -> None:
+    """A configuration with an otp-mode and a split-mode client on loopback addresses."""
+    hashing = "\n".join(f"{key} = {value}" for key, value in DEFAULT_HASHING.items())
+    (root / "config.toml").write_text(
+        f"""[server]
+listen = ["127.0.0.1:{port}"]
+workers = {workers}
+
+[database]
+url = "sqlite:///otpradius.db"
+
+[secrets]
+key_file = "otpradius.key"
+
+[policy]
+reject_delay = 0
+
+[hashing]
+{hashing}
+
+[logging]
+syslog = false
+level = "warning"
+
+[[clients]]
+name = "bench-otp"
+address = "{OTP_SOURCE}/32"
+secret = "{SECRET}"
+mode = "otp"
+
+[[clients]]
+name = "bench-split"
+address = "{SPLIT_SOURCE}/32"
+secret = "{SECRET}"
+mode = "split"
+
+[[clients]]
+name = "bench-local"
+address = "127.0.0.1/32"
+secret = "{SECRET}"
+mode = "auto"
+""",
+        encoding="utf-8",
+    )
+
+
+def otpctl(workspace_root: Path, *args: str, stdin: str | None = None) -> float:
+    """Run an otpctl command against the workspace; returns its wall time in seconds."""
+    started = time.perf_counter()
+    subprocess.run(
+        ["otpctl", "--config", str(workspace_root / "config.toml"), *args],
+        input=stdin,
+        text=True,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "LANG": "C"},
+    )
+    return time.perf_counter() - started
+
+
+def build_workspace(root: Path, users: int, workers: int) -> tuple[Workspace, dict[str, float]]:
+    """Initialise a workspace and onboard ``users`` users with bound tokens via the CLI."""
+    port = free_port()
+    write_config(root, port, workers)
+    otpctl(root, "init")
+    seeds = [secrets.token_bytes(20) for _ in range(users)]
+    workspace = Workspace(root, port, users, seeds)
+    tokens_csv = root / "tokens.csv"
+    with tokens_csv.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["serial", "secret", "algorithm", "digits", "period", "expires"])
+        for index, seed in enumerate(seeds):
+            writer.writerow([workspace.serial(index), seed.hex(), "SHA1", 6, PERIOD, "2036-01-01"])
+    hasher = PasswordHasher(
+        time_cost=DEFAULT_HASHING["time_cost"],
+        memory_cost=DEFAULT_HASHING["memory_kib"],
+        parallelism=DEFAULT_HASHING["parallelism"],
+        type=Type.ID,
+    )
+    # One hash for every user: the import under test reads PHC strings; it does not make them.
+    phc = hasher.hash(PASSWORD)
+    users_csv = root / "users.csv"
+    with users_csv.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["login", "name", "class", "password_hash", "start", "serial"])
+        for index in range(users):
+            writer.writerow(
+                [
+                    workspace.login(index),
+                    f"User {index}",
+                    "general",
+                    phc,
+                    "",
+                    workspace.serial(index),
+                ]
+            )
+    timings = {
+        "tokens": otpctl(root, "token", "import", str(tokens_csv)),
+        "users": otpctl(root, "user", "import", str(users_csv)),
+    }
+    return workspace, timings
+
+
+def otp_packets(workspace: Workspace, indices: Sequence[int], *, split: bool) -> list[bytes]:
+    """Access-Requests with codes for the current and the next step, in that order per user."""
+    step = time_step(datetime.now(UTC), PERIOD)
+    packets: list[bytes] = []
+    sockets = 16
+    for offset in (0, 1):
+        for index in indices:
+            code = hotp(workspace.secrets[index], step + offset, 6, Algorithm.SHA1)
+            password = PASSWORD + code if split else code
+            number = len(packets)
+            packets.append(
+                encode_request(
+                    SECRET.encode(),
+                    user_name=workspace.login(index),
+                    password=password,
+                    identifier=(number // sockets) % 256,
+                )
+            )
+    return packets
+
+
+def status_packets(count: int) -> list[bytes]:
+    """Status-Server requests (Message-Authenticator included, as RFC 5997 demands)."""
+    sockets = 16
+    return [
+        encode_request(
+            SECRET.encode(), code=Codes.STATUS_SERVER, identifier=(number // sockets) % 256
+        )
+        for number in range(count)
+    ]
+
+
+@dataclass
+class Server:
+    """A running otp-radiusd."""
+
+    process: subprocess.Popen[bytes]
+    startup: float
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes (children of the supervisor)."""
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in path.read_text().split()]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the supervisor and its workers so far."""
+        total = 0.0
+        ticks = os.sysconf("SC_CLK_TCK")
+        for pid in [self.process.pid, *self.worker_pids()]:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / ticks
+        return total
+
+    def worker_rss_mb(self) -> list[float]:
+        """Peak resident memory of each worker, in MB."""
+        sizes = []
+        for pid in self.worker_pids():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        sizes.append(int(line.split()[1]) / 1024)
+        return sizes
+
+    def stop(self) -> None:
+        """SIGTERM and wait."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def wait_for_status(port: int, timeout: float, source: str = "127.0.0.1") -> bool:
+    """True once a Status-Server on ``port`` is answered."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source, 0))
+        sock.settimeout(0.05)
+        while time.monotonic() < deadline:
+            sock.sendto(
+                encode_request(SECRET.encode(), code=Codes.STATUS_SERVER), ("127.0.0.1", port)
+            )
+            with contextlib.suppress(TimeoutError):
+                if sock.recv(4096)[0] == Codes.ACCESS_ACCEPT:
+                    return True
+    return False
+
+
+def start_server(workspace: Workspace, cpus: str) -> Server:
+    """Start otp-radiusd pinned to ``cpus``; start-up time is until Status-Server answers."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        ["taskset", "-c", cpus, "otp-radiusd", "--config", str(workspace.config), "--stderr"],
+        stderr=(workspace.root / "radiusd.log").open("ab"),
+    )
+    if not wait_for_status(workspace.port, 30):
+        process.kill()
+        raise SystemExit("otp-radiusd did not start; see " + str(workspace.root / "radiusd.log"))
+    return Server(process, time.perf_counter() - started)
+
+
+def argon2_bound(seconds: float, threads: int) -> float:
+    """argon2id verifies per second at the default cost on ``threads`` threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    hasher = PasswordHasher(
+        time_cost=DEFAULT_HASHING["time_cost"],
+        memory_cost=DEFAULT_HASHING["memory_kib"],
+        parallelism=DEFAULT_HASHING["parallelism"],
+        type=Type.ID,
+    )
+    phc = hasher.hash(PASSWORD)
+    deadline = time.perf_counter() + seconds
+
+    def spin() -> int:
+        count = 0
+        while time.perf_counter() < deadline:
+            hasher.verify(phc, PASSWORD)
+            count += 1
+        return count
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        counts = list(pool.map(lambda _: spin(), range(threads)))
+    return sum(counts) / (time.perf_counter() - started)
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    figure: str
+    value: str
+    note: str = ""
+
+
+def _measure_server(
+    workspace: Workspace, server: Server, packets: list[bytes], source: str, **kwargs: object
+) -> tuple[loadgen.RunResult, float]:
+    before = server.cpu_seconds()
+    result = loadgen.run(packets, ("127.0.0.1", workspace.port), source=source, **kwargs)  # type: ignore[arg-type]
+    return result, server.cpu_seconds() - before
+
+
+def benchmark(args: argparse.Namespace) -> list[Row]:
+    """Run every phase and return the table rows."""
+    loadgen.pin(LOADGEN_CPU)
+    rows: list[Row] = []
+    with _workspace(args.keep) as root:
+        workspace, imports = build_workspace(root, args.users, workers=1)
+        rows.append(
+            Row("import 100k-scale: tokens", f"{imports['tokens']:.1f} s", f"{args.users} rows")
+        )
+        rows.append(
+            Row("import: users (password_hash)", f"{imports['users']:.1f} s", f"{args.users} rows")
+        )
+        server = start_server(workspace, str(SERVER_CPU))
+        rows.append(
+            Row("start-up", f"{server.startup:.2f} s", "exec to first Status-Server answer")
+        )
+        try:
+            half = args.users // 2
+            peak_users = range(0, half)
+            result, cpu = _measure_server(
+                workspace,
+                server,
+                otp_packets(workspace, peak_users, split=False),
+                OTP_SOURCE,
+                window=args.window,
+            )
+            accepts = result.codes.get(Codes.ACCESS_ACCEPT, 0)
+            otp_rate = accepts / result.wall if result.wall else 0.0
+            rows.append(
+                Row(
+                    "otp accepts/s (1 worker, 1 core)",
+                    f"{otp_rate:,.0f}",
+                    f"{accepts}/{result.sent} accepted, lost {result.lost}, "
+                    f"generator cpu {result.cpu / result.wall:.0%} of its core",
+                )
+            )
+            rows.append(
+                Row("server CPU per otp request", f"{cpu / max(1, result.answered) * 1e6:,.0f} µs")
+            )
+            status, _ = _measure_server(
+                workspace,
+                server,
+                status_packets(args.status_count),
+                "127.0.0.1",
+                window=args.window,
+            )
+            rows.append(Row("status answers/s", f"{status.rate:,.0f}", f"lost {status.lost}"))
+            latency_users = range(half, half + max(1, args.users * 2 // 5))
+            target_rate = max(100.0, otp_rate / 2)
+            lat, _ = _measure_server(
+                workspace,
+                server,
+                otp_packets(workspace, latency_users, split=False),
+                OTP_SOURCE,
+                rate=target_rate,
+            )
+            rows.append(
+                Row(
+                    f"otp latency at {target_rate:,.0f}/s (p50 / p99)",
+                    f"{lat.percentile(50):.2f} / {lat.percentile(99):.2f} ms",
+                    f"lost {lat.lost} of {lat.sent}, "
+                    f"accepted {lat.codes.get(Codes.ACCESS_ACCEPT, 0)}",
+                )
+            )
+            rss = server.worker_rss_mb()
+            rows.append(Row("peak RSS per worker", ", ".join(f"{size:.0f} MB" for size in rss)))
+        finally:
+            server.stop()
+        rows.extend(login_phase(workspace, args))
+        if not args.skip_freeradius:
+            rows.extend(freeradius_phase(workspace, args, otp_rate, status.rate))
+    return rows
+
+
+def login_phase(workspace: Workspace, args: argparse.Namespace) -> list[Row]:
+    """Split-mode logins at the default argon2id cost, 2 workers on 2 cores, vs the hash bound."""
+    rewrite = workspace.config.read_text().replace("workers = 1", "workers = 2")
+    workspace.config.write_text(rewrite)
+    bound = argon2_bound(3.0, 2)
+    server = start_server(workspace, "0,1")
+    try:
+        first = workspace.users - min(workspace.users // 10, args.login_count)
+        users = range(first, workspace.users)
+        result, _ = _measure_server(
+            workspace,
+            server,
+            otp_packets(workspace, users, split=True),
+            SPLIT_SOURCE,
+            window=64,
+            timeout=10.0,
+        )
+    finally:
+        server.stop()
+    accepts = result.codes.get(Codes.ACCESS_ACCEPT, 0)
+    rate = accepts / result.wall if result.wall else 0.0
+    return [
+        Row("argon2id verifies/s (default cost, 2 threads)", f"{bound:,.1f}", "the hash bound"),
+        Row(
+            "login (split) accepts/s, 2 workers",
+            f"{rate:,.1f}",
+            f"{rate / bound:.2f} × hash bound; {accepts}/{result.sent} accepted",
+        ),
+    ]
+
+
+def freeradius_phase(
+    workspace: Workspace, args: argparse.Namespace, otp_rate: float, status_rate: float
+) -> list[Row]:
+    """FreeRADIUS PAP on the same core with the same generator, and the ratios."""
+    port = free_port()
+    users = [(workspace.login(i), PASSWORD) for i in range(min(workspace.users, 10000))]
+    with FreeRadius(workspace.root / "freeradius", port, SECRET, users, cpus=str(SERVER_CPU)):
+        packets = [
+            encode_request(
+                SECRET.encode(), user_name=login, password=password, identifier=(number // 16) % 256
+            )
+            for number, (login, password) in enumerate(users * max(1, 20000 // len(users)))
+        ]
+        result = loadgen.run(packets, ("127.0.0.1", port), window=args.window)
+    accepts = result.codes.get(Codes.ACCESS_ACCEPT, 0)
+    rate = accepts / result.wall if result.wall else 0.0
+    return [
+        Row(
+            "FreeRADIUS PAP answers/s (1 core)",
+            f"{rate:,.0f}",
+            f"{accepts}/{result.sent} accepted, generator cpu {result.cpu / result.wall:.0%}",
+        ),
+        Row("ratio otp / FreeRADIUS", f"{otp_rate / rate:.2f}" if rate else "n/a", "target ≥ 0.12"),
+        Row(
+            "ratio status / FreeRADIUS",
+            f"{status_rate / rate:.2f}" if rate else "n/a",
+            "target ≥ 0.30",
+        ),
+    ]
+
+
+@contextlib.contextmanager
+def _workspace(keep: bool) -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="otpradius-bench-"))
+    try:
+        yield root
+    finally:
+        if keep:
+            print(f"workspace kept: {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def render(rows: Sequence[Row], args: argparse.Namespace) -> str:
+    """The markdown table, with what was run and where."""
+    head = (
+        subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        or "unknown"
+    )
+    lines = [
+        f"otpradius bench — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {head}, "
+        f"{os.cpu_count()} cores, {args.users:,} users",
+        "",
+        "| figure | value | note |",
+        "| --- | --- | --- |",
+        *(f"| {row.figure} | {row.value} | {row.note} |" for row in rows),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run, print the table."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=10000)
+    parser.add_argument("--quick", action="store_true", help="small smoke run, no FreeRADIUS")
+    parser.add_argument("--skip-freeradius", action="store_true")
+    parser.add_argument("--window", type=int, default=256, help="requests in flight (peak)")
+    parser.add_argument("--status-count", type=int, default=50000)
+    parser.add_argument("--login-count", type=int, default=300)
+    parser.add_argument("--keep", action="store_true", help="keep the workspace folder")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.users = min(args.users, 400)
+        args.status_count = 2000
+        args.login_count = 10
+        args.skip_freeradius = True
+    print(render(benchmark(args), args))
+    return 0
