@@ -205,7 +205,7 @@ class Admin:
                 horizon = now + timedelta(days=expiring_within_days)
                 query = query.where(
                     TokenRow.expires.is_not(None), TokenRow.expires <= horizon
-                ).order_by(TokenRow.expires, TokenRow.serial)
+                ).order_by(None).order_by(TokenRow.expires, TokenRow.serial)  # soonest first
             rows = list(repo.session.scalars(query))
             bindings = repo.bindings()
             return [token_listing(row, bindings.get(row.serial, [])) for row in rows]

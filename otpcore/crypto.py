@@ -44,6 +44,10 @@ class Keyring:
 
     current: SeedKey
     others: tuple[SeedKey, ...] = ()
+    # The key file it was read from: re-read when a seed names a key this ring does not hold,
+    # so a running server keeps opening seeds after ``otpctl key rotate`` replaced the file.
+    source: Path | None = None
+    learned: dict[bytes, SeedKey] = field(default_factory=dict, repr=False, compare=False)
 
     def seal(self, serial: str, secret: bytes) -> bytes:
         """Encrypt a token secret for storage."""
@@ -59,13 +63,27 @@ class Keyring:
         kid = sealed[1 : 1 + _KID_BYTES]
         nonce = sealed[1 + _KID_BYTES : 1 + _KID_BYTES + _NONCE_BYTES]
         body = sealed[1 + _KID_BYTES + _NONCE_BYTES :]
-        for key in (self.current, *self.others):
-            if key.kid == kid:
-                try:
-                    return AESGCM(key.key).decrypt(nonce, body, _aad(serial, kid))
-                except InvalidTag:
-                    break
+        key = self._key(kid)
+        if key is not None:
+            try:
+                return AESGCM(key.key).decrypt(nonce, body, _aad(serial, kid))
+            except InvalidTag:
+                pass
         raise KeyFileError(f"the seed of token {serial} does not open with the key file")
+
+    def _key(self, kid: bytes) -> SeedKey | None:
+        for key in (self.current, *self.others, *self.learned.values()):
+            if key.kid == kid:
+                return key
+        if self.source is None:
+            return None
+        try:
+            fresh = load_keyring(self.source)
+        except KeyFileError:
+            return None
+        for key in (fresh.current, *fresh.others):
+            self.learned.setdefault(key.kid, key)
+        return self.learned.get(kid)
 
     def sealed_kid(self, sealed: bytes) -> bytes:
         """The key id a sealed seed names."""
@@ -100,7 +118,7 @@ def load_keyring(path: Path) -> Keyring:
     current = read_key(path)
     pending = pending_key_path(path)
     others = (read_key(pending),) if pending.exists() else ()
-    return Keyring(current, others)
+    return Keyring(current, others, source=path)
 
 
 def write_new_key(path: Path) -> SeedKey:

@@ -203,7 +203,12 @@ class Authenticator:
                 break
         for effect in decision.effects:
             if isinstance(effect, CountTokenFailure):
-                if writer.count_token_failure(effect.serial, self.policy.lockout_threshold):
+                counted = writer.count_token_failure(effect.serial, self.policy.lockout_threshold)
+                if counted is None:
+                    # Suspended by other requests since this one was read: nothing is counted
+                    # on a suspended token (SPEC §2), and that is the reason to give.
+                    return _reject(Reason.TOKEN_SUSPENDED, effect.serial)
+                if counted:
                     sharers = writer.sharers(effect.serial)
                     detail = (
                         f"token {effect.serial} after {self.policy.lockout_threshold} "

@@ -269,10 +269,14 @@ class HotWriter:
         params = {"serial": serial, "step": step, "drift": drift, "request": request}
         return int(self._store._run(_CONSUME, params).rowcount) == 1
 
-    def count_token_failure(self, serial: str, threshold: int) -> bool:
-        """One more failure on a token that is not suspended; True if that suspended it."""
+    def count_token_failure(self, serial: str, threshold: int) -> bool | None:
+        """One more failure on a token that is not suspended; True if that suspended it.
+
+        None when nothing was counted: the token was suspended already (or is gone).
+        """
         params = {"serial": serial, "threshold": threshold}
-        return _returned_true(self._store._run(_TOKEN_FAILURE, params))
+        rows = self._store._run(_TOKEN_FAILURE, params).fetchall()
+        return bool(rows[0][0]) if rows else None
 
     def count_password_failure(self, user_id: int, threshold: int) -> bool:
         """One more password failure; True if that suspended the user."""

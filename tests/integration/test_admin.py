@@ -1,0 +1,357 @@
+"""Administration on a real SQLite file: confirmation passwords, unlock, revoke, import, audit."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from otpcore.app import App
+from otpcore.errors import (
+    AlreadyExists,
+    ImportRefused,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    StateError,
+)
+from otpcore.model import Algorithm, OtpState, Reason, Result, TokenKind, UserClass
+from otpcore.ports import FrozenClock
+from otpcore.token_csv import TokenSpec, read_token_csv
+from otpcore.views import UserView
+from tests.integration.lifecycle import (
+    ADMIN,
+    CONFIRMATION,
+    PASSWORD,
+    SECRET,
+    SERIAL,
+    activated,
+    add_admin,
+    add_user,
+    code,
+    import_token,
+    login,
+    next_step,
+    token,
+    user,
+    wrong_code,
+)
+
+
+def snapshot(app: App) -> tuple[list[UserView], list[object]]:
+    """Everything a listing shows: to assert that nothing changed."""
+    return app.admin().users(), [t.as_json() for t in app.admin().tokens()]
+
+
+@pytest.fixture
+def suspended(app: App, clock: FrozenClock) -> App:
+    """taro and hanako share a token suspended after five wrong OTPs; chiroadm administers."""
+    import_token(app)
+    add_user(app, "taro")
+    add_user(app, "hanako")
+    add_admin(app)
+    add_user(app, "kojima")  # general, unregistered
+    activated(app, clock, "taro")
+    activated(app, clock, "hanako")
+    for _ in range(5):
+        login(app, "taro", PASSWORD + wrong_code(clock))
+    assert token(app).suspended
+    return app
+
+
+# Users
+
+
+def test_master_and_admin_users_need_a_confirmation_password(app: App) -> None:
+    for user_class in (UserClass.MASTER, UserClass.ADMIN):
+        with pytest.raises(InvalidInput, match="confirmation"):
+            app.admin().add_user("boss", "Boss", user_class, PASSWORD)
+        with pytest.raises(InvalidInput, match="differ"):
+            app.admin().add_user("boss", "Boss", user_class, PASSWORD, PASSWORD)
+    assert app.admin().users() == []
+
+
+def test_a_login_is_unique(app: App) -> None:
+    add_user(app, "taro")
+    with pytest.raises(AlreadyExists):
+        add_user(app, "taro")
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "a,b", "x" * 129, "tab\there"])
+def test_bad_logins_are_refused(app: App, bad: str) -> None:
+    with pytest.raises(InvalidInput):
+        add_user(app, bad)
+    assert app.admin().users() == []
+
+
+def test_issue_needs_an_unbound_user(app: App, clock: FrozenClock) -> None:
+    import_token(app)
+    add_user(app, "taro")
+    view = app.admin().issue("taro", date(2027, 1, 4))
+    assert (view.state, view.start_date) == (OtpState.ISSUED, date(2027, 1, 4))
+    activated(app, clock, "taro")
+    with pytest.raises(StateError, match="revoke"):
+        app.admin().issue("taro", date(2027, 1, 4))
+    with pytest.raises(NotFound):
+        app.admin().issue("nobody", date(2027, 1, 4))
+
+
+def test_user_list_columns(app: App, clock: FrozenClock) -> None:
+    expires = datetime(2031, 3, 31, tzinfo=UTC)
+    import_token(app, expires=expires)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    assert user(app, "taro").as_json() == {
+        "login": "taro",
+        "name": "Taro",
+        "class": "general",
+        "serial": SERIAL,
+        "state": "active",
+        "suspended": False,
+        "token_expires": "2031-03-31T00:00:00+00:00",
+    }
+
+
+# Confirmation password
+
+
+def test_wrong_confirmation_changes_nothing_and_is_audited(suspended: App) -> None:
+    before = snapshot(suspended)
+    for operation in (suspended.admin().unlock, suspended.admin().revoke):
+        with pytest.raises(PermissionDenied, match="wrong confirmation"):
+            operation(ADMIN, "not it", ["taro"])
+    assert snapshot(suspended) == before
+    denied = [e for e in suspended.admin().audit() if e.outcome == "denied"]
+    assert [(e.actor, e.action) for e in denied] == [(ADMIN, "unlock"), (ADMIN, "revoke")]
+    assert all("not it" not in e.detail for e in denied)
+
+
+def test_five_wrong_confirmations_lock_it_until_reset(suspended: App) -> None:
+    admin = suspended.admin()
+    for _ in range(5):
+        with pytest.raises(PermissionDenied):
+            admin.unlock(ADMIN, "wrong", ["taro"])
+    # Now even the right one is refused.
+    with pytest.raises(PermissionDenied, match="locked"):
+        admin.unlock(ADMIN, CONFIRMATION, ["taro"])
+    assert token(suspended).suspended
+    admin.set_password(ADMIN, "a new confirmation 1", confirmation=True)
+    with pytest.raises(PermissionDenied):
+        admin.unlock(ADMIN, CONFIRMATION, ["taro"])
+    lifted = admin.unlock(ADMIN, "a new confirmation 1", ["taro"])
+    assert [v.login for v in lifted] == ["hanako", "taro"]
+
+
+def test_four_wrong_then_right_restarts_the_count(suspended: App) -> None:
+    admin = suspended.admin()
+    for _ in range(4):
+        with pytest.raises(PermissionDenied):
+            admin.unlock(ADMIN, "wrong", ["taro"])
+    admin.unlock(ADMIN, CONFIRMATION, ["taro"])
+    for _ in range(4):
+        with pytest.raises(PermissionDenied):
+            admin.unlock(ADMIN, "wrong", ["taro"])
+    admin.unlock(ADMIN, CONFIRMATION, ["taro"])
+
+
+def test_a_general_user_cannot_unlock_or_revoke(suspended: App) -> None:
+    before = snapshot(suspended)
+    for operation in (suspended.admin().unlock, suspended.admin().revoke):
+        with pytest.raises(PermissionDenied, match="not a master or admin"):
+            operation("kojima", PASSWORD, ["taro"])
+        with pytest.raises(PermissionDenied):
+            operation("nobody", PASSWORD, ["taro"])
+    assert snapshot(suspended) == before
+    denied = [(e.actor, e.action) for e in suspended.admin().audit() if e.outcome == "denied"]
+    assert denied == [
+        ("kojima", "unlock"),
+        ("nobody", "unlock"),
+        ("kojima", "revoke"),
+        ("nobody", "revoke"),
+    ]
+
+
+def test_a_general_user_has_no_confirmation_password(app: App) -> None:
+    add_user(app, "kojima")
+    with pytest.raises(StateError):
+        app.admin().set_password("kojima", "whatever 1", confirmation=True)
+
+
+def test_a_master_user_may_unlock(suspended: App) -> None:
+    add_user(suspended, "master", UserClass.MASTER)
+    assert [v.login for v in suspended.admin().unlock("master", CONFIRMATION, ["hanako"])] == [
+        "hanako",
+        "taro",
+    ]
+
+
+# Unlock
+
+
+def test_unlock_lists_every_user_lifted_and_audits(suspended: App, clock: FrozenClock) -> None:
+    lifted = suspended.admin().unlock(ADMIN, CONFIRMATION, ["taro"])
+    assert [(v.login, v.state, v.suspended) for v in lifted] == [
+        ("hanako", OtpState.ACTIVE, False),
+        ("taro", OtpState.ACTIVE, False),
+    ]
+    (event,) = [e for e in suspended.admin().audit() if e.action == "unlock"]
+    assert (event.actor, event.targets, event.outcome) == (ADMIN, ("hanako", "taro"), "ok")
+    assert (token(suspended).suspended, token(suspended).fail_count) == (False, 0)
+    result = login(suspended, "hanako", PASSWORD + code(clock))
+    assert result.result is Result.ACCEPT
+
+
+def test_unlock_of_a_user_suspended_by_passwords(app: App, clock: FrozenClock) -> None:
+    add_admin(app)
+    add_user(app, "kojima")
+    for _ in range(10):
+        login(app, "kojima", "wrong")
+    assert user(app, "kojima").suspended
+    assert [v.login for v in app.admin().unlock(ADMIN, CONFIRMATION, ["kojima"])] == ["kojima"]
+    assert login(app, "kojima", PASSWORD).result is Result.ACCEPT
+
+
+def test_unlock_of_an_unknown_login_changes_nothing(suspended: App) -> None:
+    before = snapshot(suspended)
+    with pytest.raises(NotFound):
+        suspended.admin().unlock(ADMIN, CONFIRMATION, ["taro", "nobody"])
+    assert snapshot(suspended) == before
+
+
+# Revoke
+
+
+def test_revoke_of_an_unregistered_user_is_refused(suspended: App) -> None:
+    before = snapshot(suspended)
+    with pytest.raises(StateError, match="kojima"):
+        suspended.admin().revoke(ADMIN, CONFIRMATION, ["kojima"])
+    assert snapshot(suspended) == before
+
+
+@pytest.mark.parametrize("bad", ["kojima", "nobody"])
+def test_revoke_of_several_with_one_bad_login_changes_nothing(suspended: App, bad: str) -> None:
+    before = snapshot(suspended)
+    with pytest.raises((StateError, NotFound)):
+        suspended.admin().revoke(ADMIN, CONFIRMATION, ["taro", bad, "hanako"])
+    assert snapshot(suspended) == before
+
+
+def test_revoke_twice_is_refused(app: App, clock: FrozenClock) -> None:
+    import_token(app)
+    add_admin(app)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    app.admin().revoke(ADMIN, CONFIRMATION, ["taro"])
+    with pytest.raises(StateError):
+        app.admin().revoke(ADMIN, CONFIRMATION, ["taro"])
+
+
+def test_revoke_of_an_issued_user_and_of_an_expired_one(app: App, clock: FrozenClock) -> None:
+    import_token(app, expires=clock() + timedelta(days=1))
+    add_admin(app)
+    add_user(app, "taro")
+    add_user(app, "jiro")
+    activated(app, clock, "taro")
+    app.admin().issue("jiro", date(2027, 1, 1))
+    clock.advance(86400)
+    assert user(app, "taro").state is OtpState.EXPIRED
+    revoked = app.admin().revoke(ADMIN, CONFIRMATION, ["taro", "jiro"])
+    assert [(v.login, v.state) for v in revoked] == [
+        ("taro", OtpState.REVOKED),
+        ("jiro", OtpState.REVOKED),
+    ]
+    (event,) = [e for e in app.admin().audit() if e.action == "revoke"]
+    assert event.targets == ("taro", "jiro")
+
+
+def test_revoked_user_reregisters_with_a_new_token(app: App, clock: FrozenClock) -> None:
+    import_token(app)
+    import_token(app, "NEW00001", secret=b"n" * 20)
+    add_admin(app)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    app.admin().revoke(ADMIN, CONFIRMATION, ["taro"])
+    outcome = app.authenticator().activate("taro", "NEW00001", code(clock, secret=b"n" * 20))
+    assert outcome.reason is Reason.ACTIVATED
+    assert user(app, "taro").serial == "NEW00001"
+    assert token(app).users == ()
+
+
+# Token import
+
+
+def _specs(*serials: str) -> list[TokenSpec]:
+    return [TokenSpec(s, SECRET, TokenKind.HARDWARE, Algorithm.SHA1, 6, 60) for s in serials]
+
+
+def test_import_of_a_present_serial_refuses_the_whole_file(app: App) -> None:
+    app.admin().import_tokens(_specs("A"))
+    before = snapshot(app)
+    with pytest.raises(AlreadyExists, match="A"):
+        app.admin().import_tokens(_specs("B", "A", "C"))
+    assert snapshot(app) == before
+
+
+def test_a_refused_csv_changes_nothing(app: App) -> None:
+    app.admin().import_tokens(_specs("A"))
+    before = snapshot(app)
+    text = f"serial,secret\nB,{SECRET.hex()}\nC,zz\n"
+    with pytest.raises(ImportRefused, match=":3:"):
+        app.admin().import_tokens(read_token_csv(text, "seeds.csv"))
+    assert snapshot(app) == before
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=st.lists(st.sampled_from(["A", "B", "C", "D"]), min_size=1, max_size=4, unique=True))
+def test_import_is_all_or_nothing(app: App, rows: list[str]) -> None:
+    present = {t.serial for t in app.admin().tokens()}
+    try:
+        app.admin().import_tokens(_specs(*rows))
+    except AlreadyExists:
+        assert present & set(rows)
+        assert {t.serial for t in app.admin().tokens()} == present
+    else:
+        assert not present & set(rows)
+        assert {t.serial for t in app.admin().tokens()} == present | set(rows)
+
+
+def test_update_replaces_seeds_and_adds_new_ones(app: App, clock: FrozenClock) -> None:
+    import_token(app)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    new_secret = b"u" * 32
+    specs = [
+        TokenSpec(SERIAL, new_secret, TokenKind.HARDWARE, Algorithm.SHA256, 8, 30),
+        TokenSpec("EXTRA", SECRET, TokenKind.SOFTWARE, Algorithm.SHA1, 6, 30),
+    ]
+    assert app.admin().import_tokens(specs, update_existing=True) == 2
+    listing = token(app)
+    assert (listing.algorithm, listing.digits, listing.period, listing.users) == (
+        "SHA256",
+        8,
+        30,
+        ("taro",),
+    )
+    assert token(app, "EXTRA").kind == "software"
+    next_step(clock)
+    new_code = code(clock, secret=new_secret, period=30, digits=8, algorithm=Algorithm.SHA256)
+    assert login(app, "taro", PASSWORD + new_code).reason is Reason.OK
+    imports = [e.detail for e in app.admin().audit() if e.action == "token_import"]
+    assert imports[-1] == "1 added, 1 updated"
+
+
+def test_expiring_within(app: App, clock: FrozenClock) -> None:
+    import_token(app, "SOON", expires=clock() + timedelta(days=10))
+    import_token(app, "LATER", expires=clock() + timedelta(days=100))
+    import_token(app, "NEVER")
+    assert [t.serial for t in app.admin().tokens(expiring_within_days=30)] == ["SOON"]
+    assert [t.serial for t in app.admin().tokens(expiring_within_days=365)] == ["SOON", "LATER"]
+
+
+def test_disable_unknown_serial(app: App) -> None:
+    with pytest.raises(NotFound):
+        app.admin().set_disabled("NOSUCH", True)

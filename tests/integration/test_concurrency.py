@@ -1,0 +1,154 @@
+"""Sixteen processes on one SQLite file: replay and counting stay exact (SPEC §8).
+
+Each process builds its own App from the same settings, as otp-radiusd's workers do, waits at a
+barrier, and submits at the same instant.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import traceback
+from collections import Counter
+from datetime import datetime
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from otpcore.app import App, build_app
+from otpcore.config import parse_settings
+from otpcore.model import Reason
+from otpcore.ports import FrozenClock
+from otpcore.service import AuthRequest
+from tests.conftest import settings_data
+from tests.integration.lifecycle import (
+    PASSWORD,
+    activated,
+    add_user,
+    code,
+    import_token,
+    token,
+    user,
+)
+
+PROCESSES = 16
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(["otpcore.app", "otpcore.service", __name__])
+
+
+def _submit(
+    folder: str,
+    tables: dict[str, dict[str, Any]],
+    instant: datetime,
+    login: str,
+    text: str,
+    barrier: Barrier,
+    results: Any,
+) -> None:
+    """One worker process: its own App on the shared files, then one request at the barrier."""
+    try:
+        data = settings_data(**tables)
+        settings = parse_settings(data, Path(folder) / "config.toml", Path.read_bytes)
+        app = build_app(settings, FrozenClock(instant))
+        authenticator = app.authenticator()
+        barrier.wait(timeout=60)
+        outcome = authenticator.authenticate(AuthRequest(login, text))
+        results.put(("ok", outcome.result.value, outcome.reason.value))
+    except BaseException:  # every failure goes back to the test, none is lost in the child
+        results.put(("error", traceback.format_exc(), ""))
+
+
+def _race(
+    folder: Path,
+    instant: datetime,
+    login: str,
+    texts: list[str],
+    tables: dict[str, dict[str, Any]] | None = None,
+) -> list[tuple[str, str]]:
+    barrier = _CONTEXT.Barrier(len(texts))
+    results = _CONTEXT.Queue()
+    workers = [
+        _CONTEXT.Process(
+            target=_submit,
+            args=(str(folder), tables or {}, instant, login, text, barrier, results),
+        )
+        for text in texts
+    ]
+    for worker in workers:
+        worker.start()
+    collected: list[tuple[str, str, str]] = []
+    try:
+        for _ in workers:
+            collected.append(results.get(timeout=90))
+    except queue.Empty:
+        pytest.fail(f"only {len(collected)} of {len(workers)} workers answered")
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.kill()
+    errors = [detail for kind, detail, _ in collected if kind == "error"]
+    assert errors == [], errors[0] if errors else ""
+    return [(result, reason) for _, result, reason in collected]
+
+
+@pytest.fixture
+def taro(app: App, clock: FrozenClock, tmp_path: Path) -> App:
+    import_token(app)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    return app
+
+
+def test_the_same_valid_otp_at_once_is_accepted_exactly_once(
+    taro: App, clock: FrozenClock, tmp_path: Path
+) -> None:
+    outcomes = _race(tmp_path, clock(), "taro", [PASSWORD + code(clock)] * PROCESSES)
+    # One accept; the fifteen others are replays. Replays with the right password are counted
+    # (SPEC §2), so the fifth suspends the token, and the ten after it find it suspended:
+    # nothing more is counted and they are told so.
+    assert Counter(outcomes) == {
+        ("accept", Reason.OK.value): 1,
+        ("reject", Reason.REPLAY.value): 5,
+        ("reject", Reason.TOKEN_SUSPENDED.value): PROCESSES - 6,
+    }
+    listing = token(taro)
+    assert listing.fail_count == 5
+    assert listing.suspended
+
+
+def test_the_same_valid_otp_at_once_under_a_high_threshold_gives_fifteen_replays(
+    make_app: Any, clock: FrozenClock, tmp_path: Path
+) -> None:
+    app = make_app(policy={"lockout_threshold": 100})
+    import_token(app)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    policy = {"policy": {"reject_delay": 0, "lockout_threshold": 100}}
+    outcomes = _race(tmp_path, clock(), "taro", [PASSWORD + code(clock)] * PROCESSES, policy)
+    assert Counter(outcomes) == {
+        ("accept", Reason.OK.value): 1,
+        ("reject", Reason.REPLAY.value): PROCESSES - 1,
+    }
+    assert token(app).fail_count == PROCESSES - 1
+
+
+def test_wrong_otps_at_once_stop_the_count_exactly_at_the_threshold(
+    taro: App, clock: FrozenClock, tmp_path: Path
+) -> None:
+    shown = {code(clock, offset=offset) for offset in range(-2, 3)}
+    wrong = [f"{n:06d}" for n in range(100_000, 999_999, 53_011) if f"{n:06d}" not in shown]
+    outcomes = _race(tmp_path, clock(), "taro", [PASSWORD + otp for otp in wrong[:PROCESSES]])
+    assert len(outcomes) == PROCESSES
+    reasons = Counter(reason for _, reason in outcomes)
+    assert {result for result, _ in outcomes} == {"reject"}
+    assert reasons[Reason.BAD_OTP.value] == 5
+    assert reasons[Reason.TOKEN_SUSPENDED.value] == PROCESSES - 5
+    listing = token(taro)
+    assert listing.fail_count == 5
+    assert listing.suspended
+    assert user(taro, "taro").suspended
+    suspensions = [e for e in taro.admin().audit() if e.action == "suspend"]
+    assert len(suspensions) == 1

@@ -1,0 +1,508 @@
+"""SPEC §3 through the Authenticator on a real SQLite file, with a frozen clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from otpcore.app import App
+from otpcore.model import InputMode, OtpState, Reason, Result, Stage
+from otpcore.ports import FrozenClock
+from otpcore.service import AuthOutcome
+from tests.integration.lifecycle import (
+    CONFIRMATION,
+    PASSWORD,
+    SERIAL,
+    activated,
+    add_admin,
+    add_user,
+    code,
+    import_token,
+    just_before,
+    login,
+    next_step,
+    token,
+    user,
+    wrong_code,
+)
+
+
+def expect(outcome: AuthOutcome, result: Result, reason: Reason) -> AuthOutcome:
+    assert (outcome.result, outcome.reason) == (result, reason)
+    return outcome
+
+
+@pytest.fixture
+def shared(app: App, clock: FrozenClock) -> App:
+    """taro and hanako both active on the one token 23456789."""
+    import_token(app)
+    add_user(app, "taro")
+    add_user(app, "hanako")
+    activated(app, clock, "taro")
+    activated(app, clock, "hanako")
+    return app
+
+
+# 1.-3. Unknown, unregistered
+
+
+def test_unknown_user_is_rejected(app: App) -> None:
+    expect(login(app, "nobody", PASSWORD), Result.REJECT, Reason.UNKNOWN_USER)
+    assert app.admin().users() == []
+
+
+def test_unregistered_password_alone(app: App) -> None:
+    add_user(app, "kojima")
+    expect(login(app, "kojima", PASSWORD), Result.ACCEPT, Reason.PASSWORD_ONLY)
+    expect(login(app, "kojima", PASSWORD + "x"), Result.REJECT, Reason.BAD_PASSWORD)
+    assert user(app, "kojima").state is OtpState.UNREGISTERED
+
+
+def test_unregistered_rejected_by_policy(make_app: Callable[..., App]) -> None:
+    app = make_app(policy={"unregistered": "reject"})
+    add_user(app, "kojima")
+    expect(login(app, "kojima", PASSWORD), Result.REJECT, Reason.UNREGISTERED_REJECTED)
+
+
+# 2. Password failures suspend the user at the threshold
+
+
+def test_password_failures_suspend_the_user_at_exactly_ten(app: App, clock: FrozenClock) -> None:
+    import_token(app)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    for _ in range(9):
+        expect(login(app, "taro", "bad" + code(clock)), Result.REJECT, Reason.BAD_PASSWORD)
+    assert not user(app, "taro").suspended
+    expect(login(app, "taro", PASSWORD + code(clock)), Result.ACCEPT, Reason.OK)
+    # The success reset the count: ten more are needed.
+    for _ in range(9):
+        login(app, "taro", "bad")
+    assert not user(app, "taro").suspended
+    expect(login(app, "taro", "bad"), Result.REJECT, Reason.BAD_PASSWORD)
+    assert user(app, "taro").suspended
+    next_step(clock)
+    expect(login(app, "taro", PASSWORD + code(clock)), Result.REJECT, Reason.USER_SUSPENDED)
+    # The token was never counted: the password was wrong each time.
+    assert token(app).fail_count == 0
+    assert not token(app).suspended
+
+
+# 4./5. Issued, start date, activation by challenge
+
+
+def test_issued_before_and_on_the_start_date(app: App, clock: FrozenClock) -> None:
+    import_token(app)
+    add_user(app, "taro")
+    app.admin().issue("taro", date(2026, 12, 2))
+    clock.now = datetime(2026, 12, 1, 23, 59, 59, tzinfo=UTC)
+    expect(login(app, "taro", PASSWORD), Result.ACCEPT, Reason.PASSWORD_ONLY)
+    assert user(app, "taro").state is OtpState.ISSUED
+    clock.now = datetime(2026, 12, 2, 0, 0, 0, tzinfo=UTC)
+    first = expect(
+        login(app, "taro", PASSWORD, InputMode.CHALLENGE),
+        Result.CHALLENGE,
+        Reason.SERIAL_CHALLENGE,
+    )
+    assert first.prompt is Stage.ACTIVATION_SERIAL
+    assert first.state is not None
+    assert len(first.state) >= 16
+    second = expect(
+        login(app, "taro", SERIAL, state=first.state),
+        Result.CHALLENGE,
+        Reason.ACTIVATION_OTP_CHALLENGE,
+    )
+    assert second.serial == SERIAL
+    assert second.state is not None
+    expect(login(app, "taro", code(clock), state=second.state), Result.ACCEPT, Reason.ACTIVATED)
+    view = user(app, "taro")
+    assert (view.state, view.serial) == (OtpState.ACTIVE, SERIAL)
+    # The activation used the step: the same code cannot log in.
+    expect(login(app, "taro", PASSWORD + code(clock)), Result.REJECT, Reason.REPLAY)
+    next_step(clock)
+    expect(login(app, "taro", PASSWORD + code(clock)), Result.ACCEPT, Reason.OK)
+
+
+def _serial_prompt(app: App, name: str) -> bytes:
+    outcome = login(app, name, PASSWORD, InputMode.CHALLENGE)
+    assert outcome.reason is Reason.SERIAL_CHALLENGE
+    assert outcome.state is not None
+    return outcome.state
+
+
+@pytest.mark.parametrize("problem", ["unknown", "disabled", "expired", "suspended"])
+def test_activation_bad_serial_is_counted_on_the_user(
+    app: App, clock: FrozenClock, problem: str
+) -> None:
+    import_token(app, "OTHER", expires=clock() if problem == "expired" else None)
+    import_token(app)
+    add_user(app, "taro")
+    add_user(app, "hanako")
+    if problem == "disabled":
+        app.admin().set_disabled("OTHER", True)
+    if problem == "suspended":
+        activated(app, clock, "hanako", "OTHER")
+        for _ in range(5):
+            login(app, "hanako", PASSWORD + wrong_code(clock))
+        assert token(app, "OTHER").suspended
+    app.admin().issue("taro", clock().date())
+    serial = "NOSUCH" if problem == "unknown" else "OTHER"
+    for attempt in range(1, 6):
+        state = _serial_prompt(app, "taro")
+        expect(login(app, "taro", serial, state=state), Result.REJECT, Reason.BAD_SERIAL)
+        assert user(app, "taro").suspended is (attempt == 5)
+    expect(login(app, "taro", PASSWORD), Result.REJECT, Reason.USER_SUSPENDED)
+    assert token(app, "OTHER").fail_count == (5 if problem == "suspended" else 0)
+
+
+def test_activation_wrong_otp_counts_on_the_user_not_the_token(
+    app: App, clock: FrozenClock
+) -> None:
+    import_token(app)
+    add_user(app, "taro")
+    add_user(app, "mallory")
+    activated(app, clock, "taro")
+    app.admin().issue("mallory", clock().date())
+    # mallory knows her own password and taro's serial: she must not lock taro's token.
+    for attempt in range(1, 6):
+        outcome = app.authenticator().activate("mallory", SERIAL, wrong_code(clock))
+        expect(outcome, Result.REJECT, Reason.BAD_OTP)
+        assert user(app, "mallory").suspended is (attempt == 5)
+        assert token(app).fail_count == 0
+    assert not token(app).suspended
+    expect(login(app, "taro", PASSWORD + code(clock)), Result.ACCEPT, Reason.OK)
+    # Through the challenge too: a wrong OTP after the serial counts on the user.
+    add_user(app, "eve")
+    app.admin().issue("eve", clock().date())
+    state = _serial_prompt(app, "eve")
+    otp_prompt = login(app, "eve", SERIAL, state=state)
+    expect(
+        login(app, "eve", wrong_code(clock), state=otp_prompt.state),
+        Result.REJECT,
+        Reason.BAD_OTP,
+    )
+    assert token(app).fail_count == 0
+
+
+def test_activation_replay_of_a_used_step_is_rejected(app: App, clock: FrozenClock) -> None:
+    import_token(app)
+    add_user(app, "taro")
+    add_user(app, "hanako")
+    activated(app, clock, "taro")
+    expect(login(app, "taro", PASSWORD + code(clock)), Result.ACCEPT, Reason.OK)
+    app.admin().issue("hanako", clock().date())
+    outcome = app.authenticator().activate("hanako", SERIAL, code(clock))
+    expect(outcome, Result.REJECT, Reason.REPLAY)
+    assert user(app, "hanako").state is OtpState.ISSUED
+    next_step(clock)
+    expect(
+        app.authenticator().activate("hanako", SERIAL, code(clock)), Result.ACCEPT, Reason.ACTIVATED
+    )
+
+
+def test_activation_of_a_user_not_awaiting_it_is_refused(app: App, clock: FrozenClock) -> None:
+    import_token(app)
+    import_token(app, "OTHER")
+    add_user(app, "taro")
+    outcome = app.authenticator().activate("taro", SERIAL, code(clock))
+    expect(outcome, Result.REJECT, Reason.NOT_AWAITING_ACTIVATION)
+    activated(app, clock, "taro")
+    outcome = app.authenticator().activate("taro", "OTHER", code(clock))
+    expect(outcome, Result.REJECT, Reason.NOT_AWAITING_ACTIVATION)
+    assert user(app, "taro").serial == SERIAL
+
+
+# Sharing, replay by the same user and by a sharer
+
+
+def test_sharing_binds_one_token_to_two_users(shared: App) -> None:
+    assert token(shared).users == ("hanako", "taro")
+    for name in ("taro", "hanako"):
+        view = user(shared, name)
+        assert (view.serial, view.state) == (SERIAL, OtpState.ACTIVE)
+
+
+def test_replay_by_the_same_user_and_by_a_sharer(shared: App, clock: FrozenClock) -> None:
+    now_code = code(clock)
+    expect(login(shared, "taro", PASSWORD + now_code), Result.ACCEPT, Reason.OK)
+    expect(login(shared, "taro", PASSWORD + now_code), Result.REJECT, Reason.REPLAY)
+    expect(login(shared, "hanako", PASSWORD + now_code), Result.REJECT, Reason.REPLAY)
+    # The previous step's code is inside the window but older than the used step.
+    expect(login(shared, "hanako", PASSWORD + code(clock, offset=-1)), Result.REJECT, Reason.REPLAY)
+    assert token(shared).fail_count == 3
+    next_step(clock)
+    expect(login(shared, "hanako", PASSWORD + code(clock)), Result.ACCEPT, Reason.OK)
+    assert token(shared).fail_count == 0
+
+
+# Window edges and drift
+
+
+@pytest.mark.parametrize(
+    ("offset", "reason"),
+    [(-2, Reason.BAD_OTP), (-1, Reason.OK), (0, Reason.OK), (1, Reason.OK), (2, Reason.BAD_OTP)],
+)
+def test_window_edges(app: App, clock: FrozenClock, offset: int, reason: Reason) -> None:
+    import_token(app)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    clock.advance(3600)
+    assert login(app, "taro", PASSWORD + code(clock, offset=offset)).reason is reason
+
+
+def test_drift_follows_a_token_that_gains_a_step_between_logins(
+    app: App, clock: FrozenClock
+) -> None:
+    import_token(app)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    for gained in range(1, 8):
+        clock.advance(86400 * 30)
+        outcome = login(app, "taro", PASSWORD + code(clock, offset=gained))
+        assert outcome.reason is Reason.OK, gained
+    # Seven steps fast now; a code at the nominal step is outside the re-centred window.
+    clock.advance(86400)
+    expect(login(app, "taro", PASSWORD + code(clock)), Result.REJECT, Reason.BAD_OTP)
+    expect(login(app, "taro", PASSWORD + code(clock, offset=7)), Result.ACCEPT, Reason.OK)
+
+
+# Suspension at exactly the threshold, on every sharer; unlock; counting only with the password
+
+
+def test_suspension_at_exactly_five_shows_on_every_sharer(shared: App, clock: FrozenClock) -> None:
+    for failures in range(1, 5):
+        expect(login(shared, "taro", PASSWORD + wrong_code(clock)), Result.REJECT, Reason.BAD_OTP)
+        assert token(shared).fail_count == failures
+        assert not token(shared).suspended
+    assert not user(shared, "hanako").suspended
+    expect(login(shared, "hanako", PASSWORD + wrong_code(clock)), Result.REJECT, Reason.BAD_OTP)
+    assert token(shared).suspended
+    assert token(shared).fail_count == 5
+    assert user(shared, "taro").suspended
+    assert user(shared, "hanako").suspended
+    # While suspended nothing is checked or counted, not even the right code.
+    for name in ("taro", "hanako"):
+        outcome = login(shared, name, PASSWORD + code(clock))
+        expect(outcome, Result.REJECT, Reason.TOKEN_SUSPENDED)
+    assert token(shared).fail_count == 5
+    suspend_events = [e for e in shared.admin().audit() if e.action == "suspend"]
+    assert [e.targets for e in suspend_events] == [("hanako", "taro")]
+
+
+def test_a_success_restarts_the_count(shared: App, clock: FrozenClock) -> None:
+    for _ in range(4):
+        login(shared, "taro", PASSWORD + wrong_code(clock))
+    expect(login(shared, "hanako", PASSWORD + code(clock)), Result.ACCEPT, Reason.OK)
+    assert token(shared).fail_count == 0
+    for _ in range(4):
+        login(shared, "taro", PASSWORD + wrong_code(clock))
+    assert not token(shared).suspended
+
+
+def test_wrong_password_never_counts_on_the_token(shared: App, clock: FrozenClock) -> None:
+    for _ in range(7):
+        expect(login(shared, "taro", "bad" + wrong_code(clock)), Result.REJECT, Reason.BAD_PASSWORD)
+    assert token(shared).fail_count == 0
+    expect(login(shared, "taro", PASSWORD + code(clock)), Result.ACCEPT, Reason.OK)
+
+
+def test_unlock_lifts_every_sharer(shared: App, clock: FrozenClock) -> None:
+    add_admin(shared)
+    for _ in range(5):
+        login(shared, "taro", PASSWORD + wrong_code(clock))
+    lifted = shared.admin().unlock("chiroadm", CONFIRMATION, ["taro"])
+    assert [(v.login, v.suspended, v.serial) for v in lifted] == [
+        ("hanako", False, SERIAL),
+        ("taro", False, SERIAL),
+    ]
+    assert not token(shared).suspended
+    assert token(shared).fail_count == 0
+    expect(login(shared, "hanako", PASSWORD + code(clock)), Result.ACCEPT, Reason.OK)
+
+
+def test_challenge_answered_after_a_sharer_suspended_the_token(
+    shared: App, clock: FrozenClock
+) -> None:
+    prompt = expect(
+        login(shared, "taro", PASSWORD, InputMode.CHALLENGE),
+        Result.CHALLENGE,
+        Reason.OTP_CHALLENGE,
+    )
+    for _ in range(5):
+        login(shared, "hanako", PASSWORD + wrong_code(clock))
+    outcome = login(shared, "taro", code(clock), state=prompt.state)
+    expect(outcome, Result.REJECT, Reason.TOKEN_SUSPENDED)
+    assert token(shared).fail_count == 5
+
+
+# Modes
+
+
+def test_split_mode(shared: App, clock: FrozenClock) -> None:
+    expect(login(shared, "taro", PASSWORD), Result.REJECT, Reason.BAD_PASSWORD)
+    expect(login(shared, "taro", PASSWORD + "12ab56"), Result.REJECT, Reason.MALFORMED_OTP)
+    assert token(shared).fail_count == 1
+    expect(login(shared, "taro", PASSWORD + code(clock)), Result.ACCEPT, Reason.OK)
+
+
+def test_challenge_mode(shared: App, clock: FrozenClock) -> None:
+    prompt = expect(
+        login(shared, "taro", PASSWORD, InputMode.CHALLENGE),
+        Result.CHALLENGE,
+        Reason.OTP_CHALLENGE,
+    )
+    assert prompt.prompt is Stage.OTP
+    assert prompt.state is not None
+    expect(login(shared, "taro", code(clock), state=prompt.state), Result.ACCEPT, Reason.OK)
+    # Single use: the same State again is refused, whatever it carries.
+    next_step(clock)
+    expect(login(shared, "taro", code(clock), state=prompt.state), Result.REJECT, Reason.BAD_STATE)
+    expect(
+        login(shared, "taro", PASSWORD + code(clock), InputMode.CHALLENGE),
+        Result.REJECT,
+        Reason.BAD_PASSWORD,
+    )
+
+
+def test_challenge_expires_after_the_timeout(shared: App, clock: FrozenClock) -> None:
+    early = login(shared, "taro", PASSWORD, InputMode.CHALLENGE)
+    late = login(shared, "taro", PASSWORD, InputMode.CHALLENGE)
+    clock.advance(119)
+    expect(login(shared, "taro", code(clock), state=early.state), Result.ACCEPT, Reason.OK)
+    clock.advance(2)  # 121 s after the challenge
+    outcome = login(shared, "taro", code(clock, offset=1), state=late.state)
+    expect(outcome, Result.REJECT, Reason.BAD_STATE)
+    assert token(shared).fail_count == 0
+
+
+def test_challenge_timeout_follows_the_policy(
+    make_app: Callable[..., App], clock: FrozenClock
+) -> None:
+    app = make_app(policy={"challenge_timeout": 10})
+    import_token(app)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    prompt = login(app, "taro", PASSWORD, InputMode.CHALLENGE)
+    clock.advance(11)
+    expect(login(app, "taro", code(clock), state=prompt.state), Result.REJECT, Reason.BAD_STATE)
+
+
+def test_a_state_for_another_login_is_rejected_and_used_up(shared: App, clock: FrozenClock) -> None:
+    prompt = login(shared, "taro", PASSWORD, InputMode.CHALLENGE)
+    expect(
+        login(shared, "hanako", code(clock), state=prompt.state), Result.REJECT, Reason.BAD_STATE
+    )
+    expect(login(shared, "taro", code(clock), state=prompt.state), Result.REJECT, Reason.BAD_STATE)
+    assert token(shared).fail_count == 0
+
+
+def test_an_unknown_state_is_rejected(shared: App, clock: FrozenClock) -> None:
+    outcome = login(shared, "taro", code(clock), state=b"\x00" * 20)
+    expect(outcome, Result.REJECT, Reason.BAD_STATE)
+
+
+def test_auto_mode_with_a_password_that_ends_in_digits(app: App, clock: FrozenClock) -> None:
+    digits_password = "tanuki314159"
+    import_token(app)
+    add_user(app, "taro", password=digits_password)
+    activated(app, clock, "taro")
+    prompt = login(app, "taro", digits_password, InputMode.AUTO)
+    expect(prompt, Result.CHALLENGE, Reason.OTP_CHALLENGE)
+    expect(login(app, "taro", code(clock), state=prompt.state), Result.ACCEPT, Reason.OK)
+    next_step(clock)
+    expect(
+        login(app, "taro", digits_password + code(clock), InputMode.AUTO), Result.ACCEPT, Reason.OK
+    )
+    assert token(app).fail_count == 0
+
+
+def test_otp_mode(shared: App, clock: FrozenClock) -> None:
+    add_user(shared, "kojima")
+    expect(login(shared, "kojima", "", InputMode.OTP), Result.ACCEPT, Reason.PASSWORD_ONLY)
+    expect(login(shared, "taro", wrong_code(clock), InputMode.OTP), Result.REJECT, Reason.BAD_OTP)
+    assert token(shared).fail_count == 1
+    expect(login(shared, "taro", code(clock), InputMode.OTP), Result.ACCEPT, Reason.OK)
+    assert token(shared).fail_count == 0
+
+
+# Revoke, re-registration, expiry, disabled
+
+
+def test_revoke_leaves_the_token_and_sharers_alone(shared: App, clock: FrozenClock) -> None:
+    add_admin(shared)
+    login(shared, "hanako", PASSWORD + wrong_code(clock))
+    revoked = shared.admin().revoke("chiroadm", CONFIRMATION, ["taro"])
+    assert [(v.login, v.serial, v.state) for v in revoked] == [("taro", SERIAL, OtpState.REVOKED)]
+    assert user(shared, "taro").state is OtpState.REVOKED
+    assert user(shared, "taro").serial is None
+    assert token(shared).users == ("hanako",)
+    assert token(shared).fail_count == 1
+    expect(login(shared, "hanako", PASSWORD + code(clock)), Result.ACCEPT, Reason.OK)
+    # The revoked user is asked to activate again, and may take the same token.
+    state = _serial_prompt(shared, "taro")
+    otp_prompt = login(shared, "taro", SERIAL, state=state)
+    next_step(clock)
+    expect(
+        login(shared, "taro", code(clock), state=otp_prompt.state), Result.ACCEPT, Reason.ACTIVATED
+    )
+    assert user(shared, "taro").state is OtpState.ACTIVE
+    assert token(shared).users == ("hanako", "taro")
+
+
+def test_expiry_at_the_instant(app: App, clock: FrozenClock) -> None:
+    expires = clock() + timedelta(days=10)
+    import_token(app, expires=expires)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    clock.now = just_before(expires)
+    expect(login(app, "taro", PASSWORD + code(clock)), Result.ACCEPT, Reason.OK)
+    assert user(app, "taro").state is OtpState.ACTIVE
+    clock.now = expires
+    next_code = code(clock, offset=1)
+    expect(login(app, "taro", PASSWORD + next_code), Result.REJECT, Reason.TOKEN_EXPIRED)
+    expect(login(app, "taro", "wrong"), Result.REJECT, Reason.TOKEN_EXPIRED)
+    assert user(app, "taro").state is OtpState.EXPIRED
+    assert user(app, "taro").token_expires == expires
+    assert token(app).fail_count == 0
+    assert not user(app, "taro").suspended
+
+
+def test_disabled_token(shared: App, clock: FrozenClock) -> None:
+    shared.admin().set_disabled(SERIAL, True)
+    expect(login(shared, "taro", PASSWORD + code(clock)), Result.REJECT, Reason.TOKEN_DISABLED)
+    expect(
+        login(shared, "taro", PASSWORD + wrong_code(clock)), Result.REJECT, Reason.TOKEN_DISABLED
+    )
+    assert token(shared).fail_count == 0
+    shared.admin().set_disabled(SERIAL, False)
+    expect(login(shared, "taro", PASSWORD + code(clock)), Result.ACCEPT, Reason.OK)
+
+
+# Retransmission of the request that used a step
+
+
+def test_retransmission_is_accepted_again_only_for_the_same_step(
+    shared: App, clock: FrozenClock
+) -> None:
+    request = bytes(range(16))
+    text = PASSWORD + code(clock)
+    expect(login(shared, "taro", text, request_id=request), Result.ACCEPT, Reason.OK)
+    expect(login(shared, "taro", text, request_id=request), Result.ACCEPT, Reason.OK)
+    expect(login(shared, "taro", text, request_id=bytes(16)), Result.REJECT, Reason.REPLAY)
+    assert token(shared).fail_count == 1
+    next_step(clock)
+    expect(
+        login(shared, "hanako", PASSWORD + code(clock), request_id=bytes(16)),
+        Result.ACCEPT,
+        Reason.OK,
+    )
+    expect(login(shared, "taro", text, request_id=request), Result.REJECT, Reason.REPLAY)
+
+
+def test_password_is_verified_for_an_admin_too(app: App) -> None:
+    add_admin(app)
+    expect(login(app, "chiroadm", PASSWORD), Result.ACCEPT, Reason.PASSWORD_ONLY)
+    # The confirmation password is not a login password.
+    expect(login(app, "chiroadm", CONFIRMATION), Result.REJECT, Reason.BAD_PASSWORD)

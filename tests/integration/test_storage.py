@@ -1,0 +1,323 @@
+"""Storage and durability (SPEC §8): sealed seeds, key rotation, the key file, rehashing."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from otpcore.app import App
+from otpcore.crypto import Keyring, PasswordHashing, load_keyring, pending_key_path, read_key
+from otpcore.errors import KeyFileError, StorageError
+from otpcore.keys import create_key, rotate_key
+from otpcore.model import Algorithm, Reason, Result
+from otpcore.ports import FrozenClock
+from otpcore.token_csv import read_token_csv
+from tests.integration.lifecycle import (
+    PASSWORD,
+    activated,
+    add_user,
+    code,
+    import_token,
+    login,
+    next_step,
+)
+
+SEEDS = {
+    "T-SHA1": (os.urandom(20), Algorithm.SHA1),
+    "T-SHA256": (os.urandom(32), Algorithm.SHA256),
+    "T-SHA512": (os.urandom(64), Algorithm.SHA512),
+}
+
+
+def db_path(app: App) -> Path:
+    url = app.settings.database_url
+    assert url.startswith("sqlite:///")
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def sealed_seeds(app: App) -> dict[str, bytes]:
+    """The stored (sealed) seeds, read straight from the file, read-only."""
+    uri = f"file:{db_path(app)}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True)) as db:
+        rows = db.execute("SELECT serial, sealed_secret FROM tokens").fetchall()
+    return {serial: bytes(sealed) for serial, sealed in rows}
+
+
+def password_hash(app: App, login_name: str) -> str:
+    uri = f"file:{db_path(app)}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True)) as db:
+        (value,) = db.execute(
+            "SELECT password_hash FROM users WHERE login = ?", (login_name,)
+        ).fetchone()
+    assert isinstance(value, str)
+    return value
+
+
+@pytest.fixture
+def tokens(app: App, clock: FrozenClock) -> App:
+    """Three tokens of three algorithms, each bound to one user who has logged in once."""
+    for serial, (secret, algorithm) in SEEDS.items():
+        import_token(app, serial, secret=secret, algorithm=algorithm)
+        add_user(app, serial.lower())
+        activated(app, clock, serial.lower(), serial, secret=secret, algorithm=algorithm)
+    return app
+
+
+def every_token_verifies(app: App, clock: FrozenClock) -> None:
+    next_step(clock)
+    for serial, (secret, algorithm) in SEEDS.items():
+        outcome = login(
+            app, serial.lower(), PASSWORD + code(clock, secret=secret, algorithm=algorithm)
+        )
+        assert (outcome.result, outcome.reason) == (Result.ACCEPT, Reason.OK), serial
+
+
+# Key rotation
+
+
+def test_rotation_reseals_every_seed(
+    tokens: App, make_app: Callable[..., App], clock: FrozenClock
+) -> None:
+    key_file = tokens.settings.key_file
+    old_key = read_key(key_file)
+    before = sealed_seeds(tokens)
+    assert rotate_key(tokens.store, key_file, clock) == 3
+    new_key = read_key(key_file)
+    assert new_key.kid != old_key.kid
+    assert not pending_key_path(key_file).exists()
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    after = sealed_seeds(tokens)
+    for serial, sealed in after.items():
+        assert sealed != before[serial]
+        assert Keyring(new_key).sealed_kid(sealed) == new_key.kid
+        assert Keyring(new_key).unseal(serial, sealed) == SEEDS[serial][0]
+        with pytest.raises(KeyFileError):
+            Keyring(old_key).unseal(serial, sealed)
+    every_token_verifies(make_app(), clock)  # a process started after the rotation
+    (event,) = [e for e in tokens.admin().audit() if e.action == "key_rotate"]
+    assert event.detail == "3 seeds re-sealed"
+
+
+def test_a_running_server_keeps_verifying_after_a_rotation(tokens: App, clock: FrozenClock) -> None:
+    # otp-radiusd loaded the key at start; `otpctl key rotate` runs beside it.
+    rotate_key(tokens.store, tokens.settings.key_file, clock)
+    every_token_verifies(tokens, clock)
+    rotate_key(tokens.store, tokens.settings.key_file, clock)
+    every_token_verifies(tokens, clock)
+
+
+def test_rotation_interrupted_after_the_commit(
+    tokens: App, make_app: Callable[..., App], clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_file = tokens.settings.key_file
+    old = key_file.read_bytes()
+
+    def crash(*_args: object) -> None:
+        raise OSError("power cut")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("otpcore.keys.os.replace", crash)
+        with pytest.raises(OSError, match="power cut"):
+            rotate_key(tokens.store, key_file, clock)
+    pending = pending_key_path(key_file)
+    assert pending.exists()
+    assert key_file.read_bytes() == old
+    # Every seed is sealed under the pending key now, and still opens.
+    every_token_verifies(make_app(), clock)
+    new = pending.read_bytes()
+    assert rotate_key(tokens.store, key_file, clock) == 3
+    assert key_file.read_bytes() == new
+    assert not pending.exists()
+    every_token_verifies(make_app(), clock)
+
+
+def test_rotation_interrupted_before_the_commit(
+    tokens: App, make_app: Callable[..., App], clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_file = tokens.settings.key_file
+    before = sealed_seeds(tokens)
+    calls: list[str] = []
+    real_seal = Keyring.seal
+
+    def failing_seal(self: Keyring, serial: str, secret: bytes) -> bytes:
+        calls.append(serial)
+        if len(calls) == 2:
+            raise RuntimeError("killed")
+        return real_seal(self, serial, secret)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Keyring, "seal", failing_seal)
+        with pytest.raises(RuntimeError, match="killed"):
+            rotate_key(tokens.store, key_file, clock)
+    assert sealed_seeds(tokens) == before  # rolled back: nothing half re-sealed
+    assert pending_key_path(key_file).exists()
+    every_token_verifies(make_app(), clock)
+    assert rotate_key(tokens.store, key_file, clock) == 3
+    assert not pending_key_path(key_file).exists()
+    every_token_verifies(make_app(), clock)
+
+
+# The key file
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_a_key_file_others_can_read_is_refused(
+    app: App, make_app: Callable[..., App], mode: int
+) -> None:
+    key_file = app.settings.key_file
+    key_file.chmod(mode)
+    with pytest.raises(KeyFileError, match="group or others"):
+        make_app()
+    with pytest.raises(KeyFileError):
+        create_key(key_file)
+    with pytest.raises(KeyFileError):
+        load_keyring(key_file)
+
+
+def test_a_pending_key_others_can_read_is_refused(app: App) -> None:
+    key_file = app.settings.key_file
+    pending = pending_key_path(key_file)
+    pending.write_bytes(os.urandom(32))
+    pending.chmod(0o644)
+    with pytest.raises(KeyFileError, match="group or others"):
+        load_keyring(key_file)
+
+
+def test_a_key_file_of_the_wrong_size_is_refused(app: App) -> None:
+    key_file = app.settings.key_file
+    key_file.chmod(0o600)
+    key_file.write_bytes(b"short")
+    with pytest.raises(KeyFileError, match="32 bytes"):
+        load_keyring(key_file)
+
+
+def test_create_key_never_overwrites(app: App) -> None:
+    key_file = app.settings.key_file
+    before = key_file.read_bytes()
+    assert create_key(key_file) is False
+    assert key_file.read_bytes() == before
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_seed_copied_onto_another_serial_does_not_open(tokens: App) -> None:
+    keyring = load_keyring(tokens.settings.key_file)
+    sealed = sealed_seeds(tokens)
+    with pytest.raises(KeyFileError):
+        keyring.unseal("T-SHA256", sealed["T-SHA1"])
+    tampered = bytearray(sealed["T-SHA1"])
+    tampered[-1] ^= 1
+    with pytest.raises(KeyFileError):
+        keyring.unseal("T-SHA1", bytes(tampered))
+
+
+# No seed in clear
+
+
+def forms(secret: bytes) -> Iterator[bytes]:
+    yield secret
+    yield secret.hex().encode()
+    yield secret.hex().upper().encode()
+    b32 = base64.b32encode(secret)
+    yield b32
+    yield b32.rstrip(b"=")
+    yield b32.lower().rstrip(b"=")
+    yield base64.b64encode(secret)
+
+
+def test_no_seed_appears_in_clear_in_the_database_files(
+    app: App, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    csv_secret = os.urandom(20)
+    b32 = base64.b32encode(csv_secret).decode().rstrip("=")
+    app.admin().import_tokens(read_token_csv(f"serial,secret_base32\nCSV1,{b32}\n", "seeds.csv"))
+    hex_secret = os.urandom(32)
+    text_csv = f"serial,secret,algorithm\nCSV2,{hex_secret.hex()},SHA256\n"
+    app.admin().import_tokens(read_token_csv(text_csv, "seeds.csv"))
+    add_user(app, "taro")
+    activated(app, clock, "taro", "CSV1", secret=csv_secret)
+    login(app, "taro", PASSWORD + code(clock, secret=csv_secret))
+    login(app, "taro", PASSWORD + "000000")
+    rotate_key(app.store, app.settings.key_file, clock)
+    files = [p for p in db_path(app).parent.iterdir() if p.name.startswith(db_path(app).name)]
+    assert any(p.name.endswith("-wal") for p in files)
+    contents = b"".join(p.read_bytes() for p in files)
+    assert len(contents) > 4096
+    for secret in (csv_secret, hex_secret):
+        for form in forms(secret):
+            assert form not in contents
+            assert form.decode("latin-1") not in caplog.text
+    assert PASSWORD.encode() not in contents
+
+
+# Passwords
+
+
+def test_passwords_are_argon2id_with_the_configured_parameters(app: App) -> None:
+    add_user(app, "taro")
+    stored = password_hash(app, "taro")
+    assert stored.startswith("$argon2id$v=19$m=64,t=1,p=1$")
+    assert PASSWORD not in stored
+
+
+def test_rehash_on_login_when_the_parameters_change(app: App, make_app: Callable[..., App]) -> None:
+    add_user(app, "taro")
+    add_user(app, "hanako")
+    stronger = make_app(hashing={"time_cost": 2, "memory_kib": 128})
+    # A wrong password does not rehash.
+    assert login(stronger, "taro", "wrong").reason is Reason.BAD_PASSWORD
+    assert password_hash(stronger, "taro").startswith("$argon2id$v=19$m=64,t=1,p=1$")
+    assert login(stronger, "taro", PASSWORD).result is Result.ACCEPT
+    assert password_hash(stronger, "taro").startswith("$argon2id$v=19$m=128,t=2,p=1$")
+    assert password_hash(stronger, "hanako").startswith("$argon2id$v=19$m=64,t=1,p=1$")
+    assert not PasswordHashing(stronger.settings.hashing).needs_rehash(password_hash(app, "taro"))
+    # The new hash verifies, and is left alone while the parameters stay.
+    rehashed = password_hash(app, "taro")
+    assert login(stronger, "taro", PASSWORD).result is Result.ACCEPT
+    assert password_hash(app, "taro") == rehashed
+
+
+def test_rehash_after_an_otp_login(
+    app: App, make_app: Callable[..., App], clock: FrozenClock
+) -> None:
+    import_token(app)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    stronger = make_app(hashing={"time_cost": 3})
+    assert login(stronger, "taro", PASSWORD + "000000").result is Result.REJECT
+    assert ",t=1," in password_hash(app, "taro")
+    assert login(stronger, "taro", PASSWORD + code(clock)).reason is Reason.OK
+    assert ",t=3," in password_hash(app, "taro")
+
+
+# SQLite settings and schema
+
+
+def test_sqlite_runs_in_wal_mode_with_full_sync(app: App) -> None:
+    with app.store.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def test_an_empty_database_is_refused(tmp_path: Path, clock: FrozenClock) -> None:
+    from otpcore.app import build_app
+    from otpcore.config import parse_settings
+    from tests.conftest import settings_data
+
+    settings = parse_settings(
+        settings_data(database={"url": "sqlite:///empty.db"}),
+        tmp_path / "config.toml",
+        Path.read_bytes,
+    )
+    create_key(settings.key_file)
+    with pytest.raises(StorageError, match="otpctl init"):
+        build_app(settings, clock)
