@@ -1,0 +1,176 @@
+"""The manual's procedures: activate (利用開始登録), unlock (利用停止解除), revoke (失効), check.
+
+unlock and revoke are confirmed by a master or admin user's own confirmation password and
+print every user they changed as the manual's result screens do.
+"""
+
+from __future__ import annotations
+
+import click
+
+from cli.context import CliContext
+from cli.messages import describe, say
+from cli.output import (
+    REVOKE_COLUMNS,
+    UNLOCK_COLUMNS,
+    Lang,
+    echo_json,
+    output_options,
+    user_table,
+)
+from cli.prompts import Secrets, password_stdin_option
+from otpcore.model import InputMode, Reason, Result, Stage
+from otpcore.service import AuthOutcome, AuthRequest
+
+pass_cli = click.make_pass_decorator(CliContext)
+
+EXIT_REJECT = 1
+EXIT_CHALLENGE = 10  # check stopped at a challenge: --password-stdin input ran out
+MAX_ROUNDS = 4  # login, serial, activation OTP: a fourth challenge would be a bug
+
+
+def print_outcome(outcome: AuthOutcome, as_json: bool, lang: Lang) -> None:
+    """``accept|reject|challenge: reason — what it means``, or the SPEC §5 JSON."""
+    if as_json:
+        echo_json({"result": outcome.result.value, "reason": outcome.reason.value})
+        return
+    line = f"{outcome.result.value}: {outcome.reason.value} — {describe(outcome.reason, lang)}"
+    click.echo(line)
+
+
+def exit_status(outcome: AuthOutcome) -> int:
+    """0 only on accept."""
+    if outcome.result is Result.ACCEPT:
+        return 0
+    return EXIT_CHALLENGE if outcome.result is Result.CHALLENGE else EXIT_REJECT
+
+
+@click.command("activate")
+@click.argument("login")
+@click.argument("serial")
+@password_stdin_option
+@output_options
+@pass_cli
+@click.pass_context
+def activate(
+    ctx: click.Context,
+    obj: CliContext,
+    login: str,
+    serial: str,
+    password_stdin: bool,
+    as_json: bool,
+    lang: Lang,
+) -> None:
+    """Activate SERIAL for LOGIN with the OTP it shows (for portals without challenges).
+
+    Exits 0 only when the token is now bound to the user.
+    """
+    authenticator = obj.authenticator()
+    otp = Secrets(password_stdin).ask(say(lang, "prompt_otp", serial=serial))
+    outcome = authenticator.activate(login, serial, otp)
+    print_outcome(outcome, as_json, lang)
+    activated = outcome.result is Result.ACCEPT and outcome.reason is Reason.ACTIVATED
+    ctx.exit(0 if activated else EXIT_REJECT)
+
+
+@click.command("check")
+@click.argument("login")
+@password_stdin_option
+@output_options
+@pass_cli
+@click.pass_context
+def check(
+    ctx: click.Context,
+    obj: CliContext,
+    login: str,
+    password_stdin: bool,
+    as_json: bool,
+    lang: Lang,
+) -> None:
+    """Run the authentication decision (SPEC §3) in-process, as a RADIUS client would.
+
+    Prompts the login password, then whatever the decision asks for (the OTP; during
+    activation the serial number, then the OTP). Prints accept, reject or challenge and
+    the reason. Exit status: 0 accept, 1 reject, 10 a challenge left unanswered because
+    --password-stdin input ran out.
+    """
+    authenticator = obj.authenticator()
+    secrets = Secrets(password_stdin)
+    password = secrets.ask(say(lang, "prompt_password", login=login))
+    # Challenge mode: the password alone first, each further factor in its own answer,
+    # so that the prompts come one at a time as on the bank's screens.
+    outcome = authenticator.authenticate(AuthRequest(login, password, InputMode.CHALLENGE))
+    for _ in range(MAX_ROUNDS):
+        if outcome.result is not Result.CHALLENGE:
+            break
+        if outcome.prompt is Stage.ACTIVATION_SERIAL:
+            answer = secrets.ask_optional(say(lang, "prompt_serial"), hidden=False)
+        else:
+            answer = secrets.ask_optional(say(lang, "prompt_otp", serial=outcome.serial or ""))
+        if answer is None:
+            break
+        request = AuthRequest(login, answer, InputMode.CHALLENGE, state=outcome.state)
+        outcome = authenticator.authenticate(request)
+    print_outcome(outcome, as_json, lang)
+    ctx.exit(exit_status(outcome))
+
+
+@click.command("unlock")
+@click.option("--admin", "admin_login", required=True, help="The master or admin user acting.")
+@click.argument("logins", nargs=-1, required=True)
+@password_stdin_option
+@output_options
+@pass_cli
+def unlock(
+    obj: CliContext,
+    admin_login: str,
+    logins: tuple[str, ...],
+    password_stdin: bool,
+    as_json: bool,
+    lang: Lang,
+) -> None:
+    """Lift the OTP suspension of users; every user sharing their serial is lifted with them.
+
+    Prompts ADMIN's confirmation password and prints every user whose suspension was lifted.
+    """
+    admin = obj.admin()
+    prompt = say(lang, "prompt_admin_confirmation", login=admin_login)
+    confirmation = Secrets(password_stdin).ask(prompt)
+    lifted = admin.unlock(admin_login, confirmation, logins)
+    if as_json:
+        echo_json([view.as_json() for view in lifted])
+    elif lifted:
+        click.echo(say(lang, "unlocked"))
+        click.echo(user_table(lifted, lang, UNLOCK_COLUMNS))
+    else:
+        click.echo(say(lang, "nothing_unlocked"))
+
+
+@click.command("revoke")
+@click.option("--admin", "admin_login", required=True, help="The master or admin user acting.")
+@click.argument("logins", nargs=-1, required=True)
+@password_stdin_option
+@output_options
+@pass_cli
+def revoke(
+    obj: CliContext,
+    admin_login: str,
+    logins: tuple[str, ...],
+    password_stdin: bool,
+    as_json: bool,
+    lang: Lang,
+) -> None:
+    """Revoke the token of users, say a lost one: they must activate a token again.
+
+    Prompts ADMIN's confirmation password and prints every user revoked, with the serial
+    and expiry of the token they had. The token and its other users are untouched.
+    """
+    admin = obj.admin()
+    prompt = say(lang, "prompt_admin_confirmation", login=admin_login)
+    confirmation = Secrets(password_stdin).ask(prompt)
+    revoked = admin.revoke(admin_login, confirmation, logins)
+    if as_json:
+        echo_json([view.as_json() for view in revoked])
+    else:
+        click.echo(say(lang, "revoked"))
+        click.echo(user_table(revoked, lang, REVOKE_COLUMNS))

@@ -1,0 +1,33 @@
+"""``otpctl audit``: admin operations and state changes, oldest first."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+
+from cli.context import CliContext
+from cli.output import Lang, audit_table, echo_json, output_options
+
+pass_cli = click.make_pass_decorator(CliContext)
+
+
+@click.command("audit")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="Only events from local midnight of that day on.",
+)
+@output_options
+@pass_cli
+def audit(obj: CliContext, since: datetime | None, as_json: bool, lang: Lang) -> None:
+    """Admin operations and state changes: time, actor, action, targets, outcome."""
+    # click gives a naive midnight; astimezone() reads it as local time, as the table shows.
+    start = since.astimezone() if since is not None else None
+    events = obj.admin().audit(start)
+    if as_json:
+        echo_json([event.as_json() for event in events])
+    else:
+        click.echo(audit_table(events, lang))

@@ -1,0 +1,100 @@
+"""What every command shares: the configuration file, read once, and the App, built lazily.
+
+Nothing is opened before a command asks for it, so ``otpctl --help`` works without a
+configuration and ``otpctl init`` works before the database and key file exist.
+"""
+
+from __future__ import annotations
+
+import getpass
+import tomllib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from otpcore.admin import Admin
+from otpcore.app import App, build_app
+from otpcore.config import Settings, parse_settings
+from otpcore.errors import ConfigError
+from otpcore.ports import Clock
+from otpcore.service import Authenticator
+
+DEFAULT_CONFIG = Path("/etc/otpradius/config.toml")
+CONFIG_ENV = "OTPRADIUS_CONFIG"
+
+
+def system_clock() -> datetime:
+    """The wall clock, in UTC: the one place the command line reads the time."""
+    return datetime.now(UTC)
+
+
+def read_settings(path: Path) -> Settings:
+    """Read and validate a configuration file; every problem names the file."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: configuration file not found (give --config PATH or set {CONFIG_ENV})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message ends with "(at line N, column M)": the file and line together.
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_settings(data, path, Path.read_bytes)
+
+
+def operator() -> str:
+    """The audit actor of commands run by a person: otpctl and the operating-system user."""
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError):  # no passwd entry, e.g. an arbitrary container uid
+        return "otpctl"
+    return f"otpctl:{name}"
+
+
+def safe_url(url: str) -> str:
+    """A database URL fit to print: any password in it masked."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@dataclass
+class CliContext:
+    """The ``ctx.obj`` of every command: the configuration path and what is built from it."""
+
+    config_path: Path
+    clock: Clock = system_clock
+    _settings: Settings | None = field(default=None, repr=False)
+    _app: App | None = field(default=None, repr=False)
+
+    def settings(self) -> Settings:
+        """The validated configuration, read on first use."""
+        if self._settings is None:
+            self._settings = read_settings(self.config_path)
+        return self._settings
+
+    def app(self) -> App:
+        """The App (database at the current schema, key file), built on first use."""
+        if self._app is None:
+            self._app = build_app(self.settings(), self.clock)
+        return self._app
+
+    def admin(self) -> Admin:
+        """The administration use cases, audited under the operator's name."""
+        return self.app().admin(operator())
+
+    def authenticator(self) -> Authenticator:
+        """The authentication use case, as ``otpctl check`` and ``activate`` run it."""
+        return self.app().authenticator(operator())
+
+    def close(self) -> None:
+        """Release the database connections, if any were opened."""
+        if self._app is not None:
+            self._app.store.dispose()
+            self._app = None

@@ -1,0 +1,106 @@
+"""``otpctl init``, ``otpctl db upgrade`` and ``otpctl key rotate``: schema and seed key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import click
+
+from cli.context import CliContext, operator, safe_url
+from otpcore.app import open_store
+from otpcore.config import Settings
+from otpcore.errors import KeyFileError, StorageError
+from otpcore.keys import create_key, rotate_key
+from otpcore.store import Store
+from otpcore.store.schema import current_revision, head_revision, upgrade
+
+pass_cli = click.make_pass_decorator(CliContext)
+
+T = TypeVar("T")
+
+
+def _database(settings: Settings, what: Callable[[Store], T]) -> T:
+    """Run a schema operation, turning a driver error into a one-line StorageError."""
+    store = open_store(settings, pool_size=1)
+    try:
+        return what(store)
+    except Exception as exc:
+        # The DBAPI error's own text ("unable to open database file") without the SQL
+        # statement SQLAlchemy wraps around it.
+        cause = getattr(exc, "orig", None) or exc
+        raise StorageError(
+            f"{safe_url(settings.database_url)}: {type(cause).__name__}: {cause}"
+        ) from None
+    finally:
+        store.dispose()
+
+
+@click.command("init")
+@pass_cli
+def init(obj: CliContext) -> None:
+    """Create the key file and the database schema; never overwrites either."""
+    settings = obj.settings()
+    try:
+        created = create_key(settings.key_file)
+    except OSError as exc:
+        raise KeyFileError(f"{settings.key_file}: cannot create: {exc.strerror}") from None
+    if created:
+        click.echo(f"Created key file {settings.key_file} (mode 0600).")
+    else:
+        click.echo(f"Key file {settings.key_file} already exists: left as it is.")
+    url = safe_url(settings.database_url)
+
+    def create_schema(store: Store) -> str | None:
+        present = current_revision(store.engine)
+        if present is None:
+            upgrade(store.engine)
+        return present
+
+    present = _database(settings, create_schema)
+    if present is None:
+        click.echo(f"Created the database schema (revision {head_revision()}) in {url}.")
+    elif present == head_revision():
+        click.echo(f"Database {url} already has the schema (revision {present}): left as it is.")
+    else:
+        click.echo(
+            f"Database {url} already has a schema at revision {present}: left as it is; "
+            "run 'otpctl db upgrade' to bring it to this version."
+        )
+
+
+@click.group("db")
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@pass_cli
+def db_upgrade(obj: CliContext) -> None:
+    """Apply every schema migration not yet applied."""
+    settings = obj.settings()
+
+    def migrate(store: Store) -> tuple[str | None, str | None]:
+        before = current_revision(store.engine)
+        upgrade(store.engine)
+        return before, current_revision(store.engine)
+
+    before, after = _database(settings, migrate)
+    if before == after:
+        click.echo(f"The database schema is already at revision {after}.")
+    else:
+        click.echo(f"Upgraded the database schema from {before or 'empty'} to revision {after}.")
+
+
+@click.group("key")
+def key() -> None:
+    """The seed-encryption key file."""
+
+
+@key.command("rotate")
+@pass_cli
+def key_rotate(obj: CliContext) -> None:
+    """Make a new key and re-seal every seed under it, in one transaction."""
+    app = obj.app()
+    count = rotate_key(app.store, app.settings.key_file, app.clock, operator())
+    click.echo(f"Re-sealed {count} seed(s) under a new key; {app.settings.key_file} replaced.")

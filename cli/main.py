@@ -1,0 +1,87 @@
+"""The ``otpctl`` root group, its ``--config`` option, and the one place errors become exit codes.
+
+Every ``OtpError`` a command raises leaves as ``otpctl: error: <message>`` on stderr with the
+error's ``exit_code``; anything else is a bug and leaves as a one-line error with status 1
+(the traceback only with ``OTPRADIUS_DEBUG=1``, since it could show local values).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from cli.admin_ops import activate, check, revoke, unlock
+from cli.audit import audit
+from cli.context import CONFIG_ENV, DEFAULT_CONFIG, CliContext
+from cli.db import db, init, key
+from cli.tokens import token
+from cli.users import user
+from otpcore.errors import OtpError
+
+DEBUG_ENV = "OTPRADIUS_DEBUG"
+
+
+class CommandFailed(click.ClickException):
+    """A command failed on purpose: one line on stderr, and the exit status given."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(" ".join(message.split()))  # one line, whatever the message held
+        self.exit_code = exit_code
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        """Print ``otpctl: error: <message>`` on stderr."""
+        click.echo(f"otpctl: error: {self.format_message()}", err=True, file=file)
+
+
+class OtpctlGroup(click.Group):
+    """The root group: every subcommand runs inside its ``invoke``, so errors meet here."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command, mapping errors to a one-line message and an exit status."""
+        try:
+            return super().invoke(ctx)
+        except OtpError as exc:
+            raise CommandFailed(str(exc), exc.exit_code) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get(DEBUG_ENV) == "1":
+                raise
+            # Only the type: the text of an unexpected error may quote a value we hold.
+            raise CommandFailed(
+                f"unexpected {type(exc).__name__} (a bug; run with {DEBUG_ENV}=1 for details)", 1
+            ) from None
+
+
+@click.group(cls=OtpctlGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=CONFIG_ENV,
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    show_envvar=True,
+    help="Configuration file.",
+)
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path) -> None:
+    """Administer otpradius: users, tokens, unlock, revoke, audit (the bank manual's procedures)."""
+    obj = CliContext(config_path)
+    ctx.obj = obj
+    ctx.call_on_close(obj.close)
+
+
+for _command in (init, db, key, user, token, activate, unlock, revoke, check, audit):
+    cli.add_command(_command)
+
+
+def main() -> None:
+    """Console-script entry point ``otpctl``."""
+    # Warnings from the core (e.g. "token suspended") reach the operator on stderr.
+    logging.basicConfig(level=logging.WARNING, format="otpctl: %(levelname)s: %(message)s")
+    cli.main(prog_name="otpctl")

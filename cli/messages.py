@@ -1,0 +1,113 @@
+"""Sentences otpctl says, in English and in the manual's Japanese: prompts, results, reasons."""
+
+from __future__ import annotations
+
+from cli.output import Lang
+from otpcore.model import REASON_DESCRIPTIONS, Reason
+
+_MESSAGES: dict[str, dict[Lang, str]] = {
+    # Prompts (secrets are never echoed; see cli.prompts)
+    "prompt_password": {
+        Lang.EN: "Login password for {login}",
+        Lang.JA: "{login} のログインパスワード",
+    },
+    "prompt_new_password": {
+        Lang.EN: "New login password for {login}",
+        Lang.JA: "{login} の新しいログインパスワード",
+    },
+    "prompt_new_confirmation": {
+        Lang.EN: "New confirmation password for {login}",
+        Lang.JA: "{login} の新しい確認用パスワード",
+    },
+    "prompt_admin_confirmation": {
+        Lang.EN: "Confirmation password of {login}",
+        Lang.JA: "{login} の確認用パスワード",
+    },
+    "prompt_serial": {
+        Lang.EN: "Serial number on the back of the token",
+        Lang.JA: "トークン裏面のシリアル番号",
+    },
+    "prompt_otp": {
+        Lang.EN: "One-time password shown on token {serial}",
+        Lang.JA: "トークン {serial} に表示されているワンタイムパスワード",
+    },
+    # Results
+    "user_added": {
+        Lang.EN: "Created user {login} ({name}, {user_class}).",
+        Lang.JA: "利用者 {login}（{name}、{user_class}）を登録しました。",
+    },
+    "user_issued": {
+        Lang.EN: "Issued a token to {login}: service starts on {start}.",
+        Lang.JA: "{login} にトークンを発行しました（利用開始日 {start}）。",
+    },
+    "login_password_set": {
+        Lang.EN: "Set the login password of {login}.",
+        Lang.JA: "{login} のログインパスワードを設定しました。",
+    },
+    "confirmation_password_set": {
+        Lang.EN: "Set the confirmation password of {login}.",
+        Lang.JA: "{login} の確認用パスワードを設定しました。",
+    },
+    "tokens_imported": {
+        Lang.EN: "Imported {count} token(s) from {file}.",
+        Lang.JA: "{file} から {count} 件のトークンを登録しました。",
+    },
+    "token_disabled": {
+        Lang.EN: "Disabled token {serial}.",
+        Lang.JA: "トークン {serial} を無効にしました。",
+    },
+    "token_enabled": {
+        Lang.EN: "Enabled token {serial}.",
+        Lang.JA: "トークン {serial} を有効にしました。",
+    },
+    "unlocked": {
+        Lang.EN: "Lifted the one-time password suspension of these users:",
+        Lang.JA: "以下の利用者に対して、ワンタイムパスワードの利用停止状態を解除しました。",
+    },
+    "nothing_unlocked": {
+        Lang.EN: "None of the selected users (or their token's sharers) was suspended.",
+        Lang.JA: "選択した利用者（同じシリアル番号の利用者を含む）に停止中の利用者はいません。",
+    },
+    "revoked": {
+        Lang.EN: "Revoked the token of these users:",
+        Lang.JA: "以下の利用者のトークンを失効しました。",
+    },
+}
+
+_REASONS_JA: dict[Reason, str] = {
+    Reason.OK: "パスワードとワンタイムパスワードを確認しました",
+    Reason.PASSWORD_ONLY: "パスワードを確認しました（利用中のトークンはまだありません）",
+    Reason.ACTIVATED: "利用開始登録が完了しました（トークンを登録しました）",
+    Reason.OTP_CHALLENGE: "パスワードを確認しました。ワンタイムパスワードを求めています",
+    Reason.SERIAL_CHALLENGE: "パスワードを確認しました。利用開始登録のシリアル番号を求めています",
+    Reason.ACTIVATION_OTP_CHALLENGE: (
+        "シリアル番号を受け付けました。ワンタイムパスワードを求めています"
+    ),
+    Reason.UNKNOWN_USER: "ログインIDが存在しません",
+    Reason.BAD_PASSWORD: "ログインパスワードが違います（利用者に計数）",
+    Reason.USER_SUSPENDED: "利用者が停止中です（パスワードまたは利用開始登録の連続失敗）",
+    Reason.UNREGISTERED_REJECTED: "トークン未発行の利用者は拒否する設定です",
+    Reason.TOKEN_SUSPENDED: "ワンタイムパスワード認証が停止中です（連続した誤入力）",
+    Reason.TOKEN_DISABLED: "トークンが無効にされています",
+    Reason.TOKEN_EXPIRED: "トークンの有効期限が切れています",
+    Reason.BAD_OTP: "ワンタイムパスワードが違います（計数）",
+    Reason.REPLAY: "使用済みのワンタイムパスワードです（計数）",
+    Reason.MALFORMED_OTP: "ワンタイムパスワードの桁数が違います（計数）",
+    Reason.BAD_SERIAL: "シリアル番号が不明、無効、停止中または有効期限切れです",
+    Reason.BAD_STATE: "チャレンジが不明、使用済み、期限切れ、または他の利用者のものです",
+    Reason.NOT_AWAITING_ACTIVATION: "この利用者は利用開始登録の対象ではありません",
+    Reason.PAP_REQUIRED: "CHAP/MS-CHAP は使えません（PAP のみ）",
+    Reason.INVALID_REQUEST: "User-Name または User-Password がありません",
+}
+
+
+def say(lang: Lang, key: str, **fields: object) -> str:
+    """The sentence ``key`` in ``lang`` with its fields filled in."""
+    return _MESSAGES[key][lang].format(**fields)
+
+
+def describe(reason: Reason, lang: Lang) -> str:
+    """What a decision's reason means, for a person."""
+    if lang is Lang.JA and reason in _REASONS_JA:
+        return _REASONS_JA[reason]
+    return REASON_DESCRIPTIONS.get(reason, reason.value)

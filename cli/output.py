@@ -1,0 +1,294 @@
+"""What commands print: tables with the manual's column terms (en/ja), and JSON (SPEC §5 keys).
+
+Labels come from the bank's manual so that an operator sees the words of its screens:
+ログインID, 利用者名, 利用者区分, シリアル番号, ワンタイムパスワード状態 …
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import click
+
+from otpcore.model import OtpState, TokenKind, UserClass
+from otpcore.views import AuditEvent, TokenListing, UserView
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MISSING = "-"  # the manual's screens show a dash where there is no value
+
+
+class Lang(StrEnum):
+    """The language of labels and messages."""
+
+    EN = "en"
+    JA = "ja"
+
+
+def default_lang() -> Lang:
+    """Japanese when LANG says so (ja_JP.UTF-8 …), else English."""
+    return Lang.JA if os.environ.get("LANG", "").startswith("ja") else Lang.EN
+
+
+def lang_option(command: F) -> F:
+    """Add ``--lang en|ja`` to a command; it receives ``lang`` as a ``Lang``."""
+    return click.option(
+        "--lang",
+        type=click.Choice([lang.value for lang in Lang]),
+        default=lambda: default_lang().value,
+        show_default="from LANG",
+        callback=lambda _ctx, _param, value: Lang(value),
+        help="Language of labels and messages.",
+    )(command)
+
+
+def output_options(command: F) -> F:
+    """Add ``--json`` and ``--lang`` to a command; it receives ``as_json`` and ``lang``."""
+    command = lang_option(command)
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
+        command
+    )
+
+
+def echo_json(value: object) -> None:
+    """Print a value as JSON, non-ASCII kept readable (names are often Japanese)."""
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+# Labels
+
+CLASS_LABELS: dict[Lang, dict[UserClass, str]] = {
+    Lang.EN: {UserClass.MASTER: "master", UserClass.ADMIN: "admin", UserClass.GENERAL: "general"},
+    Lang.JA: {
+        UserClass.MASTER: "マスターユーザ",
+        UserClass.ADMIN: "管理者ユーザ",
+        UserClass.GENERAL: "一般ユーザ",
+    },
+}
+STATE_LABELS: dict[Lang, dict[OtpState, str]] = {
+    Lang.EN: {state: state.value for state in OtpState},
+    Lang.JA: {
+        OtpState.UNREGISTERED: "未登録",
+        OtpState.ISSUED: "トークン発行済み",
+        OtpState.ACTIVE: "サービス利用中",
+        OtpState.EXPIRED: "トークン有効期限切れ",
+        OtpState.REVOKED: "失効中",
+    },
+}
+AUTH_LABELS: dict[Lang, dict[bool, str]] = {
+    Lang.EN: {False: "available", True: "suspended"},
+    Lang.JA: {False: "利用可能", True: "停止中"},
+}
+KIND_LABELS: dict[Lang, dict[str, str]] = {
+    Lang.EN: {kind.value: kind.value for kind in TokenKind},
+    Lang.JA: {TokenKind.HARDWARE.value: "ハードウェア", TokenKind.SOFTWARE.value: "ソフトウェア"},
+}
+DISABLED_LABELS: dict[Lang, dict[bool, str]] = {
+    Lang.EN: {False: "enabled", True: "disabled"},
+    Lang.JA: {False: "有効", True: "無効"},
+}
+ACTION_LABELS_JA = {
+    "user_add": "利用者登録",
+    "issue": "トークン発行",
+    "passwd": "パスワード設定",
+    "token_import": "トークン登録",
+    "token_disable": "トークン無効化",
+    "token_enable": "トークン有効化",
+    "activate": "利用開始登録",
+    "suspend": "利用停止",
+    "unlock": "利用停止解除",
+    "revoke": "トークン失効",
+    "key_rotate": "暗号鍵更新",
+}
+OUTCOME_LABELS_JA = {"ok": "成功", "denied": "拒否"}
+
+HEADERS: dict[Lang, dict[str, str]] = {
+    Lang.EN: {
+        "login": "Login ID",
+        "name": "User name",
+        "class": "Class",
+        "serial": "Serial number",
+        "state": "OTP state",
+        "suspended": "OTP authentication",
+        "token_expires": "Token expiry",
+        "start": "Service start date",
+        "kind": "Kind",
+        "algorithm": "Algorithm",
+        "digits": "Digits",
+        "period": "Period (s)",
+        "users": "Users",
+        "disabled": "Inventory",
+        "fail_count": "Failures",
+        "at": "Time",
+        "actor": "Actor",
+        "action": "Action",
+        "targets": "Targets",
+        "outcome": "Outcome",
+        "detail": "Detail",
+    },
+    Lang.JA: {
+        "login": "ログインID",
+        "name": "利用者名",
+        "class": "利用者区分",
+        "serial": "シリアル番号",
+        "state": "ワンタイムパスワード状態",
+        "suspended": "ワンタイムパスワード認証状態",
+        "token_expires": "トークン有効期限",
+        "start": "利用開始日",
+        "kind": "種別",
+        "algorithm": "アルゴリズム",
+        "digits": "桁数",
+        "period": "周期（秒）",
+        "users": "利用者",
+        "disabled": "利用可否",
+        "fail_count": "連続失敗回数",
+        "at": "日時",
+        "actor": "操作者",
+        "action": "操作",
+        "targets": "対象",
+        "outcome": "結果",
+        "detail": "詳細",
+    },
+}
+
+# Column sets: the full user listing, and the manual's two result screens.
+USER_COLUMNS = ("login", "name", "class", "serial", "state", "suspended", "token_expires")
+UNLOCK_COLUMNS = ("login", "name", "class", "serial", "state", "suspended")
+REVOKE_COLUMNS = ("login", "name", "class", "serial", "state", "token_expires")
+TOKEN_COLUMNS = (
+    "serial", "kind", "algorithm", "digits", "period", "token_expires", "users",
+    "suspended", "disabled", "fail_count",
+)  # fmt: skip
+AUDIT_COLUMNS = ("at", "actor", "action", "targets", "outcome", "detail")
+
+
+# Values
+
+
+def format_instant(value: datetime | None, lang: Lang, *, seconds: bool = False) -> str:
+    """An instant in the local time zone, as the manual writes it (2021年09月30日 09時00分)."""
+    if value is None:
+        return MISSING
+    local = value.astimezone()  # operators read local time; JSON keeps UTC ISO 8601
+    if lang is Lang.JA:
+        pattern = "%Y年%m月%d日 %H時%M分" + ("%S秒" if seconds else "")
+        return local.strftime(pattern)
+    return local.strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else "") + " %Z")
+
+
+def format_date(value: date | None, lang: Lang) -> str:
+    """A calendar date (a service start date)."""
+    if value is None:
+        return MISSING
+    return value.strftime("%Y年%m月%d日") if lang is Lang.JA else value.isoformat()
+
+
+def user_cells(view: UserView, lang: Lang) -> dict[str, str]:
+    """Every displayable field of a user, labelled for ``lang``."""
+    return {
+        "login": view.login,
+        "name": view.name,
+        "class": CLASS_LABELS[lang][view.user_class],
+        "serial": view.serial or MISSING,
+        "state": STATE_LABELS[lang][view.state],
+        "suspended": AUTH_LABELS[lang][view.suspended],
+        "token_expires": format_instant(view.token_expires, lang),
+        "start": format_date(view.start_date, lang),
+    }
+
+
+def token_cells(token: TokenListing, lang: Lang) -> dict[str, str]:
+    """Every displayable field of a token, labelled for ``lang``."""
+    return {
+        "serial": token.serial,
+        "kind": KIND_LABELS[lang].get(token.kind, token.kind),
+        "algorithm": token.algorithm,
+        "digits": str(token.digits),
+        "period": str(token.period),
+        "token_expires": format_instant(token.expires, lang),
+        "users": ",".join(token.users) or MISSING,
+        "suspended": AUTH_LABELS[lang][token.suspended],
+        "disabled": DISABLED_LABELS[lang][token.disabled],
+        "fail_count": str(token.fail_count),
+    }
+
+
+def audit_cells(event: AuditEvent, lang: Lang) -> dict[str, str]:
+    """Every displayable field of an audit event, labelled for ``lang``."""
+    action, outcome = event.action, event.outcome
+    if lang is Lang.JA:
+        action = ACTION_LABELS_JA.get(action, action)
+        outcome = OUTCOME_LABELS_JA.get(outcome, outcome)
+    return {
+        "at": format_instant(event.at, lang, seconds=True),
+        "actor": event.actor,
+        "action": action,
+        "targets": ",".join(event.targets) or MISSING,
+        "outcome": outcome,
+        "detail": event.detail or MISSING,
+    }
+
+
+# Tables
+
+
+def display_width(text: str) -> int:
+    """Columns a terminal gives the text: wide (CJK) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+
+
+def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart, padded by display width."""
+    body = [list(row) for row in rows]
+    widths = [display_width(h) for h in headers]
+    for row in body:
+        widths = [max(w, display_width(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = []
+    for row in (list(headers), *body):
+        # Pad by display width, not len(): 利用者名 is four characters but eight columns.
+        pairs = zip(row, widths, strict=True)
+        lines.append(
+            "  ".join(cell + " " * (w - display_width(cell)) for cell, w in pairs).rstrip()
+        )
+    return "\n".join(lines)
+
+
+def table(lang: Lang, columns: Sequence[str], cells: Iterable[dict[str, str]]) -> str:
+    """A table of the named columns from per-row cell dicts."""
+    headers = [HEADERS[lang][column] for column in columns]
+    return render_table(headers, ([row[column] for column in columns] for row in cells))
+
+
+def user_table(views: Iterable[UserView], lang: Lang, columns: Sequence[str] = USER_COLUMNS) -> str:
+    """Users as the manual's 利用者一覧."""
+    return table(lang, columns, (user_cells(view, lang) for view in views))
+
+
+def user_detail(view: UserView, lang: Lang) -> str:
+    """One user, a field per line."""
+    cells = user_cells(view, lang)
+    columns = (*USER_COLUMNS, "start")
+    width = max(display_width(HEADERS[lang][column]) for column in columns)
+    return "\n".join(
+        HEADERS[lang][column]
+        + " " * (width - display_width(HEADERS[lang][column]))
+        + "  "
+        + cells[column]
+        for column in columns
+    )
+
+
+def token_table(tokens: Iterable[TokenListing], lang: Lang) -> str:
+    """The token inventory."""
+    return table(lang, TOKEN_COLUMNS, (token_cells(token, lang) for token in tokens))
+
+
+def audit_table(events: Iterable[AuditEvent], lang: Lang) -> str:
+    """Audit events in time order."""
+    return table(lang, AUDIT_COLUMNS, (audit_cells(event, lang) for event in events))

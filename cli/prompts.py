@@ -1,0 +1,64 @@
+"""Asking for secrets: without echo on a terminal, or one per line with ``--password-stdin``.
+
+Whatever the source, the order of the questions is the same, so a script feeds the lines in
+the order an operator would be prompted. A secret is never echoed, printed or logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TextIO, TypeVar
+
+import click
+
+from otpcore.errors import InvalidInput
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def password_stdin_option(command: F) -> F:
+    """Add ``--password-stdin`` to a command asking for secrets (parameter ``password_stdin``)."""
+    return click.option(
+        "--password-stdin",
+        is_flag=True,
+        help="Read each secret (password, OTP, serial) from one line of standard input, "
+        "in the order they would be prompted, instead of prompting.",
+    )(command)
+
+
+class Secrets:
+    """The source of the secrets one command asks for, in order."""
+
+    def __init__(self, from_stdin: bool) -> None:
+        self.from_stdin = from_stdin
+        self._lines: TextIO | None = None
+
+    def ask(self, prompt: str, *, hidden: bool = True, new: bool = False) -> str:
+        """One answer; ``new`` asks a person twice (a password being set), ``hidden`` no echo."""
+        answer = self.ask_optional(prompt, hidden=hidden, new=new)
+        if answer is None:
+            raise InvalidInput(f"standard input ended before the answer to {prompt!r}")
+        return answer
+
+    def ask_optional(self, prompt: str, *, hidden: bool = True, new: bool = False) -> str | None:
+        """One answer, or None when ``--password-stdin`` input has run out."""
+        if self.from_stdin:
+            return self._read_line()
+        stdin = click.get_text_stream("stdin")
+        # Typing a new password twice catches a typo a person cannot see; a pipe needs no
+        # such check and would only have to repeat every line.
+        confirm = new and stdin.isatty()
+        value: str = click.prompt(
+            prompt, hide_input=hidden, confirmation_prompt=confirm, type=str, err=True
+        )
+        return value
+
+    def _read_line(self) -> str | None:
+        # One text stream for every answer: click may wrap stdin anew on each call, and a
+        # fresh wrapper would lose the lines the previous one had already buffered.
+        if self._lines is None:
+            self._lines = click.get_text_stream("stdin")
+        line = self._lines.readline()
+        if not line:
+            return None
+        return line.removesuffix("\n").removesuffix("\r")

@@ -1,0 +1,726 @@
+"""otpctl command by command, through click's CliRunner on a real SQLite file and key file.
+
+State is built only through otpctl. TOTP codes are computed with pyotp (independent of
+otpcore's own TOTP) for the wall clock, which is the clock otpctl reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyotp
+import pytest
+from click.testing import CliRunner, Result
+
+from cli import users as cli_users
+from cli.main import cli
+from tests.conftest import FAST_HASHING
+
+PERIOD = 30
+SECRETS = {
+    "12345678": bytes(range(1, 21)),
+    "23456789": bytes(range(21, 41)),
+    "98765432": bytes(range(41, 61)),
+}
+PASSWORDS = {"hanskodt": "hanako-pw-1", "chirodt": "ichiro-pw-1", "jirodt": "jiro-pw-1"}
+CONFIRMATIONS = {"hanskodt": "hanako-conf-1", "saburodt": "saburo-conf-1"}
+USER_KEYS = {"login", "name", "class", "serial", "state", "suspended", "token_expires"}
+TOKEN_KEYS = {
+    "serial", "kind", "algorithm", "digits", "period", "expires", "users",
+    "suspended", "disabled", "fail_count",
+}  # fmt: skip
+
+
+def config_text(**policy: object) -> str:
+    """A configuration with cheap hashing, as tests/conftest.py uses."""
+    hashing = "\n".join(f"{key} = {value}" for key, value in FAST_HASHING.items())
+    extra = "\n".join(f"{key} = {json.dumps(value)}" for key, value in policy.items())
+    return (
+        f"[hashing]\n{hashing}\n\n[policy]\nreject_delay = 0\n{extra}\n\n"
+        "[logging]\nsyslog = false\n\n"
+        '[[clients]]\nname = "local"\naddress = "127.0.0.1/32"\nsecret = "testing123-secret"\n'
+    )
+
+
+def today() -> str:
+    """The UTC date, the one the start date is compared with."""
+    return datetime.now(UTC).date().isoformat()
+
+
+class Codes:
+    """Fresh TOTP codes for the wall clock: never a step already used on the same token.
+
+    The window accepts the next step too, so a second code within one step is the next
+    step's; the code is never computed just before a step boundary, so otpctl checks it in
+    the step it was computed in.
+    """
+
+    def __init__(self, secrets: dict[str, bytes], period: int = PERIOD) -> None:
+        self.secrets = secrets
+        self.period = period
+        self.used: dict[str, int] = {}
+
+    def at(self, serial: str, step: int) -> str:
+        """The code of ``serial`` at time step ``step``."""
+        key = base64.b32encode(self.secrets[serial]).decode()
+        return pyotp.TOTP(key, interval=self.period).at(step * self.period)
+
+    def fresh(self, serial: str) -> str:
+        """A code otpctl will accept now for ``serial``."""
+        while True:
+            now = time.time()
+            step = int(now) // self.period
+            if (step + 1) * self.period - now < 5:  # too close to the boundary: wait it out
+                time.sleep((step + 1) * self.period - now + 0.1)
+                continue
+            wanted = max(step, self.used.get(serial, -1) + 1)
+            if wanted <= step + 1:
+                break
+            time.sleep((step + 1) * self.period - now + 0.1)
+        self.used[serial] = wanted
+        return self.at(serial, wanted)
+
+    def wrong(self, serial: str) -> str:
+        """A code that matches no step near now."""
+        step = int(time.time()) // self.period
+        near = {self.at(serial, s) for s in range(step - 3, step + 4)}
+        return next(c for c in ("000000", "111111", "222222", "333333") if c not in near)
+
+
+Otpctl = Callable[..., Result]
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A configuration file in tmp_path; the database and key file go beside it."""
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def otpctl(config: Path) -> Otpctl:
+    """Run otpctl with ``--config`` and English labels unless the test says otherwise."""
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+        environment: dict[str, str | None] = {
+            "LANG": "C.UTF-8",
+            "OTPRADIUS_CONFIG": None,
+            "OTPRADIUS_DEBUG": None,
+        }
+        environment.update(env or {})
+        return runner.invoke(cli, ["--config", str(config), *args], input=input, env=environment)
+
+    return run
+
+
+@pytest.fixture
+def ready(otpctl: Otpctl) -> Otpctl:
+    """otpctl after ``otpctl init``."""
+    assert otpctl("init").exit_code == 0
+    return otpctl
+
+
+def ok(result: Result) -> Result:
+    """The result, after checking the command succeeded."""
+    assert result.exit_code == 0, (result.exit_code, result.output)
+    return result
+
+
+def as_json(result: Result) -> Any:
+    """The JSON a successful command printed."""
+    return json.loads(ok(result).stdout)
+
+
+def failed(result: Result, code: int) -> str:
+    """The one-line error of a failed command."""
+    assert result.exit_code == code, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("otpctl: error: ")
+    return lines[0]
+
+
+def add_users(otpctl: Otpctl) -> None:
+    """The manual's users: an admin, two general users and a master user."""
+    ok(
+        otpctl(
+            "user", "add", "hanskodt", "--name", "データ花子", "--class", "admin",
+            "--password-stdin", input=f"{PASSWORDS['hanskodt']}\n{CONFIRMATIONS['hanskodt']}\n",
+        )
+    )  # fmt: skip
+    for login, name in (("chirodt", "データ一郎"), ("jirodt", "データ二郎")):
+        ok(
+            otpctl(
+                "user", "add", login, "--name", name, "--class", "general",
+                "--password-stdin", input=f"{PASSWORDS[login]}\n",
+            )
+        )  # fmt: skip
+    ok(
+        otpctl(
+            "user", "add", "saburodt", "--name", "データ三郎", "--class", "master",
+            "--password-stdin", input=f"saburo-pw-1\n{CONFIRMATIONS['saburodt']}\n",
+        )
+    )  # fmt: skip
+
+
+def write_tokens(folder: Path, rows: dict[str, str] | None = None) -> Path:
+    """A token CSV of SECRETS (period 30), with optional expiry per serial."""
+    rows = rows or {}
+    lines = ["serial,secret,period,expires"]
+    lines += [f"{s},{secret.hex()},{PERIOD},{rows.get(s, '')}" for s, secret in SECRETS.items()]
+    path = folder / "tokens.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def codes() -> Codes:
+    """Fresh codes for the tokens of SECRETS."""
+    return Codes(SECRETS)
+
+
+@pytest.fixture
+def bound(ready: Otpctl, config: Path, codes: Codes) -> Otpctl:
+    """Users added, tokens imported; hanskodt and jirodt share 12345678, chirodt has 23456789."""
+    add_users(ready)
+    ok(ready("token", "import", str(write_tokens(config.parent, {"12345678": "2030-09-30"}))))
+    for login, serial in (
+        ("hanskodt", "12345678"),
+        ("jirodt", "12345678"),
+        ("chirodt", "23456789"),
+    ):
+        ok(ready("user", "issue", login, "--start", today()))
+        code = codes.fresh(serial)
+        ok(ready("activate", login, serial, "--password-stdin", input=f"{code}\n"))
+    return ready
+
+
+def check(otpctl: Otpctl, login: str, *answers: str, json_out: bool = True) -> Result:
+    """``otpctl check LOGIN --password-stdin`` fed the password and then the answers."""
+    args = ["check", login, "--password-stdin", *(["--json"] if json_out else [])]
+    return otpctl(*args, input="".join(f"{a}\n" for a in (PASSWORDS[login], *answers)))
+
+
+def users_by_login(otpctl: Otpctl) -> dict[str, dict[str, Any]]:
+    """``user list --json`` keyed by login."""
+    return {row["login"]: row for row in as_json(otpctl("user", "list", "--json"))}
+
+
+def suspend_shared_token(otpctl: Otpctl, codes: Codes) -> None:
+    """Five wrong OTPs from jirodt suspend 12345678."""
+    for _ in range(5):
+        result = check(otpctl, "jirodt", codes.wrong("12345678"))
+        assert result.exit_code == 1
+        assert json.loads(result.stdout) == {"result": "reject", "reason": "bad_otp"}
+
+
+# init, db upgrade, configuration
+
+
+def test_init_creates_the_key_and_schema_and_never_overwrites(otpctl: Otpctl, config: Path) -> None:
+    first = ok(otpctl("init")).stdout
+    assert "Created key file" in first
+    assert "Created the database schema" in first
+    key = config.parent / "otpradius.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    before = key.read_bytes()
+
+    second = ok(otpctl("init")).stdout
+    assert "already exists: left as it is" in second
+    assert "already has the schema" in second
+    assert key.read_bytes() == before
+
+
+def test_db_upgrade_creates_or_keeps_the_schema(otpctl: Otpctl) -> None:
+    assert "from empty to revision" in ok(otpctl("db", "upgrade")).stdout
+    assert "already at revision" in ok(otpctl("db", "upgrade")).stdout
+
+
+def test_a_command_before_init_says_to_run_init(otpctl: Otpctl) -> None:
+    assert "otpctl init" in failed(otpctl("user", "list"), 74)
+
+
+def test_a_missing_configuration_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.toml"
+    result = CliRunner().invoke(cli, ["--config", str(missing), "user", "list"])
+    assert f"{missing}: configuration file not found" in failed(result, 78)
+
+
+def test_the_configuration_comes_from_the_environment(config: Path) -> None:
+    env = {"OTPRADIUS_CONFIG": str(config)}
+    ok(CliRunner().invoke(cli, ["init"], env=env))
+    assert as_json(CliRunner().invoke(cli, ["user", "list", "--json"], env=env)) == []
+
+
+def test_a_toml_syntax_error_names_the_file_and_line(config: Path, otpctl: Otpctl) -> None:
+    config.write_text('[policy]\notp_window = 1\nlockout_threshold = "5\n', encoding="utf-8")
+    line = failed(otpctl("init"), 78)
+    assert str(config) in line
+    assert "line 3" in line
+
+
+def test_an_unknown_key_is_named(config: Path, otpctl: Otpctl) -> None:
+    config.write_text(config_text(lockout_treshold=5), encoding="utf-8")
+    assert "[policy] lockout_treshold: unknown key" in failed(otpctl("init"), 78)
+
+
+def test_the_example_configuration_is_valid(otpctl: Otpctl, tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    copy = tmp_path / "example.toml"
+    copy.write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(copy), "init"])
+    assert "Created the database schema" in ok(result).stdout
+
+
+def test_help_needs_no_configuration() -> None:
+    result = CliRunner().invoke(cli, ["--config", "/nonexistent.toml", "user", "--help"])
+    assert "issue" in ok(result).stdout
+
+
+# users
+
+
+def test_user_add_list_and_show(ready: Otpctl) -> None:
+    add_users(ready)
+    rows = as_json(ready("user", "list", "--json"))
+    assert [row["login"] for row in rows] == ["chirodt", "hanskodt", "jirodt", "saburodt"]
+    assert all(set(row) == USER_KEYS for row in rows)
+    classes = {row["login"]: row["class"] for row in rows}
+    assert classes == {
+        "hanskodt": "admin", "chirodt": "general", "jirodt": "general", "saburodt": "master",
+    }  # fmt: skip
+    assert as_json(ready("user", "show", "hanskodt", "--json")) == {
+        "login": "hanskodt",
+        "name": "データ花子",
+        "class": "admin",
+        "serial": None,
+        "state": "unregistered",
+        "suspended": False,
+        "token_expires": None,
+    }
+    table = ok(ready("user", "list")).stdout
+    assert table.splitlines()[0].split("  ")[0] == "Login ID"
+    assert "unregistered" in table
+
+
+def test_user_add_prompts_without_echo(ready: Otpctl) -> None:
+    result = ok(
+        ready(
+            "user", "add", "hanskodt", "--name", "データ花子", "--class", "admin",
+            input="typed-login-pw\ntyped-confirmation-pw\n",
+        )
+    )  # fmt: skip
+    assert "New login password for hanskodt" in result.stderr  # prompts go to stderr
+    assert "typed-login-pw" not in result.output
+    assert "typed-confirmation-pw" not in result.output
+    assert "Created user hanskodt" in result.stdout
+
+
+def test_password_stdin_needs_a_line_per_secret(ready: Otpctl) -> None:
+    result = ready(
+        "user", "add", "saburodt", "--name", "データ三郎", "--class", "master",
+        "--password-stdin", input="only-the-login-password\n",
+    )  # fmt: skip
+    assert "standard input ended" in failed(result, 2)
+    assert as_json(ready("user", "list", "--json")) == []
+
+
+def test_user_add_refuses_a_duplicate_and_a_bad_login(ready: Otpctl) -> None:
+    add_users(ready)
+    args = ("--name", "x", "--class", "general", "--password-stdin")
+    assert "already exists" in failed(ready("user", "add", "jirodt", *args, input="p\n"), 4)
+    assert "space" in failed(ready("user", "add", "bad login", *args, input="p\n"), 2)
+    assert "Usage" in ready("user", "add", "x", "--name", "x", "--class", "root").output
+
+
+def test_japanese_labels_follow_the_manual(ready: Otpctl) -> None:
+    add_users(ready)
+    ok(ready("user", "issue", "chirodt", "--start", today()))
+    table = ok(ready("user", "list", "--lang", "ja")).stdout
+    for label in (
+        "ログインID", "利用者名", "利用者区分", "シリアル番号", "ワンタイムパスワード状態",
+        "ワンタイムパスワード認証状態", "トークン有効期限", "管理者ユーザ", "一般ユーザ",
+        "マスターユーザ", "未登録", "トークン発行済み", "利用可能", "データ花子",
+    ):  # fmt: skip
+        assert label in table
+    by_lang = ok(ready("user", "list", env={"LANG": "ja_JP.UTF-8"})).stdout
+    assert by_lang == table
+    english = ready("user", "list", "--lang", "en", env={"LANG": "ja_JP.UTF-8"})
+    assert "Login ID" in ok(english).stdout
+
+
+def test_user_issue_sets_the_start_date(ready: Otpctl) -> None:
+    add_users(ready)
+    issued = as_json(ready("user", "issue", "jirodt", "--start", "2027-04-01", "--json"))
+    assert issued["state"] == "issued"
+    assert "2027年04月01日" in ok(ready("user", "show", "jirodt", "--lang", "ja")).stdout
+    failed(ready("user", "issue", "nobody", "--start", "2027-04-01"), 3)
+    assert ready("user", "issue", "jirodt", "--start", "01/04/2027").exit_code == 2
+
+
+def test_before_the_start_date_the_password_alone_logs_in(ready: Otpctl) -> None:
+    add_users(ready)
+    later = (datetime.now(UTC).date() + timedelta(days=30)).isoformat()
+    ok(ready("user", "issue", "jirodt", "--start", later))
+    assert as_json(check(ready, "jirodt")) == {"result": "accept", "reason": "password_only"}
+
+
+def test_user_passwd_sets_the_login_and_confirmation_passwords(ready: Otpctl) -> None:
+    add_users(ready)
+    ok(ready("user", "passwd", "jirodt", "--password-stdin", input="new-jiro-pw\n"))
+    result = ready("check", "jirodt", "--password-stdin", "--json", input="new-jiro-pw\n")
+    assert as_json(result) == {"result": "accept", "reason": "password_only"}
+    old = ready("check", "jirodt", "--password-stdin", "--json", input=f"{PASSWORDS['jirodt']}\n")
+    assert json.loads(old.stdout) == {"result": "reject", "reason": "bad_password"}
+
+    refused = ready("user", "passwd", "jirodt", "--confirmation", "--password-stdin", input="c\n")
+    assert "no confirmation password" in failed(refused, 6)
+    done = ready(
+        "user", "passwd", "hanskodt", "--confirmation", "--password-stdin", "--lang", "ja",
+        input="new-hanako-conf\n",
+    )  # fmt: skip
+    assert "確認用パスワードを設定しました" in ok(done).stdout
+    unlock = ready(
+        "unlock", "--admin", "hanskodt", "jirodt", "--password-stdin", input="new-hanako-conf\n"
+    )
+    ok(unlock)
+
+
+# tokens
+
+
+def test_token_import_and_list(ready: Otpctl, config: Path) -> None:
+    csv_file = write_tokens(config.parent, {"98765432": "2020-01-01"})
+    assert "Imported 3 token(s)" in ok(ready("token", "import", str(csv_file))).stdout
+    rows = as_json(ready("token", "list", "--json"))
+    assert [row["serial"] for row in rows] == sorted(SECRETS)
+    assert all(set(row) == TOKEN_KEYS for row in rows)
+    assert rows[0] == {
+        "serial": "12345678",
+        "kind": "hardware",
+        "algorithm": "SHA1",
+        "digits": 6,
+        "period": 30,
+        "expires": None,
+        "users": [],
+        "suspended": False,
+        "disabled": False,
+        "fail_count": 0,
+    }
+    expiring = as_json(ready("token", "list", "--json", "--expiring-within", "30"))
+    assert [row["serial"] for row in expiring] == ["98765432"]
+    assert expiring[0]["expires"] == "2020-01-01T00:00:00+00:00"
+    table = ok(ready("token", "list", "--lang", "ja")).stdout
+    assert "ハードウェア" in table
+    assert "シリアル番号" in table
+
+
+def test_a_bad_csv_is_refused_with_its_line_and_nothing_is_imported(
+    ready: Otpctl, tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "seeds.csv"
+    csv_file.write_text(
+        "serial,secret,digits\n"
+        f"11111111,{SECRETS['12345678'].hex()},6\n"
+        "22222222,not-hex-at-all,6\n",
+        encoding="utf-8",
+    )
+    line = failed(ready("token", "import", str(csv_file)), 2)
+    assert f"{csv_file}:3:" in line
+    assert "hexadecimal" in line
+    assert as_json(ready("token", "list", "--json")) == []
+
+
+def test_a_present_serial_needs_update(ready: Otpctl, config: Path) -> None:
+    csv_file = write_tokens(config.parent)
+    ok(ready("token", "import", str(csv_file)))
+    assert "--update" in failed(ready("token", "import", str(csv_file)), 4)
+    csv_file = write_tokens(config.parent, {"23456789": "2031-01-01"})
+    assert as_json(ready("token", "import", str(csv_file), "--update", "--json")) == {
+        "file": str(csv_file),
+        "imported": 3,
+    }
+    rows = {row["serial"]: row for row in as_json(ready("token", "list", "--json"))}
+    assert rows["23456789"]["expires"] == "2031-01-01T00:00:00+00:00"
+
+
+def test_pskc_is_not_supported_yet(ready: Otpctl, tmp_path: Path) -> None:
+    pskc = tmp_path / "seeds.xml"
+    pskc.write_text("<KeyContainer/>", encoding="utf-8")
+    assert "not supported yet" in failed(ready("token", "import", str(pskc)), 2)
+    csv_named = tmp_path / "seeds.csv"
+    csv_named.write_text("<KeyContainer/>", encoding="utf-8")
+    assert "not supported yet" in failed(
+        ready("token", "import", str(csv_named), "--format", "pskc"), 2
+    )
+
+
+def test_a_missing_import_file_is_one_line(ready: Otpctl, tmp_path: Path) -> None:
+    assert "cannot read" in failed(ready("token", "import", str(tmp_path / "none.csv")), 2)
+
+
+def test_token_disable_and_enable(bound: Otpctl, codes: Codes) -> None:
+    disabled = as_json(bound("token", "disable", "23456789", "--json"))
+    assert disabled["disabled"] is True
+    assert disabled["users"] == ["chirodt"]
+    result = check(bound, "chirodt")
+    assert json.loads(result.stdout) == {"result": "reject", "reason": "token_disabled"}
+    assert (
+        "トークン 23456789 を有効にしました"
+        in ok(bound("token", "enable", "23456789", "--lang", "ja")).stdout
+    )
+    accepted = check(bound, "chirodt", codes.fresh("23456789"))
+    assert as_json(accepted) == {"result": "accept", "reason": "ok"}
+    failed(bound("token", "disable", "00000000"), 3)
+
+
+# activate and check
+
+
+def test_activation_binds_and_a_shared_token_shows_both_users(bound: Otpctl) -> None:
+    users = users_by_login(bound)
+    assert users["hanskodt"]["serial"] == users["jirodt"]["serial"] == "12345678"
+    assert users["hanskodt"]["state"] == "active"
+    assert users["hanskodt"]["token_expires"] == "2030-09-30T00:00:00+00:00"
+    tokens = {row["serial"]: row for row in as_json(bound("token", "list", "--json"))}
+    assert tokens["12345678"]["users"] == ["hanskodt", "jirodt"]
+
+
+def test_activate_exits_non_zero_unless_activated(bound: Otpctl, codes: Codes) -> None:
+    again = bound("activate", "chirodt", "23456789", "--password-stdin", "--json", input="123456\n")
+    assert again.exit_code == 1
+    assert json.loads(again.stdout) == {"result": "reject", "reason": "not_awaiting_activation"}
+    ok(bound("user", "issue", "saburodt", "--start", today()))
+    wrong = bound("activate", "saburodt", "98765432", "--password-stdin", input="000000\n")
+    assert wrong.exit_code == 1
+    assert wrong.stdout.startswith("reject: ")
+    unknown = bound("activate", "saburodt", "55555555", "--password-stdin", input="000000\n")
+    assert unknown.stdout.startswith("reject: bad_serial")
+
+
+def test_check_accepts_the_password_then_the_otp(bound: Otpctl, codes: Codes) -> None:
+    result = check(bound, "chirodt", codes.fresh("23456789"), json_out=False)
+    assert result.exit_code == 0
+    assert result.stdout.startswith("accept: ok")
+
+
+def test_check_prompts_without_echo(bound: Otpctl, codes: Codes) -> None:
+    code = codes.fresh("23456789")
+    result = bound("check", "chirodt", input=f"{PASSWORDS['chirodt']}\n{code}\n")
+    assert result.exit_code == 0
+    assert PASSWORDS["chirodt"] not in result.output
+    assert code not in result.output
+    assert "One-time password shown on token 23456789" in result.stderr
+
+
+def test_check_rejects_and_exits_1(bound: Otpctl) -> None:
+    result = bound("check", "chirodt", "--password-stdin", "--json", input="wrong\n")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {"result": "reject", "reason": "bad_password"}
+    unknown = bound("check", "nobody", "--password-stdin", input="x\n")
+    assert unknown.exit_code == 1
+    assert unknown.stdout.startswith("reject: unknown_user")
+
+
+def test_check_stops_at_an_unanswered_challenge(bound: Otpctl) -> None:
+    result = check(bound, "chirodt")
+    assert result.exit_code == 10
+    assert json.loads(result.stdout) == {"result": "challenge", "reason": "otp_challenge"}
+
+
+def test_check_runs_an_activation_by_challenges(bound: Otpctl, codes: Codes) -> None:
+    ok(bound("user", "issue", "saburodt", "--start", today()))
+    code = codes.fresh("98765432")
+    result = bound(
+        "check", "saburodt", "--password-stdin", "--json", input=f"saburo-pw-1\n98765432\n{code}\n"
+    )
+    assert as_json(result) == {"result": "accept", "reason": "activated"}
+    assert users_by_login(bound)["saburodt"]["serial"] == "98765432"
+
+
+def test_a_replayed_code_is_rejected(bound: Otpctl, codes: Codes) -> None:
+    code = codes.fresh("23456789")
+    assert as_json(check(bound, "chirodt", code))["result"] == "accept"
+    replay = check(bound, "chirodt", code)
+    assert json.loads(replay.stdout) == {"result": "reject", "reason": "replay"}
+
+
+# unlock and revoke
+
+
+def test_five_wrong_otps_suspend_both_sharers_and_an_unlock_lifts_both(
+    bound: Otpctl, codes: Codes
+) -> None:
+    suspend_shared_token(bound, codes)
+    users = users_by_login(bound)
+    assert users["hanskodt"]["suspended"]
+    assert users["jirodt"]["suspended"]
+    assert not users["chirodt"]["suspended"]
+    blocked = check(bound, "hanskodt", codes.at("12345678", 0))
+    assert json.loads(blocked.stdout) == {"result": "reject", "reason": "token_suspended"}
+
+    result = bound(
+        "unlock", "--admin", "saburodt", "jirodt", "--password-stdin", "--lang", "ja",
+        input=f"{CONFIRMATIONS['saburodt']}\n",
+    )  # fmt: skip
+    lines = ok(result).stdout.splitlines()
+    assert lines[0] == "以下の利用者に対して、ワンタイムパスワードの利用停止状態を解除しました。"
+    assert lines[1].split() == [
+        "ログインID", "利用者名", "利用者区分", "シリアル番号",
+        "ワンタイムパスワード状態", "ワンタイムパスワード認証状態",
+    ]  # fmt: skip
+    assert lines[2].split() == [
+        "hanskodt", "データ花子", "管理者ユーザ", "12345678", "サービス利用中", "利用可能",
+    ]  # fmt: skip
+    assert lines[3].split()[0] == "jirodt"
+    assert not any(row["suspended"] for row in users_by_login(bound).values())
+    accepted = check(bound, "jirodt", codes.fresh("12345678"))
+    assert as_json(accepted) == {"result": "accept", "reason": "ok"}
+
+
+def test_unlock_json_lists_every_user_lifted(bound: Otpctl, codes: Codes) -> None:
+    suspend_shared_token(bound, codes)
+    result = bound(
+        "unlock", "--admin", "hanskodt", "hanskodt", "--password-stdin", "--json",
+        input=f"{CONFIRMATIONS['hanskodt']}\n",
+    )  # fmt: skip
+    rows = as_json(result)
+    assert [row["login"] for row in rows] == ["hanskodt", "jirodt"]
+    assert all(set(row) == USER_KEYS and row["suspended"] is False for row in rows)
+    again = bound(
+        "unlock", "--admin", "hanskodt", "jirodt", "--password-stdin",
+        input=f"{CONFIRMATIONS['hanskodt']}\n",
+    )  # fmt: skip
+    assert "None of the selected users" in ok(again).stdout
+
+
+def test_a_wrong_confirmation_password_changes_nothing_and_is_audited(
+    bound: Otpctl, codes: Codes
+) -> None:
+    suspend_shared_token(bound, codes)
+    before = as_json(bound("user", "list", "--json"))
+    for command in ("unlock", "revoke"):
+        result = bound(
+            command, "--admin", "hanskodt", "jirodt", "--password-stdin", input="not-it\n"
+        )
+        assert "wrong confirmation password" in failed(result, 5)
+    assert as_json(bound("user", "list", "--json")) == before
+    denied = [e for e in as_json(bound("audit", "--json")) if e["outcome"] == "denied"]
+    assert [(e["actor"], e["action"]) for e in denied] == [
+        ("hanskodt", "unlock"),
+        ("hanskodt", "revoke"),
+    ]
+    assert all(e["detail"] == "wrong confirmation password" for e in denied)
+
+
+def test_five_wrong_confirmations_lock_the_admin(bound: Otpctl) -> None:
+    args = ("unlock", "--admin", "hanskodt", "jirodt", "--password-stdin")
+    for _ in range(5):
+        failed(bound(*args, input="not-it\n"), 5)
+    locked = bound(*args, input=f"{CONFIRMATIONS['hanskodt']}\n")
+    assert "locked" in failed(locked, 5)
+
+
+def test_a_general_user_cannot_unlock_or_revoke(bound: Otpctl, codes: Codes) -> None:
+    suspend_shared_token(bound, codes)
+    before = as_json(bound("user", "list", "--json"))
+    for command in ("unlock", "revoke"):
+        result = bound(command, "--admin", "chirodt", "jirodt", "--password-stdin", input="x\n")
+        assert "not a master or admin user" in failed(result, 5)
+    missing = bound("unlock", "--admin", "nobody", "jirodt", "--password-stdin", input="x\n")
+    failed(missing, 5)
+    assert as_json(bound("user", "list", "--json")) == before
+    denied = [e for e in as_json(bound("audit", "--json")) if e["outcome"] == "denied"]
+    assert [(e["actor"], e["action"]) for e in denied] == [
+        ("chirodt", "unlock"),
+        ("chirodt", "revoke"),
+        ("nobody", "unlock"),
+    ]
+
+
+def test_revoke_unbinds_one_sharer_and_prints_the_manual_table(bound: Otpctl) -> None:
+    result = bound(
+        "revoke", "--admin", "hanskodt", "jirodt", "--password-stdin",
+        input=f"{CONFIRMATIONS['hanskodt']}\n",
+    )  # fmt: skip
+    lines = ok(result).stdout.splitlines()
+    assert lines[0] == "Revoked the token of these users:"
+    assert lines[1].split("  ")[0] == "Login ID"
+    assert "Token expiry" in lines[1]
+    assert lines[2].split()[:5] == ["jirodt", "データ二郎", "general", "12345678", "revoked"]
+    users = users_by_login(bound)
+    assert users["jirodt"]["state"] == "revoked"
+    assert users["jirodt"]["serial"] is None
+    assert users["hanskodt"]["state"] == "active"
+    assert users["hanskodt"]["serial"] == "12345678"
+
+
+def test_revoke_json_and_nothing_to_revoke(bound: Otpctl) -> None:
+    conf = f"{CONFIRMATIONS['saburodt']}\n"
+    rows = as_json(
+        bound("revoke", "--admin", "saburodt", "chirodt", "--password-stdin", "--json", input=conf)
+    )
+    assert rows == [
+        {
+            "login": "chirodt",
+            "name": "データ一郎",
+            "class": "general",
+            "serial": "23456789",
+            "state": "revoked",
+            "suspended": False,
+            "token_expires": None,
+        }
+    ]
+    again = bound("revoke", "--admin", "saburodt", "chirodt", "--password-stdin", input=conf)
+    assert "nothing to revoke" in failed(again, 6)
+    unknown = bound("revoke", "--admin", "saburodt", "nobody", "--password-stdin", input=conf)
+    assert "no user nobody" in failed(unknown, 3)
+
+
+# audit, key rotation, errors
+
+
+def test_audit_lists_operations(bound: Otpctl) -> None:
+    events = as_json(bound("audit", "--json"))
+    assert {"at", "actor", "action", "targets", "outcome", "detail"} == set(events[0])
+    actions = [e["action"] for e in events]
+    assert actions.count("user_add") == 4
+    assert actions.count("activate") == 3
+    assert "token_import" in actions
+    assert as_json(bound("audit", "--json", "--since", "2999-01-01")) == []
+    assert "利用開始登録" in ok(bound("audit", "--lang", "ja")).stdout
+
+
+def test_key_rotate_keeps_every_token_working(bound: Otpctl, config: Path, codes: Codes) -> None:
+    key = config.parent / "otpradius.key"
+    before = key.read_bytes()
+    assert "Re-sealed 3 seed(s)" in ok(bound("key", "rotate")).stdout
+    assert key.read_bytes() != before
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    accepted = check(bound, "chirodt", codes.fresh("23456789"))
+    assert as_json(accepted) == {"result": "accept", "reason": "ok"}
+
+
+def test_an_unexpected_error_is_one_line_without_its_text(
+    ready: Otpctl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*_args: object) -> None:
+        raise RuntimeError("hunter2-must-not-show")
+
+    monkeypatch.setattr(cli_users, "_refuse_present", explode)
+    args = ("user", "add", "x", "--name", "x", "--class", "general", "--password-stdin")
+    result = ready(*args, input="pw\n")
+    line = failed(result, 1)
+    assert "unexpected RuntimeError" in line
+    assert "hunter2" not in result.output
+    debug = ready(*args, input="pw\n", env={"OTPRADIUS_DEBUG": "1"})
+    assert isinstance(debug.exception, RuntimeError)
