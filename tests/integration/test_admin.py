@@ -355,3 +355,16 @@ def test_expiring_within(app: App, clock: FrozenClock) -> None:
 def test_disable_unknown_serial(app: App) -> None:
     with pytest.raises(NotFound):
         app.admin().set_disabled("NOSUCH", True)
+
+
+def test_audit_since_takes_events_from_that_instant(suspended: App, clock: FrozenClock) -> None:
+    # The suspension (written by the authentication path) and an unlock a day later.
+    clock.advance(86400)
+    suspended.admin().unlock(ADMIN, CONFIRMATION, ["taro"])
+    everything = suspended.admin().audit()
+    assert [e.action for e in everything].count("suspend") == 1
+    later = suspended.admin().audit(since=clock() - timedelta(hours=1))
+    assert [(e.action, e.outcome) for e in later] == [("unlock", "ok")]
+    assert later[0].at == clock()
+    (suspend,) = [e for e in everything if e.action == "suspend"]
+    assert suspended.admin().audit(since=suspend.at)[0] == suspend

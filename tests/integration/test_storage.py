@@ -256,6 +256,7 @@ def test_no_seed_appears_in_clear_in_the_database_files(
             assert form not in contents
             assert form.decode("latin-1") not in caplog.text
     assert PASSWORD.encode() not in contents
+    assert PASSWORD not in caplog.text
 
 
 # Passwords
