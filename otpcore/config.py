@@ -132,6 +132,12 @@ class _Checker:
         if not isinstance(item, types):
             raise self.fail(where, f"expected {_type_names(types)}, got {type(item).__name__}")
 
+    def between(self, where: str, value: int, minimum: int, maximum: int) -> int:
+        # A wide window multiplies the HMACs per request and the codes an attacker may guess.
+        if not minimum <= value <= maximum:
+            raise self.fail(where, f"must be from {minimum} to {maximum}")
+        return value
+
     def positive(self, where: str, value: int, minimum: int = 1) -> int:
         if value < minimum:
             raise self.fail(where, f"must be at least {minimum}")
@@ -230,7 +236,7 @@ def _policy(check: _Checker, table: dict[str, Any]) -> Policy:
     if not 0 <= delay <= 10:
         raise check.fail("[policy] reject_delay", "must be between 0 and 10 seconds")
     return Policy(
-        otp_window=check.positive("[policy] otp_window", table.get("otp_window", 1), 0),
+        otp_window=check.between("[policy] otp_window", table.get("otp_window", 1), 0, 10),
         lockout_threshold=check.positive(
             "[policy] lockout_threshold", table.get("lockout_threshold", 5)
         ),
