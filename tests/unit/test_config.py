@@ -150,7 +150,8 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["[policy] unregistered", "password"],
     ),
     "bad language": ({"policy": {"reply_language": "fr"}}, ["[policy] reply_language"]),
-    "negative window": ({"policy": {"otp_window": -1}}, ["[policy] otp_window", "at least 0"]),
+    "negative window": ({"policy": {"otp_window": -1}}, ["[policy] otp_window", "from 0 to 10"]),
+    "huge window": ({"policy": {"otp_window": 11}}, ["[policy] otp_window", "from 0 to 10"]),
     "zero threshold": (
         {"policy": {"lockout_threshold": 0}},
         ["[policy] lockout_threshold", "at least 1"],
