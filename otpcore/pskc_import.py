@@ -1,0 +1,417 @@
+"""PSKC seed files (RFC 6030): TOTP keys to ``TokenSpec``, or one clear refusal.
+
+python-pskc parses and decrypts; this module decides what a bank may import from it.
+
+Rules, where RFC 6030 leaves a choice to the recipient:
+
+- Only TOTP keys import. An HOTP key (or any other algorithm) refuses the whole file with an
+  error naming the key. A PIN key (``…:pin``) that a TOTP key's PINPolicy names is skipped:
+  the device checks the PIN itself (PINUsageMode ``Local``; any other mode is refused).
+- Serial: DeviceInfo ``SerialNo``; when a file has none, the key's ``Id`` (vendors that omit
+  SerialNo put the printed serial there). Two keys with one serial refuse the file.
+- Hash: the key's ``AlgorithmParameters/Suite`` (``HMAC-SHA256`` …), SHA1 when absent.
+  Digits: ``ResponseFormat Length`` (6 or 8, DECIMAL, no check digit), 6 when absent.
+  Period: ``TimeInterval``, 30 when absent (RFC 6238's default X).
+- ``Time`` must be 0 (T0 = the Unix epoch, RFC 6238); ``TimeDrift`` must be 0 or absent, as
+  the inventory cannot carry a vendor's drift yet.
+- Expiry: the earlier of DeviceInfo ``ExpiryDate`` and the key's Policy ``ExpiryDate``;
+  a time without a zone is UTC (RFC 6030 §4.3.3 says UTC). Start dates are ignored: the
+  bank's service start date is per user (``user issue --start``).
+- A Policy that python-pskc does not understand, a KeyUsage without ``OTP`` or a
+  ``NumberOfTransactions`` limit refuses the key: the server could not honour it.
+- Protection: a pre-shared key (bytes) or a password (PBKDF2), never both. A key or password
+  given for a file that is not encrypted is refused too (it means the wrong file). Every
+  encrypted value is decrypted and its MAC checked before anything is returned; a CBC value
+  without a MAC is refused (RFC 6030 §6.1.1 requires one).
+- The XML is checked with expat first: a syntax error is reported with its line, and a
+  DOCTYPE (entity expansion) is refused, as no PSKC file needs one. An XML signature
+  (``ds:Signature``) is not verified: a seed file's integrity here is its MAC.
+
+Errors are ``ImportRefused(file, line, message)``: the line is that of the ``<Key>`` element
+when the error is about a key. Messages name keys and serials, never a secret.
+"""
+
+from __future__ import annotations
+
+import gc
+import xml.parsers.expat
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+from xml.etree import ElementTree
+
+from pskc import PSKC
+from pskc.exceptions import DecryptionError, KeyDerivationError, PSKCError
+from pskc.key import EncryptedValue, Key
+from pskc.parser import PSKCParser
+
+from otpcore.errors import ImportRefused, InvalidInput
+from otpcore.model import Algorithm, TokenKind
+from otpcore.token_csv import (
+    TokenSpec,
+    check_secret,
+    parse_algorithm,
+    parse_digits,
+    parse_period,
+    parse_serial,
+)
+
+TOTP_DEFAULT_PERIOD = 30
+TOTP_DEFAULT_DIGITS = 6
+MAX_PBKDF2_ITERATIONS = 10_000_000  # a hostile file must not keep the CLI busy for hours
+MAX_PBKDF2_KEY_LENGTH = 64
+_DATA_FIELDS = ("secret", "counter", "time_offset", "time_interval", "time_drift")
+_PACKAGES = ("KeyPackage", "Device")
+_KEY_ELEMENTS = ("Key", "Secret")
+
+
+def detect_format(data: bytes) -> Literal["csv", "pskc"]:
+    """'pskc' for an XML document (a PSKC ``KeyContainer`` or anything else starting with '<',
+    so that the PSKC reader explains what is wrong with it), else 'csv'."""
+    head = data.lstrip(b"\xef\xbb\xbf").lstrip()
+    if head.startswith(b"<"):
+        return "pskc"
+    # UTF-16 XML (rare, but XML allows it): a '<' after a byte order mark.
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") and b"<" in head[:8]:
+        return "pskc"
+    return "csv"
+
+
+def read_pskc(
+    data: bytes, source: str, *, psk: bytes | None = None, password: str | None = None
+) -> list[TokenSpec]:
+    """The TOTP keys of a PSKC file, decrypted and checked; ImportRefused for anything else."""
+    if psk is not None and password is not None:
+        raise InvalidInput("give either a pre-shared key or a PSKC password, not both")
+    with _collector_paused():
+        scan = _scan(data, source)
+        container = _parse(data, source)
+        keys = container.keys
+        if not keys:
+            raise ImportRefused(source, None, "the PSKC file holds no keys")
+        lines = scan.key_lines if len(scan.key_lines) == len(keys) else [None] * len(keys)
+        located = [_Located(key, line) for key, line in zip(keys, lines, strict=True)]
+        wanted = _select(located, source)
+        _unlock(container, wanted, source, psk=psk, password=password)
+        specs = [_spec(item, source) for item in wanted]
+        _check_unique(specs, wanted, source)
+    return specs
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a file's millions of objects are built: they
+    all stay alive until the end anyway, and the collector's repeated passes over them made a
+    100,000-key file take twice as long. Resumed (if it was running) however the block ends."""
+    running = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if running:
+            gc.enable()
+
+
+# The XML pre-check
+
+
+@dataclass(slots=True)
+class _Package:
+    kind: str
+    keys: list[int] = field(default_factory=list)
+    secrets: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Scan:
+    root: str = ""
+    packages: list[_Package] = field(default_factory=list)
+
+    @property
+    def key_lines(self) -> list[int | None]:
+        """Lines of the key elements, in the order python-pskc lists its keys."""
+        ordered = [p for kind in _PACKAGES for p in self.packages if p.kind == kind]
+        return [line for p in ordered for line in (*p.keys, *p.secrets)]
+
+
+class _DoctypeRefused(Exception):
+    pass
+
+
+def _scan(data: bytes, source: str) -> _Scan:
+    """Check well-formedness with expat, refuse a DOCTYPE, note where each key starts."""
+    scan = _Scan()
+    stack: list[str] = []
+    parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
+    parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
+
+    def start(name: str, _attributes: dict[str, str]) -> None:
+        local = name.rsplit(" ", 1)[-1]
+        depth = len(stack)
+        if depth == 0:
+            scan.root = local
+        elif depth == 1 and local in _PACKAGES:
+            scan.packages.append(_Package(local))
+        elif depth == 2 and stack[1] in _PACKAGES and local in _KEY_ELEMENTS and scan.packages:
+            target = scan.packages[-1].keys if local == "Key" else scan.packages[-1].secrets
+            target.append(parser.CurrentLineNumber)
+        stack.append(local)
+
+    def end(_name: str) -> None:
+        stack.pop()
+
+    def doctype(*_args: object) -> None:
+        raise _DoctypeRefused
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.StartDoctypeDeclHandler = doctype
+    parser.EntityDeclHandler = doctype
+    try:
+        parser.Parse(data, True)
+    except _DoctypeRefused:
+        line = parser.CurrentLineNumber
+        raise ImportRefused(source, line, "a DOCTYPE is not allowed in a PSKC file") from None
+    except xml.parsers.expat.ExpatError as exc:
+        message = xml.parsers.expat.errors.messages.get(exc.code, "XML error")
+        raise ImportRefused(
+            source, exc.lineno, f"not a PSKC file: not well-formed XML ({message})"
+        ) from None
+    if scan.root not in ("KeyContainer", "SecretContainer"):
+        raise ImportRefused(
+            source, 1, f"not a PSKC file: the root element is <{scan.root}>, not <KeyContainer>"
+        )
+    return scan
+
+
+def _parse(data: bytes, source: str) -> PSKC:
+    """python-pskc's model of the file. The tree is handed to its parser directly: ``PSKC(file)``
+    would also deep-copy the whole tree for XML-signature checking, which this server does
+    not do (a seed file's integrity is its MAC), at a third of the parse time."""
+    container = PSKC()
+    try:
+        # _scan refused any DOCTYPE, so there are no entities to expand: safe to parse.
+        root = ElementTree.fromstring(data)  # noqa: S314
+        PSKCParser.parse_document(container, root)
+    except (PSKCError, ElementTree.ParseError, ValueError, TypeError, AttributeError) as exc:
+        # python-pskc's messages name elements and bad literals, never a secret value
+        # (a Secret PlainValue is only base64-decoded, whose errors quote no data).
+        detail = str(exc)[:200] or type(exc).__name__
+        raise ImportRefused(source, None, f"not a valid PSKC file: {detail}") from None
+    return container
+
+
+# Which keys to import
+
+
+@dataclass(frozen=True, slots=True)
+class _Located:
+    key: Key
+    line: int | None
+
+    @property
+    def label(self) -> str:
+        serial = self.key.serial
+        name = f"key {self.key.id}" if self.key.id else "a key without an Id"
+        return f"{name} (serial {serial})" if serial and serial != self.key.id else name
+
+
+def _algorithm_name(uri: str | None) -> str:
+    """The profile name at the end of an algorithm URI: 'totp', 'hotp', 'pin', …"""
+    if not uri:
+        return ""
+    return uri.strip().replace("#", ":").rsplit(":", 1)[-1].lower()
+
+
+def _select(located: Sequence[_Located], source: str) -> list[_Located]:
+    """The TOTP keys; refuses the file on the first key that is neither TOTP nor its PIN."""
+    pin_ids = {item.key.policy.pin_key_id for item in located if item.key.policy.pin_key_id}
+    wanted: list[_Located] = []
+    for item in located:
+        name = _algorithm_name(item.key.algorithm)
+        if name == "totp":
+            wanted.append(item)
+        elif name == "pin" and item.key.id in pin_ids:
+            continue
+        elif name == "hotp":
+            raise _refuse(
+                source,
+                item,
+                "HOTP (event-based) keys are not supported; only TOTP (time-based) keys import",
+            )
+        elif not name:
+            raise _refuse(source, item, "the key names no algorithm; only TOTP keys import")
+        else:
+            raise _refuse(
+                source, item, f"algorithm {item.key.algorithm!r} is not supported; only TOTP"
+            )
+    return wanted
+
+
+def _refuse(source: str, item: _Located, message: str) -> ImportRefused:
+    return ImportRefused(source, item.line, f"{item.label}: {message}")
+
+
+# Decryption and MAC
+
+
+def _encrypted(key: Key) -> list[EncryptedValue]:
+    values = (vars(key).get("_" + name) for name in _DATA_FIELDS)
+    return [value for value in values if isinstance(value, EncryptedValue)]
+
+
+def _unlock(
+    container: PSKC,
+    wanted: Sequence[_Located],
+    source: str,
+    *,
+    psk: bytes | None,
+    password: str | None,
+) -> None:
+    """Install the pre-shared or derived key; refuse missing, needless or MAC-less protection."""
+    encrypted = [item for item in wanted if _encrypted(item.key)]
+    if not encrypted:
+        if psk is not None or password is not None:
+            what = "pre-shared key" if psk is not None else "password"
+            raise ImportRefused(
+                source, None, f"a {what} was given but the file's keys are not encrypted"
+            )
+        return
+    mac_declared = container.mac.algorithm is not None
+    for item in encrypted:
+        for value in _encrypted(item.key):
+            cbc = (value.algorithm or container.encryption.algorithm or "").endswith("-cbc")
+            if value.mac_value is None and (mac_declared or cbc):
+                raise _refuse(
+                    source, item, "an encrypted value carries no ValueMAC, so it cannot be checked"
+                )
+    derived = container.encryption.derivation.algorithm is not None
+    if psk is None and password is None:
+        need = "the PSKC password" if derived else "the pre-shared key"
+        name = container.encryption.key_name
+        named = f" (key name {name!r})" if name else ""
+        raise ImportRefused(
+            source, None, f"the keys are encrypted{named}: give {need} to import them"
+        )
+    if password is not None:
+        if not derived:
+            raise ImportRefused(
+                source, None, "the file is not protected by a password: give the pre-shared key"
+            )
+        iterations = container.encryption.derivation.pbkdf2_iterations or 0
+        length = container.encryption.derivation.pbkdf2_key_length or 0
+        if iterations > MAX_PBKDF2_ITERATIONS or length > MAX_PBKDF2_KEY_LENGTH:
+            raise ImportRefused(
+                source, None, "the PBKDF2 parameters are out of range (iterations or key length)"
+            )
+        try:
+            container.encryption.derive_key(password)
+        except KeyDerivationError as exc:
+            raise ImportRefused(source, None, f"cannot derive the key: {exc}") from None
+    else:
+        container.encryption.key = psk
+
+
+def _decrypt(item: _Located, source: str) -> tuple[bytes | None, int | None, int | None, int]:
+    """(secret, time interval, time offset, time drift), every MAC checked on the way."""
+    key = item.key
+    try:
+        values = (key.secret, key.time_interval, key.time_offset, key.time_drift, key.counter)
+    except DecryptionError as exc:
+        raise _refuse(source, item, _decryption_message(str(exc))) from None
+    secret, interval, offset, drift, _counter = values
+    return secret, interval, offset, drift or 0
+
+
+def _decryption_message(detail: str) -> str:
+    if detail == "MAC value does not match":
+        return "MAC check failed: wrong pre-shared key or password, or the file was altered"
+    if detail in ("Invalid padding", "Invalid key length") or detail.startswith("Invalid"):
+        return f"cannot decrypt ({detail.lower()}): wrong pre-shared key or password"
+    if detail == "No key available":
+        return "the value is encrypted and no key was given"
+    return f"cannot decrypt: {detail}"
+
+
+# One key to one TokenSpec
+
+
+def _spec(item: _Located, source: str) -> TokenSpec:
+    key = item.key
+    _check_policy(item, source)
+    secret, interval, offset, drift = _decrypt(item, source)
+    try:
+        if secret is None:
+            raise InvalidInput(
+                "the key carries no secret (KeyReference and derived keys are not supported)"
+            )
+        if offset not in (None, 0):
+            raise InvalidInput(f"Time {offset} is not supported (T0 must be 0, RFC 6238)")
+        if drift != 0:
+            raise InvalidInput(f"TimeDrift {drift} is not supported (only 0)")
+        serial_text = key.serial or key.id
+        if not serial_text:
+            raise InvalidInput("the key has neither a DeviceInfo SerialNo nor an Id")
+        return TokenSpec(
+            serial=parse_serial(str(serial_text)),
+            secret=check_secret(secret),
+            kind=TokenKind.HARDWARE,
+            algorithm=_hash(key.algorithm_suite),
+            digits=_digits(key),
+            period=parse_period(interval) if interval is not None else TOTP_DEFAULT_PERIOD,
+            expires=_expiry(key),
+            line=item.line,
+        )
+    except InvalidInput as exc:
+        raise _refuse(source, item, str(exc)) from None
+
+
+def _check_policy(item: _Located, source: str) -> None:
+    policy = item.key.policy
+    if policy.unknown_policy_elements:
+        raise _refuse(source, item, "the key's Policy has rules this server cannot honour")
+    if policy.key_usage and "OTP" not in policy.key_usage:
+        usage = ", ".join(policy.key_usage)
+        raise _refuse(source, item, f"the key's usage is {usage}, not OTP")
+    if policy.number_of_transactions is not None:
+        raise _refuse(source, item, "a NumberOfTransactions limit cannot be enforced for TOTP")
+    if policy.pin_key_id and policy.pin_usage not in (None, "Local"):
+        raise _refuse(source, item, f"PIN usage mode {policy.pin_usage!r} is not supported")
+
+
+def _hash(suite: str | None) -> Algorithm:
+    if not suite:
+        return Algorithm.SHA1
+    name = suite.strip()
+    if name.upper().startswith("HMAC-"):
+        name = name[5:]
+    return parse_algorithm(name)
+
+
+def _digits(key: Key) -> int:
+    if key.response_encoding not in (None, "DECIMAL"):
+        raise InvalidInput(f"response encoding {key.response_encoding} is not supported")
+    if key.response_check:
+        raise InvalidInput("responses with a check digit are not supported")
+    length = key.response_length
+    return parse_digits(length) if length is not None else TOTP_DEFAULT_DIGITS
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _expiry(key: Key) -> datetime | None:
+    dates = [_utc(d) for d in (key.expiry_date, key.policy.expiry_date) if d is not None]
+    return min(dates) if dates else None
+
+
+def _check_unique(specs: Sequence[TokenSpec], wanted: Sequence[_Located], source: str) -> None:
+    seen: dict[str, _Located] = {}
+    for spec, item in zip(specs, wanted, strict=True):
+        first = seen.get(spec.serial)
+        if first is not None:
+            raise _refuse(source, item, f"serial {spec.serial} is also {first.label}'s serial")
+        seen[spec.serial] = item

@@ -1,0 +1,239 @@
+"""User CSV (SPEC §7): good rows parse, and every bad row refuses the file at its line."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+
+import pytest
+from argon2 import PasswordHasher
+from hypothesis import given
+from hypothesis import strategies as st
+
+from otpcore.errors import ImportRefused
+from otpcore.model import UserClass
+from otpcore.user_csv import UserSpec, read_user_csv
+
+PHC = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1).hash("correct horse")
+HEADER = "login,name,class,password,start,serial"
+
+
+def refused(text: str, name: str = "users.csv") -> ImportRefused:
+    with pytest.raises(ImportRefused) as caught:
+        read_user_csv(text, name)
+    assert str(caught.value).startswith(f"{name}:")
+    return caught.value
+
+
+def test_a_full_file_parses() -> None:
+    text = (
+        f"{HEADER}\n"
+        "chirodt,Chiro Tanaka,master,Pa55-word!,2026-12-01,23456789\n"
+        "hanakos,Hanako Suzuki,,hunter2hunter2,,\n"
+        '"sato",Sato Ichiro,Admin,"pass,with,commas",2027-01-04,\n'
+    )
+    first, second, third = read_user_csv(text, "users.csv")
+    assert first == UserSpec(
+        "chirodt",
+        "Chiro Tanaka",
+        UserClass.MASTER,
+        "Pa55-word!",
+        None,
+        date(2026, 12, 1),
+        "23456789",
+        2,
+    )
+    assert second.user_class is None  # general for a new user, unchanged on update
+    assert (second.start, second.serial, second.line) == (None, None, 3)
+    assert third.user_class is UserClass.ADMIN
+    assert third.password == "pass,with,commas"
+
+
+def test_password_hash_replaces_password() -> None:
+    (spec,) = read_user_csv(f'login,name,password_hash\nu1,User One,"{PHC}"\n', "f")
+    assert spec.password_hash == PHC
+    assert spec.password is None
+
+
+def test_both_password_columns_may_be_present_with_one_value_per_row() -> None:
+    text = f'login,name,password,password_hash\nu1,One,secret-pw,\nu2,Two,,"{PHC}"\n'
+    one, two = read_user_csv(text, "f")
+    assert (one.password, one.password_hash) == ("secret-pw", None)
+    assert (two.password, two.password_hash) == (None, PHC)
+
+
+def test_columns_may_come_in_any_order_and_a_bom_is_ignored() -> None:
+    text = "\ufeffserial,password,name,login\n7,pw-one-two,Name,u1\n"
+    (spec,) = read_user_csv(text, "f")
+    assert (spec.login, spec.serial, spec.name) == ("u1", "7", "Name")
+
+
+def test_passwords_are_not_quoted_in_repr() -> None:
+    (spec,) = read_user_csv("login,name,password\nu1,One,topsecret99\n", "f")
+    assert "topsecret99" not in repr(spec)
+
+
+def test_a_header_only_file_has_no_users() -> None:
+    assert read_user_csv(f"{HEADER}\n", "f") == []
+
+
+@pytest.mark.parametrize(
+    ("row", "words"),
+    [
+        ("u2,Two,boss,pw-123456,,", "class must be master, admin or general"),
+        ("u2,Two,general,pw-123456,2026-13-01,", "not a date YYYY-MM-DD"),
+        ("u2,Two,general,pw-123456,01/12/2026,", "not a date YYYY-MM-DD"),
+        ("u2,Two,general,pw-123456,2026-1-1,", "not a date YYYY-MM-DD"),
+        ("u2,Two,general,pw-123456,,bad serial", "printable ASCII"),
+        ("u2,Two,general,,,", "password (or password_hash) is empty"),
+        ("u2,Two,general, pw-123456,,", "leading or trailing spaces"),
+        ("u2,,general,pw-123456,,", "name must be"),
+        ("u 2,Two,general,pw-123456,,", "contains a space"),
+        (",Two,general,pw-123456,,", "login must be"),
+        ("u2,Two,general,pw-123456,", "fewer fields than columns"),
+        ("u2,Two,general,pw-123456,,,extra", "more fields than columns"),
+        ("u1,Again,general,pw-123456,,", "login u1 repeats line 2"),
+    ],
+)
+def test_a_bad_row_refuses_the_file_at_its_line(row: str, words: str) -> None:
+    text = f"{HEADER}\nu1,One,general,pw-000000,,\n{row}\nu3,Three,general,pw-333333,,\n"
+    error = refused(text)
+    assert error.line == 3
+    assert words in str(error)
+    assert "pw-123456" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("not-a-hash", "not an argon2 PHC string"),
+        ("$2b$12$abcdefghijklmnopqrstuuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZa", "not an argon2"),
+        ("$argon2id$v=19$m=65536,t=3,p=4$c2FsdA", "not a valid argon2 PHC string"),
+        ("$argon2id$v=19$m=lots,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", "not a valid argon2"),
+    ],
+)
+def test_a_bad_password_hash_is_refused(value: str, words: str) -> None:
+    error = refused(f'login,name,password_hash\nu1,One,"{PHC}"\nu2,Two,"{value}"\n')
+    assert error.line == 3
+    assert words in str(error)
+
+
+def test_a_row_with_both_password_and_hash_is_refused() -> None:
+    error = refused(f'login,name,password,password_hash\nu1,One,pw-1234,"{PHC}"\n')
+    assert (error.line, "not both" in str(error)) == (2, True)
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        ("", "empty file"),
+        ("login,name,password,colour", "unknown column 'colour'"),
+        ("login,name,password,login", "named twice"),
+        ("name,password", "needs 'login' and 'name'"),
+        ("login,password", "needs 'login' and 'name'"),
+        ("login,name,class", "needs 'password' or 'password_hash'"),
+    ],
+)
+def test_a_bad_header_is_refused_at_line_one(header: str, words: str) -> None:
+    error = refused(f"{header}\n" if header else "")
+    assert error.line == 1
+    assert words in str(error)
+
+
+def test_a_quoted_field_spanning_lines_is_refused_at_the_line_it_ends_on() -> None:
+    text = f'{HEADER}\nu0,Zero,,pw-1234,,\nu1,"One\nTwo",general,pw-1234,,\n'
+    error = refused(text)
+    assert error.line == 4
+    assert "name must be" in str(error)
+
+
+# Hypothesis: any file of good rows parses back to its values, and one bad row anywhere
+# refuses the file at exactly that row's line.
+
+LOGINS = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, blacklist_characters=","),
+    min_size=1,
+    max_size=20,
+)
+NAMES = st.text(
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Cf", "Co", "Cn")),
+    min_size=1,
+    max_size=30,
+).filter(lambda s: s.strip() == s and s.isprintable() and s)
+PASSWORDS = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=30
+)
+ROWS = st.lists(
+    st.tuples(
+        LOGINS,
+        NAMES,
+        st.sampled_from(["", "master", "admin", "general", "GENERAL"]),
+        PASSWORDS,
+        st.one_of(st.none(), st.dates(min_value=date(2000, 1, 1), max_value=date(2099, 12, 31))),
+        st.one_of(st.none(), st.from_regex(r"[0-9A-Z]{1,12}", fullmatch=True)),
+    ),
+    max_size=15,
+    unique_by=lambda row: row[0],
+)
+
+
+def to_csv(rows: list[tuple[str, str, str, str, date | None, str | None]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HEADER.split(","))
+    for login, name, user_class, password, start, serial in rows:
+        writer.writerow(
+            [login, name, user_class, password, start.isoformat() if start else "", serial or ""]
+        )
+    return out.getvalue()
+
+
+@given(ROWS)
+def test_good_rows_parse_back_to_their_values(
+    rows: list[tuple[str, str, str, str, date | None, str | None]],
+) -> None:
+    specs = read_user_csv(to_csv(rows), "f")
+    assert [
+        (
+            s.login,
+            s.name,
+            s.user_class.value if s.user_class else "",
+            s.password,
+            s.start,
+            s.serial,
+        )
+        for s in specs
+    ] == [(r[0], r[1], r[2].lower(), r[3], r[4], r[5]) for r in rows]
+    assert [s.line for s in specs] == list(range(2, len(rows) + 2))
+
+
+BAD_CELLS = st.sampled_from(
+    [
+        (2, "principal"),  # class
+        (4, "2026-02-30"),  # start
+        (4, "tomorrow"),
+        (5, "two words"),  # serial
+        (3, ""),  # password
+    ]
+)
+
+
+@given(ROWS.filter(bool), st.data(), BAD_CELLS)
+def test_one_bad_row_anywhere_refuses_the_file_at_its_line(
+    rows: list[tuple[str, str, str, str, date | None, str | None]],
+    data: st.DataObject,
+    bad: tuple[int, str],
+) -> None:
+    index = data.draw(st.integers(min_value=0, max_value=len(rows) - 1))
+    text = to_csv(rows)
+    lines = text.splitlines()
+    cells = next(csv.reader([lines[index + 1]]))
+    column, value = bad
+    cells[column] = value
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(cells)
+    lines[index + 1] = out.getvalue()
+    with pytest.raises(ImportRefused) as caught:
+        read_user_csv("\n".join(lines) + "\n", "f")
+    assert caught.value.line == index + 2
