@@ -152,8 +152,9 @@ class PasswordHashing:
             parallelism=params.parallelism,
             type=Type.ID,
         )
-        # A hash to verify against when the login is unknown, so both cost the same time.
-        self._dummy = self._hasher.hash(os.urandom(16).hex())
+        # A hash to verify against when the login is unknown, so both cost the same time;
+        # made on first use, so commands that never authenticate do not pay for it.
+        self._dummy: str | None = None
 
     def hash(self, password: str) -> str:
         """An argon2id PHC string for the password."""
@@ -170,6 +171,8 @@ class PasswordHashing:
 
     def burn(self, offered: str) -> None:
         """Spend the time of one verification, for an unknown login."""
+        if self._dummy is None:
+            self._dummy = self._hasher.hash(os.urandom(16).hex())
         self.verify(self._dummy, offered)
 
     def needs_rehash(self, stored: str) -> bool:
