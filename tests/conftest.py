@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -17,6 +18,11 @@ from otpcore.keys import create_key
 from otpcore.ports import FrozenClock
 from otpcore.store import make_engine
 from otpcore.store.schema import upgrade
+
+PG_URL_ENV = "OTPRADIUS_TEST_PG_URL"
+# Modules whose tests run on both databases say: pytestmark = BOTH_BACKENDS
+BOTH_BACKENDS = pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+_TABLES = ("challenges", "audit_events", "users", "tokens")
 
 # Cheap argon2id parameters keep the suite fast; the default cost is measured by the bench.
 FAST_HASHING = {"time_cost": 1, "memory_kib": 64, "parallelism": 1}
@@ -56,6 +62,68 @@ def settings_data(**tables: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def scratch_database(base_url: str) -> str:
+    """Create an empty PostgreSQL database beside ``base_url``'s; returns its URL."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"otpradius_t_{secrets.token_hex(6)}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(base_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(base_url: str, url: str) -> None:
+    """Drop a scratch database made by ``scratch_database``."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str | None]:
+    """One migrated scratch PostgreSQL database for the session (None without PostgreSQL)."""
+    base = os.environ.get(PG_URL_ENV)
+    if not base:
+        yield None
+        return
+    url = scratch_database(base)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    drop_database(base, url)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database a test runs on: "sqlite" unless the module parametrises it."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def database_tables(backend: str, request: pytest.FixtureRequest) -> dict[str, dict[str, Any]]:
+    """The ``[database]`` table for the backend; on PostgreSQL, emptied for this test."""
+    if backend == "sqlite":
+        return {}
+    url = request.getfixturevalue("pg_database")
+    require_service("postgresql", url is not None)
+    from sqlalchemy import text
+
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return {"database": {"url": url}}
+
+
 @pytest.fixture
 def clock() -> FrozenClock:
     """A clock frozen at 2026-12-01T00:00:30Z; tests move it explicitly."""
@@ -63,13 +131,18 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path, clock: FrozenClock) -> Iterator[Callable[..., App]]:
-    """Build an App on a fresh, migrated SQLite file under tmp_path (same file per test)."""
+def make_app(
+    tmp_path: Path, clock: FrozenClock, database_tables: dict[str, dict[str, Any]]
+) -> Iterator[Callable[..., App]]:
+    """Build an App on a fresh, migrated database: a SQLite file under tmp_path, or the
+    emptied PostgreSQL scratch database (the same one for every call within a test)."""
     apps: list[App] = []
 
     def _make(**tables: dict[str, Any]) -> App:
         settings: Settings = parse_settings(
-            settings_data(**tables), tmp_path / "config.toml", Path.read_bytes
+            settings_data(**{**database_tables, **tables}),
+            tmp_path / "config.toml",
+            Path.read_bytes,
         )
         create_key(settings.key_file)
         upgrade(make_engine(settings.database_url))

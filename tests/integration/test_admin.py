@@ -21,6 +21,7 @@ from otpcore.model import Algorithm, OtpState, Reason, Result, TokenKind, UserCl
 from otpcore.ports import FrozenClock
 from otpcore.token_csv import TokenSpec, read_token_csv
 from otpcore.views import UserView
+from tests.conftest import BOTH_BACKENDS
 from tests.integration.lifecycle import (
     ADMIN,
     CONFIRMATION,
@@ -38,6 +39,8 @@ from tests.integration.lifecycle import (
     user,
     wrong_code,
 )
+
+pytestmark = BOTH_BACKENDS
 
 
 def snapshot(app: App) -> tuple[list[UserView], list[object]]:

@@ -1,4 +1,5 @@
-"""Sixteen processes on one SQLite file: replay and counting stay exact (SPEC §8).
+"""Sixteen processes on one database (a SQLite file, or PostgreSQL): replay and counting
+stay exact (SPEC §8).
 
 Each process builds its own App from the same settings, as otp-radiusd's workers do, waits at a
 barrier, and submits at the same instant.
@@ -22,7 +23,7 @@ from otpcore.config import parse_settings
 from otpcore.model import Reason
 from otpcore.ports import FrozenClock
 from otpcore.service import AuthRequest
-from tests.conftest import settings_data
+from tests.conftest import BOTH_BACKENDS, settings_data
 from tests.integration.lifecycle import (
     PASSWORD,
     activated,
@@ -33,6 +34,7 @@ from tests.integration.lifecycle import (
     user,
 )
 
+pytestmark = BOTH_BACKENDS
 PROCESSES = 16
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["otpcore.app", "otpcore.service", __name__])
@@ -103,9 +105,10 @@ def taro(app: App, clock: FrozenClock, tmp_path: Path) -> App:
 
 
 def test_the_same_valid_otp_at_once_is_accepted_exactly_once(
-    taro: App, clock: FrozenClock, tmp_path: Path
+    taro: App, clock: FrozenClock, tmp_path: Path, database_tables: dict[str, Any]
 ) -> None:
-    outcomes = _race(tmp_path, clock(), "taro", [PASSWORD + code(clock)] * PROCESSES)
+    texts = [PASSWORD + code(clock)] * PROCESSES
+    outcomes = _race(tmp_path, clock(), "taro", texts, database_tables)
     # One accept; the fifteen others are replays. Replays with the right password are counted
     # (SPEC §2), so the fifth suspends the token, and the ten after it find it suspended:
     # nothing more is counted and they are told so.
@@ -120,13 +123,13 @@ def test_the_same_valid_otp_at_once_is_accepted_exactly_once(
 
 
 def test_the_same_valid_otp_at_once_under_a_high_threshold_gives_fifteen_replays(
-    make_app: Any, clock: FrozenClock, tmp_path: Path
+    make_app: Any, clock: FrozenClock, tmp_path: Path, database_tables: dict[str, Any]
 ) -> None:
     app = make_app(policy={"lockout_threshold": 100})
     import_token(app)
     add_user(app, "taro")
     activated(app, clock, "taro")
-    policy = {"policy": {"reject_delay": 0, "lockout_threshold": 100}}
+    policy = {**database_tables, "policy": {"reject_delay": 0, "lockout_threshold": 100}}
     outcomes = _race(tmp_path, clock(), "taro", [PASSWORD + code(clock)] * PROCESSES, policy)
     assert Counter(outcomes) == {
         ("accept", Reason.OK.value): 1,
@@ -136,11 +139,12 @@ def test_the_same_valid_otp_at_once_under_a_high_threshold_gives_fifteen_replays
 
 
 def test_wrong_otps_at_once_stop_the_count_exactly_at_the_threshold(
-    taro: App, clock: FrozenClock, tmp_path: Path
+    taro: App, clock: FrozenClock, tmp_path: Path, database_tables: dict[str, Any]
 ) -> None:
     shown = {code(clock, offset=offset) for offset in range(-2, 3)}
     wrong = [f"{n:06d}" for n in range(100_000, 999_999, 53_011) if f"{n:06d}" not in shown]
-    outcomes = _race(tmp_path, clock(), "taro", [PASSWORD + otp for otp in wrong[:PROCESSES]])
+    texts = [PASSWORD + otp for otp in wrong[:PROCESSES]]
+    outcomes = _race(tmp_path, clock(), "taro", texts, database_tables)
     assert len(outcomes) == PROCESSES
     reasons = Counter(reason for _, reason in outcomes)
     assert {result for result, _ in outcomes} == {"reject"}

@@ -20,7 +20,9 @@ from otpcore.service import AuthRequest
 from otpcore.token_csv import TokenSpec
 from otpcore.totp import totp
 from otpcore.user_csv import read_user_csv
-from tests.conftest import T0, require_command
+from tests.conftest import BOTH_BACKENDS, T0, require_command
+
+pytestmark = BOTH_BACKENDS
 
 SERIAL = "23456789"
 SECRET = b"12345678901234567890"

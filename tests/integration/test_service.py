@@ -11,6 +11,7 @@ from otpcore.app import App
 from otpcore.model import InputMode, OtpState, Reason, Result, Stage
 from otpcore.ports import FrozenClock
 from otpcore.service import AuthOutcome
+from tests.conftest import BOTH_BACKENDS
 from tests.integration.lifecycle import (
     CONFIRMATION,
     PASSWORD,
@@ -27,6 +28,8 @@ from tests.integration.lifecycle import (
     user,
     wrong_code,
 )
+
+pytestmark = BOTH_BACKENDS
 
 
 def expect(outcome: AuthOutcome, result: Result, reason: Reason) -> AuthOutcome:
