@@ -135,7 +135,9 @@ def otpctl(workspace_root: Path, *args: str, stdin: str | None = None) -> float:
     return time.perf_counter() - started
 
 
-def build_workspace(root: Path, users: int, workers: int) -> tuple[Workspace, dict[str, float]]:
+def build_workspace(
+    root: Path, users: int, workers: int, period: int = PERIOD
+) -> tuple[Workspace, dict[str, float]]:
     """Initialise a workspace and onboard ``users`` users with bound tokens via the CLI."""
     port = free_port()
     write_config(root, port, workers)
@@ -147,7 +149,7 @@ def build_workspace(root: Path, users: int, workers: int) -> tuple[Workspace, di
         writer = csv.writer(out)
         writer.writerow(["serial", "secret", "algorithm", "digits", "period", "expires"])
         for index, seed in enumerate(seeds):
-            writer.writerow([workspace.serial(index), seed.hex(), "SHA1", 6, PERIOD, "2036-01-01"])
+            writer.writerow([workspace.serial(index), seed.hex(), "SHA1", 6, period, "2036-01-01"])
     hasher = PasswordHasher(
         time_cost=DEFAULT_HASHING["time_cost"],
         memory_cost=DEFAULT_HASHING["memory_kib"],
