@@ -111,9 +111,9 @@ class FreeRadius:
         return self
 
     def _wait_ready(self) -> None:
-        from radiusd.packets import Codes, encode_request
-
         import socket
+
+        from radiusd.packets import Codes, encode_request
 
         deadline = time.monotonic() + 20
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
