@@ -27,6 +27,7 @@ from otpcore.service import AuthRequest, Prepared, needs_password_hash
 from radiusd.clients import ClientTable
 from radiusd.clock import system_clock
 from radiusd.dedup import Cached, DedupKey, DuplicateCache, InProgress
+from radiusd.fairness import FairPool
 from radiusd.handler import UNAVAILABLE, Answer, RequestHandler, failed
 from radiusd.packets import Codes, MalformedPacket, Request, parse_header
 
@@ -111,7 +112,9 @@ class Worker:
         # Password hashing runs in a pool (argon2 releases the GIL); everything that touches
         # the database for deciding without a hash, and every commit, runs in one thread that
         # takes whatever has queued up as one batch: one transaction, one fsync.
-        self.hash_pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="hash")
+        self.hash_pool: FairPool[_Job] = FairPool(self._hash_job, POOL_THREADS)
+        self.probe_thread = ThreadPoolExecutor(1, thread_name_prefix="probe")
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.db_thread = ThreadPoolExecutor(1, thread_name_prefix="db")
         self.inbox: list[_Job] = []
         self.ready: list[tuple[_Job, Prepared]] = []
@@ -163,9 +166,10 @@ class Worker:
             return
         job = _Job(key, transport, client, admitted, auth, started)
         if needs_password_hash(auth):
-            self.hashing_now += 1
-            future = asyncio.get_running_loop().run_in_executor(self.hash_pool, self._prepare, job)
-            future.add_done_callback(lambda done: self._prepared(job, done))
+            if self.hash_pool.submit(job.client.name, job):
+                self.hashing_now += 1
+            else:
+                self._deliver(transport, key, Answer(None, drop_reason="overload"))
         else:
             self.inbox.append(job)
             self._kick()
@@ -179,9 +183,14 @@ class Worker:
         except Exception as exc:  # a bug must cost one request, never the server
             return failed(exc, job.client, job.auth.login)
 
-    def _prepared(self, job: _Job, done: asyncio.Future[Prepared | Answer]) -> None:
+    def _hash_job(self, job: _Job) -> None:
+        """In a hash thread: prepare, then hand the result back to the loop."""
+        result = self._prepare(job)
+        assert self.loop is not None  # noqa: S101 - set before the sockets open
+        self.loop.call_soon_threadsafe(self._prepared, job, result)
+
+    def _prepared(self, job: _Job, result: Prepared | Answer) -> None:
         self.hashing_now -= 1
-        result = done.result()
         if isinstance(result, Answer):
             self._deliver(job.transport, job.key, result)
         else:
@@ -283,7 +292,7 @@ class Worker:
         """Probe the database every second; Status-Server is answered only while it answers."""
         loop = asyncio.get_running_loop()
         while not self.stopping:
-            ok = await loop.run_in_executor(self.hash_pool, self._probe)
+            ok = await loop.run_in_executor(self.probe_thread, self._probe)
             if ok != self.healthy:
                 log.warning("database %s", "reachable again" if ok else "unreachable")
             self.healthy = ok
@@ -328,25 +337,25 @@ def load_settings(path: Path) -> Settings:
 
 async def _serve(worker: Worker, sockets: list[socket.socket], ready_fd: int | None) -> None:
     loop = asyncio.get_running_loop()
+    worker.loop = loop
     for sock in sockets:
         transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(worker), sock=sock)
         worker.transports.append(transport)
-    done = asyncio.Event()
-
-    async def _stop() -> None:
-        await worker.stop()
-        done.set()
-
-    loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(_stop()))
-    loop.add_signal_handler(signal.SIGINT, lambda: asyncio.ensure_future(_stop()))
+    stop_requested = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop_requested.set)
+    loop.add_signal_handler(signal.SIGINT, stop_requested.set)
     loop.add_signal_handler(signal.SIGHUP, worker.reload_clients)
     health = asyncio.ensure_future(worker.watch_health())
     if ready_fd is not None:
         os.write(ready_fd, b"R")
         os.close(ready_fd)
-    await done.wait()
+    await stop_requested.wait()
+    await worker.stop()
     health.cancel()
-    worker.hash_pool.shutdown(wait=True, cancel_futures=False)
+    with contextlib.suppress(asyncio.CancelledError):
+        await health
+    worker.hash_pool.shutdown()
+    worker.probe_thread.shutdown(wait=True, cancel_futures=False)
     worker.db_thread.shutdown(wait=True, cancel_futures=False)
 
 

@@ -1,0 +1,82 @@
+"""Password-hash work shared fairly between clients.
+
+Hashing is the one expensive step, so it is where a flood from one NAS (or one spoofed
+source) would starve the others: jobs wait in one queue per client and the hash threads take
+from the clients in turn, so a client with ten thousand requests queued delays another
+client's next request by at most one job per busy client. Each client's queue is bounded; a
+job beyond the bound is refused at once (dropped unanswered: the NAS retries or fails over).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+Job = TypeVar("Job")
+
+DEFAULT_QUEUE_LIMIT = 2000
+
+
+class FairPool(Generic[Job]):
+    """Threads that run ``work(job)`` for jobs queued per client, round robin across clients."""
+
+    def __init__(
+        self,
+        work: Callable[[Job], None],
+        threads: int,
+        *,
+        queue_limit: int = DEFAULT_QUEUE_LIMIT,
+        name: str = "hash",
+    ) -> None:
+        self._work = work
+        self._limit = queue_limit
+        self._queues: OrderedDict[str, deque[Job]] = OrderedDict()
+        self._ready = threading.Condition()
+        self._closing = False
+        self._threads = [
+            threading.Thread(target=self._run, name=f"{name}-{index}", daemon=True)
+            for index in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, client: str, job: Job) -> bool:
+        """Queue a job for ``client``; False (not queued) when that client's queue is full."""
+        with self._ready:
+            queue = self._queues.get(client)
+            if queue is None:
+                queue = self._queues[client] = deque()
+            elif len(queue) >= self._limit:
+                return False
+            queue.append(job)
+            self._ready.notify()
+        return True
+
+    def _take(self) -> Job | None:
+        with self._ready:
+            while not self._queues:
+                if self._closing:
+                    return None
+                self._ready.wait()
+            # The first client in line gives one job and goes to the back of the line.
+            client, queue = next(iter(self._queues.items()))
+            job = queue.popleft()
+            if queue:
+                self._queues.move_to_end(client)
+            else:
+                del self._queues[client]
+            return job
+
+    def _run(self) -> None:
+        while (job := self._take()) is not None:
+            self._work(job)
+
+    def shutdown(self) -> None:
+        """Finish the queued jobs, then stop the threads."""
+        with self._ready:
+            self._closing = True
+            self._ready.notify_all()
+        for thread in self._threads:
+            thread.join()
