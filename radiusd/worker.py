@@ -35,6 +35,7 @@ log = logging.getLogger("otpradius.server")
 
 POOL_THREADS = 16
 MAX_BATCH = 512
+STOP_WAIT_S = 10.0
 HEALTH_INTERVAL_S = 1.0
 DROP_LOG_INTERVAL_S = 60.0
 
@@ -124,6 +125,7 @@ class Worker:
         self.delayed: dict[asyncio.TimerHandle, Callable[[], None]] = {}
         self.transports: list[asyncio.DatagramTransport] = []
         self.stopping = False
+        self.closed = False
         self.idle = asyncio.Event()
 
     # The loop side: nothing here blocks.
@@ -200,7 +202,7 @@ class Worker:
 
     def _kick(self) -> None:
         """Start a batch in the database thread unless one is running; it takes all queued."""
-        if self.batch_running or not (self.inbox or self.ready):
+        if self.batch_running or self.closed or not (self.inbox or self.ready):
             return
         jobs, self.inbox = self.inbox[:MAX_BATCH], self.inbox[MAX_BATCH:]
         ready, self.ready = self.ready[:MAX_BATCH], self.ready[MAX_BATCH:]
@@ -318,7 +320,10 @@ class Worker:
             transport.pause_reading()  # type: ignore[attr-defined]
         self._check_idle()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.idle.wait(), timeout=10)
+            await asyncio.wait_for(self.idle.wait(), timeout=STOP_WAIT_S)
+        # Whatever is still queued now (a database that hangs) is dropped unanswered: the NAS
+        # retries elsewhere, and no batch may start on the pools being shut down.
+        self.closed = True
         for handle, send in list(self.delayed.items()):
             handle.cancel()
             send()  # the delayed Rejects go out now rather than never
