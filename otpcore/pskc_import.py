@@ -12,8 +12,11 @@ Rules, where RFC 6030 leaves a choice to the recipient:
 - Hash: the key's ``AlgorithmParameters/Suite`` (``HMAC-SHA256`` …), SHA1 when absent.
   Digits: ``ResponseFormat Length`` (6 or 8, DECIMAL, no check digit), 6 when absent.
   Period: ``TimeInterval``, 30 when absent (RFC 6238's default X).
-- ``Time`` must be 0 (T0 = the Unix epoch, RFC 6238); ``TimeDrift`` must be 0 or absent, as
-  the inventory cannot carry a vendor's drift yet.
+- ``Time`` must be 0 (T0 = the Unix epoch, RFC 6238). ``TimeDrift`` (RFC 6030 §4.3.3: the
+  intervals by which a validation server found the device clock to have drifted) becomes the
+  token's drift, with the same sign: the token shows step ``server step + drift``. A drift of
+  more than a day's worth of intervals is refused as implausible (a crystal loses minutes a
+  year; a day means a wrong unit or a broken token).
 - Expiry: the earlier of DeviceInfo ``ExpiryDate`` and the key's Policy ``ExpiryDate``;
   a time without a zone is UTC (RFC 6030 §4.3.3 says UTC). Start dates are ignored: the
   bank's service start date is per user (``user issue --start``).
@@ -39,16 +42,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 from xml.etree import ElementTree
 
 from pskc import PSKC
+from pskc.device import Device
 from pskc.exceptions import DecryptionError, KeyDerivationError, PSKCError
 from pskc.key import EncryptedValue, Key
 from pskc.parser import PSKCParser
 
 from otpcore.errors import ImportRefused, InvalidInput
 from otpcore.model import Algorithm, TokenKind
+from otpcore.progress import Progress, Ticker
 from otpcore.token_csv import (
     TokenSpec,
     check_secret,
@@ -62,6 +67,7 @@ TOTP_DEFAULT_PERIOD = 30
 TOTP_DEFAULT_DIGITS = 6
 MAX_PBKDF2_ITERATIONS = 10_000_000  # a hostile file must not keep the CLI busy for hours
 MAX_PBKDF2_KEY_LENGTH = 64
+MAX_DRIFT_SECONDS = 86_400  # |TimeDrift| x TimeInterval beyond a day is refused
 _DATA_FIELDS = ("secret", "counter", "time_offset", "time_interval", "time_drift")
 _PACKAGES = ("KeyPackage", "Device")
 _KEY_ELEMENTS = ("Key", "Secret")
@@ -80,14 +86,24 @@ def detect_format(data: bytes) -> Literal["csv", "pskc"]:
 
 
 def read_pskc(
-    data: bytes, source: str, *, psk: bytes | None = None, password: str | None = None
+    data: bytes,
+    source: str,
+    *,
+    psk: bytes | None = None,
+    password: str | None = None,
+    progress: Progress | None = None,
 ) -> list[TokenSpec]:
-    """The TOTP keys of a PSKC file, decrypted and checked; ImportRefused for anything else."""
+    """The TOTP keys of a PSKC file, decrypted and checked; ImportRefused for anything else.
+
+    ``progress`` counts one unit per key package parsed and one per key element checked: the
+    parse and the decryption are nearly all the time a large file takes.
+    """
     if psk is not None and password is not None:
         raise InvalidInput("give either a pre-shared key or a PSKC password, not both")
     with _collector_paused():
         scan = _scan(data, source)
-        container = _parse(data, source)
+        ticker = Ticker(progress, len(scan.packages) + len(scan.key_lines))
+        container = _parse(data, source, ticker)
         keys = container.keys
         if not keys:
             raise ImportRefused(source, None, "the PSKC file holds no keys")
@@ -95,8 +111,13 @@ def read_pskc(
         located = [_Located(key, line) for key, line in zip(keys, lines, strict=True)]
         wanted = _select(located, source)
         _unlock(container, wanted, source, psk=psk, password=password)
-        specs = [_spec(item, source) for item in wanted]
+        specs = []
+        for item in wanted:
+            specs.append(_spec(item, source))
+            ticker.advance()
         _check_unique(specs, wanted, source)
+        if ticker.done < ticker.total:  # PIN keys are skipped, not checked: end at the total
+            ticker.advance(ticker.total - ticker.done)
     return specs
 
 
@@ -186,7 +207,7 @@ def _scan(data: bytes, source: str) -> _Scan:
     return scan
 
 
-def _parse(data: bytes, source: str) -> PSKC:
+def _parse(data: bytes, source: str, ticker: Ticker) -> PSKC:
     """python-pskc's model of the file. The tree is handed to its parser directly: ``PSKC(file)``
     would also deep-copy the whole tree for XML-signature checking, which this server does
     not do (a seed file's integrity is its MAC), at a third of the parse time."""
@@ -194,13 +215,26 @@ def _parse(data: bytes, source: str) -> PSKC:
     try:
         # _scan refused any DOCTYPE, so there are no entities to expand: safe to parse.
         root = ElementTree.fromstring(data)  # noqa: S314
-        PSKCParser.parse_document(container, root)
+        _counting_parser(ticker).parse_document(container, root)
     except (PSKCError, ElementTree.ParseError, ValueError, TypeError, AttributeError) as exc:
         # python-pskc's messages name elements and bad literals, never a secret value
         # (a Secret PlainValue is only base64-decoded, whose errors quote no data).
         detail = str(exc)[:200] or type(exc).__name__
         raise ImportRefused(source, None, f"not a valid PSKC file: {detail}") from None
     return container
+
+
+def _counting_parser(ticker: Ticker) -> type[PSKCParser]:
+    """python-pskc's parser, advancing ``ticker`` after each key package: its parser is all
+    class methods, so a subclass per file carries the count."""
+
+    class CountingParser(PSKCParser):
+        @classmethod
+        def parse_key_package(cls, device: Device, key_package: Any) -> None:
+            super().parse_key_package(device, key_package)
+            ticker.advance()
+
+    return CountingParser
 
 
 # Which keys to import
@@ -349,20 +383,24 @@ def _spec(item: _Located, source: str) -> TokenSpec:
             )
         if offset not in (None, 0):
             raise InvalidInput(f"Time {offset} is not supported (T0 must be 0, RFC 6238)")
-        if drift != 0:
-            raise InvalidInput(f"TimeDrift {drift} is not supported (only 0)")
         serial_text = key.serial or key.id
         if not serial_text:
             raise InvalidInput("the key has neither a DeviceInfo SerialNo nor an Id")
+        period = parse_period(interval) if interval is not None else TOTP_DEFAULT_PERIOD
+        if abs(drift) * period > MAX_DRIFT_SECONDS:
+            raise InvalidInput(
+                f"TimeDrift {drift} intervals of {period} s is more than a day: not plausible"
+            )
         return TokenSpec(
             serial=parse_serial(str(serial_text)),
             secret=check_secret(secret),
             kind=TokenKind.HARDWARE,
             algorithm=_hash(key.algorithm_suite),
             digits=_digits(key),
-            period=parse_period(interval) if interval is not None else TOTP_DEFAULT_PERIOD,
+            period=period,
             expires=_expiry(key),
             line=item.line,
+            drift=drift,
         )
     except InvalidInput as exc:
         raise _refuse(source, item, str(exc)) from None

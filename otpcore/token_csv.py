@@ -31,6 +31,7 @@ class TokenSpec:
     period: int = 60
     expires: datetime | None = None
     line: int | None = None
+    drift: int = 0  # steps the token's clock runs ahead of the server's (negative: behind)
 
 
 def parse_serial(value: str) -> str:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from otpcore.admin import IMPORT_CHUNK
 from otpcore.app import App
 from otpcore.errors import (
     AlreadyExists,
@@ -320,6 +321,25 @@ def test_import_is_all_or_nothing(app: App, rows: list[str]) -> None:
     else:
         assert not present & set(rows)
         assert {t.serial for t in app.admin().tokens()} == present | set(rows)
+
+
+def test_import_reports_progress_chunk_by_chunk(app: App) -> None:
+    reports: list[tuple[int, int]] = []
+    serials = [f"P{i:05d}" for i in range(IMPORT_CHUNK + 3)]
+    app.admin().import_tokens(_specs(*serials), progress=lambda *done: reports.append(done))
+    assert reports == [(IMPORT_CHUNK, len(serials)), (len(serials), len(serials))]
+    assert len(app.admin().tokens()) == len(serials)
+
+
+def test_an_update_in_bulk_keeps_used_steps_and_flags(app: App) -> None:
+    app.admin().import_tokens(_specs("A", "B"))
+    app.admin().set_disabled("A", True)
+    specs = [TokenSpec(s, b"n" * 20, period=30, drift=1) for s in ("A", "B", "C")]
+    assert app.admin().import_tokens(specs, update_existing=True) == 3
+    listed = {t.serial: t for t in app.admin().tokens()}
+    assert (listed["A"].disabled, listed["A"].period) == (True, 30)
+    assert set(listed) == {"A", "B", "C"}
+    assert app.admin().audit()[-1].detail == "1 added, 2 updated"
 
 
 def test_update_replaces_seeds_and_adds_new_ones(app: App, clock: FrozenClock) -> None:

@@ -217,3 +217,37 @@ def test_a_file_with_a_serial_already_in_the_inventory_changes_nothing(app: App)
     with pytest.raises(AlreadyExists):
         app.admin().import_tokens(again)
     assert snapshot(app) == before
+
+
+def test_a_present_serial_from_a_named_file_is_refused_with_its_line(app: App) -> None:
+    app.admin().import_tokens(read_pskc(pskc_bytes(vendor_keys()[:1]), "first.pskc"))
+    before = snapshot(app)
+    again = read_pskc(pskc_bytes(vendor_keys()[1:] + vendor_keys()[:1]), "second.pskc")
+    with pytest.raises(ImportRefused) as caught:
+        app.admin().import_tokens(again, source="second.pskc")
+    assert str(caught.value).startswith(f"second.pskc:{again[2].line}: serial 70000001")
+    assert "--update" in str(caught.value)
+    assert snapshot(app) == before
+
+
+@pytest.mark.parametrize("drift", [2, -2])
+def test_a_pskc_time_drift_moves_the_window(app: App, drift: int) -> None:
+    # The window is ±1 step: a token 2 steps off activates only because its drift is known.
+    keys = [{"id": "d1", "serial": "90000001", "secret": RFC_SECRET, "time_drift": drift}]
+    (spec,) = read_pskc(pskc_bytes(keys), "drift.pskc")
+    app.admin().import_tokens([spec])
+    issued_user(app, "drifty")
+    shown = T0 + timedelta(seconds=drift * spec.period)  # what the token's clock shows
+    assert activate(app, "drifty", spec, code(spec, T0))[1] is Reason.BAD_OTP
+    assert activate(app, "drifty", spec, code(spec, shown)) == (Result.ACCEPT, Reason.ACTIVATED)
+
+
+def test_an_update_replaces_the_drift(app: App) -> None:
+    keys: list[dict[str, Any]] = [{"id": "d2", "serial": "90000002", "secret": RFC_SECRET}]
+    app.admin().import_tokens(read_pskc(pskc_bytes(keys), "before.pskc"))
+    keys[0]["time_drift"] = 2
+    (spec,) = read_pskc(pskc_bytes(keys), "after.pskc")
+    app.admin().import_tokens([spec], update_existing=True, source="after.pskc")
+    issued_user(app, "moved")
+    shown = T0 + timedelta(seconds=2 * spec.period)
+    assert activate(app, "moved", spec, code(spec, shown)) == (Result.ACCEPT, Reason.ACTIVATED)

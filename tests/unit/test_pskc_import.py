@@ -22,6 +22,7 @@ from otpcore.pskc_import import detect_format, read_pskc
 DATA = Path(__file__).parent.parent / "data" / "pskc"
 TOTP_URI = "urn:ietf:params:xml:ns:keyprov:pskc:totp"
 HOTP_URI = "urn:ietf:params:xml:ns:keyprov:pskc:hotp"
+PIN_URI = "urn:ietf:params:xml:ns:keyprov:pskc:pin"
 RFC_PSK = bytes.fromhex("12345678901234567890123456789012")
 RFC_PASSWORD = "qwerty"
 RFC_SECRET = b"12345678901234567890"
@@ -415,7 +416,8 @@ def test_two_keys_with_one_serial_are_refused() -> None:
         ({"secret": b"short"}, "secret must be 16 to 128 bytes"),
         ({"secret": None}, "carries no secret"),
         ({"time_offset": 5}, "T0 must be 0"),
-        ({"time_drift": 2}, "TimeDrift 2"),
+        ({"time_drift": 1441, "time_interval": 60}, "TimeDrift 1441"),
+        ({"time_drift": -2881}, "more than a day"),
         ({"response_encoding": "ALPHANUMERIC", "response_length": 6}, "response encoding"),
         ({"response_check": True, "response_length": 6}, "check digit"),
         ({"policy.key_usage": ["CR"]}, "usage is CR"),
@@ -431,6 +433,30 @@ def test_unusable_key_properties_are_refused_naming_the_key(
     assert "key kx" in str(error)
     assert words in str(error)
     assert_no_secret(str(error), RFC_SECRET)
+
+
+@pytest.mark.parametrize(
+    ("drift", "protection"), [(2, "plain"), (-3, "psk"), (0, "pbkdf2"), (2880, "plain")]
+)
+def test_time_drift_is_carried_with_its_sign(drift: int, protection: str) -> None:
+    # RFC 6030 TimeDrift counts intervals the device runs ahead (negative: behind), as our
+    # drift does; 2880 intervals of 30 s is a day, the largest accepted.
+    key = {"id": "kd", "serial": "55", "secret": RFC_SECRET, "time_drift": drift}
+    (spec,) = read_pskc(pskc_bytes([key], protection), "f", **_unlock(protection))
+    assert spec.drift == drift
+
+
+def test_a_key_without_time_drift_has_none() -> None:
+    (spec,) = read_pskc(pskc_bytes([{"serial": "56", "secret": RFC_SECRET}]), "f")
+    assert spec.drift == 0
+
+
+def _unlock(protection: str) -> dict[str, Any]:
+    secrets: dict[str, dict[str, Any]] = {
+        "psk": {"psk": RFC_PSK},
+        "pbkdf2": {"password": RFC_PASSWORD},
+    }
+    return secrets.get(protection, {})
 
 
 def test_a_policy_with_unknown_rules_is_refused() -> None:
@@ -539,3 +565,20 @@ def test_absurd_pbkdf2_parameters_are_refused_before_deriving() -> None:
     data = pskc_bytes([{"serial": "1", "secret": RFC_SECRET}], "pbkdf2").decode()
     data = data.replace("<IterationCount>1000<", "<IterationCount>99999999999<")
     assert "out of range" in str(refused(data.encode(), password=RFC_PASSWORD))
+
+
+def test_progress_counts_packages_then_keys_and_ends_at_the_total() -> None:
+    reports: list[tuple[int, int]] = []
+    keys = [{"serial": str(n), "secret": RFC_SECRET} for n in range(3)]
+    read_pskc(pskc_bytes(keys, "psk"), "f", psk=RFC_PSK, progress=lambda *r: reports.append(r))
+    assert reports == [(done, 6) for done in range(1, 7)]
+
+
+def test_progress_ends_at_the_total_when_a_pin_key_is_skipped() -> None:
+    reports: list[tuple[int, int]] = []
+    otp: dict[str, Any] = {"id": "otp", "serial": "55", "secret": RFC_SECRET}
+    otp.update({"policy.pin_key_id": "pin", "policy.pin_usage": "Local"})
+    pin = {"id": "pin", "serial": "55", "secret": b"1234", "algorithm": PIN_URI}
+    read_pskc(pskc_bytes([otp, pin]), "f", progress=lambda *r: reports.append(r))
+    assert reports[-1] == (4, 4)  # two packages, two keys; the PIN key is not checked
+    assert [done for done, _total in reports] == sorted(done for done, _total in reports)
