@@ -31,6 +31,23 @@ _MESSAGES: dict[str, dict[Lang, str]] = {
         Lang.EN: "One-time password shown on token {serial}",
         Lang.JA: "トークン {serial} に表示されているワンタイムパスワード",
     },
+    "prompt_pskc_password": {
+        Lang.EN: "Password of the PSKC file {file}",
+        Lang.JA: "PSKC ファイル {file} のパスワード",
+    },
+    # Progress bars (stderr, terminals only)
+    "progress_pskc": {
+        Lang.EN: "Reading and decrypting the PSKC file",
+        Lang.JA: "PSKC ファイルを読み込み・復号中",
+    },
+    "progress_tokens": {
+        Lang.EN: "Importing tokens",
+        Lang.JA: "トークンを登録中",
+    },
+    "progress_users": {
+        Lang.EN: "Importing users",
+        Lang.JA: "利用者を登録中",
+    },
     # Results
     "user_added": {
         Lang.EN: "Created user {login} ({name}, {user_class}).",
@@ -51,6 +68,22 @@ _MESSAGES: dict[str, dict[Lang, str]] = {
     "tokens_imported": {
         Lang.EN: "Imported {count} token(s) from {file}.",
         Lang.JA: "{file} から {count} 件のトークンを登録しました。",
+    },
+    "users_imported": {
+        Lang.EN: "Imported {count} user(s) from {file}.",
+        Lang.JA: "{file} から {count} 件の利用者を登録しました。",
+    },
+    "soft_token_serial": {
+        Lang.EN: "Serial number: {serial}",
+        Lang.JA: "シリアル番号: {serial}",
+    },
+    "soft_token_uri": {
+        Lang.EN: "URI: {uri}",
+        Lang.JA: "URI: {uri}",
+    },
+    "soft_token_png": {
+        Lang.EN: "QR code written to {file}",
+        Lang.JA: "QR コードを {file} に書き出しました",
     },
     "token_disabled": {
         Lang.EN: "Disabled token {serial}.",

@@ -1,55 +1,43 @@
-"""``otpctl token …``: the inventory — import seed files, list, disable and enable tokens."""
+"""``otpctl token …``: the inventory — import seed files, enrol software tokens, list, disable
+and enable tokens."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from cli.context import CliContext
+from cli.files import import_text, read_import_file
 from cli.messages import say
 from cli.output import Lang, echo_json, output_options, token_table
-from otpcore.errors import AlreadyExists, ImportRefused, InvalidInput
+from cli.progress import progress_bar
+from cli.prompts import Secrets, password_stdin_option
+from otpcore.admin import Admin
+from otpcore.enroll import new_software_token, otpauth_uri, qr_png, qr_terminal
+from otpcore.errors import AlreadyExists, InvalidInput
+from otpcore.model import Algorithm
+from otpcore.pskc_import import detect_format, read_pskc
 from otpcore.token_csv import TokenSpec, read_token_csv
 
 pass_cli = click.make_pass_decorator(CliContext)
 
-TokenReader = Callable[[Path], list[TokenSpec]]
-"""Reads a whole seed file into specs, or raises ImportRefused naming the file and line."""
+FORMATS = ("csv", "pskc")
+SERIAL_DRAWS = 5  # a generated serial collides once in 10^10 / inventory size; five is plenty
 
 
-def read_csv_file(path: Path) -> list[TokenSpec]:
-    """A token CSV (SPEC §7)."""
-    return read_token_csv(_text(path), str(path))
-
-
-def read_pskc_file(path: Path) -> list[TokenSpec]:
-    """A PSKC file (RFC 6030): not supported yet."""
-    raise InvalidInput(
-        f"{path}: PSKC import is not supported yet; convert the seeds to CSV "
-        "(serial,secret,algorithm,digits,period,expires) and use --format csv"
-    )
-
-
-# One reader per --format; a new format is one function and one entry here.
-READERS: dict[str, TokenReader] = {"csv": read_csv_file, "pskc": read_pskc_file}
-_PSKC_SUFFIXES = {".pskc", ".xml"}
-
-
-def _text(path: Path) -> str:
+def parse_psk(value: str) -> bytes:
+    """The --psk value: the pre-shared key in hex. The error never quotes it (a secret)."""
     try:
-        # utf-8-sig: spreadsheets often save CSV with a byte order mark.
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise ImportRefused(str(path), None, "not UTF-8 text") from None
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from None
-
-
-def guess_format(path: Path) -> str:
-    """The --format a file's name suggests: pskc for .pskc/.xml, else csv."""
-    return "pskc" if path.suffix.lower() in _PSKC_SUFFIXES else "csv"
+        key = bytes.fromhex(value)
+    except ValueError:
+        raise InvalidInput(
+            "--psk: not a hexadecimal key (give the pre-shared key as hex digits, "
+            "e.g. 32 for AES-128)"
+        ) from None
+    if not key:
+        raise InvalidInput("--psk: the pre-shared key is empty")
+    return key
 
 
 @click.group("token")
@@ -62,32 +50,174 @@ def token() -> None:
 @click.option(
     "--format",
     "file_format",
-    type=click.Choice(sorted(READERS)),
+    type=click.Choice(FORMATS),
     default=None,
-    help="Seed file format (default: pskc for .pskc/.xml files, else csv).",
+    help="Seed file format (default: detected from the content: XML is PSKC, else CSV).",
+)
+@click.option(
+    "--psk", metavar="HEX", default=None, help="Pre-shared key (hex) of an encrypted PSKC file."
+)
+@click.option(
+    "--pskc-password",
+    is_flag=True,
+    help="Prompt for the password of a PSKC file encrypted with a PBKDF2 password.",
 )
 @click.option("--update", is_flag=True, help="Replace tokens whose serial is already present.")
+@password_stdin_option
 @output_options
 @pass_cli
 def import_tokens(
     obj: CliContext,
     file: Path,
     file_format: str | None,
+    psk: str | None,
+    pskc_password: bool,
     update: bool,
+    password_stdin: bool,
     as_json: bool,
     lang: Lang,
 ) -> None:
-    """Put the tokens of a seed file in the inventory: the whole file, or nothing."""
-    admin = obj.admin()
-    specs = READERS[file_format or guess_format(file)](file)
-    try:
-        count = admin.import_tokens(specs, update_existing=update)
-    except AlreadyExists as exc:
-        raise AlreadyExists(f"{file}: {exc}") from None
+    """Put the tokens of a seed file (CSV or PSKC) in the inventory: the whole file, or nothing."""
+    if psk is not None and pskc_password:
+        raise InvalidInput("give either --psk or --pskc-password, not both")
+    key = parse_psk(psk) if psk is not None else None
+    admin = obj.admin()  # a database problem shows before anyone types a password in vain
+    data = read_import_file(file)
+    chosen = file_format or detect_format(data)
+    if chosen == "csv":
+        if key is not None or pskc_password:
+            raise InvalidInput(
+                f"{file}: --psk and --pskc-password are for PSKC files; this one is read as CSV"
+            )
+        specs = read_token_csv(import_text(data, file), str(file))
+    else:
+        password = None
+        if pskc_password:
+            prompt = say(lang, "prompt_pskc_password", file=file)
+            password = Secrets(password_stdin).ask(prompt)
+        with progress_bar(say(lang, "progress_pskc")) as progress:
+            specs = read_pskc(data, str(file), psk=key, password=password, progress=progress)
+    with progress_bar(say(lang, "progress_tokens")) as progress:
+        count = admin.import_tokens(
+            specs, update_existing=update, progress=progress, source=str(file)
+        )
     if as_json:
         echo_json({"file": str(file), "imported": count})
     else:
         click.echo(say(lang, "tokens_imported", count=count, file=file))
+
+
+@token.command("enroll-soft")
+@click.option("--serial", default=None, help="Serial number (default: S and ten random digits).")
+@click.option(
+    "--qr-png",
+    "png",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the QR code to this PNG file (mode 0600; an existing file is refused).",
+)
+@click.option(
+    "--algorithm",
+    type=click.Choice([a.value for a in Algorithm]),
+    default=Algorithm.SHA1.value,
+    show_default=True,
+    help="HMAC hash (some authenticator apps read only SHA1).",
+)
+@click.option(
+    "--digits", type=click.Choice(["6", "8"]), default="6", show_default=True, help="Code length."
+)
+@click.option(
+    "--period",
+    type=click.IntRange(10, 300),
+    default=30,
+    show_default=True,
+    help="Time step in seconds.",
+)
+@output_options
+@pass_cli
+def enroll_soft(
+    obj: CliContext,
+    serial: str | None,
+    png: Path | None,
+    algorithm: str,
+    digits: str,
+    period: int,
+    as_json: bool,
+    lang: Lang,
+) -> None:
+    """Create a software token: prints its serial, otpauth:// URI and a QR code to scan.
+
+    The URI and the QR code hold the token's secret: show them only to the user enrolling.
+    The user then activates the token with its serial and a code, as a hardware token.
+    """
+    admin = obj.admin()
+    issuer = obj.settings().tokens.issuer
+    if png is not None and png.exists():  # refused before a token is created in vain
+        raise AlreadyExists(f"{png}: file exists; the QR code was not written")
+    spec, uri = _enrol(admin, issuer, serial, png, Algorithm(algorithm), int(digits), period)
+    if as_json:
+        echo_json(
+            {
+                "serial": spec.serial,
+                "uri": uri,
+                "issuer": issuer,
+                "algorithm": spec.algorithm.value,
+                "digits": spec.digits,
+                "period": spec.period,
+                "qr_png": str(png) if png is not None else None,
+            }
+        )
+        return
+    click.echo(say(lang, "soft_token_serial", serial=spec.serial))
+    click.echo(say(lang, "soft_token_uri", uri=uri))
+    if png is not None:
+        click.echo(say(lang, "soft_token_png", file=png))
+    # Colour (black on white, whatever the terminal's theme) only for a terminal: a file or
+    # a pipe gets the plain blocks, without escape sequences.
+    click.echo(qr_terminal(uri, colour=click.get_text_stream("stdout").isatty()), nl=False)
+
+
+def _enrol(
+    admin: Admin,
+    issuer: str,
+    serial: str | None,
+    png: Path | None,
+    algorithm: Algorithm,
+    digits: int,
+    period: int,
+) -> tuple[TokenSpec, str]:
+    """Put a new software token in the inventory (and its PNG on disk): both, or neither."""
+    for _ in range(SERIAL_DRAWS):
+        spec = new_software_token(serial, algorithm=algorithm, digits=digits, period=period)
+        uri = otpauth_uri(spec, issuer)
+        # The PNG first, then the token, so that a failure of either leaves neither: a file
+        # we created can be removed, a token in the inventory cannot.
+        if png is not None:
+            _write_png(uri, png)
+        try:
+            admin.import_tokens([spec])
+        except AlreadyExists:
+            _remove(png)
+            if serial is not None:
+                raise AlreadyExists(f"serial {serial} is already in the inventory") from None
+            continue  # a generated serial collided: draw another
+        except BaseException:
+            _remove(png)
+            raise
+        return spec, uri
+    raise AlreadyExists(f"no free serial after {SERIAL_DRAWS} random draws; give --serial")
+
+
+def _write_png(uri: str, png: Path) -> None:
+    try:
+        qr_png(uri, png)
+    except OSError as exc:
+        raise InvalidInput(f"{png}: cannot write the QR code: {exc.strerror}") from None
+
+
+def _remove(png: Path | None) -> None:
+    if png is not None:
+        png.unlink(missing_ok=True)
 
 
 @token.command("list")

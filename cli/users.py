@@ -1,12 +1,14 @@
-"""``otpctl user …``: add, list, show, issue a token to, and set passwords of users."""
+"""``otpctl user …``: add, import, list, show, issue a token to, and set passwords of users."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import click
 
-from cli.context import CliContext
+from cli.context import CliContext, operator
+from cli.files import import_text, read_import_file
 from cli.messages import say
 from cli.output import (
     CLASS_LABELS,
@@ -18,10 +20,13 @@ from cli.output import (
     user_detail,
     user_table,
 )
+from cli.progress import progress_bar
 from cli.prompts import Secrets, password_stdin_option
 from otpcore.admin import PRIVILEGED, Admin, check_login
 from otpcore.errors import AlreadyExists, NotFound, StateError
 from otpcore.model import UserClass
+from otpcore.onboarding import import_users
+from otpcore.user_csv import read_user_csv
 
 pass_cli = click.make_pass_decorator(CliContext)
 
@@ -70,6 +75,41 @@ def add(
         return
     label = CLASS_LABELS[lang][cls]
     click.echo(say(lang, "user_added", login=login, name=name, user_class=label))
+
+
+@user.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--update",
+    is_flag=True,
+    help="Change users whose login is already present (name, password; class, start and "
+    "serial where the row gives them).",
+)
+@output_options
+@pass_cli
+def import_user_file(obj: CliContext, file: Path, update: bool, as_json: bool, lang: Lang) -> None:
+    """Create users from a CSV (login,name,class,password,start,serial): the whole file, or nothing.
+
+    password_hash (an argon2 PHC string) may replace password; start makes the user issued;
+    serial binds the user to a token of the inventory at once (state active).
+    """
+    app = obj.app()
+    rows = read_user_csv(import_text(read_import_file(file), file), str(file))
+    with progress_bar(say(lang, "progress_users")) as progress:
+        count = import_users(
+            app.store,
+            app.hashing,
+            app.clock,
+            rows,
+            update=update,
+            actor=operator(),
+            progress=progress,
+            source=str(file),
+        )
+    if as_json:
+        echo_json({"file": str(file), "imported": count})
+    else:
+        click.echo(say(lang, "users_imported", count=count, file=file))
 
 
 @user.command("list")

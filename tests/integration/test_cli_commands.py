@@ -443,7 +443,9 @@ def test_a_bad_csv_is_refused_with_its_line_and_nothing_is_imported(
 def test_a_present_serial_needs_update(ready: Otpctl, config: Path) -> None:
     csv_file = write_tokens(config.parent)
     ok(ready("token", "import", str(csv_file)))
-    assert "--update" in failed(ready("token", "import", str(csv_file)), 4)
+    # Refused like a bad row (exit 2), naming the file and the line, as user import does.
+    line = failed(ready("token", "import", str(csv_file)), 2)
+    assert f"{csv_file}:2: serial 12345678 is already in the inventory (use --update)" in line
     csv_file = write_tokens(config.parent, {"23456789": "2031-01-01"})
     assert as_json(ready("token", "import", str(csv_file), "--update", "--json")) == {
         "file": str(csv_file),
@@ -453,15 +455,11 @@ def test_a_present_serial_needs_update(ready: Otpctl, config: Path) -> None:
     assert rows["23456789"]["expires"] == "2031-01-01T00:00:00+00:00"
 
 
-def test_pskc_is_not_supported_yet(ready: Otpctl, tmp_path: Path) -> None:
-    pskc = tmp_path / "seeds.xml"
+def test_an_empty_pskc_container_is_refused(ready: Otpctl, tmp_path: Path) -> None:
+    pskc = tmp_path / "seeds.csv"  # the name does not matter: the content says PSKC
     pskc.write_text("<KeyContainer/>", encoding="utf-8")
-    assert "not supported yet" in failed(ready("token", "import", str(pskc)), 2)
-    csv_named = tmp_path / "seeds.csv"
-    csv_named.write_text("<KeyContainer/>", encoding="utf-8")
-    assert "not supported yet" in failed(
-        ready("token", "import", str(csv_named), "--format", "pskc"), 2
-    )
+    assert "the PSKC file holds no keys" in failed(ready("token", "import", str(pskc)), 2)
+    assert as_json(ready("token", "list", "--json")) == []
 
 
 def test_a_missing_import_file_is_one_line(ready: Otpctl, tmp_path: Path) -> None:

@@ -1,0 +1,24 @@
+"""Reading the files an import is given: every failure names the file, in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from otpcore.errors import ImportRefused, InvalidInput
+
+
+def read_import_file(path: Path) -> bytes:
+    """The whole file, or InvalidInput naming it (missing, a directory, unreadable …)."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InvalidInput(f"{path}: cannot read: {reason}") from None
+
+
+def import_text(data: bytes, path: Path) -> str:
+    """A CSV file's text; UTF-8, with the byte order mark spreadsheets often write dropped."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ImportRefused(str(path), None, f"not UTF-8 text (byte {exc.start})") from None
