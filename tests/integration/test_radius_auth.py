@@ -1,0 +1,158 @@
+"""SPEC §3 through the daemon: activation by challenge, single-use States with a timeout, the
+reject delay, and the decision log lines of SPEC §9."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from otpcore.model import OtpState
+from radiusd.packets import Codes
+from tests.integration.daemon import Site
+
+LOG_KEYS = ["result", "reason", "user", "client", "src", "mode", "serial", "ms"]
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    with Site.sqlite(tmp_path) as site:
+        yield site
+
+
+def test_activation_dialogue_binds_the_token(site: Site) -> None:
+    ivan = site.issued_user()
+    token = ivan.bound
+    assert site.user(ivan.login).state is OtpState.ISSUED
+    with site.node(mode="auto") as node, node.client() as nas:
+        asked_serial = nas.auth(ivan.login, ivan.password)
+        assert asked_serial is not None
+        assert asked_serial.code is Codes.ACCESS_CHALLENGE
+        assert asked_serial.reply_message == (
+            "Enter the serial number printed on the back of your token."
+        )
+        asked_otp = nas.auth(ivan.login, token.serial, state=asked_serial.state, sensitive=False)
+        assert asked_otp is not None
+        assert asked_otp.code is Codes.ACCESS_CHALLENGE
+        assert asked_otp.reply_message == (
+            f"Enter the one-time password shown on token {token.serial}."
+        )
+        assert asked_otp.state != asked_serial.state
+        bound = nas.auth(ivan.login, token.code(), state=asked_otp.state)
+        assert bound is not None
+        assert bound.code is Codes.ACCESS_ACCEPT
+        assert bound.reply_message is not None
+        assert bound.reply_message.startswith("Your token is registered.")
+        assert [d["reason"] for d in node.decisions()] == [
+            "serial_challenge",
+            "activation_otp_challenge",
+            "activated",
+        ]
+    view = site.user(ivan.login)
+    assert (view.state, view.serial) == (OtpState.ACTIVE, token.serial)
+    assert site.token(token.serial).users == (ivan.login,)
+
+
+def test_a_state_is_single_use_and_expires(site: Site) -> None:
+    judy, kate = site.active_user(), site.active_user()
+    policy = {"challenge_timeout": 1}
+    with site.node(mode="challenge", policy=policy) as node, node.client() as nas:
+        # Used once: accepted. Used again, even with a fresh code: refused.
+        challenge = nas.auth(judy.login, judy.password)
+        assert challenge is not None
+        assert challenge.code is Codes.ACCESS_CHALLENGE
+        accepted = nas.auth(judy.login, judy.bound.code(), state=challenge.state)
+        assert accepted is not None
+        assert accepted.code is Codes.ACCESS_ACCEPT
+        reused = nas.auth(judy.login, judy.bound.code(steps=1), state=challenge.state)
+        assert reused is not None
+        assert reused.code is Codes.ACCESS_REJECT
+        # Not used within the timeout: refused even with the right code.
+        late = nas.auth(kate.login, kate.password)
+        assert late is not None
+        assert late.code is Codes.ACCESS_CHALLENGE
+        time.sleep(1.6)
+        expired = nas.auth(kate.login, kate.bound.code(), state=late.state)
+        assert expired is not None
+        assert expired.code is Codes.ACCESS_REJECT
+        reasons = [(d["user"], d["reason"]) for d in node.decisions()]
+        assert reasons == [
+            (judy.login, "otp_challenge"),
+            (judy.login, "ok"),
+            (judy.login, "bad_state"),
+            (kate.login, "otp_challenge"),
+            (kate.login, "bad_state"),
+        ]
+    # A refused State is not an OTP failure; the unused code is still good.
+    assert site.token(kate.bound.serial).fail_count == 0
+
+
+def test_reject_delay_holds_rejects_but_not_accepts(site: Site) -> None:
+    lena = site.active_user()
+    with site.node(mode="split", policy={"reject_delay": 1.0}) as node, node.client() as nas:
+        accept = nas.request(user_name=lena.login, password=lena.password + lena.bound.code())
+        assert accept.reply is not None
+        assert accept.reply.code is Codes.ACCESS_ACCEPT
+        assert accept.elapsed < 0.5
+        wrong = lena.password + lena.bound.wrong_code()
+        with node.client() as other:
+            other.send(reject_request := other.build(user_name=lena.login, password=wrong))
+            started = time.monotonic()
+            # The delay holds no one else up: Status-Server is answered meanwhile.
+            assert nas.status(timeout=0.5) is not None
+            assert time.monotonic() - started < 0.5
+            raw = other.receive(reject_request, timeout=3)
+            delay = time.monotonic() - started
+            assert raw is not None
+            assert other.check(reject_request, raw).code is Codes.ACCESS_REJECT
+            assert 0.75 <= delay <= 1.5, delay
+    assert site.token(lena.bound.serial).fail_count == 1
+
+
+def test_one_log_line_per_decision_with_the_documented_keys(site: Site) -> None:
+    mia = site.active_user()
+    nobody = "nobody-" + mia.login
+    with site.node(mode="split") as node, node.client() as nas:
+        node.mark()
+        nas.status()
+        nas.auth(mia.login, mia.password + mia.bound.code())
+        nas.auth(mia.login, mia.password + mia.bound.wrong_code())
+        nas.auth(mia.login, "wrong-" + mia.password + mia.bound.code(steps=1))
+        nas.auth(nobody, "some-password-123456")
+        decisions = node.decisions(new=True)
+        assert [list(d) for d in decisions] == [LOG_KEYS] * 4
+        assert [(d["result"], d["reason"], d["user"]) for d in decisions] == [
+            ("accept", "ok", mia.login),
+            ("reject", "bad_otp", mia.login),
+            ("reject", "bad_password", mia.login),
+            ("reject", "unknown_user", nobody),
+        ]
+        for decision in decisions:
+            assert decision["client"] == "local"
+            assert decision["src"] == "127.0.0.1"
+            assert decision["mode"] == "split"
+            assert float(decision["ms"]) >= 0
+        assert [d["serial"] for d in decisions] == [mia.bound.serial] * 3 + ["-"]
+
+
+def test_two_nodes_share_one_database_and_its_challenges(site: Site) -> None:
+    """The harness's multi-node layout: a challenge begun on one node ends on the other."""
+    nora = site.active_user()
+    with site.node(mode="challenge") as first, site.node(mode="challenge") as second:
+        assert first.port != second.port
+        with first.client() as nas:
+            challenge = nas.auth(nora.login, nora.password)
+        assert challenge is not None
+        assert challenge.code is Codes.ACCESS_CHALLENGE
+        with second.client() as nas:
+            accept = nas.auth(nora.login, nora.bound.code(), state=challenge.state)
+            assert accept is not None
+            assert accept.code is Codes.ACCESS_ACCEPT
+        with first.client() as nas:
+            again = nas.auth(nora.login, nora.bound.code(), state=challenge.state)
+            assert again is not None
+            assert again.code is Codes.ACCESS_REJECT
+        assert [d["reason"] for d in first.decisions()] == ["otp_challenge", "bad_state"]
+        assert [d["reason"] for d in second.decisions()] == ["ok"]

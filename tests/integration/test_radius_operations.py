@@ -1,0 +1,173 @@
+"""The daemon under operational stress: a slow password hash, a killed worker, SIGHUP, and the
+database going away and coming back (SPEC §4, §6, §8)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from radiusd.packets import Codes
+from tests.conftest import require_service
+from tests.integration.daemon import ClientSpec, Node, RadiusClient, Site
+
+# argon2id parameters that make one verification take about a second.
+SLOW_HASHING = {"time_cost": 3, "memory_kib": 262_144, "parallelism": 1}
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    with Site.sqlite(tmp_path) as site:
+        yield site
+
+
+def wait_until_answered(client: RadiusClient, timeout: float) -> float:
+    """Poll Status-Server until it is answered; returns the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if client.status(timeout=0.25) is not None:
+            return time.monotonic() - started
+    raise AssertionError(f"no answer to Status-Server within {timeout} s")
+
+
+def wait_for_workers(node: Node, count: int, timeout: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = node.worker_pids()
+        if len(pids) == count:
+            return pids
+        time.sleep(0.05)
+    raise AssertionError(f"workers {node.worker_pids()}, expected {count}")
+
+
+def test_a_slow_password_hash_does_not_delay_status_server(site: Site) -> None:
+    slow = site.active_user(hashing=SLOW_HASHING)
+    with site.node(mode="split", workers=1) as node, node.client() as nas:
+        with node.client() as monitor:
+            request = nas.build(user_name=slow.login, password=slow.password + slow.bound.code())
+            nas.send(request)
+            sent = time.monotonic()
+            time.sleep(0.05)  # the request is being hashed by now
+            status = monitor.status(timeout=0.2)
+            answered = time.monotonic()
+            assert status is not None, "Status-Server waited for the password hash"
+            raw = nas.receive(request, timeout=10)
+            done = time.monotonic()
+        assert raw is not None
+        assert nas.check(request, raw).code is Codes.ACCESS_ACCEPT
+        assert answered - sent < 0.3
+        assert done > answered  # the authentication was still pending
+        assert done - sent > 0.4, "the hash was not slow; the test proves nothing"
+
+
+def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(site: Site) -> None:
+    nina = site.active_user()
+    with site.node(mode="split", workers=2) as node, node.client() as nas:
+        first, second = wait_for_workers(node, 2)
+        os.kill(first, signal.SIGKILL)
+        # Datagrams already queued on the dying worker's socket are lost (the NAS resends);
+        # once it is gone, the other worker answers everything.
+        wait_for_workers(node, 1)
+        for _ in range(5):
+            assert nas.status(timeout=1.0) is not None
+        replaced = wait_for_workers(node, 2)
+        assert first not in replaced
+        assert second in replaced
+        assert node.wait_for_log(f"worker died pid={first} ")
+        reply = nas.auth(nina.login, nina.password + nina.bound.code())
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_ACCEPT
+
+
+def test_sighup_reloads_the_clients(site: Site) -> None:
+    olga = site.active_user()
+    with site.node(mode="split") as node, node.client() as old_nas:
+        newcomer = ClientSpec(name="newcomer", address="127.0.0.2/32", mode="split")
+        with node.client(newcomer) as nas:
+            status = nas.build(code=Codes.STATUS_SERVER)
+            assert nas.silent(status)
+            node.clients.append(newcomer)
+            node.reload()
+            wait_until_answered(nas, timeout=5)
+            reply = nas.auth(olga.login, olga.password + olga.bound.code())
+            assert reply is not None
+            assert reply.code is Codes.ACCESS_ACCEPT
+            (decision,) = node.decisions()
+            assert (decision["client"], decision["src"]) == ("newcomer", "127.0.0.2")
+            # A broken file is refused on SIGHUP; the running clients stay.
+            node.config_path.write_text("[[clients]]\nname = 1\n", encoding="utf-8")
+            node.hangup()
+            assert node.wait_for_log("reload refused")
+            assert nas.status() is not None
+            assert old_nas.status() is not None
+
+
+# The database going away: PostgreSQL, stopped and started with pg_ctlcluster.
+
+
+@pytest.fixture
+def pg_site(tmp_path: Path) -> Iterator[Site]:
+    url = os.environ.get("OTPRADIUS_TEST_PG_URL")
+    require_service("postgresql (OTPRADIUS_TEST_PG_URL)", bool(url))
+    assert url is not None
+    with Site.postgresql(url, tmp_path) as site:
+        yield site
+
+
+def pg_cluster_control() -> list[str]:
+    """``pg_ctlcluster VERSION NAME`` for the test cluster, or skip/fail when unknown."""
+    cluster = os.environ.get("OTPRADIUS_TEST_PG_CLUSTER", "").split()
+    tool = shutil.which("pg_ctlcluster")
+    require_service("pg_ctlcluster (OTPRADIUS_TEST_PG_CLUSTER)", len(cluster) == 2 and bool(tool))
+    assert tool is not None
+    return [tool, *cluster]
+
+
+@pytest.mark.service
+def test_database_unreachable_means_no_accept_and_service_resumes(pg_site: Site) -> None:
+    pia, quinn = pg_site.active_user(), pg_site.active_user()
+    control = pg_cluster_control()
+    with pg_site.node(mode="split", workers=1) as node, node.client() as nas:
+        reply = nas.auth(pia.login, pia.password + pia.bound.code())
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_ACCEPT
+        subprocess.run([*control, "stop"], check=True, capture_output=True, timeout=60)
+        try:
+            # The right password and OTP get no answer at all, so the NAS fails over.
+            assert nas.auth(quinn.login, quinn.password + quinn.bound.code(), timeout=2) is None
+            assert "drop reason=database_unavailable" in node.log_text()
+            # Health checks go unanswered too, so a NAS marks this server dead.
+            assert nas.status(timeout=0.5) is None
+        finally:
+            subprocess.run([*control, "start"], check=True, capture_output=True, timeout=60)
+        wait_until_answered(nas, timeout=15)
+        reply = nas.auth(quinn.login, quinn.password + quinn.bound.code())
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_ACCEPT
+        assert "database reachable again" in node.log_text()
+        assert [d["user"] for d in node.decisions()] == [pia.login, quinn.login]
+
+
+def test_readiness_reload_and_stop_are_notified_to_systemd(site: Site, tmp_path: Path) -> None:
+    notify_path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(notify_path))
+        notify.settimeout(5)
+        node = site.node()
+        node.start(env={"NOTIFY_SOCKET": str(notify_path)})
+        ready = notify.recv(4096).decode().splitlines()
+        assert "READY=1" in ready
+        assert node.process is not None
+        assert f"MAINPID={node.process.pid}" in ready
+        node.reload()
+        assert notify.recv(4096).decode().splitlines()[0] == "RELOADING=1"
+        assert "READY=1" in notify.recv(4096).decode().splitlines()
+        node.stop()
+        assert "STOPPING=1" in notify.recv(4096).decode().splitlines()

@@ -1,0 +1,266 @@
+"""SPEC §4 on the wire: who gets an answer, what every answer looks like, duplicates, PAP only,
+hostile bytes, IPv6 and Japanese replies — real otp-radiusd processes over loopback UDP.
+
+Every reply received through ``RadiusClient`` is checked for a valid Message-Authenticator as
+its first attribute, a valid Response Authenticator and the request's Proxy-States in order.
+"""
+
+from __future__ import annotations
+
+import hmac
+import random
+import secrets
+import socket
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from radiusd.packets import Codes, encode_request
+from tests.conftest import require_service
+from tests.integration.daemon import ClientSpec, RadiusClient, Site
+
+PAP_ONLY = "Authentication failed: this server accepts PAP only."
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    with Site.sqlite(tmp_path) as site:
+        yield site
+
+
+def with_trailing_mac(draft: bytes, secret: bytes, *, valid: bool = True) -> bytes:
+    """Append a Message-Authenticator as the LAST attribute of a request built without one."""
+    body = draft[20:] + bytes((80, 18)) + bytes(16)
+    packet = draft[:2] + struct.pack("!H", 20 + len(body)) + draft[4:20] + body
+    mac = hmac.digest(secret, packet, "md5") if valid else secrets.token_bytes(16)
+    return packet[:-16] + mac
+
+
+def test_no_answer_to_strangers_wrong_secrets_and_bad_message_authenticators(site: Site) -> None:
+    alice = site.active_user()
+    with site.node(mode="split") as node, node.client() as nas:
+        secret = nas.secret
+        login = {
+            "user_name": alice.login,
+            "password": alice.password + alice.bound.wrong_code(),
+        }
+        status = encode_request(secret, code=Codes.STATUS_SERVER)
+        request = encode_request(secret, **login)
+        # An address outside [[clients]] (127.0.0.2 while only 127.0.0.1 is configured).
+        with node.client(source="127.0.0.2") as stranger:
+            assert stranger.silent(status)
+            assert stranger.silent(request)
+        # The right address with a wrong shared secret.
+        with RadiusClient(node.address, b"not-the-secret-at-all") as impostor:
+            assert impostor.silent(encode_request(impostor.secret, code=Codes.STATUS_SERVER))
+            assert impostor.silent(encode_request(impostor.secret, **login))
+        # No Message-Authenticator, on Access-Request and on Status-Server.
+        assert nas.silent(encode_request(secret, message_authenticator=False, **login))
+        assert nas.silent(
+            encode_request(secret, code=Codes.STATUS_SERVER, message_authenticator=False)
+        )
+        # A wrong Message-Authenticator, first or last.
+        forged = bytearray(request)
+        forged[22:38] = secrets.token_bytes(16)
+        assert nas.silent(bytes(forged))
+        draft = encode_request(secret, message_authenticator=False, **login)
+        assert nas.silent(with_trailing_mac(draft, secret, valid=False))
+        # Nothing was decided or counted; a valid Message-Authenticator anywhere is accepted.
+        assert node.decisions() == []
+        assert site.token(alice.bound.serial).fail_count == 0
+        reply = nas.exchange(with_trailing_mac(draft, secret)).reply
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_REJECT
+        log = node.log_text()
+        for reason in (
+            "unknown_client",
+            "bad_message_authenticator",
+            "missing_message_authenticator",
+        ):
+            assert f"drop reason={reason} " in log
+
+
+def test_limit_proxy_state_when_message_authenticator_is_optional(site: Site) -> None:
+    bob = site.active_user()
+    lenient = ClientSpec(mode="split", require_message_authenticator=False)
+    with site.node(clients=[lenient]) as node, node.client() as nas:
+        bare = {"user_name": bob.login, "password": bob.password + bob.bound.wrong_code()}
+        assert nas.silent(
+            encode_request(nas.secret, message_authenticator=False, proxy_states=[b"p"], **bare)
+        )
+        answered = nas.exchange(encode_request(nas.secret, message_authenticator=False, **bare))
+        assert answered.reply is not None
+        assert answered.reply.code is Codes.ACCESS_REJECT
+        assert "drop reason=proxy_state_without_message_authenticator" in node.log_text()
+
+
+def test_every_reply_is_signed_and_echoes_proxy_state_in_order(site: Site) -> None:
+    carol = site.active_user()
+    proxy_states = [b"first", b"\x00second\xff", b"3" * 40]
+    with site.node(mode="auto") as node, node.client() as nas:
+        status = nas.request(code=Codes.STATUS_SERVER, proxy_states=proxy_states).reply
+        challenge = nas.auth(carol.login, carol.password, proxy_states=proxy_states)
+        reject = nas.auth(carol.login, "wrong-" + carol.password, proxy_states=proxy_states)
+        accept = nas.auth(
+            carol.login, carol.password + carol.bound.code(), proxy_states=proxy_states
+        )
+        replies = [status, challenge, reject, accept]
+        codes = [r.code if r else None for r in replies]
+        assert codes == [
+            Codes.ACCESS_ACCEPT,
+            Codes.ACCESS_CHALLENGE,
+            Codes.ACCESS_REJECT,
+            Codes.ACCESS_ACCEPT,
+        ]
+        for reply in replies:
+            assert reply is not None
+            assert reply.attribute_types[0] == 80
+            assert reply.message_authenticator_valid
+            assert reply.response_authenticator_valid
+            assert reply.proxy_states == tuple(proxy_states)
+        assert challenge is not None
+        assert challenge.state is not None
+        assert len(challenge.state) >= 16
+
+
+def test_chap_and_ms_chap_get_a_pap_only_reject(site: Site) -> None:
+    dave = site.active_user()
+    chap = [(3, b"\x07" + secrets.token_bytes(16))]
+    ms_chap = [
+        (26, (311).to_bytes(4, "big") + bytes((11, 18)) + secrets.token_bytes(16)),
+        (26, (311).to_bytes(4, "big") + bytes((25, 52)) + secrets.token_bytes(50)),
+    ]
+    with site.node(mode="split") as node, node.client() as nas:
+        for extra in (chap, ms_chap):
+            reply = nas.request(user_name=dave.login, extra_attributes=extra).reply
+            assert reply is not None
+            assert reply.code is Codes.ACCESS_REJECT
+            assert reply.reply_message == PAP_ONLY
+        assert [d["reason"] for d in node.decisions()] == ["pap_required", "pap_required"]
+    assert site.token(dave.bound.serial).fail_count == 0
+
+
+def test_retransmission_is_answered_from_the_cache_and_counted_once(site: Site) -> None:
+    erin = site.active_user()
+    with site.node(mode="split") as node, node.client() as nas:
+        wrong = encode_request(
+            nas.secret, user_name=erin.login, password=erin.password + erin.bound.wrong_code()
+        )
+        first, again = nas.exchange(wrong), nas.exchange(wrong)
+        assert first.reply is not None
+        assert first.reply.code is Codes.ACCESS_REJECT
+        assert again.reply_bytes == first.reply_bytes
+        assert site.token(erin.bound.serial).fail_count == 1
+        right = encode_request(
+            nas.secret, user_name=erin.login, password=erin.password + erin.bound.code()
+        )
+        accepted, resent = nas.exchange(right), nas.exchange(right)
+        assert accepted.reply is not None
+        assert accepted.reply.code is Codes.ACCESS_ACCEPT
+        assert resent.reply_bytes == accepted.reply_bytes  # not turned into a replay
+        assert [d["reason"] for d in node.decisions()] == ["bad_otp", "ok"]
+    assert site.token(erin.bound.serial).fail_count == 0
+
+
+def resized(packet: bytes) -> bytes:
+    """The packet with its Length field set to its size (so no octet is ignored as padding)."""
+    return packet[:2] + struct.pack("!H", min(len(packet), 65535)) + packet[4:]
+
+
+def hostile_datagrams(secret: bytes, rng: random.Random) -> list[bytes]:
+    """A few hundred datagrams no server may answer or die of."""
+    valid = encode_request(secret, user_name="hostile", password="pw")
+    found: list[bytes] = []
+    found += [valid[:cut] for cut in range(0, len(valid), 3)]  # truncated
+    for length in (0, 1, 19, len(valid) + 1, 4097, 65535):  # bad length fields
+        found.append(valid[:2] + struct.pack("!H", length) + valid[4:])
+    for size in (0, 1, 255):  # attribute lengths 0 and 1, and overflowing the packet
+        found.append(resized(valid + bytes((1, size))))
+        found.append(resized(valid[:20] + bytes((1, size)) + valid[20:]))
+    for size in (144, 160, 240, 17, 15, 0):  # User-Password too long, not 16n, empty
+        value = rng.randbytes(size)
+        found.append(encode_request(secret, user_name="u", extra_attributes=[(2, value)]))
+    for code in range(256):  # unknown codes and replies sent as requests
+        if code not in (Codes.ACCESS_REQUEST, Codes.STATUS_SERVER):
+            found.append(bytes((code,)) + valid[1:])
+    duplicated = [(1, b"again")]
+    found.append(encode_request(secret, user_name="u", password="p", extra_attributes=duplicated))
+    found.append(
+        encode_request(
+            secret, user_name="u", password="p", state=b"s", extra_attributes=[(24, b"t")]
+        )
+    )
+    found.append(encode_request(secret, user_name="u", extra_attributes=[(80, bytes(15))]))
+    found.append(encode_request(secret, extra_attributes=[(1, b"\xff\xfe")]))  # bad UTF-8 name
+    found.append(resized(valid + bytes(5000)))  # longer than any RADIUS packet
+    for _ in range(120):  # random data, some of it starting like a request
+        blob = rng.randbytes(rng.randrange(0, 700))
+        if blob and rng.random() < 0.5:
+            blob = bytes((rng.choice((1, 12)),)) + blob[1:]
+        found.append(blob)
+    return found
+
+
+def test_hostile_bytes_never_stop_the_server(site: Site) -> None:
+    rng = random.Random(3596)
+    with site.node(workers=1) as node, node.client() as nas:
+        workers = node.worker_pids()
+        datagrams = hostile_datagrams(nas.secret, rng)
+        assert len(datagrams) > 300
+        with RadiusClient(node.address, nas.secret) as attacker:
+            for index, datagram in enumerate(datagrams):
+                attacker.send(datagram)
+                if index % 50 == 49:
+                    assert nas.status() is not None, f"silent after datagram {index}"
+            attacker.sock.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                attacker.sock.recv(65535)  # nothing hostile was answered
+        assert nas.status() is not None
+        assert node.worker_pids() == workers  # no worker died on the way
+        log = node.log_text()
+        assert "drop reason=malformed:" in log
+        assert "worker died" not in log
+        assert "handler failed" not in log
+
+
+def test_ipv6_listener_answers(site: Site) -> None:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+        usable = True
+    except OSError:
+        usable = False
+    require_service("IPv6 loopback", usable)
+    fred = site.active_user()
+    both = ClientSpec(address=["127.0.0.1/32", "::1/128"], mode="split")
+    with (
+        site.node(clients=[both], listen=("127.0.0.1", "::1")) as node,
+        node.client(host="::1") as nas,
+    ):
+        assert nas.status() is not None
+        reply = nas.auth(fred.login, fred.password + fred.bound.code())
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_ACCEPT
+        (decision,) = node.decisions()
+        assert decision["src"] == "::1"
+
+
+def test_reply_messages_in_japanese(site: Site) -> None:
+    gina, hana = site.active_user(), site.add_user()
+    with site.node(mode="challenge", policy={"reply_language": "ja"}) as node, node.client() as nas:
+        challenge = nas.auth(gina.login, gina.password)
+        assert challenge is not None
+        assert challenge.code is Codes.ACCESS_CHALLENGE
+        assert challenge.reply_message == (
+            "トークンに表示されているワンタイムパスワードを入力してください。"
+        )
+        accept = nas.auth(gina.login, gina.bound.code(), state=challenge.state)
+        assert accept is not None
+        assert accept.code is Codes.ACCESS_ACCEPT
+        assert accept.reply_message == "認証に成功しました。"
+        for wrong in (nas.auth(hana.login, "wrong"), nas.auth("nobody-" + hana.login, "x")):
+            assert wrong is not None
+            assert wrong.code is Codes.ACCESS_REJECT
+            assert wrong.reply_message == "認証に失敗しました。"
