@@ -90,11 +90,17 @@ class HotStore:
         self.sqlite = engine.dialect.name == "sqlite"
         self._local = threading.local()
         self._sql: dict[str, str] = {}
+        # Bumped when a connection fails: every thread then drops its own connection before
+        # the next use, so a database restart costs one request rather than one per thread.
+        self._generation = 0
 
     # Connections
 
     def _connection(self) -> Any:
         connection: Any = getattr(self._local, "connection", None)
+        if connection is not None and self._local.generation != self._generation:
+            self._discard()
+            connection = None
         if connection is None:
             try:
                 fairy = self.engine.raw_connection()
@@ -105,6 +111,7 @@ class HotStore:
                 connection.autocommit = True  # reads need no transaction; writes BEGIN
             self._local.fairy = fairy
             self._local.connection = connection
+            self._local.generation = self._generation
         return connection
 
     def _discard(self) -> None:
@@ -136,6 +143,7 @@ class HotStore:
             raise
         except Exception as exc:
             if _is_driver_error(exc):
+                self._generation += 1
                 self._discard()
                 raise Unavailable(f"database unavailable: {type(exc).__name__}") from None
             raise
