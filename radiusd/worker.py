@@ -251,7 +251,8 @@ class Worker:
         return answers
 
     def _deliver(self, transport: asyncio.DatagramTransport, key: DedupKey, answer: Answer) -> None:
-        if answer.unavailable:
+        if answer.unavailable and self.healthy:
+            log.warning("database unreachable")
             self.healthy = False
         if answer.reply is None:
             self.dedup.finish(key, None, time.monotonic())
