@@ -51,7 +51,8 @@ def build_app(settings: Settings, clock: Clock, *, check_schema: bool = True) ->
         ensure_schema_current(store)
     keyring = load_keyring(settings.key_file)
     hashing = PasswordHashing(settings.hashing)
-    return App(settings, store, keyring, hashing, clock, HotStore(store.engine))
+    hot = HotStore(make_engine(settings.database_url, unpooled=True))
+    return App(settings, store, keyring, hashing, clock, hot)
 
 
 def ensure_schema_current(store: Store) -> None:

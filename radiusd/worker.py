@@ -33,7 +33,9 @@ from radiusd.packets import Codes, MalformedPacket, Request, parse_header
 
 log = logging.getLogger("otpradius.server")
 
-POOL_THREADS = 16
+# argon2 is CPU-bound: more threads than twice the cores only queue, and each one holds a
+# database connection.
+POOL_THREADS = min(16, max(4, 2 * (os.cpu_count() or 1)))
 MAX_BATCH = 512
 STOP_WAIT_S = 10.0
 HEALTH_INTERVAL_S = 1.0

@@ -6,23 +6,33 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """An engine for ``url`` with the pragmas and isolation otpradius relies on."""
+def make_engine(url: str, *, pool_size: int = 5, unpooled: bool = False) -> Engine:
+    """An engine for ``url`` with the pragmas and isolation otpradius relies on.
+
+    ``unpooled`` is for connections a caller keeps for its own lifetime (one per thread, as
+    the authentication path does): a bounded pool would make the thread after the last
+    pooled connection wait for one that is never returned.
+    """
     parsed = make_url(url)
+    pooling: dict[str, Any] = {"poolclass": NullPool} if unpooled else {}
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
-    return create_engine(url, pool_size=pool_size, pool_pre_ping=True, future=True)
+        return _sqlite_engine(url, pooling)
+    if not unpooled:
+        pooling = {"pool_size": pool_size, "pool_pre_ping": True}
+    return create_engine(url, future=True, **pooling)
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, pooling: dict[str, Any]) -> Engine:
     engine = create_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "isolation_level": None},
         future=True,
+        **pooling,
     )
 
     @event.listens_for(engine, "connect")

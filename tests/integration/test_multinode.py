@@ -1,0 +1,300 @@
+"""Several nodes on one database, faults, and abuse (SPEC §4, §8; the multi-node layout).
+
+Three ``otp-radiusd`` processes share one PostgreSQL database: no OTP is ever accepted twice,
+lockout counts stay exact, and a challenge begun on one node is finished on another. Then the
+faults (a worker killed under load; the whole server killed right after an Accept) and abuse
+(password guessing, a flood from one client).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from radiusd.packets import Codes, decode_reply, encode_request
+from tests.conftest import require_service
+from tests.integration.daemon import LEDGER, ClientSpec, Node, Site, fresh_secret
+
+
+@pytest.fixture
+def pg_site(tmp_path: Path) -> Iterator[Site]:
+    url = os.environ.get("OTPRADIUS_TEST_PG_URL")
+    require_service("postgresql (OTPRADIUS_TEST_PG_URL)", bool(url))
+    assert url is not None
+    with Site.postgresql(url, tmp_path) as site:
+        yield site
+
+
+@pytest.fixture
+def sqlite_site(tmp_path: Path) -> Iterator[Site]:
+    with Site.sqlite(tmp_path) as site:
+        yield site
+
+
+def _burst(nodes: list[Node], packets: list[tuple[int, bytes]], secret: bytes) -> list[Codes]:
+    """Send every (node index, datagram) back to back from its own socket; the reply codes."""
+    sockets = []
+    for index, data in packets:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sockets.append((sock, data, nodes[index].address))
+    for sock, data, address in sockets:
+        sock.sendto(data, address)
+    codes: list[Codes] = []
+    deadline = time.monotonic() + 5
+    waiting = {sock: data for sock, data, _ in sockets}
+    while waiting and time.monotonic() < deadline:
+        readable, _, _ = select.select(list(waiting), [], [], 0.1)
+        for sock in readable:
+            raw = sock.recv(4096)
+            codes.append(decode_reply(raw, secret, waiting.pop(sock)[4:20]).code)
+    for sock, _, _ in sockets:
+        sock.close()
+    assert not waiting, f"{len(waiting)} requests were not answered"
+    return codes
+
+
+def _start_nodes(site: Site, count: int, spec: ClientSpec) -> list[Node]:
+    return [site.node(clients=[spec], workers=1).start() for _ in range(count)]
+
+
+@pytest.mark.service
+def test_the_same_otp_at_three_nodes_at_once_is_accepted_exactly_once(pg_site: Site) -> None:
+    spec = ClientSpec(mode="split")
+    nodes = _start_nodes(pg_site, 3, spec)
+    secret = spec.secret.encode()
+    users = [pg_site.active_user() for _ in range(50)]
+    for user in users:
+        LEDGER.add(user.password)
+        text = user.password + user.bound.code()
+        packets = [(index, encode_request(secret, user_name=user.login, password=text))
+                   for index in range(3)]  # fmt: skip
+        codes = _burst(nodes, packets, secret)
+        assert Counter(codes) == {Codes.ACCESS_ACCEPT: 1, Codes.ACCESS_REJECT: 2}, user.login
+    for node in nodes:
+        node.stop()
+    decisions = [d for node in nodes for d in node.decisions()]
+    assert Counter(d["reason"] for d in decisions) == {"ok": 50, "replay": 100}
+
+
+@pytest.mark.service
+def test_twenty_wrong_otps_across_nodes_stop_the_count_at_the_threshold(pg_site: Site) -> None:
+    spec = ClientSpec(mode="split")
+    nodes = _start_nodes(pg_site, 3, spec)
+    secret = spec.secret.encode()
+    victim = pg_site.active_user()
+    packets = []
+    for number in range(20):
+        text = victim.password + victim.bound.wrong_code()
+        packets.append((number % 3, encode_request(secret, user_name=victim.login, password=text)))
+    codes = _burst(nodes, packets, secret)
+    assert codes.count(Codes.ACCESS_REJECT) == 20
+    token = pg_site.token(victim.bound.serial)
+    assert token.fail_count == 5
+    assert token.suspended
+    assert pg_site.user(victim.login).suspended
+    suspensions = [e for e in pg_site.app.admin().audit() if e.action == "suspend"]
+    assert [e.targets for e in suspensions] == [(victim.login,)]
+    for node in nodes:
+        node.stop()
+
+
+@pytest.mark.service
+def test_a_challenge_begun_on_one_node_is_answered_on_another_and_only_once(
+    pg_site: Site,
+) -> None:
+    spec = ClientSpec(mode="challenge")
+    a, b, c = _start_nodes(pg_site, 3, spec)
+    user = pg_site.active_user()
+    with a.client() as on_a, b.client() as on_b, c.client() as on_c:
+        challenge = on_a.auth(user.login, user.password)
+        assert challenge is not None
+        assert challenge.code is Codes.ACCESS_CHALLENGE
+        assert challenge.state is not None
+        accept = on_b.auth(user.login, user.bound.code(), state=challenge.state)
+        assert accept is not None
+        assert accept.code is Codes.ACCESS_ACCEPT
+        again = on_c.auth(user.login, user.bound.code(steps=1), state=challenge.state)
+        assert again is not None
+        assert again.code is Codes.ACCESS_REJECT
+    assert c.wait_for_log("reason=bad_state")
+    for node in (a, b, c):
+        node.stop()
+
+
+def _pg_control() -> list[str]:
+    cluster = os.environ.get("OTPRADIUS_TEST_PG_CLUSTER", "").split()
+    require_service("pg_ctlcluster (OTPRADIUS_TEST_PG_CLUSTER)", len(cluster) == 2)
+    return ["pg_ctlcluster", *cluster]
+
+
+@pytest.mark.service
+def test_postgresql_stopped_under_load_means_no_accept_and_back_within_five_seconds(
+    pg_site: Site,
+) -> None:
+    control = _pg_control()
+    spec = ClientSpec(mode="split")
+    nodes = _start_nodes(pg_site, 2, spec)
+    users = [pg_site.active_user() for _ in range(6)]
+    subprocess.run([*control, "stop"], check=True, capture_output=True, timeout=60)
+    try:
+        # Requests keep coming while the database is down: not one is answered.
+        for user in users[:3]:
+            text = user.password + user.bound.code()
+            for node in nodes:
+                with node.client(timeout=0.5) as nas:
+                    assert nas.auth(user.login, text) is None
+                    assert nas.status(timeout=0.3) is None
+    finally:
+        subprocess.run([*control, "start"], check=True, capture_output=True, timeout=60)
+    back = time.monotonic()
+    recovered: dict[int, float] = {}
+    for index, node in enumerate(nodes):
+        user = users[3 + index]
+        with node.client(timeout=0.5) as nas:
+            while time.monotonic() - back < 10:
+                reply = nas.auth(user.login, user.password + user.bound.code())
+                if reply is not None:
+                    assert reply.code is Codes.ACCESS_ACCEPT
+                    recovered[index] = time.monotonic() - back
+                    break
+    assert set(recovered) == {0, 1}, "a node did not recover"
+    assert max(recovered.values()) <= 5.0, recovered
+    for node in nodes:
+        assert node.running, "a node died while the database was away"
+        node.stop()
+
+
+@pytest.mark.service
+def test_a_worker_killed_under_load_is_replaced_and_nothing_is_accepted_twice(
+    pg_site: Site,
+) -> None:
+    spec = ClientSpec(mode="split")
+    node = pg_site.node(clients=[spec], workers=2).start()
+    secret = spec.secret.encode()
+    users = [pg_site.active_user() for _ in range(60)]
+    # Each login twice, from different source ports, so both workers may see each one.
+    sends = [
+        (user.login, encode_request(secret, user_name=user.login, password=text))
+        for user in users
+        for text in [user.password + user.bound.code()] * 2
+    ]
+    victim = node.worker_pids()[0]
+    sockets: list[socket.socket] = []
+    for number, (_, data) in enumerate(sends):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.sendto(data, node.address)
+        sockets.append(sock)
+        if number == len(sends) // 3:
+            os.kill(victim, signal.SIGKILL)
+    time.sleep(2)
+    accepted: Counter[str] = Counter()
+    for sock, (login, data) in zip(sockets, sends, strict=True):
+        sock.setblocking(False)
+        try:
+            raw = sock.recv(4096)
+        except BlockingIOError:
+            continue  # the killed worker's requests go unanswered: the NAS retries
+        finally:
+            sock.close()
+        if decode_reply(raw, secret, data[4:20]).code is Codes.ACCESS_ACCEPT:
+            accepted[login] += 1
+    assert accepted, "nothing was accepted at all"
+    assert max(accepted.values()) == 1, accepted.most_common(3)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        len(node.worker_pids()) != 2 or victim in node.worker_pids()
+    ):
+        time.sleep(0.1)
+    assert len(node.worker_pids()) == 2
+    assert victim not in node.worker_pids()
+    with node.client() as nas:
+        late = pg_site.active_user()
+        reply = nas.auth(late.login, late.password + late.bound.code())
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_ACCEPT
+    node.stop()
+
+
+def test_killed_right_after_an_accept_the_otp_stays_spent_and_counters_intact(
+    sqlite_site: Site,
+) -> None:
+    user = sqlite_site.active_user()
+    other = sqlite_site.active_user()
+    node = sqlite_site.node(mode="split", workers=1).start()
+    with node.client() as nas:
+        wrong = nas.auth(other.login, other.password + other.bound.wrong_code())
+        assert wrong is not None
+        assert wrong.code is Codes.ACCESS_REJECT
+        text = user.password + user.bound.code()
+        accept = nas.auth(user.login, text)
+        assert accept is not None
+        assert accept.code is Codes.ACCESS_ACCEPT
+        node.kill()  # SIGKILL to the whole process group, the instant the Accept arrived
+    again = sqlite_site.node(mode="split", workers=1).start()
+    with again.client() as nas:
+        replay = nas.auth(user.login, text)
+        assert replay is not None
+        assert replay.code is Codes.ACCESS_REJECT
+    assert again.wait_for_log("reason=replay")
+    assert sqlite_site.token(other.bound.serial).fail_count == 1
+    assert sqlite_site.token(user.bound.serial).fail_count == 1  # the replay just now
+    again.stop()
+
+
+def test_password_guessing_is_stopped_by_the_password_lockout(sqlite_site: Site) -> None:
+    user = sqlite_site.active_user()
+    node = sqlite_site.node(mode="split", workers=1).start()
+    with node.client() as nas:
+        for attempt in range(10):
+            reply = nas.auth(user.login, f"guess-{attempt}" + user.bound.code())
+            assert reply is not None
+            assert reply.code is Codes.ACCESS_REJECT
+        right = nas.auth(user.login, user.password + user.bound.code())
+        assert right is not None
+        assert right.code is Codes.ACCESS_REJECT
+    assert node.wait_for_log("reason=user_suspended")
+    assert sqlite_site.user(user.login).suspended
+    audit = sqlite_site.app.admin().audit()
+    assert [(e.action, e.targets) for e in audit if e.action == "suspend"] == [
+        ("suspend", (user.login,))
+    ]
+    node.stop()
+
+
+def test_a_flood_from_one_client_does_not_delay_another_clients_login(
+    sqlite_site: Site,
+) -> None:
+    flood = ClientSpec(name="flooder", address="127.0.0.2/32", secret=fresh_secret(), mode="split")
+    good = ClientSpec(name="good-nas", address="127.0.0.3/32", secret=fresh_secret(), mode="split")
+    # Unknown users cost a full password hash each: the flood is as expensive as it can be.
+    hashing = {"time_cost": 1, "memory_kib": 8192, "parallelism": 1}
+    node = sqlite_site.node(clients=[flood, good], workers=1, hashing=hashing).start()
+    user = sqlite_site.active_user()
+    secret = flood.secret.encode()
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.bind(("127.0.0.2", 0))
+    sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 1024 * 1024)
+    for number in range(10_000):
+        data = encode_request(secret, user_name=f"nobody{number}", password="x" * 20,
+                              identifier=number % 256)  # fmt: skip
+        sender.sendto(data, node.address)
+    sender.close()
+    with node.client(good) as nas:
+        started = time.monotonic()
+        reply = nas.auth(user.login, user.password + user.bound.code(), timeout=1.0)
+        elapsed = time.monotonic() - started
+    assert reply is not None, "the good client's login got no answer within 1 s"
+    assert reply.code is Codes.ACCESS_ACCEPT
+    assert elapsed < 1.0
+    node.stop()
