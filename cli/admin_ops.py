@@ -6,6 +6,8 @@ print every user they changed as the manual's result screens do.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import click
 
 from cli.context import CliContext
@@ -21,6 +23,7 @@ from cli.output import (
 from cli.prompts import Secrets, password_stdin_option
 from otpcore.model import InputMode, Reason, Result, Stage
 from otpcore.service import AuthOutcome, AuthRequest
+from otpcore.views import UserView
 
 pass_cli = click.make_pass_decorator(CliContext)
 
@@ -133,17 +136,9 @@ def unlock(
 
     Prompts ADMIN's confirmation password and prints every user whose suspension was lifted.
     """
-    admin = obj.admin()
-    prompt = say(lang, "prompt_admin_confirmation", login=admin_login)
-    confirmation = Secrets(password_stdin).ask(prompt)
-    lifted = admin.unlock(admin_login, confirmation, logins)
-    if as_json:
-        echo_json([view.as_json() for view in lifted])
-    elif lifted:
-        click.echo(say(lang, "unlocked"))
-        click.echo(user_table(lifted, lang, UNLOCK_COLUMNS))
-    else:
-        click.echo(say(lang, "nothing_unlocked"))
+    confirmation = _confirmation(admin_login, password_stdin, lang)
+    lifted = obj.admin().unlock(admin_login, confirmation, logins)
+    _print_changed(lifted, as_json, lang, "unlocked", UNLOCK_COLUMNS, "nothing_unlocked")
 
 
 @click.command("revoke")
@@ -165,12 +160,30 @@ def revoke(
     Prompts ADMIN's confirmation password and prints every user revoked, with the serial
     and expiry of the token they had. The token and its other users are untouched.
     """
-    admin = obj.admin()
+    confirmation = _confirmation(admin_login, password_stdin, lang)
+    revoked = obj.admin().revoke(admin_login, confirmation, logins)
+    _print_changed(revoked, as_json, lang, "revoked", REVOKE_COLUMNS, "revoked")
+
+
+def _confirmation(admin_login: str, password_stdin: bool, lang: Lang) -> str:
+    """The acting administrator's confirmation password, prompted or from stdin."""
     prompt = say(lang, "prompt_admin_confirmation", login=admin_login)
-    confirmation = Secrets(password_stdin).ask(prompt)
-    revoked = admin.revoke(admin_login, confirmation, logins)
+    return Secrets(password_stdin).ask(prompt)
+
+
+def _print_changed(
+    views: list[UserView],
+    as_json: bool,
+    lang: Lang,
+    heading: str,
+    columns: Sequence[str],
+    when_none: str,
+) -> None:
+    """The users an unlock or a revoke changed, like the manual's result screens."""
     if as_json:
-        echo_json([view.as_json() for view in revoked])
+        echo_json([view.as_json() for view in views])
+    elif views:
+        click.echo(say(lang, heading))
+        click.echo(user_table(views, lang, columns))
     else:
-        click.echo(say(lang, "revoked"))
-        click.echo(user_table(revoked, lang, REVOKE_COLUMNS))
+        click.echo(say(lang, when_none))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from otpcore.crypto import Keyring
 from otpcore.model import Algorithm, Token, TokenKind, User, UserClass
+from otpcore.store.hot import TokenRecord
 from otpcore.store.models import TokenRow, UserRow
 
 
@@ -23,38 +24,30 @@ def to_user(row: UserRow) -> User:
     )
 
 
+def token_of(source: TokenRow | TokenRecord, secret: bytes) -> Token:
+    """The domain token of a stored token (an ORM row or a hot-path record) and its secret."""
+    return Token(
+        serial=source.serial,
+        kind=TokenKind(source.kind),
+        algorithm=Algorithm(source.algorithm),
+        digits=source.digits,
+        period=source.period,
+        secret=secret,
+        expires=source.expires,
+        last_step=source.last_step,
+        drift=source.drift,
+        fail_count=source.fail_count,
+        suspended=source.suspended,
+        disabled=source.disabled,
+        last_request=source.last_request,
+    )
+
+
 def to_token(row: TokenRow, keyring: Keyring) -> Token:
     """The domain token of a row, its secret unsealed."""
-    return Token(
-        serial=row.serial,
-        kind=TokenKind(row.kind),
-        algorithm=Algorithm(row.algorithm),
-        digits=row.digits,
-        period=row.period,
-        secret=keyring.unseal(row.serial, row.sealed_secret),
-        expires=row.expires,
-        last_step=row.last_step,
-        drift=row.drift,
-        fail_count=row.fail_count,
-        suspended=row.suspended,
-        disabled=row.disabled,
-        last_request=row.last_request,
-    )
+    return token_of(row, keyring.unseal(row.serial, row.sealed_secret))
 
 
 def token_view(row: TokenRow) -> Token:
     """The domain token of a row without its secret, for listings and state."""
-    return Token(
-        serial=row.serial,
-        kind=TokenKind(row.kind),
-        algorithm=Algorithm(row.algorithm),
-        digits=row.digits,
-        period=row.period,
-        secret=b"",
-        expires=row.expires,
-        last_step=row.last_step,
-        drift=row.drift,
-        fail_count=row.fail_count,
-        suspended=row.suspended,
-        disabled=row.disabled,
-    )
+    return token_of(row, b"")

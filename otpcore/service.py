@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from otpcore.convert import token_of
 from otpcore.crypto import Keyring, PasswordHashing
 from otpcore.decision import (
     Bind,
@@ -162,21 +163,7 @@ class Authenticator:
             return [_outcome(item, self._apply(writer, item, now)) for item in batch]
 
     def _unseal(self, record: TokenRecord) -> Token:
-        return Token(
-            serial=record.serial,
-            kind=record.kind,
-            algorithm=record.algorithm,
-            digits=record.digits,
-            period=record.period,
-            secret=self.keyring.unseal(record.serial, record.sealed_secret),
-            expires=record.expires,
-            last_step=record.last_step,
-            drift=record.drift,
-            fail_count=record.fail_count,
-            suspended=record.suspended,
-            disabled=record.disabled,
-            last_request=record.last_request,
-        )
+        return token_of(record, self.keyring.unseal(record.serial, record.sealed_secret))
 
     def _rehash(self, user: User, decision: Decision) -> str | None:
         """A new hash when the password was verified under other ``[hashing]`` parameters."""

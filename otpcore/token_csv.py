@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 
-from otpcore.errors import ImportRefused, InvalidInput
+from otpcore.csv_rows import read_rows
+from otpcore.errors import InvalidInput
 from otpcore.model import Algorithm, TokenKind
 
 MIN_SECRET_BYTES = 16  # RFC 4226 §4 R6: at least 128 bits
@@ -118,60 +117,25 @@ def parse_kind(value: str) -> TokenKind:
 
 def read_token_csv(text: str, source: str) -> list[TokenSpec]:
     """Every row of a token CSV, or ImportRefused naming the file and line of the first bad one."""
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    try:
-        return _read(reader, source)
-    except csv.Error as exc:  # e.g. a field over the csv module's size limit
-        raise ImportRefused(source, max(reader.line_num, 1), f"not valid CSV: {exc}") from None
+    return read_rows(
+        text,
+        source,
+        columns=_COLUMNS,
+        check_header=_missing,
+        parse=_row,
+        key=lambda spec: spec.serial,
+        key_name="serial",
+    )
 
 
-def _read(reader: csv.DictReader[str], source: str) -> list[TokenSpec]:
-    header = [name.strip() for name in (reader.fieldnames or [])]
-    _check_header(header, source)
-    reader.fieldnames = header
-    specs: list[TokenSpec] = []
-    seen: dict[str, int] = {}
-    for row in reader:
-        line = reader.line_num
-        try:
-            spec = _row(row, line)
-        except InvalidInput as exc:
-            raise ImportRefused(source, line, str(exc)) from None
-        if spec.serial in seen:
-            message = f"serial {spec.serial} repeats line {seen[spec.serial]}"
-            raise ImportRefused(source, line, message)
-        seen[spec.serial] = line
-        specs.append(spec)
-    return specs
+def _missing(header: set[str]) -> str | None:
+    if "serial" not in header or not {"secret", "secret_base32"} & header:
+        return "header needs 'serial' and 'secret' (or 'secret_base32')"
+    return None
 
 
-def _check_header(header: list[str], source: str) -> None:
-    if not header:
-        raise ImportRefused(source, 1, "empty file: a header row is required")
-    unknown = [name for name in header if name not in _COLUMNS]
-    if unknown:
-        raise ImportRefused(source, 1, f"unknown column {unknown[0]!r}")
-    if len(set(header)) != len(header):
-        raise ImportRefused(source, 1, "a column is named twice")
-    if "serial" not in header or not {"secret", "secret_base32"} & set(header):
-        raise ImportRefused(source, 1, "header needs 'serial' and 'secret' (or 'secret_base32')")
-
-
-def _cells(row: dict[str | None, str | list[str] | None]) -> dict[str, str]:
-    """A DictReader row as column -> stripped text, refusing a row of the wrong width."""
-    if None in row:
-        raise InvalidInput("more fields than columns")
-    cells: dict[str, str] = {}
-    for key, value in row.items():
-        if not isinstance(value, str):
-            raise InvalidInput("fewer fields than columns")
-        if key is not None:
-            cells[key] = value.strip()
-    return cells
-
-
-def _row(row: dict[str | None, str | list[str] | None], line: int) -> TokenSpec:
-    values = _cells(row)
+def _row(cells: dict[str, str], line: int) -> TokenSpec:
+    values = {name: value.strip() for name, value in cells.items()}
     kind = parse_kind(values["kind"]) if values.get("kind") else TokenKind.HARDWARE
     algorithm = values.get("algorithm")
     return TokenSpec(

@@ -13,14 +13,13 @@ spreadsheets write) is ignored. Messages never quote a password or a hash.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
 from datetime import date
 
 from otpcore.admin import check_login
 from otpcore.crypto import check_phc
-from otpcore.errors import ImportRefused, InvalidInput
+from otpcore.csv_rows import read_rows
+from otpcore.errors import InvalidInput
 from otpcore.model import UserClass
 from otpcore.token_csv import parse_serial
 
@@ -84,62 +83,26 @@ def check_password(value: str) -> str:
 
 def read_user_csv(text: str, source: str) -> list[UserSpec]:
     """Every row of a user CSV, or ImportRefused naming the file and line of the first bad one."""
-    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
-    try:
-        header = [name.strip() for name in (reader.fieldnames or [])]
-    except csv.Error as exc:
-        raise ImportRefused(source, 1, f"not CSV: {exc}") from None
-    _check_header(header, source)
-    reader.fieldnames = header
-    specs: list[UserSpec] = []
-    seen: dict[str, int] = {}
-    try:
-        for row in reader:
-            line = reader.line_num
-            try:
-                spec = _row(row, line)
-            except InvalidInput as exc:
-                raise ImportRefused(source, line, str(exc)) from None
-            if spec.login in seen:
-                raise ImportRefused(
-                    source, line, f"login {spec.login} repeats line {seen[spec.login]}"
-                )
-            seen[spec.login] = line
-            specs.append(spec)
-    except csv.Error as exc:
-        raise ImportRefused(source, reader.line_num, f"not CSV: {exc}") from None
-    return specs
+    return read_rows(
+        text,
+        source,
+        columns=_COLUMNS,
+        check_header=_missing,
+        parse=_row,
+        key=lambda spec: spec.login,
+        key_name="login",
+    )
 
 
-def _check_header(header: list[str], source: str) -> None:
-    if not header:
-        raise ImportRefused(source, 1, "empty file: a header row is required")
-    unknown = [name for name in header if name not in _COLUMNS]
-    if unknown:
-        raise ImportRefused(source, 1, f"unknown column {unknown[0]!r}")
-    if len(set(header)) != len(header):
-        raise ImportRefused(source, 1, "a column is named twice")
+def _missing(header: set[str]) -> str | None:
     if "login" not in header or "name" not in header:
-        raise ImportRefused(source, 1, "header needs 'login' and 'name'")
-    if not {"password", "password_hash"} & set(header):
-        raise ImportRefused(source, 1, "header needs 'password' or 'password_hash'")
+        return "header needs 'login' and 'name'"
+    if not {"password", "password_hash"} & header:
+        return "header needs 'password' or 'password_hash'"
+    return None
 
 
-def _cells(row: dict[str | None, str | list[str] | None]) -> dict[str, str]:
-    """A DictReader row as column -> text, refusing a row of the wrong width."""
-    if None in row:
-        raise InvalidInput("more fields than columns")
-    cells: dict[str, str] = {}
-    for key, value in row.items():
-        if not isinstance(value, str):
-            raise InvalidInput("fewer fields than columns")
-        if key is not None:
-            cells[key] = value
-    return cells
-
-
-def _row(row: dict[str | None, str | list[str] | None], line: int) -> UserSpec:
-    values = _cells(row)
+def _row(values: dict[str, str], line: int) -> UserSpec:
     password = values.get("password", "")
     password_hash = values.get("password_hash", "").strip()
     if password and password_hash:

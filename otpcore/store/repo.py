@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import CursorResult, Engine, delete, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from otpcore.errors import Unavailable
 from otpcore.store.models import AuditRow, ChallengeRow, TokenRow, UserRow
@@ -68,22 +68,18 @@ class Repo:
 
     def existing_serials(self, serials: Sequence[str]) -> set[str]:
         """Which of these serials are already in the inventory."""
-        found: set[str] = set()
-        chunk = 500
-        for i in range(0, len(serials), chunk):
-            part = list(serials[i : i + chunk])
-            found.update(
-                self.session.scalars(select(TokenRow.serial).where(TokenRow.serial.in_(part)))
-            )
-        return found
+        return self._existing(TokenRow.serial, serials)
 
     def existing_logins(self, logins: Sequence[str]) -> set[str]:
         """Which of these logins already exist."""
+        return self._existing(UserRow.login, logins)
+
+    def _existing(self, column: InstrumentedAttribute[str], values: Sequence[str]) -> set[str]:
         found: set[str] = set()
-        chunk = 500
-        for i in range(0, len(logins), chunk):
-            part = list(logins[i : i + chunk])
-            found.update(self.session.scalars(select(UserRow.login).where(UserRow.login.in_(part))))
+        chunk = 500  # bound the IN (…) list
+        for i in range(0, len(values), chunk):
+            part = list(values[i : i + chunk])
+            found.update(self.session.scalars(select(column).where(column.in_(part))))
         return found
 
     def audit_events(self, since: datetime | None = None) -> list[AuditRow]:

@@ -21,17 +21,8 @@ from pathlib import Path
 import pytest
 
 from radiusd.packets import Codes, decode_reply, encode_request
-from tests.conftest import require_service
+from tests.integration.conftest import pg_cluster_control
 from tests.integration.daemon import LEDGER, ClientSpec, Node, Site, fresh_secret
-
-
-@pytest.fixture
-def pg_site(tmp_path: Path) -> Iterator[Site]:
-    url = os.environ.get("OTPRADIUS_TEST_PG_URL")
-    require_service("postgresql (OTPRADIUS_TEST_PG_URL)", bool(url))
-    assert url is not None
-    with Site.postgresql(url, tmp_path) as site:
-        yield site
 
 
 @pytest.fixture
@@ -131,17 +122,11 @@ def test_a_challenge_begun_on_one_node_is_answered_on_another_and_only_once(
         node.stop()
 
 
-def _pg_control() -> list[str]:
-    cluster = os.environ.get("OTPRADIUS_TEST_PG_CLUSTER", "").split()
-    require_service("pg_ctlcluster (OTPRADIUS_TEST_PG_CLUSTER)", len(cluster) == 2)
-    return ["pg_ctlcluster", *cluster]
-
-
 @pytest.mark.service
 def test_postgresql_stopped_under_load_means_no_accept_and_back_within_five_seconds(
     pg_site: Site,
 ) -> None:
-    control = _pg_control()
+    control = pg_cluster_control()
     spec = ClientSpec(mode="split")
     nodes = _start_nodes(pg_site, 2, spec)
     users = [pg_site.active_user() for _ in range(6)]

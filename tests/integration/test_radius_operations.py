@@ -4,7 +4,6 @@ database going away and coming back (SPEC §4, §6, §8)."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from radiusd.packets import Codes
-from tests.conftest import require_service
+from tests.integration.conftest import pg_cluster_control
 from tests.integration.daemon import ClientSpec, Node, RadiusClient, Site
 
 # argon2id parameters that make one verification take about a second.
@@ -110,24 +109,6 @@ def test_sighup_reloads_the_clients(site: Site) -> None:
 
 
 # The database going away: PostgreSQL, stopped and started with pg_ctlcluster.
-
-
-@pytest.fixture
-def pg_site(tmp_path: Path) -> Iterator[Site]:
-    url = os.environ.get("OTPRADIUS_TEST_PG_URL")
-    require_service("postgresql (OTPRADIUS_TEST_PG_URL)", bool(url))
-    assert url is not None
-    with Site.postgresql(url, tmp_path) as site:
-        yield site
-
-
-def pg_cluster_control() -> list[str]:
-    """``pg_ctlcluster VERSION NAME`` for the test cluster, or skip/fail when unknown."""
-    cluster = os.environ.get("OTPRADIUS_TEST_PG_CLUSTER", "").split()
-    tool = shutil.which("pg_ctlcluster")
-    require_service("pg_ctlcluster (OTPRADIUS_TEST_PG_CLUSTER)", len(cluster) == 2 and bool(tool))
-    assert tool is not None
-    return [tool, *cluster]
 
 
 @pytest.mark.service

@@ -1,0 +1,85 @@
+"""Reading an import CSV: header, row width, line numbers and repeated keys, in one place.
+
+Both imports (tokens and users) refuse a whole file at its first bad row, naming the file and
+the line; what a row means is the caller's ``parse``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Collection
+from typing import TypeVar
+
+from otpcore.errors import ImportRefused, InvalidInput
+
+Row = TypeVar("Row")
+
+
+def read_rows(
+    text: str,
+    source: str,
+    *,
+    columns: Collection[str],
+    check_header: Callable[[set[str]], str | None],
+    parse: Callable[[dict[str, str], int], Row],
+    key: Callable[[Row], str],
+    key_name: str,
+) -> list[Row]:
+    """Every row of a CSV with a header, parsed; ImportRefused at the first bad line.
+
+    ``check_header`` returns what is missing from the header, or None. Cells reach ``parse``
+    as written (not stripped: a password may not lose its spaces unnoticed).
+    """
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    try:
+        header = [name.strip() for name in (reader.fieldnames or [])]
+        _check(header, source, columns, check_header)
+        reader.fieldnames = header
+        rows: list[Row] = []
+        seen: dict[str, int] = {}
+        for raw in reader:
+            line = reader.line_num
+            try:
+                row = parse(_cells(raw), line)
+            except InvalidInput as exc:
+                raise ImportRefused(source, line, str(exc)) from None
+            value = key(row)
+            if value in seen:
+                raise ImportRefused(source, line, f"{key_name} {value} repeats line {seen[value]}")
+            seen[value] = line
+            rows.append(row)
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit
+        raise ImportRefused(source, max(reader.line_num, 1), f"not valid CSV: {exc}") from None
+    return rows
+
+
+def _check(
+    header: list[str],
+    source: str,
+    columns: Collection[str],
+    check_header: Callable[[set[str]], str | None],
+) -> None:
+    if not header:
+        raise ImportRefused(source, 1, "empty file: a header row is required")
+    unknown = [name for name in header if name not in columns]
+    if unknown:
+        raise ImportRefused(source, 1, f"unknown column {unknown[0]!r}")
+    if len(set(header)) != len(header):
+        raise ImportRefused(source, 1, "a column is named twice")
+    missing = check_header(set(header))
+    if missing is not None:
+        raise ImportRefused(source, 1, missing)
+
+
+def _cells(row: dict[str | None, str | list[str] | None]) -> dict[str, str]:
+    """A DictReader row as column -> text, refusing a row of the wrong width."""
+    if None in row:
+        raise InvalidInput("more fields than columns")
+    cells: dict[str, str] = {}
+    for name, value in row.items():
+        if not isinstance(value, str):
+            raise InvalidInput("fewer fields than columns")
+        if name is not None:
+            cells[name] = value
+    return cells
