@@ -90,7 +90,7 @@ def check(
     as_json: bool,
     lang: Lang,
 ) -> None:
-    """Run the authentication decision (SPEC §3) in-process, as a RADIUS client would.
+    """Run the authentication decision in-process, as a RADIUS client would.
 
     Prompts the login password, then whatever the decision asks for (the OTP; during
     activation the serial number, then the OTP). Prints accept, reject or challenge and
