@@ -184,7 +184,7 @@ def otp_packets(workspace: Workspace, indices: Sequence[int], *, split: bool) ->
     """Access-Requests with codes for the current and the next step, in that order per user."""
     step = time_step(datetime.now(UTC), PERIOD)
     packets: list[bytes] = []
-    sockets = 16
+    sockets = 128
     for offset in (0, 1):
         for index in indices:
             code = hotp(workspace.secrets[index], step + offset, 6, Algorithm.SHA1)
@@ -203,7 +203,7 @@ def otp_packets(workspace: Workspace, indices: Sequence[int], *, split: bool) ->
 
 def status_packets(count: int) -> list[bytes]:
     """Status-Server requests (Message-Authenticator included, as RFC 5997 demands)."""
-    sockets = 16
+    sockets = 128
     return [
         encode_request(
             SECRET.encode(), code=Codes.STATUS_SERVER, identifier=(number // sockets) % 256
@@ -331,9 +331,7 @@ def benchmark(args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     with _workspace(args.keep) as root:
         workspace, imports = build_workspace(root, args.users, workers=1)
-        rows.append(
-            Row("import: tokens (CSV)", f"{imports['tokens']:.1f} s", f"{args.users} rows")
-        )
+        rows.append(Row("import: tokens (CSV)", f"{imports['tokens']:.1f} s", f"{args.users} rows"))
         rows.append(
             Row("import: users (password_hash)", f"{imports['users']:.1f} s", f"{args.users} rows")
         )
@@ -442,7 +440,10 @@ def freeradius_phase(
     with FreeRadius(workspace.root / "freeradius", port, SECRET, users, cpus=str(SERVER_CPU)):
         packets = [
             encode_request(
-                SECRET.encode(), user_name=login, password=password, identifier=(number // 16) % 256
+                SECRET.encode(),
+                user_name=login,
+                password=password,
+                identifier=(number // 128) % 256,
             )
             for number, (login, password) in enumerate(users * max(1, 20000 // len(users)))
         ]

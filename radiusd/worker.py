@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import random
@@ -372,6 +373,11 @@ def run_worker(config_path: Path, settings: Settings, ready_fd: int | None) -> i
     app = build_app(settings, system_clock)
     sockets = [open_socket(host, port) for host, port in settings.server.listen]
     worker = Worker(config_path, settings, app)
+    # What start-up built lives as long as the process: keep the collector from walking it
+    # again and again, and collect young objects less often (requests make many, briefly).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
     asyncio.run(_serve(worker, sockets, ready_fd))
     app.store.dispose()
     return 0
