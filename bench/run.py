@@ -42,6 +42,8 @@ SERVER_CPU = 1
 LOADGEN_CPU = 0
 OTP_SOURCE = "127.0.0.2"  # client in mode "otp"
 SPLIT_SOURCE = "127.0.0.3"  # client in mode "split"
+PEAK_USERS = 5000  # two requests each (this step's code, then the next step's)
+LATENCY_USERS = 4000
 DEFAULT_HASHING = {"time_cost": 2, "memory_kib": 19456, "parallelism": 1}
 
 
@@ -340,8 +342,10 @@ def benchmark(args: argparse.Namespace) -> list[Row]:
             Row("start-up", f"{server.startup:.2f} s", "exec to first Status-Server answer")
         )
         try:
+            # The same number of requests whatever the population, spread across it, so that a
+            # million users and ten thousand are compared on equal work.
             half = args.users // 2
-            peak_users = range(0, half)
+            peak_users = _spread(0, half, PEAK_USERS)
             result, cpu = _measure_server(
                 workspace,
                 server,
@@ -370,7 +374,7 @@ def benchmark(args: argparse.Namespace) -> list[Row]:
                 window=args.window,
             )
             rows.append(Row("status answers/s", f"{status.rate:,.0f}", f"lost {status.lost}"))
-            latency_users = range(half, half + max(1, args.users * 2 // 5))
+            latency_users = _spread(half, args.users, LATENCY_USERS)
             target_rate = max(100.0, otp_rate / 2)
             lat, _ = _measure_server(
                 workspace,
@@ -395,6 +399,12 @@ def benchmark(args: argparse.Namespace) -> list[Row]:
         if not args.skip_freeradius:
             rows.extend(freeradius_phase(workspace, args, otp_rate, status.rate))
     return rows
+
+
+def _spread(start: int, stop: int, count: int) -> range:
+    """At most ``count`` user indices evenly spread over [start, stop)."""
+    step = max(1, (stop - start) // count)
+    return range(start, stop, step)[:count]
 
 
 def login_phase(workspace: Workspace, args: argparse.Namespace) -> list[Row]:
