@@ -53,17 +53,19 @@ class Repo:
         query = select(UserRow).where(UserRow.serial.in_(list(serials))).order_by(UserRow.login)
         return list(self.session.scalars(query))
 
-    def bindings(self) -> dict[str, list[str]]:
-        """serial -> logins bound to it."""
-        rows = self.session.execute(
-            select(UserRow.serial, UserRow.login)
-            .where(UserRow.serial.is_not(None))
-            .order_by(UserRow.login)
-        )
+    def bindings(self, serials: Sequence[str] | None = None) -> dict[str, list[str]]:
+        """serial -> logins bound to it, for these serials (all when None)."""
+        query = select(UserRow.serial, UserRow.login).order_by(UserRow.login)
         result: dict[str, list[str]] = {}
-        for serial, login in rows:
-            if serial is not None:
-                result.setdefault(serial, []).append(login)
+        if serials is None:
+            parts: list[Sequence[str] | None] = [None]
+        else:
+            parts = [serials[i : i + 500] for i in range(0, len(serials), 500)]
+        for part in parts:
+            where = UserRow.serial.is_not(None) if part is None else UserRow.serial.in_(part)
+            for serial, login in self.session.execute(query.where(where)):
+                if serial is not None:
+                    result.setdefault(serial, []).append(login)
         return result
 
     def existing_serials(self, serials: Sequence[str]) -> set[str]:
