@@ -6,22 +6,27 @@ otpcore's own TOTP) for the wall clock, which is the clock otpctl reads.
 
 from __future__ import annotations
 
-import base64
 import json
 import stat
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pyotp
 import pytest
 from click.testing import CliRunner, Result
 
 from cli import users as cli_users
 from cli.main import cli
-from tests.conftest import FAST_HASHING
+from tests.integration.cli_support import (
+    Codes,
+    Otpctl,
+    as_json,
+    config_text,
+    failed,
+    ok,
+    otpctl_runner,
+    today,
+)
 
 PERIOD = 30
 SECRETS = {
@@ -38,65 +43,6 @@ TOKEN_KEYS = {
 }  # fmt: skip
 
 
-def config_text(**policy: object) -> str:
-    """A configuration with cheap hashing, as tests/conftest.py uses."""
-    hashing = "\n".join(f"{key} = {value}" for key, value in FAST_HASHING.items())
-    extra = "\n".join(f"{key} = {json.dumps(value)}" for key, value in policy.items())
-    return (
-        f"[hashing]\n{hashing}\n\n[policy]\nreject_delay = 0\n{extra}\n\n"
-        "[logging]\nsyslog = false\n\n"
-        '[[clients]]\nname = "local"\naddress = "127.0.0.1/32"\nsecret = "testing123-secret"\n'
-    )
-
-
-def today() -> str:
-    """The UTC date, the one the start date is compared with."""
-    return datetime.now(UTC).date().isoformat()
-
-
-class Codes:
-    """Fresh TOTP codes for the wall clock: never a step already used on the same token.
-
-    The window accepts the next step too, so a second code within one step is the next
-    step's; the code is never computed just before a step boundary, so otpctl checks it in
-    the step it was computed in.
-    """
-
-    def __init__(self, secrets: dict[str, bytes], period: int = PERIOD) -> None:
-        self.secrets = secrets
-        self.period = period
-        self.used: dict[str, int] = {}
-
-    def at(self, serial: str, step: int) -> str:
-        """The code of ``serial`` at time step ``step``."""
-        key = base64.b32encode(self.secrets[serial]).decode()
-        return pyotp.TOTP(key, interval=self.period).at(step * self.period)
-
-    def fresh(self, serial: str) -> str:
-        """A code otpctl will accept now for ``serial``."""
-        while True:
-            now = time.time()
-            step = int(now) // self.period
-            if (step + 1) * self.period - now < 5:  # too close to the boundary: wait it out
-                time.sleep((step + 1) * self.period - now + 0.1)
-                continue
-            wanted = max(step, self.used.get(serial, -1) + 1)
-            if wanted <= step + 1:
-                break
-            time.sleep((step + 1) * self.period - now + 0.1)
-        self.used[serial] = wanted
-        return self.at(serial, wanted)
-
-    def wrong(self, serial: str) -> str:
-        """A code that matches no step near now."""
-        step = int(time.time()) // self.period
-        near = {self.at(serial, s) for s in range(step - 3, step + 4)}
-        return next(c for c in ("000000", "111111", "222222", "333333") if c not in near)
-
-
-Otpctl = Callable[..., Result]
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     """A configuration file in tmp_path; the database and key file go beside it."""
@@ -108,18 +54,7 @@ def config(tmp_path: Path) -> Path:
 @pytest.fixture
 def otpctl(config: Path) -> Otpctl:
     """Run otpctl with ``--config`` and English labels unless the test says otherwise."""
-    runner = CliRunner()
-
-    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
-        environment: dict[str, str | None] = {
-            "LANG": "C.UTF-8",
-            "OTPRADIUS_CONFIG": None,
-            "OTPRADIUS_DEBUG": None,
-        }
-        environment.update(env or {})
-        return runner.invoke(cli, ["--config", str(config), *args], input=input, env=environment)
-
-    return run
+    return otpctl_runner(config)
 
 
 @pytest.fixture
@@ -127,26 +62,6 @@ def ready(otpctl: Otpctl) -> Otpctl:
     """otpctl after ``otpctl init``."""
     assert otpctl("init").exit_code == 0
     return otpctl
-
-
-def ok(result: Result) -> Result:
-    """The result, after checking the command succeeded."""
-    assert result.exit_code == 0, (result.exit_code, result.output)
-    return result
-
-
-def as_json(result: Result) -> Any:
-    """The JSON a successful command printed."""
-    return json.loads(ok(result).stdout)
-
-
-def failed(result: Result, code: int) -> str:
-    """The one-line error of a failed command."""
-    assert result.exit_code == code, (result.exit_code, result.output)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("otpctl: error: ")
-    return lines[0]
 
 
 def add_users(otpctl: Otpctl) -> None:

@@ -11,21 +11,26 @@ import pty
 import re
 import stat
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from cli import tokens as cli_tokens
-from cli.main import cli
 from otpcore.enroll import new_software_token
 from tests.conftest import require_command
-from tests.integration.test_cli_commands import as_json, config_text, failed, ok, today
-from tests.integration.test_cli_manual import otpctl_program
+from tests.integration.cli_support import (
+    Otpctl,
+    as_json,
+    config_text,
+    failed,
+    ok,
+    otpctl_program,
+    otpctl_runner,
+    today,
+)
 
-Otpctl = Callable[..., Result]
 ISSUER = "Example Bank"
 URI = re.compile(r"^URI: (otpauth://\S+)$", re.MULTILINE)
 SERIAL = re.compile(r"^Serial number: (S\d{10})$", re.MULTILINE)
@@ -43,12 +48,7 @@ def config(tmp_path: Path) -> Path:
 @pytest.fixture
 def otpctl(config: Path) -> Otpctl:
     """otpctl through CliRunner, after ``otpctl init``; stdout is not a terminal."""
-    runner = CliRunner()
-
-    def run(*args: str, input: str | None = None) -> Result:
-        env = {"LANG": "C.UTF-8", "OTPRADIUS_CONFIG": None, "OTPRADIUS_DEBUG": None}
-        return runner.invoke(cli, ["--config", str(config), *args], input=input, env=env)
-
+    run = otpctl_runner(config)
     ok(run("init"))
     return run
 

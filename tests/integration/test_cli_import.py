@@ -22,14 +22,21 @@ from typing import Any
 import pyotp
 import pytest
 from argon2 import PasswordHasher
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from cli.main import cli
-from tests.integration.test_cli_commands import Codes, as_json, config_text, failed, ok, today
-from tests.integration.test_cli_manual import otpctl_program
+from tests.integration.cli_support import (
+    Codes,
+    Otpctl,
+    as_json,
+    config_text,
+    failed,
+    ok,
+    otpctl_program,
+    otpctl_runner,
+    today,
+)
 from tests.unit.test_pskc_import import DATA, RFC_PASSWORD, RFC_PSK, pskc_bytes
 
-Otpctl = Callable[..., Result]
 SECRETS = {"61000001": bytes(range(100, 120)), "61000002": bytes(range(120, 152))}
 KEYS: list[dict[str, Any]] = [
     {"id": "k1", "serial": "61000001", "secret": SECRETS["61000001"], "time_interval": 30},
@@ -79,12 +86,7 @@ def config(tmp_path: Path) -> Path:
 @pytest.fixture
 def otpctl(config: Path) -> Otpctl:
     """otpctl through CliRunner, after ``otpctl init``; stderr is not a terminal."""
-    runner = CliRunner()
-
-    def run(*args: str, input: str | None = None) -> Result:
-        env = {"LANG": "C.UTF-8", "OTPRADIUS_CONFIG": None, "OTPRADIUS_DEBUG": None}
-        return runner.invoke(cli, ["--config", str(config), *args], input=input, env=env)
-
+    run = otpctl_runner(config)
     ok(run("init"))
     return run
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAST_HASHING, require_command
+from tests.conftest import FAST_HASHING
+from tests.integration.cli_support import OathtoolCodes, otpctl_program
 
 PERIOD = 30
 SEEDS = {
@@ -39,55 +38,6 @@ USERS = {  # login: (name, class, login password, confirmation password)
     "saburodt": ("データ三郎", "master", "saburo-Login-1", "saburo-Confirm-1"),
     "sachikodt": ("データ幸子", "general", "sachiko-Login-1", None),
 }
-
-
-def otpctl_program() -> list[str]:
-    """The installed console script, beside this interpreter or on PATH."""
-    beside = Path(sys.executable).with_name("otpctl")
-    found = str(beside) if beside.exists() else shutil.which("otpctl")
-    if found is None:
-        pytest.fail("otpctl is not installed: pip install -e .")
-    return [found]
-
-
-class Oathtool:
-    """TOTP codes from oathtool, never a step already used on the same token.
-
-    A second code within one step is the next step's (the window accepts it); no code is
-    computed in the last seconds of a step, so otpctl checks it in the step it was made in.
-    """
-
-    def __init__(self) -> None:
-        self.path = require_command("oathtool")
-        self.used: dict[str, int] = {}
-
-    def at(self, serial: str, step: int) -> str:
-        """oathtool's code of ``serial`` for time step ``step``."""
-        out = subprocess.run(
-            [self.path, "--totp", "-s", f"{PERIOD}s", "-N", f"@{step * PERIOD}", SEEDS[serial]],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return out.stdout.strip()
-
-    def fresh(self, serial: str) -> str:
-        """A code otpctl accepts now."""
-        while True:
-            now = time.time()
-            step = int(now) // PERIOD
-            wanted = max(step, self.used.get(serial, -1) + 1)
-            if (step + 1) * PERIOD - now >= 5 and wanted <= step + 1:
-                break
-            time.sleep((step + 1) * PERIOD - now + 0.1)
-        self.used[serial] = wanted
-        return self.at(serial, wanted)
-
-    def wrong(self, serial: str) -> str:
-        """A code of no step near now."""
-        step = int(time.time()) // PERIOD
-        near = {self.at(serial, s) for s in range(step - 3, step + 4)}
-        return next(c for c in ("000000", "111111", "222222") if c not in near)
 
 
 @dataclass
@@ -164,7 +114,7 @@ def write_csv(path: Path, rows: dict[str, str]) -> Path:
 
 @pytest.mark.service  # oathtool
 def test_the_manual_through_otpctl(tmp_path: Path) -> None:
-    oath = Oathtool()
+    oath = OathtoolCodes({serial: bytes.fromhex(seed) for serial, seed in SEEDS.items()})
     op = Operator(write_config(tmp_path))
     today = datetime.now(UTC).date().isoformat()
 
