@@ -13,6 +13,7 @@ from otpcore.config import Settings
 from otpcore.errors import KeyFileError, StorageError
 from otpcore.keys import create_key, rotate_key
 from otpcore.store import Store
+from otpcore.store.engine import create_private_sqlite_file
 from otpcore.store.schema import current_revision, head_revision, upgrade
 
 pass_cli = click.make_pass_decorator(CliContext)
@@ -50,6 +51,10 @@ def init(obj: CliContext) -> None:
     else:
         click.echo(f"Key file {settings.key_file} already exists: left as it is.")
     url = safe_url(settings.database_url)
+    try:
+        create_private_sqlite_file(settings.database_url)
+    except OSError as exc:
+        raise StorageError(f"{url}: cannot create: {exc.strerror}") from None
 
     def create_schema(store: Store) -> str | None:
         present = current_revision(store.engine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -25,6 +26,23 @@ def make_engine(url: str, *, pool_size: int = 5, unpooled: bool = False) -> Engi
     if not unpooled:
         pooling = {"pool_size": pool_size, "pool_pre_ping": True}
     return create_engine(url, future=True, **pooling)
+
+
+def create_private_sqlite_file(url: str) -> bool:
+    """Create a missing SQLite database file readable by its owner only; True if created.
+
+    It holds password hashes and sealed seeds: mode 0600 whatever the umask (SQLite gives its
+    -wal and -shm files the same permissions).
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return False
+    try:
+        fd = os.open(str(parsed.database), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
 
 
 def _sqlite_engine(url: str, pooling: dict[str, Any]) -> Engine:

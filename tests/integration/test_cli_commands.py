@@ -147,6 +147,8 @@ def test_init_creates_the_key_and_schema_and_never_overwrites(otpctl: Otpctl, co
     assert "Created the database schema" in first
     key = config.parent / "otpradius.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    # The database holds password hashes and sealed seeds: the owner's alone, whatever umask.
+    assert stat.S_IMODE((config.parent / "otpradius.db").stat().st_mode) == 0o600
     before = key.read_bytes()
 
     second = ok(otpctl("init")).stdout
