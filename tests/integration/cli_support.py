@@ -35,6 +35,13 @@ def config_text(**policy: object) -> str:
     )
 
 
+def write_config(folder: Path, extra: str = "") -> Path:
+    """``folder/config.toml`` from ``config_text()`` plus ``extra``; database and key go beside."""
+    path = folder / "config.toml"
+    path.write_text(config_text() + extra, encoding="utf-8")
+    return path
+
+
 def otpctl_runner(config: Path) -> Otpctl:
     """Run otpctl in-process with ``--config`` and English labels unless a test says otherwise."""
     runner = CliRunner()

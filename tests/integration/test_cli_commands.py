@@ -26,6 +26,7 @@ from tests.integration.cli_support import (
     ok,
     otpctl_runner,
     today,
+    write_config,
 )
 
 PERIOD = 30
@@ -46,9 +47,7 @@ TOKEN_KEYS = {
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     """A configuration file in tmp_path; the database and key file go beside it."""
-    path = tmp_path / "config.toml"
-    path.write_text(config_text(), encoding="utf-8")
-    return path
+    return write_config(tmp_path)
 
 
 @pytest.fixture

@@ -23,12 +23,12 @@ from tests.conftest import require_command
 from tests.integration.cli_support import (
     Otpctl,
     as_json,
-    config_text,
     failed,
     ok,
     otpctl_program,
     otpctl_runner,
     today,
+    write_config,
 )
 
 ISSUER = "Example Bank"
@@ -40,9 +40,7 @@ BLOCKS = set("\u2580\u2584\u2588")
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     """A configuration naming the issuer; the database and key file go beside it."""
-    path = tmp_path / "config.toml"
-    path.write_text(config_text() + f'\n[tokens]\nissuer = "{ISSUER}"\n', encoding="utf-8")
-    return path
+    return write_config(tmp_path, f'\n[tokens]\nissuer = "{ISSUER}"\n')
 
 
 @pytest.fixture

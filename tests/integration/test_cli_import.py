@@ -28,12 +28,12 @@ from tests.integration.cli_support import (
     Codes,
     Otpctl,
     as_json,
-    config_text,
     failed,
     ok,
     otpctl_program,
     otpctl_runner,
     today,
+    write_config,
 )
 from tests.unit.test_pskc_import import DATA, RFC_PASSWORD, RFC_PSK, pskc_bytes
 
@@ -78,9 +78,7 @@ PROTECTIONS: dict[str, tuple[list[str], str | None]] = {
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     """A configuration file; the database and key file go beside it."""
-    path = tmp_path / "config.toml"
-    path.write_text(config_text(), encoding="utf-8")
-    return path
+    return write_config(tmp_path)
 
 
 @pytest.fixture
