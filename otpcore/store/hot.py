@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from otpcore.errors import Unavailable
 from otpcore.model import Algorithm, TokenKind, User, UserClass
+from otpcore.store.engine import SQLITE_BUSY_TIMEOUT_S
 
 _USER = """SELECT id, login, name, user_class, password_hash, serial, start_date, revoked,
     suspended, password_failures, activation_failures FROM users WHERE login = :login"""
@@ -51,6 +52,10 @@ _SHARERS = "SELECT login FROM users WHERE serial = :serial ORDER BY login"
 _AUDIT = """INSERT INTO audit_events (at, actor, action, targets, outcome, detail)
     VALUES (:at, :actor, :action, :targets, :outcome, :detail)"""
 _NAMED = re.compile(r":(\w+)")
+# A WAL past this many pages (64 MiB of 4 KiB pages) is restarted by the next commit.
+WAL_RESTART_PAGES = 16_384
+# How long that restart may wait for readers before it gives up until the next probe.
+WAL_RESTART_WAIT_MS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,8 @@ class HotStore:
         # Bumped when a connection fails: every thread then drops its own connection before
         # the next use, so a database restart costs one request rather than one per thread.
         self._generation = 0
+        self.wal_restart_pages = WAL_RESTART_PAGES
+        self._wal_pages = 0  # as the last checkpoint found it
 
     # Connections
 
@@ -162,8 +169,12 @@ class HotStore:
         """
         try:
             with self._guard():
-                query = "PRAGMA wal_checkpoint(PASSIVE)" if self.sqlite else "SELECT 1"
-                self._run(query, {}).fetchall()
+                if not self.sqlite:
+                    self._run("SELECT 1", {}).fetchall()
+                    return True
+                # One row: busy flag, pages in the WAL, pages copied into the database.
+                rows = self._run("PRAGMA wal_checkpoint(PASSIVE)", {}).fetchall()
+                self._wal_pages = max(0, int(rows[0][1])) if rows else 0
         except Exception:
             return False
         return True
@@ -246,6 +257,8 @@ class HotStore:
         """One write transaction; committed when the block ends, rolled back if it raises."""
         with self._guard():
             connection = self._connection()
+            if self.sqlite and self._wal_pages > self.wal_restart_pages:
+                self._restart_wal(connection)
             cursor = connection.cursor()
             cursor.execute("BEGIN IMMEDIATE" if self.sqlite else "BEGIN")
             try:
@@ -254,6 +267,20 @@ class HotStore:
                 cursor.execute("ROLLBACK")
                 raise
             cursor.execute("COMMIT")
+
+    def _restart_wal(self, connection: Any) -> None:
+        # SQLite starts the WAL over only when a commit finds it wholly copied back; a writer
+        # that never pauses (a login storm) keeps a PASSIVE checkpoint one batch behind, and
+        # the file would grow for as long as the storm lasts. RESTART copies the rest and
+        # makes the next commit write from the start of the file again. It waits for readers
+        # briefly at most: if one is still busy, the next probe finds the WAL large again.
+        self._wal_pages = 0
+        cursor = connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={WAL_RESTART_WAIT_MS}")
+        try:
+            cursor.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
 
 
 class HotWriter:

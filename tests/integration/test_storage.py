@@ -6,6 +6,8 @@ import base64
 import logging
 import os
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
@@ -322,3 +324,28 @@ def test_an_empty_database_is_refused(tmp_path: Path, clock: FrozenClock) -> Non
     create_key(settings.key_file)
     with pytest.raises(StorageError, match="otpctl init"):
         build_app(settings, clock)
+
+
+def test_the_wal_stays_bounded_while_commits_never_pause(app: App, clock: FrozenClock) -> None:
+    """A writer that never pauses keeps a passive checkpoint behind; the WAL must not grow."""
+    app.hot.wal_restart_pages = 64
+    wal = Path(f"{db_path(app)}-wal")
+    done = threading.Event()
+
+    def probe() -> None:
+        while not done.is_set():
+            app.hot.ping()
+            time.sleep(0.002)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        for number in range(3000):
+            with app.hot.transaction() as writer:
+                writer.audit(clock(), "test", "write", [f"u{number}"], "ok", "x" * 3000)
+    finally:
+        done.set()
+        prober.join()
+    page = 4096
+    # 64 pages allowed, plus what the writer adds between two probes.
+    assert wal.stat().st_size < 1000 * page
