@@ -279,6 +279,10 @@ class HotStore:
         cursor.execute(f"PRAGMA busy_timeout={WAL_RESTART_WAIT_MS}")
         try:
             cursor.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        except Exception as exc:
+            # Housekeeping must not fail the batch that follows; the probe tries again.
+            if not _is_driver_error(exc):
+                raise
         finally:
             cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
 
