@@ -176,6 +176,8 @@ class Admin:
         ticker = Ticker(progress, len(specs))
         try:
             with self.store.transaction() as repo:
+                repo.lock_inventory()
+                self.keyring.check_current()  # under the lock: no rotation can slip in now
                 present = repo.existing_serials([spec.serial for spec in specs])
                 if present and not update_existing:
                     first = next(spec for spec in specs if spec.serial in present)

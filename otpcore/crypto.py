@@ -85,6 +85,26 @@ class Keyring:
             self.learned.setdefault(key.kid, key)
         return self.learned.get(kid)
 
+    def check_current(self) -> None:
+        """Raise KeyFileError unless this ring still seals with the key file's key.
+
+        Called by a command that seals seeds, inside its transaction: a seed sealed under a
+        key that ``otpctl key rotate`` has just retired would never open again.
+        """
+        if self.source is None:
+            return
+        pending = pending_key_path(self.source)
+        if pending.exists():
+            raise KeyFileError(
+                f"{pending}: a key rotation is unfinished; run 'otpctl key rotate' to finish "
+                "it, then run this again (nothing was written)"
+            )
+        if read_key(self.source).kid != self.current.kid:
+            raise KeyFileError(
+                f"{self.source}: the key was rotated while this command ran; run it again "
+                "(nothing was written)"
+            )
+
     def sealed_kid(self, sealed: bytes) -> bytes:
         """The key id a sealed seed names."""
         return sealed[1 : 1 + _KID_BYTES]

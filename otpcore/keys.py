@@ -36,6 +36,7 @@ def rotate_key(store: Store, path: Path, clock: Clock, actor: str = "otpctl") ->
     target = Keyring(new, (current,))
     count = 0
     with store.transaction() as repo:
+        repo.lock_inventory()  # an import committing after this read would seal under `old`
         for row in repo.session.scalars(select(TokenRow).with_for_update()):
             opener = target if target.sealed_kid(row.sealed_secret) == new.kid else old
             secret = opener.unseal(row.serial, row.sealed_secret)

@@ -7,13 +7,17 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Engine, delete, select
+from sqlalchemy import CursorResult, Engine, delete, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from otpcore.errors import Unavailable
 from otpcore.store.models import AuditRow, ChallengeRow, TokenRow, UserRow
+
+# PostgreSQL advisory lock taken by every transaction that seals seeds (any fixed number
+# the deployment uses for nothing else).
+SEALING_LOCK_KEY = 0x6F7470_7365616C  # "otp" "seal"
 
 
 class Repo:
@@ -67,6 +71,21 @@ class Repo:
                 if serial is not None:
                     result.setdefault(serial, []).append(login)
         return result
+
+    def lock_inventory(self) -> None:
+        """Keep other sealing transactions (key rotation, imports) out until this one ends.
+
+        On SQLite, taking the connection begins the transaction, and every ORM transaction
+        begins IMMEDIATE: one writer at a time. PostgreSQL lets writers interleave, and a
+        rotation would not see the rows of an import that commits after the rotation read
+        the table; an advisory lock orders the two without blocking the authentication
+        path's writes.
+        """
+        connection = self.session.connection()  # BEGIN now, not at the first statement
+        if connection.dialect.name == "postgresql":
+            self.session.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEALING_LOCK_KEY}
+            )
 
     def existing_serials(self, serials: Sequence[str]) -> set[str]:
         """Which of these serials are already in the inventory."""

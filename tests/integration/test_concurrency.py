@@ -8,9 +8,12 @@ barrier, and submits at the same instant.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
+import threading
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -20,6 +23,9 @@ import pytest
 
 from otpcore.app import App, build_app
 from otpcore.config import parse_settings
+from otpcore.crypto import Keyring, pending_key_path, read_key
+from otpcore.errors import KeyFileError
+from otpcore.keys import rotate_key
 from otpcore.model import Reason
 from otpcore.ports import FrozenClock
 from otpcore.service import AuthRequest
@@ -156,3 +162,71 @@ def test_wrong_otps_at_once_stop_the_count_exactly_at_the_threshold(
     assert user(taro, "taro").suspended
     suspensions = [e for e in taro.admin().audit() if e.action == "suspend"]
     assert len(suspensions) == 1
+
+
+# Key rotation beside an import: no seed may end up sealed under a retired key.
+
+
+def _opens_with_the_current_key(app: App, serial: str) -> bool:
+    current = Keyring(read_key(app.settings.key_file))  # no key file to fall back on
+    with app.store.transaction() as repo:
+        row = repo.token(serial)
+        assert row is not None
+        sealed = row.sealed_secret
+    try:
+        current.unseal(serial, sealed)
+    except KeyFileError:
+        return False
+    return True
+
+
+def test_an_import_started_before_a_key_rotation_is_refused(
+    app: App, make_app: Callable[..., App], clock: FrozenClock
+) -> None:
+    stale = make_app()  # an otpctl that read the key file before the rotation
+    import_token(app, "T-1")
+    rotate_key(app.store, app.settings.key_file, clock)
+    with pytest.raises(KeyFileError, match="rotated while this command ran"):
+        import_token(stale, "T-2")
+    assert [listing.serial for listing in app.admin().tokens()] == ["T-1"]
+    import_token(make_app(), "T-2")  # the same command, run again
+    assert _opens_with_the_current_key(app, "T-1")
+    assert _opens_with_the_current_key(app, "T-2")
+
+
+def test_an_unfinished_rotation_stops_an_import(app: App, clock: FrozenClock) -> None:
+    pending_key_path(app.settings.key_file).write_bytes(os.urandom(32))
+    pending_key_path(app.settings.key_file).chmod(0o600)
+    with pytest.raises(KeyFileError, match="rotation is unfinished"):
+        import_token(app, "T-1")
+    assert app.admin().tokens() == []
+
+
+def test_a_rotation_waits_for_an_import_in_progress(
+    app: App, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import_token(app, "T-1")
+    inside, release = threading.Event(), threading.Event()
+    checked = Keyring.check_current
+
+    def pause_after_the_check(self: Keyring) -> None:
+        checked(self)
+        inside.set()
+        release.wait(timeout=30)
+
+    monkeypatch.setattr(Keyring, "check_current", pause_after_the_check)
+    importer = threading.Thread(target=import_token, args=(app, "T-2"))
+    importer.start()
+    assert inside.wait(timeout=30)
+    rotation = threading.Thread(
+        target=rotate_key, args=(app.store, app.settings.key_file, clock)
+    )
+    rotation.start()
+    rotation.join(timeout=1.0)
+    waited = rotation.is_alive()  # it must not read the tokens before the import commits
+    release.set()
+    importer.join(timeout=30)
+    rotation.join(timeout=30)
+    assert waited
+    assert _opens_with_the_current_key(app, "T-1")
+    assert _opens_with_the_current_key(app, "T-2")
