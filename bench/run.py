@@ -321,9 +321,10 @@ class Row:
     note: str = ""
 
 
-def _measure_server(
+def measure_server(
     workspace: Workspace, server: Server, packets: list[bytes], source: str, **kwargs: object
 ) -> tuple[loadgen.RunResult, float]:
+    """Send ``packets`` to the server; the generator's result and the server's CPU seconds."""
     before = server.cpu_seconds()
     result = loadgen.run(packets, ("127.0.0.1", workspace.port), source=source, **kwargs)  # type: ignore[arg-type]
     return result, server.cpu_seconds() - before
@@ -333,7 +334,7 @@ def benchmark(args: argparse.Namespace) -> list[Row]:
     """Run every phase and return the table rows."""
     loadgen.pin(LOADGEN_CPU)
     rows: list[Row] = []
-    with _workspace(args.keep) as root:
+    with temporary_workspace(args.keep) as root:
         workspace, imports = build_workspace(root, args.users, workers=1)
         rows.append(Row("import: tokens (CSV)", f"{imports['tokens']:.1f} s", f"{args.users} rows"))
         rows.append(
@@ -347,8 +348,8 @@ def benchmark(args: argparse.Namespace) -> list[Row]:
             # The same number of requests whatever the population, spread across it, so that a
             # million users and ten thousand are compared on equal work.
             half = args.users // 2
-            peak_users = _spread(0, half, PEAK_USERS)
-            result, cpu = _measure_server(
+            peak_users = spread(0, half, PEAK_USERS)
+            result, cpu = measure_server(
                 workspace,
                 server,
                 otp_packets(workspace, peak_users, split=False),
@@ -368,7 +369,7 @@ def benchmark(args: argparse.Namespace) -> list[Row]:
             rows.append(
                 Row("server CPU per otp request", f"{cpu / max(1, result.answered) * 1e6:,.0f} µs")
             )
-            status, _ = _measure_server(
+            status, _ = measure_server(
                 workspace,
                 server,
                 status_packets(args.status_count),
@@ -377,9 +378,9 @@ def benchmark(args: argparse.Namespace) -> list[Row]:
             )
             rows.append(Row("status answers/s", f"{status.rate:,.0f}", f"lost {status.lost}"))
             # The last users are kept for the login phase: a code spent here is a replay there.
-            latency_users = _spread(half, args.users - login_users(args), LATENCY_USERS)
+            latency_users = spread(half, args.users - login_users(args), LATENCY_USERS)
             target_rate = max(100.0, otp_rate / 2)
-            lat, _ = _measure_server(
+            lat, _ = measure_server(
                 workspace,
                 server,
                 otp_packets(workspace, latency_users, split=False),
@@ -404,7 +405,7 @@ def benchmark(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
-def _spread(start: int, stop: int, count: int) -> range:
+def spread(start: int, stop: int, count: int) -> range:
     """At most ``count`` user indices evenly spread over [start, stop)."""
     step = max(1, (stop - start) // count)
     return range(start, stop, step)[:count]
@@ -428,7 +429,7 @@ def login_phase(workspace: Workspace, args: argparse.Namespace) -> list[Row]:
         # One login per user, with this step's code.
         first = workspace.users - login_users(args)
         users = range(first, workspace.users)
-        result, _ = _measure_server(
+        result, _ = measure_server(
             workspace,
             server,
             otp_packets(workspace, users, split=True, offsets=(0,)),
@@ -485,7 +486,8 @@ def freeradius_phase(
 
 
 @contextlib.contextmanager
-def _workspace(keep: bool) -> Iterator[Path]:
+def temporary_workspace(keep: bool) -> Iterator[Path]:
+    """A fresh folder under the system's temporary folder, removed afterwards unless ``keep``."""
     root = Path(tempfile.mkdtemp(prefix="otpradius-bench-"))
     try:
         yield root
