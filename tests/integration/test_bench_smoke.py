@@ -1,4 +1,4 @@
-"""The benchmark runs end to end in its quick mode (a smoke test: no timing is asserted)."""
+"""The benchmark and the repeated peak run end to end on a few users (no timing is asserted)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from tests.conftest import require_command
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_quick_benchmark_prints_its_table() -> None:
+def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run a bench module from the repository, as README shows; fails the test if it fails."""
     require_command("taskset")
     require_command("otpctl")
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick"],
+        [sys.executable, "-m", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -23,6 +24,11 @@ def test_the_quick_benchmark_prints_its_table() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def test_the_quick_benchmark_prints_its_table() -> None:
+    done = run_bench("bench", "--quick")
     table = done.stdout
     assert "| figure | value | note |" in table
     for figure in ("otp accepts/s", "status answers/s", "latency", "login (split)", "start-up"):
@@ -31,17 +37,7 @@ def test_the_quick_benchmark_prints_its_table() -> None:
 
 
 def test_the_repeated_peak_restores_the_database_for_every_run() -> None:
-    require_command("taskset")
-    require_command("otpctl")
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.peak", "--users", "200", "--runs", "2", "--peak-users", "50"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_bench("bench.peak", "--users", "200", "--runs", "2", "--peak-users", "50")
     # Both runs accept every request: the second starts from the database as imported, not
     # from one where the first run already spent these codes.
     assert done.stdout.count("| 100/100 |") == 2, done.stdout
