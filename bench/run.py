@@ -293,8 +293,11 @@ def wait_for_workers(port: int, workers: int, timeout: float) -> None:
         time.sleep(0.01)
 
 
-def start_server(workspace: Workspace, cpus: str) -> Server:
-    """Start otp-radiusd pinned to ``cpus``; start-up time is until Status-Server answers."""
+def start_server(workspace: Workspace, cpus: str, workers: int = 1) -> Server:
+    """Start otp-radiusd pinned to ``cpus``; start-up time is until Status-Server answers.
+
+    ``workers`` is what the configuration says; the server is returned once all of them listen.
+    """
     started = time.perf_counter()
     process = subprocess.Popen(
         ["taskset", "-c", cpus, "otp-radiusd", "--config", str(workspace.config), "--stderr"],
@@ -304,7 +307,6 @@ def start_server(workspace: Workspace, cpus: str) -> Server:
         process.kill()
         raise SystemExit("otp-radiusd did not start; see " + str(workspace.root / "radiusd.log"))
     startup = time.perf_counter() - started
-    workers = 2 if "workers = 2" in workspace.config.read_text() else 1
     wait_for_workers(workspace.port, workers, 30)
     return Server(process, startup)
 
@@ -447,7 +449,7 @@ def login_phase(workspace: Workspace, args: argparse.Namespace) -> list[Row]:
     os.sched_setaffinity(0, {0, 1})
     bound = argon2_bound(3.0, 2)
     loadgen.pin(LOADGEN_CPU)
-    server = start_server(workspace, "0,1")
+    server = start_server(workspace, "0,1", workers=2)
     try:
         # One login per user, with this step's code.
         first = workspace.users - login_users(args)
