@@ -54,6 +54,12 @@ class FairPool(Generic[Job]):
             self._ready.notify()
         return True
 
+    def full(self, client: str) -> bool:
+        """True when ``client``'s queue is at its bound (a job submitted now would be refused)."""
+        with self._ready:
+            queue = self._queues.get(client)
+            return queue is not None and len(queue) >= self._limit
+
     def _take(self) -> Job | None:
         with self._ready:
             while not self._queues:

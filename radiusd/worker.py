@@ -150,6 +150,12 @@ class Worker:
             return
         if code == Codes.STATUS_SERVER and not self.healthy:
             return  # no answer while the database is unreachable: the NAS fails over
+        if code == Codes.ACCESS_REQUEST and self.hash_pool.full(client.name):
+            # Refused before it is decoded: a client with a full queue of password checks is
+            # flooding, and decoding each of its datagrams would hold up every other client's
+            # requests behind them in the socket.
+            self.drops.drop("overload", host, now)
+            return
         key = DedupKey(host, port, identifier, data[4:20])
         verdict = self.dedup.begin(key, now)
         if isinstance(verdict, InProgress):

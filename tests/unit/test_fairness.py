@@ -35,6 +35,10 @@ def test_a_full_client_queue_refuses_more_but_others_still_queue() -> None:
     # One job is taken by the thread, three wait; the rest are refused.
     assert accepted.count(True) in (3, 4)
     assert accepted[-1] is False
+    # The worker asks this before decoding a datagram, to drop a flood cheaply.
+    assert pool.full("flood")
+    assert not pool.full("other")
     assert pool.submit("other", 99)
     release.set()
     pool.shutdown()
+    assert not pool.full("flood")
