@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 
@@ -34,7 +34,6 @@ from otpcore.store.models import UserRow
 from otpcore.user_csv import UserSpec
 
 CHUNK = 5000  # rows per executemany, and per progress report while writing
-_QUERY_CHUNK = 500  # names per IN (…) list
 _AUDIT_TARGETS_MAX = 100  # list the logins in the audit event up to this many
 
 
@@ -78,7 +77,7 @@ def import_users(
                 chunk = changed[start : start + CHUNK]
                 repo.session.execute(
                     sql_update(UserRow),
-                    [_changed_values(row, present[row.login], hashes) for row in chunk],
+                    [_changed_values(row, hashes) for row in chunk],
                 )
                 ticker.advance(len(chunk))
             repo.audit(
@@ -106,12 +105,10 @@ def _check_unique(rows: Sequence[UserSpec], source: str) -> None:
         seen[row.login] = row.line
 
 
-def _check_against(
-    repo: Repo, rows: Sequence[UserSpec], update: bool, source: str
-) -> dict[str, int]:
-    """login -> id of the rows' logins already present; refuses them without ``update``, and
-    refuses a serial that is not in the inventory."""
-    present = _present_logins(repo, [row.login for row in rows])
+def _check_against(repo: Repo, rows: Sequence[UserSpec], update: bool, source: str) -> set[str]:
+    """The rows' logins already present; refuses them without ``update``, and refuses a
+    serial that is not in the inventory."""
+    present = repo.existing_logins([row.login for row in rows])
     if present and not update:
         first = next(row for row in rows if row.login in present)
         raise ImportRefused(
@@ -122,17 +119,6 @@ def _check_against(
     if len(known) != len(serials):
         first = next(row for row in rows if row.serial is not None and row.serial not in known)
         raise ImportRefused(source, first.line, f"serial {first.serial} is not in the inventory")
-    return present
-
-
-def _present_logins(repo: Repo, logins: Sequence[str]) -> dict[str, int]:
-    present: dict[str, int] = {}
-    for start in range(0, len(logins), _QUERY_CHUNK):
-        part = list(logins[start : start + _QUERY_CHUNK])
-        for login, user_id in repo.session.execute(
-            select(UserRow.login, UserRow.id).where(UserRow.login.in_(part))
-        ):
-            present[login] = user_id
     return present
 
 
@@ -176,9 +162,9 @@ def _new_values(row: UserSpec, hashes: dict[str, str], now: datetime) -> dict[st
     }
 
 
-def _changed_values(row: UserSpec, user_id: int, hashes: dict[str, str]) -> dict[str, object]:
+def _changed_values(row: UserSpec, hashes: dict[str, str]) -> dict[str, object]:
     values: dict[str, object] = {
-        "id": user_id,
+        "login": row.login,
         "name": row.name,
         "password_hash": _password_hash(row, hashes),
     }

@@ -67,7 +67,6 @@ class Prepared:
     request: AuthRequest
     decision: Decision
     user: User | None = None
-    user_id: int | None = None
     consume_state: bool = False  # the request's State must be consumed (single use)
     new_hash: str | None = field(default=None, repr=False)
     new_challenge: bytes | None = field(default=None, repr=False)
@@ -127,11 +126,10 @@ class Authenticator:
             if challenge.login != request.login or challenge.expires_at <= now:
                 return Prepared(request, _bad_state(), consume_state=True)
             stage, serial = Stage(challenge.stage), challenge.serial
-        found = self.hot.user(request.login)
-        if found is None:
+        user = self.hot.user(request.login)
+        if user is None:
             self.hashing.burn(request.password)  # as long as a known user's check
             return Prepared(request, _reject(Reason.UNKNOWN_USER))
-        user_id, user = found
         if stage is Stage.ACTIVATION_SERIAL:
             serial = request.password.strip()
         elif stage is not Stage.ACTIVATION_OTP:
@@ -147,7 +145,6 @@ class Authenticator:
             request,
             decision,
             user,
-            user_id,
             consume_state=request.state is not None,
             new_hash=self._rehash(user, decision),
             new_challenge=new_challenge,
@@ -179,9 +176,9 @@ class Authenticator:
         state = item.request.state
         if item.consume_state and state is not None and not writer.take_challenge(state):
             return _bad_state()  # another request (or node) used this State first
-        if item.user is None or item.user_id is None:
+        user = item.user
+        if user is None:
             return decision
-        user, user_id = item.user, item.user_id
         for effect in decision.effects:
             if isinstance(effect, ConsumeStep) and not writer.consume_step(
                 effect.serial, effect.step, effect.drift, item.request.request_id
@@ -206,26 +203,26 @@ class Authenticator:
                                 ",".join(sharers))  # fmt: skip
             elif isinstance(effect, CountPasswordFailure):
                 threshold = self.policy.password_lockout_threshold
-                if writer.count_password_failure(user_id, threshold):
+                if writer.count_password_failure(user.login, threshold):
                     detail = f"{threshold} consecutive wrong passwords"
                     writer.audit(now, self.actor, "suspend", [user.login], "ok", detail)
                     log.warning("user suspended user=%s cause=password", user.login)
             elif isinstance(effect, CountActivationFailure):
                 threshold = self.policy.lockout_threshold
-                if writer.count_activation_failure(user_id, threshold):
+                if writer.count_activation_failure(user.login, threshold):
                     detail = f"{threshold} consecutive failed activations"
                     writer.audit(now, self.actor, "suspend", [user.login], "ok", detail)
                     log.warning("user suspended user=%s cause=activation", user.login)
             elif isinstance(effect, ResetPasswordFailures):
                 if user.password_failures:
-                    writer.reset_password_failures(user_id)
+                    writer.reset_password_failures(user.login)
             elif isinstance(effect, Bind):
-                if not writer.bind(user_id, effect.serial):
+                if not writer.bind(user.login, effect.serial):
                     return _reject(Reason.NOT_AWAITING_ACTIVATION, effect.serial)
                 detail = f"serial {effect.serial}"
                 writer.audit(now, self.actor, "activate", [user.login], "ok", detail)
         if item.new_hash is not None and decision.result is not Result.REJECT:
-            writer.set_password_hash(user_id, item.new_hash)
+            writer.set_password_hash(user.login, item.new_hash)
         if item.new_challenge is not None and decision.next_stage is not None:
             expires = item.expires or now
             writer.add_challenge(

@@ -23,7 +23,7 @@ from otpcore.errors import Unavailable
 from otpcore.model import Algorithm, TokenKind, User, UserClass
 from otpcore.store.engine import SQLITE_BUSY_TIMEOUT_S
 
-_USER = """SELECT id, login, name, user_class, password_hash, serial, start_date, revoked,
+_USER = """SELECT login, name, user_class, password_hash, serial, start_date, revoked,
     suspended, password_failures, activation_failures FROM users WHERE login = :login"""
 _TOKEN = """SELECT serial, kind, algorithm, digits, period, sealed_secret, expires, last_step,
     drift, last_request, fail_count, suspended, disabled FROM tokens WHERE serial = :serial"""
@@ -38,16 +38,17 @@ _TOKEN_FAILURE = """UPDATE tokens SET fail_count = fail_count + 1,
     suspended = (fail_count + 1 >= :threshold) WHERE serial = :serial AND NOT suspended
     RETURNING suspended"""
 _PASSWORD_FAILURE = """UPDATE users SET password_failures = password_failures + 1,
-    suspended = (password_failures + 1 >= :threshold) WHERE id = :id AND NOT suspended
+    suspended = (password_failures + 1 >= :threshold) WHERE login = :login AND NOT suspended
     RETURNING suspended"""
 _ACTIVATION_FAILURE = """UPDATE users SET activation_failures = activation_failures + 1,
-    suspended = (activation_failures + 1 >= :threshold) WHERE id = :id AND NOT suspended
+    suspended = (activation_failures + 1 >= :threshold) WHERE login = :login
+    AND NOT suspended
     RETURNING suspended"""
 _RESET_PASSWORD_FAILURES = """UPDATE users SET password_failures = 0
-    WHERE id = :id AND password_failures <> 0"""
+    WHERE login = :login AND password_failures <> 0"""
 _BIND = """UPDATE users SET serial = :serial, revoked = :false, activation_failures = 0
-    WHERE id = :id AND serial IS NULL"""
-_SET_HASH = "UPDATE users SET password_hash = :hash WHERE id = :id"
+    WHERE login = :login AND serial IS NULL"""
+_SET_HASH = "UPDATE users SET password_hash = :hash WHERE login = :login"
 _SHARERS = "SELECT login FROM users WHERE serial = :serial ORDER BY login"
 _AUDIT = """INSERT INTO audit_events (at, actor, action, targets, outcome, detail)
     VALUES (:at, :actor, :action, :targets, :outcome, :detail)"""
@@ -188,24 +189,24 @@ class HotStore:
         login, stage, serial, expires_at = rows[0]
         return ChallengeRecord(login, stage, serial, self._instant(expires_at))
 
-    def user(self, login: str) -> tuple[int, User] | None:
-        """A user's row id and domain value, or None."""
+    def user(self, login: str) -> User | None:
+        """A user, or None."""
         with self._guard():
             rows = self._run(_USER, {"login": login}).fetchall()
         if not rows:
             return None
         row = rows[0]
-        return row[0], User(
-            login=row[1],
-            name=row[2],
-            user_class=UserClass(row[3]),
-            password_hash=row[4],
-            serial=row[5],
-            start_date=self._date(row[6]),
-            revoked=bool(row[7]),
-            suspended=bool(row[8]),
-            password_failures=row[9],
-            activation_failures=row[10],
+        return User(
+            login=row[0],
+            name=row[1],
+            user_class=UserClass(row[2]),
+            password_hash=row[3],
+            serial=row[4],
+            start_date=self._date(row[5]),
+            revoked=bool(row[6]),
+            suspended=bool(row[7]),
+            password_failures=row[8],
+            activation_failures=row[9],
         )
 
     def token(self, serial: str) -> TokenRecord | None:
@@ -326,28 +327,28 @@ class HotWriter:
         rows = self._store._run(_TOKEN_FAILURE, params).fetchall()
         return bool(rows[0][0]) if rows else None
 
-    def count_password_failure(self, user_id: int, threshold: int) -> bool:
+    def count_password_failure(self, login: str, threshold: int) -> bool:
         """One more password failure; True if that suspended the user."""
-        params = {"id": user_id, "threshold": threshold}
+        params = {"login": login, "threshold": threshold}
         return _returned_true(self._store._run(_PASSWORD_FAILURE, params))
 
-    def count_activation_failure(self, user_id: int, threshold: int) -> bool:
+    def count_activation_failure(self, login: str, threshold: int) -> bool:
         """One more activation failure; True if that suspended the user."""
-        params = {"id": user_id, "threshold": threshold}
+        params = {"login": login, "threshold": threshold}
         return _returned_true(self._store._run(_ACTIVATION_FAILURE, params))
 
-    def reset_password_failures(self, user_id: int) -> None:
+    def reset_password_failures(self, login: str) -> None:
         """The password was right: consecutive failures restart from zero."""
-        self._store._run(_RESET_PASSWORD_FAILURES, {"id": user_id})
+        self._store._run(_RESET_PASSWORD_FAILURES, {"login": login})
 
-    def bind(self, user_id: int, serial: str) -> bool:
+    def bind(self, login: str, serial: str) -> bool:
         """Bind an unbound user to a token; False if the user was bound meanwhile."""
-        params = {"id": user_id, "serial": serial, "false": False}
+        params = {"login": login, "serial": serial, "false": False}
         return int(self._store._run(_BIND, params).rowcount) == 1
 
-    def set_password_hash(self, user_id: int, password_hash: str) -> None:
+    def set_password_hash(self, login: str, password_hash: str) -> None:
         """Store a rehashed login password."""
-        self._store._run(_SET_HASH, {"id": user_id, "hash": password_hash})
+        self._store._run(_SET_HASH, {"login": login, "hash": password_hash})
 
     def sharers(self, serial: str) -> list[str]:
         """Logins bound to a token."""

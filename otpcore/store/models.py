@@ -73,9 +73,12 @@ class UserRow(Base):
     """A login, its class, password hashes, binding and counters."""
 
     __tablename__ = "users"
+    # Keyed and clustered on the login (SQLite), which is how every request finds a user: one
+    # B-tree instead of a login index and then the table, one cold page less per request
+    # once the users no longer fit in memory.
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    login: Mapped[str] = mapped_column(String(128), unique=True)
+    login: Mapped[str] = mapped_column(String(128), primary_key=True)
     name: Mapped[str] = mapped_column(String(256))
     user_class: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str | None] = mapped_column(String(256))

@@ -218,9 +218,7 @@ def test_a_rotation_waits_for_an_import_in_progress(
     importer = threading.Thread(target=import_token, args=(app, "T-2"))
     importer.start()
     assert inside.wait(timeout=30)
-    rotation = threading.Thread(
-        target=rotate_key, args=(app.store, app.settings.key_file, clock)
-    )
+    rotation = threading.Thread(target=rotate_key, args=(app.store, app.settings.key_file, clock))
     rotation.start()
     rotation.join(timeout=1.0)
     waited = rotation.is_alive()  # it must not read the tokens before the import commits

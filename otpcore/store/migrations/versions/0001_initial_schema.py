@@ -67,7 +67,6 @@ def upgrade() -> None:
 
     op.create_table(
         "users",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("login", sa.String(length=128), nullable=False),
         sa.Column("name", sa.String(length=256), nullable=False),
         sa.Column("user_class", sa.String(length=16), nullable=False),
@@ -82,8 +81,8 @@ def upgrade() -> None:
         sa.Column("confirmation_failures", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["serial"], ["tokens.serial"], ondelete="RESTRICT"),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("login"),
+        sa.PrimaryKeyConstraint("login"),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_users_serial"), ["serial"], unique=False)
