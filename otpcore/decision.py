@@ -254,6 +254,7 @@ def _check_otp(
         drift=token.drift,
         digits=token.digits,
         algorithm=token.algorithm,
+        last_step=token.last_step,
     )
     if matched is None:
         return _reject(Reason.BAD_OTP, token.serial, *failure)

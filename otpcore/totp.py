@@ -44,21 +44,28 @@ def match_step(
     drift: int,
     digits: int,
     algorithm: Algorithm,
+    last_step: int = -1,
 ) -> int | None:
-    """The token step in ``step + drift ± window`` whose code equals ``code``, else None.
+    """The token step in ``step + drift ± window`` that ``code`` stands for, else None.
 
-    Every candidate is computed and compared in constant time, so the time taken does not
-    depend on which step (if any) matched.
+    Two steps of one token share a code about once in 10**digits. A step after
+    ``last_step`` (not used yet) is preferred, the one nearest the expected step first: a
+    code that also matches a used step is still fresh, and one that also matches a future
+    step does not use that step up (its own code would then be refused as a replay). Only
+    when every match is used is the latest returned, for the caller to refuse. Every
+    candidate is computed and compared in constant time, so the time taken does not depend
+    on which step (if any) matched.
     """
     if len(code) != digits or not code.isascii() or not code.isdigit():
         return None
     centre = step + drift
-    found: int | None = None
+    matches: list[int] = []
     offered = code.encode("ascii")
     for candidate in range(max(0, centre - window), centre + window + 1):
         expected = hotp(secret, candidate, digits, algorithm).encode("ascii")
-        # The latest matching step wins: a code colliding with an earlier, used step
-        # must not turn a fresh code into a replay.
         if hmac.compare_digest(expected, offered):
-            found = candidate
-    return found
+            matches.append(candidate)
+    fresh = [candidate for candidate in matches if candidate > last_step]
+    if fresh:
+        return min(fresh, key=lambda candidate: (abs(candidate - centre), candidate))
+    return max(matches, default=None)

@@ -639,6 +639,19 @@ def test_a_step_ahead_of_the_last_is_fresh_even_inside_the_window() -> None:
     assert run(active_user(), token, PASSWORD + code(token, offset=-1)).reason is Reason.REPLAY
 
 
+def test_a_code_shared_by_two_steps_leaves_the_next_login_its_own_step() -> None:
+    # Steps 59,061,240 and 59,061,241 of this seed (30 s steps) both show 963181.
+    token = make_token(period=30)
+    first_at = datetime.fromtimestamp(59_061_240 * 30 + 10, UTC)
+    first = run(active_user(), token, PASSWORD + "963181", now=first_at)
+    assert consumed(first) == ConsumeStep(SERIAL, 59_061_240, 0)
+    token = record(token, first)
+    next_at = first_at + timedelta(seconds=30)
+    second = run(active_user(), token, PASSWORD + "963181", now=next_at)
+    assert (second.result, second.reason) == (Result.ACCEPT, Reason.OK)
+    assert consumed(second) == ConsumeStep(SERIAL, 59_061_241, 0)
+
+
 def test_lost_race_turns_an_accept_into_a_counted_replay() -> None:
     decision = run(active_user(), TOKEN, PASSWORD + code(TOKEN))
     lost = decision.lost_race()

@@ -204,3 +204,39 @@ def test_eight_digit_codes() -> None:
     step = 55_555
     assert _match(_code(step, 8), step, digits=8) == step
     assert _match(_code(step, 8)[-6:], step, digits=8) is None
+
+
+# Two consecutive steps of the RFC 6238 SHA-1 seed that show the same six digits (found by
+# search; oathtool agrees below). Such pairs come about once in a million steps.
+TWIN_STEP = 59_061_240
+TWIN_CODE = "963181"
+
+
+def test_the_twin_steps_really_share_a_code() -> None:
+    assert _code(TWIN_STEP) == _code(TWIN_STEP + 1) == TWIN_CODE
+    for step in (TWIN_STEP, TWIN_STEP + 1):
+        assert _oathtool(SECRET, Algorithm.SHA1, 6, 30, step * 30) == TWIN_CODE
+
+
+def _match_after(code: str, step: int, last_step: int) -> int | None:
+    return match_step(
+        SECRET, code, step=step, window=1, drift=0, digits=6, algorithm=Algorithm.SHA1,
+        last_step=last_step,
+    )  # fmt: skip
+
+
+def test_a_code_shared_with_the_next_step_does_not_use_that_step_up() -> None:
+    # Typed in step s, the code stands for s, not for s+1: taking s+1 would make the
+    # token's own code in the next step a replay.
+    assert _match_after(TWIN_CODE, TWIN_STEP, last_step=-1) == TWIN_STEP
+    assert _match_after(TWIN_CODE, TWIN_STEP + 1, last_step=TWIN_STEP) == TWIN_STEP + 1
+
+
+def test_a_code_shared_with_a_used_step_is_still_fresh() -> None:
+    assert _match_after(TWIN_CODE, TWIN_STEP + 1, last_step=TWIN_STEP) == TWIN_STEP + 1
+    assert _match_after(TWIN_CODE, TWIN_STEP + 2, last_step=TWIN_STEP) == TWIN_STEP + 1
+
+
+def test_when_every_match_is_used_the_latest_is_returned_for_a_replay() -> None:
+    assert _match_after(TWIN_CODE, TWIN_STEP + 1, last_step=TWIN_STEP + 1) == TWIN_STEP + 1
+    assert _match_after(TWIN_CODE, TWIN_STEP, last_step=TWIN_STEP + 5) == TWIN_STEP + 1
