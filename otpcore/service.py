@@ -8,6 +8,7 @@ and one fsync serves a whole batch. Nothing is answered before its commit return
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
 from collections.abc import Sequence
@@ -119,12 +120,20 @@ class Authenticator:
         stage, serial = Stage.LOGIN, None
         if activation_serial is not None:
             stage, serial = Stage.ACTIVATION_OTP, activation_serial
+        consume_state = request.state is not None
         if request.state is not None:
             challenge = self.hot.challenge(request.state)
             if challenge is None:
                 return Prepared(request, _bad_state())
+            if challenge.used_by is not None:
+                # Used already: only the answer that used it, resent to this node after the
+                # first node's reply was lost, is decided again (SPEC §4; its step is recorded
+                # with its Request Authenticator, so it is accepted again and nothing written).
+                if not _same_request(challenge.used_by, request.request_id):
+                    return Prepared(request, _bad_state())
+                consume_state = False
             if challenge.login != request.login or challenge.expires_at <= now:
-                return Prepared(request, _bad_state(), consume_state=True)
+                return Prepared(request, _bad_state(), consume_state=consume_state)
             stage, serial = Stage(challenge.stage), challenge.serial
         user = self.hot.user(request.login)
         if user is None:
@@ -145,7 +154,7 @@ class Authenticator:
             request,
             decision,
             user,
-            consume_state=request.state is not None,
+            consume_state=consume_state,
             new_hash=self._rehash(user, decision),
             new_challenge=new_challenge,
             expires=now + timedelta(seconds=self.policy.challenge_timeout),
@@ -174,8 +183,12 @@ class Authenticator:
         """Write one request's effects; returns the decision that stands after any lost race."""
         decision = item.decision
         state = item.request.state
-        if item.consume_state and state is not None and not writer.take_challenge(state):
-            return _bad_state()  # another request (or node) used this State first
+        if item.consume_state and state is not None:
+            # A request without an authenticator (otpctl check) is never resent: a random
+            # stand-in consumes the State all the same.
+            answer = item.request.request_id or secrets.token_bytes(16)
+            if not writer.take_challenge(state, answer):
+                return _bad_state()  # another request (or node) used this State first
         user = item.user
         if user is None:
             return decision
@@ -249,3 +262,8 @@ def _outcome(item: Prepared, decision: Decision) -> AuthOutcome:
         challenge,
         decision.next_stage if challenge is not None else None,
     )
+
+
+def _same_request(used_by: bytes, request_id: bytes | None) -> bool:
+    """True when ``request_id`` is the Request Authenticator that consumed a challenge."""
+    return request_id is not None and hmac.compare_digest(used_by, request_id)

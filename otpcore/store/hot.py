@@ -27,8 +27,8 @@ _USER = """SELECT login, name, user_class, password_hash, serial, start_date, re
     suspended, password_failures, activation_failures FROM users WHERE login = :login"""
 _TOKEN = """SELECT serial, kind, algorithm, digits, period, sealed_secret, expires, last_step,
     drift, last_request, fail_count, suspended, disabled FROM tokens WHERE serial = :serial"""
-_CHALLENGE = "SELECT login, stage, serial, expires_at FROM challenges WHERE id = :id"
-_TAKE_CHALLENGE = "DELETE FROM challenges WHERE id = :id"
+_CHALLENGE = "SELECT login, stage, serial, expires_at, used_by FROM challenges WHERE id = :id"
+_TAKE_CHALLENGE = "UPDATE challenges SET used_by = :request WHERE id = :id AND used_by IS NULL"
 _ADD_CHALLENGE = """INSERT INTO challenges (id, login, stage, serial, expires_at)
     VALUES (:id, :login, :stage, :serial, :expires)"""
 _CONSUME = """UPDATE tokens SET last_step = :step, drift = :drift, fail_count = 0,
@@ -86,6 +86,7 @@ class ChallengeRecord:
     stage: str
     serial: str | None
     expires_at: datetime
+    used_by: bytes | None = field(default=None, repr=False)  # the answer that consumed it
 
 
 class HotStore:
@@ -186,8 +187,9 @@ class HotStore:
             rows = self._run(_CHALLENGE, {"id": challenge_id}).fetchall()
         if not rows:
             return None
-        login, stage, serial, expires_at = rows[0]
-        return ChallengeRecord(login, stage, serial, self._instant(expires_at))
+        login, stage, serial, expires_at, used_by = rows[0]
+        used = bytes(used_by) if used_by is not None else None
+        return ChallengeRecord(login, stage, serial, self._instant(expires_at), used)
 
     def user(self, login: str) -> User | None:
         """A user, or None."""
@@ -294,9 +296,10 @@ class HotWriter:
     def __init__(self, store: HotStore) -> None:
         self._store = store
 
-    def take_challenge(self, challenge_id: bytes) -> bool:
-        """Consume a challenge; False if another request already did."""
-        return int(self._store._run(_TAKE_CHALLENGE, {"id": challenge_id}).rowcount) == 1
+    def take_challenge(self, challenge_id: bytes, request: bytes) -> bool:
+        """Consume a challenge for the answer ``request``; False if another answer already did."""
+        params = {"id": challenge_id, "request": request}
+        return int(self._store._run(_TAKE_CHALLENGE, params).rowcount) == 1
 
     def add_challenge(
         self, challenge_id: bytes, login: str, stage: str, serial: str | None, expires: datetime

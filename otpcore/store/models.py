@@ -105,6 +105,9 @@ class ChallengeRow(Base):
     stage: Mapped[str] = mapped_column(String(32))
     serial: Mapped[str | None] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    # The Request Authenticator of the answer that consumed it: that same answer, resent to
+    # another node, is decided again instead of refused as a used State.
+    used_by: Mapped[bytes | None] = mapped_column(LargeBinary(16))
 
 
 class AuditRow(Base):

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, inspect, text
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD = "0001"  # the newest migration; tests/unit/test_schema.py keeps it equal to Alembic's head
+HEAD = "0002"  # the newest migration; tests/unit/test_schema.py keeps it equal to Alembic's head
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -26,14 +26,14 @@ def _config() -> Config:
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
-    """Apply every migration not yet applied."""
+def upgrade(engine: Engine, target: str = "head") -> None:
+    """Apply every migration not yet applied, up to ``target`` (the newest by default)."""
     from alembic import command
 
     cfg = _config()
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, target)
 
 
 def current_revision(engine: Engine) -> str | None:

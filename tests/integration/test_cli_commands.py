@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy import text
 
 from cli import users as cli_users
 from cli.main import cli
+from otpcore.store import make_engine
+from otpcore.store.schema import head_revision, upgrade
 from tests.integration.cli_support import (
     Codes,
     Otpctl,
@@ -159,6 +162,34 @@ def test_init_creates_the_key_and_schema_and_never_overwrites(otpctl: Otpctl, co
 def test_db_upgrade_creates_or_keeps_the_schema(otpctl: Otpctl) -> None:
     assert "from empty to revision" in ok(otpctl("db", "upgrade")).stdout
     assert "already at revision" in ok(otpctl("db", "upgrade")).stdout
+
+
+def test_a_database_of_the_previous_revision_is_refused_until_upgraded(
+    otpctl: Otpctl, config: Path
+) -> None:
+    ok(otpctl("init"))
+    database = config.parent / "otpradius.db"
+    database.unlink()
+    engine = make_engine(f"sqlite:///{database}")
+    upgrade(engine, "0001")
+    with engine.begin() as connection:
+        pending = text(
+            "INSERT INTO challenges (id, login, stage, serial, expires_at) "
+            "VALUES (:id, 'taro', 'otp', NULL, '2030-01-01 00:00:00')"
+        )
+        connection.execute(pending, {"id": b"c" * 20})
+    engine.dispose()
+    message = failed(otpctl("user", "list"), 74)
+    assert "schema is at 0001" in message
+    assert "otpctl db upgrade" in message
+    upgraded = ok(otpctl("db", "upgrade")).stdout
+    assert f"from 0001 to revision {head_revision()}" in upgraded
+    ok(otpctl("user", "list"))
+    engine = make_engine(f"sqlite:///{database}")
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT login, used_by FROM challenges")).all()
+    engine.dispose()
+    assert [tuple(row) for row in rows] == [("taro", None)]
 
 
 def test_a_command_before_init_says_to_run_init(otpctl: Otpctl) -> None:

@@ -111,9 +111,15 @@ def test_a_challenge_begun_on_one_node_is_answered_on_another_and_only_once(
         assert challenge is not None
         assert challenge.code is Codes.ACCESS_CHALLENGE
         assert challenge.state is not None
-        accept = on_b.auth(user.login, user.bound.code(), state=challenge.state)
+        answer = on_b.build(user_name=user.login, password=user.bound.code(),
+                            state=challenge.state)  # fmt: skip
+        accept = on_b.exchange(answer).reply
         assert accept is not None
         assert accept.code is Codes.ACCESS_ACCEPT
+        # The same answer, resent to another node as if B's reply had been lost: Accept again.
+        resent = on_c.exchange(answer).reply
+        assert resent is not None
+        assert resent.code is Codes.ACCESS_ACCEPT
         again = on_c.auth(user.login, user.bound.code(steps=1), state=challenge.state)
         assert again is not None
         assert again.code is Codes.ACCESS_REJECT

@@ -401,6 +401,33 @@ def test_a_state_for_another_login_is_rejected_and_used_up(shared: App, clock: F
     assert token(shared).fail_count == 0
 
 
+def test_a_challenge_answer_resent_elsewhere_is_accepted_again_and_no_other(
+    shared: App, clock: FrozenClock
+) -> None:
+    prompt = login(shared, "taro", PASSWORD, InputMode.CHALLENGE)
+    answer = bytes(range(16))
+    first = login(shared, "taro", code(clock), state=prompt.state, request_id=answer)
+    expect(first, Result.ACCEPT, Reason.OK)
+    # The same answer again (its reply was lost; the NAS asks another node): accepted again,
+    # nothing counted.
+    again = login(shared, "taro", code(clock), state=prompt.state, request_id=answer)
+    expect(again, Result.ACCEPT, Reason.OK)
+    assert token(shared).fail_count == 0
+    # Any other answer to the used State is refused as before.
+    other = login(shared, "taro", code(clock), state=prompt.state, request_id=bytes(16))
+    expect(other, Result.REJECT, Reason.BAD_STATE)
+    later = login(shared, "taro", code(clock), state=prompt.state)
+    expect(later, Result.REJECT, Reason.BAD_STATE)
+    assert token(shared).fail_count == 0
+
+
+def test_a_state_used_without_an_authenticator_is_used_up(shared: App, clock: FrozenClock) -> None:
+    prompt = login(shared, "taro", PASSWORD, InputMode.CHALLENGE)
+    expect(login(shared, "taro", code(clock), state=prompt.state), Result.ACCEPT, Reason.OK)
+    next_step(clock)
+    expect(login(shared, "taro", code(clock), state=prompt.state), Result.REJECT, Reason.BAD_STATE)
+
+
 def test_an_unknown_state_is_rejected(shared: App, clock: FrozenClock) -> None:
     outcome = login(shared, "taro", code(clock), state=b"\x00" * 20)
     expect(outcome, Result.REJECT, Reason.BAD_STATE)
