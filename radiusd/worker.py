@@ -15,6 +15,7 @@ import random
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -74,6 +75,12 @@ class DropLog:
             log.warning("drop reason=%s src=%s total=%d", reason, source, self.counts[reason])
 
 
+def _lowest_priority() -> None:
+    """Give the calling thread the lowest CPU priority (Linux schedules each thread)."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
@@ -119,7 +126,11 @@ class Worker:
         # the database for deciding without a hash, and every commit, runs in one thread that
         # takes whatever has queued up as one batch: one transaction, one fsync.
         self.hash_pool: FairPool[_Job] = FairPool(self._hash_job, POOL_THREADS)
-        self.probe_thread = ThreadPoolExecutor(1, thread_name_prefix="probe")
+        # The probe also checkpoints the WAL: after a storm at a million users that is tens of
+        # milliseconds of copying, which at normal priority stalled the requests behind it.
+        self.probe_thread = ThreadPoolExecutor(
+            1, thread_name_prefix="probe", initializer=_lowest_priority
+        )
         self.loop: asyncio.AbstractEventLoop | None = None
         self.db_thread = ThreadPoolExecutor(1, thread_name_prefix="db")
         self.inbox: list[_Job] = []

@@ -66,6 +66,19 @@ def test_a_slow_password_hash_does_not_delay_status_server(site: Site) -> None:
         assert done - sent > 0.4, "the hash was not slow; the test proves nothing"
 
 
+def test_housekeeping_runs_at_the_lowest_priority_and_requests_at_normal(site: Site) -> None:
+    # The health probe checkpoints the WAL; it must not take the core from the requests.
+    with site.node(workers=1) as node, node.client() as nas:
+        assert nas.status() is not None
+        (worker,) = node.worker_pids()
+        nice = {}
+        for task in Path(f"/proc/{worker}/task").iterdir():
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            nice[int(task.name)] = int(fields[16])  # field 19 of stat: nice
+    assert sorted(nice.values()).count(19) == 1, nice
+    assert nice[worker] == 0, nice
+
+
 def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(site: Site) -> None:
     nina = site.active_user()
     with site.node(mode="split", workers=2) as node, node.client() as nas:
