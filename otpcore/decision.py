@@ -130,7 +130,8 @@ def decide(
     if stage is Stage.ACTIVATION_SERIAL:
         return _activation_serial(user, token, now)
     if stage is Stage.ACTIVATION_OTP:
-        return _activation_otp(user, token, credentials.text.strip(), now, policy)
+        code = credentials.text.strip()
+        return _activation_otp(user, token, code, now, policy, credentials.request_id)
 
     bound = token if user.serial is not None else None
     state = user_state(user, bound, now)
@@ -318,9 +319,20 @@ def _activation_serial(user: User, token: Token | None, now: datetime) -> Decisi
 
 
 def _activation_otp(
-    user: User, token: Token | None, code: str, now: datetime, policy: Policy
+    user: User,
+    token: Token | None,
+    code: str,
+    now: datetime,
+    policy: Policy,
+    request_id: bytes | None = None,
 ) -> Decision:
     """Verify the OTP of the token being activated; failures count on the user, not the token."""
+    if token is not None and user.serial == token.serial and request_id is not None:
+        # Bound already: by this very answer if it is resent to another node after the first
+        # node's Accept was lost (its step is recorded with its Request Authenticator).
+        again = _check_otp(token, code, now, policy, False, request_id)
+        if again.result is Result.ACCEPT and not again.effects:
+            return Decision(Result.ACCEPT, Reason.ACTIVATED, token.serial)
     if not _awaiting_activation(user, now):
         return _reject(Reason.NOT_AWAITING_ACTIVATION, user.serial)
     if token is None or not _usable_for_activation(token, now):

@@ -205,6 +205,25 @@ def test_activation_replay_of_a_used_step_is_rejected(app: App, clock: FrozenClo
     )
 
 
+def test_an_activation_answer_resent_elsewhere_is_accepted_again(
+    app: App, clock: FrozenClock
+) -> None:
+    import_token(app)
+    add_user(app, "taro")
+    app.admin().issue("taro", clock().date())
+    otp_prompt = login(app, "taro", SERIAL, state=_serial_prompt(app, "taro"))
+    assert otp_prompt.reason is Reason.ACTIVATION_OTP_CHALLENGE
+    answer = bytes(range(16))
+    first = login(app, "taro", code(clock), state=otp_prompt.state, request_id=answer)
+    expect(first, Result.ACCEPT, Reason.ACTIVATED)
+    again = login(app, "taro", code(clock), state=otp_prompt.state, request_id=answer)
+    expect(again, Result.ACCEPT, Reason.ACTIVATED)
+    assert user(app, "taro").state is OtpState.ACTIVE
+    assert not user(app, "taro").suspended
+    other = login(app, "taro", code(clock), state=otp_prompt.state, request_id=bytes(16))
+    expect(other, Result.REJECT, Reason.BAD_STATE)
+
+
 def test_activation_of_a_user_not_awaiting_it_is_refused(app: App, clock: FrozenClock) -> None:
     import_token(app)
     import_token(app, "OTHER")

@@ -333,6 +333,25 @@ def test_activation_replay_of_a_used_step_counts_on_the_user() -> None:
     assert decision.effects == (CountActivationFailure(),)
 
 
+def test_an_activation_answer_resent_after_it_bound_the_user_is_accepted_again() -> None:
+    answer = bytes(range(16))
+    first = run(ISSUED, TOKEN, code(TOKEN), stage=Stage.ACTIVATION_OTP, request_id=answer)
+    assert first.reason is Reason.ACTIVATED
+    assert Bind(SERIAL) in first.effects
+    # What the first node wrote: the step with this answer's authenticator, and the binding.
+    token = replace(record(TOKEN, first), last_request=answer)
+    bound = replace(ISSUED, serial=SERIAL)
+    again = run(bound, token, code(TOKEN), stage=Stage.ACTIVATION_OTP, request_id=answer)
+    assert (again.result, again.reason, again.effects) == (Result.ACCEPT, Reason.ACTIVATED, ())
+    # Another answer, or a fresh code, finds the user no longer awaiting activation.
+    other = run(bound, token, code(TOKEN), stage=Stage.ACTIVATION_OTP, request_id=bytes(16))
+    assert other.reason is Reason.NOT_AWAITING_ACTIVATION
+    later = NOW + timedelta(seconds=60)
+    fresh = run(bound, token, code(TOKEN, later), stage=Stage.ACTIVATION_OTP, now=later,
+                request_id=answer)  # fmt: skip
+    assert fresh.reason is Reason.NOT_AWAITING_ACTIVATION
+
+
 def test_sharing_activates_a_serial_another_user_holds() -> None:
     # Another user used the token one step ago; this user activates it with the current code.
     shared = make_token(last_step=step(TOKEN) - 1, drift=0)
