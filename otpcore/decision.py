@@ -275,12 +275,12 @@ def _check_otp(
 
 
 def _retransmission(token: Token, matched: int, request_id: bytes | None) -> bool:
-    return (
-        request_id is not None
-        and token.last_request is not None
-        and matched == token.last_step
-        and hmac.compare_digest(request_id, token.last_request)
-    )
+    return matched == token.last_step and same_request(token.last_request, request_id)
+
+
+def same_request(recorded: bytes | None, offered: bytes | None) -> bool:
+    """True when ``offered`` is the Request Authenticator recorded with a step or a State."""
+    return recorded is not None and offered is not None and hmac.compare_digest(recorded, offered)
 
 
 def _awaiting_activation(user: User, now: datetime) -> bool:

@@ -8,7 +8,6 @@ and one fsync serves a whole batch. Nothing is answered before its commit return
 
 from __future__ import annotations
 
-import hmac
 import logging
 import secrets
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from otpcore.decision import (
     Decision,
     ResetPasswordFailures,
     decide,
+    same_request,
 )
 from otpcore.model import InputMode, Reason, Result, Stage, Token, User
 from otpcore.policy import Policy
@@ -129,7 +129,7 @@ class Authenticator:
                 # Used already: only the answer that used it, resent to this node after the
                 # first node's reply was lost, is decided again (SPEC §4; its step is recorded
                 # with its Request Authenticator, so it is accepted again and nothing written).
-                if not _same_request(challenge.used_by, request.request_id):
+                if not same_request(challenge.used_by, request.request_id):
                     return Prepared(request, _bad_state())
                 consume_state = False
             if challenge.login != request.login or challenge.expires_at <= now:
@@ -262,8 +262,3 @@ def _outcome(item: Prepared, decision: Decision) -> AuthOutcome:
         challenge,
         decision.next_stage if challenge is not None else None,
     )
-
-
-def _same_request(used_by: bytes, request_id: bytes | None) -> bool:
-    """True when ``request_id`` is the Request Authenticator that consumed a challenge."""
-    return request_id is not None and hmac.compare_digest(used_by, request_id)
