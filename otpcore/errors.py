@@ -9,6 +9,7 @@ in one place each.
     ├── KeyFileError         the seed key file is missing, unreadable or too open
     ├── StorageError         the database cannot be reached or refused a write
     │   └── Unavailable      the database is unreachable right now (fail closed)
+    ├── ListenError          a listening address is taken or cannot be bound
     ├── NotFound             a user, token or challenge does not exist
     ├── AlreadyExists        a user or serial is already present
     ├── InvalidInput         bad input: a value, a row, a field
@@ -46,6 +47,12 @@ class StorageError(OtpError):
 
 class Unavailable(StorageError):
     """The database cannot be reached right now."""
+
+    exit_code = 69  # EX_UNAVAILABLE
+
+
+class ListenError(OtpError):
+    """A listening address is already in use or cannot be bound on this host."""
 
     exit_code = 69  # EX_UNAVAILABLE
 

@@ -13,7 +13,7 @@ from otpcore.errors import OtpError
 from radiusd.clock import system_clock
 from radiusd.logsetup import setup_logging
 from radiusd.supervisor import Supervisor, warn_short_secrets
-from radiusd.worker import load_settings
+from radiusd.worker import ensure_free, load_settings
 
 DEFAULT_CONFIG = "/etc/otpradius/config.toml"
 log = logging.getLogger("otpradius.server")
@@ -34,18 +34,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="validate the setup and exit")
     args = parser.parse_args(argv)
     try:
-        settings = load_settings(args.config)
-        setup_logging(settings.logging, force_stderr=args.stderr)
-        warn_short_secrets(settings)
-        # Fail at start, not in a worker: the key file, the database and its schema.
-        build_app(settings, system_clock).store.dispose()
+        return _run(args.config, check=args.check, force_stderr=args.stderr)
     except OtpError as exc:
         print(f"otp-radiusd: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    if args.check:
-        print(f"otp-radiusd: {args.config}: configuration, key file and database are usable")
+
+
+def _run(config: Path, *, check: bool, force_stderr: bool) -> int:
+    settings = load_settings(config)
+    setup_logging(settings.logging, force_stderr=force_stderr)
+    warn_short_secrets(settings)
+    # Fail at start, not in a worker: the key file, the database and its schema.
+    build_app(settings, system_clock).store.dispose()
+    if check:
+        print(f"otp-radiusd: {config}: configuration, key file and database are usable")
         return 0
-    return Supervisor(args.config, settings).run()
+    # Only on a real start: --check is run beside the serving daemon, before a reload.
+    for host, port in settings.server.listen:
+        ensure_free(host, port)
+    return Supervisor(config, settings).run()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import os
@@ -25,7 +26,7 @@ from typing import cast
 
 from otpcore.app import App, build_app
 from otpcore.config import ClientConfig, Settings, settings_from_toml
-from otpcore.errors import OtpError, Unavailable
+from otpcore.errors import ListenError, OtpError, Unavailable
 from otpcore.service import AuthRequest, Prepared, needs_password_hash
 from radiusd.clients import ClientTable
 from radiusd.clock import system_clock
@@ -58,6 +59,33 @@ def open_socket(host: str, port: int) -> socket.socket:
     sock.bind((host, port))
     sock.setblocking(False)
     return sock
+
+
+def ensure_free(host: str, port: int) -> None:
+    """Raise ListenError unless ``host:port`` is free for this server to take.
+
+    The workers share the port through SO_REUSEPORT, which the kernel also grants to any
+    other process of the same user: a second server started on it by mistake (a stale one,
+    a test instance on another database) would silently get part of the logins. A socket
+    bound without the option is refused while anyone holds the port.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    endpoint = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+    probe = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ListenError(
+                f"[server] listen {endpoint}: address already in use "
+                "(is another otp-radiusd or RADIUS server running?)"
+            ) from None
+        reason = exc.strerror or type(exc).__name__
+        raise ListenError(f"[server] listen {endpoint}: cannot bind: {reason}") from None
+    finally:
+        probe.close()
 
 
 @dataclass

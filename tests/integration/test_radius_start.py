@@ -1,0 +1,106 @@
+"""Starting otp-radiusd: what it refuses, and the one line that says why (SPEC §8)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from radiusd.packets import Codes
+from tests.integration.daemon import REPO_ROOT, Node, Site
+
+START_TIMEOUT_S = 20.0
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    with Site.sqlite(tmp_path) as site:
+        yield site
+
+
+def run_daemon(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``otp-radiusd`` on ``node``'s configuration; it must exit by itself, and soon."""
+    command = [sys.executable, "-m", "radiusd.main", "--config", str(node.config_path)]
+    with subprocess.Popen(
+        [*command, "--stderr", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+        start_new_session=True,
+    ) as process:
+        try:
+            out, err = process.communicate(timeout=START_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            # It is serving: take its workers down with it, then fail.
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise AssertionError("otp-radiusd kept running instead of exiting") from None
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def test_a_second_server_on_the_same_port_is_refused_and_the_first_keeps_all_logins(
+    site: Site,
+) -> None:
+    users = [site.active_user() for _ in range(3)]
+    with site.node() as node:
+        second = run_daemon(node)
+        assert second.returncode == 69, second.stderr
+        assert second.stderr.splitlines() == [
+            f"otp-radiusd: error: [server] listen 127.0.0.1:{node.port}: address already in use "
+            "(is another otp-radiusd or RADIUS server running?)"
+        ]
+        # The logins still reach the first server, which alone holds the port.
+        with node.client() as client:
+            for user in users:
+                reply = client.auth(user.login, user.password + user.bound.code())
+                assert reply is not None
+                assert reply.code == Codes.ACCESS_ACCEPT
+
+
+def test_check_passes_beside_the_running_server(site: Site) -> None:
+    with site.node() as node:
+        checked = run_daemon(node, "--check")
+        assert checked.returncode == 0, checked.stderr
+        assert "configuration, key file and database are usable" in checked.stdout
+
+
+def test_a_port_held_by_another_program_is_refused(site: Site) -> None:
+    node = site.node()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+        other.bind(node.address)
+        refused = run_daemon(node)
+    assert refused.returncode == 69
+    assert f"[server] listen 127.0.0.1:{node.port}: address already in use" in refused.stderr
+
+
+def test_an_address_not_on_this_host_is_refused_by_name(site: Site) -> None:
+    node = site.node()
+    # TEST-NET-1 (RFC 5737) is never assigned to a local interface.
+    node.hosts = ("192.0.2.1",)
+    node.write_config()
+    refused = run_daemon(node)
+    assert refused.returncode == 69
+    assert refused.stderr.splitlines() == [
+        f"otp-radiusd: error: [server] listen 192.0.2.1:{node.port}: cannot bind: "
+        "Cannot assign requested address"
+    ]
+
+
+def test_a_configuration_error_names_the_key_and_exits_78(site: Site) -> None:
+    node = site.node()
+    node.config_path.write_text(
+        node.config_path.read_text(encoding="utf-8").replace("workers = 1", "workers = -1"),
+        encoding="utf-8",
+    )
+    refused = run_daemon(node)
+    assert refused.returncode == 78
+    assert refused.stderr.splitlines() == [
+        f"otp-radiusd: error: {node.config_path}: [server] workers: must be at least 0"
+    ]
