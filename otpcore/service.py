@@ -36,6 +36,8 @@ from otpcore.store.hot import HotStore, HotWriter, TokenRecord
 log = logging.getLogger(__name__)
 
 CHALLENGE_ID_BYTES = 20  # 160 random bits in every State
+# An unknown login has no token; its Reject is timed as for the usual six-digit one.
+DIGITS_UNKNOWN_USER = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,35 @@ def needs_password_hash(request: AuthRequest) -> bool:
     return request.state is None and request.mode is not InputMode.OTP
 
 
+def hash_budget(request: AuthRequest, digits: int = DIGITS_UNKNOWN_USER) -> int:
+    """The password verifications a Reject of this request costs, whoever the login is.
+
+    A Reject must not tell, by its timing, whether the user exists, is suspended, or typed the
+    right password (SPEC §3.1): each costs what a wrong password for a known user costs. That
+    is two verifications in auto mode when the text ends in an OTP's worth of digits (as
+    password + OTP, then as the password alone), one otherwise, none where no password is
+    checked (OTP mode, challenge answers).
+    """
+    if not needs_password_hash(request):
+        return 0
+    text = request.password
+    tail = text[-digits:]
+    splits = len(text) > digits and tail.isascii() and tail.isdigit()
+    return 2 if request.mode is InputMode.AUTO and splits else 1
+
+
+class _CountingVerifier:
+    """The configured verification, counted."""
+
+    def __init__(self, hashing: PasswordHashing) -> None:
+        self.hashing = hashing
+        self.calls = 0
+
+    def __call__(self, stored: str, offered: str) -> bool:
+        self.calls += 1
+        return self.hashing.verify(stored, offered)
+
+
 class Authenticator:
     """Runs SPEC §3 against the store; shared by the RADIUS daemon and ``otpctl check``."""
 
@@ -121,32 +152,40 @@ class Authenticator:
         if activation_serial is not None:
             stage, serial = Stage.ACTIVATION_OTP, activation_serial
         consume_state = request.state is not None
+        resent = False
         if request.state is not None:
             challenge = self.hot.challenge(request.state)
             if challenge is None:
                 return Prepared(request, _bad_state())
             if challenge.used_by is not None:
                 # Used already: only the answer that used it, resent to this node after the
-                # first node's reply was lost, is decided again (SPEC §4; its step is recorded
-                # with its Request Authenticator, so it is accepted again and nothing written).
+                # first node's reply was lost, may be decided again (SPEC §4).
                 if not same_request(challenge.used_by, request.request_id):
                     return Prepared(request, _bad_state())
-                consume_state = False
+                consume_state, resent = False, True
             if challenge.login != request.login or challenge.expires_at <= now:
                 return Prepared(request, _bad_state(), consume_state=consume_state)
             stage, serial = Stage(challenge.stage), challenge.serial
         user = self.hot.user(request.login)
         if user is None:
-            self.hashing.burn(request.password)  # as long as a known user's check
+            self._burn(request, hash_budget(request))
             return Prepared(request, _reject(Reason.UNKNOWN_USER))
         if stage is Stage.ACTIVATION_SERIAL:
             serial = request.password.strip()
         elif stage is not Stage.ACTIVATION_OTP:
             serial = user.serial
         record = self.hot.token(serial) if serial else None
+        if resent and (record is None or not same_request(record.last_request, request.request_id)):
+            # The first answer did not use a step (a wrong code, a serial): deciding it again
+            # would count its failure again, once per copy an attacker chose to send.
+            return Prepared(request, _bad_state())
         token = self._unseal(record) if record is not None else None
         credentials = Credentials(request.password, request.mode, stage, request.request_id)
-        decision = decide(user, token, credentials, now, self.policy, self.hashing.verify)
+        verify = _CountingVerifier(self.hashing)
+        decision = decide(user, token, credentials, now, self.policy, verify)
+        if decision.result is Result.REJECT:
+            digits = token.digits if token is not None else DIGITS_UNKNOWN_USER
+            self._burn(request, hash_budget(request, digits) - verify.calls)
         new_challenge = (
             secrets.token_bytes(CHALLENGE_ID_BYTES) if decision.next_stage is not None else None
         )
@@ -167,6 +206,10 @@ class Authenticator:
         now = self.clock()
         with self.hot.transaction() as writer:
             return [_outcome(item, self._apply(writer, item, now)) for item in batch]
+
+    def _burn(self, request: AuthRequest, verifications: int) -> None:
+        for _ in range(verifications):
+            self.hashing.burn(request.password)
 
     def _unseal(self, record: TokenRecord) -> Token:
         return token_of(record, self.keyring.unseal(record.serial, record.sealed_secret))

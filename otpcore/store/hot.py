@@ -29,6 +29,9 @@ _TOKEN = """SELECT serial, kind, algorithm, digits, period, sealed_secret, expir
     drift, last_request, fail_count, suspended, disabled FROM tokens WHERE serial = :serial"""
 _CHALLENGE = "SELECT login, stage, serial, expires_at, used_by FROM challenges WHERE id = :id"
 _TAKE_CHALLENGE = "UPDATE challenges SET used_by = :request WHERE id = :id AND used_by IS NULL"
+# Kept until they expire, used or not: a used one still answers its resent answer (SPEC §4).
+_PURGE_CHALLENGES = """DELETE FROM challenges WHERE id IN
+    (SELECT id FROM challenges WHERE expires_at <= :now LIMIT :limit)"""
 _ADD_CHALLENGE = """INSERT INTO challenges (id, login, stage, serial, expires_at)
     VALUES (:id, :login, :stage, :serial, :expires)"""
 _CONSUME = """UPDATE tokens SET last_step = :step, drift = :drift, fail_count = 0,
@@ -300,6 +303,11 @@ class HotWriter:
         """Consume a challenge for the answer ``request``; False if another answer already did."""
         params = {"id": challenge_id, "request": request}
         return int(self._store._run(_TAKE_CHALLENGE, params).rowcount) == 1
+
+    def purge_challenges(self, now: datetime, limit: int) -> int:
+        """Delete at most ``limit`` challenges expired at ``now``; returns how many."""
+        params = {"now": self._store._stored_instant(now), "limit": limit}
+        return int(self._store._run(_PURGE_CHALLENGES, params).rowcount)
 
     def add_challenge(
         self, challenge_id: bytes, login: str, stage: str, serial: str | None, expires: datetime

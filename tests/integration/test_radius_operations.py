@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,21 @@ def test_readiness_reload_and_stop_are_notified_to_systemd(site: Site, tmp_path:
         assert "READY=1" in notify.recv(4096).decode().splitlines()
         node.stop()
         assert "STOPPING=1" in notify.recv(4096).decode().splitlines()
+
+
+def test_the_server_deletes_expired_challenges_and_keeps_live_ones(site: Site) -> None:
+    user = site.active_user()
+    now = datetime.now(UTC)
+    with site.app.hot.transaction() as writer:
+        for number in range(2_500):  # more than one slice of the purge
+            expires = now - timedelta(seconds=1 + number)
+            writer.add_challenge(number.to_bytes(20, "big"), user.login, "otp", None, expires)
+        writer.add_challenge(b"live" * 5, user.login, "otp", None, now + timedelta(minutes=5))
+    assert site.app.hot.challenge(b"live" * 5) is not None
+    with site.node():
+        deadline = time.monotonic() + 15
+        while site.app.hot.challenge((2_499).to_bytes(20, "big")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert site.app.hot.challenge((0).to_bytes(20, "big")) is None
+        assert site.app.hot.challenge((2_499).to_bytes(20, "big")) is None
+        assert site.app.hot.challenge(b"live" * 5) is not None

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from otpcore.app import App
+from otpcore.config import HashingParams
+from otpcore.crypto import PasswordHashing
 from otpcore.model import InputMode, OtpState, Reason, Result, Stage
 from otpcore.ports import FrozenClock
 from otpcore.service import AuthOutcome
@@ -440,6 +443,38 @@ def test_a_challenge_answer_resent_elsewhere_is_accepted_again_and_no_other(
     assert token(shared).fail_count == 0
 
 
+def test_a_wrong_answer_resent_is_refused_and_counted_once(shared: App, clock: FrozenClock) -> None:
+    prompt = login(shared, "taro", PASSWORD, InputMode.CHALLENGE)
+    answer = bytes(range(16))
+    first = login(shared, "taro", wrong_code(clock), state=prompt.state, request_id=answer)
+    expect(first, Result.REJECT, Reason.BAD_OTP)
+    # Copies of that packet (a replay, or a resend to another node) would otherwise each count
+    # a failure: five of them suspend the token for every sharer without knowing a password.
+    for _ in range(5):
+        again = login(shared, "taro", wrong_code(clock), state=prompt.state, request_id=answer)
+        expect(again, Result.REJECT, Reason.BAD_STATE)
+    assert token(shared).fail_count == 1
+    assert user(shared, "hanako").state is OtpState.ACTIVE
+
+
+def test_expired_challenges_are_purged_in_slices(shared: App, clock: FrozenClock) -> None:
+    used = login(shared, "taro", PASSWORD, InputMode.CHALLENGE)
+    expect(login(shared, "taro", code(clock), state=used.state), Result.ACCEPT, Reason.OK)
+    pending = [login(shared, "hanako", PASSWORD, InputMode.CHALLENGE).state for _ in range(2)]
+    clock.advance(shared.settings.policy.challenge_timeout - 1)
+    live = login(shared, "hanako", PASSWORD, InputMode.CHALLENGE)
+    clock.advance(1)  # the first three have expired, the last has not
+    with shared.hot.transaction() as writer:
+        assert writer.purge_challenges(clock(), limit=2) == 2
+    with shared.hot.transaction() as writer:
+        assert writer.purge_challenges(clock(), limit=2) == 1
+    for state in (used.state, *pending):
+        assert state is not None
+        assert shared.hot.challenge(state) is None
+    assert live.state is not None
+    assert shared.hot.challenge(live.state) is not None
+
+
 def test_a_state_used_without_an_authenticator_is_used_up(shared: App, clock: FrozenClock) -> None:
     prompt = login(shared, "taro", PASSWORD, InputMode.CHALLENGE)
     expect(login(shared, "taro", code(clock), state=prompt.state), Result.ACCEPT, Reason.OK)
@@ -555,3 +590,72 @@ def test_password_is_verified_for_an_admin_too(app: App) -> None:
     expect(login(app, "chiroadm", PASSWORD), Result.ACCEPT, Reason.PASSWORD_ONLY)
     # The confirmation password is not a login password.
     expect(login(app, "chiroadm", CONFIRMATION), Result.REJECT, Reason.BAD_PASSWORD)
+
+
+# SPEC §3.1: a Reject costs the same hashing whoever sent it
+
+
+class CountingHashing(PasswordHashing):
+    """The configured hashing, counting every verification (a burn is one too)."""
+
+    def __init__(self, params: HashingParams) -> None:
+        super().__init__(params)
+        self.verifications = 0
+
+    def verify(self, stored: str, offered: str) -> bool:
+        self.verifications += 1
+        return super().verify(stored, offered)
+
+
+@pytest.fixture
+def everyone(shared: App, clock: FrozenClock) -> tuple[App, CountingHashing]:
+    """Logins whose Rejects come from every branch of SPEC §3, and a counting hashing."""
+    add_user(shared, "kojima")  # unregistered
+    import_token(shared, "34567890")
+    add_user(shared, "jiro")
+    activated(shared, clock, "jiro", "34567890")
+    for _ in range(5):
+        login(shared, "jiro", PASSWORD + wrong_code(clock))
+    add_user(shared, "saburo")
+    for _ in range(10):
+        login(shared, "saburo", "wrong password")
+    assert token(shared, "34567890").suspended
+    assert user(shared, "saburo").suspended
+    counting = CountingHashing(shared.settings.hashing)
+    return replace(shared, hashing=counting), counting
+
+
+@pytest.mark.parametrize(
+    ("mode", "text", "budget"),
+    [
+        (InputMode.AUTO, "guess 123456", 2),  # as password + OTP, then as the password
+        (InputMode.AUTO, "guess", 1),
+        (InputMode.SPLIT, "guess 123456", 1),
+        (InputMode.SPLIT, "12345", 1),  # too short to split: one all the same
+        (InputMode.OTP, "", 0),  # no password is checked: none, not even for "nobody"
+    ],
+)
+def test_every_reject_costs_the_same_hashing(
+    everyone: tuple[App, CountingHashing],
+    clock: FrozenClock,
+    mode: InputMode,
+    text: str,
+    budget: int,
+) -> None:
+    app, counting = everyone
+    offered = text or wrong_code(clock)
+    cases = [
+        ("nobody", offered),  # unknown
+        ("taro", offered),  # active, wrong password (wrong code in OTP mode)
+        ("jiro", offered),  # its token suspended
+        ("saburo", offered),  # suspended by wrong passwords
+    ]
+    if mode is not InputMode.OTP:  # where the portal vouches for it, no password is wrong
+        cases.append(("kojima", offered))  # unregistered, wrong password
+    if len(text) > 6:  # the right password and a wrong code is a Reject too
+        cases.append(("hanako", PASSWORD + wrong_code(clock)))
+    for name, password in cases:
+        before = counting.verifications
+        outcome = login(app, name, password, mode)
+        assert outcome.result is Result.REJECT, (name, outcome.reason)
+        assert counting.verifications - before == budget, (name, outcome.reason)
