@@ -87,7 +87,8 @@ class RequestHandler:
         if not login:
             return self._early(request, client, source, "", Reason.INVALID_REQUEST)
         if request.password is None:
-            reason = Reason.PAP_REQUIRED if request.has_chap else Reason.INVALID_REQUEST
+            other_method = request.has_chap or request.has_eap
+            reason = Reason.PAP_REQUIRED if other_method else Reason.INVALID_REQUEST
             return self._early(request, client, source, login, reason)
         try:
             password = request.password.decode("utf-8")
@@ -145,6 +146,9 @@ def admission_problem(request: Request, client: ClientConfig) -> str | None:
     if request.code is not Codes.ACCESS_REQUEST:
         return "unexpected_code"
     if not request.has_message_authenticator:
+        if request.has_eap:
+            # RFC 3579 §3.2, whatever the client's settings: EAP is never carried unsigned.
+            return "eap_without_message_authenticator"
         if client.require_message_authenticator:
             return "missing_message_authenticator"
         if client.limit_proxy_state and request.proxy_states:

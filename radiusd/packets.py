@@ -59,6 +59,7 @@ class Attr(IntEnum):
     CALLING_STATION_ID = 31
     NAS_IDENTIFIER = 32
     PROXY_STATE = 33
+    EAP_MESSAGE = 79
     MESSAGE_AUTHENTICATOR = 80
 
 
@@ -72,6 +73,7 @@ _VENDOR_SPECIFIC: Final = int(Attr.VENDOR_SPECIFIC)
 _CALLING_STATION_ID: Final = int(Attr.CALLING_STATION_ID)
 _NAS_IDENTIFIER: Final = int(Attr.NAS_IDENTIFIER)
 _PROXY_STATE: Final = int(Attr.PROXY_STATE)
+_EAP_MESSAGE: Final = int(Attr.EAP_MESSAGE)
 _MESSAGE_AUTHENTICATOR: Final = int(Attr.MESSAGE_AUTHENTICATOR)
 _REQUEST_CODES: Final = {int(c): c for c in (Codes.ACCESS_REQUEST, Codes.STATUS_SERVER)}
 _REPLY_CODES: Final = {
@@ -107,6 +109,7 @@ class Request:
     nas_identifier: str | None
     nas_ip: str | None
     calling_station_id: str | None
+    has_eap: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +171,7 @@ def decode_request(data: bytes, secret: bytes) -> Request:
     mac_at = -1
     proxy_states: list[bytes] = []
     has_chap = False
+    has_eap = False
     nas_identifier: str | None = None
     nas_ip: str | None = None
     calling_station_id: str | None = None
@@ -194,6 +198,8 @@ def decode_request(data: bytes, secret: bytes) -> Request:
             proxy_states.append(data[start:stop])
         elif kind == _CHAP_PASSWORD:
             has_chap = True
+        elif kind == _EAP_MESSAGE:
+            has_eap = True
         elif kind == _VENDOR_SPECIFIC:
             has_chap = has_chap or _is_ms_chap(data[start:stop])
         elif kind == _NAS_IDENTIFIER:
@@ -216,6 +222,7 @@ def decode_request(data: bytes, secret: bytes) -> Request:
         message_authenticator_valid=mac_at >= 0
         and _mac_matches(data[:length], mac_at, authenticator, secret),
         has_chap=has_chap,
+        has_eap=has_eap,
         nas_identifier=nas_identifier,
         nas_ip=nas_ip,
         calling_station_id=calling_station_id,

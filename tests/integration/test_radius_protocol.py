@@ -125,21 +125,37 @@ def test_every_reply_is_signed_and_echoes_proxy_state_in_order(site: Site) -> No
         assert len(challenge.state) >= 16
 
 
-def test_chap_and_ms_chap_get_a_pap_only_reject(site: Site) -> None:
+def test_chap_ms_chap_and_eap_get_a_pap_only_reject(site: Site) -> None:
     dave = site.active_user()
     chap = [(3, b"\x07" + secrets.token_bytes(16))]
     ms_chap = [
         (26, (311).to_bytes(4, "big") + bytes((11, 18)) + secrets.token_bytes(16)),
         (26, (311).to_bytes(4, "big") + bytes((25, 52)) + secrets.token_bytes(50)),
     ]
+    eap = [(79, bytes((2, 0, 0, 9, 1)) + b"dave")]  # EAP-Response/Identity
     with site.node(mode="split") as node, node.client() as nas:
-        for extra in (chap, ms_chap):
+        for extra in (chap, ms_chap, eap):
             reply = nas.request(user_name=dave.login, extra_attributes=extra).reply
             assert reply is not None
             assert reply.code is Codes.ACCESS_REJECT
             assert reply.reply_message == PAP_ONLY
-        assert [d["reason"] for d in node.decisions()] == ["pap_required", "pap_required"]
+        assert [d["reason"] for d in node.decisions()] == ["pap_required"] * 3
     assert site.token(dave.bound.serial).fail_count == 0
+
+
+def test_eap_without_message_authenticator_is_dropped_whatever_the_client_allows(
+    site: Site,
+) -> None:
+    erin = site.active_user()
+    lenient = ClientSpec(mode="split", require_message_authenticator=False)
+    eap = [(79, bytes((2, 0, 0, 9, 1)) + b"erin")]
+    with site.node(clients=[lenient]) as node, node.client() as nas:
+        login = {"user_name": erin.login, "password": erin.password + erin.bound.code()}
+        assert nas.silent(
+            encode_request(nas.secret, message_authenticator=False, extra_attributes=eap, **login)
+        )
+        assert node.decisions() == []
+        assert "drop reason=eap_without_message_authenticator" in node.log_text()
 
 
 def test_retransmission_is_answered_from_the_cache_and_counted_once(site: Site) -> None:
