@@ -6,7 +6,8 @@ configuration and ``otpctl init`` works before the database and key file exist.
 
 from __future__ import annotations
 
-import getpass
+import os
+import pwd
 import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,10 +53,16 @@ def read_settings(path: Path) -> Settings:
 
 def operator() -> str:
     """The audit actor of commands run by a person: otpctl and the operating-system user."""
+    # The account of the process's real uid, not getpass.getuser(): that believes LOGNAME and
+    # USER, so anyone could have the audit trail name someone else.
     try:
-        name = getpass.getuser()
-    except (OSError, KeyError):  # no passwd entry, e.g. an arbitrary container uid
-        return "otpctl"
+        name = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # no passwd entry, e.g. an arbitrary container uid
+        return f"otpctl:uid{os.getuid()}"
+    sudo_user = os.environ.get("SUDO_USER")
+    if os.getuid() == 0 and sudo_user:
+        # Only root can set it falsely, and root could rewrite the audit table anyway.
+        return f"otpctl:{sudo_user}(sudo)"
     return f"otpctl:{name}"
 
 

@@ -21,4 +21,7 @@ def import_text(data: bytes, path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ImportRefused(str(path), None, f"not UTF-8 text (byte {exc.start})") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        # Excel in Japan saves "CSV" as Shift_JIS unless told otherwise.
+        message = f"not UTF-8 text (byte {exc.start}): save the file as CSV UTF-8"
+        raise ImportRefused(str(path), line, message) from None

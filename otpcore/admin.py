@@ -39,6 +39,8 @@ from otpcore.views import (
 PRIVILEGED = frozenset({UserClass.MASTER, UserClass.ADMIN})
 MAX_LOGIN = 128
 IMPORT_CHUNK = 5000  # tokens per executemany, and per progress report
+# Token settings a seed file may state or leave out (TokenSpec.given); drift is learned.
+_STATED = frozenset({"kind", "algorithm", "digits", "period", "expires", "drift"})
 
 
 def check_login(login: str) -> str:
@@ -207,11 +209,18 @@ class Admin:
 
     def _token_values(self, spec: TokenSpec, now: datetime) -> dict[str, object]:
         fresh = {"last_step": -1, "fail_count": 0, "suspended": False, "disabled": False}
-        return {**self._changed_values(spec), **fresh, "created_at": now}
+        return {**self._seed_values(spec), **fresh, "created_at": now}
 
     def _changed_values(self, spec: TokenSpec) -> dict[str, object]:
         # What a seed file says; an update leaves last_step, counters and flags alone, so a
-        # re-import neither reopens used steps nor lifts a suspension or a block.
+        # re-import neither reopens used steps nor lifts a suspension or a block. Defaults
+        # stand in for what the file left out; on an update they must not.
+        values = self._seed_values(spec)
+        if spec.given is None:
+            return values
+        return {k: v for k, v in values.items() if k not in _STATED or k in spec.given}
+
+    def _seed_values(self, spec: TokenSpec) -> dict[str, object]:
         return {
             "serial": spec.serial,
             "kind": spec.kind.value,

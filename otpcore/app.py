@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from otpcore.admin import Admin
 from otpcore.config import Settings
 from otpcore.crypto import Keyring, PasswordHashing, load_keyring
-from otpcore.errors import StorageError
+from otpcore.errors import KeyFileError, StorageError, Unavailable
 from otpcore.ports import Clock
 from otpcore.service import Authenticator
 from otpcore.store import Store, make_engine
@@ -46,21 +50,37 @@ def open_store(settings: Settings, pool_size: int = 5) -> Store:
 
 def build_app(settings: Settings, clock: Clock, *, check_schema: bool = True) -> App:
     """Open the database and key file named by the settings."""
+    if check_schema:
+        ensure_database_file(settings.database_url)
     store = open_store(settings)
     if check_schema:
         ensure_schema_current(store)
     keyring = load_keyring(settings.key_file)
+    if check_schema:
+        ensure_key_opens_seeds(store, keyring, settings.key_file)
     hashing = PasswordHashing(settings.hashing)
     hot = HotStore(make_engine(settings.database_url, unpooled=True))
     return App(settings, store, keyring, hashing, clock, hot)
 
 
+def ensure_database_file(url: str) -> None:
+    """Refuse a SQLite path with no database file, rather than create an empty one there."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    if not Path(parsed.database).is_file():
+        raise StorageError(f"{parsed.database}: no database file: run 'otpctl init' first")
+
+
 def ensure_schema_current(store: Store) -> None:
     """Refuse a database that is empty or at another schema revision than this code."""
+    where = store.engine.url.render_as_string(hide_password=True)
     try:
         current = current_revision(store.engine)
+    except OperationalError as exc:
+        raise Unavailable(f"{where}: cannot connect: {_cause(exc)}") from None
     except Exception as exc:
-        raise StorageError(f"cannot open the database: {type(exc).__name__}") from None
+        raise StorageError(f"{where}: cannot open the database: {_cause(exc)}") from None
     head = head_revision()
     if current is None:
         raise StorageError("the database has no schema: run 'otpctl init'")
@@ -69,3 +89,25 @@ def ensure_schema_current(store: Store) -> None:
             f"the database schema is at {current}, this version needs {head}: "
             "run 'otpctl db upgrade'"
         )
+
+
+def ensure_key_opens_seeds(store: Store, keyring: Keyring, key_file: Path) -> None:
+    """Refuse a key file that does not open the seeds in the database (a wrong or old key)."""
+    with store.transaction() as repo:
+        token = repo.some_token()
+    if token is None:
+        return
+    try:
+        keyring.unseal(token.serial, token.sealed_secret)
+    except KeyFileError:
+        raise KeyFileError(
+            f"{key_file}: does not open the seeds in the database (token {token.serial}): "
+            "a wrong key file, or one from before a 'key rotate'"
+        ) from None
+
+
+def _cause(exc: Exception) -> str:
+    # The driver's own first line ("connection refused"), without the SQL SQLAlchemy adds.
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__

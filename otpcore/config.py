@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from otpcore.crypto import HashingParams
 from otpcore.errors import ConfigError
 from otpcore.model import InputMode
@@ -177,7 +180,7 @@ def parse_settings(data: dict[str, Any], source: Path, read_secret: SecretReader
     return Settings(
         source=source,
         server=server,
-        database_url=_database_url(base, database.get("url", "sqlite:///otpradius.db")),
+        database_url=_database_url(check, base, database.get("url", "sqlite:///otpradius.db")),
         key_file=key_file,
         policy=_policy(check, check.table(data, "policy")),
         hashing=_hashing(check, check.table(data, "hashing")),
@@ -192,7 +195,23 @@ def _resolve(base: Path, value: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _database_url(base: Path, url: str) -> str:
+# The drivers otpradius is built and tested with; any other would fail at the first query.
+_DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
+
+
+def _database_url(check: _Checker, base: Path, url: Any) -> str:
+    # Errors never quote the URL: it may carry the database password.
+    if not isinstance(url, str):
+        raise check.fail("[database] url", "expected a string")
+    try:
+        driver = make_url(url).drivername
+    except ArgumentError:
+        raise check.fail("[database] url", "not a database URL") from None
+    if driver not in _DATABASE_DRIVERS:
+        raise check.fail(
+            "[database] url",
+            f"unsupported driver {driver!r}: use sqlite:///PATH or postgresql+psycopg://…",
+        )
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith("sqlite:////"):
         rest = url[len(prefix) :]

@@ -15,7 +15,8 @@ from otpcore.model import Algorithm, TokenKind
 MIN_SECRET_BYTES = 16  # RFC 4226 §4 R6: at least 128 bits
 MAX_SECRET_BYTES = 128
 DEFAULT_PERIOD = {TokenKind.HARDWARE: 60, TokenKind.SOFTWARE: 30}
-_COLUMNS = {"serial", "secret", "secret_base32", "algorithm", "digits", "period", "expires", "kind"}
+_SETTINGS = ("kind", "algorithm", "digits", "period", "expires")
+_COLUMNS = {"serial", "secret", "secret_base32", *_SETTINGS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,10 @@ class TokenSpec:
     expires: datetime | None = None
     line: int | None = None
     drift: int = 0  # steps the token's clock runs ahead of the server's (negative: behind)
+    # The settings the file states (a CSV may leave columns out or cells empty); None: all.
+    # An update changes only these: a re-delivered file without an expires column must not
+    # clear the expiry of a token that has expired, nor reset digits or period to defaults.
+    given: frozenset[str] | None = None
 
 
 def parse_serial(value: str) -> str:
@@ -147,6 +152,7 @@ def _row(cells: dict[str, str], line: int) -> TokenSpec:
         period=parse_period(values["period"]) if values.get("period") else DEFAULT_PERIOD[kind],
         expires=parse_expiry(values["expires"]) if values.get("expires") else None,
         line=line,
+        given=frozenset(name for name in _SETTINGS if values.get(name)),
     )
 
 

@@ -26,7 +26,7 @@ from typing import cast
 
 from otpcore.app import App, build_app
 from otpcore.config import ClientConfig, Settings, settings_from_toml
-from otpcore.errors import ListenError, OtpError, Unavailable
+from otpcore.errors import ConfigError, ListenError, OtpError, Unavailable
 from otpcore.service import AuthRequest, Prepared, needs_password_hash
 from radiusd.clients import ClientTable
 from radiusd.clock import system_clock
@@ -408,9 +408,17 @@ class Worker:
 def load_settings(path: Path) -> Settings:
     """Read and validate the configuration file."""
     try:
-        content = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: configuration file not found (give --config PATH or set OTPRADIUS_CONFIG)"
+        ) from None
     except OSError as exc:
-        raise OtpError(f"{path}: {exc.strerror}") from None
+        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
+    try:
+        content = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     return settings_from_toml(content, path, Path.read_bytes)
 
 

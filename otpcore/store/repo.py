@@ -43,6 +43,10 @@ class Repo:
             query = query.where(UserRow.login.in_(list(logins)))
         return list(self.session.scalars(query))
 
+    def some_token(self) -> TokenRow | None:
+        """Any one token, or None when there are none."""
+        return self.session.scalars(select(TokenRow).limit(1)).first()
+
     def tokens(self, serials: Sequence[str] | None = None) -> list[TokenRow]:
         """Tokens by serial (all when None), ordered by serial."""
         query = select(TokenRow).order_by(TokenRow.serial)

@@ -7,6 +7,8 @@ otpcore's own TOTP) for the wall clock, which is the clock otpctl reads.
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -402,6 +404,32 @@ def test_a_present_serial_needs_update(ready: Otpctl, config: Path) -> None:
     assert rows["23456789"]["expires"] == "2031-01-01T00:00:00+00:00"
 
 
+def test_an_update_changes_only_what_the_file_states(ready: Otpctl, config: Path) -> None:
+    seed = SECRETS["12345678"].hex()
+    first = config.parent / "first.csv"
+    first.write_text(
+        f"serial,secret,digits,period,expires\n12345678,{seed},8,30,2020-01-01\n",
+        encoding="utf-8",
+    )
+    ok(ready("token", "import", str(first)))
+    # The vendor's re-delivery has no expires column and an empty period cell: the expired
+    # token stays expired, and its digits and period are not reset to the defaults.
+    again = config.parent / "again.csv"
+    again.write_text(f"serial,secret,period,digits\n12345678,{seed},,8\n", encoding="utf-8")
+    ok(ready("token", "import", str(again), "--update"))
+    (row,) = as_json(ready("token", "list", "--json"))
+    assert (row["digits"], row["period"]) == (8, 30)
+    assert row["expires"] == "2020-01-01T00:00:00+00:00"
+    stated = config.parent / "stated.csv"
+    stated.write_text(
+        f"serial,secret,expires,period\n12345678,{seed},2031-01-01,60\n", encoding="utf-8"
+    )
+    ok(ready("token", "import", str(stated), "--update"))
+    (row,) = as_json(ready("token", "list", "--json"))
+    assert (row["digits"], row["period"]) == (8, 60)
+    assert row["expires"] == "2031-01-01T00:00:00+00:00"
+
+
 def test_an_empty_pskc_container_is_refused(ready: Otpctl, tmp_path: Path) -> None:
     pskc = tmp_path / "seeds.csv"  # the name does not matter: the content says PSKC
     pskc.write_text("<KeyContainer/>", encoding="utf-8")
@@ -643,6 +671,30 @@ def test_audit_lists_operations(bound: Otpctl) -> None:
     assert "token_import" in actions
     assert as_json(bound("audit", "--json", "--since", "2999-01-01")) == []
     assert "利用開始登録" in ok(bound("audit", "--lang", "ja")).stdout
+
+
+def test_the_audit_names_the_account_that_ran_the_command_not_its_environment(
+    bound: Otpctl,
+) -> None:
+    impostor = {"LOGNAME": "auditor", "USER": "auditor", "USERNAME": "auditor", "SUDO_USER": None}
+    ok(bound("token", "disable", "23456789", env=impostor))
+    (event,) = [e for e in as_json(bound("audit", "--json")) if e["action"] == "token_disable"]
+    assert event["actor"] == f"otpctl:{pwd.getpwuid(os.getuid()).pw_name}"
+
+
+def test_an_unreachable_database_exits_69_naming_it_without_its_password(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://otp:s3cret-pw@127.0.0.1:1/otp"  # nothing listens on port 1
+    otpctl = otpctl_runner(write_config(tmp_path, f'\n[database]\nurl = "{url}"\n'))
+    line = failed(otpctl("user", "list"), 69)
+    assert "127.0.0.1:1/otp: cannot connect: OperationalError" in line
+    assert "s3cret-pw" not in line
+
+
+def test_a_database_file_that_is_not_there_is_not_created(otpctl: Otpctl, config: Path) -> None:
+    database = config.parent / "otpradius.db"
+    line = failed(otpctl("user", "list"), 74)
+    assert line == f"otpctl: error: {database}: no database file: run 'otpctl init' first"
+    assert not database.exists()
 
 
 def test_key_rotate_keeps_every_token_working(bound: Otpctl, config: Path, codes: Codes) -> None:

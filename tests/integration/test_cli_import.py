@@ -262,7 +262,13 @@ def test_file_read_errors_name_the_file(otpctl: Otpctl, tmp_path: Path) -> None:
     assert f"{missing}: cannot read" in failed(otpctl("user", "import", str(missing)), 2)
     binary = tmp_path / "seeds.csv"
     binary.write_bytes(b"serial,secret\n\xff\xfe\n")
-    assert f"{binary}: not UTF-8" in failed(otpctl("token", "import", str(binary)), 2)
+    assert f"{binary}:2: not UTF-8" in failed(otpctl("token", "import", str(binary)), 2)
+    # A user file saved by Excel in Japan: Shift_JIS, refused at the first Japanese name.
+    excel = tmp_path / "users.csv"
+    excel.write_bytes("login,name,password\nhanako,データ花子,pw-12345678\n".encode("cp932"))
+    line = failed(otpctl("user", "import", str(excel)), 2)
+    assert line.startswith(f"otpctl: error: {excel}:2: not UTF-8 text (byte ")
+    assert line.endswith("save the file as CSV UTF-8")
 
 
 def test_a_present_serial_is_refused_with_file_and_line_unless_update(

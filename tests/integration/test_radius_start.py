@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from otpcore.keys import create_key
 from radiusd.packets import Codes
 from tests.integration.daemon import REPO_ROOT, Node, Site
 
@@ -104,3 +105,62 @@ def test_a_configuration_error_names_the_key_and_exits_78(site: Site) -> None:
     assert refused.stderr.splitlines() == [
         f"otp-radiusd: error: {node.config_path}: [server] workers: must be at least 0"
     ]
+
+
+def test_a_key_file_that_does_not_open_the_seeds_is_refused_at_check_and_start(
+    site: Site, tmp_path: Path
+) -> None:
+    site.active_user()
+    other_key = tmp_path / "other.key"
+    create_key(other_key)
+    node = site.node()
+    text = node.config_path.read_text(encoding="utf-8")
+    node.config_path.write_text(text.replace(str(site.key_file), str(other_key)), encoding="utf-8")
+    for args in (("--check",), ()):
+        refused = run_daemon(node, *args)
+        assert refused.returncode == 78
+        (line,) = refused.stderr.splitlines()
+        assert line.startswith(f"otp-radiusd: error: {other_key}: does not open the seeds")
+
+
+def test_a_missing_configuration_file_or_database_is_one_line_and_creates_nothing(
+    site: Site, tmp_path: Path
+) -> None:
+    node = site.node()
+    node.config_path.rename(tmp_path / "elsewhere.toml")
+    refused = run_daemon(node)
+    assert refused.returncode == 78
+    assert refused.stderr.splitlines() == [
+        f"otp-radiusd: error: {node.config_path}: configuration file not found "
+        "(give --config PATH or set OTPRADIUS_CONFIG)"
+    ]
+    node.write_config()
+    text = node.config_path.read_text(encoding="utf-8")
+    missing = tmp_path / "typo" / "otpradius.db"
+    missing.parent.mkdir()
+    node.config_path.write_text(
+        text.replace(site.database_url, f"sqlite:///{missing}"), encoding="utf-8"
+    )
+    refused = run_daemon(node, "--check")
+    assert refused.returncode == 74
+    assert refused.stderr.splitlines() == [
+        f"otp-radiusd: error: {missing}: no database file: run 'otpctl init' first"
+    ]
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "[database] url: not a database URL"),
+        ("mysql://otp:pw@db/otp", "[database] url: unsupported driver 'mysql'"),
+    ],
+)
+def test_a_bad_database_url_is_a_configuration_error(site: Site, url: str, message: str) -> None:
+    node = site.node()
+    text = node.config_path.read_text(encoding="utf-8")
+    node.config_path.write_text(text.replace(site.database_url, url), encoding="utf-8")
+    refused = run_daemon(node, "--check")
+    assert refused.returncode == 78
+    (line,) = refused.stderr.splitlines()
+    assert line.startswith(f"otp-radiusd: error: {node.config_path}: {message}")

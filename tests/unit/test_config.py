@@ -54,7 +54,10 @@ def test_example_configuration_parses_to_the_documented_defaults() -> None:
     )
     (client,) = settings.clients
     assert client.name == "vpn-gw-1"
-    assert client.networks == (ipaddress.ip_network("127.0.0.1/32"),)
+    assert client.networks == (
+        ipaddress.ip_network("127.0.0.1/32"),
+        ipaddress.ip_network("::1/128"),
+    )
     assert client.secret == b"testing123"
     assert client.mode is InputMode.AUTO
     assert client.require_message_authenticator is True
@@ -188,6 +191,15 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["require_message_authenticator", "boolean"],
     ),
     "client secret as int": (with_client(secret=1234), ["[[clients]] #1 secret", "string"]),
+    "not a database URL": ({"database": {"url": "not a url"}}, ["[database] url", "not a"]),
+    "unsupported database": (
+        {"database": {"url": "mysql://otp:hunter2@db/otp"}},
+        ["[database] url", "unsupported driver 'mysql'"],
+    ),
+    "postgresql without psycopg": (
+        {"database": {"url": "postgresql://otp:hunter2@db/otp"}},
+        ["[database] url", "postgresql+psycopg://"],
+    ),
     "duplicate client": (
         {"clients": [dict(CLIENT), dict(CLIENT)]},
         ["'vpn-gw-1' name", "duplicate"],
@@ -204,3 +216,4 @@ def test_each_error_names_the_file_and_the_key(case: str) -> None:
     assert message.startswith(f"{SOURCE}: "), message
     for fragment in fragments:
         assert fragment in message, message
+    assert "hunter2" not in message  # a database URL's password is never repeated
