@@ -36,6 +36,7 @@ def test_a_full_row() -> None:
         period=30,
         expires=datetime(2031, 3, 31, tzinfo=UTC),
         line=2,
+        given=frozenset({"algorithm", "digits", "period", "expires"}),
     )
 
 
@@ -53,6 +54,7 @@ def test_optional_columns_take_the_spec_defaults() -> None:
             None,
         )
         assert spec.kind is TokenKind.HARDWARE
+        assert spec.given == frozenset()  # an update keeps the stored settings
 
 
 def test_a_software_token_defaults_to_thirty_seconds() -> None:
