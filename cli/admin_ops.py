@@ -72,8 +72,11 @@ def activate(
     otp = Secrets(password_stdin).ask(say(lang, "prompt_otp", serial=serial))
     outcome = authenticator.activate(login, serial, otp)
     print_outcome(outcome, as_json, lang)
-    activated = outcome.result is Result.ACCEPT and outcome.reason is Reason.ACTIVATED
-    ctx.exit(0 if activated else EXIT_REJECT)
+    if outcome.result is Result.ACCEPT and outcome.reason is Reason.ACTIVATED:
+        ctx.exit(0)
+    # The outcome above is for scripts; the usual one error line is for whoever reads stderr.
+    click.echo(f"otpctl: error: activation refused: {outcome.reason.value}", err=True)
+    ctx.exit(EXIT_REJECT)
 
 
 @click.command("check")

@@ -472,6 +472,7 @@ def test_activate_exits_non_zero_unless_activated(bound: Otpctl, codes: Codes) -
     again = bound("activate", "chirodt", "23456789", "--password-stdin", "--json", input="123456\n")
     assert again.exit_code == 1
     assert json.loads(again.stdout) == {"result": "reject", "reason": "not_awaiting_activation"}
+    assert failed(again, 1) == "otpctl: error: activation refused: not_awaiting_activation"
     ok(bound("user", "issue", "saburodt", "--start", today()))
     wrong = bound("activate", "saburodt", "98765432", "--password-stdin", input="000000\n")
     assert wrong.exit_code == 1
