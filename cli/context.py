@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from otpcore.admin import Admin
 from otpcore.app import App, build_app
 from otpcore.config import Settings, parse_settings
+from otpcore.crypto import read_secret_file
 from otpcore.errors import ConfigError
 from otpcore.ports import Clock
 from otpcore.service import Authenticator
@@ -48,7 +49,7 @@ def read_settings(path: Path) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message ends with "(at line N, column M)": the file and line together.
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return parse_settings(data, path, Path.read_bytes)
+    return parse_settings(data, path, read_secret_file)
 
 
 def operator() -> str:

@@ -154,7 +154,7 @@ def _type_names(types: tuple[type, ...]) -> str:
 
 
 SecretReader = Callable[[Path], bytes]
-"""Reads a ``secret_file``; the shells pass ``Path.read_bytes``."""
+"""Reads a ``secret_file``; the shells pass ``otpcore.crypto.read_secret_file``."""
 
 
 def settings_from_toml(text: str, source: Path, read_secret: SecretReader) -> Settings:

@@ -7,6 +7,7 @@ token's row does not open.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -117,6 +118,15 @@ def _aad(serial: str, kid: bytes) -> bytes:
 def pending_key_path(path: Path) -> Path:
     """Where ``key rotate`` keeps the new key until every seed is re-sealed under it."""
     return path.with_name(path.name + ".new")
+
+
+def read_secret_file(path: Path) -> bytes:
+    """A client's ``secret_file``; OSError if it cannot be read or others may read it."""
+    # Group access is allowed (root:otpradius 0640 is the usual way to hand a service a
+    # secret); a NAS secret anyone on the host can read is not a secret.
+    if stat.S_IMODE(path.stat().st_mode) & 0o007:
+        raise OSError(errno.EACCES, "readable or writable by others; chmod 640 or 600 it")
+    return path.read_bytes()
 
 
 def read_key(path: Path) -> SeedKey:

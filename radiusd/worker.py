@@ -26,6 +26,7 @@ from typing import cast
 
 from otpcore.app import App, build_app
 from otpcore.config import ClientConfig, Settings, settings_from_toml
+from otpcore.crypto import read_secret_file
 from otpcore.errors import ConfigError, ListenError, OtpError, Unavailable
 from otpcore.service import AuthRequest, Prepared, needs_password_hash
 from radiusd.clients import ClientTable
@@ -419,7 +420,7 @@ def load_settings(path: Path) -> Settings:
         content = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
-    return settings_from_toml(content, path, Path.read_bytes)
+    return settings_from_toml(content, path, read_secret_file)
 
 
 async def _serve(worker: Worker, sockets: list[socket.socket], ready_fd: int | None) -> None:

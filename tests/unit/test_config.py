@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from otpcore.config import parse_settings
-from otpcore.crypto import HashingParams
+from otpcore.crypto import HashingParams, read_secret_file
 from otpcore.errors import ConfigError
 from otpcore.model import InputMode
 from otpcore.policy import Policy, UnregisteredPolicy
@@ -127,9 +127,22 @@ def test_values_are_taken() -> None:
 
 def test_secret_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
     (tmp_path / "vpn.secret").write_bytes(b"from-a-file-secret\n")
+    (tmp_path / "vpn.secret").chmod(0o640)
     data = with_client(secret=None, secret_file="vpn.secret")
-    settings = parse_settings(data, tmp_path / "config.toml", Path.read_bytes)
+    settings = parse_settings(data, tmp_path / "config.toml", read_secret_file)
     assert settings.clients[0].secret == b"from-a-file-secret"
+
+
+def test_a_secret_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "vpn.secret").write_bytes(b"from-a-file-secret\n")
+    (tmp_path / "vpn.secret").chmod(0o644)
+    data = with_client(secret=None, secret_file="vpn.secret")
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(data, tmp_path / "config.toml", read_secret_file)
+    assert str(caught.value) == (
+        f"{tmp_path / 'config.toml'}: [[clients]] 'vpn-gw-1' secret_file: "
+        f"{tmp_path / 'vpn.secret'}: readable or writable by others; chmod 640 or 600 it"
+    )
 
 
 def test_a_client_secret_repr_does_not_show_it() -> None:
