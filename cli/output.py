@@ -172,12 +172,13 @@ AUDIT_COLUMNS = ("at", "actor", "action", "targets", "outcome", "detail")
 
 
 def format_instant(value: datetime | None, lang: Lang, *, seconds: bool = False) -> str:
-    """An instant in the local time zone, as the manual writes it (2021年09月30日 09時00分)."""
+    """An instant in the local time zone, as the manual writes it (2021年09月30日 09時00分 JST)."""
     if value is None:
         return MISSING
     local = value.astimezone()  # operators read local time; JSON keeps UTC ISO 8601
+    # The zone always shows: on a host kept in UTC, a bare 00時00分 is read as Japan time.
     if lang is Lang.JA:
-        pattern = "%Y年%m月%d日 %H時%M分" + ("%S秒" if seconds else "")
+        pattern = "%Y年%m月%d日 %H時%M分" + ("%S秒" if seconds else "") + " %Z"
         return local.strftime(pattern)
     return local.strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else "") + " %Z")
 

@@ -172,7 +172,7 @@ def test_the_manual_through_otpctl(tmp_path: Path) -> None:
     assert shared["users"] == ["hanskodt", "jirodt"]
     table = op.run("user", "list", "--lang", "ja").stdout
     assert "サービス利用中" in table
-    assert "2030年09月30日 09時00分" in table  # midnight UTC, shown in Japan time
+    assert "2030年09月30日 09時00分 JST" in table  # midnight UTC, shown in Japan time
 
     # From now on every login needs ID + password + OTP.
     assert op.check("chirodt", oath.fresh("23456789"), code=0) == {
@@ -232,7 +232,8 @@ def test_the_manual_through_otpctl(tmp_path: Path) -> None:
         "トークン有効期限",
     ]  # fmt: skip
     assert revoked[2].split() == [
-        "chirodt", "データ一郎", "一般ユーザ", "23456789", "失効中", "2030年09月30日", "09時00分",
+        "chirodt", "データ一郎", "一般ユーザ", "23456789", "失効中",
+        "2030年09月30日", "09時00分", "JST",
     ]  # fmt: skip
     users = op.users()
     assert (users["chirodt"]["state"], users["chirodt"]["serial"]) == ("revoked", None)
