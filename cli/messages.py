@@ -35,6 +35,10 @@ _MESSAGES: dict[str, dict[Lang, str]] = {
         Lang.EN: "Password of the PSKC file {file}",
         Lang.JA: "PSKC ファイル {file} のパスワード",
     },
+    "prompt_psk": {
+        Lang.EN: "Pre-shared key (hex) of the PSKC file {file}",
+        Lang.JA: "PSKC ファイル {file} の事前共有鍵（16進数）",
+    },
     # Progress bars (stderr, terminals only)
     "progress_pskc": {
         Lang.EN: "Reading and decrypting the PSKC file",

@@ -55,7 +55,11 @@ def token() -> None:
     help="Seed file format (default: detected from the content: XML is PSKC, else CSV).",
 )
 @click.option(
-    "--psk", metavar="HEX", default=None, help="Pre-shared key (hex) of an encrypted PSKC file."
+    "--psk",
+    metavar="HEX",
+    default=None,
+    help="Pre-shared key (hex) of an encrypted PSKC file; '-' prompts for it without echo "
+    "(an argument is seen by every user of the host in the process list).",
 )
 @click.option(
     "--pskc-password",
@@ -80,6 +84,8 @@ def import_tokens(
     """Put the tokens of a seed file (CSV or PSKC) in the inventory: the whole file, or nothing."""
     if psk is not None and pskc_password:
         raise InvalidInput("give either --psk or --pskc-password, not both")
+    if psk == "-":
+        psk = Secrets(password_stdin).ask(say(lang, "prompt_psk", file=file)).strip()
     key = parse_psk(psk) if psk is not None else None
     admin = obj.admin()  # a database problem shows before anyone types a password in vain
     data = read_import_file(file)

@@ -71,6 +71,7 @@ class KeyCodes(Codes):
 PROTECTIONS: dict[str, tuple[list[str], str | None]] = {
     "plain": ([], None),
     "psk": (["--psk", RFC_PSK.hex()], None),
+    "psk prompted": (["--psk", "-", "--password-stdin"], f"{RFC_PSK.hex()}\n"),
     "pbkdf2": (["--pskc-password", "--password-stdin"], f"{RFC_PASSWORD}\n"),
 }
 
@@ -123,7 +124,7 @@ def state_of(otpctl: Otpctl, login: str) -> str:
 def test_pskc_files_import_and_their_codes_activate(
     otpctl: Otpctl, tmp_path: Path, protection: str
 ) -> None:
-    path = write_pskc(tmp_path, protection)
+    path = write_pskc(tmp_path, protection.removesuffix(" prompted"))
     options, stdin = PROTECTIONS[protection]
     result = ok(otpctl("token", "import", str(path), *options, input=stdin))
     assert f"Imported 2 token(s) from {path}." in result.stdout
