@@ -78,6 +78,8 @@ def ensure_schema_current(store: Store) -> None:
     try:
         current = current_revision(store.engine)
     except OperationalError as exc:
+        if store.engine.dialect.name == "sqlite":  # a file, not a server: no waiting helps
+            raise StorageError(f"{where}: cannot open the database: {_cause(exc)}") from None
         raise Unavailable(f"{where}: cannot connect: {_cause(exc)}") from None
     except Exception as exc:
         raise StorageError(f"{where}: cannot open the database: {_cause(exc)}") from None

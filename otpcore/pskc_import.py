@@ -348,7 +348,9 @@ def _unlock(
         container.encryption.key = psk
 
 
-def _decrypt(item: _Located, source: str) -> tuple[bytes | None, int | None, int | None, int]:
+def _decrypt(
+    item: _Located, source: str
+) -> tuple[bytes | None, int | None, int | None, int | None]:
     """(secret, time interval, time offset, time drift), every MAC checked on the way."""
     key = item.key
     try:
@@ -356,7 +358,7 @@ def _decrypt(item: _Located, source: str) -> tuple[bytes | None, int | None, int
     except DecryptionError as exc:
         raise _refuse(source, item, _decryption_message(str(exc))) from None
     secret, interval, offset, drift, _counter = values
-    return secret, interval, offset, drift or 0
+    return secret, interval, offset, drift
 
 
 def _decryption_message(detail: str) -> str:
@@ -387,7 +389,7 @@ def _spec(item: _Located, source: str) -> TokenSpec:
         if not serial_text:
             raise InvalidInput("the key has neither a DeviceInfo SerialNo nor an Id")
         period = parse_period(interval) if interval is not None else TOTP_DEFAULT_PERIOD
-        if abs(drift) * period > MAX_DRIFT_SECONDS:
+        if drift is not None and abs(drift) * period > MAX_DRIFT_SECONDS:
             raise InvalidInput(
                 f"TimeDrift {drift} intervals of {period} s is more than a day: not plausible"
             )
@@ -400,7 +402,8 @@ def _spec(item: _Located, source: str) -> TokenSpec:
             period=period,
             expires=_expiry(key),
             line=item.line,
-            drift=drift,
+            drift=drift or 0,
+            given=_stated(key, interval, drift),
         )
     except InvalidInput as exc:
         raise _refuse(source, item, str(exc)) from None
@@ -417,6 +420,18 @@ def _check_policy(item: _Located, source: str) -> None:
         raise _refuse(source, item, "a NumberOfTransactions limit cannot be enforced for TOTP")
     if policy.pin_key_id and policy.pin_usage not in (None, "Local"):
         raise _refuse(source, item, f"PIN usage mode {policy.pin_usage!r} is not supported")
+
+
+def _stated(key: Key, interval: int | None, drift: int | None) -> frozenset[str]:
+    """The settings the file gives for this key; an update leaves the others as stored."""
+    present = {
+        "algorithm": bool(key.algorithm_suite),
+        "digits": key.response_length is not None,
+        "period": interval is not None,
+        "expires": key.expiry_date is not None or key.policy.expiry_date is not None,
+        "drift": drift is not None,
+    }
+    return frozenset(name for name, stated in present.items() if stated)
 
 
 def _hash(suite: str | None) -> Algorithm:

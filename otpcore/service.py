@@ -36,8 +36,10 @@ from otpcore.store.hot import HotStore, HotWriter, TokenRecord
 log = logging.getLogger(__name__)
 
 CHALLENGE_ID_BYTES = 20  # 160 random bits in every State
-# An unknown login has no token; its Reject is timed as for the usual six-digit one.
-DIGITS_UNKNOWN_USER = 6
+# The shortest OTP. The hashing a Reject costs is set by the text alone, as if every token
+# had this many digits: an unknown login has no token, and a budget that followed the user's
+# token would tell 8-digit users apart (a 6-digit tail splits for them, not for the others).
+SHORTEST_OTP = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,20 +90,20 @@ def needs_password_hash(request: AuthRequest) -> bool:
     return request.state is None and request.mode is not InputMode.OTP
 
 
-def hash_budget(request: AuthRequest, digits: int = DIGITS_UNKNOWN_USER) -> int:
+def hash_budget(request: AuthRequest) -> int:
     """The password verifications a Reject of this request costs, whoever the login is.
 
     A Reject must not tell, by its timing, whether the user exists, is suspended, or typed the
     right password (SPEC §3.1): each costs what a wrong password for a known user costs. That
-    is two verifications in auto mode when the text ends in an OTP's worth of digits (as
-    password + OTP, then as the password alone), one otherwise, none where no password is
-    checked (OTP mode, challenge answers).
+    is two verifications in auto mode when the text ends in six digits or more (as password +
+    OTP, then as the password alone; a known user never needs more than two), one otherwise,
+    none where no password is checked (OTP mode, challenge answers).
     """
     if not needs_password_hash(request):
         return 0
     text = request.password
-    tail = text[-digits:]
-    splits = len(text) > digits and tail.isascii() and tail.isdigit()
+    tail = text[-SHORTEST_OTP:]
+    splits = len(text) > SHORTEST_OTP and tail.isascii() and tail.isdigit()
     return 2 if request.mode is InputMode.AUTO and splits else 1
 
 
@@ -184,8 +186,7 @@ class Authenticator:
         verify = _CountingVerifier(self.hashing)
         decision = decide(user, token, credentials, now, self.policy, verify)
         if decision.result is Result.REJECT:
-            digits = token.digits if token is not None else DIGITS_UNKNOWN_USER
-            self._burn(request, hash_budget(request, digits) - verify.calls)
+            self._burn(request, hash_budget(request) - verify.calls)
         new_challenge = (
             secrets.token_bytes(CHALLENGE_ID_BYTES) if decision.next_stage is not None else None
         )

@@ -32,6 +32,10 @@ _TAKE_CHALLENGE = "UPDATE challenges SET used_by = :request WHERE id = :id AND u
 # Kept until they expire, used or not: a used one still answers its resent answer (SPEC §4).
 _PURGE_CHALLENGES = """DELETE FROM challenges WHERE id IN
     (SELECT id FROM challenges WHERE expires_at <= :now LIMIT :limit)"""
+# On PostgreSQL workers and nodes purge at once: each takes rows nobody else has locked, so
+# two purges never wait for each other in opposite orders (a deadlock).
+_PURGE_CHALLENGES_PG = """DELETE FROM challenges WHERE id IN
+    (SELECT id FROM challenges WHERE expires_at <= :now LIMIT :limit FOR UPDATE SKIP LOCKED)"""
 _ADD_CHALLENGE = """INSERT INTO challenges (id, login, stage, serial, expires_at)
     VALUES (:id, :login, :stage, :serial, :expires)"""
 _CONSUME = """UPDATE tokens SET last_step = :step, drift = :drift, fail_count = 0,
@@ -307,7 +311,8 @@ class HotWriter:
     def purge_challenges(self, now: datetime, limit: int) -> int:
         """Delete at most ``limit`` challenges expired at ``now``; returns how many."""
         params = {"now": self._store._stored_instant(now), "limit": limit}
-        return int(self._store._run(_PURGE_CHALLENGES, params).rowcount)
+        statement = _PURGE_CHALLENGES if self._store.sqlite else _PURGE_CHALLENGES_PG
+        return int(self._store._run(statement, params).rowcount)
 
     def add_challenge(
         self, challenge_id: bytes, login: str, stage: str, serial: str | None, expires: datetime

@@ -257,6 +257,26 @@ def test_psk_errors_name_the_option_and_never_the_key(otpctl: Otpctl, tmp_path: 
     assert serials(otpctl) == []
 
 
+def test_a_pskc_update_changes_only_what_the_file_states(otpctl: Otpctl, tmp_path: Path) -> None:
+    first = tmp_path / "first.csv"
+    seed = SECRETS["61000001"].hex()
+    first.write_text(
+        f"serial,secret,algorithm,digits,period,expires\n61000001,{seed},SHA1,8,60,2020-01-01\n",
+        encoding="utf-8",
+    )
+    ok(otpctl("token", "import", str(first)))
+    # The vendor's PSKC states no ExpiryDate, digits or TimeInterval for this key.
+    bare = [{"id": "k1", "serial": "61000001", "secret": SECRETS["61000001"]}]
+    ok(otpctl("token", "import", str(write_pskc(tmp_path, "plain", bare)), "--update"))
+    (row,) = as_json(otpctl("token", "list", "--json"))
+    assert (row["digits"], row["period"]) == (8, 60)
+    assert row["expires"] == "2020-01-01T00:00:00+00:00"  # still expired, not revived
+    # What it does state is taken.
+    ok(otpctl("token", "import", str(write_pskc(tmp_path, "plain")), "--update"))
+    rows = {row["serial"]: row for row in as_json(otpctl("token", "list", "--json"))}
+    assert (rows["61000001"]["digits"], rows["61000001"]["period"]) == (8, 30)
+
+
 def test_file_read_errors_name_the_file(otpctl: Otpctl, tmp_path: Path) -> None:
     missing = tmp_path / "missing.pskc"
     assert f"{missing}: cannot read" in failed(otpctl("token", "import", str(missing)), 2)

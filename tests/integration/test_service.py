@@ -619,6 +619,9 @@ def everyone(shared: App, clock: FrozenClock) -> tuple[App, CountingHashing]:
     add_user(shared, "saburo")
     for _ in range(10):
         login(shared, "saburo", "wrong password")
+    import_token(shared, "45678901", digits=8)
+    add_user(shared, "hachi")
+    activated(shared, clock, "hachi", "45678901", digits=8)
     assert token(shared, "34567890").suspended
     assert user(shared, "saburo").suspended
     counting = CountingHashing(shared.settings.hashing)
@@ -649,6 +652,7 @@ def test_every_reject_costs_the_same_hashing(
         ("taro", offered),  # active, wrong password (wrong code in OTP mode)
         ("jiro", offered),  # its token suspended
         ("saburo", offered),  # suspended by wrong passwords
+        ("hachi", offered),  # an 8-digit token: a 6-digit tail does not split for it
     ]
     if mode is not InputMode.OTP:  # where the portal vouches for it, no password is wrong
         cases.append(("kojima", offered))  # unregistered, wrong password
