@@ -356,27 +356,36 @@ class Worker:
             if ok != self.healthy:
                 log.warning("database %s", "reachable again" if ok else "unreachable")
             self.healthy = ok
+            now = time.monotonic()
+            if ok and now >= self.next_purge:
+                self.next_purge = now + PURGE_INTERVAL_S * random.uniform(0.9, 1.1)  # noqa: S311
+                await self.purge_challenges()
             await asyncio.sleep(HEALTH_INTERVAL_S)
 
     def _probe(self) -> bool:
-        ok = self.app.hot.ping()
-        now = time.monotonic()
-        if ok and now >= self.next_purge:
-            self.next_purge = now + PURGE_INTERVAL_S * random.uniform(0.9, 1.1)  # noqa: S311
-            self._purge_challenges()
-        return ok
+        return self.app.hot.ping()
 
-    def _purge_challenges(self) -> None:
-        # Every challenge-mode login and activation step leaves a row; without this the table
-        # grew for ever, by as many rows a second as anyone with one password cared to send.
-        try:
-            while True:
-                with self.app.hot.transaction() as writer:
-                    deleted = writer.purge_challenges(self.app.clock(), PURGE_SLICE)
-                if deleted < PURGE_SLICE:
-                    return
-        except OtpError as exc:
-            log.warning("challenge purge failed, next try in %.0f s: %s", PURGE_INTERVAL_S, exc)
+    async def purge_challenges(self) -> None:
+        """Delete expired challenges, a slice at a time, between the database thread's batches.
+
+        Every challenge-mode login and activation step leaves a row; without this the table
+        grew for ever, by as many rows a second as anyone with one password cared to send.
+        """
+        # Not from the probe thread: its write lock would make a commit wait in SQLite's busy
+        # handler, and at the lowest priority on a busy core it could keep that lock a while.
+        loop = asyncio.get_running_loop()
+        while not self.stopping:
+            try:
+                deleted = await loop.run_in_executor(self.db_thread, self._purge_slice)
+            except OtpError as exc:
+                log.warning("challenge purge failed, next in %.0f s: %s", PURGE_INTERVAL_S, exc)
+                return
+            if deleted < PURGE_SLICE:
+                return
+
+    def _purge_slice(self) -> int:
+        with self.app.hot.transaction() as writer:
+            return writer.purge_challenges(self.app.clock(), PURGE_SLICE)
 
     def reload_clients(self) -> None:
         """Re-read ``[[clients]]`` from the configuration file (SIGHUP)."""
