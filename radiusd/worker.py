@@ -380,6 +380,9 @@ class Worker:
             except OtpError as exc:
                 log.warning("challenge purge failed, next in %.0f s: %s", PURGE_INTERVAL_S, exc)
                 return
+            except Exception as exc:  # housekeeping must never end the health watch it runs in
+                log.error("challenge purge failed error=%s", type(exc).__name__)
+                return
             if deleted < PURGE_SLICE:
                 return
 
