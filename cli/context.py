@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import os
 import pwd
-import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from otpcore.admin import Admin
 from otpcore.app import App, build_app
-from otpcore.config import Settings, parse_settings
+from otpcore.config import Settings, settings_from_bytes
 from otpcore.crypto import read_secret_file
 from otpcore.errors import ConfigError
 from otpcore.ports import Clock
@@ -42,14 +39,7 @@ def read_settings(path: Path) -> Settings:
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        # tomllib's message ends with "(at line N, column M)": the file and line together.
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return parse_settings(data, path, read_secret_file)
+    return settings_from_bytes(raw, path, read_secret_file)
 
 
 def operator() -> str:
@@ -65,11 +55,6 @@ def operator() -> str:
         # Only root can set it falsely, and root could rewrite the audit table anyway.
         return f"otpctl:{sudo_user}(sudo)"
     return f"otpctl:{name}"
-
-
-def safe_url(url: str) -> str:
-    """A database URL fit to print: any password in it masked."""
-    return make_url(url).render_as_string(hide_password=True)
 
 
 @dataclass

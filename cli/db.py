@@ -7,13 +7,13 @@ from typing import TypeVar
 
 import click
 
-from cli.context import CliContext, operator, safe_url
+from cli.context import CliContext, operator
 from otpcore.app import open_store
 from otpcore.config import Settings
 from otpcore.errors import KeyFileError, StorageError
 from otpcore.keys import create_key, rotate_key
 from otpcore.store import Store
-from otpcore.store.engine import create_private_sqlite_file
+from otpcore.store.engine import create_private_sqlite_file, driver_reason, safe_url
 from otpcore.store.schema import current_revision, head_revision, upgrade
 
 pass_cli = click.make_pass_decorator(CliContext)
@@ -27,12 +27,7 @@ def _database(settings: Settings, what: Callable[[Store], T]) -> T:
     try:
         return what(store)
     except Exception as exc:
-        # The DBAPI error's own text ("unable to open database file") without the SQL
-        # statement SQLAlchemy wraps around it.
-        cause = getattr(exc, "orig", None) or exc
-        raise StorageError(
-            f"{safe_url(settings.database_url)}: {type(cause).__name__}: {cause}"
-        ) from None
+        raise StorageError(f"{safe_url(settings.database_url)}: {driver_reason(exc)}") from None
     finally:
         store.dispose()
 

@@ -26,7 +26,7 @@ from otpcore.ports import Clock
 from otpcore.progress import Progress, Ticker
 from otpcore.store import Repo, Store
 from otpcore.store.models import TokenRow, UserRow
-from otpcore.token_csv import TokenSpec
+from otpcore.token_csv import STATED_SETTINGS, TokenSpec
 from otpcore.views import (
     AuditEvent,
     TokenListing,
@@ -39,8 +39,6 @@ from otpcore.views import (
 PRIVILEGED = frozenset({UserClass.MASTER, UserClass.ADMIN})
 MAX_LOGIN = 128
 IMPORT_CHUNK = 5000  # tokens per executemany, and per progress report
-# Token settings a seed file may state or leave out (TokenSpec.given); drift is learned.
-_STATED = frozenset({"kind", "algorithm", "digits", "period", "expires", "drift"})
 
 
 def check_login(login: str) -> str:
@@ -221,7 +219,7 @@ class Admin:
         values = self._seed_values(spec)
         if spec.given is None:
             return values
-        return {k: v for k, v in values.items() if k not in _STATED or k in spec.given}
+        return {k: v for k, v in values.items() if k not in STATED_SETTINGS or k in spec.given}
 
     def _seed_values(self, spec: TokenSpec) -> dict[str, object]:
         return {

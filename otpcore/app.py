@@ -15,6 +15,7 @@ from otpcore.errors import KeyFileError, StorageError, Unavailable
 from otpcore.ports import Clock
 from otpcore.service import Authenticator
 from otpcore.store import Store, make_engine
+from otpcore.store.engine import driver_reason, safe_url
 from otpcore.store.hot import HotStore
 from otpcore.store.schema import current_revision, head_revision
 
@@ -74,15 +75,15 @@ def ensure_database_file(url: str) -> None:
 
 def ensure_schema_current(store: Store) -> None:
     """Refuse a database that is empty or at another schema revision than this code."""
-    where = store.engine.url.render_as_string(hide_password=True)
+    where = safe_url(store.engine.url)
     try:
         current = current_revision(store.engine)
     except OperationalError as exc:
         if store.engine.dialect.name == "sqlite":  # a file, not a server: no waiting helps
-            raise StorageError(f"{where}: cannot open the database: {_cause(exc)}") from None
-        raise Unavailable(f"{where}: cannot connect: {_cause(exc)}") from None
+            raise StorageError(f"{where}: cannot open the database: {driver_reason(exc)}") from None
+        raise Unavailable(f"{where}: cannot connect: {driver_reason(exc)}") from None
     except Exception as exc:
-        raise StorageError(f"{where}: cannot open the database: {_cause(exc)}") from None
+        raise StorageError(f"{where}: cannot open the database: {driver_reason(exc)}") from None
     head = head_revision()
     if current is None:
         raise StorageError("the database has no schema: run 'otpctl init'")
@@ -106,10 +107,3 @@ def ensure_key_opens_seeds(store: Store, keyring: Keyring, key_file: Path) -> No
             f"{key_file}: does not open the seeds in the database (token {token.serial}): "
             "a wrong key file, or one from before a 'key rotate'"
         ) from None
-
-
-def _cause(exc: Exception) -> str:
-    # The driver's own first line ("connection refused"), without the SQL SQLAlchemy adds.
-    cause = getattr(exc, "orig", None) or exc
-    text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__

@@ -157,12 +157,15 @@ SecretReader = Callable[[Path], bytes]
 """Reads a ``secret_file``; the shells pass ``otpcore.crypto.read_secret_file``."""
 
 
-def settings_from_toml(text: str, source: Path, read_secret: SecretReader) -> Settings:
-    """Parse and validate the text of a configuration file (the shells read the file)."""
+def settings_from_bytes(raw: bytes, source: Path, read_secret: SecretReader) -> Settings:
+    """Decode, parse and validate a configuration file's content (the shells read the file)."""
     try:
-        data = tomllib.loads(text)
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        # tomllib's message ends with "(at line N, column M)": the file and line together.
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
     return parse_settings(data, source, read_secret)
 
 

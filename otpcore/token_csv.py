@@ -15,7 +15,9 @@ from otpcore.model import Algorithm, TokenKind
 MIN_SECRET_BYTES = 16  # RFC 4226 §4 R6: at least 128 bits
 MAX_SECRET_BYTES = 128
 DEFAULT_PERIOD = {TokenKind.HARDWARE: 60, TokenKind.SOFTWARE: 30}
-_SETTINGS = ("kind", "algorithm", "digits", "period", "expires")
+# What TokenSpec.given may name: the settings a seed file states or leaves out.
+STATED_SETTINGS = frozenset({"kind", "algorithm", "digits", "period", "expires", "drift"})
+_SETTINGS = ("kind", "algorithm", "digits", "period", "expires")  # the CSV's columns of them
 _COLUMNS = {"serial", "secret", "secret_base32", *_SETTINGS}
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import cast
 
 from otpcore.app import App, build_app
-from otpcore.config import ClientConfig, Settings, settings_from_toml
+from otpcore.config import ClientConfig, Settings, settings_from_bytes
 from otpcore.crypto import read_secret_file
 from otpcore.errors import ConfigError, ListenError, OtpError, Unavailable
 from otpcore.service import AuthRequest, Prepared, needs_password_hash
@@ -53,12 +53,9 @@ SWITCH_INTERVAL_S = 0.0005
 
 def open_socket(host: str, port: int) -> socket.socket:
     """A UDP socket bound with SO_REUSEPORT, so every worker process shares the port."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock = _udp_socket(host)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    if family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
     sock.bind((host, port))
     sock.setblocking(False)
@@ -73,12 +70,9 @@ def ensure_free(host: str, port: int) -> None:
     a test instance on another database) would silently get part of the logins. A socket
     bound without the option is refused while anyone holds the port.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    endpoint = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
-    probe = socket.socket(family, socket.SOCK_DGRAM)
+    endpoint = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    probe = _udp_socket(host)
     try:
-        if family == socket.AF_INET6:
-            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         probe.bind((host, port))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
@@ -90,6 +84,15 @@ def ensure_free(host: str, port: int) -> None:
         raise ListenError(f"[server] listen {endpoint}: cannot bind: {reason}") from None
     finally:
         probe.close()
+
+
+def _udp_socket(host: str) -> socket.socket:
+    """An unbound UDP socket for ``host``'s family; an IPv6 one takes IPv6 only."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    return sock
 
 
 @dataclass
@@ -428,11 +431,7 @@ def load_settings(path: Path) -> Settings:
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
-    try:
-        content = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    return settings_from_toml(content, path, read_secret_file)
+    return settings_from_bytes(raw, path, read_secret_file)
 
 
 async def _serve(worker: Worker, sockets: list[socket.socket], ready_fd: int | None) -> None:

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
@@ -26,6 +26,18 @@ def make_engine(url: str, *, pool_size: int = 5, unpooled: bool = False) -> Engi
     if not unpooled:
         pooling = {"pool_size": pool_size, "pool_pre_ping": True}
     return create_engine(url, future=True, **pooling)
+
+
+def safe_url(url: str | URL) -> str:
+    """A database URL fit to print: any password in it masked."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def driver_reason(exc: BaseException) -> str:
+    """The driver's own first line ("connection refused"), without the SQL SQLAlchemy adds."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
 
 
 def create_private_sqlite_file(url: str) -> bool:
