@@ -527,6 +527,29 @@ def temporary_workspace(keep: bool) -> Iterator[Path]:
             shutil.rmtree(root, ignore_errors=True)
 
 
+def filesystem(path: Path) -> str:
+    """The type of the file system ``path`` is on (``ext4``, ``tmpfs``), from the mount table."""
+    resolved, best, kind = str(path.resolve()), "", "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            fields = line.split()
+            point = fields[1].replace("\\040", " ")
+            inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):
+                best, kind = point, fields[2]
+    return kind
+
+
+def disk_note(folder: Path) -> str:
+    """Where the databases live, with a warning when an fsync there costs nothing."""
+    kind = filesystem(folder)
+    note = f"databases on {kind} ({folder})"
+    if kind in ("tmpfs", "ramfs"):
+        # Commits would then be durable in name only, and every figure flattered.
+        note += " — in memory, where fsync costs nothing: set TMPDIR to a folder on disk"
+    return note
+
+
 def render(rows: Sequence[Row], args: argparse.Namespace) -> str:
     """The markdown table, with what was run and where."""
     head = (
@@ -538,6 +561,7 @@ def render(rows: Sequence[Row], args: argparse.Namespace) -> str:
     lines = [
         f"otpradius bench — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {head}, "
         f"{os.cpu_count()} cores, {args.users:,} users",
+        disk_note(Path(tempfile.gettempdir())),
         "",
         "| figure | value | note |",
         "| --- | --- | --- |",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,11 @@ def test_the_quick_benchmark_prints_its_table() -> None:
     for figure in ("otp accepts/s", "status answers/s", "latency", "login (split)", "start-up"):
         assert figure in table, table
     assert "lost 0" in table, table
+    # The latency row says how much of its core the server used, and the header where the
+    # databases were (an fsync on tmpfs costs nothing and would flatter every figure).
+    latency = next(line for line in table.splitlines() if "latency" in line)
+    assert re.search(r"server busy \d+% of its core \([\d,]+ µs a request\)", latency), latency
+    assert "databases on " in table, table
 
 
 def test_the_repeated_peak_restores_the_database_for_every_run() -> None:
@@ -55,3 +61,21 @@ def test_two_populations_run_in_turn_with_a_ratio_per_pair() -> None:
     for row in rows:
         assert row.count("| 100/100 |") == 2, row
     assert "median ratio pair by pair" in done.stdout, done.stdout
+
+
+def test_the_commit_probe_prints_both_sync_modes() -> None:
+    done = run_bench("bench.commit", "--commits", "30")
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| FULL")
+            or line.startswith("| NORMAL")]  # fmt: skip
+    assert len(rows) == 4, done.stdout
+    assert all(row.endswith(" µs |") for row in rows), done.stdout
+
+
+def test_a_workspace_in_memory_is_called_out() -> None:
+    from bench.run import disk_note, filesystem
+
+    assert "fsync costs nothing" not in disk_note(REPO)
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or filesystem(shm) != "tmpfs":
+        return  # nothing in memory to point at on this host; the disk case is checked above
+    assert "fsync costs nothing" in disk_note(shm)
