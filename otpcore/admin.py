@@ -310,10 +310,11 @@ class Admin:
         self.confirm(admin_login, confirmation, "unlock")
         now = self.clock()
         with self.store.transaction() as repo:
-            selected = _users(repo, logins)
+            # Locked: the daemons count failures on these rows meanwhile (SPEC §8).
+            selected = _users(repo, logins, lock=True)
             serials = sorted({row.serial for row in selected if row.serial is not None})
+            token_rows = {row.serial: row for row in repo.tokens(serials, lock=True)}
             sharers = repo.sharers(serials)
-            token_rows = {row.serial: row for row in repo.tokens(serials)}
             tokens = {serial: token_view(row) for serial, row in token_rows.items()}
             plan = plan_unlock(
                 [to_user(row) for row in selected], [to_user(row) for row in sharers], tokens
@@ -389,10 +390,10 @@ def _user(repo: Repo, login: str) -> UserRow:
     return row
 
 
-def _users(repo: Repo, logins: Sequence[str]) -> list[UserRow]:
+def _users(repo: Repo, logins: Sequence[str], *, lock: bool = False) -> list[UserRow]:
     if not logins:
         raise InvalidInput("name at least one user")
-    rows = {row.login: row for row in repo.users(list(dict.fromkeys(logins)))}
+    rows = {row.login: row for row in repo.users(list(dict.fromkeys(logins)), lock=lock)}
     for login in logins:
         if login not in rows:
             raise NotFound(f"no user {login}")

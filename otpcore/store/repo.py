@@ -36,22 +36,33 @@ class Repo:
         """The token with this serial, or None."""
         return self.session.get(TokenRow, serial)
 
-    def users(self, logins: Sequence[str] | None = None) -> list[UserRow]:
-        """Users by login (all when None), ordered by login."""
+    def users(self, logins: Sequence[str] | None = None, *, lock: bool = False) -> list[UserRow]:
+        """Users by login (all when None), ordered by login; ``lock``: for update."""
         query = select(UserRow).order_by(UserRow.login)
         if logins is not None:
             query = query.where(UserRow.login.in_(list(logins)))
+        if lock:
+            query = query.with_for_update()
         return list(self.session.scalars(query))
 
     def some_token(self) -> TokenRow | None:
         """Any one token, or None when there are none."""
         return self.session.scalars(select(TokenRow).limit(1)).first()
 
-    def tokens(self, serials: Sequence[str] | None = None) -> list[TokenRow]:
-        """Tokens by serial (all when None), ordered by serial."""
+    def tokens(
+        self, serials: Sequence[str] | None = None, *, lock: bool = False
+    ) -> list[TokenRow]:
+        """Tokens by serial (all when None), ordered by serial; ``lock``: for update.
+
+        A row read to be written back must be locked: on PostgreSQL a failure counted by the
+        authentication path between the read and the write would otherwise be lost, or kept
+        half (a suspended token with a count of zero).
+        """
         query = select(TokenRow).order_by(TokenRow.serial)
         if serials is not None:
             query = query.where(TokenRow.serial.in_(list(serials)))
+        if lock:
+            query = query.with_for_update()
         return list(self.session.scalars(query))
 
     def sharers(self, serials: Sequence[str]) -> list[UserRow]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -215,6 +216,36 @@ def test_unlock_of_a_user_suspended_by_passwords(app: App, clock: FrozenClock) -
     assert user(app, "kojima").suspended
     assert [v.login for v in app.admin().unlock(ADMIN, CONFIRMATION, ["kojima"])] == ["kojima"]
     assert login(app, "kojima", PASSWORD).result is Result.ACCEPT
+
+
+def test_an_unlock_racing_the_failure_that_suspends_the_token_still_lifts_it(
+    app: App, clock: FrozenClock
+) -> None:
+    import_token(app)
+    add_user(app, "taro")
+    add_user(app, "hanako")
+    add_admin(app)
+    activated(app, clock, "taro")
+    activated(app, clock, "hanako")
+    for _ in range(4):
+        login(app, "taro", PASSWORD + wrong_code(clock))
+    lifted: list[list[UserView]] = []
+    # The fifth wrong OTP is being written (a daemon's batch, not committed yet) while an
+    # administrator unlocks hanako: the unlock must come after it and lift the token.
+    with app.hot.transaction() as writer:
+        assert writer.count_token_failure(SERIAL, 5) is True
+        unlock = threading.Thread(
+            target=lambda: lifted.append(app.admin().unlock(ADMIN, CONFIRMATION, ["hanako"]))
+        )
+        unlock.start()
+        unlock.join(timeout=1.0)
+    unlock.join(timeout=60)
+    assert not unlock.is_alive()
+    ((*views,),) = lifted
+    assert [v.login for v in views] == ["hanako", "taro"]
+    assert (token(app).suspended, token(app).fail_count) == (False, 0)
+    assert not user(app, "taro").suspended
+    assert login(app, "taro", PASSWORD + code(clock)).result is Result.ACCEPT
 
 
 def test_unlock_of_an_unknown_login_changes_nothing(suspended: App) -> None:
