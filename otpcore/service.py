@@ -206,6 +206,7 @@ class Authenticator:
             return [_outcome(item, item.decision) for item in batch]
         now = self.clock()
         with self.hot.transaction() as writer:
+            writer.lock(*_rows_written(batch))
             return [_outcome(item, self._apply(writer, item, now)) for item in batch]
 
     def _burn(self, request: AuthRequest, verifications: int) -> None:
@@ -286,6 +287,21 @@ class Authenticator:
                 item.new_challenge, user.login, decision.next_stage.value, decision.serial, expires
             )
         return decision
+
+
+def _rows_written(batch: Sequence[Prepared]) -> tuple[list[str], list[str]]:
+    """The logins and serials whose rows a batch may write (if it loses a race too)."""
+    logins: set[str] = set()
+    serials: set[str] = set()
+    for item in batch:
+        decision = item.decision
+        effects = (*decision.effects, *decision.on_replay)
+        if item.user is not None and (effects or item.new_hash is not None):
+            logins.add(item.user.login)
+        for effect in effects:
+            if isinstance(effect, ConsumeStep | CountTokenFailure):
+                serials.add(effect.serial)
+    return sorted(logins), sorted(serials)
 
 
 def _reject(reason: Reason, serial: str | None = None) -> Decision:

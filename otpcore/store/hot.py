@@ -56,6 +56,11 @@ _RESET_PASSWORD_FAILURES = """UPDATE users SET password_failures = 0
 _BIND = """UPDATE users SET serial = :serial, revoked = :false, activation_failures = 0
     WHERE login = :login AND serial IS NULL"""
 _SET_HASH = "UPDATE users SET password_hash = :hash WHERE login = :login"
+# PostgreSQL locks rows as the sorted rows come out: every batch takes them in one order.
+_LOCK_USERS_PG = """SELECT login FROM users WHERE login = ANY(%(logins)s) ORDER BY login
+    FOR UPDATE"""
+_LOCK_TOKENS_PG = """SELECT serial FROM tokens WHERE serial = ANY(%(serials)s) ORDER BY serial
+    FOR UPDATE"""
 _SHARERS = "SELECT login FROM users WHERE serial = :serial ORDER BY login"
 _AUDIT = """INSERT INTO audit_events (at, actor, action, targets, outcome, detail)
     VALUES (:at, :actor, :action, :targets, :outcome, :detail)"""
@@ -302,6 +307,23 @@ class HotWriter:
 
     def __init__(self, store: HotStore) -> None:
         self._store = store
+
+    def lock(self, logins: Sequence[str], serials: Sequence[str]) -> None:
+        """Lock the users' and then the tokens' rows a batch is about to write, each by key.
+
+        A batch writes its requests' rows in the order the requests came; another node's
+        batch may write the same rows in another order, and on PostgreSQL the two would
+        wait for each other until the deadlock detector failed one whole batch. Taken here
+        first, in one order everywhere (as ``otpctl unlock`` does), no cycle can form.
+        SQLite needs nothing: its write lock already admits one transaction at a time.
+        """
+        if self._store.sqlite:
+            return
+        cursor = self._store._connection().cursor()
+        if logins:
+            cursor.execute(_LOCK_USERS_PG, {"logins": sorted(set(logins))}).fetchall()
+        if serials:
+            cursor.execute(_LOCK_TOKENS_PG, {"serials": sorted(set(serials))}).fetchall()
 
     def take_challenge(self, challenge_id: bytes, request: bytes) -> bool:
         """Consume a challenge for the answer ``request``; False if another answer already did."""

@@ -24,7 +24,7 @@ import pytest
 from otpcore.app import App, build_app
 from otpcore.config import parse_settings
 from otpcore.crypto import Keyring, pending_key_path, read_key
-from otpcore.errors import KeyFileError
+from otpcore.errors import KeyFileError, Unavailable
 from otpcore.keys import rotate_key
 from otpcore.model import Reason
 from otpcore.ports import FrozenClock
@@ -228,3 +228,44 @@ def test_a_rotation_waits_for_an_import_in_progress(
     assert waited
     assert _opens_with_the_current_key(app, "T-1")
     assert _opens_with_the_current_key(app, "T-2")
+
+
+# Two nodes' group commits touching the same tokens in opposite orders
+
+
+def test_batches_of_two_nodes_in_opposite_orders_never_deadlock(
+    make_app: Callable[..., App], clock: FrozenClock
+) -> None:
+    # Each node commits whatever queued up as one transaction; on PostgreSQL, two batches
+    # that write the same rows in opposite orders waited for each other until the deadlock
+    # detector killed one, and every request of that batch went unanswered.
+    policy = {"policy": {"reject_delay": 0, "lockout_threshold": 1_000_000}}
+    nodes = [make_app(**policy), make_app(**policy)]
+    logins = [f"user{n}" for n in range(4)]
+    for n, name in enumerate(logins):
+        secret = bytes(range(n + 1, n + 21))
+        import_token(nodes[0], f"1000000{n}", secret=secret)
+        add_user(nodes[0], name)
+        activated(nodes[0], clock, name, f"1000000{n}", secret=secret)
+    wrong = "000000"
+    failures: list[str] = []
+
+    def node(app: App, order: list[str]) -> None:
+        authenticator = app.authenticator()
+        for _ in range(40):
+            batch = [authenticator.prepare(AuthRequest(name, PASSWORD + wrong)) for name in order]
+            try:
+                authenticator.commit(batch)
+            except Unavailable as exc:
+                failures.append(str(exc))
+
+    threads = [
+        threading.Thread(target=node, args=(app, order))
+        for app, order in zip(nodes, [logins, logins[::-1]], strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []
+    assert sum(listing.fail_count for listing in nodes[0].admin().tokens()) == 2 * 40 * 4
