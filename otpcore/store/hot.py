@@ -205,6 +205,8 @@ class HotStore:
 
     def user(self, login: str) -> User | None:
         """A user, or None."""
+        if not _storable(login):
+            return None
         with self._guard():
             rows = self._run(_USER, {"login": login}).fetchall()
         if not rows:
@@ -225,6 +227,8 @@ class HotStore:
 
     def token(self, serial: str) -> TokenRecord | None:
         """A token row, its secret still sealed, or None."""
+        if not _storable(serial):
+            return None
         with self._guard():
             return self._token(serial)
 
@@ -408,6 +412,13 @@ class HotWriter:
                 "detail": detail,
             },
         )
+
+
+def _storable(key: str) -> bool:
+    """False for a login or serial no row can hold: one with a NUL, which PostgreSQL refuses
+    in text with an error that would pass for the database being down (and logins and
+    serials are printable anyway). Such a key is simply not found."""
+    return "\x00" not in key
 
 
 def _returned_true(cursor: Any) -> bool:

@@ -7,6 +7,8 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from otpcore.app import App
 from otpcore.config import HashingParams
@@ -57,6 +59,20 @@ def shared(app: App, clock: FrozenClock) -> App:
 def test_unknown_user_is_rejected(app: App) -> None:
     expect(login(app, "nobody", PASSWORD), Result.REJECT, Reason.UNKNOWN_USER)
     assert app.admin().users() == []
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(name=st.text(min_size=1, max_size=12))
+def test_any_user_name_is_decided_never_a_database_failure(app: App, name: str) -> None:
+    # PostgreSQL refuses a NUL in text: "ta\0ro" raised DataError, taken for the database
+    # being down (request dropped, worker unhealthy). No login can hold one: it is unknown.
+    if app.admin().users() == []:
+        add_user(app, "taro")
+    for login_name in (name, "ta\x00ro", name + "\x00"):
+        if login_name != "taro":
+            expect(login(app, login_name, PASSWORD), Result.REJECT, Reason.UNKNOWN_USER)
 
 
 def test_unregistered_password_alone(app: App) -> None:
@@ -161,6 +177,17 @@ def test_activation_bad_serial_is_counted_on_the_user(
         assert user(app, "taro").suspended is (attempt == 5)
     expect(login(app, "taro", PASSWORD), Result.REJECT, Reason.USER_SUSPENDED)
     assert token(app, "OTHER").fail_count == (5 if problem == "suspended" else 0)
+
+
+def test_activation_serial_with_a_nul_is_an_unknown_serial(app: App, clock: FrozenClock) -> None:
+    import_token(app)
+    add_user(app, "taro")
+    app.admin().issue("taro", clock().date())
+    state = _serial_prompt(app, "taro")
+    expect(login(app, "taro", "2345\x006789", state=state), Result.REJECT, Reason.BAD_SERIAL)
+    outcome = app.authenticator().activate("taro", SERIAL + "\x00", code(clock))
+    expect(outcome, Result.REJECT, Reason.BAD_SERIAL)
+    assert app.authenticator().activate("taro", SERIAL, code(clock)).reason is Reason.ACTIVATED
 
 
 def test_activation_wrong_otp_counts_on_the_user_not_the_token(
