@@ -57,9 +57,9 @@ _BIND = """UPDATE users SET serial = :serial, revoked = :false, activation_failu
     WHERE login = :login AND serial IS NULL"""
 _SET_HASH = "UPDATE users SET password_hash = :hash WHERE login = :login"
 # PostgreSQL locks rows as the sorted rows come out: every batch takes them in one order.
-_LOCK_USERS_PG = """SELECT login FROM users WHERE login = ANY(%(logins)s) ORDER BY login
+_LOCK_USERS_PG = """SELECT login FROM users WHERE login = ANY(:logins) ORDER BY login
     FOR UPDATE"""
-_LOCK_TOKENS_PG = """SELECT serial FROM tokens WHERE serial = ANY(%(serials)s) ORDER BY serial
+_LOCK_TOKENS_PG = """SELECT serial FROM tokens WHERE serial = ANY(:serials) ORDER BY serial
     FOR UPDATE"""
 _SHARERS = "SELECT login FROM users WHERE serial = :serial ORDER BY login"
 _AUDIT = """INSERT INTO audit_events (at, actor, action, targets, outcome, detail)
@@ -156,7 +156,10 @@ class HotStore:
         return sql
 
     def _run(self, statement: str, params: dict[str, Any]) -> Any:
-        cursor = self._connection().cursor()
+        # Inside a transaction, its own connection: when another thread's connection failed
+        # meanwhile, a fresh one here would run the rest outside the transaction.
+        connection = getattr(self._local, "pinned", None) or self._connection()
+        cursor = connection.cursor()
         cursor.execute(self._text(statement), params)
         return cursor
 
@@ -280,11 +283,14 @@ class HotStore:
                 self._restart_wal(connection)
             cursor = connection.cursor()
             cursor.execute("BEGIN IMMEDIATE" if self.sqlite else "BEGIN")
+            self._local.pinned = connection
             try:
                 yield HotWriter(self)
             except BaseException:
                 cursor.execute("ROLLBACK")
                 raise
+            finally:
+                self._local.pinned = None
             cursor.execute("COMMIT")
 
     def _restart_wal(self, connection: Any) -> None:
@@ -323,11 +329,10 @@ class HotWriter:
         """
         if self._store.sqlite:
             return
-        cursor = self._store._connection().cursor()
         if logins:
-            cursor.execute(_LOCK_USERS_PG, {"logins": sorted(set(logins))}).fetchall()
+            self._store._run(_LOCK_USERS_PG, {"logins": sorted(set(logins))}).fetchall()
         if serials:
-            cursor.execute(_LOCK_TOKENS_PG, {"serials": sorted(set(serials))}).fetchall()
+            self._store._run(_LOCK_TOKENS_PG, {"serials": sorted(set(serials))}).fetchall()
 
     def take_challenge(self, challenge_id: bytes, request: bytes) -> bool:
         """Consume a challenge for the answer ``request``; False if another answer already did."""
