@@ -14,7 +14,6 @@ import threading
 import traceback
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -270,45 +269,3 @@ def test_batches_of_two_nodes_in_opposite_orders_never_deadlock(
         thread.join(timeout=120)
     assert failures == []
     assert sum(listing.fail_count for listing in nodes[0].admin().tokens()) == 2 * 40 * 4
-
-
-def test_a_connection_lost_by_another_thread_leaves_a_batch_on_its_own(
-    app: App, backend: str, clock: FrozenClock
-) -> None:
-    # A hash thread whose connection the server dropped (an idle timeout, a terminated
-    # backend) makes every thread reconnect before its next statement. The database thread
-    # was in the middle of a batch: its remaining statements ran on a new connection, each
-    # committed at once, and the batch's COMMIT then failed on the old one, so a batch
-    # reported as not written was half written.
-    if backend == "sqlite":
-        pytest.skip("needs a server that can drop one connection")
-    from sqlalchemy import text
-
-    add_user(app, "taro")
-    add_user(app, "hanako")
-    hash_thread = ThreadPoolExecutor(1)
-    hash_thread.submit(app.hot.user, "taro").result()  # its own connection, idle afterwards
-    lost: list[BaseException] = []
-
-    def read_on_a_dropped_connection() -> None:
-        try:
-            app.hot.user("taro")
-        except Unavailable as exc:
-            lost.append(exc)
-
-    with app.hot.transaction() as writer:
-        writer.count_password_failure("taro", 10)
-        with app.store.engine.connect() as admin:
-            admin.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND state = 'idle' "
-                    "AND pid <> pg_backend_pid()"
-                )
-            )
-        hash_thread.submit(read_on_a_dropped_connection).result()
-        writer.count_password_failure("hanako", 10)
-    assert len(lost) == 1  # the hash thread saw its connection gone
-    assert app.hot.user("taro").password_failures == 1  # type: ignore[union-attr]
-    assert app.hot.user("hanako").password_failures == 1  # type: ignore[union-attr]
-    hash_thread.shutdown()
