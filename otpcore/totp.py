@@ -46,7 +46,12 @@ def match_step(
     algorithm: Algorithm,
     last_step: int = -1,
 ) -> int | None:
-    """The token step in ``step + drift ± window`` that ``code`` stands for, else None.
+    """The token step near ``step`` or ``step + drift`` that ``code`` stands for, else None.
+
+    Both ``step ± window`` and ``step + drift ± window`` are tried. The window around ``step``
+    itself always counts (SPEC §3: within the window of now): a drift learned from codes typed
+    late must never leave the token's current code outside, where every login would fail
+    until the token was suspended, with nothing an administrator could do to reset it.
 
     Two steps of one token share a code about once in 10**digits. A step after
     ``last_step`` (not used yet) is preferred, the one nearest the expected step first: a
@@ -59,9 +64,12 @@ def match_step(
     if len(code) != digits or not code.isascii() or not code.isdigit():
         return None
     centre = step + drift
+    spans = [(step - window, step + window), (centre - window, centre + window)]
+    if abs(drift) <= 2 * window + 1:  # the two windows overlap or touch: one span
+        spans = [(min(step, centre) - window, max(step, centre) + window)]
     matches: list[int] = []
     offered = code.encode("ascii")
-    for candidate in range(max(0, centre - window), centre + window + 1):
+    for candidate in (c for low, high in spans for c in range(max(0, low), high + 1)):
         expected = hotp(secret, candidate, digits, algorithm).encode("ascii")
         if hmac.compare_digest(expected, offered):
             matches.append(candidate)

@@ -706,6 +706,24 @@ def test_drift_follows_a_token_that_runs_fast() -> None:
         ).reason is (Reason.BAD_OTP)
 
 
+def test_codes_typed_late_never_shut_out_the_current_code() -> None:
+    # Two logins each with the code of two steps before learn a drift of -2; the window
+    # around that drift no longer holds the current step. The window around now still does,
+    # and accepting the current code takes the drift back to 0.
+    token = TOKEN
+    now = NOW
+    for late in (-1, -2):
+        now += timedelta(minutes=10)
+        decision = run(active_user(), token, PASSWORD + code(token, now, late), now=now)
+        assert decision.reason is Reason.OK, late
+        token = record(token, decision)
+    assert token.drift == -2
+    now += timedelta(minutes=10)
+    current = run(active_user(), token, PASSWORD + code(token, now), now=now)
+    assert current.reason is Reason.OK
+    assert consumed(current).drift == 0
+
+
 # Retransmission: the same request, resent to another node after its step was used
 
 

@@ -168,13 +168,31 @@ def test_window_edges(window: int) -> None:
     assert _match(_code(step - window - 1), step, window) is None
 
 
-def test_window_is_centred_on_the_drift() -> None:
+def test_a_window_follows_the_drift_and_one_stays_on_now() -> None:
     step = 1_000_000
     assert _match(_code(step + 5), step, 1, drift=5) == step + 5
     assert _match(_code(step + 6), step, 1, drift=5) == step + 6
     assert _match(_code(step + 4), step, 1, drift=5) == step + 4
     assert _match(_code(step + 3), step, 1, drift=5) is None
-    assert _match(_code(step), step, 1, drift=5) is None
+    assert _match(_code(step + 7), step, 1, drift=5) is None
+    # The token's current code is never outside, whatever drift was learned.
+    assert _match(_code(step), step, 1, drift=5) == step
+    assert _match(_code(step + 1), step, 1, drift=-5) == step + 1
+    assert _match(_code(step - 2), step, 1, drift=-5) is None
+
+
+@given(
+    drift=st.integers(min_value=-12, max_value=12),
+    window=st.integers(min_value=0, max_value=3),
+    offset=st.integers(min_value=-20, max_value=20),
+)
+def test_only_steps_near_now_or_the_drift_match(drift: int, window: int, offset: int) -> None:
+    step = 1_000_000
+    near = abs(offset) <= window or abs(offset - drift) <= window
+    matched = _match(_code(step + offset), step, window, drift=drift)
+    # Another step of the window may share the code (about one in a million): then it is
+    # that step, never one outside both windows.
+    assert matched == step + offset if near else matched is None or matched != step + offset
 
 
 def test_window_does_not_reach_below_step_zero() -> None:
