@@ -366,6 +366,9 @@ class Admin:
                     )
                 )
             detail = ", ".join(f"{v.login}:{v.serial or '-'}" for v in revoked)
+            released = _release_unused(repo, sorted({v.serial for v in revoked if v.serial}))
+            if released:
+                detail += "; suspension lifted, no users left: " + ", ".join(released)
             repo.audit(now, admin_login, "revoke", [v.login for v in revoked], "ok", detail)
             return revoked
 
@@ -388,6 +391,23 @@ def _user(repo: Repo, login: str) -> UserRow:
     if row is None:
         raise NotFound(f"no user {login}")
     return row
+
+
+def _release_unused(repo: Repo, serials: Sequence[str]) -> list[str]:
+    """Clear the failures of those tokens that no user is bound to any more; their serials.
+
+    A token's suspension is lifted by unlocking a user bound to it; once its last user is
+    revoked, nobody could, and the token could never be activated again (SPEC §1: a revoked
+    token can be activated again later). Its count belonged to the users who are gone.
+    """
+    still_bound = {row.serial for row in repo.sharers(serials)}
+    released: list[str] = []
+    for row in repo.tokens([s for s in serials if s not in still_bound], lock=True):
+        if row.suspended:
+            released.append(row.serial)
+        row.suspended = False
+        row.fail_count = 0
+    return released
 
 
 def _users(repo: Repo, logins: Sequence[str], *, lock: bool = False) -> list[UserRow]:

@@ -314,6 +314,37 @@ def test_revoked_user_reregisters_with_a_new_token(app: App, clock: FrozenClock)
     assert token(app).users == ()
 
 
+def test_revoking_the_last_user_of_a_suspended_token_lets_it_be_activated_again(
+    app: App, clock: FrozenClock
+) -> None:
+    # Lost, suspended after five wrong codes, revoked, then found: nobody is bound to the token
+    # any more, so no unlock could reach it, and activating it failed as a bad serial for ever.
+    import_token(app)
+    add_admin(app)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    for _ in range(5):
+        login(app, "taro", PASSWORD + wrong_code(clock))
+    assert token(app).suspended
+    app.admin().revoke(ADMIN, CONFIRMATION, ["taro"])
+    assert (token(app).suspended, token(app).fail_count) == (False, 0)
+    (event,) = [e for e in app.admin().audit() if e.action == "revoke"]
+    assert event.detail.endswith(f"suspension lifted, no users left: {SERIAL}")
+    outcome = app.authenticator().activate("taro", SERIAL, code(clock))
+    assert outcome.reason is Reason.ACTIVATED
+    assert user(app, "taro").state is OtpState.ACTIVE
+
+
+def test_revoking_one_sharer_leaves_the_suspended_token_to_the_others(suspended: App) -> None:
+    suspended.admin().revoke(ADMIN, CONFIRMATION, ["taro"])
+    # hanako still uses it: lifting its suspension is unlock's, with her or taro selected.
+    assert token(suspended).suspended
+    assert token(suspended).users == ("hanako",)
+    assert user(suspended, "hanako").suspended
+    (event,) = [e for e in suspended.admin().audit() if e.action == "revoke"]
+    assert "suspension lifted" not in event.detail
+
+
 # Token import
 
 
