@@ -206,7 +206,9 @@ def _login_active(
 ) -> Decision:
     text, mode, digits = credentials.text, credentials.mode, token.digits
     if mode is InputMode.OTP:
-        return _check_otp(token, text, now, policy, False, credentials.request_id)
+        # The whole text is the code, as in a challenge answer: spaces around it are not part
+        # of it (a portal that pads the field must not count a failure per login).
+        return _check_otp(token, text.strip(), now, policy, False, credentials.request_id)
     if mode is InputMode.SPLIT:
         if len(text) > digits and _password(user, text[:-digits], verify):
             otp = _check_otp(token, text[-digits:], now, policy, True, credentials.request_id)

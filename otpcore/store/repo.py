@@ -49,9 +49,7 @@ class Repo:
         """Any one token, or None when there are none."""
         return self.session.scalars(select(TokenRow).limit(1)).first()
 
-    def tokens(
-        self, serials: Sequence[str] | None = None, *, lock: bool = False
-    ) -> list[TokenRow]:
+    def tokens(self, serials: Sequence[str] | None = None, *, lock: bool = False) -> list[TokenRow]:
         """Tokens by serial (all when None), ordered by serial; ``lock``: for update.
 
         A row read to be written back must be locked: on PostgreSQL a failure counted by the

@@ -592,6 +592,15 @@ def test_otp_mode_accepts_the_otp_alone_without_touching_password_counters() -> 
     assert wrong.effects == (CountTokenFailure(SERIAL),)
 
 
+@pytest.mark.parametrize("padded", [" {}", "{} ", "{}\n", "\t{} "])
+def test_otp_mode_takes_the_code_without_the_spaces_around_it(padded: str) -> None:
+    # As in a challenge answer: a portal that pads its field must not cost a failure a login.
+    decision = run(active_user(), TOKEN, padded.format(code(TOKEN)), InputMode.OTP)
+    assert (decision.result, decision.reason) == (Result.ACCEPT, Reason.OK)
+    inner = run(active_user(), TOKEN, code(TOKEN)[:3] + " " + code(TOKEN)[3:], InputMode.OTP)
+    assert inner.reason is Reason.MALFORMED_OTP
+
+
 @pytest.mark.parametrize(
     ("state", "result", "reason"),
     [
