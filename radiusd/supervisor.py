@@ -9,7 +9,7 @@ import os
 import select
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -139,7 +139,9 @@ class Supervisor:
             log.error("reload refused, keeping the running configuration: %s", exc)
         else:
             warn_short_secrets(fresh)
-            self.settings = fresh
+            # Only [[clients]] is reloaded (SPEC §6): a worker restarted later must serve with
+            # the same policy, database and sockets as the others, whatever else the file says.
+            self.settings = replace(self.settings, clients=fresh.clients)
             for pid in self.children:
                 os.kill(pid, signal.SIGHUP)
         sd_notify("READY=1")

@@ -122,6 +122,24 @@ def test_sighup_reloads_the_clients(site: Site) -> None:
             assert old_nas.status() is not None
 
 
+def test_a_worker_restarted_after_sighup_keeps_the_running_policy(site: Site) -> None:
+    # SIGHUP reloads [[clients]] only; every other change needs a restart (systemd unit). A
+    # worker that dies after a reload must come back with the settings the others serve with,
+    # not with whatever else the file says now (another policy, even another database).
+    pia = site.add_user()
+    with site.node(mode="split") as node, node.client() as nas:
+        node.policy["unregistered"] = "reject"
+        node.reload()
+        assert node.wait_for_log("reload clients=1")
+        (worker,) = wait_for_workers(node, 1)
+        os.kill(worker, signal.SIGKILL)
+        assert node.wait_for_log(f"worker died pid={worker} ")
+        wait_until_answered(nas, timeout=15)
+        reply = nas.auth(pia.login, pia.password)
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_ACCEPT
+
+
 # The database going away: PostgreSQL, stopped and started with pg_ctlcluster.
 
 
