@@ -3,8 +3,9 @@
 A retransmission is a request with the same client address and port, Identifier and Request
 Authenticator. While the first copy is being processed, copies are dropped; once its reply is sent,
 copies get the same bytes again, so no request is processed or counted twice. Entries live `ttl`
-seconds (from the reply, or from the request while none is sent yet); the oldest go first when the
-cache is full. The caller passes the time in (a monotonic clock); nothing here reads a clock.
+seconds from the reply; one still being processed stays until it is finished, however long that
+takes. The oldest go first when the cache is full. The caller passes the time in (a monotonic
+clock); nothing here reads a clock.
 Not thread-safe: use one cache per packet loop.
 """
 
@@ -106,7 +107,15 @@ class DuplicateCache:
         horizon = now - self._ttl
         entries = self._entries
         while entries:
-            oldest = next(iter(entries.values()))
+            key, oldest = next(iter(entries.items()))
             if oldest.stamp > horizon:
                 return
+            if oldest.response is None:
+                # Still being processed (a database that holds its write lock for a minute):
+                # copies keep being dropped however long that takes, or each one that arrived
+                # after `ttl` would be decided and counted again. Re-stamped, it goes to the
+                # young end; only eviction of a full cache or finish() removes it.
+                entries[key] = _Entry(now, None)
+                entries.move_to_end(key)
+                continue
             entries.popitem(last=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -138,6 +139,34 @@ def test_a_worker_restarted_after_sighup_keeps_the_running_policy(site: Site) ->
         reply = nas.auth(pia.login, pia.password)
         assert reply is not None
         assert reply.code is Codes.ACCESS_ACCEPT
+
+
+def test_a_login_held_up_by_a_write_lock_is_decided_once_whatever_the_nas_resends(
+    site: Site,
+) -> None:
+    # Another process (an import, a sqlite3 shell) holds the write lock for longer than the
+    # 30 s duplicate window; the NAS resends every five seconds. The copies must be dropped
+    # while the first is still waiting, not decided beside it and counted (SPEC §4).
+    rita = site.active_user()
+    database = site.database_url.removeprefix("sqlite:///")
+    with site.node(mode="split") as node, node.client() as nas:
+        request = nas.build(user_name=rita.login, password=rita.password + rita.bound.code())
+        holder = sqlite3.connect(database, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            started = time.monotonic()
+            while time.monotonic() - started < 36:
+                nas.send(request)
+                time.sleep(5)
+            holder.execute("ROLLBACK")
+        finally:
+            holder.close()
+        reply = nas.receive(request, timeout=10)
+        assert reply is not None
+        assert nas.check(request, reply).code is Codes.ACCESS_ACCEPT
+        time.sleep(1)
+        assert [d["result"] for d in node.decisions()] == ["accept"]
+    assert site.token(rita.bound.serial).fail_count == 0
 
 
 # The database going away: PostgreSQL, stopped and started with pg_ctlcluster.

@@ -50,11 +50,17 @@ def test_answered_entry_expires_ttl_after_the_reply() -> None:
     assert cache.begin(KEY, 35.0) is NEW
 
 
-def test_unanswered_entry_expires_ttl_after_the_request() -> None:
+def test_a_request_still_being_processed_after_ttl_keeps_its_copies_dropped() -> None:
+    # A write-locked database can hold a request for a minute; the NAS resends it every few
+    # seconds. A copy decided beside the first would be counted again (SPEC §4).
     cache = DuplicateCache(ttl=10.0)
     cache.begin(KEY, 0.0)
     assert cache.begin(KEY, 9.9) is IN_PROGRESS
-    assert cache.begin(KEY, 10.0) is NEW
+    assert cache.begin(KEY, 10.0) is IN_PROGRESS
+    assert cache.begin(KEY, 65.0) is IN_PROGRESS
+    cache.finish(KEY, REPLY, 70.0)
+    assert cache.begin(KEY, 79.9) == Cached(REPLY)
+    assert cache.begin(KEY, 80.0) is NEW
 
 
 def test_finish_without_a_reply_lets_a_retransmission_be_processed() -> None:
@@ -65,12 +71,12 @@ def test_finish_without_a_reply_lets_a_retransmission_be_processed() -> None:
     assert cache.begin(KEY, 2.0) is NEW
 
 
-def test_finish_after_expiry_stores_nothing() -> None:
-    cache = DuplicateCache(ttl=30.0)
+def test_finish_after_eviction_stores_nothing() -> None:
+    cache = DuplicateCache(ttl=30.0, max_entries=1)
     cache.begin(KEY, 0.0)
-    cache.finish(KEY, REPLY, 31.0)
-    assert len(cache) == 0
-    assert cache.begin(KEY, 32.0) is NEW
+    cache.begin(DedupKey("192.0.2.9", 1, 1, AUTH), 1.0)
+    cache.finish(KEY, REPLY, 2.0)
+    assert cache.begin(KEY, 3.0) is NEW
 
 
 def test_full_cache_evicts_the_oldest_entry() -> None:
@@ -99,7 +105,9 @@ def test_finish_moves_an_entry_to_the_young_end() -> None:
 def test_expiry_removes_every_stale_entry_at_once() -> None:
     cache = DuplicateCache(ttl=30.0)
     for i in range(100):
-        cache.begin(DedupKey("192.0.2.1", 40000, i % 256, bytes([i]) * 16), i / 10)
+        key = DedupKey("192.0.2.1", 40000, i % 256, bytes([i]) * 16)
+        cache.begin(key, i / 10)
+        cache.finish(key, REPLY, i / 10)
     cache.begin(KEY, 100.0)
     assert len(cache) == 1
 
