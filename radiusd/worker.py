@@ -44,6 +44,11 @@ POOL_THREADS = min(16, max(4, 2 * (os.cpu_count() or 1)))
 MAX_BATCH = 512
 STOP_WAIT_S = 10.0
 HEALTH_INTERVAL_S = 1.0
+# A database that has not answered the probe, or finished a batch, for this long is taken as
+# unreachable: a NAS gives up on a request after a few seconds, and Status-Server must send it
+# to another server rather than report this one healthy (a frozen or partitioned PostgreSQL
+# does not refuse, it never answers; a SQLite write lock held by another process waits).
+STALL_S = 5.0
 # Expired challenges are deleted this often, in slices that hold the write lock briefly.
 PURGE_INTERVAL_S = 60.0
 PURGE_SLICE = 2_000
@@ -171,6 +176,7 @@ class Worker:
         self.inbox: list[_Job] = []
         self.ready: list[tuple[_Job, Prepared]] = []
         self.batch_running = False
+        self.batch_started = 0.0
         self.hashing_now = 0
         self.healthy = True
         self.delayed: dict[asyncio.TimerHandle, Callable[[], None]] = {}
@@ -199,7 +205,7 @@ class Worker:
         except MalformedPacket as exc:
             self.drops.drop(f"malformed:{exc.reason}", host, now)
             return
-        if code == Codes.STATUS_SERVER and not self.healthy:
+        if code == Codes.STATUS_SERVER and (not self.healthy or self._stalled(now)):
             return  # no answer while the database is unreachable: the NAS fails over
         if code == Codes.ACCESS_REQUEST and self.hash_pool.full(client.name):
             # Refused before it is decoded: a client with a full queue of password checks is
@@ -267,6 +273,7 @@ class Worker:
         jobs, self.inbox = self.inbox[:MAX_BATCH], self.inbox[MAX_BATCH:]
         ready, self.ready = self.ready[:MAX_BATCH], self.ready[MAX_BATCH:]
         self.batch_running = True
+        self.batch_started = time.monotonic()
         future = asyncio.get_running_loop().run_in_executor(
             self.db_thread, self._run_batch, jobs, ready
         )
@@ -354,16 +361,37 @@ class Worker:
     async def watch_health(self) -> None:
         """Probe the database every second; Status-Server is answered only while it answers."""
         loop = asyncio.get_running_loop()
+        probe: asyncio.Future[bool] | None = None
+        purge: asyncio.Future[None] | None = None
         while not self.stopping:
-            ok = await loop.run_in_executor(self.probe_thread, self._probe)
+            if probe is None:
+                probe = loop.run_in_executor(self.probe_thread, self._probe)
+            # Waited for at most STALL_S: a probe that hangs must not keep the last verdict.
+            done, _ = await asyncio.wait({probe}, timeout=STALL_S)
+            answered = False
+            if done:
+                answered, probe = probe.result(), None
+            stalled = self._stalled(time.monotonic())
+            ok = answered and not stalled
             if ok != self.healthy:
-                log.warning("database %s", "reachable again" if ok else "unreachable")
+                cause = ""
+                if not done:
+                    cause = f" (no answer within {STALL_S:.0f} s)"
+                elif stalled:
+                    cause = f" (a write waited over {STALL_S:.0f} s)"
+                log.warning("database %s%s", "reachable again" if ok else "unreachable", cause)
             self.healthy = ok
             now = time.monotonic()
-            if ok and now >= self.next_purge:
+            if ok and now >= self.next_purge and (purge is None or purge.done()):
                 self.next_purge = now + PURGE_INTERVAL_S * random.uniform(0.9, 1.1)  # noqa: S311
-                await self.purge_challenges()
+                # Beside the watch, not in it: a purge waiting for the database must not stop
+                # the watch from seeing that it waits.
+                purge = asyncio.ensure_future(self.purge_challenges())
             await asyncio.sleep(HEALTH_INTERVAL_S)
+
+    def _stalled(self, now: float) -> bool:
+        """True while the database thread has been on one batch for over STALL_S."""
+        return self.batch_running and now - self.batch_started > STALL_S
 
     def _probe(self) -> bool:
         return self.app.hot.ping()

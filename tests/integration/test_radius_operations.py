@@ -169,6 +169,30 @@ def test_a_login_held_up_by_a_write_lock_is_decided_once_whatever_the_nas_resend
     assert site.token(rita.bound.serial).fail_count == 0
 
 
+def test_status_server_goes_silent_while_logins_wait_for_a_write_lock(site: Site) -> None:
+    # Logins that cannot be written are not answered; Status-Server must not tell the NAS
+    # that this server is fine meanwhile (SPEC §4, §8), and the log must say why.
+    sara = site.active_user()
+    database = site.database_url.removeprefix("sqlite:///")
+    with site.node(mode="split") as node, node.client() as nas:
+        request = nas.build(user_name=sara.login, password=sara.password + sara.bound.code())
+        holder = sqlite3.connect(database, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            nas.send(request)
+            time.sleep(7)
+            assert nas.status(timeout=1.0) is None
+            assert node.wait_for_log("database unreachable")
+            holder.execute("ROLLBACK")
+        finally:
+            holder.close()
+        reply = nas.receive(request, timeout=5)
+        assert reply is not None
+        assert nas.check(request, reply).code is Codes.ACCESS_ACCEPT
+        wait_until_answered(nas, timeout=10)
+        assert node.wait_for_log("database reachable again")
+
+
 # The database going away: PostgreSQL, stopped and started with pg_ctlcluster.
 
 
