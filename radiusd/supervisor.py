@@ -1,5 +1,7 @@
 """The parent process: forks the workers, restarts any that dies, relays SIGHUP and SIGTERM,
-tells systemd when the server is ready, and logs tokens nearing expiry once a day."""
+and tells systemd when the server is ready. It never touches the database itself: anything
+that may wait for it (the daily expiry check runs in the first worker) would keep it from
+handling signals meanwhile."""
 
 from __future__ import annotations
 
@@ -10,13 +12,10 @@ import select
 import signal
 import time
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from pathlib import Path
 
-from otpcore.app import build_app
 from otpcore.config import Settings
 from otpcore.errors import OtpError
-from radiusd.clock import system_clock
 from radiusd.notify import sd_notify
 from radiusd.worker import load_settings, run_worker
 
@@ -24,7 +23,6 @@ log = logging.getLogger("otpradius.server")
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
-EXPIRY_INTERVAL_S = 24 * 3600.0
 _SIGNALS = {signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
 
 
@@ -60,13 +58,8 @@ class Supervisor:
         log.info("start workers=%d listen=%s clients=%d", self.count, listen,
                  len(self.settings.clients))  # fmt: skip
         sd_notify(f"READY=1\nSTATUS=serving on {listen}\nMAINPID={os.getpid()}")
-        next_expiry = time.monotonic()
         while True:
-            now = time.monotonic()
-            if now >= next_expiry:
-                warn_expiring_tokens(self.settings)
-                next_expiry = now + EXPIRY_INTERVAL_S
-            info = signal.sigtimedwait(_SIGNALS, min(60.0, max(0.1, next_expiry - now)))
+            info = signal.sigtimedwait(_SIGNALS, 60.0)
             if info is None:
                 continue
             if info.si_signo == signal.SIGCHLD:
@@ -87,7 +80,9 @@ class Supervisor:
             status = 1
             try:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-                status = run_worker(self.config_path, self.settings, write_fd)
+                status = run_worker(
+                    self.config_path, self.settings, write_fd, check_expiry=slot == 0
+                )
             except BaseException as exc:  # a child must never return into the parent's code
                 log.error("worker failed error=%s", _describe(exc))
             finally:
@@ -181,26 +176,3 @@ def warn_short_secrets(settings: Settings) -> None:
         if len(client.secret) <= 12:
             log.warning("weak secret client=%s length=%d: use 16 or more random octets",
                         client.name, len(client.secret))  # fmt: skip
-
-
-def warn_expiring_tokens(settings: Settings) -> None:
-    """Log one warning line per token expiring within ``[tokens] warn_days``."""
-    if settings.tokens.warn_days <= 0:
-        return
-    try:
-        app = build_app(settings, system_clock)
-        try:
-            tokens = app.admin("radiusd").tokens(expiring_within_days=settings.tokens.warn_days)
-        finally:
-            app.store.dispose()
-    except OtpError as exc:
-        log.error("expiry check failed: %s", exc)
-        return
-    now = system_clock()
-    for token in tokens:
-        if token.expires is None:
-            continue
-        left = token.expires - now
-        state = "expired" if left <= timedelta(0) else f"expires_in_days={left.days}"
-        log.warning("token expiring serial=%s expires=%s %s users=%s", token.serial,
-                    token.expires.isoformat(), state, ",".join(token.users) or "-")  # fmt: skip

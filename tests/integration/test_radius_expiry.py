@@ -3,6 +3,7 @@ then daily, one line per token."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,3 +31,17 @@ def test_tokens_expiring_within_warn_days_are_logged_once_each(site: Site) -> No
     assert "expires_in_days=4" in log or "expires_in_days=5" in log
     assert later.serial not in log
     assert forever.serial not in log
+
+
+def test_the_expiry_check_runs_in_a_worker_never_in_the_supervisor(site: Site) -> None:
+    # The check runs at start and daily. Another process holding SQLite's write lock keeps it
+    # waiting up to the 60 s busy timeout (a hung PostgreSQL, for ever); in the supervisor,
+    # whose signals wait while it works, that held up SIGTERM past systemd's TimeoutStopSec.
+    soon = site.add_token(expires=datetime.now(UTC) + timedelta(days=5))
+    with site.node(workers=2) as node:
+        assert node.wait_for_log(f"token expiring serial={soon.serial}")
+        assert node.process is not None
+        (line,) = [x for x in node.log_text().splitlines() if "token expiring" in x]
+        writer = re.search(r"otp-radiusd\[(\d+)\]", line)
+        assert writer is not None
+        assert int(writer.group(1)) in node.worker_pids()
