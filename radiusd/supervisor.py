@@ -23,6 +23,10 @@ log = logging.getLogger("otpradius.server")
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
+# Workers dying within 30 s of their start this many times in a row cannot start (a key file
+# made readable to others, a database file gone): the supervisor stops with an error, so that
+# systemd restarts the service, whose start then says why, or marks it failed.
+QUICK_DEATHS_MAX = 5
 _SIGNALS = {signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
 
 
@@ -31,6 +35,7 @@ class _Child:
     slot: int
     pid: int
     started: float
+    ready_fd: int | None = None  # a restarted worker's readiness pipe, closed when it dies
 
 
 class Supervisor:
@@ -43,13 +48,15 @@ class Supervisor:
         self.children: dict[int, _Child] = {}
         self.stopping = False
         self.failures = 0
+        self.restarts: dict[int, float] = {}  # slot -> when to start its worker again
+        self.failed = False
 
     def run(self) -> int:
         """Serve until SIGTERM; returns the exit status."""
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         ready: list[int] = []
         for slot in range(self.count):
-            ready.append(self._spawn(slot))
+            ready.append(self._spawn(slot)[1])
         if not self._await_ready(ready):
             log.error("start failed: a worker did not become ready")
             self._stop_children()
@@ -59,7 +66,14 @@ class Supervisor:
                  len(self.settings.clients))  # fmt: skip
         sd_notify(f"READY=1\nSTATUS=serving on {listen}\nMAINPID={os.getpid()}")
         while True:
-            info = signal.sigtimedwait(_SIGNALS, 60.0)
+            now = time.monotonic()
+            if self.failed:
+                sd_notify("STOPPING=1")
+                self._stop_children()
+                return 1
+            self._restart_due(now)
+            wake = min([now + 60.0, *self.restarts.values()])
+            info = signal.sigtimedwait(_SIGNALS, max(0.01, wake - now))
             if info is None:
                 continue
             if info.si_signo == signal.SIGCHLD:
@@ -72,7 +86,7 @@ class Supervisor:
                 self._stop_children()
                 return 0
 
-    def _spawn(self, slot: int) -> int:
+    def _spawn(self, slot: int) -> tuple[int, int]:
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker
@@ -90,7 +104,7 @@ class Supervisor:
                 os._exit(status)
         os.close(write_fd)
         self.children[pid] = _Child(slot, pid, time.monotonic())
-        return read_fd
+        return pid, read_fd
 
     def _await_ready(self, fds: list[int]) -> bool:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -117,14 +131,28 @@ class Supervisor:
             child = self.children.pop(pid, None)
             if child is None or self.stopping:
                 continue
+            if child.ready_fd is not None:
+                os.close(child.ready_fd)
             lived = time.monotonic() - child.started
             self.failures = 0 if lived > 30 else self.failures + 1
+            if self.failures > QUICK_DEATHS_MAX:
+                log.error("worker died pid=%d status=%d; workers died %d times in a row within "
+                          "30 s of their start: stopping", pid, status, self.failures)  # fmt: skip
+                self.failed = True
+                return
             log.error("worker died pid=%d status=%d restarting slot=%d", pid, status, child.slot)
-            # A worker that dies at once, again and again, must not spin the machine.
-            time.sleep(min(10.0, 0.2 * 2 ** min(self.failures, 6)))
-            fd = self._spawn(child.slot)
-            if not self._await_ready([fd]):
-                log.error("restarted worker slot=%d did not become ready", child.slot)
+            # A worker that dies at once, again and again, must not spin the machine; the wait
+            # is the main loop's, so SIGTERM and SIGHUP are still handled meanwhile.
+            delay = min(10.0, 0.2 * 2 ** min(self.failures, 6))
+            self.restarts[child.slot] = time.monotonic() + delay
+
+    def _restart_due(self, now: float) -> None:
+        for slot, due in list(self.restarts.items()):
+            if due <= now:
+                del self.restarts[slot]
+                pid, fd = self._spawn(slot)
+                # Not waited for: a worker that cannot start dies, and is counted then.
+                self.children[pid].ready_fd = fd
 
     def _reload(self) -> None:
         sd_notify("RELOADING=1")
@@ -143,6 +171,7 @@ class Supervisor:
 
     def _stop_children(self) -> None:
         self.stopping = True
+        self.restarts.clear()
         for pid in list(self.children):
             _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S

@@ -193,6 +193,48 @@ def test_status_server_goes_silent_while_logins_wait_for_a_write_lock(site: Site
         assert node.wait_for_log("database reachable again")
 
 
+def make_workers_unable_to_start(site: Site, node: Node) -> None:
+    """Open the key file to others (workers refuse it at start), then kill the worker."""
+    site.key_file.chmod(0o644)
+    (worker,) = wait_for_workers(node, 1)
+    os.kill(worker, signal.SIGKILL)
+
+
+def test_a_worker_that_cannot_start_again_stops_the_server_with_an_error(site: Site) -> None:
+    # A supervisor restarting a worker that can never start served nobody while systemd saw
+    # it running; stopping with an error lets Restart=on-failure start the service again,
+    # whose start then says why (README "Run under systemd").
+    node = site.node(workers=1).start()
+    try:
+        make_workers_unable_to_start(site, node)
+        assert node.process is not None
+        status = node.process.wait(40)
+    finally:
+        site.key_file.chmod(0o600)
+    assert status != 0
+    log = node.log_text()
+    assert "key file is readable by group or others" in log
+    assert "within 30 s of their start: stopping" in log
+
+
+def test_sigterm_is_handled_at_once_while_a_worker_restart_waits(site: Site) -> None:
+    node = site.node(workers=1).start()
+    try:
+        make_workers_unable_to_start(site, node)
+        deadline = time.monotonic() + 30
+        while node.log_text().count("worker died") < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert node.log_text().count("worker died") == 5  # now the longest wait, 6.4 s
+        assert node.process is not None
+        started = time.monotonic()
+        node.process.send_signal(signal.SIGTERM)
+        status = node.process.wait(20)
+    finally:
+        site.key_file.chmod(0o600)
+    assert status == 0
+    assert time.monotonic() - started < 2
+
+
 # The database going away: PostgreSQL, stopped and started with pg_ctlcluster.
 
 
