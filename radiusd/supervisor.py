@@ -6,6 +6,7 @@ handling signals meanwhile."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import select
@@ -27,6 +28,7 @@ STOP_TIMEOUT_S = 15.0
 # made readable to others, a database file gone): the supervisor stops with an error, so that
 # systemd restarts the service, whose start then says why, or marks it failed.
 QUICK_DEATHS_MAX = 5
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _SIGNALS = {signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
 
 
@@ -88,11 +90,13 @@ class Supervisor:
 
     def _spawn(self, slot: int) -> tuple[int, int]:
         read_fd, write_fd = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             os.close(read_fd)
             status = 1
             try:
+                _stop_with_parent(parent)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
                 status = run_worker(
                     self.config_path, self.settings, write_fd, check_expiry=slot == 0
@@ -187,6 +191,19 @@ class Supervisor:
         for pid in list(self.children):
             _signal(pid, signal.SIGKILL)
             self.children.pop(pid, None)
+
+
+def _stop_with_parent(parent: int) -> None:
+    """Have the kernel send this worker SIGTERM when the supervisor dies.
+
+    Otherwise a supervisor killed (SIGKILL, the OOM killer) leaves its workers serving for ever
+    with the configuration they started with, reachable by no SIGHUP, holding the port that a
+    new ``otp-radiusd`` then finds in use.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:  # it died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _signal(pid: int, signo: signal.Signals) -> None:

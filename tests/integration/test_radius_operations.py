@@ -17,7 +17,7 @@ import pytest
 
 from radiusd.packets import Codes
 from tests.integration.conftest import pg_cluster_control
-from tests.integration.daemon import ClientSpec, Node, RadiusClient, Site
+from tests.integration.daemon import ClientSpec, Node, RadiusClient, Site, _alive
 
 # argon2id parameters that make one verification take about a second.
 SLOW_HASHING = {"time_cost": 3, "memory_kib": 262_144, "parallelism": 1}
@@ -233,6 +233,28 @@ def test_sigterm_is_handled_at_once_while_a_worker_restart_waits(site: Site) -> 
         site.key_file.chmod(0o600)
     assert status == 0
     assert time.monotonic() - started < 2
+
+
+def test_workers_stop_when_the_supervisor_is_killed(site: Site) -> None:
+    # Orphaned workers went on serving for ever, beyond any SIGHUP, holding the port against
+    # the next otp-radiusd.
+    node = site.node(workers=2).start()
+    workers = wait_for_workers(node, 2)
+    assert node.process is not None
+    os.kill(node.process.pid, signal.SIGKILL)
+    node.process.wait(10)
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in workers if _alive(pid)]
+    for pid in left:  # no orphan may outlive the test
+        os.kill(pid, signal.SIGKILL)
+    assert not left
+    again = site.node(workers=1)
+    again.port = node.port
+    again.write_config()
+    with again, again.client() as nas:
+        assert nas.status() is not None
 
 
 # The database going away: PostgreSQL, stopped and started with pg_ctlcluster.
