@@ -112,7 +112,7 @@ class Admin:
     def users(self) -> list[UserView]:
         """Every user, by login."""
         now = self.clock()
-        with self.store.transaction() as repo:
+        with self.store.reading() as repo:
             tokens = {row.serial: row for row in repo.tokens()}
             return [
                 user_view(row, tokens.get(row.serial) if row.serial else None, now)
@@ -122,7 +122,7 @@ class Admin:
     def user(self, login: str) -> UserView:
         """One user."""
         now = self.clock()
-        with self.store.transaction() as repo:
+        with self.store.reading() as repo:
             row = _user(repo, login)
             return user_view(row, repo.token(row.serial) if row.serial else None, now)
 
@@ -236,7 +236,7 @@ class Admin:
     def tokens(self, expiring_within_days: int | None = None) -> list[TokenListing]:
         """The inventory, or only tokens whose expiry falls within the next N days."""
         now = self.clock()
-        with self.store.transaction() as repo:
+        with self.store.reading() as repo:
             query = select(TokenRow).order_by(TokenRow.serial)
             if expiring_within_days is not None:
                 horizon = now + timedelta(days=expiring_within_days)
@@ -374,7 +374,7 @@ class Admin:
 
     def audit(self, since: datetime | None = None) -> list[AuditEvent]:
         """Audit events in time order."""
-        with self.store.transaction() as repo:
+        with self.store.reading() as repo:
             return [audit_event(row) for row in repo.audit_events(since)]
 
 

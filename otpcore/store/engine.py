@@ -10,6 +10,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
+READ_ONLY = "otpradius_read_only"  # execution option: a transaction that never writes
 
 
 def make_engine(url: str, *, pool_size: int = 5, unpooled: bool = False) -> Engine:
@@ -76,9 +77,13 @@ def _sqlite_engine(url: str, pooling: dict[str, Any]) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # Every transaction takes the write lock up front: a deferred transaction that reads
-        # and then writes can fail at once with "database is locked" when another process
-        # wrote in between, and busy_timeout cannot help it.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A transaction that may write takes the write lock up front: a deferred transaction
+        # that reads and then writes can fail at once with "database is locked" when another
+        # process wrote in between, and busy_timeout cannot help it. One that only reads must
+        # not take it: a listing of a million users would hold up every login's commit.
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

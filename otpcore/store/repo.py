@@ -13,6 +13,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from otpcore.errors import Unavailable
+from otpcore.store.engine import READ_ONLY
 from otpcore.store.models import AuditRow, ChallengeRow, TokenRow, UserRow
 
 # PostgreSQL advisory lock taken by every transaction that seals seeds (any fixed number
@@ -164,8 +165,20 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Repo]:
         """One transaction: committed when the block ends, rolled back if it raises."""
+        with self._session(self.engine) as repo:
+            yield repo
+
+    @contextmanager
+    def reading(self) -> Iterator[Repo]:
+        """A transaction that only reads: one consistent view and, on SQLite, no write lock,
+        so it never holds up a commit of the daemon however long it reads."""
+        with self._session(self.engine.execution_options(**{READ_ONLY: True})) as repo:
+            yield repo
+
+    @contextmanager
+    def _session(self, engine: Engine) -> Iterator[Repo]:
         try:
-            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            with Session(engine, expire_on_commit=False) as session, session.begin():
                 yield Repo(session)
         except (OperationalError, PoolTimeout) as exc:
             cause = getattr(exc, "orig", None) or exc

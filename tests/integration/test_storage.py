@@ -349,3 +349,36 @@ def test_the_wal_stays_bounded_while_commits_never_pause(app: App, clock: Frozen
     page = 4096
     # 64 pages allowed, plus what the writer adds between two probes.
     assert wal.stat().st_size < 1000 * page
+
+
+def test_listings_and_the_audit_need_no_write_lock(app: App, clock: FrozenClock) -> None:
+    # An import (or a running daemon's commit) holds SQLite's write lock: `otpctl user list`
+    # and the rest waited behind it for up to a minute, then failed; and a listing of a
+    # million users, holding the lock itself, held up every login's commit as long.
+    import_token(app)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    admin = app.admin()
+    reads: dict[str, object] = {}
+
+    def read_everything() -> None:
+        reads["users"] = admin.users()
+        reads["user"] = admin.user("taro")
+        reads["tokens"] = admin.tokens()
+        reads["expiring"] = admin.tokens(expiring_within_days=30)
+        reads["audit"] = admin.audit()
+
+    with closing(sqlite3.connect(db_path(app), isolation_level=None)) as writer:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("UPDATE users SET name = 'Taro T.' WHERE login = 'taro'")
+        reader = threading.Thread(target=read_everything)
+        reader.start()
+        reader.join(timeout=10)
+        assert not reader.is_alive(), "a listing waited for the write lock"
+        # While it is still held, the listings saw the last committed state.
+        assert [view.name for view in reads["users"]] == ["Taro"]  # type: ignore[attr-defined]
+        # And a long listing does not hold up a commit: read and write at once.
+        with app.store.reading() as repo:
+            assert repo.users()
+            writer.execute("COMMIT")
+    assert admin.user("taro").name == "Taro T."
