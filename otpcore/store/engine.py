@@ -11,6 +11,17 @@ from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
 READ_ONLY = "otpradius_read_only"  # execution option: a transaction that never writes
+# libpq connection parameters: give up a connect after 5 s, notice a silent peer by
+# keepalives after about 20 s idle, and drop a connection whose data goes unacknowledged
+# for 10 s (a host that died or a network cut in the middle of a request).
+PG_NETWORK: dict[str, int] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 3,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
 
 
 def make_engine(url: str, *, pool_size: int = 5, unpooled: bool = False) -> Engine:
@@ -26,7 +37,11 @@ def make_engine(url: str, *, pool_size: int = 5, unpooled: bool = False) -> Engi
         return _sqlite_engine(url, pooling)
     if not unpooled:
         pooling = {"pool_size": pool_size, "pool_pre_ping": True}
-    return create_engine(url, future=True, **pooling)
+    # What the URL's query does not set itself: without these, a server host that died or
+    # was cut off leaves a connect, or a request in flight, waiting for minutes on TCP.
+    given = set(parsed.query)
+    network = {key: value for key, value in PG_NETWORK.items() if key not in given}
+    return create_engine(url, future=True, connect_args=network, **pooling)
 
 
 def safe_url(url: str | URL) -> str:

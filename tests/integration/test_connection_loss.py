@@ -54,3 +54,22 @@ def test_a_connection_lost_by_another_thread_leaves_a_batch_on_its_own(
     assert app.hot.user("taro").password_failures == 1  # type: ignore[union-attr]
     assert app.hot.user("hanako").password_failures == 1  # type: ignore[union-attr]
     hash_thread.shutdown()
+
+
+def test_connections_give_up_on_a_silent_server_unless_the_url_says_otherwise(
+    app: App,
+) -> None:
+    # Without limits a host that died mid-request (or a cut network) kept a login's thread,
+    # or a connect, waiting for minutes on TCP; the URL's own values stay the operator's.
+    from otpcore.store.engine import PG_NETWORK, make_engine
+
+    with app.store.engine.connect() as connection:
+        parameters = connection.connection.driver_connection.info.get_parameters()
+    for key, value in PG_NETWORK.items():
+        assert parameters.get(key) == str(value), key
+    own = make_engine(app.settings.database_url + "?connect_timeout=20", unpooled=True)
+    with own.connect() as connection:
+        parameters = connection.connection.driver_connection.info.get_parameters()
+    own.dispose()
+    assert parameters["connect_timeout"] == "20"
+    assert parameters["tcp_user_timeout"] == "10000"
