@@ -11,6 +11,7 @@ import errno
 import hashlib
 import os
 import stat
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,12 +155,19 @@ def load_keyring(path: Path) -> Keyring:
 def write_new_key(path: Path) -> SeedKey:
     """Create a fresh key file with mode 0600; never overwrites an existing file."""
     key = SeedKey(os.urandom(KEY_BYTES))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Written whole under a temporary name, then linked to its own: a crash or a full disk
+    # in the middle must not leave a short file there, which every start and every otpctl
+    # command would refuse until someone removed it by hand.
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
     try:
-        os.write(fd, key.key)
-        os.fsync(fd)
+        try:
+            os.write(fd, key.key)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(temporary, path)  # FileExistsError rather than overwrite
     finally:
-        os.close(fd)
+        os.unlink(temporary)
     return key
 
 

@@ -167,6 +167,27 @@ def test_rotation_interrupted_before_the_commit(
     every_token_verifies(make_app(), clock)
 
 
+def test_a_disk_full_while_writing_the_new_key_leaves_no_key_behind(
+    tokens: App, make_app: Callable[..., App], clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The new key's file was created first and written after: a full disk (or a crash) in
+    # between left it short, and every start and otpctl command refused it from then on.
+    key_file = tokens.settings.key_file
+    before = sorted(path.name for path in key_file.parent.iterdir())
+
+    def disk_full(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "write", disk_full)
+        with pytest.raises(OSError, match="No space"):
+            rotate_key(tokens.store, key_file, clock)
+    assert sorted(path.name for path in key_file.parent.iterdir()) == before
+    every_token_verifies(make_app(), clock)  # the server starts and serves as before
+    assert rotate_key(tokens.store, key_file, clock) == 3
+    every_token_verifies(make_app(), clock)
+
+
 # The key file
 
 
