@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -141,6 +142,18 @@ def test_a_worker_restarted_after_sighup_keeps_the_running_policy(site: Site) ->
         assert reply.code is Codes.ACCESS_ACCEPT
 
 
+@contextmanager
+def write_lock_held(site: Site) -> Iterator[None]:
+    """Hold the SQLite write lock from another process's connection, as an import does."""
+    holder = sqlite3.connect(site.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        yield
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+
+
 def test_a_login_held_up_by_a_write_lock_is_decided_once_whatever_the_nas_resends(
     site: Site,
 ) -> None:
@@ -148,19 +161,13 @@ def test_a_login_held_up_by_a_write_lock_is_decided_once_whatever_the_nas_resend
     # 30 s duplicate window; the NAS resends every five seconds. The copies must be dropped
     # while the first is still waiting, not decided beside it and counted (SPEC §4).
     rita = site.active_user()
-    database = site.database_url.removeprefix("sqlite:///")
     with site.node(mode="split") as node, node.client() as nas:
         request = nas.build(user_name=rita.login, password=rita.password + rita.bound.code())
-        holder = sqlite3.connect(database, isolation_level=None)
-        try:
-            holder.execute("BEGIN IMMEDIATE")
+        with write_lock_held(site):
             started = time.monotonic()
             while time.monotonic() - started < 36:
                 nas.send(request)
                 time.sleep(5)
-            holder.execute("ROLLBACK")
-        finally:
-            holder.close()
         reply = nas.receive(request, timeout=10)
         assert reply is not None
         assert nas.check(request, reply).code is Codes.ACCESS_ACCEPT
@@ -173,19 +180,13 @@ def test_status_server_goes_silent_while_logins_wait_for_a_write_lock(site: Site
     # Logins that cannot be written are not answered; Status-Server must not tell the NAS
     # that this server is fine meanwhile (SPEC §4, §8), and the log must say why.
     sara = site.active_user()
-    database = site.database_url.removeprefix("sqlite:///")
     with site.node(mode="split") as node, node.client() as nas:
         request = nas.build(user_name=sara.login, password=sara.password + sara.bound.code())
-        holder = sqlite3.connect(database, isolation_level=None)
-        try:
-            holder.execute("BEGIN IMMEDIATE")
+        with write_lock_held(site):
             nas.send(request)
             time.sleep(7)
             assert nas.status(timeout=1.0) is None
             assert node.wait_for_log("database unreachable")
-            holder.execute("ROLLBACK")
-        finally:
-            holder.close()
         reply = nas.receive(request, timeout=5)
         assert reply is not None
         assert nas.check(request, reply).code is Codes.ACCESS_ACCEPT
