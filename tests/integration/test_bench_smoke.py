@@ -40,6 +40,10 @@ def test_the_quick_benchmark_prints_its_table() -> None:
     latency = next(line for line in table.splitlines() if "latency" in line)
     assert re.search(r"server busy \d+% of its core \([\d,]+ µs a request\)", latency), latency
     assert "databases on " in table, table
+    # The hash bound is measured in turns with the logins, and each turn's ratio is shown.
+    login = next(line for line in table.splitlines() if "login (split)" in line)
+    assert re.search(r"× hash bound \(turns [\d.]+ to [\d.]+\); 20/20 accepted", login), login
+    assert "in 5 turns with the logins" in table, table
 
 
 def test_the_repeated_peak_restores_the_database_for_every_run() -> None:
