@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -42,3 +43,17 @@ def test_a_full_client_queue_refuses_more_but_others_still_queue() -> None:
     release.set()
     pool.shutdown()
     assert not pool.full("flood")
+
+
+def test_a_worker_hashes_on_as_many_threads_as_it_has_cores() -> None:
+    from radiusd.worker import hash_threads
+
+    cores = os.sched_getaffinity(0)
+    try:
+        # One core still gets two threads, so a slow database read never idles the core.
+        os.sched_setaffinity(0, {min(cores)})
+        assert hash_threads() == 2
+    finally:
+        os.sched_setaffinity(0, cores)
+    # Every core it may use, whatever the number of workers: one NAS port reaches one worker.
+    assert hash_threads() == min(16, max(2, len(cores)))
