@@ -67,6 +67,19 @@ def test_two_populations_run_in_turn_with_a_ratio_per_pair() -> None:
     assert "median ratio pair by pair" in done.stdout, done.stdout
 
 
+def test_the_repeated_latency_phase_prints_every_run_and_their_median() -> None:
+    done = run_bench("bench.latency", "--users", "300", "--runs", "2", "--peak-users", "50")
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert len(rows) == 2, done.stdout
+    # Each run starts from the database as imported: every code of the phase is accepted.
+    assert all(row.endswith("| 0 | 300/300 |") for row in rows), done.stdout
+    assert re.search(
+        r"median p99 of 2 runs: [\d.]+ ms; \d of 2 runs at 10 ms or less; "
+        r"p99 of all 600 requests together: [\d.]+ ms",
+        done.stdout,
+    ), done.stdout
+
+
 def test_the_commit_probe_prints_both_sync_modes() -> None:
     done = run_bench("bench.commit", "--commits", "30")
     rows = [line for line in done.stdout.splitlines() if line.startswith("| FULL")

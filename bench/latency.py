@@ -1,0 +1,87 @@
+"""The otp latency at half peak, repeated on fresh copies of one database.
+
+    python -m bench.latency [--users 10000] [--runs 9] [--peak-users 5000]
+
+One latency phase of ``python -m bench`` lasts about two seconds, so a single pause of the host
+of 15 ms decides its p99. This runs the phase ``--runs`` times as the bench does (database as
+imported, server on core 1, generator on core 0, the otp peak first, then half of that peak's
+rate, open loop, for other users) and prints each run, the median p99 and the p99 of every
+request of every run taken together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from contextlib import ExitStack
+
+from bench import loadgen
+from bench.peak import Population, onboard, restore
+from bench.run import (
+    LATENCY_USERS,
+    LOADGEN_CPU,
+    OTP_SOURCE,
+    SERVER_CPU,
+    measure_server,
+    otp_packets,
+    spread,
+    start_server,
+    temporary_workspace,
+)
+from radiusd.packets import Codes
+
+TARGET_MS = 10.0
+
+
+def run_latency(population: Population, window: int) -> tuple[float, loadgen.RunResult, float]:
+    """Restore, start, find the peak, then run at half of it: (rate, result, server busy)."""
+    restore(population)
+    workspace = population.workspace
+    server = start_server(workspace, str(SERVER_CPU))
+    try:
+        packets = otp_packets(workspace, population.peak_users, split=False)
+        peak, _ = measure_server(workspace, server, packets, OTP_SOURCE, window=window)
+        rate = max(100.0, peak.codes.get(Codes.ACCESS_ACCEPT, 0) / peak.wall / 2)
+        others = spread(workspace.users // 2, workspace.users, LATENCY_USERS)
+        packets = otp_packets(workspace, others, split=False)
+        result, cpu = measure_server(workspace, server, packets, OTP_SOURCE, rate=rate)
+    finally:
+        server.stop()
+    return rate, result, cpu / result.wall if result.wall else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the latency phase ``--runs`` times, print each run and a summary."""
+    summary = __doc__.split("\n")[0]
+    parser = argparse.ArgumentParser(prog="python -m bench.latency", description=summary)
+    parser.add_argument("--users", type=int, default=10000)
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--peak-users", type=int, default=5000, help="two requests each")
+    parser.add_argument("--window", type=int, default=256, help="requests in flight (peak)")
+    args = parser.parse_args(argv)
+    loadgen.pin(LOADGEN_CPU)
+    p99s: list[float] = []
+    merged = loadgen.RunResult()
+    with ExitStack() as stack:
+        root = stack.enter_context(temporary_workspace(False))
+        population = onboard(root, args.users, args.peak_users)
+        print("| run | rate | p50 | p99 | max | server busy | lost | accepted |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for number in range(1, args.runs + 1):
+            rate, result, busy = run_latency(population, args.window)
+            p99s.append(result.percentile(99))
+            merged.latencies.extend(result.latencies)
+            accepted = result.codes.get(Codes.ACCESS_ACCEPT, 0)
+            print(f"| {number} | {rate:,.0f}/s | {result.percentile(50):.2f} ms "
+                  f"| {p99s[-1]:.2f} ms | {result.percentile(100):.1f} ms | {busy:.0%} "
+                  f"| {result.lost} | {accepted}/{result.sent} |", flush=True)  # fmt: skip
+    within = sum(p99 <= TARGET_MS for p99 in p99s)
+    print(f"\nmedian p99 of {args.runs} runs: {statistics.median(p99s):.2f} ms; "
+          f"{within} of {args.runs} runs at {TARGET_MS:.0f} ms or less; "
+          f"p99 of all {len(merged.latencies):,} requests together: "
+          f"{merged.percentile(99):.2f} ms")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
