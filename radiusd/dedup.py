@@ -50,9 +50,12 @@ NEW: Final = New()
 IN_PROGRESS: Final = InProgress()
 
 
-class _Entry(NamedTuple):
-    stamp: float
-    response: bytes | None  # None while the request is being processed
+# An entry is a plain (stamp, response) tuple, response None while the request is being
+# processed, and its key is stored as a plain tuple too. The garbage collector stops tracking
+# a plain tuple of plain values at its first pass, but tracks a NamedTuple for its whole life:
+# with the up to 65,536 requests of the window kept as NamedTuples, every pass over the older
+# generations walked all of them and held the packet loop for 10 to 18 ms.
+_Entry = tuple[float, bytes | None]
 
 
 class DuplicateCache:
@@ -67,7 +70,7 @@ class DuplicateCache:
         self._max_entries = max_entries
         # Insertion order is stamp order (finish() moves an entry to the end with a new stamp), so
         # expiry and eviction only ever look at the front.
-        self._entries: OrderedDict[DedupKey, _Entry] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, int, int, bytes], _Entry] = OrderedDict()
 
     def __len__(self) -> int:
         """Return the number of requests remembered (in progress or answered)."""
@@ -80,9 +83,10 @@ class DuplicateCache:
         if entry is None:
             self._admit(key, now)
             return NEW
-        if entry.response is None:
+        response = entry[1]
+        if response is None:
             return IN_PROGRESS
-        return Cached(entry.response)
+        return Cached(response)
 
     def finish(self, key: DedupKey, response: bytes | None, now: float) -> None:
         """Store the reply sent at `now`, or forget the request when none was sent."""
@@ -95,27 +99,27 @@ class DuplicateCache:
             del self._entries[key]
             return
         # The window restarts at the reply, so a client that lost it has the full `ttl` to retry.
-        self._entries[key] = _Entry(now, response)
+        self._entries[key] = (now, response)
         self._entries.move_to_end(key)
 
     def _admit(self, key: DedupKey, now: float) -> None:
         while len(self._entries) >= self._max_entries:
             self._entries.popitem(last=False)
-        self._entries[key] = _Entry(now, None)
+        self._entries[(key.address, key.port, key.identifier, key.authenticator)] = (now, None)
 
     def _expire(self, now: float) -> None:
         horizon = now - self._ttl
         entries = self._entries
         while entries:
-            key, oldest = next(iter(entries.items()))
-            if oldest.stamp > horizon:
+            key, (stamp, response) = next(iter(entries.items()))
+            if stamp > horizon:
                 return
-            if oldest.response is None:
+            if response is None:
                 # Still being processed (a database that holds its write lock for a minute):
                 # copies keep being dropped however long that takes, or each one that arrived
                 # after `ttl` would be decided and counted again. Re-stamped, it goes to the
                 # young end; only eviction of a full cache or finish() removes it.
-                entries[key] = _Entry(now, None)
+                entries[key] = (now, None)
                 entries.move_to_end(key)
                 continue
             entries.popitem(last=False)
