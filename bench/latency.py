@@ -11,12 +11,11 @@ request of every run taken together.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from contextlib import ExitStack
 
 from bench import loadgen
-from bench.peak import Population, onboard, restore
+from bench.peak import Population, onboard, repeated_runs_parser, restore
 from bench.run import (
     LATENCY_USERS,
     LOADGEN_CPU,
@@ -52,13 +51,7 @@ def run_latency(population: Population, window: int) -> tuple[float, loadgen.Run
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the latency phase ``--runs`` times, print each run and a summary."""
-    summary = __doc__.split("\n")[0]
-    parser = argparse.ArgumentParser(prog="python -m bench.latency", description=summary)
-    parser.add_argument("--users", type=int, default=10000)
-    parser.add_argument("--runs", type=int, default=9)
-    parser.add_argument("--peak-users", type=int, default=5000, help="two requests each")
-    parser.add_argument("--window", type=int, default=256, help="requests in flight (peak)")
-    args = parser.parse_args(argv)
+    args = repeated_runs_parser("python -m bench.latency", __doc__, runs=9).parse_args(argv)
     loadgen.pin(LOADGEN_CPU)
     p99s: list[float] = []
     merged = loadgen.RunResult()

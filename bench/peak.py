@@ -117,14 +117,19 @@ def _cells(run: PeakRun) -> str:
     )
 
 
+def repeated_runs_parser(prog: str, doc: str, runs: int) -> argparse.ArgumentParser:
+    """The options shared by the benches that repeat a phase on one onboarded population."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0])
+    parser.add_argument("--users", type=int, default=10000)
+    parser.add_argument("--runs", type=int, default=runs)
+    parser.add_argument("--peak-users", type=int, default=5000, help="two requests each")
+    parser.add_argument("--window", type=int, default=256, help="requests in flight (peak)")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the peak phase ``--runs`` times, print each run and the median."""
-    summary = __doc__.split("\n")[0]
-    parser = argparse.ArgumentParser(prog="python -m bench.peak", description=summary)
-    parser.add_argument("--users", type=int, default=10000)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--peak-users", type=int, default=5000, help="two requests each")
-    parser.add_argument("--window", type=int, default=256, help="requests in flight")
+    parser = repeated_runs_parser("python -m bench.peak", __doc__, runs=5)
     parser.add_argument(
         "--vs-users", type=int, default=0, help="a second population, run in turn with the first"
     )
