@@ -491,7 +491,7 @@ def login_phase(workspace: Workspace, args: argparse.Namespace) -> list[Row]:
         server.stop()
     bound = verifies / bound_seconds if bound_seconds else 0.0
     logins = accepts / login_seconds if login_seconds else 0.0
-    spread = f"turns {min(ratios):.2f} to {max(ratios):.2f}" if ratios else "no turns"
+    turn_range = f"turns {min(ratios):.2f} to {max(ratios):.2f}" if ratios else "no turns"
     return [
         Row(
             "argon2id verifies/s (default cost, 2 threads)",
@@ -501,7 +501,7 @@ def login_phase(workspace: Workspace, args: argparse.Namespace) -> list[Row]:
         Row(
             "login (split) accepts/s, 2 workers",
             f"{logins:,.1f}",
-            f"{logins / bound if bound else 0.0:.2f} × hash bound ({spread}); "
+            f"{logins / bound if bound else 0.0:.2f} × hash bound ({turn_range}); "
             f"{accepts}/{sent} accepted",
         ),
     ]
