@@ -276,7 +276,9 @@ class Admin:
             if row is None or UserClass(row.user_class) not in PRIVILEGED:
                 repo.audit(now, admin_login, action, [], "denied", "not a master or admin user")
                 denied = PermissionDenied(f"{admin_login} is not a master or admin user")
-            elif row.confirmation_failures >= self.policy.confirmation_lockout_threshold:
+            elif not repo.take_confirmation_attempt(
+                admin_login, self.policy.confirmation_lockout_threshold
+            ):
                 repo.audit(now, admin_login, action, [], "denied", "confirmation password locked")
                 denied = PermissionDenied(
                     f"{admin_login}'s confirmation password is locked after "
@@ -288,20 +290,12 @@ class Admin:
         # Raised after the block: raised inside, it would roll the denial's audit event back.
         if denied is not None:
             raise denied
+        # The attempt is already counted: a run killed while it hashes has still used one.
         if stored is not None and self.hashing.verify(stored, confirmation):
             with self.store.transaction() as repo:
-                repo.session.execute(
-                    update(UserRow)
-                    .where(UserRow.login == admin_login, UserRow.confirmation_failures != 0)
-                    .values(confirmation_failures=0)
-                )
+                repo.clear_confirmation_attempts(admin_login)
             return
         with self.store.transaction() as repo:
-            repo.session.execute(
-                update(UserRow)
-                .where(UserRow.login == admin_login)
-                .values(confirmation_failures=UserRow.confirmation_failures + 1)
-            )
             repo.audit(now, admin_login, action, [], "denied", "wrong confirmation password")
         raise PermissionDenied(f"wrong confirmation password for {admin_login}")
 

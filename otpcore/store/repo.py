@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Engine, delete, select, text
+from sqlalchemy import CursorResult, Engine, delete, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -129,6 +129,27 @@ class Repo:
     def purge_challenges(self, now: datetime) -> int:
         """Delete expired challenges; returns how many."""
         return self._execute(delete(ChallengeRow).where(ChallengeRow.expires_at <= now)).rowcount
+
+    def take_confirmation_attempt(self, login: str, limit: int) -> bool:
+        """Count one confirmation attempt before it is checked; False once ``limit`` are counted."""
+        # The limit is tested in the statement that counts: runs in parallel cannot each read
+        # a count below the limit and then all check their password.
+        statement = (
+            update(UserRow)
+            .where(UserRow.login == login, UserRow.confirmation_failures < limit)
+            .values(confirmation_failures=UserRow.confirmation_failures + 1)
+            .execution_options(synchronize_session=False)
+        )
+        return self._execute(statement).rowcount == 1
+
+    def clear_confirmation_attempts(self, login: str) -> None:
+        """Forget the counted confirmation attempts after a right one."""
+        self._execute(
+            update(UserRow)
+            .where(UserRow.login == login, UserRow.confirmation_failures != 0)
+            .values(confirmation_failures=0)
+            .execution_options(synchronize_session=False)
+        )
 
     def audit(
         self,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 from otpcore.admin import IMPORT_CHUNK
 from otpcore.app import App
+from otpcore.crypto import HashingParams, PasswordHashing
 from otpcore.errors import (
     AlreadyExists,
     ImportRefused,
@@ -159,6 +162,50 @@ def test_four_wrong_then_right_restarts_the_count(suspended: App) -> None:
         with pytest.raises(PermissionDenied):
             admin.unlock(ADMIN, "wrong", ["taro"])
     admin.unlock(ADMIN, CONFIRMATION, ["taro"])
+
+
+class SlowHashing(PasswordHashing):
+    """Counts the passwords it checks, each slow enough for parallel runs to overlap."""
+
+    def __init__(self, params: HashingParams) -> None:
+        super().__init__(params)
+        self.checked = 0
+        self._lock = threading.Lock()
+
+    def verify(self, stored: str, offered: str) -> bool:
+        with self._lock:
+            self.checked += 1
+        time.sleep(0.3)
+        return super().verify(stored, offered)
+
+
+def test_parallel_guesses_get_no_more_tries_than_the_limit(suspended: App) -> None:
+    admin = suspended.admin()
+    for _ in range(4):
+        with pytest.raises(PermissionDenied):
+            admin.unlock(ADMIN, "wrong", ["taro"])
+    hashing = SlowHashing(suspended.settings.hashing)
+    slow = dataclasses.replace(suspended, hashing=hashing)
+    refusals: list[str] = []
+
+    def guess(number: int) -> None:
+        try:
+            slow.admin().unlock(ADMIN, f"guess {number}", ["taro"])
+        except PermissionDenied as exc:
+            refusals.append(str(exc))
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # One try was left: eight runs at once get that one between them, and no more.
+    assert hashing.checked == 1
+    assert len(refusals) == 8
+    assert sum("locked" in refusal for refusal in refusals) == 7
+    with pytest.raises(PermissionDenied, match="locked"):
+        admin.unlock(ADMIN, CONFIRMATION, ["taro"])
+    assert token(suspended).suspended
 
 
 def test_a_general_user_cannot_unlock_or_revoke(suspended: App) -> None:
