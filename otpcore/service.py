@@ -79,9 +79,29 @@ class Prepared:
 
     @property
     def writes(self) -> bool:
-        """True when committing it changes anything."""
+        """True when committing it changes anything, or must read the user again."""
         return bool(
-            self.consume_state or self.decision.effects or self.new_hash or self.new_challenge
+            self.consume_state
+            or self.decision.effects
+            or self.new_hash
+            or self.new_challenge
+            or self.rechecks_user
+        )
+
+    @property
+    def rechecks_user(self) -> bool:
+        """True when a verified password lets the user in, or on, without using a step.
+
+        The user was read without a lock; requests decided at the same moment may have
+        suspended the user since (parallel password guesses). A step is only used if the user
+        is not suspended (``consume_step``); these decisions read the user again at commit.
+        """
+        decision = self.decision
+        return (
+            self.user is not None
+            and decision.result is not Result.REJECT
+            and decision.password is not None
+            and not any(isinstance(effect, ConsumeStep) for effect in decision.effects)
         )
 
 
@@ -238,10 +258,14 @@ class Authenticator:
         user = item.user
         if user is None:
             return decision
+        if item.rechecks_user and writer.user_suspended(user.login):
+            return _reject(Reason.USER_SUSPENDED, decision.serial)
         for effect in decision.effects:
             if isinstance(effect, ConsumeStep) and not writer.consume_step(
-                effect.serial, effect.step, effect.drift, item.request.request_id
+                user.login, effect.serial, effect.step, effect.drift, item.request.request_id
             ):
+                if writer.user_suspended(user.login):
+                    return _reject(Reason.USER_SUSPENDED, effect.serial)
                 decision = decision.lost_race()
                 break
         for effect in decision.effects:

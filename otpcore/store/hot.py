@@ -38,9 +38,13 @@ _PURGE_CHALLENGES_PG = """DELETE FROM challenges WHERE id IN
     (SELECT id FROM challenges WHERE expires_at <= :now LIMIT :limit FOR UPDATE SKIP LOCKED)"""
 _ADD_CHALLENGE = """INSERT INTO challenges (id, login, stage, serial, expires_at)
     VALUES (:id, :login, :stage, :serial, :expires)"""
+# The user is read again here: a login decided before parallel wrong guesses suspended the
+# user must not pass after them (the decision read the user without a lock).
 _CONSUME = """UPDATE tokens SET last_step = :step, drift = :drift, fail_count = 0,
     last_request = :request WHERE serial = :serial AND last_step < :step
-    AND NOT suspended AND NOT disabled"""
+    AND NOT suspended AND NOT disabled
+    AND NOT (SELECT suspended FROM users WHERE login = :login)"""
+_USER_SUSPENDED = "SELECT suspended FROM users WHERE login = :login"
 _TOKEN_FAILURE = """UPDATE tokens SET fail_count = fail_count + 1,
     suspended = (fail_count + 1 >= :threshold) WHERE serial = :serial AND NOT suspended
     RETURNING suspended"""
@@ -360,10 +364,26 @@ class HotWriter:
             },
         )
 
-    def consume_step(self, serial: str, step: int, drift: int, request: bytes | None) -> bool:
-        """Record a used step if later than the stored one; False if somebody else won."""
-        params = {"serial": serial, "step": step, "drift": drift, "request": request}
+    def consume_step(
+        self, login: str, serial: str, step: int, drift: int, request: bytes | None
+    ) -> bool:
+        """Record a used step if later than the stored one and the user is not suspended.
+
+        False if somebody else won the step, or the user was suspended meanwhile.
+        """
+        params = {
+            "login": login,
+            "serial": serial,
+            "step": step,
+            "drift": drift,
+            "request": request,
+        }
         return int(self._store._run(_CONSUME, params).rowcount) == 1
+
+    def user_suspended(self, login: str) -> bool:
+        """True if the user is suspended now, or gone."""
+        rows = self._store._run(_USER_SUSPENDED, {"login": login}).fetchall()
+        return not rows or bool(rows[0][0])
 
     def count_token_failure(self, serial: str, threshold: int) -> bool | None:
         """One more failure on a token that is not suspended; True if that suspended it.

@@ -26,7 +26,7 @@ from otpcore.config import parse_settings
 from otpcore.crypto import Keyring, pending_key_path, read_key
 from otpcore.errors import KeyFileError, Unavailable
 from otpcore.keys import rotate_key
-from otpcore.model import Reason
+from otpcore.model import InputMode, Reason, Result
 from otpcore.ports import FrozenClock
 from otpcore.service import AuthRequest
 from tests.conftest import BOTH_BACKENDS, settings_data
@@ -36,6 +36,7 @@ from tests.integration.lifecycle import (
     add_user,
     code,
     import_token,
+    login,
     token,
     user,
 )
@@ -162,6 +163,48 @@ def test_wrong_otps_at_once_stop_the_count_exactly_at_the_threshold(
     assert user(taro, "taro").suspended
     suspensions = [e for e in taro.admin().audit() if e.action == "suspend"]
     assert len(suspensions) == 1
+
+
+# Decided before parallel wrong guesses suspended the user, committed after them: a request
+# reads the user without a lock, so the commit must read the suspension again.
+
+
+def _suspend_by_wrong_passwords(app: App, login_name: str, clock: FrozenClock) -> None:
+    for _ in range(app.settings.policy.password_lockout_threshold):
+        outcome = login(app, login_name, "not the password " + code(clock))
+        assert outcome.reason is Reason.BAD_PASSWORD
+    assert user(app, login_name).suspended
+
+
+def test_a_login_decided_before_a_suspension_is_refused_at_commit(
+    taro: App, clock: FrozenClock
+) -> None:
+    authenticator = taro.authenticator()
+    right = authenticator.prepare(AuthRequest("taro", PASSWORD + code(clock), InputMode.SPLIT))
+    assert right.decision.result is Result.ACCEPT
+    _suspend_by_wrong_passwords(taro, "taro", clock)
+    (outcome,) = authenticator.commit([right])
+    assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.USER_SUSPENDED)
+    assert token(taro).fail_count == 0  # nothing counted on the token for it
+
+
+@pytest.mark.parametrize(
+    "passed", [Result.ACCEPT, Result.CHALLENGE], ids=["password-only", "otp-challenge"]
+)
+def test_a_password_decided_before_a_suspension_is_refused_at_commit(
+    app: App, clock: FrozenClock, passed: Result
+) -> None:
+    add_user(app, "kojima")  # no token: the password alone lets him in
+    if passed is Result.CHALLENGE:  # a token: the password alone asks for the OTP
+        import_token(app)
+        activated(app, clock, "kojima")
+    authenticator = app.authenticator()
+    right = authenticator.prepare(AuthRequest("kojima", PASSWORD, InputMode.AUTO))
+    assert right.decision.result is passed
+    _suspend_by_wrong_passwords(app, "kojima", clock)
+    (outcome,) = authenticator.commit([right])
+    assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.USER_SUSPENDED)
+    assert outcome.state is None  # no challenge was stored to answer later
 
 
 # Key rotation beside an import: no seed may end up sealed under a retired key.
