@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -148,12 +149,8 @@ def through_otpctl(folder: Path, users_text: str, pskc: bytes) -> None:
         ],
     }
     for label, args in commands.items():
-        timed(
-            label,
-            lambda args=args: subprocess.run(
-                [program, "--config", config, *args], cwd=folder, check=True, capture_output=True
-            ),
-        )
+        command = [program, "--config", config, *args]
+        timed(label, partial(subprocess.run, command, cwd=folder, check=True, capture_output=True))
 
 
 if __name__ == "__main__":
