@@ -205,6 +205,11 @@ class Authenticator:
         credentials = Credentials(request.password, request.mode, stage, request.request_id)
         verify = _CountingVerifier(self.hashing)
         decision = decide(user, token, credentials, now, self.policy, verify)
+        if resent and not (decision.result is Result.ACCEPT and not decision.effects):
+            # A copy of the answer that used this State is the same code for the same step
+            # and changes nothing. Anything else under a used State (a later code, a wrong
+            # one) is a new answer to a challenge that is gone, not a resend (SPEC §4).
+            return Prepared(request, _bad_state())
         if decision.result is Result.REJECT:
             self._burn(request, hash_budget(request) - verify.calls)
         new_challenge = (

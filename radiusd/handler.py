@@ -94,7 +94,8 @@ class RequestHandler:
             password = request.password.decode("utf-8")
         except UnicodeDecodeError:
             return self._early(request, client, source, login, Reason.INVALID_REQUEST)
-        return AuthRequest(login, password, client.mode, request.state, request.authenticator)
+        identity = request.identity(client.name)
+        return AuthRequest(login, password, client.mode, request.state, identity)
 
     def _early(
         self, request: Request, client: ClientConfig, source: str, login: str, reason: Reason

@@ -11,7 +11,7 @@ import pytest
 
 from otpcore.model import OtpState
 from radiusd.packets import Codes
-from tests.integration.daemon import Site
+from tests.integration.daemon import ClientSpec, Site
 
 LOG_KEYS = ["result", "reason", "user", "client", "src", "mode", "serial", "ms"]
 
@@ -53,6 +53,38 @@ def test_activation_dialogue_binds_the_token(site: Site) -> None:
     view = site.user(ivan.login)
     assert (view.state, view.serial) == (OtpState.ACTIVE, token.serial)
     assert site.token(token.serial).users == (ivan.login,)
+
+
+def test_a_used_state_and_its_authenticator_open_nothing_from_another_client(
+    site: Site,
+) -> None:
+    """Both travel in clear: whoever holds another client's secret must gain nothing by them."""
+    victim = site.active_user()
+    token = victim.bound
+    vpn = ClientSpec(name="vpn", address="127.0.0.1/32", mode="challenge")
+    kiosk = ClientSpec(name="kiosk", address="127.0.0.2/32", mode="auto")
+    with site.node(clients=[vpn, kiosk]) as node:
+        with node.client(vpn) as nas:
+            prompt = nas.auth(victim.login, victim.password)
+            assert prompt is not None
+            assert prompt.code is Codes.ACCESS_CHALLENGE
+            answer = nas.request(user_name=victim.login, password=token.code(),
+                                 state=prompt.state)  # fmt: skip
+            assert answer.reply is not None
+            assert answer.reply.code is Codes.ACCESS_ACCEPT
+            # The NAS itself resending that answer (its reply lost) is accepted again.
+            resent = nas.exchange(answer.request).reply
+            assert resent is not None
+            assert resent.code is Codes.ACCESS_ACCEPT
+        seen = answer.request[4:20]
+        with node.client(kiosk) as other:
+            for code in (token.code(), token.code(steps=1)):  # the used code, the next one
+                reply = other.auth(victim.login, code, state=prompt.state, authenticator=seen)
+                assert reply is not None
+                assert reply.code is Codes.ACCESS_REJECT
+        decided = [(d["reason"], d["client"]) for d in node.decisions()]
+        assert decided[-2:] == [("bad_state", "kiosk"), ("bad_state", "kiosk")]
+    assert site.token(token.serial).fail_count == 0
 
 
 def test_a_state_is_single_use_and_expires(site: Site) -> None:

@@ -484,6 +484,28 @@ def test_a_wrong_answer_resent_is_refused_and_counted_once(shared: App, clock: F
     assert user(shared, "hanako").state is OtpState.ACTIVE
 
 
+def test_a_used_state_with_its_answers_authenticator_takes_no_other_code(
+    shared: App, clock: FrozenClock
+) -> None:
+    """The State and the Request Authenticator travel in clear: together they prove nothing."""
+    prompt = login(shared, "taro", PASSWORD, InputMode.CHALLENGE)
+    answer = bytes(range(16))
+    expect(login(shared, "taro", code(clock), state=prompt.state, request_id=answer),
+           Result.ACCEPT, Reason.OK)  # fmt: skip
+    # A minute later, the next code without the password: a new login, not a resend.
+    next_step(clock)
+    later = login(shared, "taro", code(clock), state=prompt.state, request_id=answer)
+    expect(later, Result.REJECT, Reason.BAD_STATE)
+    # Nor can wrong codes under them lock the token for its sharers.
+    for _ in range(5):
+        wrong = login(shared, "taro", wrong_code(clock), state=prompt.state, request_id=answer)
+        expect(wrong, Result.REJECT, Reason.BAD_STATE)
+    assert token(shared).fail_count == 0
+    assert not user(shared, "hanako").suspended
+    # The next code still works for a real login.
+    expect(login(shared, "taro", PASSWORD + code(clock)), Result.ACCEPT, Reason.OK)
+
+
 def test_expired_challenges_are_purged_in_slices(shared: App, clock: FrozenClock) -> None:
     used = login(shared, "taro", PASSWORD, InputMode.CHALLENGE)
     expect(login(shared, "taro", code(clock), state=used.state), Result.ACCEPT, Reason.OK)

@@ -426,3 +426,32 @@ def test_a_flipped_bit_breaks_the_message_authenticator(raw: bytes, data: st.Dat
     except MalformedPacket:
         return
     assert not request.message_authenticator_valid
+
+
+# The identity a request and its resends share
+
+
+def _identity(client: str = "vpn", **fields: object) -> bytes:
+    packet = {"user_name": "taro", "password": "123456", "authenticator": bytes(16), **fields}
+    return decode_request(encode_request(SECRET, **packet), SECRET).identity(client)  # type: ignore[arg-type]
+
+
+def test_a_resent_datagram_has_the_same_identity() -> None:
+    assert _identity() == _identity()
+    assert len(_identity()) == 16
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"client": "kiosk"},
+        {"user_name": "hanako"},
+        {"password": "654321"},
+        {"authenticator": bytes(range(16))},
+    ],
+    ids=["client", "login", "password", "authenticator"],
+)
+def test_another_client_login_password_or_authenticator_is_another_request(
+    change: dict[str, object],
+) -> None:
+    assert _identity(**change) != _identity()  # type: ignore[arg-type]
