@@ -313,6 +313,13 @@ def _unlock(
                 source, None, f"a {what} was given but the file's keys are not encrypted"
             )
         return
+    for item in wanted:
+        if not isinstance(vars(item.key).get("_secret"), EncryptedValue):
+            # The pre-shared key and the MAC vouch for encrypted values only: a secret in
+            # clear beside them could have been put in on the way, and would pass for checked.
+            raise _refuse(
+                source, item, "its secret is in clear in a file whose other keys are encrypted"
+            )
     mac_declared = container.mac.algorithm is not None
     for item in encrypted:
         for value in _encrypted(item.key):

@@ -296,6 +296,20 @@ def test_a_cbc_value_without_a_mac_is_refused() -> None:
     assert "no ValueMAC" in str(error)
 
 
+def test_a_secret_in_clear_in_an_encrypted_file_is_refused() -> None:
+    """Added on the way to an operator who trusts the file because its keys are checked."""
+    keys = [{"id": "k1", "serial": "7", "secret": RFC_SECRET}]
+    protected = pskc_bytes(keys, "psk").decode()
+    plain = pskc_bytes([{"id": "k2", "serial": "8", "secret": b"attacker chose this!"}]).decode()
+    package = re.search(r"<pskc:KeyPackage>.*</pskc:KeyPackage>", plain, flags=re.S)
+    assert package is not None
+    mixed = protected.replace("</pskc:KeyContainer>", package.group(0) + "</pskc:KeyContainer>")
+    error = refused(mixed.encode(), psk=RFC_PSK)
+    assert "key k2 (serial 8)" in str(error)
+    assert "in clear" in str(error)
+    assert_no_secret(str(error), b"attacker chose this!")
+
+
 def test_a_key_wrapped_value_needs_no_mac() -> None:
     data = pskc_bytes([{"serial": "8", "secret": RFC_SECRET}], "psk", algorithm="kw-aes128")
     assert b"ValueMAC" not in data
