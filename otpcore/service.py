@@ -309,8 +309,9 @@ class Authenticator:
                     return _reject(Reason.NOT_AWAITING_ACTIVATION, effect.serial)
                 detail = f"serial {effect.serial}"
                 writer.audit(now, self.actor, "activate", [user.login], "ok", detail)
-        if item.new_hash is not None and decision.result is not Result.REJECT:
-            writer.set_password_hash(user.login, item.new_hash)
+        verified = user.password_hash
+        if item.new_hash is not None and verified and decision.result is not Result.REJECT:
+            writer.set_password_hash(user.login, item.new_hash, verified)
         if item.new_challenge is not None and decision.next_stage is not None:
             expires = item.expires or now
             writer.add_challenge(

@@ -59,7 +59,10 @@ _RESET_PASSWORD_FAILURES = """UPDATE users SET password_failures = 0
     WHERE login = :login AND password_failures <> 0"""
 _BIND = """UPDATE users SET serial = :serial, revoked = :false, activation_failures = 0
     WHERE login = :login AND serial IS NULL"""
-_SET_HASH = "UPDATE users SET password_hash = :hash WHERE login = :login"
+# Only over the hash the login verified: a password set meanwhile (otpctl user passwd, an
+# import) must not be replaced by the rehash of the one it replaced.
+_SET_HASH = """UPDATE users SET password_hash = :hash WHERE login = :login
+    AND password_hash = :verified"""
 # PostgreSQL locks rows as the sorted rows come out: every batch takes them in one order.
 _LOCK_USERS_PG = """SELECT login FROM users WHERE login = ANY(:logins) ORDER BY login
     FOR UPDATE"""
@@ -413,9 +416,10 @@ class HotWriter:
         params = {"login": login, "serial": serial, "false": False}
         return int(self._store._run(_BIND, params).rowcount) == 1
 
-    def set_password_hash(self, login: str, password_hash: str) -> None:
-        """Store a rehashed login password."""
-        self._store._run(_SET_HASH, {"login": login, "hash": password_hash})
+    def set_password_hash(self, login: str, password_hash: str, verified: str) -> None:
+        """Store a rehashed login password, unless the hash ``verified`` was replaced meanwhile."""
+        params = {"login": login, "hash": password_hash, "verified": verified}
+        self._store._run(_SET_HASH, params)
 
     def sharers(self, serial: str) -> list[str]:
         """Logins bound to a token."""

@@ -21,6 +21,7 @@ from otpcore.errors import KeyFileError, StorageError
 from otpcore.keys import create_key, rotate_key
 from otpcore.model import Algorithm, Reason, Result
 from otpcore.ports import FrozenClock
+from otpcore.service import AuthRequest
 from otpcore.token_csv import read_token_csv
 from tests.integration.lifecycle import (
     PASSWORD,
@@ -320,6 +321,22 @@ def test_rehash_after_an_otp_login(
     assert ",t=1," in password_hash(app, "taro")
     assert login(stronger, "taro", PASSWORD + code(clock)).reason is Reason.OK
     assert ",t=3," in password_hash(app, "taro")
+
+
+def test_a_password_set_during_a_login_is_not_undone_by_its_rehash(
+    app: App, make_app: Callable[..., App]
+) -> None:
+    add_user(app, "taro")
+    stronger = make_app(hashing={"time_cost": 2, "memory_kib": 128})
+    authenticator = stronger.authenticator()
+    # The old password, perhaps the one that leaked, is being used right now...
+    in_flight = authenticator.prepare(AuthRequest("taro", PASSWORD))
+    assert in_flight.new_hash is not None
+    # ... while the administrator sets a new one.
+    stronger.admin().set_password("taro", "a new password 42")
+    authenticator.commit([in_flight])
+    assert login(stronger, "taro", PASSWORD).reason is Reason.BAD_PASSWORD
+    assert login(stronger, "taro", "a new password 42").result is Result.ACCEPT
 
 
 # SQLite settings and schema
