@@ -221,14 +221,36 @@ class PasswordHashing:
             return False
 
 
+# The most an imported hash may cost to verify: 1 GiB (libsodium's largest preset), four
+# such passes, 16 lanes. Every login names a user, so a hash beyond this, from a careless or
+# hostile migration file, would let anyone tie up a hash thread (and its memory) per request.
+MAX_IMPORTED_MEMORY_KIB = 1 << 20
+MAX_IMPORTED_WORK_KIB = 4 << 20  # memory times passes
+MAX_IMPORTED_PARALLELISM = 16
+
+
 def check_phc(value: str) -> str:
-    """Validate an imported argon2 PHC string (``$argon2id$…``)."""
+    """Validate an imported argon2 PHC string (``$argon2id$…``), its cost bounded."""
     if not value.startswith(("$argon2id$", "$argon2i$", "$argon2d$")):
         raise InvalidInput("password_hash is not an argon2 PHC string")
     try:
         from argon2 import extract_parameters
 
-        extract_parameters(value)
+        found = extract_parameters(value)
     except (InvalidHashError, ValueError):
         raise InvalidInput("password_hash is not a valid argon2 PHC string") from None
+    memory, passes, lanes = found.memory_cost, found.time_cost, found.parallelism
+    if memory > MAX_IMPORTED_MEMORY_KIB:
+        raise InvalidInput(
+            f"password_hash needs {memory} KiB to verify; at most {MAX_IMPORTED_MEMORY_KIB}"
+        )
+    if memory * passes > MAX_IMPORTED_WORK_KIB:
+        raise InvalidInput(
+            f"password_hash takes {passes} passes over {memory} KiB to verify; at most "
+            f"{MAX_IMPORTED_WORK_KIB} KiB in all"
+        )
+    if lanes > MAX_IMPORTED_PARALLELISM:
+        raise InvalidInput(
+            f"password_hash has parallelism {lanes}; at most {MAX_IMPORTED_PARALLELISM}"
+        )
     return value

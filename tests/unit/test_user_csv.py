@@ -111,12 +111,24 @@ def test_a_bad_row_refuses_the_file_at_its_line(row: str, words: str) -> None:
         ("$2b$12$abcdefghijklmnopqrstuuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZa", "not an argon2"),
         ("$argon2id$v=19$m=65536,t=3,p=4$c2FsdA", "not a valid argon2 PHC string"),
         ("$argon2id$v=19$m=lots,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", "not a valid argon2"),
+        # Costs no verification should have: each login naming the user would pay them.
+        ("$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", "4194304 KiB"),
+        ("$argon2id$v=19$m=65536,t=4294967295,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", "passes"),
+        ("$argon2id$v=19$m=65536,t=3,p=255$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", "parallelism 255"),
     ],
 )
 def test_a_bad_password_hash_is_refused(value: str, words: str) -> None:
     error = refused(f'login,name,password_hash\nu1,One,"{PHC}"\nu2,Two,"{value}"\n')
     assert error.line == 3
     assert words in str(error)
+
+
+def test_the_largest_usual_hash_costs_are_accepted() -> None:
+    """libsodium's largest preset (1 GiB, 4 passes) and many lanes still migrate."""
+    for params in ("m=1048576,t=4,p=1", "m=65536,t=64,p=16"):
+        value = f"$argon2id$v=19${params}$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
+        (spec,) = read_user_csv(f'login,name,password_hash\nu1,One,"{value}"\n', "f")
+        assert spec.password_hash == value
 
 
 def test_a_row_with_both_password_and_hash_is_refused() -> None:
