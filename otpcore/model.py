@@ -70,6 +70,7 @@ class Reason(StrEnum):
     BAD_SERIAL = "bad_serial"
     BAD_STATE = "bad_state"  # unknown, used, expired or foreign challenge State
     NOT_AWAITING_ACTIVATION = "not_awaiting_activation"
+    TOKEN_REVOKED = "token_revoked"  # revoked from the token while the request was decided
     PAP_REQUIRED = "pap_required"
     INVALID_REQUEST = "invalid_request"
 
@@ -94,6 +95,7 @@ REASON_DESCRIPTIONS: dict[Reason, str] = {
     Reason.BAD_SERIAL: "activation named an unknown, disabled, suspended or expired serial",
     Reason.BAD_STATE: "the challenge State is unknown, used, expired or for another user",
     Reason.NOT_AWAITING_ACTIVATION: "activation asked for a user who is not issued or revoked",
+    Reason.TOKEN_REVOKED: "the user was revoked from the token while the request was decided",
     Reason.PAP_REQUIRED: "the request used CHAP or MS-CHAP; only PAP is supported",
     Reason.INVALID_REQUEST: "the request lacks User-Name or User-Password",
 }

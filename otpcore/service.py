@@ -31,7 +31,7 @@ from otpcore.decision import (
 from otpcore.model import InputMode, Reason, Result, Stage, Token, User
 from otpcore.policy import Policy
 from otpcore.ports import Clock
-from otpcore.store.hot import HotStore, HotWriter, TokenRecord
+from otpcore.store.hot import HotStore, HotWriter, Standing, TokenRecord
 
 log = logging.getLogger(__name__)
 
@@ -265,12 +265,20 @@ class Authenticator:
             return decision
         if item.rechecks_user and writer.user_suspended(user.login):
             return _reject(Reason.USER_SUSPENDED, decision.serial)
+        binding = any(isinstance(effect, Bind) for effect in decision.effects)
         for effect in decision.effects:
             if isinstance(effect, ConsumeStep) and not writer.consume_step(
-                user.login, effect.serial, effect.step, effect.drift, item.request.request_id
+                user.login,
+                effect.serial,
+                effect.step,
+                effect.drift,
+                item.request.request_id,
+                binding=binding,
             ):
-                if writer.user_suspended(user.login):
-                    return _reject(Reason.USER_SUSPENDED, effect.serial)
+                standing = writer.standing(user.login, effect.serial)
+                changed = _changed_since(standing, effect.serial, binding)
+                if changed is not None:
+                    return _reject(changed, effect.serial)
                 decision = decision.lost_race()
                 break
         for effect in decision.effects:
@@ -333,6 +341,23 @@ def _rows_written(batch: Sequence[Prepared]) -> tuple[list[str], list[str]]:
             if isinstance(effect, ConsumeStep | CountTokenFailure):
                 serials.add(effect.serial)
     return sorted(logins), sorted(serials)
+
+
+def _changed_since(standing: Standing | None, serial: str, binding: bool) -> Reason | None:
+    """Why a step could not be used, when it is not that another request used it first."""
+    if standing is None:
+        return None
+    if standing.user_suspended:
+        return Reason.USER_SUSPENDED
+    if binding and standing.bound_to is not None:
+        return Reason.NOT_AWAITING_ACTIVATION  # bound meanwhile (another activation won)
+    if not binding and standing.bound_to != serial:
+        return Reason.TOKEN_REVOKED
+    if standing.token_suspended:
+        return Reason.TOKEN_SUSPENDED
+    if standing.token_disabled:
+        return Reason.TOKEN_DISABLED
+    return None
 
 
 def _reject(reason: Reason, serial: str | None = None) -> Decision:

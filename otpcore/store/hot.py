@@ -38,12 +38,16 @@ _PURGE_CHALLENGES_PG = """DELETE FROM challenges WHERE id IN
     (SELECT id FROM challenges WHERE expires_at <= :now LIMIT :limit FOR UPDATE SKIP LOCKED)"""
 _ADD_CHALLENGE = """INSERT INTO challenges (id, login, stage, serial, expires_at)
     VALUES (:id, :login, :stage, :serial, :expires)"""
-# The user is read again here: a login decided before parallel wrong guesses suspended the
-# user must not pass after them (the decision read the user without a lock).
+# The user is read again here, as the request was decided without a lock: a login must not
+# pass after parallel wrong guesses suspended the user, nor after the user was revoked from
+# the token (a lost token); an activation only while the user is still unbound.
 _CONSUME = """UPDATE tokens SET last_step = :step, drift = :drift, fail_count = 0,
     last_request = :request WHERE serial = :serial AND last_step < :step
     AND NOT suspended AND NOT disabled
-    AND NOT (SELECT suspended FROM users WHERE login = :login)"""
+    AND EXISTS (SELECT 1 FROM users AS u WHERE u.login = :login AND NOT u.suspended
+        AND (u.serial = :serial OR (u.serial IS NULL AND :binding)))"""
+_STANDING = """SELECT u.suspended, u.serial, t.suspended, t.disabled
+    FROM tokens AS t JOIN users AS u ON u.login = :login WHERE t.serial = :serial"""
 _USER_SUSPENDED = "SELECT suspended FROM users WHERE login = :login"
 _TOKEN_FAILURE = """UPDATE tokens SET fail_count = fail_count + 1,
     suspended = (fail_count + 1 >= :threshold) WHERE serial = :serial AND NOT suspended
@@ -106,6 +110,16 @@ class ChallengeRecord:
     serial: str | None
     expires_at: datetime
     used_by: bytes | None = field(default=None, repr=False)  # the answer that consumed it
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """What decides whether a user may still use a token's step."""
+
+    user_suspended: bool
+    bound_to: str | None
+    token_suspended: bool
+    token_disabled: bool
 
 
 class HotStore:
@@ -368,11 +382,20 @@ class HotWriter:
         )
 
     def consume_step(
-        self, login: str, serial: str, step: int, drift: int, request: bytes | None
+        self,
+        login: str,
+        serial: str,
+        step: int,
+        drift: int,
+        request: bytes | None,
+        *,
+        binding: bool = False,
     ) -> bool:
-        """Record a used step if later than the stored one and the user is not suspended.
+        """Record a used step later than the stored one, for a user still entitled to it.
 
-        False if somebody else won the step, or the user was suspended meanwhile.
+        The user must not be suspended and must be bound to the token, or unbound when
+        ``binding`` (an activation). False if any of that changed, or somebody else won the
+        step; ``standing`` tells which.
         """
         params = {
             "login": login,
@@ -380,8 +403,18 @@ class HotWriter:
             "step": step,
             "drift": drift,
             "request": request,
+            "binding": binding,
         }
         return int(self._store._run(_CONSUME, params).rowcount) == 1
+
+    def standing(self, login: str, serial: str) -> Standing | None:
+        """The user's and the token's state as a refused ``consume_step`` found them."""
+        params = {"login": login, "serial": serial}
+        rows = self._store._run(_STANDING, params).fetchall()
+        if not rows:
+            return None
+        user_suspended, bound_to, token_suspended, disabled = rows[0]
+        return Standing(bool(user_suspended), bound_to, bool(token_suspended), bool(disabled))
 
     def user_suspended(self, login: str) -> bool:
         """True if the user is suspended now, or gone."""

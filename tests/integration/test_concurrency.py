@@ -31,8 +31,12 @@ from otpcore.ports import FrozenClock
 from otpcore.service import AuthRequest
 from tests.conftest import BOTH_BACKENDS, settings_data
 from tests.integration.lifecycle import (
+    ADMIN,
+    CONFIRMATION,
     PASSWORD,
+    SERIAL,
     activated,
+    add_admin,
     add_user,
     code,
     import_token,
@@ -205,6 +209,57 @@ def test_a_password_decided_before_a_suspension_is_refused_at_commit(
     (outcome,) = authenticator.commit([right])
     assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.USER_SUSPENDED)
     assert outcome.state is None  # no challenge was stored to answer later
+
+
+def test_a_login_decided_before_a_revoke_is_refused_at_commit(
+    taro: App, clock: FrozenClock
+) -> None:
+    add_admin(taro)
+    authenticator = taro.authenticator()
+    # A thief types the lost token's code as the bank revokes it.
+    in_flight = authenticator.prepare(AuthRequest("taro", PASSWORD + code(clock)))
+    assert in_flight.decision.result is Result.ACCEPT
+    taro.admin().revoke(ADMIN, CONFIRMATION, ["taro"])
+    (outcome,) = authenticator.commit([in_flight])
+    assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.TOKEN_REVOKED)
+    assert token(taro).fail_count == 0
+
+
+def test_a_login_decided_before_its_token_was_disabled_is_refused_uncounted(
+    taro: App, clock: FrozenClock
+) -> None:
+    authenticator = taro.authenticator()
+    in_flight = authenticator.prepare(AuthRequest("taro", PASSWORD + code(clock)))
+    taro.admin().set_disabled(SERIAL, True)
+    (outcome,) = authenticator.commit([in_flight])
+    assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.TOKEN_DISABLED)
+    assert token(taro).fail_count == 0  # not a replay: nothing to count
+
+
+def test_an_activation_that_lost_to_another_is_not_awaiting_activation(
+    app: App, clock: FrozenClock
+) -> None:
+    import_token(app)
+    import_token(app, "34567890", secret=bytes(range(30, 50)))
+    add_user(app, "kojima")
+    app.admin().issue("kojima", clock().date())
+    authenticator = app.authenticator()
+    first = authenticator.prepare(
+        AuthRequest("kojima", code(clock), InputMode.OTP), activation_serial=SERIAL
+    )
+    second = authenticator.prepare(
+        AuthRequest("kojima", code(clock, secret=bytes(range(30, 50))), InputMode.OTP),
+        activation_serial="34567890",
+    )
+    assert authenticator.commit([first])[0].reason is Reason.ACTIVATED
+    (lost,) = authenticator.commit([second])
+    assert (lost.result, lost.reason) == (Result.REJECT, Reason.NOT_AWAITING_ACTIVATION)
+    assert user(app, "kojima").serial == SERIAL
+    # The losing activation used nothing: its code still activates the other token.
+    add_user(app, "hanako")
+    app.admin().issue("hanako", clock().date())
+    other = code(clock, secret=bytes(range(30, 50)))
+    assert app.authenticator().activate("hanako", "34567890", other).reason is Reason.ACTIVATED
 
 
 # Key rotation beside an import: no seed may end up sealed under a retired key.
