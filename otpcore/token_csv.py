@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -88,21 +89,32 @@ def parse_expiry(value: str) -> datetime:
 
 
 def parse_secret(hex_value: str | None, base32_value: str | None) -> bytes:
-    """The seed from a hex or a base32 column."""
-    if hex_value:
-        try:
-            secret = bytes.fromhex(hex_value.strip())
-        except ValueError:
-            raise InvalidInput("secret is not hexadecimal") from None
-    elif base32_value:
-        text = base32_value.strip().replace(" ", "").upper()
-        try:
-            secret = base64.b32decode(text + "=" * (-len(text) % 8))
-        except (binascii.Error, ValueError):
-            raise InvalidInput("secret_base32 is not base32") from None
-    else:
+    """The seed from a hex or a base32 column (both may be given if they agree)."""
+    if not hex_value and not base32_value:
         raise InvalidInput("no secret (a 'secret' or 'secret_base32' value is required)")
-    return check_secret(secret)
+    from_hex = _from_hex(hex_value) if hex_value else None
+    from_base32 = _from_base32(base32_value) if base32_value else None
+    # Which of two different seeds the vendor meant is not ours to guess.
+    both = from_hex is not None and from_base32 is not None
+    if both and not hmac.compare_digest(from_hex or b"", from_base32 or b""):
+        raise InvalidInput("secret and secret_base32 are different seeds; give one")
+    secret = from_hex if from_hex is not None else from_base32
+    return check_secret(secret or b"")
+
+
+def _from_hex(value: str) -> bytes:
+    try:
+        return bytes.fromhex(value.strip())
+    except ValueError:
+        raise InvalidInput("secret is not hexadecimal") from None
+
+
+def _from_base32(value: str) -> bytes:
+    text = value.strip().replace(" ", "").upper()
+    try:
+        return base64.b32decode(text + "=" * (-len(text) % 8))
+    except (binascii.Error, ValueError):
+        raise InvalidInput("secret_base32 is not base32") from None
 
 
 def check_secret(secret: bytes) -> bytes:

@@ -133,6 +133,21 @@ def test_a_malformed_row_is_refused_with_its_line(case: str, position: int) -> N
     assert fragment in str(caught.value)
 
 
+def test_a_hex_and_a_base32_secret_must_be_the_same_seed() -> None:
+    base32 = base64.b32encode(bytes.fromhex(HEX)).decode()
+    other = base64.b32encode(bytes.fromhex(HEX[:-2] + "ff")).decode()
+    same = f"serial,secret,secret_base32\nOK1,{HEX},{base32}\n"
+    (spec,) = read_token_csv(same, "seeds.csv")
+    assert spec.secret == bytes.fromhex(HEX)
+    text = f"serial,secret,secret_base32\nOK1,{HEX},{base32}\nX,{HEX},{other}\n"
+    with pytest.raises(ImportRefused) as caught:
+        read_token_csv(text, "seeds.csv")
+    assert caught.value.line == 3
+    assert "different seeds" in str(caught.value)
+    assert HEX not in str(caught.value)
+    assert other not in str(caught.value)
+
+
 def test_a_malformed_row_does_not_print_the_secret() -> None:
     with pytest.raises(ImportRefused) as caught:
         read_token_csv(lines(f"X,{HEX},MD5,6,60,"), "seeds.csv")
