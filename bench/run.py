@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import csv
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -186,12 +187,19 @@ def build_workspace(
 def otp_packets(
     workspace: Workspace, indices: Sequence[int], *, split: bool, offsets: Sequence[int] = (0, 1)
 ) -> list[bytes]:
-    """Access-Requests with codes for the current step plus each offset, offset by offset."""
+    """Access-Requests with codes for the current step plus each offset, offset by offset.
+
+    The users come in a shuffled order (the same every run). In key order, neighbours would
+    share the database pages of their rows, and a batch of requests would write a few pages
+    instead of one each: a locality no login storm has, which only a small population gets.
+    """
     step = time_step(datetime.now(UTC), PERIOD)
     packets: list[bytes] = []
     sockets = 128
+    order = list(indices)
+    random.Random(len(order)).shuffle(order)
     for offset in offsets:
-        for index in indices:
+        for index in order:
             code = hotp(workspace.secrets[index], step + offset, 6, Algorithm.SHA1)
             password = PASSWORD + code if split else code
             number = len(packets)
