@@ -266,8 +266,9 @@ def _policy(check: _Checker, table: dict[str, Any]) -> Policy:
             "[policy] password_lockout_threshold", table.get("password_lockout_threshold", 10)
         ),
         unregistered=UnregisteredPolicy(unregistered),
-        challenge_timeout=check.positive(
-            "[policy] challenge_timeout", table.get("challenge_timeout", 120)
+        # An OTP is typed within minutes; beyond a day a pending State is only a liability.
+        challenge_timeout=check.between(
+            "[policy] challenge_timeout", table.get("challenge_timeout", 120), 1, 86_400
         ),
         reject_delay=delay,
         reply_language=language,
@@ -275,10 +276,15 @@ def _policy(check: _Checker, table: dict[str, Any]) -> Policy:
 
 
 def _hashing(check: _Checker, table: dict[str, Any]) -> HashingParams:
+    # Checked here, not at the first login: argon2 needs 8 KiB per lane, and a slip of the
+    # finger in memory_kib would otherwise show up as a worker out of memory.
+    lanes = check.between("[hashing] parallelism", table.get("parallelism", 1), 1, 64)
     return HashingParams(
-        time_cost=check.positive("[hashing] time_cost", table.get("time_cost", 2)),
-        memory_kib=check.positive("[hashing] memory_kib", table.get("memory_kib", 19456), 8),
-        parallelism=check.positive("[hashing] parallelism", table.get("parallelism", 1)),
+        time_cost=check.between("[hashing] time_cost", table.get("time_cost", 2), 1, 100),
+        memory_kib=check.between(
+            "[hashing] memory_kib", table.get("memory_kib", 19456), 8 * lanes, 4 << 20
+        ),
+        parallelism=lanes,
     )
 
 
@@ -286,7 +292,8 @@ def _tokens(check: _Checker, table: dict[str, Any]) -> TokensConfig:
     issuer = table.get("issuer", "otpradius")
     if not issuer or ":" in issuer:
         raise check.fail("[tokens] issuer", "must be non-empty and contain no ':'")
-    return TokensConfig(issuer, check.positive("[tokens] warn_days", table.get("warn_days", 30), 0))
+    warn_days = check.between("[tokens] warn_days", table.get("warn_days", 30), 0, 3650)
+    return TokensConfig(issuer, warn_days)
 
 
 def _logging(check: _Checker, table: dict[str, Any]) -> LoggingConfig:

@@ -173,6 +173,20 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["[policy] lockout_threshold", "at least 1"],
     ),
     "negative delay": ({"policy": {"reject_delay": -0.5}}, ["[policy] reject_delay"]),
+    "endless challenges": (
+        {"policy": {"challenge_timeout": 10**12}},
+        ["[policy] challenge_timeout", "from 1 to 86400"],
+    ),
+    "memory short of the lanes": (
+        {"hashing": {"memory_kib": 8, "parallelism": 4}},
+        ["[hashing] memory_kib", "from 32 to"],
+    ),
+    "memory of another machine": (
+        {"hashing": {"memory_kib": 194_560_000}},
+        ["[hashing] memory_kib", "to 4194304"],
+    ),
+    "lanes beyond reason": ({"hashing": {"parallelism": 1000}}, ["[hashing] parallelism"]),
+    "endless warnings": ({"tokens": {"warn_days": 10**9}}, ["[tokens] warn_days", "to 3650"]),
     "bad facility": ({"logging": {"facility": "kern0"}}, ["[logging] facility"]),
     "bad level": ({"logging": {"level": "loud"}}, ["[logging] level"]),
     "bad listen": ({"server": {"listen": ["localhost:1812"]}}, ["[server] listen"]),
