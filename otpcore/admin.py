@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import insert, select, update
@@ -266,20 +267,28 @@ class Admin:
 
     # Privileged operations, confirmed by a master or admin user's confirmation password
 
-    def confirm(self, admin_login: str, confirmation: str, action: str) -> None:
-        """Check the acting administrator's confirmation password; count and audit a wrong one."""
+    def confirm(
+        self, admin_login: str, confirmation: str, action: str, targets: Sequence[str] = ()
+    ) -> None:
+        """Check the acting administrator's confirmation password; count and audit a wrong one.
+
+        ``targets`` are the users the operation was asked for, named in a denial's event.
+        """
         now = self.clock()
+        targets = list(dict.fromkeys(targets))
         denied: PermissionDenied | None = None
         stored: str | None = None
         with self.store.transaction() as repo:
             row = repo.user(admin_login)
             if row is None or UserClass(row.user_class) not in PRIVILEGED:
-                repo.audit(now, admin_login, action, [], "denied", "not a master or admin user")
+                detail = self._run_as("not a master or admin user")
+                repo.audit(now, admin_login, action, targets, "denied", detail)
                 denied = PermissionDenied(f"{admin_login} is not a master or admin user")
             elif not repo.take_confirmation_attempt(
                 admin_login, self.policy.confirmation_lockout_threshold
             ):
-                repo.audit(now, admin_login, action, [], "denied", "confirmation password locked")
+                detail = self._run_as("confirmation password locked")
+                repo.audit(now, admin_login, action, targets, "denied", detail)
                 denied = PermissionDenied(
                     f"{admin_login}'s confirmation password is locked after "
                     f"{row.confirmation_failures} wrong attempts; reset it with "
@@ -296,14 +305,15 @@ class Admin:
                 repo.clear_confirmation_attempts(admin_login)
             return
         with self.store.transaction() as repo:
-            repo.audit(now, admin_login, action, [], "denied", "wrong confirmation password")
+            detail = self._run_as("wrong confirmation password")
+            repo.audit(now, admin_login, action, targets, "denied", detail)
         raise PermissionDenied(f"wrong confirmation password for {admin_login}")
 
     def unlock(self, admin_login: str, confirmation: str, logins: Sequence[str]) -> list[UserView]:
         """Lift the suspension of users and their tokens; returns every user lifted, sharers too."""
-        self.confirm(admin_login, confirmation, "unlock")
+        self.confirm(admin_login, confirmation, "unlock", logins)
         now = self.clock()
-        with self.store.transaction() as repo:
+        with self._refusal_audited(admin_login, "unlock", logins), self.store.transaction() as repo:
             # Locked: the daemons count failures on these rows meanwhile (SPEC §8).
             selected = _users(repo, logins, lock=True)
             serials = sorted({row.serial for row in selected if row.serial is not None})
@@ -320,7 +330,8 @@ class Admin:
             for serial in plan.tokens:
                 token_rows[serial].suspended = False
                 token_rows[serial].fail_count = 0
-            repo.audit(now, admin_login, "unlock", list(plan.lifted), "ok", _selected(logins))
+            detail = self._run_as(_selected(logins))
+            repo.audit(now, admin_login, "unlock", list(plan.lifted), "ok", detail)
             repo.session.flush()
             everyone = {row.login: row for row in (*selected, *sharers)}
             return [
@@ -330,10 +341,11 @@ class Admin:
 
     def revoke(self, admin_login: str, confirmation: str, logins: Sequence[str]) -> list[UserView]:
         """Unbind users from their tokens (state revoked); the tokens and other users stay."""
-        self.confirm(admin_login, confirmation, "revoke")
+        self.confirm(admin_login, confirmation, "revoke", logins)
         now = self.clock()
-        with self.store.transaction() as repo:
-            selected = _users(repo, logins)
+        with self._refusal_audited(admin_login, "revoke", logins), self.store.transaction() as repo:
+            # Locked, as for unlock: an activation may be binding one of them meanwhile.
+            selected = _users(repo, logins, lock=True)
             revoked: list[UserView] = []
             for row in selected:
                 token = repo.token(row.serial) if row.serial else None
@@ -363,8 +375,29 @@ class Admin:
             released = _release_unused(repo, sorted({v.serial for v in revoked if v.serial}))
             if released:
                 detail += "; suspension lifted, no users left: " + ", ".join(released)
-            repo.audit(now, admin_login, "revoke", [v.login for v in revoked], "ok", detail)
+            targets = [v.login for v in revoked]
+            repo.audit(now, admin_login, "revoke", targets, "ok", self._run_as(detail))
             return revoked
+
+    def _run_as(self, detail: str) -> str:
+        """An approved operation's detail, naming the account that ran it (the actor is the
+        approving administrator)."""
+        return f"{detail}; run as {self.actor}"
+
+    @contextmanager
+    def _refusal_audited(
+        self, admin_login: str, action: str, logins: Sequence[str]
+    ) -> Iterator[None]:
+        """Audit an approved operation that was then refused (an unknown user, a wrong state)."""
+        try:
+            yield
+        except (NotFound, StateError, InvalidInput) as exc:
+            # Its own transaction: the operation's was rolled back with everything in it.
+            with self.store.transaction() as repo:
+                targets = list(dict.fromkeys(logins))
+                detail = self._run_as(str(exc))
+                repo.audit(self.clock(), admin_login, action, targets, "refused", detail)
+            raise
 
     def audit(self, since: datetime | None = None) -> list[AuditEvent]:
         """Audit events in time order."""

@@ -250,9 +250,32 @@ def test_unlock_lists_every_user_lifted_and_audits(suspended: App, clock: Frozen
     ]
     (event,) = [e for e in suspended.admin().audit() if e.action == "unlock"]
     assert (event.actor, event.targets, event.outcome) == (ADMIN, ("hanako", "taro"), "ok")
+    assert event.detail.endswith("run as otpctl")  # the account that ran it, beside the approver
     assert (token(suspended).suspended, token(suspended).fail_count) == (False, 0)
     result = login(suspended, "hanako", PASSWORD + code(clock))
     assert result.result is Result.ACCEPT
+
+
+@pytest.mark.parametrize("operation", ["unlock", "revoke"])
+def test_an_approved_operation_then_refused_is_audited_with_its_targets(
+    suspended: App, operation: str
+) -> None:
+    admin = suspended.admin("otpctl:alice")
+    with pytest.raises(NotFound):
+        getattr(admin, operation)(ADMIN, CONFIRMATION, ["taro", "nobody"])
+    (event,) = [e for e in admin.audit() if e.action == operation]
+    assert (event.actor, event.targets, event.outcome) == (ADMIN, ("taro", "nobody"), "refused")
+    assert event.detail == "no user nobody; run as otpctl:alice"
+    assert token(suspended).suspended  # nothing else was written
+
+
+def test_a_denied_operation_names_whom_it_was_for_and_who_ran_it(suspended: App) -> None:
+    admin = suspended.admin("otpctl:alice")
+    with pytest.raises(PermissionDenied):
+        admin.revoke(ADMIN, "not it", ["taro", "hanako"])
+    (event,) = [e for e in admin.audit() if e.outcome == "denied"]
+    assert (event.actor, event.action, event.targets) == (ADMIN, "revoke", ("taro", "hanako"))
+    assert event.detail == "wrong confirmation password; run as otpctl:alice"
 
 
 def test_unlock_of_a_user_suspended_by_passwords(app: App, clock: FrozenClock) -> None:
@@ -376,7 +399,7 @@ def test_revoking_the_last_user_of_a_suspended_token_lets_it_be_activated_again(
     app.admin().revoke(ADMIN, CONFIRMATION, ["taro"])
     assert (token(app).suspended, token(app).fail_count) == (False, 0)
     (event,) = [e for e in app.admin().audit() if e.action == "revoke"]
-    assert event.detail.endswith(f"suspension lifted, no users left: {SERIAL}")
+    assert f"suspension lifted, no users left: {SERIAL}; run as otpctl" in event.detail
     outcome = app.authenticator().activate("taro", SERIAL, code(clock))
     assert outcome.reason is Reason.ACTIVATED
     assert user(app, "taro").state is OtpState.ACTIVE
