@@ -11,7 +11,7 @@ from cli.context import CliContext, operator
 from otpcore.app import open_store
 from otpcore.config import Settings
 from otpcore.errors import KeyFileError, StorageError
-from otpcore.keys import create_key, rotate_key
+from otpcore.keys import create_key, prepare_rotation, rotate_key
 from otpcore.store import Store
 from otpcore.store.engine import create_private_sqlite_file, driver_reason, safe_url
 from otpcore.store.schema import current_revision, head_revision, upgrade
@@ -98,9 +98,22 @@ def key() -> None:
 
 
 @key.command("rotate")
+@click.option(
+    "--prepare",
+    is_flag=True,
+    help="Only write the next key (KEY.new) to copy to the other nodes; seal nothing yet.",
+)
 @pass_cli
-def key_rotate(obj: CliContext) -> None:
+def key_rotate(obj: CliContext, prepare: bool) -> None:
     """Make a new key and re-seal every seed under it, in one transaction."""
+    if prepare:
+        pending, created = prepare_rotation(obj.settings().key_file)
+        made = "Wrote the next key to" if created else "The next key is already in"
+        click.echo(
+            f"{made} {pending}. Copy it (mode 0600) beside the key file of every other node, "
+            "then run 'otpctl key rotate' here."
+        )
+        return
     app = obj.app()
     count = rotate_key(app.store, app.settings.key_file, app.clock, operator())
     click.echo(f"Re-sealed {count} seed(s) under a new key; {app.settings.key_file} replaced.")

@@ -27,6 +27,22 @@ def create_key(path: Path) -> bool:
     return True
 
 
+def prepare_rotation(path: Path) -> tuple[Path, bool]:
+    """Write the next key beside the key file, sealing nothing; its path, and whether it is new.
+
+    On several nodes each has its own copy of the key file: the next key must reach them all
+    before any seed is sealed under it, or their logins fail until it does. A node that holds
+    ``KEY.new`` opens seeds sealed under it at once (see ``load_keyring``).
+    """
+    read_key(path)  # the current key must be sound before a successor is made
+    pending = pending_key_path(path)
+    if pending.exists():
+        read_key(pending)
+        return pending, False
+    write_new_key(pending)
+    return pending, True
+
+
 def rotate_key(store: Store, path: Path, clock: Clock, actor: str = "otpctl") -> int:
     """Re-seal every seed under a new key and make it current; returns how many seeds."""
     current = read_key(path)

@@ -711,6 +711,26 @@ def test_key_rotate_keeps_every_token_working(bound: Otpctl, config: Path, codes
     assert as_json(accepted) == {"result": "accept", "reason": "ok"}
 
 
+def test_key_rotate_prepare_writes_the_next_key_and_seals_nothing(
+    bound: Otpctl, config: Path, codes: Codes
+) -> None:
+    key = config.parent / "otpradius.key"
+    pending = config.parent / "otpradius.key.new"
+    before = key.read_bytes()
+    shown = ok(bound("key", "rotate", "--prepare")).stdout
+    assert str(pending) in shown
+    assert "every other node" in shown
+    assert stat.S_IMODE(pending.stat().st_mode) == 0o600
+    assert key.read_bytes() == before
+    next_key = pending.read_bytes()
+    assert "already in" in ok(bound("key", "rotate", "--prepare")).stdout
+    assert "Re-sealed 3 seed(s)" in ok(bound("key", "rotate")).stdout
+    assert key.read_bytes() == next_key  # the prepared key, the one the nodes were given
+    assert not pending.exists()
+    accepted = check(bound, "chirodt", codes.fresh("23456789"))
+    assert as_json(accepted) == {"result": "accept", "reason": "ok"}
+
+
 def test_an_unexpected_error_is_one_line_without_its_text(
     ready: Otpctl, monkeypatch: pytest.MonkeyPatch
 ) -> None:

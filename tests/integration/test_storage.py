@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -18,7 +19,7 @@ from sqlalchemy import text
 from otpcore.app import App
 from otpcore.crypto import Keyring, PasswordHashing, load_keyring, pending_key_path, read_key
 from otpcore.errors import KeyFileError, StorageError
-from otpcore.keys import create_key, rotate_key
+from otpcore.keys import create_key, prepare_rotation, rotate_key
 from otpcore.model import Algorithm, Reason, Result
 from otpcore.ports import FrozenClock
 from otpcore.service import AuthRequest
@@ -115,6 +116,40 @@ def test_a_running_server_keeps_verifying_after_a_rotation(tokens: App, clock: F
     every_token_verifies(tokens, clock)
     rotate_key(tokens.store, tokens.settings.key_file, clock)
     every_token_verifies(tokens, clock)
+
+
+def test_nodes_given_the_prepared_key_keep_verifying_through_a_rotation(
+    tokens: App, make_app: Callable[..., App], clock: FrozenClock, tmp_path: Path
+) -> None:
+    """Several nodes, each with its own copy of the key file, on one database."""
+    key_file = tokens.settings.key_file
+    copy = tmp_path / "node-b" / key_file.name
+    copy.parent.mkdir()
+    shutil.copy2(key_file, copy)
+    node_b = make_app(secrets={"key_file": str(copy)})
+    pending, created = prepare_rotation(key_file)
+    assert created
+    assert sealed_seeds(tokens) == sealed_seeds(node_b)  # nothing sealed yet
+    assert prepare_rotation(key_file) == (pending, False)  # a second prepare keeps it
+    shutil.copy2(pending, pending_key_path(copy))  # the operator's copy to node B
+    assert rotate_key(tokens.store, key_file, clock) == 3  # on node A, reusing that key
+    every_token_verifies(node_b, clock)  # node B never loaded the new key itself
+    every_token_verifies(make_app(secrets={"key_file": str(copy)}), clock)  # nor on a restart
+
+
+def test_a_node_without_the_new_key_refuses_to_open_seeds(
+    tokens: App, make_app: Callable[..., App], clock: FrozenClock, tmp_path: Path
+) -> None:
+    key_file = tokens.settings.key_file
+    copy = tmp_path / "node-b" / key_file.name
+    copy.parent.mkdir()
+    shutil.copy2(key_file, copy)
+    node_b = make_app(secrets={"key_file": str(copy)})
+    rotate_key(tokens.store, key_file, clock)
+    next_step(clock)
+    secret, algorithm = SEEDS["T-SHA1"]
+    with pytest.raises(KeyFileError):  # fails closed: the request is not answered
+        login(node_b, "t-sha1", PASSWORD + code(clock, secret=secret, algorithm=algorithm))
 
 
 def test_rotation_interrupted_after_the_commit(
