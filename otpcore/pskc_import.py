@@ -314,7 +314,8 @@ def _unlock(
             )
         return
     for item in wanted:
-        if not isinstance(vars(item.key).get("_secret"), EncryptedValue):
+        secret = vars(item.key).get("_secret")
+        if secret is not None and not isinstance(secret, EncryptedValue):
             # The pre-shared key and the MAC vouch for encrypted values only: a secret in
             # clear beside them could have been put in on the way, and would pass for checked.
             raise _refuse(

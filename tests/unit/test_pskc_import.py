@@ -308,6 +308,12 @@ def test_a_secret_in_clear_in_an_encrypted_file_is_refused() -> None:
     assert "key k2 (serial 8)" in str(error)
     assert "in clear" in str(error)
     assert_no_secret(str(error), b"attacker chose this!")
+    # A key with no secret at all is refused for that, not for a secret in clear.
+    bare = pskc_bytes([{"id": "k3", "serial": "9"}]).decode()
+    package = re.search(r"<pskc:KeyPackage>.*</pskc:KeyPackage>", bare, flags=re.S)
+    assert package is not None
+    mixed = protected.replace("</pskc:KeyContainer>", package.group(0) + "</pskc:KeyContainer>")
+    assert "carries no secret" in str(refused(mixed.encode(), psk=RFC_PSK))
 
 
 def test_a_key_wrapped_value_needs_no_mac() -> None:
