@@ -118,15 +118,20 @@ def test_a_running_server_keeps_verifying_after_a_rotation(tokens: App, clock: F
     every_token_verifies(tokens, clock)
 
 
+def other_node(app: App, make_app: Callable[..., App], tmp_path: Path) -> tuple[App, Path]:
+    """A second node on the same database with its own copy of the key file, and that copy."""
+    copy = tmp_path / "node-b" / app.settings.key_file.name
+    copy.parent.mkdir()
+    shutil.copy2(app.settings.key_file, copy)
+    return make_app(secrets={"key_file": str(copy)}), copy
+
+
 def test_nodes_given_the_prepared_key_keep_verifying_through_a_rotation(
     tokens: App, make_app: Callable[..., App], clock: FrozenClock, tmp_path: Path
 ) -> None:
     """Several nodes, each with its own copy of the key file, on one database."""
     key_file = tokens.settings.key_file
-    copy = tmp_path / "node-b" / key_file.name
-    copy.parent.mkdir()
-    shutil.copy2(key_file, copy)
-    node_b = make_app(secrets={"key_file": str(copy)})
+    node_b, copy = other_node(tokens, make_app, tmp_path)
     pending, created = prepare_rotation(key_file)
     assert created
     assert sealed_seeds(tokens) == sealed_seeds(node_b)  # nothing sealed yet
@@ -140,12 +145,8 @@ def test_nodes_given_the_prepared_key_keep_verifying_through_a_rotation(
 def test_a_node_without_the_new_key_refuses_to_open_seeds(
     tokens: App, make_app: Callable[..., App], clock: FrozenClock, tmp_path: Path
 ) -> None:
-    key_file = tokens.settings.key_file
-    copy = tmp_path / "node-b" / key_file.name
-    copy.parent.mkdir()
-    shutil.copy2(key_file, copy)
-    node_b = make_app(secrets={"key_file": str(copy)})
-    rotate_key(tokens.store, key_file, clock)
+    node_b, _ = other_node(tokens, make_app, tmp_path)
+    rotate_key(tokens.store, tokens.settings.key_file, clock)
     next_step(clock)
     secret, algorithm = SEEDS["T-SHA1"]
     with pytest.raises(KeyFileError):  # fails closed: the request is not answered
