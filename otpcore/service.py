@@ -93,8 +93,8 @@ class Prepared:
         """True when a verified password lets the user in, or on, without using a step.
 
         The user was read without a lock; requests decided at the same moment may have
-        suspended the user since (parallel password guesses). A step is only used if the user
-        is not suspended (``consume_step``); these decisions read the user again at commit.
+        suspended the user since (parallel password guesses). A step is only used for a user
+        still entitled to it (``consume_step``); these decisions read the user again at commit.
         """
         decision = self.decision
         return (
