@@ -80,6 +80,21 @@ def test_the_repeated_latency_phase_prints_every_run_and_their_median() -> None:
     ), done.stdout
 
 
+def test_the_store_comparison_spends_every_step_in_turn() -> None:
+    done = run_bench(
+        "bench.store", "--users", "300", "--vs-users", "200", "--runs", "2", "--peak-users", "50"
+    )
+    # Every step was recorded (a refused one stops the run), each pair printed with its ratio.
+    pair = r"run \d: 300 users [\d.]+ µs, 200 users [\d.]+ µs, ratio [\d.]+"
+    runs = re.findall(pair, done.stdout)
+    assert len(runs) == 2, done.stdout
+    assert re.search(
+        r"medians of 2 runs \(50 peak users, two requests each\): [\d.]+ µs against [\d.]+ µs "
+        r"of CPU a request, median pair ratio [\d.]+",
+        done.stdout,
+    ), done.stdout
+
+
 def test_the_commit_probe_prints_both_sync_modes() -> None:
     done = run_bench("bench.commit", "--commits", "30")
     rows = [line for line in done.stdout.splitlines() if line.startswith("| FULL")
