@@ -118,7 +118,12 @@ def check(
         request = AuthRequest(login, answer, InputMode.CHALLENGE, state=outcome.state)
         outcome = authenticator.authenticate(request)
     print_outcome(outcome, as_json, lang)
-    ctx.exit(exit_status(outcome))
+    status = exit_status(outcome)
+    if status != 0:
+        # The result stays on stdout for scripts; SPEC §5 wants every non-zero exit to say why
+        # on stderr too.
+        click.echo(f"otpctl: error: {login} was not accepted ({outcome.result.value})", err=True)
+    ctx.exit(status)
 
 
 @click.command("unlock")

@@ -37,8 +37,29 @@ class CommandFailed(click.ClickException):
         click.echo(f"otpctl: error: {self.format_message()}", err=True, file=file)
 
 
+def usage_failed(exc: click.UsageError) -> CommandFailed:
+    """A wrong command line as one line, pointing at the help that shows the right one."""
+    where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    return CommandFailed(exc.format_message() + where, exc.exit_code)
+
+
 class OtpctlGroup(click.Group):
     """The root group: every subcommand runs inside its ``invoke``, so errors meet here."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        """Parse the group's own options; a wrong one is a one-line error like any other."""
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # ``otpctl`` alone: the help itself, as click prints it
+        except click.UsageError as exc:
+            raise usage_failed(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command, mapping errors to a one-line message and an exit status."""
@@ -46,6 +67,11 @@ class OtpctlGroup(click.Group):
             return super().invoke(ctx)
         except OtpError as exc:
             raise CommandFailed(str(exc), exc.exit_code) from None
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # ``otpctl user`` alone: that group's help
+        except click.UsageError as exc:
+            # click's own form is four lines (usage, hint, blank, error); SPEC §5 wants one.
+            raise usage_failed(exc) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:

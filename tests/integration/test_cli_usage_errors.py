@@ -1,0 +1,73 @@
+"""A wrong command line, and a check that does not accept, end in one line on stderr (SPEC §5)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.cli_support import (
+    Otpctl,
+    failed,
+    ok,
+    otpctl_program,
+    otpctl_runner,
+    write_config,
+)
+
+
+@pytest.fixture
+def ready(tmp_path: Path) -> Otpctl:
+    otpctl = otpctl_runner(write_config(tmp_path))
+    ok(otpctl("init"))
+    ok(otpctl("user", "add", "taro", "--name", "Taro", "--class", "general",
+              "--password-stdin", input="taro-pw-1\n"))  # fmt: skip
+    return otpctl
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("user", "issue", "taro", "--start", "2026-13-01"), "'--start'"),
+        (("user", "issue", "taro"), "'--start'"),
+        (("unlock", "taro"), "'--admin'"),
+        (("user", "add", "jiro", "--name", "J", "--class", "boss"), "'--class'"),
+        (("user", "frobnicate"), "'frobnicate'"),
+        (("--no-such-option", "user", "list"), "--no-such-option"),
+    ],
+)
+def test_a_wrong_command_line_is_one_line_naming_what_is_wrong(
+    ready: Otpctl, args: tuple[str, ...], named: str
+) -> None:
+    line = failed(ready(*args), 2)
+    assert named in line
+    assert "--help" in line  # and where to look for the right form
+
+
+def test_a_command_group_alone_still_shows_its_help(ready: Otpctl) -> None:
+    result = ready("user")
+    assert "issue" in result.output
+    assert "import" in result.output
+
+
+def test_the_installed_command_names_itself_in_the_pointer(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    done = subprocess.run(
+        [*otpctl_program(), "--config", str(config), "user", "issue", "taro"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("otpctl: error: Missing option '--start'")
+    assert "(see 'otpctl user issue --help')" in done.stderr
+
+
+def test_a_check_that_rejects_says_so_on_stderr_and_keeps_the_result_on_stdout(
+    ready: Otpctl,
+) -> None:
+    result = ready("check", "taro", "--json", "--password-stdin", input="wrong\n")
+    assert failed(result, 1) == "otpctl: error: taro was not accepted (reject)"
+    assert '"result": "reject"' in result.stdout
