@@ -72,7 +72,7 @@ def run(population: Population, cache_kib: int, mmap_mib: int) -> float:
         with store.transaction() as writer:
             for offset, (login, serial) in enumerate(batch, start=first):
                 step = 1 if offset < half else 2
-                if not writer.consume_step(login, serial, step, 0, identities[offset]):
+                if not writer.consume_step(login, serial, step, identities[offset]):
                     raise SystemExit(f"step {step} of {serial} was refused")
     spent = time.process_time() - started
     engine.dispose()

@@ -45,7 +45,6 @@ class ConsumeStep:
 
     serial: str
     step: int
-    drift: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +270,10 @@ def _check_otp(
         Result.ACCEPT,
         Reason.OK,
         token.serial,
-        effects=(*reset, ConsumeStep(token.serial, matched, matched - step)),
+        # The token's clock offset is not learned from the code: re-centring the window on
+        # each accepted step would carry it away from now (SPEC §3), one late or early code
+        # at a time, until codes seen minutes ago were accepted.
+        effects=(*reset, ConsumeStep(token.serial, matched)),
         on_replay=failure,
     )
 

@@ -271,7 +271,6 @@ class Authenticator:
                 user.login,
                 effect.serial,
                 effect.step,
-                effect.drift,
                 item.request.request_id,
                 binding=binding,
             ):

@@ -48,14 +48,12 @@ def match_step(
 ) -> int | None:
     """The token step near ``step + drift`` (or ``step``) that ``code`` stands for, else None.
 
-    ``step + drift ± window`` is tried, and when the learned drift is negative ``step ±
-    window`` as well. A negative drift is mostly learned from codes typed late, not from a
-    slow clock; left alone it could leave the token's current code outside the window, where
-    every login would fail until the token was suspended, with nothing an administrator could
-    do to reset it. A token behind the clock shows the codes of that window only later, so
-    accepting them keeps no code anyone saw alive for longer. A positive drift can only come
-    from a clock that runs fast, whose codes for now were shown minutes ago: those stay
-    refused.
+    ``drift`` is the offset of the token's clock that its import declared (PSKC TimeDrift),
+    0 unless one did; it is never learned from logins. ``step + drift ± window`` is tried,
+    and when the drift is negative ``step ± window`` as well: a declared lag that turned out
+    wrong must not shut out the token's current code, and a token behind the clock shows the
+    codes of that window only later, so accepting them keeps no code anyone saw alive for
+    longer. A token declared fast showed its codes for now minutes ago: those stay refused.
 
     Two steps of one token share a code about once in 10**digits. A step after
     ``last_step`` (not used yet) is preferred, the one nearest the expected step first: a

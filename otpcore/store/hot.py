@@ -41,7 +41,7 @@ _ADD_CHALLENGE = """INSERT INTO challenges (id, login, stage, serial, expires_at
 # The user is read again here, as the request was decided without a lock: a login must not
 # pass after parallel wrong guesses suspended the user, nor after the user was revoked from
 # the token (a lost token); an activation only while the user is still unbound.
-_CONSUME = """UPDATE tokens SET last_step = :step, drift = :drift, fail_count = 0,
+_CONSUME = """UPDATE tokens SET last_step = :step, fail_count = 0,
     last_request = :request WHERE serial = :serial AND last_step < :step
     AND NOT suspended AND NOT disabled
     AND EXISTS (SELECT 1 FROM users AS u WHERE u.login = :login AND NOT u.suspended
@@ -386,7 +386,6 @@ class HotWriter:
         login: str,
         serial: str,
         step: int,
-        drift: int,
         request: bytes | None,
         *,
         binding: bool = False,
@@ -401,7 +400,6 @@ class HotWriter:
             "login": login,
             "serial": serial,
             "step": step,
-            "drift": drift,
             "request": request,
             "binding": binding,
         }

@@ -423,7 +423,7 @@ class Site:
         """A user bound to a fresh token, every code from now on still unused.
 
         The binding goes through ``Authenticator.activate`` with a clock one period behind, so
-        the step it spends is the previous one and drift stays 0.
+        the step it spends is the previous one.
         """
         user = self.add_user(hashing=hashing)
         token = self.add_token()

@@ -122,7 +122,7 @@ def record(token: Token, decision: Decision) -> Token:
     """What the store does with an accepted step (the fake of ``Repo.consume_step``)."""
     effect = consumed(decision)
     assert effect.step > token.last_step
-    return replace(token, last_step=effect.step, drift=effect.drift, fail_count=0)
+    return replace(token, last_step=effect.step, fail_count=0)
 
 
 TOKEN = make_token()
@@ -303,7 +303,7 @@ def test_activation_serial_just_before_expiry_is_usable() -> None:
 def test_activation_with_the_right_otp_binds_and_uses_the_step() -> None:
     decision = _activation_otp(ISSUED, TOKEN, code(TOKEN))
     assert (decision.result, decision.reason) == (Result.ACCEPT, Reason.ACTIVATED)
-    assert decision.effects == (ConsumeStep(SERIAL, step(TOKEN), 0), Bind(SERIAL))
+    assert decision.effects == (ConsumeStep(SERIAL, step(TOKEN)), Bind(SERIAL))
     lost = decision.lost_race()
     assert (lost.result, lost.reason) == (Result.REJECT, Reason.REPLAY)
     assert lost.effects == (CountActivationFailure(),)
@@ -388,7 +388,7 @@ def test_re_registration_of_the_revoked_token() -> None:
     assert _serial(revoked, token).reason is Reason.ACTIVATION_OTP_CHALLENGE
     decision = _activation_otp(revoked, token, code(TOKEN, offset=1))
     assert decision.reason is Reason.ACTIVATED
-    assert decision.effects == (ConsumeStep(SERIAL, step(TOKEN) + 1, 1), Bind(SERIAL))
+    assert decision.effects == (ConsumeStep(SERIAL, step(TOKEN) + 1), Bind(SERIAL))
 
 
 # 6. Expired
@@ -462,7 +462,7 @@ def test_challenge_answer_for_a_user_no_longer_active_is_bad_state() -> None:
 def test_split_password_and_otp_accepted() -> None:
     decision = run(active_user(), TOKEN, PASSWORD + code(TOKEN))
     assert (decision.result, decision.reason) == (Result.ACCEPT, Reason.OK)
-    assert decision.effects == (ResetPasswordFailures(), ConsumeStep(SERIAL, step(TOKEN), 0))
+    assert decision.effects == (ResetPasswordFailures(), ConsumeStep(SERIAL, step(TOKEN)))
     assert decision.serial == SERIAL
 
 
@@ -511,7 +511,7 @@ def test_challenge_mode_asks_for_the_otp_then_accepts_it() -> None:
     assert first.effects == (ResetPasswordFailures(),)
     answer = run(active_user(), TOKEN, code(TOKEN), InputMode.CHALLENGE, Stage.OTP)
     assert (answer.result, answer.reason) == (Result.ACCEPT, Reason.OK)
-    assert consumed(answer) == ConsumeStep(SERIAL, step(TOKEN), 0)
+    assert consumed(answer) == ConsumeStep(SERIAL, step(TOKEN))
 
 
 def test_challenge_mode_password_with_otp_appended_is_a_wrong_password() -> None:
@@ -586,7 +586,7 @@ def test_only_the_right_password_lets_a_wrong_otp_count_on_the_token(
 def test_otp_mode_accepts_the_otp_alone_without_touching_password_counters() -> None:
     decision = run(active_user(), TOKEN, code(TOKEN), InputMode.OTP)
     assert (decision.result, decision.reason) == (Result.ACCEPT, Reason.OK)
-    assert decision.effects == (ConsumeStep(SERIAL, step(TOKEN), 0),)
+    assert decision.effects == (ConsumeStep(SERIAL, step(TOKEN)),)
     wrong = run(active_user(), TOKEN, PASSWORD + code(TOKEN), InputMode.OTP)
     assert (wrong.result, wrong.reason) == (Result.REJECT, Reason.MALFORMED_OTP)
     assert wrong.effects == (CountTokenFailure(SERIAL),)
@@ -634,7 +634,7 @@ def test_window_edges_through_decide(window: int) -> None:
     for offset in range(-window, window + 1):
         decision = run(active_user(), TOKEN, PASSWORD + code(TOKEN, offset=offset), policy=policy)
         assert decision.reason is Reason.OK, offset
-        assert consumed(decision) == ConsumeStep(SERIAL, step(TOKEN) + offset, offset)
+        assert consumed(decision) == ConsumeStep(SERIAL, step(TOKEN) + offset)
     for offset in (-window - 1, window + 1):
         decision = run(active_user(), TOKEN, PASSWORD + code(TOKEN, offset=offset), policy=policy)
         assert decision.reason is Reason.BAD_OTP, offset
@@ -672,12 +672,12 @@ def test_a_code_shared_by_two_steps_leaves_the_next_login_its_own_step() -> None
     token = make_token(period=30)
     first_at = datetime.fromtimestamp(59_061_240 * 30 + 10, UTC)
     first = run(active_user(), token, PASSWORD + "963181", now=first_at)
-    assert consumed(first) == ConsumeStep(SERIAL, 59_061_240, 0)
+    assert consumed(first) == ConsumeStep(SERIAL, 59_061_240)
     token = record(token, first)
     next_at = first_at + timedelta(seconds=30)
     second = run(active_user(), token, PASSWORD + "963181", now=next_at)
     assert (second.result, second.reason) == (Result.ACCEPT, Reason.OK)
-    assert consumed(second) == ConsumeStep(SERIAL, 59_061_241, 0)
+    assert consumed(second) == ConsumeStep(SERIAL, 59_061_241)
 
 
 def test_lost_race_turns_an_accept_into_a_counted_replay() -> None:
@@ -688,49 +688,39 @@ def test_lost_race_turns_an_accept_into_a_counted_replay() -> None:
     assert not any(isinstance(e, ConsumeStep) for e in lost.effects)
 
 
-def test_drift_follows_a_token_that_runs_fast() -> None:
-    # A hardware token gains one step between logins; each accept re-centres the window.
+def test_an_accepted_code_at_the_window_edge_does_not_move_the_window() -> None:
+    # SPEC §3: within otp_window of now. A login with the +1 code must not make +2
+    # acceptable at the next login, nor a run of late codes make older ones acceptable.
     token = TOKEN
     now = NOW
-    for gained in range(1, 6):
-        now += timedelta(days=30)
-        decision = run(active_user(), token, PASSWORD + code(token, now, gained), now=now)
-        assert decision.reason is Reason.OK, gained
-        assert consumed(decision).drift == gained
-        token = record(token, decision)
-    assert token.drift == 5
-    # A token without that history would not accept the +5 code.
-    fresh = make_token()
-    later = now + timedelta(days=1)
-    assert run(active_user(), fresh, PASSWORD + code(fresh, later, 5), now=later).reason is (
-        Reason.BAD_OTP
-    )
-    assert run(active_user(), token, PASSWORD + code(token, later, 5), now=later).reason is (
-        Reason.OK
-    )
-    # The window stays one step wide around the drift: +7 is too far, +3 too.
-    for offset in (3, 7):
-        assert run(
-            active_user(), token, PASSWORD + code(token, later, offset), now=later
-        ).reason is (Reason.BAD_OTP)
-
-
-def test_codes_typed_late_never_shut_out_the_current_code() -> None:
-    # Two logins each with the code of two steps before learn a drift of -2; the window
-    # around that drift no longer holds the current step. The window around now still does,
-    # and accepting the current code takes the drift back to 0.
-    token = TOKEN
-    now = NOW
-    for late in (-1, -2):
+    for offset in (1, -1, -1):
         now += timedelta(minutes=10)
-        decision = run(active_user(), token, PASSWORD + code(token, now, late), now=now)
-        assert decision.reason is Reason.OK, late
+        decision = run(active_user(), token, PASSWORD + code(token, now, offset), now=now)
+        assert decision.reason is Reason.OK, offset
         token = record(token, decision)
-    assert token.drift == -2
-    now += timedelta(minutes=10)
-    current = run(active_user(), token, PASSWORD + code(token, now), now=now)
-    assert current.reason is Reason.OK
-    assert consumed(current).drift == 0
+        assert token.drift == 0
+    for offset in (2, -2):
+        later = now + timedelta(minutes=10)
+        decision = run(active_user(), token, PASSWORD + code(token, later, offset), now=later)
+        assert decision.reason is Reason.BAD_OTP, offset
+
+
+def test_a_declared_clock_offset_moves_the_window_with_it() -> None:
+    # A PSKC file's TimeDrift says where the token's clock is: +3 steps fast here.
+    fast = make_token(drift=3)
+    for offset, reason in ((2, Reason.OK), (3, Reason.OK), (4, Reason.OK), (0, Reason.BAD_OTP)):
+        decision = run(active_user(), fast, PASSWORD + code(fast, offset=offset))
+        assert decision.reason is reason, offset
+
+
+def test_a_declared_lag_never_shuts_out_the_current_code() -> None:
+    # Declared two steps slow: the window around that offset no longer holds the current
+    # step, the window around now still does.
+    slow = make_token(drift=-2)
+    for offset in (-3, -2, -1, 0, 1):
+        decision = run(active_user(), slow, PASSWORD + code(slow, offset=offset))
+        assert decision.reason is Reason.OK, offset
+    assert run(active_user(), slow, PASSWORD + code(slow, offset=2)).reason is Reason.BAD_OTP
 
 
 # Retransmission: the same request, resent to another node after its step was used
