@@ -300,20 +300,25 @@ def _today(now: datetime) -> date:
     return now.astimezone(UTC).date()
 
 
-def _usable_for_activation(token: Token | None, now: datetime) -> bool:
-    return (
-        token is not None
-        and not token.disabled
-        and not token.suspended
-        and not token.expired_at(now)
-    )
+def _refused_for_activation(token: Token | None, now: datetime) -> Decision | None:
+    """The Reject of an activation onto ``token`` (None: an unknown serial), else None."""
+    if token is None or token.disabled or token.expired_at(now):
+        return _reject(Reason.BAD_SERIAL, None, CountActivationFailure())
+    if token.suspended:
+        # SPEC §2: while a token is suspended nothing is counted; §3.5 counts an unknown,
+        # disabled or expired serial. Counting this one would suspend a user for asking to
+        # join a token whose sharers are waiting for an unlock.
+        return _reject(Reason.TOKEN_SUSPENDED, token.serial)
+    return None
 
 
 def _activation_serial(user: User, token: Token | None, now: datetime) -> Decision:
     if not _awaiting_activation(user, now):
         return _reject(Reason.NOT_AWAITING_ACTIVATION, user.serial)
-    if token is None or not _usable_for_activation(token, now):
-        return _reject(Reason.BAD_SERIAL, None, CountActivationFailure())
+    refused = _refused_for_activation(token, now)
+    if refused is not None:
+        return refused
+    assert token is not None  # noqa: S101 - refused above when it is None
     return Decision(
         Result.CHALLENGE,
         Reason.ACTIVATION_OTP_CHALLENGE,
@@ -339,8 +344,10 @@ def _activation_otp(
             return Decision(Result.ACCEPT, Reason.ACTIVATED, token.serial)
     if not _awaiting_activation(user, now):
         return _reject(Reason.NOT_AWAITING_ACTIVATION, user.serial)
-    if token is None or not _usable_for_activation(token, now):
-        return _reject(Reason.BAD_SERIAL, None, CountActivationFailure())
+    refused = _refused_for_activation(token, now)
+    if refused is not None:
+        return refused
+    assert token is not None  # noqa: S101 - refused above when it is None
     otp = _check_otp(token, code, now, policy, False)
     if otp.result is not Result.ACCEPT:
         return _reject(otp.reason, token.serial, CountActivationFailure())

@@ -274,7 +274,6 @@ UNUSABLE = {
     "disabled": make_token(disabled=True),
     "expired-at-the-instant": make_token(expires=NOW),
     "expired-before": make_token(expires=NOW - timedelta(days=1)),
-    "suspended": make_token(suspended=True, fail_count=5),
 }
 
 
@@ -286,6 +285,14 @@ def test_activation_with_an_unusable_serial_is_bad_serial_counted_on_the_user(wh
     ):
         assert (decision.result, decision.reason) == (Result.REJECT, Reason.BAD_SERIAL)
         assert decision.effects == (CountActivationFailure(),)
+
+
+def test_activation_onto_a_suspended_token_is_refused_and_counts_nothing() -> None:
+    # SPEC §2: while a token is suspended nothing is counted, on it or on whoever asks.
+    suspended = make_token(suspended=True, fail_count=5)
+    for decision in (_serial(ISSUED, suspended), _activation_otp(ISSUED, suspended, "1")):
+        assert (decision.result, decision.reason) == (Result.REJECT, Reason.TOKEN_SUSPENDED)
+        assert decision.effects == ()
 
 
 def test_activation_serial_just_before_expiry_is_usable() -> None:
