@@ -41,13 +41,28 @@ class TokenSpec:
     given: frozenset[str] | None = None
 
 
+# A seed in base32 is at least 26 characters (16 bytes): anything shorter cannot be one.
+_SHOWN_UP_TO = 25
+
+
+def shown(value: str) -> str:
+    """A cell's value for an error message, unless it is long enough to be a misplaced seed.
+
+    A row with a comma too many shifts the seed into the next column, whose error would
+    otherwise print it on the operator's terminal and into whatever captures that.
+    """
+    if len(value) <= _SHOWN_UP_TO:
+        return repr(value)
+    return f"a value of {len(value)} characters (not shown: a seed in the wrong column?)"
+
+
 def parse_serial(value: str) -> str:
     """A serial: 1 to 64 printable ASCII characters without spaces or commas."""
     serial = value.strip()
     if not serial or len(serial) > 64:
         raise InvalidInput("serial must be 1 to 64 characters")
     if not serial.isascii() or not serial.isprintable() or any(c in serial for c in " ,"):
-        raise InvalidInput(f"serial {serial!r} has characters other than printable ASCII")
+        raise InvalidInput(f"serial {shown(serial)} has characters other than printable ASCII")
     return serial
 
 
@@ -57,14 +72,14 @@ def parse_algorithm(value: str) -> Algorithm:
     try:
         return Algorithm(name)
     except ValueError:
-        raise InvalidInput(f"unknown algorithm {value!r} (SHA1, SHA256 or SHA512)") from None
+        raise InvalidInput(f"unknown algorithm {shown(value)} (SHA1, SHA256 or SHA512)") from None
 
 
 def parse_digits(value: str | int) -> int:
     """6 or 8."""
     text = str(value).strip()
     if text not in ("6", "8"):
-        raise InvalidInput(f"digits must be 6 or 8, not {text!r}")
+        raise InvalidInput(f"digits must be 6 or 8, not {shown(text)}")
     return int(text)
 
 
@@ -72,7 +87,9 @@ def parse_period(value: str | int) -> int:
     """A time step of 10 to 300 seconds."""
     text = str(value).strip()
     if not (text.isascii() and text.isdigit()) or not 10 <= int(text) <= 300:
-        raise InvalidInput(f"period must be a whole number of seconds from 10 to 300, not {text!r}")
+        raise InvalidInput(
+            f"period must be a whole number of seconds from 10 to 300, not {shown(text)}"
+        )
     return int(text)
 
 
@@ -85,7 +102,7 @@ def parse_expiry(value: str) -> datetime:
         instant = datetime.fromisoformat(text)
         return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
     except (ValueError, OverflowError):
-        raise InvalidInput(f"expires {text!r} is not YYYY-MM-DD or ISO 8601") from None
+        raise InvalidInput(f"expires {shown(text)} is not YYYY-MM-DD or ISO 8601") from None
 
 
 def parse_secret(hex_value: str | None, base32_value: str | None) -> bytes:
@@ -131,7 +148,7 @@ def parse_kind(value: str) -> TokenKind:
     try:
         return TokenKind(value.strip().lower())
     except ValueError:
-        raise InvalidInput(f"kind must be hardware or software, not {value!r}") from None
+        raise InvalidInput(f"kind must be hardware or software, not {shown(value)}") from None
 
 
 def read_token_csv(text: str, source: str) -> list[TokenSpec]:

@@ -48,7 +48,8 @@ def parse_class(value: str) -> UserClass:
     try:
         return UserClass(value.strip().lower())
     except ValueError:
-        raise InvalidInput(f"class must be master, admin or general, not {value!r}") from None
+        # Not the value: in a row shifted by a stray comma it is often the password.
+        raise InvalidInput("class must be master, admin or general") from None
 
 
 def parse_start(value: str) -> date:
@@ -59,7 +60,7 @@ def parse_start(value: str) -> date:
             raise ValueError
         return date.fromisoformat(text)
     except ValueError:
-        raise InvalidInput(f"start {text!r} is not a date YYYY-MM-DD") from None
+        raise InvalidInput("start is not a date YYYY-MM-DD") from None  # (nor the password)
 
 
 def parse_name(value: str) -> str:

@@ -104,6 +104,25 @@ def test_a_bad_row_refuses_the_file_at_its_line(row: str, words: str) -> None:
     assert "pw-123456" not in str(error)
 
 
+@given(
+    secret=st.text(
+        st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters=',"'),
+        min_size=6,
+        max_size=40,
+    ),
+    column=st.sampled_from(["class", "start"]),
+)
+def test_a_password_shifted_into_class_or_start_is_not_printed(secret: str, column: str) -> None:
+    # A comma too many in the name moves the password into the class or start cell.
+    password = f"Zq{secret}"  # never a class or a date, nor part of any message
+    row = {"login": "u2", "name": "Two", "class": "general", "password": "pw-123456",
+           "start": "", "serial": ""}  # fmt: skip
+    row[column] = password
+    error = refused(f"{HEADER}\n" + ",".join(row.values()) + "\n")
+    assert column in str(error)
+    assert password not in str(error)
+
+
 @pytest.mark.parametrize(
     ("value", "words"),
     [
