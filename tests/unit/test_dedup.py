@@ -132,3 +132,27 @@ def test_remembered_requests_are_not_walked_by_the_garbage_collector() -> None:
     # tracking them, each of its passes over the older generations would walk them all.
     assert not [item for item in cache._entries.items() if gc.is_tracked(item[0])
                 or gc.is_tracked(item[1])]  # fmt: skip
+
+
+def test_the_whole_window_is_kept_at_six_thousand_requests_a_second() -> None:
+    # SPEC §4: a copy within 30 s gets the cached reply. At 6,000 requests a second a cache
+    # of 65,536 had forgotten the first after 11 s, and its copy was decided and counted again.
+    cache = DuplicateCache()
+    rate = 6_000
+    first = DedupKey("192.0.2.1", 1000, 0, AUTH)
+    cache.begin(first, 0.0)
+    cache.finish(first, REPLY, 0.0)
+    for n in range(1, 29 * rate):
+        key = DedupKey("192.0.2.1", 1000 + n // 256 % 60000, n % 256, n.to_bytes(16, "big"))
+        cache.begin(key, n / rate)
+        cache.finish(key, REPLY, n / rate)
+    assert cache.begin(first, 29.5) == Cached(REPLY)
+
+
+def test_keys_that_differ_only_in_where_one_part_ends_stay_apart() -> None:
+    cache = DuplicateCache()
+    one = DedupKey("192.0.2.1", 40000, 7, AUTH)
+    other = DedupKey("192.0.2.1" + "\x00", 40000, 7, AUTH[:15])
+    cache.begin(one, 0.0)
+    cache.finish(one, REPLY, 0.0)
+    assert cache.begin(other, 1.0) is NEW
