@@ -431,14 +431,20 @@ def test_a_flipped_bit_breaks_the_message_authenticator(raw: bytes, data: st.Dat
 # The identity a request and its resends share
 
 
-def _identity(client: str = "vpn", **fields: object) -> bytes:
+def _identity(client: str = "vpn", secret: bytes = SECRET, **fields: object) -> bytes:
     packet = {"user_name": "taro", "password": "123456", "authenticator": bytes(16), **fields}
-    return decode_request(encode_request(SECRET, **packet), SECRET).identity(client)  # type: ignore[arg-type]
+    return decode_request(encode_request(secret, **packet), secret).identity(client)  # type: ignore[arg-type]
 
 
 def test_a_resent_datagram_has_the_same_identity() -> None:
     assert _identity() == _identity()
     assert len(_identity()) == 16
+
+
+def test_the_same_request_hidden_under_another_servers_secret_has_the_same_identity() -> None:
+    # A NAS holding one secret per server fails over: same authenticator, login and
+    # password, hidden under the second node's secret.
+    assert _identity(secret=b"the second node's own secret") == _identity()
 
 
 @pytest.mark.parametrize(
