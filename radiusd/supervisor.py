@@ -97,7 +97,10 @@ class Supervisor:
             status = 1
             try:
                 _stop_with_parent(parent)
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+                # SIGHUP stays blocked until the worker's handler is in place (``_serve``): one
+                # sent while it starts would otherwise end it, and the reload it asks for is
+                # still delivered then.
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS - {signal.SIGHUP})
                 status = run_worker(
                     self.config_path, self.settings, write_fd, check_expiry=slot == 0
                 )

@@ -516,6 +516,8 @@ async def _serve(
     loop.add_signal_handler(signal.SIGTERM, stop_requested.set)
     loop.add_signal_handler(signal.SIGINT, stop_requested.set)
     loop.add_signal_handler(signal.SIGHUP, worker.reload_clients)
+    # Blocked by the supervisor until now; a reload asked for meanwhile arrives here.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     health = asyncio.ensure_future(worker.watch_health())
     expiry = asyncio.ensure_future(worker.watch_expiry()) if check_expiry else None
     if ready_fd is not None:

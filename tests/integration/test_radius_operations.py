@@ -124,6 +124,26 @@ def test_sighup_reloads_the_clients(site: Site) -> None:
             assert old_nas.status() is not None
 
 
+def test_a_reload_while_a_worker_starts_is_taken_by_it_and_does_not_end_it(site: Site) -> None:
+    # A SIGHUP forwarded to a worker still starting (before its handler was in place) ended
+    # it, and the death counted towards the quick deaths that stop the server.
+    with site.node(mode="split", workers=1) as node:
+        (first,) = wait_for_workers(node, 1)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        fresh: list[int] = []
+        while not fresh and time.monotonic() < deadline:
+            fresh = [pid for pid in node.worker_pids() if pid != first]
+        assert fresh, "no worker was started in place of the killed one"
+        newcomer = ClientSpec(name="newcomer", address="127.0.0.2/32", mode="split")
+        node.clients.append(newcomer)
+        node.reload()
+        with node.client(newcomer) as nas:
+            wait_until_answered(nas, timeout=10)
+        assert node.worker_pids() == fresh
+        assert f"worker died pid={fresh[0]} " not in node.log_text()
+
+
 def test_a_worker_restarted_after_sighup_keeps_the_running_policy(site: Site) -> None:
     # SIGHUP reloads [[clients]] only; every other change needs a restart (systemd unit). A
     # worker that dies after a reload must come back with the settings the others serve with,
