@@ -215,11 +215,14 @@ def _database_url(check: _Checker, base: Path, url: Any) -> str:
             "[database] url",
             f"unsupported driver {driver!r}: use sqlite:///PATH or postgresql+psycopg://…",
         )
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith("sqlite:////"):
-        rest = url[len(prefix) :]
-        if rest and rest != ":memory:":
-            return prefix + str((base / rest).resolve())
+    parsed = make_url(url)
+    database = parsed.database
+    relative = database not in (None, "", ":memory:") and not Path(str(database)).is_absolute()
+    if parsed.get_backend_name() == "sqlite" and relative:
+        # Whatever the driver is spelt as: against the working directory, which under
+        # systemd is /, the server would open (and create) another database.
+        resolved = parsed.set(database=str((base / str(database)).resolve()))
+        return resolved.render_as_string(hide_password=False)
     return url
 
 

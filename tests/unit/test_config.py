@@ -91,6 +91,12 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
     assert absolute.database_url == "sqlite:////var/lib/otp.db"
     pg = "postgresql+psycopg://otp:pw@db.example/otp"
     assert parse({"database": {"url": pg}}, source).database_url == pg
+    # The driver spelt out, and a query, change nothing about where the file is.
+    spelt = parse({"database": {"url": "sqlite+pysqlite:///data/otp.db?timeout=5"}}, source)
+    expected = str(tmp_path / "conf" / "data" / "otp.db")
+    assert spelt.database_url == f"sqlite+pysqlite:///{expected}?timeout=5"
+    memory = parse({"database": {"url": "sqlite+pysqlite:///:memory:"}}, source)
+    assert memory.database_url == "sqlite+pysqlite:///:memory:"
 
 
 def test_values_are_taken() -> None:
