@@ -114,6 +114,16 @@ def _check_against(repo: Repo, rows: Sequence[UserSpec], update: bool, source: s
         raise ImportRefused(
             source, first.line, f"login {first.login} already exists (use --update to change it)"
         )
+    issued = [row for row in rows if row.login in present and row.start and row.serial is None]
+    bound = repo.bound_logins([row.login for row in issued])
+    if bound:
+        # As ``otpctl user issue``: a start date is for a user who is to activate a token.
+        first = next(row for row in issued if row.login in bound)
+        raise ImportRefused(
+            source,
+            first.line,
+            f"user {first.login} already has token {bound[first.login]}; revoke it first",
+        )
     serials = sorted({row.serial for row in rows if row.serial is not None})
     known = repo.existing_serials(serials)
     if len(known) != len(serials):
@@ -175,6 +185,10 @@ def _changed_values(row: UserSpec, hashes: dict[str, str]) -> dict[str, object]:
             values["confirmation_failures"] = 0
     if row.start is not None:
         values["start_date"] = row.start
+        if row.serial is None:
+            # Issued, as ``otpctl user issue`` does: a revoked user waits for the new date.
+            values["revoked"] = False
+            values["activation_failures"] = 0
     if row.serial is not None:
         values["serial"] = row.serial
         values["revoked"] = False

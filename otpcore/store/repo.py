@@ -109,6 +109,18 @@ class Repo:
         """Which of these logins already exist."""
         return self._existing(UserRow.login, logins)
 
+    def bound_logins(self, logins: Sequence[str]) -> dict[str, str]:
+        """Which of these logins are bound to a token, and to which."""
+        found: dict[str, str] = {}
+        chunk = 500  # bound the IN (…) list
+        for i in range(0, len(logins), chunk):
+            part = list(logins[i : i + chunk])
+            query = select(UserRow.login, UserRow.serial).where(
+                UserRow.login.in_(part), UserRow.serial.is_not(None)
+            )
+            found.update((login, str(serial)) for login, serial in self.session.execute(query))
+        return found
+
     def _existing(self, column: InstrumentedAttribute[str], values: Sequence[str]) -> set[str]:
         found: set[str] = set()
         chunk = 500  # bound the IN (…) list

@@ -173,6 +173,27 @@ def test_update_changes_present_users_and_adds_new_ones(app: App) -> None:
     app.admin().confirm("boss", "confirm-boss-9", "unlock")
 
 
+def test_an_update_with_a_start_date_issues_as_user_issue_does(app: App) -> None:
+    with_token(app)
+    run_import(app, "login,name,class,password,serial\n"
+                    f"boss,Boss,admin,pw-boss-1,\nclerk,Clerk,,pw-c-1,{SERIAL}\n")  # fmt: skip
+    app.admin().set_password("boss", "confirm-boss-9", confirmation=True)
+    app.admin().revoke("boss", "confirm-boss-9", ["clerk"])
+    assert app.admin().user("clerk").state is OtpState.REVOKED
+    # A start date makes the revoked user issued: password alone until that day, not an
+    # activation at once.
+    run_import(app, "login,name,password,start\nclerk,Clerk,pw-c-1,2099-01-01\n", update=True)
+    assert app.admin().user("clerk").state is OtpState.ISSUED
+    assert login(app, "clerk", "pw-c-1") == (Result.ACCEPT, Reason.PASSWORD_ONLY)
+    # A bound user is refused, naming the line, as user issue refuses it; nothing written.
+    run_import(app, f"login,name,password,serial\nclerk,Clerk,pw-c-1,{SERIAL}\n", update=True)
+    before = snapshot(app)
+    text = "login,name,password,start\nboss,Boss,pw-b,2099-01-01\nclerk,Clerk,pw-c,2099-02-01\n"
+    with pytest.raises(ImportRefused, match=rf"users.csv:3: user clerk already has token {SERIAL}"):
+        run_import(app, text, update=True)
+    assert snapshot(app) == before
+
+
 def test_demoting_to_general_drops_the_confirmation_password(app: App) -> None:
     run_import(app, "login,name,class,password\nboss,Boss,admin,pw-boss-1\n")
     app.admin().set_password("boss", "confirm-boss-9", confirmation=True)
