@@ -159,6 +159,15 @@ class _Job:
     started: float
 
 
+def reject_wait(delay: float) -> float:
+    """How long to hold one Access-Reject: ``reject_delay`` and up to a fifth more, never less.
+
+    The jitter keeps the delay from telling a fast path from a slow one; it only lengthens
+    it, as SPEC §6 promises the configured seconds before any Reject is sent.
+    """
+    return delay * random.uniform(1.0, 1.2)  # noqa: S311 - not a secret
+
+
 class Worker:
     """One process's share of the server."""
 
@@ -341,8 +350,7 @@ class Worker:
             return
         delay = self.settings.policy.reject_delay
         if answer.reject and delay > 0 and not self.stopping:
-            # Jitter keeps the delay from telling a fast path from a slow one.
-            wait = delay * random.uniform(0.8, 1.2)  # noqa: S311 - not a secret
+            wait = reject_wait(delay)
             reply = answer.reply
 
             def send() -> None:
