@@ -229,18 +229,21 @@ class Worker:
             return
         if code == Codes.STATUS_SERVER and (not self.healthy or self._stalled(now)):
             return  # no answer while the database is unreachable: the NAS fails over
-        if code == Codes.ACCESS_REQUEST and self.hash_pool.full(client.name):
-            # Refused before it is decoded: a client with a full queue of password checks is
-            # flooding, and decoding each of its datagrams would hold up every other client's
-            # requests behind them in the socket.
-            self.drops.drop("overload", host, now)
-            return
         key = DedupKey(host, port, identifier, data[4:20])
         verdict = self.dedup.begin(key, now)
         if isinstance(verdict, InProgress):
             return
         if isinstance(verdict, Cached):
+            # Even from a client that is flooding: the answer costs nothing, and its NAS
+            # would otherwise count a login the server already accepted as failed.
             transport.sendto(verdict.response, (host, port))
+            return
+        if code == Codes.ACCESS_REQUEST and self.hash_pool.full(client.name):
+            # Refused before it is decoded: a client with a full queue of password checks is
+            # flooding, and decoding each of its datagrams would hold up every other client's
+            # requests behind them in the socket.
+            self.dedup.finish(key, None, now)
+            self.drops.drop("overload", host, now)
             return
         if self.stopping:
             self.dedup.finish(key, None, now)

@@ -315,3 +315,33 @@ def test_a_flood_from_one_client_does_not_delay_another_clients_login(
     assert reply.code is Codes.ACCESS_ACCEPT
     assert elapsed < 1.0
     node.stop()
+
+
+def test_a_flooding_client_still_gets_the_cached_answer_to_a_resent_login(
+    sqlite_site: Site,
+) -> None:
+    # Its queue of password checks is full, so its new requests are dropped unread; a resend
+    # of one already answered must still get that answer, or its NAS counts an accepted
+    # login as failed and the user types a fresh code for nothing.
+    flood = ClientSpec(name="flooder", address="127.0.0.2/32", secret=fresh_secret(), mode="split")
+    hashing = {"time_cost": 1, "memory_kib": 8192, "parallelism": 1}
+    node = sqlite_site.node(clients=[flood], workers=1, hashing=hashing).start()
+    user = sqlite_site.active_user()
+    with node.client(flood) as nas:
+        login = nas.build(user_name=user.login, password=user.password + user.bound.code())
+        first = nas.exchange(login)
+        assert first.reply is not None
+        assert first.reply.code is Codes.ACCESS_ACCEPT
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender.bind(("127.0.0.2", 0))
+        sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 1024 * 1024)
+        secret = flood.secret.encode()
+        for number in range(5_000):
+            data = encode_request(secret, user_name=f"nobody{number}", password="x" * 20,
+                                  identifier=number % 256)  # fmt: skip
+            sender.sendto(data, node.address)
+        sender.close()
+        again = nas.exchange(login, timeout=2.0)
+    assert node.wait_for_log("drop reason=overload")
+    assert again.reply_bytes == first.reply_bytes, "no answer to the resend during the flood"
+    node.stop()
