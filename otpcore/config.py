@@ -318,6 +318,7 @@ def parse_clients(
         raise check.fail("[[clients]]", "expected an array of tables")
     clients: list[ClientConfig] = []
     names: set[str] = set()
+    owners: dict[IpNetwork, str] = {}
     for index, item in enumerate(items, start=1):
         where = f"[[clients]] #{index}"
         if not isinstance(item, dict):
@@ -334,10 +335,19 @@ def parse_clients(
         if name in names:
             raise check.fail(f"{where} name", "duplicate client name")
         names.add(name)
+        networks = _networks(check, where, item["address"])
+        for network in networks:
+            # The most specific network decides who sent a datagram; the same one twice would
+            # leave it to the order of the file, and with it which secret and mode apply.
+            if network in owners:
+                raise check.fail(
+                    f"{where} address", f"{network} is also given for client {owners[network]!r}"
+                )
+            owners[network] = name
         clients.append(
             ClientConfig(
                 name=name,
-                networks=_networks(check, where, item["address"]),
+                networks=networks,
                 secret=_client_secret(check, where, item, source.parent, read_secret),
                 mode=_mode(check, where, item.get("mode", "auto")),
                 require_message_authenticator=item.get("require_message_authenticator", True),

@@ -19,6 +19,7 @@ SOURCE = Path("/etc/otpradius/config.toml")
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 ANY_V4 = "0.0.0.0"  # noqa: S104 - a listen address is only parsed here
 CLIENT = {"name": "vpn-gw-1", "address": "127.0.0.1/32", "secret": "testing123"}
+SHARED = ["10.9.9.9", "127.0.0.1/32"]  # a second client's addresses, one of them the first's
 
 
 def no_secret_files(path: Path) -> bytes:
@@ -236,6 +237,10 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
     "duplicate client": (
         {"clients": [dict(CLIENT), dict(CLIENT)]},
         ["'vpn-gw-1' name", "duplicate"],
+    ),
+    "one address for two clients": (
+        {"clients": [dict(CLIENT), {**CLIENT, "name": "vpn-gw-2", "address": SHARED}]},
+        ["[[clients]] 'vpn-gw-2' address", "127.0.0.1/32 is also given for client 'vpn-gw-1'"],
     ),
 }
 
