@@ -139,7 +139,7 @@ def _hash_passwords(
     if not rows:
         return {}
     hashes: dict[str, str] = {}
-    workers = min(len(rows), os.cpu_count() or 1)
+    workers = min(len(rows), len(os.sched_getaffinity(0)) or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         passwords = (row.password or "" for row in rows)
         for row, digest in zip(rows, pool.map(hashing.hash, passwords), strict=True):

@@ -46,7 +46,9 @@ class Supervisor:
     def __init__(self, config_path: Path, settings: Settings) -> None:
         self.config_path = config_path
         self.settings = settings
-        self.count = settings.server.workers or os.cpu_count() or 1
+        # 0: one per core this process may run on (CPUAffinity=, taskset), not per core of
+        # the host, which would put several workers on each allowed core.
+        self.count = settings.server.workers or len(os.sched_getaffinity(0)) or 1
         self.children: dict[int, _Child] = {}
         self.stopping = False
         self.failures = 0

@@ -101,6 +101,20 @@ def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(site: Site) 
         assert reply.code is Codes.ACCESS_ACCEPT
 
 
+def test_workers_zero_starts_one_worker_per_core_the_server_may_use(site: Site) -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two cores to tell the host's from the allowed ones")
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})  # the server inherits it, as under CPUAffinity=
+    try:
+        node = site.node(workers=0).start()
+    finally:
+        os.sched_setaffinity(0, cores)
+    with node:
+        time.sleep(0.5)
+        assert len(node.worker_pids()) == 1
+
+
 def test_sighup_reloads_the_clients(site: Site) -> None:
     olga = site.active_user()
     with site.node(mode="split") as node, node.client() as old_nas:
