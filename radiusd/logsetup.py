@@ -12,15 +12,17 @@ from otpcore.config import LoggingConfig
 _FACILITIES = logging.handlers.SysLogHandler.facility_names
 
 
-def setup_logging(config: LoggingConfig, *, force_stderr: bool = False) -> None:
+def setup_logging(
+    config: LoggingConfig, *, force_stderr: bool = False, syslog_socket: str = "/dev/log"
+) -> None:
     """Route every logger to syslog or stderr at the configured level."""
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     handler: logging.Handler
-    if config.syslog and not force_stderr and os.path.exists("/dev/log"):
+    if config.syslog and not force_stderr and os.path.exists(syslog_socket):
         handler = logging.handlers.SysLogHandler(
-            address="/dev/log", facility=_FACILITIES[config.facility]
+            address=syslog_socket, facility=_FACILITIES[config.facility]
         )
         handler.setFormatter(logging.Formatter("otp-radiusd[%(process)d]: %(message)s"))
     else:
@@ -31,6 +33,11 @@ def setup_logging(config: LoggingConfig, *, force_stderr: bool = False) -> None:
     root.addHandler(handler)
     root.setLevel(config.level.upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    if config.syslog and not force_stderr and isinstance(handler, logging.StreamHandler):
+        # Said once, where the lines now go: an operator watching syslog would see nothing.
+        logging.getLogger("otpradius").warning(
+            "syslog = true but %s does not exist: logging to stderr", syslog_socket
+        )
 
 
 def field(value: str | None) -> str:
