@@ -53,6 +53,8 @@ def hash_threads() -> int:
 MAX_BATCH = 512
 STOP_WAIT_S = 10.0
 HEALTH_INTERVAL_S = 1.0
+# How long after its expiry a token is still named by the daily expiry warning.
+EXPIRED_REPORTED_FOR = timedelta(days=1)
 # A database that has not answered the probe, or finished a batch, for this long is taken as
 # unreachable: a NAS gives up on a request after a few seconds, and Status-Server must send it
 # to another server rather than report this one healthy (a frozen or partitioned PostgreSQL
@@ -467,7 +469,9 @@ class Worker:
             return
         now = self.app.clock()
         for token in tokens:
-            if token.expires is None:
+            # Said on the day it expires, not every day after: a warning repeated for each
+            # token that ever expired would bury the ones still ahead.
+            if token.expires is None or token.expires <= now - EXPIRED_REPORTED_FOR:
                 continue
             left = token.expires - now
             state = "expired" if left <= timedelta(0) else f"expires_in_days={left.days}"

@@ -22,6 +22,8 @@ def site(tmp_path: Path) -> Iterator[Site]:
 def test_tokens_expiring_within_warn_days_are_logged_once_each(site: Site) -> None:
     now = datetime.now(UTC)
     soon = site.add_token(expires=now + timedelta(days=5))
+    today = site.add_token(expires=now - timedelta(hours=2))
+    long_ago = site.add_token(expires=now - timedelta(days=400))
     later = site.add_token(expires=now + timedelta(days=90))
     forever = site.add_token()
     with site.node(workers=1) as node:
@@ -29,6 +31,9 @@ def test_tokens_expiring_within_warn_days_are_logged_once_each(site: Site) -> No
         log = node.log_text()
     assert log.count(f"serial={soon.serial}") == 1
     assert "expires_in_days=4" in log or "expires_in_days=5" in log
+    # One that expired today is named once more; one that expired long ago is not named again.
+    assert f"serial={today.serial} expires=" in log
+    assert long_ago.serial not in log
     assert later.serial not in log
     assert forever.serial not in log
 
