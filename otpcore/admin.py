@@ -200,7 +200,8 @@ class Admin:
                 detail = f"{added} added, {len(present)} updated"
                 if source is not None:
                     detail = f"{source}: {detail}"
-                repo.audit(now, self.actor, "token_import", [], "ok", detail)
+                targets = Repo.import_targets([spec.serial for spec in specs])
+                repo.audit(now, self.actor, "token_import", targets, "ok", detail)
         except IntegrityError:
             # Another writer added one of these serials between the check and the insert.
             message = "a serial was added by someone else while importing; nothing was imported"

@@ -34,7 +34,6 @@ from otpcore.store.models import UserRow
 from otpcore.user_csv import UserSpec
 
 CHUNK = 5000  # rows per executemany, and per progress report while writing
-_AUDIT_TARGETS_MAX = 100  # list the logins in the audit event up to this many
 
 
 def import_users(
@@ -84,7 +83,7 @@ def import_users(
                 now,
                 actor,
                 "user_import",
-                _targets(rows),
+                Repo.import_targets([row.login for row in rows]),
                 "ok",
                 _detail(source, added, changed),
             )
@@ -196,8 +195,6 @@ def _changed_values(row: UserSpec, hashes: dict[str, str]) -> dict[str, object]:
     return values
 
 
-def _targets(rows: Sequence[UserSpec]) -> list[str]:
-    return [row.login for row in rows] if len(rows) <= _AUDIT_TARGETS_MAX else []
 
 
 def _detail(source: str, added: Iterable[UserSpec], changed: Sequence[UserSpec]) -> str:

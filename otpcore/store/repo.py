@@ -21,6 +21,10 @@ from otpcore.store.models import AuditRow, ChallengeRow, TokenRow, UserRow
 SEALING_LOCK_KEY = 0x6F7470_7365616C  # "otp" "seal"
 
 
+# An import names its logins or serials in its audit event up to this many rows; a larger one
+# says how many in its detail (a million names in one event would help nobody read it).
+AUDIT_IMPORT_TARGETS_MAX = 100
+
 class Repo:
     """Reads and atomic conditional writes within one transaction."""
 
@@ -162,6 +166,11 @@ class Repo:
             .values(confirmation_failures=0)
             .execution_options(synchronize_session=False)
         )
+
+    @staticmethod
+    def import_targets(names: Sequence[str]) -> list[str]:
+        """What an import's audit event names: every row's key, for an import this small."""
+        return list(names) if len(names) <= AUDIT_IMPORT_TARGETS_MAX else []
 
     def audit(
         self,
