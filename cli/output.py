@@ -95,6 +95,7 @@ DISABLED_LABELS: dict[Lang, dict[bool, str]] = {
 }
 ACTION_LABELS_JA = {
     "user_add": "利用者登録",
+    "user_import": "利用者一括登録",
     "issue": "トークン発行",
     "passwd": "パスワード設定",
     "token_import": "トークン登録",
@@ -106,7 +107,7 @@ ACTION_LABELS_JA = {
     "revoke": "トークン失効",
     "key_rotate": "暗号鍵更新",
 }
-OUTCOME_LABELS_JA = {"ok": "成功", "denied": "拒否"}
+OUTCOME_LABELS_JA = {"ok": "成功", "denied": "拒否", "refused": "実行不可"}
 
 HEADERS: dict[Lang, dict[str, str]] = {
     Lang.EN: {

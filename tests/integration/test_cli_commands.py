@@ -677,6 +677,13 @@ def test_audit_lists_operations(bound: Otpctl) -> None:
     assert "token_import" in actions
     assert as_json(bound("audit", "--json", "--since", "2999-01-01")) == []
     assert "利用開始登録" in ok(bound("audit", "--lang", "ja")).stdout
+    # Every action and outcome the audit can hold has its Japanese label.
+    from cli.output import ACTION_LABELS_JA, OUTCOME_LABELS_JA
+
+    written = {"user_add", "user_import", "issue", "passwd", "token_import", "token_disable",
+               "token_enable", "activate", "suspend", "unlock", "revoke", "key_rotate"}  # fmt: skip
+    assert written <= set(ACTION_LABELS_JA)
+    assert {"ok", "denied", "refused"} <= set(OUTCOME_LABELS_JA)
 
 
 def test_the_audit_names_the_account_that_ran_the_command_not_its_environment(
