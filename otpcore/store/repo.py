@@ -24,6 +24,7 @@ SEALING_LOCK_KEY = 0x6F7470_7365616C  # "otp" "seal"
 # An import names its logins or serials in its audit event up to this many rows; a larger one
 # says how many in its detail (a million names in one event would help nobody read it).
 AUDIT_IMPORT_TARGETS_MAX = 100
+ACTOR_MAX = 128  # AuditRow.actor
 
 class Repo:
     """Reads and atomic conditional writes within one transaction."""
@@ -185,7 +186,9 @@ class Repo:
         self.session.add(
             AuditRow(
                 at=at,
-                actor=actor,
+                # The column's length: a denied unlock names the --admin given, however long,
+                # and PostgreSQL would refuse the event that records the denial.
+                actor=actor[:ACTOR_MAX],
                 action=action,
                 targets=",".join(targets),
                 outcome=outcome,

@@ -164,6 +164,16 @@ def test_four_wrong_then_right_restarts_the_count(suspended: App) -> None:
     admin.unlock(ADMIN, CONFIRMATION, ["taro"])
 
 
+def test_an_unknown_administrator_of_any_length_is_denied_and_audited(suspended: App) -> None:
+    # The event that records the denial names the --admin given, cut to its column's size
+    # (PostgreSQL refused the whole event, so the denial went unrecorded).
+    named = "x" * 300
+    with pytest.raises(PermissionDenied):
+        suspended.admin().unlock(named, "wrong", ["taro"])
+    (event,) = [e for e in suspended.admin().audit() if e.outcome == "denied"]
+    assert (event.action, event.actor, event.targets) == ("unlock", "x" * 128, ("taro",))
+
+
 class SlowHashing(PasswordHashing):
     """Counts the passwords it checks, each slow enough for parallel runs to overlap."""
 
