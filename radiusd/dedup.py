@@ -98,6 +98,17 @@ class DuplicateCache:
             return IN_PROGRESS
         return Cached(entry[_STAMP.size :])
 
+    def known(self, key: DedupKey, now: float) -> InProgress | Cached | None:
+        """What ``begin`` would say of a request already remembered; None, and nothing
+        recorded, for a new one (a request about to be dropped must not take a place)."""
+        self._expire(now)
+        entry = self._entries.get(_packed(key))
+        if entry is None:
+            return None
+        if len(entry) == _STAMP.size:
+            return IN_PROGRESS
+        return Cached(entry[_STAMP.size :])
+
     def finish(self, key: DedupKey, response: bytes | None, now: float) -> None:
         """Store the reply sent at `now`, or forget the request when none was sent."""
         self._expire(now)
@@ -105,7 +116,7 @@ class DuplicateCache:
         if packed not in self._entries:
             # Expired or evicted while being processed: a later copy is simply processed again.
             return
-        if response is None:
+        if not response:
             # Nothing was sent (dropped, or no answer possible now): let a retransmission retry.
             del self._entries[packed]
             return

@@ -232,20 +232,23 @@ class Worker:
         if code == Codes.STATUS_SERVER and (not self.healthy or self._stalled(now)):
             return  # no answer while the database is unreachable: the NAS fails over
         key = DedupKey(host, port, identifier, data[4:20])
+        if code == Codes.ACCESS_REQUEST and self.hash_pool.full(client.name):
+            # A client with a full queue of password checks is flooding: its new requests are
+            # refused before they are decoded (decoding each would hold up every other
+            # client's behind them in the socket) and take no place in the cache, where they
+            # would push out other clients' answers. A resend of one already answered still
+            # gets its answer, or its NAS would count an accepted login as failed.
+            known = self.dedup.known(key, now)
+            if isinstance(known, Cached):
+                transport.sendto(known.response, (host, port))
+            elif known is None:
+                self.drops.drop("overload", host, now)
+            return
         verdict = self.dedup.begin(key, now)
         if isinstance(verdict, InProgress):
             return
         if isinstance(verdict, Cached):
-            # Even from a client that is flooding: the answer costs nothing, and its NAS
-            # would otherwise count a login the server already accepted as failed.
             transport.sendto(verdict.response, (host, port))
-            return
-        if code == Codes.ACCESS_REQUEST and self.hash_pool.full(client.name):
-            # Refused before it is decoded: a client with a full queue of password checks is
-            # flooding, and decoding each of its datagrams would hold up every other client's
-            # requests behind them in the socket.
-            self.dedup.finish(key, None, now)
-            self.drops.drop("overload", host, now)
             return
         if self.stopping:
             self.dedup.finish(key, None, now)

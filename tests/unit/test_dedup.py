@@ -156,3 +156,25 @@ def test_keys_that_differ_only_in_where_one_part_ends_stay_apart() -> None:
     cache.begin(one, 0.0)
     cache.finish(one, REPLY, 0.0)
     assert cache.begin(other, 1.0) is NEW
+
+
+def test_asking_about_a_request_records_nothing_and_evicts_nothing() -> None:
+    # A flooding client's datagrams are looked up, not admitted: they must not push other
+    # clients' answers out of a full cache.
+    cache = DuplicateCache(max_entries=2)
+    kept = [DedupKey("192.0.2.9", port, 1, AUTH) for port in (1, 2)]
+    for key in kept:
+        cache.begin(key, 0.0)
+        cache.finish(key, REPLY, 0.0)
+    for port in range(100, 200):
+        assert cache.known(DedupKey("192.0.2.66", port, 1, AUTH), 1.0) is None
+    assert [cache.known(key, 1.0) for key in kept] == [Cached(REPLY), Cached(REPLY)]
+    cache.begin(KEY, 1.0)
+    assert cache.known(KEY, 2.0) is IN_PROGRESS
+
+
+def test_an_empty_reply_is_taken_as_none_sent() -> None:
+    cache = DuplicateCache()
+    cache.begin(KEY, 0.0)
+    cache.finish(KEY, b"", 0.0)
+    assert cache.begin(KEY, 1.0) is NEW
