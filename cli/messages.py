@@ -130,7 +130,7 @@ _REASONS_JA: dict[Reason, str] = {
     Reason.BAD_OTP: "ワンタイムパスワードが違います（計数）",
     Reason.REPLAY: "使用済みのワンタイムパスワードです（計数）",
     Reason.MALFORMED_OTP: "ワンタイムパスワードの桁数が違います（計数）",
-    Reason.BAD_SERIAL: "シリアル番号が不明、無効、停止中または有効期限切れです",
+    Reason.BAD_SERIAL: "シリアル番号が不明、無効または有効期限切れです",
     Reason.BAD_STATE: "チャレンジが不明、使用済み、期限切れ、または他の利用者のものです",
     Reason.NOT_AWAITING_ACTIVATION: "この利用者は利用開始登録の対象ではありません",
     Reason.TOKEN_REVOKED: "認証の処理中にトークンが失効されました",

@@ -339,7 +339,7 @@ def parse_clients(
         for network in networks:
             # The most specific network decides who sent a datagram; the same one twice would
             # leave it to the order of the file, and with it which secret and mode apply.
-            if network in owners:
+            if owners.get(network, name) != name:
                 raise check.fail(
                     f"{where} address", f"{network} is also given for client {owners[network]!r}"
                 )

@@ -92,7 +92,7 @@ REASON_DESCRIPTIONS: dict[Reason, str] = {
     Reason.BAD_OTP: "wrong one-time password (counted)",
     Reason.REPLAY: "one-time password of an already used time step (counted)",
     Reason.MALFORMED_OTP: "the OTP part is not the token's number of digits (counted)",
-    Reason.BAD_SERIAL: "activation named an unknown, disabled, suspended or expired serial",
+    Reason.BAD_SERIAL: "activation named an unknown, disabled or expired serial",
     Reason.BAD_STATE: "the challenge State is unknown, used, expired or for another user",
     Reason.NOT_AWAITING_ACTIVATION: "activation asked for a user who is not issued or revoked",
     Reason.TOKEN_REVOKED: "the user was revoked from the token while the request was decided",

@@ -100,6 +100,13 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
     assert memory.database_url == "sqlite+pysqlite:///:memory:"
 
 
+def test_one_client_may_name_a_network_of_its_own_twice() -> None:
+    # Two addresses of one /24 are the same network for the one client: nothing ambiguous.
+    client = {**CLIENT, "address": ["10.0.0.1/24", "10.0.0.2/24"]}
+    (parsed,) = parse({"clients": [client]}).clients
+    assert [str(n) for n in parsed.networks] == ["10.0.0.0/24", "10.0.0.0/24"]
+
+
 def test_values_are_taken() -> None:
     data = {
         "server": {"listen": [ANY_V4 + ":1645", "[2001:db8::1]:1812"], "workers": 0},
