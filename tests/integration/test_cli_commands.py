@@ -194,6 +194,31 @@ def test_a_database_of_the_previous_revision_is_refused_until_upgraded(
     assert [tuple(row) for row in rows] == [("taro", None)]
 
 
+def test_the_upgrade_forgets_offsets_that_logins_taught_and_keeps_declared_ones(
+    otpctl: Otpctl, config: Path
+) -> None:
+    # Releases before 0003 learned an offset at every login; a login no longer resets it, so
+    # one left at -2 would accept codes two steps old for good.
+    ok(otpctl("init"))
+    database = config.parent / "otpradius.db"
+    database.unlink()
+    engine = make_engine(f"sqlite:///{database}")
+    upgrade(engine, "0002")
+    row = ("INSERT INTO tokens (serial, kind, algorithm, digits, period, sealed_secret, last_step, "
+           "drift, fail_count, suspended, disabled, created_at) VALUES (:serial, 'hardware', "
+           "'SHA1', 6, 60, x'00', :last_step, :drift, 0, 0, 0, '2026-01-01 00:00:00')")  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(text(row), {"serial": "USED", "last_step": 29_000_000, "drift": -2})
+        connection.execute(text(row), {"serial": "NEVER", "last_step": -1, "drift": 3})
+    engine.dispose()
+    ok(otpctl("db", "upgrade"))
+    engine = make_engine(f"sqlite:///{database}")
+    with engine.connect() as connection:
+        drifts = dict(connection.execute(text("SELECT serial, drift FROM tokens")).all())
+    engine.dispose()
+    assert drifts == {"USED": 0, "NEVER": 3}
+
+
 def test_a_command_before_init_says_to_run_init(otpctl: Otpctl) -> None:
     assert "otpctl init" in failed(otpctl("user", "list"), 74)
 
