@@ -127,7 +127,8 @@ def _check_against(repo: Repo, rows: Sequence[UserSpec], update: bool, source: s
     known = repo.existing_serials(serials)
     if len(known) != len(serials):
         first = next(row for row in rows if row.serial is not None and row.serial not in known)
-        raise ImportRefused(source, first.line, f"serial {first.serial} is not in the inventory")
+        # The line, not the value: it may be the end of a password split at a comma.
+        raise ImportRefused(source, first.line, "serial is not in the inventory")
     return present
 
 

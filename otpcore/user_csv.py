@@ -63,6 +63,16 @@ def parse_start(value: str) -> date:
         raise InvalidInput("start is not a date YYYY-MM-DD") from None  # (nor the password)
 
 
+def _serial(value: str) -> str:
+    try:
+        return parse_serial(value)
+    except InvalidInput:
+        # Without the value: a password with a comma in it spills its end into this cell.
+        raise InvalidInput(
+            "serial must be 1 to 64 printable ASCII characters without spaces or commas"
+        ) from None
+
+
 def parse_name(value: str) -> str:
     """A display name: 1 to 256 printable characters."""
     name = value.strip()
@@ -122,6 +132,6 @@ def _row(values: dict[str, str], line: int) -> UserSpec:
         password=check_password(password) if password else None,
         password_hash=check_phc(password_hash) if password_hash else None,
         start=parse_start(start) if start else None,
-        serial=parse_serial(serial) if serial else None,
+        serial=_serial(serial) if serial else None,
         line=line,
     )

@@ -115,7 +115,7 @@ def test_progress_counts_hashing_and_writing_up_to_the_total(app: App) -> None:
     [
         ("u9,Nine,chief,pw-999999,,", "class must be"),
         ("u9,Nine,general,pw-999999,2026-02-30,", "not a date"),
-        ("u9,Nine,general,pw-999999,,99999999", "serial 99999999 is not in the inventory"),
+        ("u9,Nine,general,pw-999999,,99999999", "serial is not in the inventory"),
         ("u1,One again,general,pw-999999,,", "login u1 repeats line 2"),
         ("u9,Nine,general,pw-999999,", "fewer fields than columns"),
         ("u9,Nine,general,pw-999999,,,,", "more fields than columns"),
