@@ -110,20 +110,24 @@ class Request:
     nas_ip: str | None
     calling_station_id: str | None
     has_eap: bool = False
+    hidden_password: bytes | None = field(default=None, repr=False)  # as on the wire
 
     def identity(self, client_name: str) -> bytes:
         """16 bytes naming this request and its resends: its client, login, authenticator and
-        User-Password.
+        User-Password as sent.
 
         The authenticator alone is not enough: it travels in clear, so another packet could
         carry it with another password, or another client could send it. The password is
-        taken as the user typed it, not as hidden on the wire: a NAS that fails over hides the
-        same request under the next server's own secret, and that resend must still be known.
+        taken as hidden on the wire, not as typed: the identity is stored with the step it
+        used, and a hash of the typed password beside the authenticator (which anyone who
+        saw the packet has) would let a reader of the database test passwords at the speed of
+        SHA-256. So a resend is known only under the same shared secret (README: every node
+        holds the same secret for a client).
         """
         digest = hashlib.sha256()
         for part in (client_name.encode(), (self.user_name or "").encode()):
             digest.update(len(part).to_bytes(4, "big") + part)
-        digest.update(self.authenticator + (self.password or b""))
+        digest.update(self.authenticator + (self.hidden_password or b""))
         return digest.digest()[:16]
 
 
@@ -241,6 +245,7 @@ def decode_request(data: bytes, secret: bytes) -> Request:
         nas_identifier=nas_identifier,
         nas_ip=nas_ip,
         calling_station_id=calling_station_id,
+        hidden_password=cipher,
     )
 
 

@@ -99,32 +99,6 @@ def test_twenty_wrong_otps_across_nodes_stop_the_count_at_the_threshold(pg_site:
         node.stop()
 
 
-def test_a_request_resent_to_a_node_with_its_own_secret_is_accepted_again(
-    sqlite_site: Site,
-) -> None:
-    # SPEC §4: a NAS holding one secret per server fails over with the same request (same
-    # Identifier, Request Authenticator, login and password), hidden under the second node's
-    # secret. It was refused there as a replay, and counted on the token.
-    user = sqlite_site.active_user()
-    first = sqlite_site.node(clients=[ClientSpec(name="vpn-gw-1", mode="split")]).start()
-    second = sqlite_site.node(clients=[ClientSpec(name="vpn-gw-1", mode="split")]).start()
-    try:
-        authenticator = os.urandom(16)
-        text = user.password + user.bound.code()
-        with first.client() as on_first, second.client() as on_second:
-            accepted = on_first.request(user_name=user.login, password=text, identifier=7,
-                                        authenticator=authenticator).reply  # fmt: skip
-            assert accepted is not None
-            assert accepted.code is Codes.ACCESS_ACCEPT
-            again = on_second.request(user_name=user.login, password=text, identifier=7,
-                                      authenticator=authenticator).reply  # fmt: skip
-            assert again is not None
-            assert again.code is Codes.ACCESS_ACCEPT, second.decisions()
-    finally:
-        first.stop()
-        second.stop()
-
-
 @pytest.mark.service
 def test_a_challenge_begun_on_one_node_is_answered_on_another_and_only_once(
     pg_site: Site,
