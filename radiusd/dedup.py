@@ -4,8 +4,9 @@ A retransmission is a request with the same client address and port, Identifier 
 Authenticator. While the first copy is being processed, copies are dropped; once its reply is sent,
 copies get the same bytes again, so no request is processed or counted twice. Entries live `ttl`
 seconds from the reply; one still being processed stays until it is finished, however long that
-takes. The oldest go first when the cache is full: at the default size that keeps the whole
-30 s up to about 6,500 requests a second per worker, beyond what one core answers. The caller
+takes. The oldest go first when the cache is full, by entries or by bytes: at the default
+sizes that keeps the whole 30 s up to about 6,500 requests a second per worker, beyond what one
+core answers, in 64 MB at most. The caller
 passes the time in (a monotonic clock); nothing here reads a clock.
 Not thread-safe: use one cache per packet loop.
 """
@@ -18,8 +19,12 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 DEFAULT_TTL: Final = 30.0
-# About 264 bytes an entry (52 MB when full): 30 s at 6,500 requests a second.
+# About 264 bytes an entry with an Accept's few attributes (52 MB when full): 30 s at 6,500
+# requests a second.
 DEFAULT_MAX_ENTRIES: Final = 196_608
+# And never more than this in all, whatever the replies hold: a client may make each reply
+# carry up to 4 KB of its own Proxy-State back, 840 MB at the entry limit.
+DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
 
 
 class DedupKey(NamedTuple):
@@ -60,6 +65,13 @@ IN_PROGRESS: Final = InProgress()
 # packet loop for 10 to 18 ms when the keys were NamedTuples.
 _STAMP = struct.Struct("!d")
 _KEY_HEAD = struct.Struct("!HBB")
+# What an entry costs beyond its key's and its value's bytes: two bytes objects and the
+# ordered dict's slot and link (measured with tracemalloc, rounded up).
+_ENTRY_OVERHEAD = 200
+
+
+def _cost(packed: bytes, entry: bytes) -> int:
+    return len(packed) + len(entry) + _ENTRY_OVERHEAD
 
 
 def _packed(key: DedupKey) -> bytes:
@@ -71,13 +83,22 @@ def _packed(key: DedupKey) -> bytes:
 class DuplicateCache:
     """Bounded, expiring map of recent requests to their replies; every operation is O(1)."""
 
-    def __init__(self, ttl: float = DEFAULT_TTL, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+    def __init__(
+        self,
+        ttl: float = DEFAULT_TTL,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
         if ttl <= 0:
             raise ValueError("ttl must be positive")
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
         self._ttl = ttl
         self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0  # the entries' cost, as _cost counts it
         # Insertion order is stamp order (finish() moves an entry to the end with a new stamp), so
         # expiry and eviction only ever look at the front.
         self._entries: OrderedDict[bytes, bytes] = OrderedDict()
@@ -116,18 +137,28 @@ class DuplicateCache:
         if packed not in self._entries:
             # Expired or evicted while being processed: a later copy is simply processed again.
             return
+        old = self._entries.pop(packed)
+        self._bytes -= _cost(packed, old)
         if not response:
             # Nothing was sent (dropped, or no answer possible now): let a retransmission retry.
-            del self._entries[packed]
             return
         # The window restarts at the reply, so a client that lost it has the full `ttl` to retry.
-        self._entries[packed] = _STAMP.pack(now) + response
-        self._entries.move_to_end(packed)
+        self._store(packed, _STAMP.pack(now) + response)
 
     def _admit(self, packed: bytes, now: float) -> None:
-        while len(self._entries) >= self._max_entries:
-            self._entries.popitem(last=False)
-        self._entries[packed] = _STAMP.pack(now)
+        self._store(packed, _STAMP.pack(now))
+
+    def _store(self, packed: bytes, entry: bytes) -> None:
+        """Add an entry at the young end, first forgetting the oldest to make room."""
+        cost = _cost(packed, entry)
+        entries = self._entries
+        while entries and (
+            len(entries) >= self._max_entries or self._bytes + cost > self._max_bytes
+        ):
+            gone, value = entries.popitem(last=False)
+            self._bytes -= _cost(gone, value)
+        entries[packed] = entry
+        self._bytes += cost
 
     def _expire(self, now: float) -> None:
         horizon = now - self._ttl
@@ -145,4 +176,5 @@ class DuplicateCache:
                 entries[key] = _STAMP.pack(now)
                 entries.move_to_end(key)
                 continue
-            entries.popitem(last=False)
+            gone, value = entries.popitem(last=False)
+            self._bytes -= _cost(gone, value)

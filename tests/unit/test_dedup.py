@@ -178,3 +178,16 @@ def test_an_empty_reply_is_taken_as_none_sent() -> None:
     cache.begin(KEY, 0.0)
     cache.finish(KEY, b"", 0.0)
     assert cache.begin(KEY, 1.0) is NEW
+
+
+def test_large_replies_are_bounded_by_bytes_not_only_by_entries() -> None:
+    # A client can have each reply carry 4 KB of its own Proxy-State back.
+    cache = DuplicateCache(max_bytes=100_000)
+    big = b"\x02" + bytes(4_095)
+    keys = [DedupKey("192.0.2.1", port, 1, AUTH) for port in range(1, 101)]
+    for key in keys:
+        cache.begin(key, 0.0)
+        cache.finish(key, big, 0.0)
+    assert 20 <= len(cache) <= 24  # 100,000 bytes of 4 KB entries
+    assert cache.begin(keys[-1], 1.0) == Cached(big)  # the youngest stay
+    assert cache.begin(keys[0], 1.0) is NEW  # the oldest went first
