@@ -196,8 +196,6 @@ def _changed_values(row: UserSpec, hashes: dict[str, str]) -> dict[str, object]:
     return values
 
 
-
-
 def _detail(source: str, added: Iterable[UserSpec], changed: Sequence[UserSpec]) -> str:
     new = list(added)
     bound = sum(1 for row in (*new, *changed) if row.serial is not None)

@@ -26,6 +26,7 @@ SEALING_LOCK_KEY = 0x6F7470_7365616C  # "otp" "seal"
 AUDIT_IMPORT_TARGETS_MAX = 100
 ACTOR_MAX = 128  # AuditRow.actor
 
+
 class Repo:
     """Reads and atomic conditional writes within one transaction."""
 
