@@ -6,8 +6,8 @@ copies get the same bytes again, so no request is processed or counted twice. En
 seconds from the reply; one still being processed stays until it is finished, however long that
 takes. The oldest go first when the cache is full, by entries or by bytes: at the default
 sizes that keeps the whole 30 s up to about 6,500 requests a second per worker, beyond what one
-core answers, in 64 MB at most. The caller
-passes the time in (a monotonic clock); nothing here reads a clock.
+core answers, in 64 MB at most. The caller passes the time in (a monotonic clock); nothing here
+reads a clock.
 Not thread-safe: use one cache per packet loop.
 """
 
@@ -59,9 +59,9 @@ IN_PROGRESS: Final = InProgress()
 
 
 # An entry is one bytes object, the stamp packed in front of the response (the stamp alone
-# while the request is being processed), under a key packed into bytes as well. That is half
-# the memory of tuples (264 against 469 bytes an entry), so the cache holds the whole window at
-# four times the rate; and bytes are never walked by the garbage collector, which had held the
+# while the request is being processed), under a key packed into bytes as well. That is about
+# half the memory of tuples (264 against 469 bytes an entry), so the cache holds three times the
+# entries it did; and bytes are never walked by the garbage collector, which had held the
 # packet loop for 10 to 18 ms when the keys were NamedTuples.
 _STAMP = struct.Struct("!d")
 _KEY_HEAD = struct.Struct("!HBB")
