@@ -69,9 +69,13 @@ SWITCH_INTERVAL_S = 0.0005
 
 
 def open_socket(host: str, port: int) -> socket.socket:
-    """A UDP socket bound with SO_REUSEPORT, so every worker process shares the port."""
+    """A UDP socket bound with SO_REUSEPORT, so every worker process shares the port.
+
+    Not SO_REUSEADDR: on a UDP socket Linux lets a process of any user that sets it too bind
+    the same address and port, and then hands it the NAS's datagrams. SO_REUSEPORT is granted
+    only to processes of the same user.
+    """
     sock = _udp_socket(host)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
     sock.bind((host, port))

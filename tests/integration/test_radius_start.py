@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -164,3 +165,48 @@ def test_a_bad_database_url_is_a_configuration_error(site: Site, url: str, messa
     assert refused.returncode == 78
     (line,) = refused.stderr.splitlines()
     assert line.startswith(f"otp-radiusd: error: {node.config_path}: {message}")
+
+
+def _bind_as_another_user(host: str, port: int, option: int, report: int) -> None:
+    """In a forked child: become nobody and try to share the port with ``option``."""
+    os.setgid(65534)
+    os.setuid(65534)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, option, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        os.write(report, b"refused")
+        os._exit(0)
+    os.write(report, b"bound")
+    time.sleep(30)
+    os._exit(0)
+
+
+@pytest.mark.parametrize("option", ["SO_REUSEADDR", "SO_REUSEPORT"])
+def test_another_local_user_cannot_share_the_port_and_take_the_requests(
+    site: Site, option: str
+) -> None:
+    # With SO_REUSEADDR on the workers' sockets, any local user setting it too could bind the
+    # same address and port, and the kernel handed that process the NAS's datagrams: every
+    # login failed, and the requests were the attacker's to test secrets against.
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another user")
+    with site.node(mode="split") as node:
+        host, port = node.address
+        read_end, write_end = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child never returns
+            os.close(read_end)
+            _bind_as_another_user(host, port, getattr(socket, option), write_end)
+        os.close(write_end)
+        try:
+            verdict = os.read(read_end, 16)
+            with node.client(timeout=1.0) as nas:
+                answered = [nas.status() is not None for _ in range(3)]
+        finally:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+            os.close(read_end)
+    assert verdict == b"refused"
+    assert all(answered)
