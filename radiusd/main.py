@@ -12,7 +12,7 @@ from otpcore.app import build_app
 from otpcore.errors import OtpError
 from radiusd.clock import system_clock
 from radiusd.logsetup import setup_logging
-from radiusd.supervisor import Supervisor, warn_short_secrets
+from radiusd.supervisor import Supervisor, warn_readable_secrets, warn_short_secrets
 from radiusd.worker import ensure_free, load_settings
 
 DEFAULT_CONFIG = "/etc/otpradius/config.toml"
@@ -44,6 +44,7 @@ def _run(config: Path, *, check: bool, force_stderr: bool) -> int:
     settings = load_settings(config)
     setup_logging(settings.logging, force_stderr=force_stderr)
     warn_short_secrets(settings)
+    warn_readable_secrets(config, settings)
     # Fail at start, not in a worker: the key file, the database and its schema.
     build_app(settings, system_clock).store.dispose()
     if check:

@@ -11,9 +11,13 @@ import logging
 import os
 import select
 import signal
+import stat
 import time
+import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from otpcore.config import Settings
 from otpcore.errors import OtpError
@@ -227,3 +231,23 @@ def warn_short_secrets(settings: Settings) -> None:
         if len(client.secret) <= 12:
             log.warning("weak secret client=%s length=%d: use 16 or more random octets",
                         client.name, len(client.secret))  # fmt: skip
+
+
+def warn_readable_secrets(config_path: Path, settings: Settings) -> None:
+    """Log a warning when others on the host may read a secret written in the configuration."""
+    try:
+        if not config_path.stat().st_mode & stat.S_IROTH:
+            return
+        data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # it was read a moment ago; nothing to say if it cannot be now
+    clients = data.get("clients", [])
+    inline = [str(item.get("name")) for item in clients if isinstance(item, dict)
+              and "secret" in item]  # fmt: skip
+    if inline:
+        log.warning("readable secrets config=%s clients=%s: others on this host can read "
+                    "their shared secrets; chmod 640 it or use secret_file", config_path,
+                    ",".join(inline))  # fmt: skip
+    if make_url(settings.database_url).password:
+        log.warning("readable secrets config=%s: others on this host can read the database "
+                    "password in [database] url; chmod 640 it", config_path)  # fmt: skip

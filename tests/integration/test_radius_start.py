@@ -108,6 +108,20 @@ def test_a_configuration_error_names_the_key_and_exits_78(site: Site) -> None:
     ]
 
 
+def test_a_configuration_others_may_read_with_a_secret_in_it_is_warned_about(site: Site) -> None:
+    node = site.node()
+    node.config_path.chmod(0o644)
+    warned = run_daemon(node, "--check")
+    assert warned.returncode == 0, warned.stderr
+    assert "readable secrets" in warned.stderr
+    assert f"clients={node.client_spec.name}" in warned.stderr
+    assert node.client_spec.secret not in warned.stderr
+    node.config_path.chmod(0o640)
+    quiet = run_daemon(node, "--check")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "readable secrets" not in quiet.stderr
+
+
 def test_a_key_file_that_does_not_open_the_seeds_is_refused_at_check_and_start(
     site: Site, tmp_path: Path
 ) -> None:
