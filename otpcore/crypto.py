@@ -152,8 +152,13 @@ def load_keyring(path: Path) -> Keyring:
     return Keyring(current, others, source=path)
 
 
-def write_new_key(path: Path) -> SeedKey:
-    """Create a fresh key file with mode 0600; never overwrites an existing file."""
+def write_new_key(path: Path, owner_of: Path | None = None) -> SeedKey:
+    """Create a fresh key file with mode 0600; never overwrites an existing file.
+
+    ``owner_of``: a key file whose owner and group the new one takes, where this process may
+    give them (root may): a rotation run as root must not leave the daemon's own user with a
+    key file it cannot read.
+    """
     key = SeedKey(os.urandom(KEY_BYTES))
     # Written whole under a temporary name, then linked to its own: a crash or a full disk
     # in the middle must not leave a short file there, which every start and every otpctl
@@ -161,6 +166,8 @@ def write_new_key(path: Path) -> SeedKey:
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
     try:
         try:
+            if owner_of is not None:
+                _take_owner(fd, owner_of)
             os.write(fd, key.key)
             os.fsync(fd)
         finally:
@@ -169,6 +176,14 @@ def write_new_key(path: Path) -> SeedKey:
     finally:
         os.unlink(temporary)
     return key
+
+
+def _take_owner(fd: int, model: Path) -> None:
+    try:
+        info = model.stat()
+        os.fchown(fd, info.st_uid, info.st_gid)
+    except PermissionError:
+        pass  # not root: the file stays this user's, as the model most likely is
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,6 +110,22 @@ def test_rotation_reseals_every_seed(
     assert event.detail == "3 seeds re-sealed"
 
 
+def test_a_rotation_run_as_root_leaves_the_key_to_its_owner(
+    tokens: App, clock: FrozenClock
+) -> None:
+    # The daemon runs as its own user; otpctl key rotate is often run as root. The new key
+    # (and the prepared one) must stay readable by the daemon's user.
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the key file to another user")
+    key_file = tokens.settings.key_file
+    os.chown(key_file, 65534, 65534)
+    pending, _ = prepare_rotation(key_file)
+    assert (pending.stat().st_uid, pending.stat().st_gid) == (65534, 65534)
+    rotate_key(tokens.store, key_file, clock)
+    assert (key_file.stat().st_uid, key_file.stat().st_gid) == (65534, 65534)
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+
+
 def test_a_running_server_keeps_verifying_after_a_rotation(tokens: App, clock: FrozenClock) -> None:
     # otp-radiusd loaded the key at start; `otpctl key rotate` runs beside it.
     rotate_key(tokens.store, tokens.settings.key_file, clock)
