@@ -44,10 +44,11 @@ def _run(config: Path, *, check: bool, force_stderr: bool) -> int:
     settings = load_settings(config)
     setup_logging(settings.logging, force_stderr=force_stderr)
     warn_short_secrets(settings)
-    warn_readable_secrets(config, settings)
     # Fail at start, not in a worker: the key file, the database and its schema.
     build_app(settings, system_clock).store.dispose()
     if check:
+        # Said once it is usable: a start that fails says only why, in one line.
+        warn_readable_secrets(config, settings)
         print(f"otp-radiusd: {config}: configuration, key file and database are usable")
         return 0
     # Only on a real start: --check is run beside the serving daemon, before a reload.

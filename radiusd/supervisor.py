@@ -72,6 +72,7 @@ class Supervisor:
         listen = ",".join(f"{host}:{port}" for host, port in self.settings.server.listen)
         log.info("start workers=%d listen=%s clients=%d", self.count, listen,
                  len(self.settings.clients))  # fmt: skip
+        warn_readable_secrets(self.config_path, self.settings)
         sd_notify(f"READY=1\nSTATUS=serving on {listen}\nMAINPID={os.getpid()}")
         while True:
             now = time.monotonic()

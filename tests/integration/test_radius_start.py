@@ -120,6 +120,13 @@ def test_a_configuration_others_may_read_with_a_secret_in_it_is_warned_about(sit
     quiet = run_daemon(node, "--check")
     assert quiet.returncode == 0, quiet.stderr
     assert "readable secrets" not in quiet.stderr
+    # A start that fails says only why, in its one line.
+    node.config_path.chmod(0o644)
+    node.config_path.write_text(
+        node.config_path.read_text(encoding="utf-8").replace("workers = 1", "workers = -1"),
+        encoding="utf-8",
+    )
+    assert len(run_daemon(node).stderr.splitlines()) == 1
 
 
 def test_a_key_file_that_does_not_open_the_seeds_is_refused_at_check_and_start(
