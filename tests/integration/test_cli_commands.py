@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from cli import users as cli_users
 from cli.main import cli
@@ -166,14 +166,20 @@ def test_db_upgrade_creates_or_keeps_the_schema(otpctl: Otpctl) -> None:
     assert "already at revision" in ok(otpctl("db", "upgrade")).stdout
 
 
-def test_a_database_of_the_previous_revision_is_refused_until_upgraded(
-    otpctl: Otpctl, config: Path
-) -> None:
+def database_at(otpctl: Otpctl, config: Path, revision: str) -> tuple[Path, Engine]:
+    """A fresh database left at an older schema revision, and an engine on it."""
     ok(otpctl("init"))
     database = config.parent / "otpradius.db"
     database.unlink()
     engine = make_engine(f"sqlite:///{database}")
-    upgrade(engine, "0001")
+    upgrade(engine, revision)
+    return database, engine
+
+
+def test_a_database_of_the_previous_revision_is_refused_until_upgraded(
+    otpctl: Otpctl, config: Path
+) -> None:
+    database, engine = database_at(otpctl, config, "0001")
     with engine.begin() as connection:
         pending = text(
             "INSERT INTO challenges (id, login, stage, serial, expires_at) "
@@ -199,11 +205,7 @@ def test_the_upgrade_forgets_offsets_that_logins_taught_and_keeps_declared_ones(
 ) -> None:
     # Releases before 0003 learned an offset at every login; a login no longer resets it, so
     # one left at -2 would accept codes two steps old for good.
-    ok(otpctl("init"))
-    database = config.parent / "otpradius.db"
-    database.unlink()
-    engine = make_engine(f"sqlite:///{database}")
-    upgrade(engine, "0002")
+    database, engine = database_at(otpctl, config, "0002")
     row = ("INSERT INTO tokens (serial, kind, algorithm, digits, period, sealed_secret, last_step, "
            "drift, fail_count, suspended, disabled, created_at) VALUES (:serial, 'hardware', "
            "'SHA1', 6, 60, x'00', :last_step, :drift, 0, 0, 0, '2026-01-01 00:00:00')")  # fmt: skip
