@@ -1,18 +1,20 @@
-"""``otpctl init``, ``otpctl db upgrade`` and ``otpctl key rotate``: schema and seed key."""
+"""``otpctl init``, ``otpctl db upgrade|backup``, ``otpctl key rotate``: schema, copy, seed key."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import click
 
 from cli.context import CliContext, operator
-from otpcore.app import open_store
+from otpcore.app import ensure_database_file, open_store
 from otpcore.config import Settings
 from otpcore.errors import KeyFileError, StorageError
 from otpcore.keys import create_key, prepare_rotation, rotate_key
 from otpcore.store import Store
+from otpcore.store.backup import backup_database
 from otpcore.store.engine import create_private_sqlite_file, driver_reason, safe_url
 from otpcore.store.schema import current_revision, head_revision, upgrade
 
@@ -90,6 +92,24 @@ def db_upgrade(obj: CliContext) -> None:
         click.echo(f"The database schema is already at revision {after}.")
     else:
         click.echo(f"Upgraded the database schema from {before or 'empty'} to revision {after}.")
+
+
+@db.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_cli
+def db_backup(obj: CliContext, file: Path) -> None:
+    """Write a consistent copy of the SQLite database to FILE (new, mode 0600), server running."""
+    settings = obj.settings()
+    ensure_database_file(settings.database_url)
+    store = open_store(settings, pool_size=1)
+    try:
+        size = backup_database(store, file, obj.clock, operator())
+    finally:
+        store.dispose()
+    click.echo(
+        f"Wrote a copy of {safe_url(settings.database_url)} to {file} ({size:,} bytes, "
+        "mode 0600). Keep the key file's copy apart from it: together they open every seed."
+    )
 
 
 @click.group("key")

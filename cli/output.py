@@ -106,6 +106,7 @@ ACTION_LABELS_JA = {
     "unlock": "利用停止解除",
     "revoke": "トークン失効",
     "key_rotate": "暗号鍵更新",
+    "db_backup": "データベースバックアップ",
 }
 OUTCOME_LABELS_JA = {"ok": "成功", "denied": "拒否", "refused": "実行不可"}
 

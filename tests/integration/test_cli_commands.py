@@ -708,7 +708,8 @@ def test_audit_lists_operations(bound: Otpctl) -> None:
     from cli.output import ACTION_LABELS_JA, OUTCOME_LABELS_JA
 
     written = {"user_add", "user_import", "issue", "passwd", "token_import", "token_disable",
-               "token_enable", "activate", "suspend", "unlock", "revoke", "key_rotate"}  # fmt: skip
+               "token_enable", "activate", "suspend", "unlock", "revoke", "key_rotate",
+               "db_backup"}  # fmt: skip
     assert written <= set(ACTION_LABELS_JA)
     assert {"ok", "denied", "refused"} <= set(OUTCOME_LABELS_JA)
 
