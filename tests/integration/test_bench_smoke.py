@@ -95,6 +95,16 @@ def test_the_store_comparison_spends_every_step_in_turn() -> None:
     ), done.stdout
 
 
+def test_the_backup_comparison_runs_alone_and_beside_a_backup() -> None:
+    done = run_bench(
+        "bench.backup", "--users", "300", "--runs", "1", "--rate", "200", "--seconds", "1"
+    )
+    alone = re.search(r"^\| 1 \| no \|.* \| 0 \| 150/150 \| – \|$", done.stdout, re.M)
+    beside = re.search(r"^\| 1 \| yes \|.* \| 0 \| 150/150 \| [\d.]+ s \|$", done.stdout, re.M)
+    assert alone, done.stdout
+    assert beside, done.stdout
+
+
 def test_the_commit_probe_prints_both_sync_modes() -> None:
     done = run_bench("bench.commit", "--commits", "30")
     rows = [line for line in done.stdout.splitlines() if line.startswith("| FULL")
