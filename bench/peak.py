@@ -1,6 +1,7 @@
 """The otp peak phase alone, repeated on fresh copies of one database, for comparing changes.
 
     python -m bench.peak [--users 10000] [--runs 5] [--peak-users 5000] [--vs-users N]
+                         [--warm-up N]
 
 Onboards the users once (as ``python -m bench`` does), keeps a copy of the database, and for
 each run puts that copy back, starts ``otp-radiusd`` on core 1 and sends every peak user this
@@ -10,6 +11,9 @@ median of several, each on the same starting database, is what to compare.
 With ``--vs-users N`` a second population of N users is onboarded as well and the runs
 alternate between the two (A B A B ...), so that both see the same machine: the median of the
 ratios pair by pair is the figure for "a million users against ten thousand".
+
+With ``--warm-up N``, N other users log in before each peak, unmeasured, so that the peak
+meets a server that has been answering for a while rather than one just started.
 """
 
 from __future__ import annotations
@@ -91,12 +95,20 @@ def restore(population: Population) -> None:
         os.close(descriptor)
 
 
-def run_peak(population: Population, window: int) -> PeakRun:
-    """Restore the database, start the server and send the peak; what it measured."""
+def run_peak(population: Population, window: int, warm_up: int = 0) -> PeakRun:
+    """Restore the database, start the server and send the peak; what it measured.
+
+    With ``warm_up``, that many other users (of the population's second half) log in first,
+    unmeasured: the peak then meets a server that has been answering, not one just started.
+    """
     restore(population)
     workspace = population.workspace
     server = start_server(workspace, str(SERVER_CPU))
     try:
+        if warm_up:
+            users = spread(workspace.users // 2, workspace.users, warm_up)
+            earlier = otp_packets(workspace, users, split=False, offsets=(0,))
+            measure_server(workspace, server, earlier, OTP_SOURCE, window=window)
         packets = otp_packets(workspace, population.peak_users, split=False)
         result, cpu = measure_server(workspace, server, packets, OTP_SOURCE, window=window)
         wal = Path(f"{population.database}-wal")
@@ -133,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--vs-users", type=int, default=0, help="a second population, run in turn with the first"
     )
+    parser.add_argument(
+        "--warm-up", type=int, default=0, help="other users who log in before each peak"
+    )
     args = parser.parse_args(argv)
     loadgen.pin(LOADGEN_CPU)
     with ExitStack() as stack:
@@ -142,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             print("| run | otp accepts/s | server CPU per request | WAL at the end | accepted |")
             print("| --- | --- | --- | --- | --- |")
             for number in range(1, args.runs + 1):
-                print(f"| {number} | {_cells(run_peak(first, args.window))} |", flush=True)
+                cells = _cells(run_peak(first, args.window, args.warm_up))
+                print(f"| {number} | {cells} |", flush=True)
             print(f"\nmedian of {args.runs}: {statistics.median(first.rates):,.0f} accepts/s "
                   f"({args.users:,} users, {len(first.peak_users):,} peak users)")  # fmt: skip
             return 0
@@ -154,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         print("| --- " * 11 + "|")
         ratios: list[float] = []
         for number in range(1, args.runs + 1):
-            run_a, run_b = run_peak(first, args.window), run_peak(second, args.window)
+            run_a = run_peak(first, args.window, args.warm_up)
+            run_b = run_peak(second, args.window, args.warm_up)
             ratios.append(run_a.rate / run_b.rate if run_b.rate else 0.0)
             row = f"| {number} | {_cells(run_a)} | {_cells(run_b)} | {ratios[-1]:.2f} |"
             print(row, flush=True)
