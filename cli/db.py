@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -11,7 +13,7 @@ import click
 from cli.context import CliContext, operator
 from otpcore.app import ensure_database_file, open_store
 from otpcore.config import Settings
-from otpcore.errors import KeyFileError, StorageError
+from otpcore.errors import InvalidInput, KeyFileError, StorageError
 from otpcore.keys import create_key, prepare_rotation, rotate_key
 from otpcore.store import Store
 from otpcore.store.backup import backup_database
@@ -95,21 +97,32 @@ def db_upgrade(obj: CliContext) -> None:
 
 
 @db.command("backup")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False))
 @pass_cli
-def db_backup(obj: CliContext, file: Path) -> None:
-    """Write a consistent copy of the SQLite database to FILE (new, mode 0600), server running."""
+def db_backup(obj: CliContext, file: str) -> None:
+    """Write a checked, consistent copy of the SQLite database to FILE, the server running."""
+    if file.endswith(os.sep):
+        raise InvalidInput(f"{file}: names a folder; give the copy's file name")
     settings = obj.settings()
     ensure_database_file(settings.database_url)
     store = open_store(settings, pool_size=1)
+    # A stop (SIGTERM, as from timeout or systemd) must clean up like Ctrl-C: no partial copy.
+    previous = signal.signal(signal.SIGTERM, _interrupted)
     try:
-        size = backup_database(store, file, obj.clock, operator())
+        copy = backup_database(store, Path(file), obj.clock, operator())
     finally:
+        signal.signal(signal.SIGTERM, previous)
         store.dispose()
+    keys = ", ".join(copy.key_ids)
+    sealed = f"its seeds are sealed under key {keys}" if keys else "it holds no seeds"
     click.echo(
-        f"Wrote a copy of {safe_url(settings.database_url)} to {file} ({size:,} bytes, "
-        "mode 0600). Keep the key file's copy apart from it: together they open every seed."
+        f"Wrote a checked copy of {safe_url(settings.database_url)} to {copy.path} "
+        f"({copy.size:,} bytes, mode 0600); {sealed}. Keep the key file apart from it."
     )
+
+
+def _interrupted(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @click.group("key")

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import resource
 import shutil
+import signal
+import sqlite3
 import stat
+import subprocess
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
+import pytest
+
 from radiusd.packets import Codes
-from tests.integration.cli_support import ok, otpctl_runner, write_config
+from tests.integration.cli_support import ok, otpctl_program, otpctl_runner, write_config
 from tests.integration.daemon import Site
 
 
@@ -18,23 +27,29 @@ def test_a_backup_taken_while_serving_restores_every_committed_change(tmp_path: 
     with Site.sqlite(live) as site:
         alice, bob = site.active_user(), site.active_user()
         otpctl = otpctl_runner(write_config(live))
-        with site.node(mode="split") as node, node.client() as nas:
+        with site.node(mode="split") as node, node.client() as nas, _snapshot(live) as reader:
             used = alice.bound.code()
             accepted = nas.auth(alice.login, alice.password + used)
             assert accepted is not None
             assert accepted.code is Codes.ACCESS_ACCEPT
             ok(otpctl("token", "disable", bob.bound.serial))  # a lost token, say
-            # Taken with the server still up: the used step and the disabled token may be in
-            # the write-ahead log only, which a copy of the database file would miss.
+            # The reader's older snapshot keeps the daemon's checkpoint from copying these
+            # changes into the database file: they are in the write-ahead log only, which a
+            # copy of the file alone would miss.
+            assert not _disabled_in_file_alone(live / "otpradius.db", bob.bound.serial)
             printed = ok(otpctl("db", "backup", str(copy))).output
             assert nas.status() is not None  # still answering
+            reader.rollback()
+        key_id = hashlib.sha256((live / "otpradius.key").read_bytes()).hexdigest()[:16]
         assert f"to {copy} (" in printed
-        assert "mode 0600" in printed
+        assert f"mode 0600); its seeds are sealed under key {key_id}." in printed
         assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+        assert sorted(p.name for p in copy.parent.iterdir()) == [copy.name]  # nothing partial
         (event,) = [e for e in site.app.admin("tests").audit() if e.action == "db_backup"]
         assert event.outcome == "ok"
         assert event.actor.startswith("otpctl:")
-        assert str(copy) in event.detail
+        assert event.detail.startswith(f"{copy} (")
+        assert event.detail.endswith(f"keys {key_id})")
 
     # README's restore: the copy becomes the database of a stopped server, beside its key file.
     restored.mkdir()
@@ -49,9 +64,33 @@ def test_a_backup_taken_while_serving_restores_every_committed_change(tmp_path: 
         assert blocked.code is Codes.ACCESS_REJECT
         later = nas.auth(alice.login, alice.password + alice.bound.code(steps=1))
         assert later is not None
-        assert later.code is Codes.ACCESS_ACCEPT
+        assert later.code is Codes.ACCESS_ACCEPT  # the seeds still open
         reasons = [(d["user"], d["reason"]) for d in node.decisions()]
     assert reasons == [(alice.login, "replay"), (bob.login, "token_disabled"), (alice.login, "ok")]
+
+
+@contextmanager
+def _snapshot(folder: Path) -> Iterator[sqlite3.Connection]:
+    """A read transaction on the site's database, begun now and held until rolled back."""
+    connection = sqlite3.connect(folder / "otpradius.db", isolation_level=None)
+    try:
+        connection.execute("BEGIN")
+        connection.execute("SELECT count(*) FROM tokens").fetchall()
+        yield connection
+    finally:
+        connection.close()
+
+
+def _disabled_in_file_alone(database: Path, serial: str) -> bool:
+    """Whether a copy of the database file without its -wal would show ``serial`` disabled."""
+    alone = database.with_name("file-alone.db")
+    shutil.copyfile(database, alone)
+    try:
+        with closing(sqlite3.connect(f"file:{alone}?mode=ro&immutable=1", uri=True)) as copy:
+            (row,) = copy.execute("SELECT disabled FROM tokens WHERE serial = ?", (serial,))
+            return bool(row[0])
+    finally:
+        alone.unlink()
 
 
 def test_a_backup_never_replaces_a_file_and_leaves_none_when_it_fails(tmp_path: Path) -> None:
@@ -71,9 +110,70 @@ def test_a_backup_never_replaces_a_file_and_leaves_none_when_it_fails(tmp_path: 
         failed = otpctl("db", "backup", str(missing))
         assert failed.exit_code == 74
         assert failed.stderr.count("\n") == 1
-        assert str(missing) in failed.stderr
+        assert failed.stderr.startswith(f"otpctl: error: {missing}: cannot create: ")
         assert not missing.parent.exists()
         assert not [e for e in site.app.admin("tests").audit() if e.action == "db_backup"]
+
+
+def test_names_sqlite_keeps_beside_the_database_are_refused(tmp_path: Path) -> None:
+    with Site.sqlite(tmp_path) as site:
+        site.active_user()
+        otpctl = otpctl_runner(write_config(tmp_path))
+        before = sorted(p.name for p in tmp_path.iterdir())
+        for name in ("otpradius.db-journal", "otpradius.db-wal", "otpradius.db-shm"):
+            refused = otpctl("db", "backup", str(tmp_path / name))
+            assert refused.exit_code == 2
+            assert refused.stderr == (
+                f"otpctl: error: {tmp_path / name}: a name SQLite uses beside the database; "
+                "give the copy another name\n"
+            )
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+        ok(otpctl("user", "list"))  # the live database is untouched and opens at once
+
+
+def test_a_name_is_a_file_name_never_a_uri_nor_a_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Site.sqlite(tmp_path / "site") as site:
+        site.active_user()
+        otpctl = otpctl_runner(write_config(tmp_path / "site"))
+        monkeypatch.chdir(tmp_path)
+        # SQLite would read "file:v.db" as a URI and write v.db with the umask's mode.
+        ok(otpctl("db", "backup", "file:v.db"))
+        assert stat.S_IMODE((tmp_path / "file:v.db").stat().st_mode) == 0o600
+        assert (tmp_path / "file:v.db").stat().st_size > 0
+        assert not (tmp_path / "v.db").exists()
+        slash = otpctl("db", "backup", "new.db/")
+        assert slash.exit_code == 2
+        assert slash.stderr == "otpctl: error: new.db/: names a folder; give the copy's file name\n"
+        assert not (tmp_path / "new.db").exists()
+
+
+def test_a_copy_that_fails_half_way_leaves_no_file(tmp_path: Path) -> None:
+    with Site.sqlite(tmp_path / "site") as site:
+        for _ in range(200):
+            site.add_user()
+        config = write_config(tmp_path / "site")
+        out = tmp_path / "backups"
+        out.mkdir()
+        limit = 40 * 1024  # above the database's 32 KiB -shm, below the copy
+        whole = tmp_path / "whole.db"
+        ok(otpctl_runner(config)("db", "backup", str(whole)))
+        assert whole.stat().st_size > 2 * limit
+
+        def small_files() -> None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails with EFBIG
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+        done = subprocess.run(
+            [*otpctl_program(), "--config", str(config), "db", "backup", str(out / "copy.db")],
+            capture_output=True, text=True, preexec_fn=small_files, check=False,
+        )  # fmt: skip
+        assert done.returncode == 74, done.stderr
+        assert done.stderr.startswith(f"otpctl: error: {out / 'copy.db'}: ")
+        assert done.stderr.count("\n") == 1
+        assert list(out.iterdir()) == []
+        assert len([e for e in site.app.admin("tests").audit() if e.action == "db_backup"]) == 1
 
 
 def test_a_backup_of_a_missing_database_creates_nothing(tmp_path: Path) -> None:
