@@ -12,6 +12,7 @@ import contextlib
 import os
 import secrets
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +57,7 @@ def backup_database(store: Store, target: Path, clock: Clock, actor: str) -> Bac
     _refuse_sqlite_names(Path(os.path.abspath(store.engine.url.database)), target)
     if os.path.lexists(target):
         raise _exists(target)
+    _refuse_open_folder(target)
     partial = target.with_name(f".{target.name}.partial-{secrets.token_hex(4)}")
     descriptor = _create_private(partial, target)
     try:
@@ -79,8 +81,13 @@ def backup_database(store: Store, target: Path, clock: Clock, actor: str) -> Bac
     _fsync_folder(target.parent)
     size = target.stat().st_size
     keys = ", ".join(key_ids) or "none"
-    with store.transaction() as repo:
-        repo.audit(clock(), actor, "db_backup", [], "ok", f"{target} ({size} bytes, keys {keys})")
+    try:
+        with store.transaction() as repo:
+            detail = f"{target} ({size} bytes, keys {keys})"
+            repo.audit(clock(), actor, "db_backup", [], "ok", detail)
+    except StorageError as exc:
+        # The copy is whole and stays: say so, rather than let it pass for a failed one.
+        raise StorageError(f"{target}: written, but not recorded in the audit: {exc}") from None
     return Backup(target, size, key_ids)
 
 
@@ -94,6 +101,20 @@ def _refuse_sqlite_names(database: Path, target: Path) -> None:
     if target.parent == database.parent and target.name.startswith(f"{database.name}-"):
         raise InvalidInput(
             f"{target}: a name SQLite uses beside the database; give the copy another name"
+        )
+
+
+def _refuse_open_folder(target: Path) -> None:
+    # Where others may write, one could rename a file of ours away and put their own in its
+    # place between two steps; the sticky bit (as on /tmp) stops that.
+    try:
+        mode = target.parent.stat().st_mode
+    except OSError as exc:
+        raise StorageError(f"{target}: cannot create: {exc.strerror}") from None
+    if mode & 0o022 and not mode & stat.S_ISVTX:
+        raise InvalidInput(
+            f"{target.parent}: others may write in this folder; keep backups in one only "
+            "the service's account can write"
         )
 
 

@@ -23,7 +23,7 @@ from tests.integration.daemon import Site
 def test_a_backup_taken_while_serving_restores_every_committed_change(tmp_path: Path) -> None:
     live, restored = tmp_path / "live", tmp_path / "restored"
     copy = tmp_path / "backups" / "otpradius-copy.db"
-    copy.parent.mkdir()
+    copy.parent.mkdir(mode=0o700)
     with Site.sqlite(live) as site:
         alice, bob = site.active_user(), site.active_user()
         otpctl = otpctl_runner(write_config(live))
@@ -149,13 +149,32 @@ def test_a_name_is_a_file_name_never_a_uri_nor_a_folder(
         assert not (tmp_path / "new.db").exists()
 
 
+def test_a_folder_others_may_write_in_is_refused_unless_sticky(tmp_path: Path) -> None:
+    with Site.sqlite(tmp_path / "site") as site:
+        site.active_user()
+        otpctl = otpctl_runner(write_config(tmp_path / "site"))
+        shared = tmp_path / "shared"
+        shared.mkdir()
+        shared.chmod(0o775)  # a group may write: it could swap a file of ours for its own
+        refused = otpctl("db", "backup", str(shared / "copy.db"))
+        assert refused.exit_code == 2
+        assert refused.stderr == (
+            f"otpctl: error: {shared}: others may write in this folder; keep backups in one "
+            "only the service's account can write\n"
+        )
+        assert list(shared.iterdir()) == []
+        shared.chmod(0o1777)  # as /tmp: nobody may rename or remove another's files
+        ok(otpctl("db", "backup", str(shared / "copy.db")))
+        assert stat.S_IMODE((shared / "copy.db").stat().st_mode) == 0o600
+
+
 def test_a_copy_that_fails_half_way_leaves_no_file(tmp_path: Path) -> None:
     with Site.sqlite(tmp_path / "site") as site:
         for _ in range(200):
             site.add_user()
         config = write_config(tmp_path / "site")
         out = tmp_path / "backups"
-        out.mkdir()
+        out.mkdir(mode=0o700)
         limit = 40 * 1024  # above the database's 32 KiB -shm, below the copy
         whole = tmp_path / "whole.db"
         ok(otpctl_runner(config)("db", "backup", str(whole)))
