@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable
@@ -13,10 +14,11 @@ import click
 from cli.context import CliContext, operator
 from otpcore.app import ensure_database_file, open_store
 from otpcore.config import Settings
-from otpcore.errors import InvalidInput, KeyFileError, StorageError
+from otpcore.crypto import pending_key_path, read_key
+from otpcore.errors import Interrupted, InvalidInput, KeyFileError, OtpError, StorageError
 from otpcore.keys import create_key, prepare_rotation, rotate_key
 from otpcore.store import Store
-from otpcore.store.backup import backup_database
+from otpcore.store.backup import Backup, backup_database
 from otpcore.store.engine import create_private_sqlite_file, driver_reason, safe_url
 from otpcore.store.schema import current_revision, head_revision, upgrade
 
@@ -106,23 +108,41 @@ def db_backup(obj: CliContext, file: str) -> None:
     settings = obj.settings()
     ensure_database_file(settings.database_url)
     store = open_store(settings, pool_size=1)
-    # A stop (SIGTERM, as from timeout or systemd) must clean up like Ctrl-C: no partial copy.
-    previous = signal.signal(signal.SIGTERM, _interrupted)
+    # A stop (SIGTERM from timeout or systemd, SIGHUP from a dropped session) must clean up
+    # as Ctrl-C does: no partial copy left behind.
+    stops = (signal.SIGTERM, signal.SIGHUP)
+    previous = {number: signal.signal(number, _interrupted) for number in stops}
     try:
         copy = backup_database(store, Path(file), obj.clock, operator())
+    except KeyboardInterrupt:
+        raise Interrupted(f"{file}: interrupted; no copy written") from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         store.dispose()
-    keys = ", ".join(copy.key_ids)
-    sealed = f"its seeds are sealed under key {keys}" if keys else "it holds no seeds"
     click.echo(
         f"Wrote a checked copy of {safe_url(settings.database_url)} to {copy.path} "
-        f"({copy.size:,} bytes, mode 0600); {sealed}. Keep the key file apart from it."
+        f"({copy.size:,} bytes, mode {copy.mode:04o}); {_sealed_under(copy, settings)}."
     )
 
 
 def _interrupted(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _sealed_under(copy: Backup, settings: Settings) -> str:
+    """Which key file opens the copy's seeds, as far as this host's key files tell."""
+    if not copy.key_ids:
+        return "it holds no seeds"
+    files: dict[str, str] = {}
+    for path in (settings.key_file, pending_key_path(settings.key_file)):
+        with contextlib.suppress(OtpError, OSError):
+            files[read_key(path).kid.hex()] = str(path)
+    named = [f"{kid} ({files.get(kid, 'no key file here')})" for kid in copy.key_ids]
+    advice = "; keep that key file apart from it"
+    if any(files.get(kid, "").endswith(".new") for kid in copy.key_ids):
+        advice = "; a key rotation is unfinished: run 'otpctl key rotate', then back up again"
+    return f"its seeds are sealed under key {', '.join(named)}{advice}"
 
 
 @click.group("key")

@@ -85,6 +85,12 @@ class ImportRefused(InvalidInput):
         self.line = line
 
 
+class Interrupted(OtpError):
+    """A signal stopped the operation before it finished; it wrote nothing."""
+
+    exit_code = 130  # as a shell reports a process stopped by Ctrl-C
+
+
 class PermissionDenied(OtpError):
     """The actor is not allowed to perform the operation."""
 

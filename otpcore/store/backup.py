@@ -4,11 +4,15 @@ A copy of the database file alone is not a backup: recent commits may still be o
 write-ahead log, and a copy taken during a commit can be torn. ``VACUUM INTO`` writes one read
 transaction's snapshot to a new file instead; in WAL mode a reader never waits for a writer nor
 holds one up, so the server keeps answering throughout.
+
+Every step works through one descriptor of the target's folder, checked once: a folder only
+the caller (or root) can change, so nobody can swap a file in it between two steps.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import sqlite3
@@ -29,8 +33,12 @@ from otpcore.store.repo import Store
 NOT_SQLITE = "otpctl db backup copies an SQLite database; back up PostgreSQL with pg_dump"
 # How often the copy is written through to disk while it is made (see _written_behind).
 WRITE_BEHIND_S = 0.01
+# The hidden name a copy is made under, of a fixed length whatever the target's name.
+PARTIAL_PREFIX = ".otpctl-backup-"
 # The key id follows the format's version byte in every sealed seed (crypto.Keyring.seal).
 _KEY_IDS = "SELECT DISTINCT lower(hex(substr(sealed_secret, 2, 8))) FROM tokens ORDER BY 1"
+# What link() says on file systems without hard links (vfat, some FUSE and network mounts).
+_NO_LINKS = {errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP, errno.EMLINK}
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class Backup:
 
     path: Path
     size: int
+    mode: int
     key_ids: list[str]  # hex ids of the keys its seeds are sealed under (none without tokens)
 
 
@@ -47,86 +56,149 @@ def backup_database(store: Store, target: Path, clock: Clock, actor: str) -> Bac
 
     The copy is made under a hidden name beside ``target``, mode 0600 (it holds password
     hashes and sealed seeds), synced and checked, and only then linked to ``target``, which
-    is never an existing file: whatever fails, ``target`` is either the whole copy or absent.
-    An audit event records it, with the key ids the copy needs.
+    is never an existing file: whatever fails before, ``target`` is absent; whatever fails
+    after (the audit event, say), the error says the copy was written.
     """
     if store.engine.dialect.name != "sqlite" or not store.engine.url.database:
         raise InvalidInput(NOT_SQLITE)
-    # Absolute: SQLite would read a name like "file:x.db" as a URI and write somewhere else.
+    text = str(target)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise InvalidInput(f"{text!r}: a file name with control characters is refused")
     target = Path(os.path.abspath(target))
-    _refuse_sqlite_names(Path(os.path.abspath(store.engine.url.database)), target)
-    if os.path.lexists(target):
-        raise _exists(target)
-    _refuse_open_folder(target)
-    partial = target.with_name(f".{target.name}.partial-{secrets.token_hex(4)}")
-    descriptor = _create_private(partial, target)
-    try:
-        with _written_behind(descriptor, target):
-            _vacuum_into(store, partial, target)
-        _check_unreplaced(descriptor, partial, target)
-        os.fsync(descriptor)
-        key_ids = _checked(partial, target)
+    with _folder(target) as folder:
+        _refuse_sqlite_names(Path(os.path.realpath(store.engine.url.database)), folder, target)
+        if _exists_in(folder, target.name):
+            raise _exists(target)
+        partial = f"{PARTIAL_PREFIX}{secrets.token_hex(8)}"
+        descriptor = _create_private(folder, partial, target)
         try:
-            os.link(partial, target)  # fails if target appeared meanwhile: never replaced
-        except FileExistsError:
-            raise _exists(target) from None
-        except OSError as exc:
-            raise StorageError(f"{target}: cannot create: {exc.strerror}") from None
-    except BaseException:
-        _remove(partial, Path(f"{partial}-journal"))
-        raise
-    finally:
-        os.close(descriptor)
-    _remove(partial)
-    _fsync_folder(target.parent)
-    size = target.stat().st_size
-    keys = ", ".join(key_ids) or "none"
+            _check_links(folder, partial, target)
+            via = f"/proc/self/fd/{folder}/{partial}"  # SQLite takes a name: this folder's
+            with _written_behind(descriptor, target):
+                _vacuum_into(store, via, target)
+            _check_same(folder, partial, descriptor, target)
+            os.fsync(descriptor)
+            if os.fstat(descriptor).st_size == 0:
+                raise StorageError(f"{target}: the copy came out empty; none made")
+            key_ids = _checked(via, target)
+            try:
+                os.link(partial, target.name, src_dir_fd=folder, dst_dir_fd=folder)
+            except FileExistsError:
+                raise _exists(target) from None
+            except OSError as exc:
+                raise StorageError(f"{target}: cannot create: {exc.strerror}") from None
+        except BaseException:
+            _remove(folder, partial, f"{partial}-journal")
+            os.close(descriptor)
+            raise
+        try:
+            return _published(store, folder, partial, descriptor, target, key_ids, clock, actor)
+        finally:
+            os.close(descriptor)
+
+
+def _published(
+    store: Store, folder: int, partial: str, descriptor: int, target: Path,
+    key_ids: list[str], clock: Clock, actor: str,
+) -> Backup:  # fmt: skip
+    """Finish a copy already linked to ``target``: it stays, whatever happens now."""
+    recorded = False
     try:
+        _remove(folder, partial)
+        os.fsync(folder)
+        written = os.fstat(descriptor)
+        keys = ", ".join(key_ids) or "none"
         with store.transaction() as repo:
-            detail = f"{target} ({size} bytes, keys {keys})"
+            detail = f"{target} ({written.st_size} bytes, keys {keys})"
             repo.audit(clock(), actor, "db_backup", [], "ok", detail)
-    except StorageError as exc:
-        # The copy is whole and stays: say so, rather than let it pass for a failed one.
-        raise StorageError(f"{target}: written, but not recorded in the audit: {exc}") from None
-    return Backup(target, size, key_ids)
+        recorded = True
+    except KeyboardInterrupt:
+        if not recorded:
+            message = f"{target}: written, but not recorded in the audit: interrupted"
+            raise StorageError(message) from None
+    except (OSError, StorageError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise StorageError(f"{target}: written, but not recorded in the audit: {reason}") from None
+    return Backup(target, written.st_size, stat.S_IMODE(written.st_mode), key_ids)
 
 
 def _exists(target: Path) -> AlreadyExists:
     return AlreadyExists(f"{target}: already exists; a backup never replaces a file")
 
 
-def _refuse_sqlite_names(database: Path, target: Path) -> None:
+@contextmanager
+def _folder(target: Path) -> Iterator[int]:
+    """The target's folder, opened once and checked: nobody but the caller or root may change
+    it (others may only add files where the sticky bit keeps them from touching ours)."""
+    try:
+        folder = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise StorageError(f"{target}: cannot create: {exc.strerror}") from None
+    try:
+        info = os.fstat(folder)
+        if info.st_uid not in (os.geteuid(), 0):
+            raise InvalidInput(
+                f"{target.parent}: owned by another account, which could swap the copy; "
+                "keep backups in a folder of the service's account"
+            )
+        if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+            raise InvalidInput(
+                f"{target.parent}: others may write in this folder; keep backups in one only "
+                "the service's account can write"
+            )
+        yield folder
+    finally:
+        os.close(folder)
+
+
+def _refuse_sqlite_names(database: Path, folder: int, target: Path) -> None:
     # SQLite keeps DB-wal, DB-shm and DB-journal beside the database: a copy under such a name
     # would be taken for the live database's own log or journal, and block or corrupt it.
-    if target.parent == database.parent and target.name.startswith(f"{database.name}-"):
+    # Compared as folders on disk, not as text: a symlink may name the same folder.
+    try:
+        beside = os.stat(database.parent)
+    except OSError:
+        return
+    here = os.fstat(folder)
+    same = (beside.st_dev, beside.st_ino) == (here.st_dev, here.st_ino)
+    if same and target.name.startswith(f"{database.name}-"):
         raise InvalidInput(
             f"{target}: a name SQLite uses beside the database; give the copy another name"
         )
 
 
-def _refuse_open_folder(target: Path) -> None:
-    # Where others may write, one could rename a file of ours away and put their own in its
-    # place between two steps; the sticky bit (as on /tmp) stops that.
+def _exists_in(folder: int, name: str) -> bool:
     try:
-        mode = target.parent.stat().st_mode
-    except OSError as exc:
-        raise StorageError(f"{target}: cannot create: {exc.strerror}") from None
-    if mode & 0o022 and not mode & stat.S_ISVTX:
-        raise InvalidInput(
-            f"{target.parent}: others may write in this folder; keep backups in one only "
-            "the service's account can write"
-        )
+        os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
-def _create_private(path: Path, target: Path) -> int:
+def _create_private(folder: int, partial: str, target: Path) -> int:
     # Created here, empty and private, because SQLite would create it with the umask's mode;
-    # VACUUM INTO writes into an empty file it finds. The descriptor stays open so that the
-    # file written is known to be this one.
+    # VACUUM INTO writes into an empty file it finds.
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
     try:
-        return os.open(path, flags, 0o600)
+        return os.open(partial, flags, 0o600, dir_fd=folder)
     except OSError as exc:
         raise StorageError(f"{target}: cannot create: {exc.strerror}") from None
+
+
+def _check_links(folder: int, partial: str, target: Path) -> None:
+    # The copy is published by link(), which never replaces a file; found out before the
+    # copy, not after minutes of it, where a file system has no hard links.
+    probe = f"{partial}-link"
+    try:
+        os.link(partial, probe, src_dir_fd=folder, dst_dir_fd=folder)
+    except OSError as exc:
+        if exc.errno in _NO_LINKS:
+            raise StorageError(
+                f"{target.parent}: this file system has no hard links, which a backup needs "
+                "so that it never replaces a file; write the copy to a local disk"
+            ) from None
+        raise StorageError(f"{target}: cannot create: {exc.strerror}") from None
+    _remove(folder, probe)
 
 
 @contextmanager
@@ -156,31 +228,31 @@ def _written_behind(descriptor: int, target: Path) -> Iterator[None]:
         raise StorageError(f"{target}: cannot write the copy: {failures[0].strerror}")
 
 
-def _vacuum_into(store: Store, partial: Path, target: Path) -> None:
+def _vacuum_into(store: Store, path: str, target: Path) -> None:
     fairy = store.engine.raw_connection()
     try:
         connection = fairy.driver_connection
         assert connection is not None  # noqa: S101 - a fresh pool connection is open
-        connection.execute("VACUUM INTO ?", (str(partial),))
+        connection.execute("VACUUM INTO ?", (path,))
     except Exception as exc:
         raise StorageError(f"{target}: {driver_reason(exc)}") from None
     finally:
         fairy.close()
 
 
-def _check_unreplaced(descriptor: int, partial: Path, target: Path) -> None:
+def _check_same(folder: int, partial: str, descriptor: int, target: Path) -> None:
     written = os.fstat(descriptor)
     try:
-        named = os.stat(partial, follow_symlinks=False)
+        named = os.stat(partial, dir_fd=folder, follow_symlinks=False)
     except OSError:
         named = None
     if named is None or (named.st_dev, named.st_ino) != (written.st_dev, written.st_ino):
         raise StorageError(f"{target}: the copy was replaced while it was written; none made")
 
 
-def _checked(partial: Path, target: Path) -> list[str]:
+def _checked(path: str, target: Path) -> list[str]:
     """The copy's key ids, once SQLite has found its pages and indexes sound."""
-    uri = f"file:{quote(str(partial))}?mode=ro"
+    uri = f"file:{quote(path)}?mode=ro"
     try:
         with contextlib.closing(sqlite3.connect(uri, uri=True)) as copy:
             verdict = copy.execute("PRAGMA quick_check").fetchall()
@@ -192,15 +264,7 @@ def _checked(partial: Path, target: Path) -> list[str]:
     return key_ids
 
 
-def _remove(*paths: Path) -> None:
-    for path in paths:
+def _remove(folder: int, *names: str) -> None:
+    for name in names:
         with contextlib.suppress(OSError):
-            path.unlink()
-
-
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+            os.unlink(name, dir_fd=folder)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import resource
 import shutil
 import signal
 import sqlite3
 import stat
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -16,8 +19,11 @@ from pathlib import Path
 import pytest
 
 from radiusd.packets import Codes
-from tests.integration.cli_support import ok, otpctl_program, otpctl_runner, write_config
+from tests.integration.cli_support import ok, otpctl_runner, write_config
 from tests.integration.daemon import Site
+
+# This checkout's otpctl in a process of its own (the one on PATH may be another's).
+OTPCTL = [sys.executable, "-c", "from cli.main import main; main()"]
 
 
 def test_a_backup_taken_while_serving_restores_every_committed_change(tmp_path: Path) -> None:
@@ -42,7 +48,10 @@ def test_a_backup_taken_while_serving_restores_every_committed_change(tmp_path: 
             reader.rollback()
         key_id = hashlib.sha256((live / "otpradius.key").read_bytes()).hexdigest()[:16]
         assert f"to {copy} (" in printed
-        assert f"mode 0600); its seeds are sealed under key {key_id}." in printed
+        assert printed.endswith(
+            f" mode 0600); its seeds are sealed under key {key_id} ({live / 'otpradius.key'}); "
+            "keep that key file apart from it.\n"
+        )
         assert stat.S_IMODE(copy.stat().st_mode) == 0o600
         assert sorted(p.name for p in copy.parent.iterdir()) == [copy.name]  # nothing partial
         (event,) = [e for e in site.app.admin("tests").audit() if e.action == "db_backup"]
@@ -168,6 +177,72 @@ def test_a_folder_others_may_write_in_is_refused_unless_sticky(tmp_path: Path) -
         assert stat.S_IMODE((shared / "copy.db").stat().st_mode) == 0o600
 
 
+def test_a_folder_of_another_account_and_a_symlinked_database_folder_are_refused(
+    tmp_path: Path,
+) -> None:
+    with Site.sqlite(tmp_path / "site") as site:
+        site.active_user()
+        otpctl = otpctl_runner(write_config(tmp_path / "site"))
+        # The database's own folder reached through a symlink: still SQLite's names there.
+        (tmp_path / "link").symlink_to(tmp_path / "site")
+        journal = tmp_path / "link" / "otpradius.db-journal"
+        refused = otpctl("db", "backup", str(journal))
+        assert refused.exit_code == 2
+        assert "a name SQLite uses beside the database" in refused.stderr
+        assert not (tmp_path / "site" / "otpradius.db-journal").exists()
+        newline = otpctl("db", "backup", str(tmp_path / "a\nb.db"))
+        assert newline.exit_code == 2
+        assert newline.stderr.count("\n") == 1
+        assert "control characters" in newline.stderr
+        if os.geteuid() != 0:
+            return  # only root can hand a folder to another account here
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(mode=0o755)
+        os.chown(theirs, 65534, 65534)  # nobody: could rename our files in it
+        refused = otpctl("db", "backup", str(theirs / "copy.db"))
+        assert refused.exit_code == 2
+        assert f"{theirs}: owned by another account" in refused.stderr
+        assert list(theirs.iterdir()) == []
+
+
+def test_a_stop_after_the_copy_is_published_never_misreports_it(tmp_path: Path) -> None:
+    with Site.sqlite(tmp_path / "site") as site:
+        site.active_user()
+        config = write_config(tmp_path / "site")
+        copy = tmp_path / "copy.db"
+        # The audit event waits for the write lock this holds; the stop comes meanwhile.
+        holder = sqlite3.connect(tmp_path / "site" / "otpradius.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            running = subprocess.Popen(
+                [*OTPCTL, "--config", str(config), "db", "backup", str(copy)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            deadline = time.monotonic() + 30
+            while not copy.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.2)
+            running.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+        finally:
+            holder.rollback()
+            holder.close()
+        _, stderr = running.communicate(timeout=30)
+        recorded = [e for e in site.app.admin("tests").audit() if e.action == "db_backup"]
+        # Published is published: the copy stays whole, and what is said of its audit is true.
+        if running.returncode == 0:
+            assert len(recorded) == 1
+        else:
+            assert running.returncode == 74, stderr
+            assert stderr == (
+                f"otpctl: error: {copy}: written, but not recorded in the audit: interrupted\n"
+            )
+            assert recorded == []
+        with closing(sqlite3.connect(f"file:{copy}?mode=ro", uri=True)) as written:
+            assert written.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 def test_a_copy_that_fails_half_way_leaves_no_file(tmp_path: Path) -> None:
     with Site.sqlite(tmp_path / "site") as site:
         for _ in range(200):
@@ -185,7 +260,7 @@ def test_a_copy_that_fails_half_way_leaves_no_file(tmp_path: Path) -> None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
         done = subprocess.run(
-            [*otpctl_program(), "--config", str(config), "db", "backup", str(out / "copy.db")],
+            [*OTPCTL, "--config", str(config), "db", "backup", str(out / "copy.db")],
             capture_output=True, text=True, preexec_fn=small_files, check=False,
         )  # fmt: skip
         assert done.returncode == 74, done.stderr
