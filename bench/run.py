@@ -50,10 +50,30 @@ DEFAULT_HASHING = {"time_cost": 2, "memory_kib": 19456, "parallelism": 1}
 
 
 def free_port() -> int:
-    """An unused UDP port on loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """An unused UDP port on loopback, outside the range the kernel hands out to clients.
+
+    A workspace keeps its port while its server is stopped and started again run after run,
+    and every phase opens 128 client sockets meanwhile: from the ephemeral range, one of them
+    could take the server's port in the gap, and the next start would fail.
+    """
+    low = _ephemeral_low()
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12_000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise SystemExit("no free UDP port below the ephemeral range")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 @dataclass
