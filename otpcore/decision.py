@@ -11,6 +11,7 @@ import hmac
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
+from otpcore.codes import is_code, read_code
 from otpcore.model import (
     InputMode,
     OtpState,
@@ -215,12 +216,7 @@ def _login_active(
         return _reject(Reason.BAD_PASSWORD, token.serial, CountPasswordFailure())
     if mode is InputMode.AUTO:
         tail = text[-digits:]
-        if (
-            len(text) > digits
-            and tail.isascii()
-            and tail.isdigit()
-            and _password(user, text[:-digits], verify)
-        ):
+        if len(text) > digits and is_code(tail) and _password(user, text[:-digits], verify):
             otp = _check_otp(token, tail, now, policy, True, credentials.request_id)
             return replace(otp, password=text[:-digits])
     if _password(user, text, verify):
@@ -245,12 +241,13 @@ def _check_otp(
 ) -> Decision:
     reset: tuple[Effect, ...] = (ResetPasswordFailures(),) if password_checked else ()
     failure = (*reset, CountTokenFailure(token.serial))
-    if len(code) != token.digits or not code.isascii() or not code.isdigit():
+    ascii_code = read_code(code)  # typed full-width, or in another script: the same code
+    if ascii_code is None or len(ascii_code) != token.digits:
         return _reject(Reason.MALFORMED_OTP, token.serial, *failure)
     step = time_step(now, token.period)
     matched = match_step(
         token.secret,
-        code,
+        ascii_code,
         step=step,
         window=policy.otp_window,
         drift=token.drift,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from otpcore.codes import is_code, read_serial
 from otpcore.convert import token_of
 from otpcore.crypto import Keyring, PasswordHashing
 from otpcore.decision import (
@@ -123,7 +124,7 @@ def hash_budget(request: AuthRequest) -> int:
         return 0
     text = request.password
     tail = text[-SHORTEST_OTP:]
-    splits = len(text) > SHORTEST_OTP and tail.isascii() and tail.isdigit()
+    splits = len(text) > SHORTEST_OTP and is_code(tail)
     return 2 if request.mode is InputMode.AUTO and splits else 1
 
 
@@ -172,7 +173,7 @@ class Authenticator:
         now = self.clock()
         stage, serial = Stage.LOGIN, None
         if activation_serial is not None:
-            stage, serial = Stage.ACTIVATION_OTP, activation_serial
+            stage, serial = Stage.ACTIVATION_OTP, read_serial(activation_serial)
         consume_state = request.state is not None
         resent = False
         if request.state is not None:
@@ -193,7 +194,7 @@ class Authenticator:
             self._burn(request, hash_budget(request))
             return Prepared(request, _reject(Reason.UNKNOWN_USER))
         if stage is Stage.ACTIVATION_SERIAL:
-            serial = request.password.strip()
+            serial = read_serial(request.password)
         elif stage is not Stage.ACTIVATION_OTP:
             serial = user.serial
         record = self.hot.token(serial) if serial else None

@@ -100,6 +100,18 @@ def test_radtest_split_login_is_accepted(site: Site) -> None:
         assert [d["reason"] for d in node.decisions()] == ["ok"]
 
 
+def test_radclient_code_typed_full_width_is_accepted(site: Site) -> None:
+    # UTF-8 on the wire, as a VPN client sends what a Japanese keyboard typed with its IME on.
+    alice = site.active_user()
+    with site.node(mode="split") as node:
+        typed = "".join(chr(ord(digit) + 0xFEE0) for digit in alice.bound.code())
+        login = {"User-Name": quoted(alice.login), "User-Password": quoted(alice.password + typed)}
+        accepted = radclient(node.address, node.client_spec.secret, login)
+        assert accepted.code == "Access-Accept", accepted.output
+        assert [d["reason"] for d in node.decisions()] == ["ok"]
+    assert site.token(alice.bound.serial).fail_count == 0
+
+
 def test_radclient_split_accept_then_replay_and_wrong_otp_reject(site: Site) -> None:
     alice = site.active_user()
     with site.node(mode="split") as node:

@@ -211,6 +211,38 @@ def test_activation_serial_with_a_nul_is_an_unknown_serial(app: App, clock: Froz
     assert app.authenticator().activate("taro", SERIAL, code(clock)).reason is Reason.ACTIVATED
 
 
+def full_width(text: str) -> str:
+    """``text`` as a Japanese keyboard types it with the IME on."""
+    return "".join(chr(ord(char) + 0xFEE0) if "!" <= char <= "~" else char for char in text)
+
+
+def test_activation_typed_full_width_binds_the_token(app: App, clock: FrozenClock) -> None:
+    import_token(app, "TK-7a01")
+    add_user(app, "taro")
+    add_user(app, "hanako")
+    app.admin().issue("taro", clock().date())
+    app.admin().issue("hanako", clock().date())
+    state = _serial_prompt(app, "taro")
+    prompt = expect(
+        login(app, "taro", full_width("TK-7a01") + "\u3000", state=state),
+        Result.CHALLENGE,
+        Reason.ACTIVATION_OTP_CHALLENGE,
+    )
+    assert prompt.serial == "TK-7a01"
+    answer = login(app, "taro", full_width(code(clock)), state=prompt.state)
+    expect(answer, Result.ACCEPT, Reason.ACTIVATED)
+    assert user(app, "taro").serial == "TK-7a01"
+    # A portal passing on what its user typed: the same, and the used step stays used.
+    outcome = app.authenticator().activate("hanako", full_width("TK-7a01"), code(clock))
+    expect(outcome, Result.REJECT, Reason.REPLAY)
+    next_step(clock)
+    outcome = app.authenticator().activate("hanako", full_width("TK-7a01"), full_width(code(clock)))
+    expect(outcome, Result.ACCEPT, Reason.ACTIVATED)
+    assert not user(app, "taro").suspended
+    assert not user(app, "hanako").suspended
+    assert token(app, "TK-7a01").fail_count == 0
+
+
 def test_activation_wrong_otp_counts_on_the_user_not_the_token(
     app: App, clock: FrozenClock
 ) -> None:
@@ -705,6 +737,8 @@ def everyone(shared: App, clock: FrozenClock) -> tuple[App, CountingHashing]:
     [
         (InputMode.AUTO, "guess 123456", 2),  # as password + OTP, then as the password
         (InputMode.AUTO, "guess", 1),
+        (InputMode.AUTO, "guess １２３４５６", 2),  # digits typed full-width split too
+        (InputMode.AUTO, "guess ١٢٣٤٥٦", 2),  # and Arabic-Indic ones
         (InputMode.SPLIT, "guess 123456", 1),
         (InputMode.SPLIT, "12345", 1),  # too short to split: one all the same
         (InputMode.OTP, "", 0),  # no password is checked: none, not even for "nobody"

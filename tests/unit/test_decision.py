@@ -7,6 +7,7 @@ tests show the same effects landing in SQLite.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from otpcore.codes import read_code
 from otpcore.decision import (
     Bind,
     ConsumeStep,
@@ -100,6 +102,11 @@ def run(
     request_id: bytes | None = None,
 ) -> Decision:
     return decide(user, token, Credentials(text, mode, stage, request_id), now, policy, verify)
+
+
+def as_ascii(text: str) -> str:
+    """``text`` with every decimal digit, in whatever script, as its ASCII digit."""
+    return "".join(read_code(char) or char for char in text)
 
 
 def counts_token(decision: Decision) -> bool:
@@ -488,11 +495,49 @@ def test_wrong_password_counts_on_the_user_never_on_the_token(mode: InputMode) -
         assert decision.effects == (CountPasswordFailure(),)
 
 
-@pytest.mark.parametrize("otp", ["12345a", "abcdef", "12 456", "１２３４５６"])
+@pytest.mark.parametrize("otp", ["12345a", "abcdef", "12 456", "１２３４５a", "①２３４５６"])
 def test_split_malformed_otp_with_the_right_password_counts_on_the_token(otp: str) -> None:
     decision = run(active_user(), TOKEN, PASSWORD + otp)
     assert (decision.result, decision.reason) == (Result.REJECT, Reason.MALFORMED_OTP)
     assert counts_token(decision)
+
+
+def full_width(text: str) -> str:
+    return "".join(chr(ord(char) + 0xFEE0) for char in text)
+
+
+def arabic_indic(text: str) -> str:
+    return "".join(chr(0x0660 + int(char)) for char in text)
+
+
+@pytest.mark.parametrize("typed", [full_width, arabic_indic, lambda c: full_width(c[:3]) + c[3:]])
+@pytest.mark.parametrize(
+    ("mode", "stage", "before"),
+    [
+        (InputMode.SPLIT, Stage.LOGIN, PASSWORD),
+        (InputMode.AUTO, Stage.LOGIN, PASSWORD),
+        (InputMode.OTP, Stage.LOGIN, ""),
+        (InputMode.CHALLENGE, Stage.OTP, ""),
+    ],
+)
+def test_a_code_typed_full_width_or_in_another_script_is_the_same_code(
+    typed: Callable[[str], str], mode: InputMode, stage: Stage, before: str
+) -> None:
+    # A Japanese keyboard with its IME on types full-width digits: refusing them as malformed
+    # would count a failure on a token its sharers depend on, for the right code.
+    decision = run(active_user(), TOKEN, before + typed(code(TOKEN)), mode, stage)
+    assert (decision.result, decision.reason) == (Result.ACCEPT, Reason.OK)
+    assert consumed(decision) == ConsumeStep(SERIAL, step(TOKEN))
+    used = record(TOKEN, decision)
+    again = run(active_user(), used, before + code(TOKEN), mode, stage)
+    assert again.reason is Reason.REPLAY  # the same step, however it was typed
+
+
+def test_a_wrong_code_typed_full_width_is_a_wrong_code() -> None:
+    wrong = "000000" if code(TOKEN) != "000000" else "111111"
+    decision = run(active_user(), TOKEN, PASSWORD + full_width(wrong))
+    assert (decision.result, decision.reason) == (Result.REJECT, Reason.BAD_OTP)
+    assert decision.effects == (ResetPasswordFailures(), CountTokenFailure(SERIAL))
 
 
 def test_split_password_alone_is_a_wrong_password() -> None:
@@ -580,7 +625,7 @@ def test_only_the_right_password_lets_a_wrong_otp_count_on_the_token(
 ) -> None:
     decision = run(active_user(), TOKEN, text, mode)
     if decision.result is Result.ACCEPT:
-        assert text.endswith(code(TOKEN))
+        assert as_ascii(text).strip().endswith(code(TOKEN))
     if counts_token(decision) and mode is not InputMode.OTP:
         assert text[: -TOKEN.digits] == PASSWORD
     if mode is InputMode.OTP:
