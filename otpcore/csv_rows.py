@@ -25,11 +25,13 @@ def read_rows(
     parse: Callable[[dict[str, str], int], Row],
     key: Callable[[Row], str],
     key_name: str,
+    check: Callable[[Row], None] | None = None,
 ) -> list[Row]:
     """Every row of a CSV with a header, parsed; ImportRefused at the first bad line.
 
     ``check_header`` returns what is missing from the header, or None. Cells reach ``parse``
-    as written (not stripped: a password may not lose its spaces unnoticed).
+    as written (not stripped: a password may not lose its spaces unnoticed). ``check`` sees
+    each row once its key is known to be new, and raises InvalidInput to refuse it.
     """
     reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
     try:
@@ -48,6 +50,11 @@ def read_rows(
             if value in seen:
                 raise ImportRefused(source, line, f"{key_name} {value} repeats line {seen[value]}")
             seen[value] = line
+            if check is not None:
+                try:
+                    check(row)
+                except InvalidInput as exc:
+                    raise ImportRefused(source, line, str(exc)) from None
             rows.append(row)
     except csv.Error as exc:  # e.g. a field over the csv module's size limit
         raise ImportRefused(source, max(reader.line_num, 1), f"not valid CSV: {exc}") from None

@@ -471,8 +471,14 @@ def _expiry(key: Key) -> datetime | None:
 
 def _check_unique(specs: Sequence[TokenSpec], wanted: Sequence[_Located], source: str) -> None:
     seen: dict[str, _Located] = {}
+    seeds: dict[bytes, _Located] = {}
     for spec, item in zip(specs, wanted, strict=True):
         first = seen.get(spec.serial)
         if first is not None:
             raise _refuse(source, item, f"serial {spec.serial} is also {first.label}'s serial")
         seen[spec.serial] = item
+        # Two serials with one seed show the same codes: either opens the other's logins.
+        first = seeds.setdefault(spec.secret, item)
+        if first is not item:
+            message = f"the secret of {first.label} again: every token needs a seed of its own"
+            raise _refuse(source, item, message)

@@ -135,11 +135,15 @@ def _from_base32(value: str) -> bytes:
 
 
 def check_secret(secret: bytes) -> bytes:
-    """A seed of acceptable length."""
+    """A seed of acceptable length that is not one byte repeated."""
     if not MIN_SECRET_BYTES <= len(secret) <= MAX_SECRET_BYTES:
         raise InvalidInput(
             f"secret must be {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes, not {len(secret)}"
         )
+    # All zeros (or all 0xFF) is what a file holds where a seed failed to be written or
+    # decrypted: every such token would show codes anyone can compute.
+    if secret.count(secret[0]) == len(secret):
+        raise InvalidInput("secret is one byte repeated: a placeholder, not a seed")
     return secret
 
 
@@ -153,6 +157,18 @@ def parse_kind(value: str) -> TokenKind:
 
 def read_token_csv(text: str, source: str) -> list[TokenSpec]:
     """Every row of a token CSV, or ImportRefused naming the file and line of the first bad one."""
+    seeds: dict[bytes, TokenSpec] = {}
+
+    def seed_of_its_own(spec: TokenSpec) -> None:
+        # Two serials with one seed show the same codes: either token opens the other's
+        # logins. No vendor ships that on purpose.
+        first = seeds.setdefault(spec.secret, spec)
+        if first is not spec:
+            raise InvalidInput(
+                f"the secret of line {first.line} (serial {first.serial}) again: "
+                "every token needs a seed of its own"
+            )
+
     return read_rows(
         text,
         source,
@@ -161,6 +177,7 @@ def read_token_csv(text: str, source: str) -> list[TokenSpec]:
         parse=_row,
         key=lambda spec: spec.serial,
         key_name="serial",
+        check=seed_of_its_own,
     )
 
 

@@ -154,7 +154,8 @@ def test_the_format_is_detected_from_the_content(otpctl: Otpctl, tmp_path: Path)
     pskc_named_csv.write_bytes(pskc_bytes(KEYS[:1]))
     ok(otpctl("token", "import", str(pskc_named_csv)))
     csv_named_xml = tmp_path / "seeds.xml"
-    csv_named_xml.write_text(f"serial,secret\n62000001,{bytes(20).hex()}\n", encoding="utf-8")
+    seed = bytes(range(20)).hex()
+    csv_named_xml.write_text(f"serial,secret\n62000001,{seed}\n", encoding="utf-8")
     ok(otpctl("token", "import", str(csv_named_xml)))
     assert serials(otpctl) == ["61000001", "62000001"]
     # --format overrides the detection: a PSKC file read as CSV is a bad CSV.
@@ -246,7 +247,7 @@ def test_psk_errors_name_the_option_and_never_the_key(otpctl: Otpctl, tmp_path: 
     both = otpctl("token", "import", str(path), "--psk", RFC_PSK.hex(), "--pskc-password")
     assert "not both" in failed(both, 2)
     csv_file = tmp_path / "seeds.csv"
-    csv_file.write_text(f"serial,secret\n1,{bytes(20).hex()}\n", encoding="utf-8")
+    csv_file.write_text(f"serial,secret\n1,{bytes(range(20)).hex()}\n", encoding="utf-8")
     line = failed(otpctl("token", "import", str(csv_file), "--psk", RFC_PSK.hex()), 2)
     assert str(csv_file) in line
     assert "PSKC" in line
@@ -428,7 +429,7 @@ def test_the_installed_otpctl_draws_a_bar_only_on_a_terminal(
     otpctl: Otpctl, config: Path, tmp_path: Path
 ) -> None:
     tokens = tmp_path / "many.csv"
-    lines = ["serial,secret"] + [f"B{i:05d},{bytes(20).hex()}" for i in range(12_000)]
+    lines = ["serial,secret"] + [f"B{i:05d},{i.to_bytes(20).hex()}" for i in range(1, 12_001)]
     tokens.write_text("\n".join(lines) + "\n", encoding="utf-8")
     status, shown = run_on_terminal(["token", "import", str(tokens)], config)
     assert status == 0, shown

@@ -26,6 +26,14 @@ PIN_URI = "urn:ietf:params:xml:ns:keyprov:pskc:pin"
 RFC_PSK = bytes.fromhex("12345678901234567890123456789012")
 RFC_PASSWORD = "qwerty"
 RFC_SECRET = b"12345678901234567890"
+SEED_A, SEED_B, SEED_C = (
+    bytes(range(first, first + size)) for first, size in ((65, 20), (2, 32), (3, 64))
+)
+
+
+def rfc_secret(index: int) -> bytes:
+    """A seed of its own for key ``index`` of a file (key 0's is RFC_SECRET)."""
+    return RFC_SECRET[:-1] + bytes([RFC_SECRET[-1] + index])
 
 
 def pskc_bytes(
@@ -195,11 +203,11 @@ def test_protection_given_for_a_plain_file_is_refused(kwargs: dict[str, Any]) ->
 def test_python_pskc_files_import_with_each_protection(protection: str) -> None:
     expiry = datetime(2027, 3, 31, 15, 0, tzinfo=UTC)
     keys: list[dict[str, Any]] = [
-        {"id": "k1", "serial": "100001", "secret": b"A" * 20},
+        {"id": "k1", "serial": "100001", "secret": SEED_A},
         {
             "id": "k2",
             "serial": "100002",
-            "secret": b"B" * 32,
+            "secret": SEED_B,
             "algorithm_suite": "HMAC-SHA256",
             "response_length": 8,
             "time_interval": 60,
@@ -208,7 +216,7 @@ def test_python_pskc_files_import_with_each_protection(protection: str) -> None:
         {
             "id": "k3",
             "serial": "100003",
-            "secret": b"C" * 64,
+            "secret": SEED_C,
             "algorithm_suite": "HMAC-SHA512",
             "response_length": 6,
             "time_interval": 30,
@@ -221,16 +229,16 @@ def test_python_pskc_files_import_with_each_protection(protection: str) -> None:
     specs = read_pskc(pskc_bytes(keys, protection), "vendor.pskc", **kwargs)
     summary = [(s.serial, s.secret, s.algorithm, s.digits, s.period, s.expires) for s in specs]
     assert summary == [
-        ("100001", b"A" * 20, Algorithm.SHA1, 6, 30, None),
-        ("100002", b"B" * 32, Algorithm.SHA256, 8, 60, expiry),
-        ("100003", b"C" * 64, Algorithm.SHA512, 6, 30, None),
+        ("100001", SEED_A, Algorithm.SHA1, 6, 30, None),
+        ("100002", SEED_B, Algorithm.SHA256, 8, 60, expiry),
+        ("100003", SEED_C, Algorithm.SHA512, 6, 30, None),
     ]
     assert all(spec.kind is TokenKind.HARDWARE for spec in specs)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    secret=st.binary(min_size=16, max_size=64),
+    secret=st.binary(min_size=16, max_size=64).filter(lambda b: b.count(b[0]) < len(b)),
     suite=st.sampled_from([None, "HMAC-SHA1", "HMAC-SHA256", "hmac-sha512", "SHA256"]),
     digits=st.sampled_from([None, 6, 8]),
     period=st.one_of(st.none(), st.integers(min_value=10, max_value=300)),
@@ -497,11 +505,11 @@ def test_expiry_is_the_earlier_of_device_and_policy_dates_in_utc() -> None:
     policy = datetime(2027, 6, 30, 1, 0, tzinfo=UTC)
     data = pskc_bytes(
         [
-            {"serial": "1", "secret": RFC_SECRET, "expiry_date": device},
-            {"serial": "2", "secret": RFC_SECRET, "policy.expiry_date": policy},
+            {"serial": "1", "secret": rfc_secret(1), "expiry_date": device},
+            {"serial": "2", "secret": rfc_secret(2), "policy.expiry_date": policy},
             {
                 "serial": "3",
-                "secret": RFC_SECRET,
+                "secret": rfc_secret(3),
                 "expiry_date": device,
                 "policy.expiry_date": policy,
             },
@@ -589,7 +597,7 @@ def test_absurd_pbkdf2_parameters_are_refused_before_deriving() -> None:
 
 def test_progress_counts_packages_then_keys_and_ends_at_the_total() -> None:
     reports: list[tuple[int, int]] = []
-    keys = [{"serial": str(n), "secret": RFC_SECRET} for n in range(3)]
+    keys = [{"serial": str(n), "secret": rfc_secret(n)} for n in range(3)]
     read_pskc(pskc_bytes(keys, "psk"), "f", psk=RFC_PSK, progress=lambda *r: reports.append(r))
     assert reports == [(done, 6) for done in range(1, 7)]
 
@@ -602,3 +610,24 @@ def test_progress_ends_at_the_total_when_a_pin_key_is_skipped() -> None:
     read_pskc(pskc_bytes([otp, pin]), "f", progress=lambda *r: reports.append(r))
     assert reports[-1] == (4, 4)  # two packages, two keys; the PIN key is not checked
     assert [done for done, _total in reports] == sorted(done for done, _total in reports)
+
+
+def test_a_placeholder_seed_is_refused_naming_its_key() -> None:
+    keys = [{"id": "k1", "serial": "1", "secret": RFC_SECRET}, {"id": "k2", "serial": "2",
+            "secret": bytes(20)}]  # fmt: skip
+    message = str(refused(pskc_bytes(keys, "psk"), psk=RFC_PSK))
+    assert message.endswith(
+        "key k2 (serial 2): secret is one byte repeated: a placeholder, not a seed"
+    )
+
+
+def test_one_seed_under_two_serials_is_refused_at_the_second() -> None:
+    # Either token would open the other's logins.
+    keys = [{"id": f"k{n}", "serial": str(n), "secret": s} for n, s in
+            enumerate([RFC_SECRET, rfc_secret(1), RFC_SECRET])]  # fmt: skip
+    message = str(refused(pskc_bytes(keys, "psk"), psk=RFC_PSK))
+    assert message.endswith(
+        "key k2 (serial 2): the secret of key k0 (serial 0) again: "
+        "every token needs a seed of its own"
+    )
+    assert RFC_SECRET.hex() not in message

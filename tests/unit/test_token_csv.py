@@ -9,7 +9,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from otpcore.errors import ImportRefused
@@ -18,6 +18,11 @@ from otpcore.token_csv import TokenSpec, read_token_csv
 
 SECRET = bytes(range(1, 21))
 HEX = SECRET.hex()
+
+
+def seed_hex(index: int) -> str:
+    """A seed of its own for row ``index`` of a file (row 0's is HEX)."""
+    return bytes((index + k) % 256 for k in range(1, 21)).hex()
 HEADER = "serial,secret,algorithm,digits,period,expires"
 
 
@@ -83,7 +88,7 @@ def test_expiry_formats(text: str, expected: datetime) -> None:
 
 
 def test_algorithm_spelling_is_forgiven() -> None:
-    rows = [f"X{i},{HEX},{name}" for i, name in enumerate(["sha1", "SHA-256", "Sha512"])]
+    rows = [f"X{i},{seed_hex(i)},{name}" for i, name in enumerate(["sha1", "SHA-256", "Sha512"])]
     specs = read_token_csv(lines(*rows, header="serial,secret,algorithm"), "t.csv")
     assert [s.algorithm for s in specs] == [Algorithm.SHA1, Algorithm.SHA256, Algorithm.SHA512]
 
@@ -123,7 +128,7 @@ MALFORMED = {
 @pytest.mark.parametrize("position", [0, 1, 3])
 def test_a_malformed_row_is_refused_with_its_line(case: str, position: int) -> None:
     bad, fragment = MALFORMED[case]
-    goods = [GOOD] + [f"OK{i + 2},{HEX},SHA1,6,60," for i in range(3)]
+    goods = [GOOD] + [f"OK{i + 2},{seed_hex(i + 2)},SHA1,6,60," for i in range(3)]
     rows = [*goods[: position + 1], bad, *goods[position + 1 :]]
     with pytest.raises(ImportRefused) as caught:
         read_token_csv(lines(*rows), "seeds.csv")
@@ -146,6 +151,31 @@ def test_a_hex_and_a_base32_secret_must_be_the_same_seed() -> None:
     assert "different seeds" in str(caught.value)
     assert HEX not in str(caught.value)
     assert other not in str(caught.value)
+
+
+@pytest.mark.parametrize("byte", [0x00, 0xFF, 0x30])
+def test_a_seed_of_one_byte_repeated_is_refused_as_a_placeholder(byte: int) -> None:
+    # What a file holds where a seed failed to be written: codes anyone can compute.
+    placeholder = bytes([byte]) * 20
+    with pytest.raises(ImportRefused) as caught:
+        read_token_csv(lines(GOOD, f"X,{placeholder.hex()},SHA1,6,60,"), "seeds.csv")
+    assert str(caught.value) == (
+        "seeds.csv:3: secret is one byte repeated: a placeholder, not a seed"
+    )
+
+
+def test_a_seed_given_to_two_serials_is_refused_at_the_second() -> None:
+    # Either token would open the other's logins.
+    rows = [GOOD, f"OK2,{seed_hex(2)},SHA1,6,60,", f"OK3,{HEX},SHA256,8,30,"]
+    with pytest.raises(ImportRefused) as caught:
+        read_token_csv(lines(*rows), "seeds.csv")
+    assert str(caught.value) == (
+        "seeds.csv:4: the secret of line 2 (serial OK1) again: every token needs a seed of its own"
+    )
+    base32 = base64.b32encode(SECRET).decode()
+    text = f"serial,secret_base32\nOK1,{base32}\nOK2,{base32.lower()}\n"
+    with pytest.raises(ImportRefused, match=r"^seeds\.csv:3: the secret of line 2 "):
+        read_token_csv(text, "seeds.csv")
 
 
 def test_a_malformed_row_does_not_print_the_secret() -> None:
@@ -199,7 +229,7 @@ def test_a_field_over_the_csv_limit_is_refused_not_crashed() -> None:
 
 
 def test_quoted_fields_and_crlf_line_ends() -> None:
-    text = f'serial,secret\r\n"Q1","{HEX}"\r\nQ2,{HEX}\r\n'
+    text = f'serial,secret\r\n"Q1","{HEX}"\r\nQ2,{seed_hex(1)}\r\n'
     assert [s.serial for s in read_token_csv(text, "t.csv")] == ["Q1", "Q2"]
 
 
@@ -210,8 +240,10 @@ serials = st.text(
     min_size=1,
     max_size=20,
 )
+# Seeds as vendors ship them: not one byte repeated (a placeholder, refused).
+seeds = st.binary(min_size=16, max_size=64).filter(lambda seed: seed.count(seed[0]) < len(seed))
 valid_rows = st.tuples(
-    st.binary(min_size=16, max_size=64),
+    seeds,
     st.sampled_from(list(Algorithm)),
     st.sampled_from([6, 8]),
     st.integers(min_value=10, max_value=300),
@@ -221,6 +253,7 @@ valid_rows = st.tuples(
 
 @given(st.dictionaries(serials, valid_rows, min_size=1, max_size=8))
 def test_valid_rows_round_trip(rows: dict[str, tuple]) -> None:  # type: ignore[type-arg]
+    assume(len({secret for secret, *_ in rows.values()}) == len(rows))  # one seed a token
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(HEADER.split(","))
@@ -267,7 +300,7 @@ def test_a_random_cell_is_accepted_or_refused_on_its_own_line(
     cell: str, value: str, position: int
 ) -> None:
     columns = HEADER.split(",")
-    rows = [[f"R{i}", HEX, "SHA1", "6", "60", ""] for i in range(5)]
+    rows = [[f"R{i}", seed_hex(i), "SHA1", "6", "60", ""] for i in range(5)]
     rows[position][columns.index(cell)] = value
     out = io.StringIO()
     csv.writer(out).writerows([columns, *rows])
