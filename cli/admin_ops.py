@@ -1,7 +1,8 @@
-"""The manual's procedures: activate (利用開始登録), unlock (利用停止解除), revoke (失効), check.
+"""The manual's procedures: activate (利用開始登録), unlock (利用停止解除), revoke (失効), check,
+and user delete (利用者削除).
 
-unlock and revoke are confirmed by a master or admin user's own confirmation password and
-print every user they changed as the manual's result screens do.
+unlock, revoke and user delete are confirmed by a master or admin user's own confirmation
+password and print every user they changed as the manual's result screens do.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import click
 from cli.context import CliContext
 from cli.messages import describe, say
 from cli.output import (
+    DELETE_COLUMNS,
     REVOKE_COLUMNS,
     UNLOCK_COLUMNS,
     Lang,
@@ -171,6 +173,30 @@ def revoke(
     confirmation = _confirmation(admin_login, password_stdin, lang)
     revoked = obj.admin().revoke(admin_login, confirmation, logins)
     _print_changed(revoked, as_json, lang, "revoked", REVOKE_COLUMNS, "revoked")
+
+
+@click.command("delete")
+@click.option("--admin", "admin_login", required=True, help="The master or admin user acting.")
+@click.argument("logins", nargs=-1, required=True)
+@password_stdin_option
+@output_options
+@pass_cli
+def delete_users(
+    obj: CliContext,
+    admin_login: str,
+    logins: tuple[str, ...],
+    password_stdin: bool,
+    as_json: bool,
+    lang: Lang,
+) -> None:
+    """Delete users, say when an account is closed: they can no longer log in at all.
+
+    Prompts ADMIN's confirmation password and prints every user deleted, as they were. Their
+    tokens and the tokens' other users stay; all the logins or none are deleted.
+    """
+    confirmation = _confirmation(admin_login, password_stdin, lang)
+    deleted = obj.admin().delete_users(admin_login, confirmation, logins)
+    _print_changed(deleted, as_json, lang, "deleted", DELETE_COLUMNS, "deleted")
 
 
 def _confirmation(admin_login: str, password_stdin: bool, lang: Lang) -> str:

@@ -109,6 +109,10 @@ _MESSAGES: dict[str, dict[Lang, str]] = {
         Lang.EN: "Revoked the token of these users:",
         Lang.JA: "以下の利用者のトークンを失効しました。",
     },
+    "deleted": {
+        Lang.EN: "Deleted these users:",
+        Lang.JA: "以下の利用者を削除しました。",
+    },
 }
 
 _REASONS_JA: dict[Reason, str] = {

@@ -105,6 +105,7 @@ ACTION_LABELS_JA = {
     "suspend": "利用停止",
     "unlock": "利用停止解除",
     "revoke": "トークン失効",
+    "user_delete": "利用者削除",
     "key_rotate": "暗号鍵更新",
     "db_backup": "データベースバックアップ",
 }
@@ -163,6 +164,7 @@ HEADERS: dict[Lang, dict[str, str]] = {
 USER_COLUMNS = ("login", "name", "class", "serial", "state", "suspended", "token_expires")
 UNLOCK_COLUMNS = ("login", "name", "class", "serial", "state", "suspended")
 REVOKE_COLUMNS = ("login", "name", "class", "serial", "state", "token_expires")
+DELETE_COLUMNS = ("login", "name", "class", "serial", "state", "suspended")
 TOKEN_COLUMNS = (
     "serial", "kind", "algorithm", "digits", "period", "token_expires", "users",
     "suspended", "disabled", "fail_count",

@@ -380,6 +380,39 @@ class Admin:
             repo.audit(now, admin_login, "revoke", targets, "ok", self._run_as(detail))
             return revoked
 
+    def delete_users(
+        self, admin_login: str, confirmation: str, logins: Sequence[str]
+    ) -> list[UserView]:
+        """Delete users, say on an account closed; their tokens and other users stay.
+
+        Returns the users as they were. Pending challenges of theirs go with them, and a token
+        left without users is released as by ``revoke``.
+        """
+        self.confirm(admin_login, confirmation, "user_delete", logins)
+        now = self.clock()
+        with (
+            self._refusal_audited(admin_login, "user_delete", logins),
+            self.store.transaction() as repo,
+        ):
+            if admin_login in logins:
+                # The approval would vanish with its approver; another admin must do it.
+                raise StateError(f"{admin_login} cannot delete itself: ask another admin")
+            selected = _users(repo, logins, lock=True)
+            serials = sorted({row.serial for row in selected if row.serial})
+            tokens = {row.serial: row for row in repo.tokens(serials, lock=True)}
+            deleted = [
+                user_view(row, tokens.get(row.serial) if row.serial else None, now)
+                for row in selected
+            ]
+            repo.delete_users([row.login for row in selected])
+            detail = ", ".join(f"{v.login}:{v.serial or '-'}" for v in deleted)
+            released = _release_unused(repo, serials)
+            if released:
+                detail += "; suspension lifted, no users left: " + ", ".join(released)
+            targets = [v.login for v in deleted]
+            repo.audit(now, admin_login, "user_delete", targets, "ok", self._run_as(detail))
+            return deleted
+
     def _run_as(self, detail: str) -> str:
         """An approved operation's detail, naming the account that ran it (the actor is the
         approving administrator)."""

@@ -264,8 +264,12 @@ class Authenticator:
         user = item.user
         if user is None:
             return decision
-        if item.rechecks_user and writer.user_suspended(user.login):
-            return _reject(Reason.USER_SUSPENDED, decision.serial)
+        if item.rechecks_user:
+            suspended = writer.user_suspended(user.login)
+            if suspended is None:
+                return _reject(Reason.UNKNOWN_USER, decision.serial)  # deleted meanwhile
+            if suspended:
+                return _reject(Reason.USER_SUSPENDED, decision.serial)
         binding = any(isinstance(effect, Bind) for effect in decision.effects)
         for effect in decision.effects:
             if isinstance(effect, ConsumeStep) and not writer.consume_step(
@@ -346,7 +350,8 @@ def _rows_written(batch: Sequence[Prepared]) -> tuple[list[str], list[str]]:
 def _changed_since(standing: Standing | None, serial: str, binding: bool) -> Reason | None:
     """Why a step could not be used, when it is not that another request used it first."""
     if standing is None:
-        return None
+        # The user was deleted meanwhile: not a replay to count on a token others still use.
+        return Reason.UNKNOWN_USER
     if standing.user_suspended:
         return Reason.USER_SUSPENDED
     if binding and standing.bound_to is not None:

@@ -414,10 +414,10 @@ class HotWriter:
         user_suspended, bound_to, token_suspended, disabled = rows[0]
         return Standing(bool(user_suspended), bound_to, bool(token_suspended), bool(disabled))
 
-    def user_suspended(self, login: str) -> bool:
-        """True if the user is suspended now, or gone."""
+    def user_suspended(self, login: str) -> bool | None:
+        """True if the user is suspended now; None if the user is gone (deleted)."""
         rows = self._store._run(_USER_SUSPENDED, {"login": login}).fetchall()
-        return not rows or bool(rows[0][0])
+        return bool(rows[0][0]) if rows else None
 
     def count_token_failure(self, serial: str, threshold: int) -> bool | None:
         """One more failure on a token that is not suspended; True if that suspended it.

@@ -144,6 +144,11 @@ class Repo:
 
     # Writes (the authentication path's atomic statements live in ``hot.py``)
 
+    def delete_users(self, logins: Sequence[str]) -> None:
+        """Delete users and the challenges pending for them."""
+        self._execute(delete(ChallengeRow).where(ChallengeRow.login.in_(list(logins))))
+        self._execute(delete(UserRow).where(UserRow.login.in_(list(logins))))
+
     def purge_challenges(self, now: datetime) -> int:
         """Delete expired challenges; returns how many."""
         return self._execute(delete(ChallengeRow).where(ChallengeRow.expires_at <= now)).rowcount

@@ -22,7 +22,7 @@ from otpcore.errors import (
     PermissionDenied,
     StateError,
 )
-from otpcore.model import Algorithm, OtpState, Reason, Result, TokenKind, UserClass
+from otpcore.model import Algorithm, InputMode, OtpState, Reason, Result, TokenKind, UserClass
 from otpcore.ports import FrozenClock
 from otpcore.token_csv import TokenSpec, read_token_csv
 from otpcore.views import UserView
@@ -361,6 +361,72 @@ def test_revoke_twice_is_refused(app: App, clock: FrozenClock) -> None:
     app.admin().revoke(ADMIN, CONFIRMATION, ["taro"])
     with pytest.raises(StateError):
         app.admin().revoke(ADMIN, CONFIRMATION, ["taro"])
+
+
+# Delete (an account closed)
+
+
+def test_delete_shuts_a_user_out_and_leaves_the_token_to_its_sharers(
+    suspended: App, clock: FrozenClock
+) -> None:
+    suspended.admin().unlock(ADMIN, CONFIRMATION, ["hanako"])
+    next_step(clock)
+    deleted = suspended.admin().delete_users(ADMIN, CONFIRMATION, ["taro"])
+    assert [(v.login, v.serial, v.state) for v in deleted] == [("taro", SERIAL, OtpState.ACTIVE)]
+    with pytest.raises(NotFound):
+        suspended.admin().user("taro")
+    # Gone, not merely revoked: not even a new activation with the token in hand lets in.
+    assert login(suspended, "taro", PASSWORD + code(clock)).reason is Reason.UNKNOWN_USER
+    assert suspended.authenticator().activate("taro", SERIAL, code(clock)).reason is (
+        Reason.UNKNOWN_USER
+    )
+    assert token(suspended).users == ("hanako",)
+    assert login(suspended, "hanako", PASSWORD + code(clock)).reason is Reason.OK
+    (event,) = [e for e in suspended.admin().audit() if e.action == "user_delete"]
+    assert (event.actor, event.targets, event.outcome) == (ADMIN, ("taro",), "ok")
+    assert event.detail.startswith(f"taro:{SERIAL}")
+
+
+def test_deleting_the_last_users_of_a_token_releases_it(suspended: App) -> None:
+    deleted = suspended.admin().delete_users(ADMIN, CONFIRMATION, ["taro", "hanako", "kojima"])
+    assert [v.login for v in deleted] == ["taro", "hanako", "kojima"]
+    assert [v.suspended for v in deleted] == [True, True, False]  # as they were
+    assert token(suspended).users == ()
+    assert not token(suspended).suspended  # as after revoking them: activatable again
+    assert [v.login for v in suspended.admin().users()] == [ADMIN]
+
+
+def test_delete_drops_a_pending_challenge(app: App, clock: FrozenClock) -> None:
+    import_token(app)
+    add_admin(app)
+    add_user(app, "taro")
+    app.admin().issue("taro", clock().date())
+    prompt = login(app, "taro", PASSWORD, InputMode.CHALLENGE)
+    assert prompt.reason is Reason.SERIAL_CHALLENGE
+    app.admin().delete_users(ADMIN, CONFIRMATION, ["taro"])
+    add_user(app, "taro")  # a new customer given the same login
+    app.admin().issue("taro", clock().date())
+    answer = login(app, "taro", SERIAL, state=prompt.state)
+    assert answer.reason is Reason.BAD_STATE
+
+
+@pytest.mark.parametrize("bad", ["nobody", ADMIN])
+def test_delete_with_one_bad_login_deletes_nothing_and_is_audited(suspended: App, bad: str) -> None:
+    before = snapshot(suspended)
+    with pytest.raises((NotFound, StateError)):
+        suspended.admin().delete_users(ADMIN, CONFIRMATION, ["taro", bad])
+    assert snapshot(suspended) == before
+    (event,) = [e for e in suspended.admin().audit() if e.action == "user_delete"]
+    assert (event.targets, event.outcome) == (("taro", bad), "refused")
+
+
+def test_delete_needs_an_admin_and_its_confirmation(suspended: App) -> None:
+    before = snapshot(suspended)
+    with pytest.raises(PermissionDenied):
+        suspended.admin().delete_users(ADMIN, "wrong", ["taro"])
+    with pytest.raises(PermissionDenied):
+        suspended.admin().delete_users("kojima", CONFIRMATION, ["taro"])
+    assert snapshot(suspended) == before
 
 
 def test_revoke_of_an_issued_user_and_of_an_expired_one(app: App, clock: FrozenClock) -> None:

@@ -692,6 +692,37 @@ def test_revoke_json_and_nothing_to_revoke(bound: Otpctl) -> None:
     assert "no user nobody" in failed(unknown, 3)
 
 
+def test_user_delete_prints_the_users_as_they_were_and_shuts_them_out(bound: Otpctl) -> None:
+    conf = f"{CONFIRMATIONS['hanskodt']}\n"
+    result = bound("user", "delete", "--admin", "hanskodt", "jirodt", "--password-stdin",
+                   "--lang", "ja", input=conf)  # fmt: skip
+    lines = ok(result).stdout.splitlines()
+    assert lines[0] == "以下の利用者を削除しました。"
+    assert lines[2].split()[:4] == ["jirodt", "データ二郎", "一般ユーザ", "12345678"]
+    users = users_by_login(bound)
+    assert "jirodt" not in users
+    assert users["hanskodt"]["serial"] == "12345678"
+    assert check(bound, "jirodt").exit_code == 1  # unknown now, whatever is typed
+    # All or nothing: one unknown login, and chirodt stays.
+    unknown = bound("user", "delete", "--admin", "hanskodt", "chirodt", "nobody",
+                    "--password-stdin", input=conf)  # fmt: skip
+    assert "no user nobody" in failed(unknown, 3)
+    itself = bound("user", "delete", "--admin", "hanskodt", "hanskodt", "--password-stdin",
+                   input=conf)  # fmt: skip
+    assert "cannot delete itself" in failed(itself, 6)
+    rows = as_json(bound("user", "delete", "--admin", "hanskodt", "chirodt", "--password-stdin",
+                         "--json", input=conf))  # fmt: skip
+    assert [(row["login"], row["serial"], row["state"]) for row in rows] == [
+        ("chirodt", "23456789", "active")
+    ]
+    events = [e for e in as_json(bound("audit", "--json")) if e["action"] == "user_delete"]
+    assert [(e["targets"], e["outcome"]) for e in events] == [
+        (["jirodt"], "ok"), (["chirodt", "nobody"], "refused"), (["hanskodt"], "refused"),
+        (["chirodt"], "ok"),
+    ]  # fmt: skip
+    assert "利用者削除" in ok(bound("audit", "--lang", "ja")).stdout
+
+
 # audit, key rotation, errors
 
 

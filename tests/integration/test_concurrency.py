@@ -225,6 +225,33 @@ def test_a_login_decided_before_a_revoke_is_refused_at_commit(
     assert token(taro).fail_count == 0
 
 
+def test_a_login_decided_before_its_user_was_deleted_is_refused_uncounted(
+    taro: App, clock: FrozenClock
+) -> None:
+    add_admin(taro)
+    authenticator = taro.authenticator()
+    in_flight = authenticator.prepare(AuthRequest("taro", PASSWORD + code(clock)))
+    assert in_flight.decision.result is Result.ACCEPT
+    taro.admin().delete_users(ADMIN, CONFIRMATION, ["taro"])
+    (outcome,) = authenticator.commit([in_flight])
+    assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.UNKNOWN_USER)
+    # Not a replay: a failure here would count against every other user of the token.
+    assert token(taro).fail_count == 0
+
+
+def test_a_password_login_decided_before_its_user_was_deleted_is_refused(
+    app: App, clock: FrozenClock
+) -> None:
+    add_admin(app)
+    add_user(app, "kojima")  # unregistered: the password alone lets in
+    authenticator = app.authenticator()
+    in_flight = authenticator.prepare(AuthRequest("kojima", PASSWORD))
+    assert in_flight.decision.reason is Reason.PASSWORD_ONLY
+    app.admin().delete_users(ADMIN, CONFIRMATION, ["kojima"])
+    (outcome,) = authenticator.commit([in_flight])
+    assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.UNKNOWN_USER)
+
+
 def test_a_login_decided_before_its_token_was_disabled_is_refused_uncounted(
     taro: App, clock: FrozenClock
 ) -> None:
