@@ -397,6 +397,14 @@ class Admin:
             if admin_login in logins:
                 # The approval would vanish with its approver; another admin must do it.
                 raise StateError(f"{admin_login} cannot delete itself: ask another admin")
+            # The approver is locked with the users, in one order: two administrators deleting
+            # each other at once must not both succeed, the second approved by nobody.
+            actor = repo.users([*dict.fromkeys(logins), admin_login], lock=True)
+            if not any(
+                row.login == admin_login and UserClass(row.user_class) in PRIVILEGED
+                for row in actor
+            ):
+                raise StateError(f"{admin_login} is no longer a master or admin user")
             selected = _users(repo, logins, lock=True)
             serials = sorted({row.serial for row in selected if row.serial})
             tokens = {row.serial: row for row in repo.tokens(serials, lock=True)}
@@ -461,9 +469,16 @@ def _release_unused(repo: Repo, serials: Sequence[str]) -> list[str]:
     revoked, nobody could, and the token could never be activated again (SPEC §1: a revoked
     token can be activated again later). Its count belonged to the users who are gone.
     """
+    # The tokens are locked before their users are counted: two transactions each taking one
+    # of a token's last two users (a revoke and a delete, say) would otherwise each see the
+    # other's user still bound, and neither would release it. Locked first, the second one
+    # waits, and then sees the first one's change.
+    locked = repo.tokens(serials, lock=True)
     still_bound = {row.serial for row in repo.sharers(serials)}
     released: list[str] = []
-    for row in repo.tokens([s for s in serials if s not in still_bound], lock=True):
+    for row in locked:
+        if row.serial in still_bound:
+            continue
         if row.suspended:
             released.append(row.serial)
         row.suspended = False

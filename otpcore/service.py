@@ -91,17 +91,17 @@ class Prepared:
 
     @property
     def rechecks_user(self) -> bool:
-        """True when a verified password lets the user in, or on, without using a step.
+        """True when the decision lets the user in, or on, without using a step.
 
         The user was read without a lock; requests decided at the same moment may have
-        suspended the user since (parallel password guesses). A step is only used for a user
-        still entitled to it (``consume_step``); these decisions read the user again at commit.
+        suspended the user since (parallel password guesses), or an administrator deleted
+        it. A step is only used for a user still entitled to it (``consume_step``); these
+        decisions, a password's or an OTP-mode portal's, read the user again at commit.
         """
         decision = self.decision
         return (
             self.user is not None
             and decision.result is not Result.REJECT
-            and decision.password is not None
             and not any(isinstance(effect, ConsumeStep) for effect in decision.effects)
         )
 
@@ -287,11 +287,15 @@ class Authenticator:
                 break
         for effect in decision.effects:
             if isinstance(effect, CountTokenFailure):
-                counted = writer.count_token_failure(effect.serial, self.policy.lockout_threshold)
+                threshold = self.policy.lockout_threshold
+                counted = writer.count_token_failure(user.login, effect.serial, threshold)
                 if counted is None:
-                    # Suspended by other requests since this one was read: nothing is counted
-                    # on a suspended token (SPEC §2), and that is the reason to give.
-                    return _reject(Reason.TOKEN_SUSPENDED, effect.serial)
+                    # Nothing counted: the token was suspended by other requests since this
+                    # one was read (SPEC §2), or the user was revoked from it or deleted and
+                    # is no longer one of its users. That is the reason to give.
+                    standing = writer.standing(user.login, effect.serial)
+                    changed = _changed_since(standing, effect.serial, False)
+                    return _reject(changed or Reason.TOKEN_SUSPENDED, effect.serial)
                 if counted:
                     sharers = writer.sharers(effect.serial)
                     detail = (
@@ -333,13 +337,14 @@ class Authenticator:
 
 
 def _rows_written(batch: Sequence[Prepared]) -> tuple[list[str], list[str]]:
-    """The logins and serials whose rows a batch may write (if it loses a race too)."""
+    """The logins and serials whose rows a batch may write (if it loses a race too) or read
+    again."""
     logins: set[str] = set()
     serials: set[str] = set()
     for item in batch:
         decision = item.decision
         effects = (*decision.effects, *decision.on_replay)
-        if item.user is not None and (effects or item.new_hash is not None):
+        if item.user is not None and (effects or item.new_hash is not None or item.rechecks_user):
             logins.add(item.user.login)
         for effect in effects:
             if isinstance(effect, ConsumeStep | CountTokenFailure):

@@ -49,8 +49,11 @@ _CONSUME = """UPDATE tokens SET last_step = :step, fail_count = 0,
 _STANDING = """SELECT u.suspended, u.serial, t.suspended, t.disabled
     FROM tokens AS t JOIN users AS u ON u.login = :login WHERE t.serial = :serial"""
 _USER_SUSPENDED = "SELECT suspended FROM users WHERE login = :login"
+# Only from one of the token's users (SPEC §2): a wrong code decided as the user was revoked
+# from the token, or deleted, must not count against the users who still hold it.
 _TOKEN_FAILURE = """UPDATE tokens SET fail_count = fail_count + 1,
     suspended = (fail_count + 1 >= :threshold) WHERE serial = :serial AND NOT suspended
+    AND EXISTS (SELECT 1 FROM users AS u WHERE u.login = :login AND u.serial = :serial)
     RETURNING suspended"""
 _PASSWORD_FAILURE = """UPDATE users SET password_failures = password_failures + 1,
     suspended = (password_failures + 1 >= :threshold) WHERE login = :login AND NOT suspended
@@ -419,12 +422,14 @@ class HotWriter:
         rows = self._store._run(_USER_SUSPENDED, {"login": login}).fetchall()
         return bool(rows[0][0]) if rows else None
 
-    def count_token_failure(self, serial: str, threshold: int) -> bool | None:
-        """One more failure on a token that is not suspended; True if that suspended it.
+    def count_token_failure(self, login: str, serial: str, threshold: int) -> bool | None:
+        """One more failure on a token that is not suspended, by one of its users; True if
+        that suspended it.
 
-        None when nothing was counted: the token was suspended already (or is gone).
+        None when nothing was counted: the token was suspended already, or ``login`` is no
+        longer bound to it (revoked, deleted).
         """
-        params = {"serial": serial, "threshold": threshold}
+        params = {"login": login, "serial": serial, "threshold": threshold}
         rows = self._store._run(_TOKEN_FAILURE, params).fetchall()
         return bool(rows[0][0]) if rows else None
 

@@ -6,12 +6,14 @@ import dataclasses
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otpcore.admin import IMPORT_CHUNK
+import otpcore.admin as admin_module
+from otpcore.admin import IMPORT_CHUNK, Admin
 from otpcore.app import App
 from otpcore.crypto import HashingParams, PasswordHashing
 from otpcore.errors import (
@@ -313,7 +315,7 @@ def test_an_unlock_racing_the_failure_that_suspends_the_token_still_lifts_it(
     # The fifth wrong OTP is being written (a daemon's batch, not committed yet) while an
     # administrator unlocks hanako: the unlock must come after it and lift the token.
     with app.hot.transaction() as writer:
-        assert writer.count_token_failure(SERIAL, 5) is True
+        assert writer.count_token_failure("taro", SERIAL, 5) is True
         unlock = threading.Thread(
             target=lambda: lifted.append(app.admin().unlock(ADMIN, CONFIRMATION, ["hanako"]))
         )
@@ -427,6 +429,71 @@ def test_delete_needs_an_admin_and_its_confirmation(suspended: App) -> None:
     with pytest.raises(PermissionDenied):
         suspended.admin().delete_users("kojima", CONFIRMATION, ["taro"])
     assert snapshot(suspended) == before
+
+
+def test_two_admins_deleting_each_other_at_once_leave_one(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_user(app, "adm_a", UserClass.ADMIN)
+    add_user(app, "adm_b", UserClass.MASTER)
+    confirm = Admin.confirm
+    raced: list[bool] = []
+
+    def confirm_while_the_other_commits(self: Admin, *args: Any, **kwargs: Any) -> None:
+        confirm(self, *args, **kwargs)
+        if not raced:  # adm_b is approved; adm_a's run deletes adm_b before b's commits
+            raced.append(True)
+            app.admin().delete_users("adm_a", CONFIRMATION, ["adm_b"])
+
+    monkeypatch.setattr(Admin, "confirm", confirm_while_the_other_commits)
+    with pytest.raises(StateError, match="adm_b is no longer a master or admin user"):
+        app.admin().delete_users("adm_b", CONFIRMATION, ["adm_a"])
+    assert [v.login for v in app.admin().users()] == ["adm_a"]
+    events = [(e.actor, e.outcome) for e in app.admin().audit() if e.action == "user_delete"]
+    assert events == [("adm_a", "ok"), ("adm_b", "refused")]
+
+
+def test_a_revoke_and_a_delete_of_a_tokens_last_two_users_at_once_release_it(
+    suspended: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each takes one of the two users of the suspended token; whichever commits second must
+    # find no user left and lift the suspension, or nobody could ever unlock the token.
+    release = admin_module._release_unused
+    deleting, revoked = threading.Event(), threading.Event()
+
+    def release_slowly(repo: Any, serials: Any) -> list[str]:
+        released = release(repo, serials)
+        if threading.current_thread().name == "deleter":
+            deleting.set()
+            revoked.wait(1.0)  # the revoke runs meanwhile (or waits for this one's locks)
+        return released
+
+    monkeypatch.setattr(admin_module, "_release_unused", release_slowly)
+    errors: list[Exception] = []
+
+    def run(action: Any) -> None:
+        try:
+            action()
+        except Exception as exc:
+            errors.append(exc)
+
+    deleter = threading.Thread(
+        target=run, name="deleter",
+        args=(lambda: suspended.admin().delete_users(ADMIN, CONFIRMATION, ["taro"]),),
+    )  # fmt: skip
+    deleter.start()
+    assert deleting.wait(30)
+    reviser = threading.Thread(
+        target=run, args=(lambda: suspended.admin().revoke(ADMIN, CONFIRMATION, ["hanako"]),)
+    )
+    reviser.start()
+    reviser.join(0.5)
+    revoked.set()
+    deleter.join(60)
+    reviser.join(60)
+    assert not errors
+    listing = token(suspended)
+    assert (listing.users, listing.suspended, listing.fail_count) == ((), False, 0)
 
 
 def test_revoke_of_an_issued_user_and_of_an_expired_one(app: App, clock: FrozenClock) -> None:

@@ -43,6 +43,7 @@ from tests.integration.lifecycle import (
     login,
     token,
     user,
+    wrong_code,
 )
 
 pytestmark = BOTH_BACKENDS
@@ -250,6 +251,48 @@ def test_a_password_login_decided_before_its_user_was_deleted_is_refused(
     app.admin().delete_users(ADMIN, CONFIRMATION, ["kojima"])
     (outcome,) = authenticator.commit([in_flight])
     assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.UNKNOWN_USER)
+
+
+def test_an_otp_mode_login_decided_before_its_user_was_deleted_opens_nothing(
+    app: App, clock: FrozenClock
+) -> None:
+    # A portal that checks passwords itself: the user's next step is let in, or asked for,
+    # on the portal's word, and must not be once the account is closed.
+    import_token(app)
+    add_admin(app)
+    add_user(app, "kojima")  # unregistered: let in on the portal's word
+    add_user(app, "taro")
+    app.admin().issue("taro", clock().date())  # activation: the serial is asked next
+    authenticator = app.authenticator()
+    let_in = authenticator.prepare(AuthRequest("kojima", "", InputMode.OTP))
+    asked = authenticator.prepare(AuthRequest("taro", "", InputMode.OTP))
+    assert let_in.decision.reason is Reason.PASSWORD_ONLY
+    assert asked.decision.reason is Reason.SERIAL_CHALLENGE
+    app.admin().delete_users(ADMIN, CONFIRMATION, ["kojima", "taro"])
+    outcomes = authenticator.commit([let_in, asked])
+    assert [(o.result, o.reason) for o in outcomes] == [(Result.REJECT, Reason.UNKNOWN_USER)] * 2
+    assert outcomes[1].state is None  # no challenge to answer after the account is gone
+
+
+@pytest.mark.parametrize("operation", ["revoke", "delete"])
+def test_a_wrong_code_decided_before_a_revoke_or_delete_counts_on_nobody(
+    taro: App, clock: FrozenClock, operation: str
+) -> None:
+    add_admin(taro)
+    add_user(taro, "hanako")
+    activated(taro, clock, "hanako")  # shares taro's token
+    authenticator = taro.authenticator()
+    in_flight = authenticator.prepare(AuthRequest("taro", PASSWORD + wrong_code(clock)))
+    assert in_flight.decision.reason is Reason.BAD_OTP
+    if operation == "revoke":
+        taro.admin().revoke(ADMIN, CONFIRMATION, ["taro"])
+    else:
+        taro.admin().delete_users(ADMIN, CONFIRMATION, ["taro"])
+    (outcome,) = authenticator.commit([in_flight])
+    expected = Reason.TOKEN_REVOKED if operation == "revoke" else Reason.UNKNOWN_USER
+    assert (outcome.result, outcome.reason) == (Result.REJECT, expected)
+    # taro is no longer one of the token's users: hanako does not pay for taro's typing.
+    assert token(taro).fail_count == 0
 
 
 def test_a_login_decided_before_its_token_was_disabled_is_refused_uncounted(
