@@ -13,6 +13,9 @@ import unicodedata
 
 # The full-width forms of printable ASCII ("！" to "～") sit at this distance from ASCII.
 _FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+# Dashes a Japanese IME or a word processor puts where a serial has "-": the long vowel marks
+# (full and half width), hyphen, non-breaking hyphen, figure dash, en and em dash, minus.
+_DASHES = dict.fromkeys(map(ord, "ーｰ‐‑‒–—−"), ord("-"))
 
 
 def is_code(text: str) -> bool:
@@ -30,5 +33,11 @@ def read_code(text: str) -> str | None:
 
 
 def read_serial(text: str) -> str:
-    """A typed serial number: surrounding spaces dropped, full-width letters and digits as ASCII."""
-    return text.strip().translate(_FULL_WIDTH)
+    """A typed serial number as ASCII where it was typed full-width, with another script's
+    digits or another dash; surrounding spaces dropped."""
+    serial = text.strip().translate(_FULL_WIDTH).translate(_DASHES)
+    if serial.isascii():
+        return serial
+    # Inventory serials are printable ASCII: reading a digit of any script as its ASCII
+    # digit can only find the serial that was meant.
+    return "".join(read_code(char) or char for char in serial)

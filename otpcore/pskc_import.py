@@ -55,6 +55,7 @@ from otpcore.errors import ImportRefused, InvalidInput
 from otpcore.model import Algorithm, TokenKind
 from otpcore.progress import Progress, Ticker
 from otpcore.token_csv import (
+    DistinctSeeds,
     TokenSpec,
     check_secret,
     parse_algorithm,
@@ -111,11 +112,15 @@ def read_pskc(
         located = [_Located(key, line) for key, line in zip(keys, lines, strict=True)]
         wanted = _select(located, source)
         _unlock(container, wanted, source, psk=psk, password=password)
-        specs = []
+        specs: list[TokenSpec] = []
+        serials: dict[str, _Located] = {}
+        seeds: DistinctSeeds[_Located] = DistinctSeeds()
         for item in wanted:
-            specs.append(_spec(item, source))
+            spec = _spec(item, source)
+            # Checked key by key, so that the first bad key in the file is the one named.
+            _check_unique(spec, item, serials, seeds, source)
+            specs.append(spec)
             ticker.advance()
-        _check_unique(specs, wanted, source)
         if ticker.done < ticker.total:  # PIN keys are skipped, not checked: end at the total
             ticker.advance(ticker.total - ticker.done)
     return specs
@@ -469,16 +474,18 @@ def _expiry(key: Key) -> datetime | None:
     return min(dates) if dates else None
 
 
-def _check_unique(specs: Sequence[TokenSpec], wanted: Sequence[_Located], source: str) -> None:
-    seen: dict[str, _Located] = {}
-    seeds: dict[bytes, _Located] = {}
-    for spec, item in zip(specs, wanted, strict=True):
-        first = seen.get(spec.serial)
-        if first is not None:
-            raise _refuse(source, item, f"serial {spec.serial} is also {first.label}'s serial")
-        seen[spec.serial] = item
-        # Two serials with one seed show the same codes: either opens the other's logins.
-        first = seeds.setdefault(spec.secret, item)
-        if first is not item:
-            message = f"the secret of {first.label} again: every token needs a seed of its own"
-            raise _refuse(source, item, message)
+def _check_unique(
+    spec: TokenSpec,
+    item: _Located,
+    serials: dict[str, _Located],
+    seeds: DistinctSeeds[_Located],
+    source: str,
+) -> None:
+    """Refuse a key whose serial, or whose codes, an earlier key of the file has."""
+    first = serials.setdefault(spec.serial, item)
+    if first is not item:
+        raise _refuse(source, item, f"serial {spec.serial} is also {first.label}'s serial")
+    earlier = seeds.earlier(spec, item)
+    if earlier is not None:
+        message = f"the secret of {earlier.label} again: every token needs a seed of its own"
+        raise _refuse(source, item, message)

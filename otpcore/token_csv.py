@@ -8,11 +8,14 @@ import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
+from typing import Generic, TypeVar
 
 from otpcore.csv_rows import read_rows
 from otpcore.errors import InvalidInput
 from otpcore.model import Algorithm, TokenKind
+from otpcore.totp import hmac_key
 
+Owner = TypeVar("Owner")
 MIN_SECRET_BYTES = 16  # RFC 4226 §4 R6: at least 128 bits
 MAX_SECRET_BYTES = 128
 DEFAULT_PERIOD = {TokenKind.HARDWARE: 60, TokenKind.SOFTWARE: 30}
@@ -141,10 +144,33 @@ def check_secret(secret: bytes) -> bytes:
             f"secret must be {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes, not {len(secret)}"
         )
     # All zeros (or all 0xFF) is what a file holds where a seed failed to be written or
-    # decrypted: every such token would show codes anyone can compute.
-    if secret.count(secret[0]) == len(secret):
+    # decrypted: every such token would show codes anyone can compute. Trailing zero bytes
+    # change no code (HMAC pads the key with them), so they do not make one a seed.
+    if len(set(secret.rstrip(b"\0"))) <= 1:
         raise InvalidInput("secret is one byte repeated: a placeholder, not a seed")
     return secret
+
+
+class DistinctSeeds(Generic[Owner]):
+    """The seeds of one file so far, to find two tokens that would show the same codes.
+
+    Two serials with one seed show the same codes: either token opens the other's logins. No
+    vendor ships that on purpose. Seeds are compared as HMAC uses them (``hmac_key``): a seed
+    and the same seed with zero bytes appended are one.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, Owner] = {}
+
+    def earlier(self, spec: TokenSpec, owner: Owner) -> Owner | None:
+        """The owner of an earlier token with ``spec``'s codes; else records ``owner``, None."""
+        forms = {spec.secret.rstrip(b"\0"), hmac_key(spec.secret, spec.algorithm)}
+        for form in forms:
+            if form in self._seen:
+                return self._seen[form]
+        for form in forms:
+            self._seen[form] = owner
+        return None
 
 
 def parse_kind(value: str) -> TokenKind:
@@ -157,13 +183,11 @@ def parse_kind(value: str) -> TokenKind:
 
 def read_token_csv(text: str, source: str) -> list[TokenSpec]:
     """Every row of a token CSV, or ImportRefused naming the file and line of the first bad one."""
-    seeds: dict[bytes, TokenSpec] = {}
+    seeds: DistinctSeeds[TokenSpec] = DistinctSeeds()
 
     def seed_of_its_own(spec: TokenSpec) -> None:
-        # Two serials with one seed show the same codes: either token opens the other's
-        # logins. No vendor ships that on purpose.
-        first = seeds.setdefault(spec.secret, spec)
-        if first is not spec:
+        first = seeds.earlier(spec, spec)
+        if first is not None:
             raise InvalidInput(
                 f"the secret of line {first.line} (serial {first.serial}) again: "
                 "every token needs a seed of its own"

@@ -22,6 +22,18 @@ def time_step(now: datetime, period: int) -> int:
     return int(now.timestamp()) // period
 
 
+def hmac_key(secret: bytes, algorithm: Algorithm) -> bytes:
+    """The key HMAC computes with for ``secret``, without the zero bytes it is padded with.
+
+    HMAC hashes a key longer than the hash's block and pads a shorter one with zeros, so
+    two seeds with the same such key show the same codes (RFC 2104 §2).
+    """
+    digest = _DIGESTS[algorithm]
+    if len(secret) > digest().block_size:
+        secret = digest(secret).digest()
+    return secret.rstrip(b"\0")
+
+
 def hotp(secret: bytes, counter: int, digits: int, algorithm: Algorithm) -> str:
     """The HOTP value of ``counter``, zero-padded to ``digits``."""
     mac = hmac.new(secret, counter.to_bytes(8, "big"), _DIGESTS[algorithm]).digest()

@@ -52,3 +52,10 @@ def test_a_serial_typed_full_width_is_the_ascii_serial(serial: str) -> None:
     assert read_serial(full_width(serial)) == serial
     assert read_serial(f"\u3000{serial} ") == serial  # the ideographic space is a space too
     assert read_serial(serial) == serial
+
+
+def test_a_serial_typed_with_an_ime_dash_or_another_scripts_digits_is_the_ascii_serial() -> None:
+    assert read_serial("２３４５ー６７８９") == "2345-6789"  # the long vowel mark of kana mode
+    assert read_serial("TK−7a01") == "TK-7a01"  # the minus sign
+    assert read_serial("٢٣٤٥٦٧٨٩") == "23456789"  # Arabic-Indic digits
+    assert read_serial("シリアル") == "シリアル"  # nothing to read: no serial will match it

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otpcore.model import Algorithm
-from otpcore.totp import hotp, match_step, time_step, totp
+from otpcore.totp import hmac_key, hotp, match_step, time_step, totp
 from tests.conftest import require_command
 
 SEEDS = {
@@ -263,3 +263,17 @@ def test_a_code_shared_with_a_used_step_is_still_fresh() -> None:
 def test_when_every_match_is_used_the_latest_is_returned_for_a_replay() -> None:
     assert _match_after(TWIN_CODE, TWIN_STEP + 1, last_step=TWIN_STEP + 1) == TWIN_STEP + 1
     assert _match_after(TWIN_CODE, TWIN_STEP, last_step=TWIN_STEP + 5) == TWIN_STEP + 1
+
+
+@given(
+    secret=st.binary(max_size=200),
+    algorithm=st.sampled_from(list(Algorithm)),
+    counter=st.integers(min_value=0, max_value=2**40),
+)
+def test_hmac_key_shows_the_codes_of_the_seed_it_stands_for(
+    secret: bytes, algorithm: Algorithm, counter: int
+) -> None:
+    # What the import compares seeds by: it must be what HMAC computes with (RFC 2104 §2).
+    key = hmac_key(secret, algorithm)
+    assert hotp(key, counter, 8, algorithm) == hotp(secret, counter, 8, algorithm)
+    assert not key.endswith(b"\0")
