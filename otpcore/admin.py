@@ -399,13 +399,18 @@ class Admin:
                 raise StateError(f"{admin_login} cannot delete itself: ask another admin")
             # The approver is locked with the users, in one order: two administrators deleting
             # each other at once must not both succeed, the second approved by nobody.
-            actor = repo.users([*dict.fromkeys(logins), admin_login], lock=True)
-            if not any(
-                row.login == admin_login and UserClass(row.user_class) in PRIVILEGED
-                for row in actor
-            ):
+            locked = {row.login: row for row in repo.users([*logins, admin_login], lock=True)}
+            approver = locked.get(admin_login)
+            if approver is None or UserClass(approver.user_class) not in PRIVILEGED:
                 raise StateError(f"{admin_login} is no longer a master or admin user")
             selected = _users(repo, logins, lock=True)
+            if UserClass(approver.user_class) is not UserClass.MASTER:
+                # An admin user serves under the master users (the manual's hierarchy): it
+                # must not remove the accounts above it.
+                for row in selected:
+                    if UserClass(row.user_class) is UserClass.MASTER:
+                        raise StateError(f"{row.login} is a master user: only a master user "
+                                         "may delete it")  # fmt: skip
             serials = sorted({row.serial for row in selected if row.serial})
             tokens = {row.serial: row for row in repo.tokens(serials, lock=True)}
             deleted = [

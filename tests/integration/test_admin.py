@@ -431,11 +431,23 @@ def test_delete_needs_an_admin_and_its_confirmation(suspended: App) -> None:
     assert snapshot(suspended) == before
 
 
+def test_only_a_master_user_deletes_a_master_user(app: App) -> None:
+    add_user(app, "boss", UserClass.MASTER)
+    add_user(app, "boss2", UserClass.MASTER)
+    add_admin(app)
+    add_user(app, "taro")
+    with pytest.raises(StateError, match="boss is a master user"):
+        app.admin().delete_users(ADMIN, CONFIRMATION, ["taro", "boss"])
+    assert [v.login for v in app.admin().users()] == ["boss", "boss2", ADMIN, "taro"]
+    app.admin().delete_users("boss2", CONFIRMATION, ["boss", ADMIN, "taro"])
+    assert [v.login for v in app.admin().users()] == ["boss2"]
+
+
 def test_two_admins_deleting_each_other_at_once_leave_one(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     add_user(app, "adm_a", UserClass.ADMIN)
-    add_user(app, "adm_b", UserClass.MASTER)
+    add_user(app, "adm_b", UserClass.ADMIN)
     confirm = Admin.confirm
     raced: list[bool] = []
 
