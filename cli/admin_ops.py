@@ -1,7 +1,7 @@
 """The manual's procedures: activate (利用開始登録), unlock (利用停止解除), revoke (失効), check,
-and user delete (利用者削除).
+user delete (利用者削除) and token delete (トークン削除).
 
-unlock, revoke and user delete are confirmed by a master or admin user's own confirmation
+unlock, revoke and the deletions are confirmed by a master or admin user's own confirmation
 password and print every user they changed as the manual's result screens do.
 """
 
@@ -20,6 +20,7 @@ from cli.output import (
     Lang,
     echo_json,
     output_options,
+    token_table,
     user_table,
 )
 from cli.prompts import Secrets, password_stdin_option
@@ -197,6 +198,34 @@ def delete_users(
     confirmation = _confirmation(admin_login, password_stdin, lang)
     deleted = obj.admin().delete_users(admin_login, confirmation, logins)
     _print_changed(deleted, as_json, lang, "deleted", DELETE_COLUMNS, "deleted")
+
+
+@click.command("delete")
+@click.option("--admin", "admin_login", required=True, help="The master or admin user acting.")
+@click.argument("serials", nargs=-1, required=True)
+@password_stdin_option
+@output_options
+@pass_cli
+def delete_tokens(
+    obj: CliContext,
+    admin_login: str,
+    serials: tuple[str, ...],
+    password_stdin: bool,
+    as_json: bool,
+    lang: Lang,
+) -> None:
+    """Delete tokens no user is bound to, say returned or destroyed ones, with their seeds.
+
+    Prompts ADMIN's confirmation password and prints every token deleted. A token still bound
+    to a user is refused: revoke or delete its users first. All the serials or none go.
+    """
+    confirmation = _confirmation(admin_login, password_stdin, lang)
+    deleted = obj.admin().delete_tokens(admin_login, confirmation, serials)
+    if as_json:
+        echo_json([listing.as_json() for listing in deleted])
+    else:
+        click.echo(say(lang, "tokens_deleted"))
+        click.echo(token_table(deleted, lang))
 
 
 def _confirmation(admin_login: str, password_stdin: bool, lang: Lang) -> str:

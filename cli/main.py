@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import click
 
-from cli.admin_ops import activate, check, delete_users, revoke, unlock
+from cli.admin_ops import activate, check, delete_tokens, delete_users, revoke, unlock
 from cli.audit import audit
 from cli.context import CONFIG_ENV, DEFAULT_CONFIG, CliContext
 from cli.db import db, init, key
@@ -105,6 +105,7 @@ def cli(ctx: click.Context, config_path: Path) -> None:
 for _command in (init, db, key, user, token, activate, unlock, revoke, check, audit):
     cli.add_command(_command)
 user.add_command(delete_users)
+token.add_command(delete_tokens)
 
 
 def main() -> None:

@@ -113,6 +113,10 @@ _MESSAGES: dict[str, dict[Lang, str]] = {
         Lang.EN: "Deleted these users:",
         Lang.JA: "以下の利用者を削除しました。",
     },
+    "tokens_deleted": {
+        Lang.EN: "Deleted these tokens and their seeds:",
+        Lang.JA: "以下のトークンをシード情報とともに削除しました。",
+    },
 }
 
 _REASONS_JA: dict[Reason, str] = {

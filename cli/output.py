@@ -106,6 +106,7 @@ ACTION_LABELS_JA = {
     "unlock": "利用停止解除",
     "revoke": "トークン失効",
     "user_delete": "利用者削除",
+    "token_delete": "トークン削除",
     "key_rotate": "暗号鍵更新",
     "db_backup": "データベースバックアップ",
 }

@@ -399,10 +399,7 @@ class Admin:
                 raise StateError(f"{admin_login} cannot delete itself: ask another admin")
             # The approver is locked with the users, in one order: two administrators deleting
             # each other at once must not both succeed, the second approved by nobody.
-            locked = {row.login: row for row in repo.users([*logins, admin_login], lock=True)}
-            approver = locked.get(admin_login)
-            if approver is None or UserClass(approver.user_class) not in PRIVILEGED:
-                raise StateError(f"{admin_login} is no longer a master or admin user")
+            approver = _approver(repo, admin_login, logins)
             selected = _users(repo, logins, lock=True)
             if UserClass(approver.user_class) is not UserClass.MASTER:
                 # An admin user serves under the master users (the manual's hierarchy): it
@@ -424,6 +421,43 @@ class Admin:
                 detail += "; suspension lifted, no users left: " + ", ".join(released)
             targets = [v.login for v in deleted]
             repo.audit(now, admin_login, "user_delete", targets, "ok", self._run_as(detail))
+            return deleted
+
+    def delete_tokens(
+        self, admin_login: str, confirmation: str, serials: Sequence[str]
+    ) -> list[TokenListing]:
+        """Delete tokens no user is bound to, say returned or destroyed ones, with their seeds.
+
+        Returns the tokens as they were. A token still bound to a user is refused (revoke or
+        delete its users first); all the serials or none are deleted.
+        """
+        self.confirm(admin_login, confirmation, "token_delete", serials)
+        now = self.clock()
+        with (
+            self._refusal_audited(admin_login, "token_delete", serials),
+            self.store.transaction() as repo,
+        ):
+            wanted = list(dict.fromkeys(serials))
+            if not wanted:
+                raise InvalidInput("name at least one token")
+            _approver(repo, admin_login)
+            # Locked before their users are read: an activation binding one of them commits
+            # first, and is then seen, or waits and then finds the token gone.
+            rows = {row.serial: row for row in repo.tokens(wanted, lock=True)}
+            for serial in wanted:
+                if serial not in rows:
+                    raise NotFound(f"token {serial} is not in the inventory")
+            bound = repo.bindings(wanted)
+            for serial in wanted:
+                if serial in bound:
+                    users = ", ".join(bound[serial])
+                    raise StateError(
+                        f"token {serial} is bound to {users}: revoke or delete them first"
+                    )
+            deleted = [token_listing(rows[serial], []) for serial in wanted]
+            repo.delete_tokens(wanted)
+            detail = self._run_as("serials " + ", ".join(wanted))
+            repo.audit(now, admin_login, "token_delete", wanted, "ok", detail)
             return deleted
 
     def _run_as(self, detail: str) -> str:
@@ -489,6 +523,20 @@ def _release_unused(repo: Repo, serials: Sequence[str]) -> list[str]:
         row.suspended = False
         row.fail_count = 0
     return released
+
+
+def _approver(repo: Repo, admin_login: str, logins: Sequence[str] = ()) -> UserRow:
+    """The approving administrator, locked with ``logins`` and checked again.
+
+    Locked in one statement with the users the operation takes, so in one order: two
+    administrators deleting each other at once must not both succeed, the second approved by
+    an account that is gone.
+    """
+    locked = {row.login: row for row in repo.users([*logins, admin_login], lock=True)}
+    approver = locked.get(admin_login)
+    if approver is None or UserClass(approver.user_class) not in PRIVILEGED:
+        raise StateError(f"{admin_login} is no longer a master or admin user")
+    return approver
 
 
 def _users(repo: Repo, logins: Sequence[str], *, lock: bool = False) -> list[UserRow]:

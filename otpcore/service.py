@@ -359,6 +359,8 @@ def _changed_since(standing: Standing | None, serial: str, binding: bool) -> Rea
         return Reason.UNKNOWN_USER
     if standing.user_suspended:
         return Reason.USER_SUSPENDED
+    if not standing.token_exists:
+        return Reason.BAD_SERIAL  # deleted from the inventory meanwhile (an unbound token)
     if binding and standing.bound_to is not None:
         return Reason.NOT_AWAITING_ACTIVATION  # bound meanwhile (another activation won)
     if not binding and standing.bound_to != serial:

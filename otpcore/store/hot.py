@@ -46,8 +46,8 @@ _CONSUME = """UPDATE tokens SET last_step = :step, fail_count = 0,
     AND NOT suspended AND NOT disabled
     AND EXISTS (SELECT 1 FROM users AS u WHERE u.login = :login AND NOT u.suspended
         AND (u.serial = :serial OR (u.serial IS NULL AND :binding)))"""
-_STANDING = """SELECT u.suspended, u.serial, t.suspended, t.disabled
-    FROM tokens AS t JOIN users AS u ON u.login = :login WHERE t.serial = :serial"""
+_STANDING = """SELECT u.suspended, u.serial, t.suspended, t.disabled, t.serial IS NOT NULL
+    FROM users AS u LEFT JOIN tokens AS t ON t.serial = :serial WHERE u.login = :login"""
 _USER_SUSPENDED = "SELECT suspended FROM users WHERE login = :login"
 # Only from one of the token's users (SPEC §2): a wrong code decided as the user was revoked
 # from the token, or deleted, must not count against the users who still hold it.
@@ -123,6 +123,7 @@ class Standing:
     bound_to: str | None
     token_suspended: bool
     token_disabled: bool
+    token_exists: bool = True  # False: deleted from the inventory meanwhile
 
 
 class HotStore:
@@ -409,13 +410,16 @@ class HotWriter:
         return int(self._store._run(_CONSUME, params).rowcount) == 1
 
     def standing(self, login: str, serial: str) -> Standing | None:
-        """The user's and the token's state as a refused ``consume_step`` found them."""
+        """The user's and the token's state as a refused ``consume_step`` found them; None if
+        the user is gone."""
         params = {"login": login, "serial": serial}
         rows = self._store._run(_STANDING, params).fetchall()
         if not rows:
             return None
-        user_suspended, bound_to, token_suspended, disabled = rows[0]
-        return Standing(bool(user_suspended), bound_to, bool(token_suspended), bool(disabled))
+        user_suspended, bound_to, token_suspended, disabled, exists = rows[0]
+        return Standing(
+            bool(user_suspended), bound_to, bool(token_suspended), bool(disabled), bool(exists)
+        )
 
     def user_suspended(self, login: str) -> bool | None:
         """True if the user is suspended now; None if the user is gone (deleted)."""

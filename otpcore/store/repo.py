@@ -149,6 +149,11 @@ class Repo:
         self._execute(delete(ChallengeRow).where(ChallengeRow.login.in_(list(logins))))
         self._execute(delete(UserRow).where(UserRow.login.in_(list(logins))))
 
+    def delete_tokens(self, serials: Sequence[str]) -> None:
+        """Delete tokens (bound to no user) and the activations pending on them."""
+        self._execute(delete(ChallengeRow).where(ChallengeRow.serial.in_(list(serials))))
+        self._execute(delete(TokenRow).where(TokenRow.serial.in_(list(serials))))
+
     def purge_challenges(self, now: datetime) -> int:
         """Delete expired challenges; returns how many."""
         return self._execute(delete(ChallengeRow).where(ChallengeRow.expires_at <= now)).rowcount

@@ -443,6 +443,48 @@ def test_only_a_master_user_deletes_a_master_user(app: App) -> None:
     assert [v.login for v in app.admin().users()] == ["boss2"]
 
 
+def test_token_delete_takes_an_unbound_token_and_its_seed(app: App, clock: FrozenClock) -> None:
+    import_token(app)
+    import_token(app, "RETIRED1", secret=bytes(range(40, 60)))
+    add_admin(app)
+    add_user(app, "taro")
+    add_user(app, "hanako")
+    activated(app, clock, "taro")
+    app.admin().issue("hanako", clock().date())
+    # hanako is half way through activating RETIRED1 when it is deleted.
+    prompt = login(app, "hanako", PASSWORD, InputMode.CHALLENGE)
+    otp_prompt = login(app, "hanako", "RETIRED1", state=prompt.state)
+    assert otp_prompt.reason is Reason.ACTIVATION_OTP_CHALLENGE
+    deleted = app.admin().delete_tokens(ADMIN, CONFIRMATION, ["RETIRED1"])
+    assert [(t.serial, t.users) for t in deleted] == [("RETIRED1", ())]
+    assert [t.serial for t in app.admin().tokens()] == [SERIAL]
+    answer = login(app, "hanako", code(clock, secret=bytes(range(40, 60))), state=otp_prompt.state)
+    assert answer.reason is Reason.BAD_STATE
+    assert user(app, "hanako").serial is None
+    (event,) = [e for e in app.admin().audit() if e.action == "token_delete"]
+    assert (event.actor, event.targets, event.outcome) == (ADMIN, ("RETIRED1",), "ok")
+    # The serial may come back with a new seed, as a re-delivered token.
+    import_token(app, "RETIRED1", secret=bytes(range(60, 80)))
+
+
+@pytest.mark.parametrize("bad", ["NOSUCH", SERIAL])
+def test_token_delete_of_a_bound_or_unknown_token_deletes_nothing(
+    suspended: App, bad: str
+) -> None:
+    import_token(suspended, "RETIRED1", secret=bytes(range(40, 60)))
+    before = snapshot(suspended)
+    with pytest.raises((NotFound, StateError)) as caught:
+        suspended.admin().delete_tokens(ADMIN, CONFIRMATION, ["RETIRED1", bad])
+    if bad == SERIAL:
+        assert str(caught.value) == (
+            f"token {SERIAL} is bound to hanako, taro: revoke or delete them first"
+        )
+    assert snapshot(suspended) == before
+    with pytest.raises(PermissionDenied):
+        suspended.admin().delete_tokens("kojima", CONFIRMATION, ["RETIRED1"])
+    assert snapshot(suspended) == before
+
+
 def test_two_admins_deleting_each_other_at_once_leave_one(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -723,6 +723,22 @@ def test_user_delete_prints_the_users_as_they_were_and_shuts_them_out(bound: Otp
     assert "利用者削除" in ok(bound("audit", "--lang", "ja")).stdout
 
 
+def test_token_delete_refuses_a_bound_token_and_prints_the_deleted_ones(bound: Otpctl) -> None:
+    conf = f"{CONFIRMATIONS['hanskodt']}\n"
+    refused = bound("token", "delete", "--admin", "hanskodt", "23456789", "--password-stdin",
+                    input=conf)  # fmt: skip
+    assert "bound to chirodt: revoke or delete them first" in failed(refused, 6)
+    ok(bound("revoke", "--admin", "hanskodt", "chirodt", "--password-stdin", input=conf))
+    result = bound("token", "delete", "--admin", "hanskodt", "23456789", "--password-stdin",
+                   "--lang", "ja", input=conf)  # fmt: skip
+    lines = ok(result).stdout.splitlines()
+    assert lines[0] == "以下のトークンをシード情報とともに削除しました。"
+    assert lines[2].split()[0] == "23456789"
+    serials = [row["serial"] for row in as_json(bound("token", "list", "--json"))]
+    assert "23456789" not in serials
+    assert "トークン削除" in ok(bound("audit", "--lang", "ja")).stdout
+
+
 # audit, key rotation, errors
 
 

@@ -295,6 +295,25 @@ def test_a_wrong_code_decided_before_a_revoke_or_delete_counts_on_nobody(
     assert token(taro).fail_count == 0
 
 
+def test_an_activation_decided_before_its_token_was_deleted_binds_nothing(
+    app: App, clock: FrozenClock
+) -> None:
+    import_token(app)
+    add_admin(app)
+    add_user(app, "kojima")
+    app.admin().issue("kojima", clock().date())
+    authenticator = app.authenticator()
+    in_flight = authenticator.prepare(
+        AuthRequest("kojima", code(clock), InputMode.OTP), activation_serial=SERIAL
+    )
+    assert in_flight.decision.reason is Reason.ACTIVATED
+    app.admin().delete_tokens(ADMIN, CONFIRMATION, [SERIAL])
+    (outcome,) = authenticator.commit([in_flight])
+    assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.BAD_SERIAL)
+    assert user(app, "kojima").serial is None
+    assert user(app, "kojima").state.value == "issued"
+
+
 def test_a_login_decided_before_its_token_was_disabled_is_refused_uncounted(
     taro: App, clock: FrozenClock
 ) -> None:
