@@ -7,7 +7,8 @@ password and print every user they changed as the manual's result screens do.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import click
 
@@ -24,6 +25,7 @@ from cli.output import (
     user_table,
 )
 from cli.prompts import Secrets, password_stdin_option
+from otpcore.admin import Admin
 from otpcore.model import InputMode, Reason, Result, Stage
 from otpcore.service import AuthOutcome, AuthRequest
 from otpcore.views import UserView
@@ -129,103 +131,85 @@ def check(
     ctx.exit(status)
 
 
-@click.command("unlock")
-@click.option("--admin", "admin_login", required=True, help="The master or admin user acting.")
-@click.argument("logins", nargs=-1, required=True)
-@password_stdin_option
-@output_options
-@pass_cli
-def unlock(
-    obj: CliContext,
-    admin_login: str,
-    logins: tuple[str, ...],
-    password_stdin: bool,
-    as_json: bool,
-    lang: Lang,
-) -> None:
+@dataclass(frozen=True)
+class Approval:
+    """What an approved command gets: the operations, who approves, and how to print."""
+
+    admin: Admin
+    approver: str
+    confirmation: str = field(repr=False)
+    as_json: bool
+    lang: Lang
+
+
+def approved(name: str, argument: str) -> Callable[[Callable[[Approval, tuple[str, ...]], None]],
+                                                   click.Command]:  # fmt: skip
+    """``otpctl NAME --admin ADMIN ARGUMENT...``: an operation a master or admin user approves
+    with the confirmation password, which is prompted (or read) before anything is done."""
+
+    def decorate(act: Callable[[Approval, tuple[str, ...]], None]) -> click.Command:
+        @click.option("--admin", "admin_login", required=True,
+                      help="The master or admin user acting.")  # fmt: skip
+        @click.argument(argument, nargs=-1, required=True)
+        @password_stdin_option
+        @output_options
+        @pass_cli
+        def command(obj: CliContext, /, admin_login: str, password_stdin: bool, as_json: bool,
+                    lang: Lang, **given: tuple[str, ...]) -> None:  # fmt: skip
+            confirmation = _confirmation(admin_login, password_stdin, lang)
+            approval = Approval(obj.admin(), admin_login, confirmation, as_json, lang)
+            act(approval, given[argument])
+
+        return click.command(name, help=act.__doc__)(command)
+
+    return decorate
+
+
+@approved("unlock", "logins")
+def unlock(approval: Approval, logins: tuple[str, ...]) -> None:
     """Lift the OTP suspension of users; every user sharing their serial is lifted with them.
 
     Prompts ADMIN's confirmation password and prints every user whose suspension was lifted.
     """
-    confirmation = _confirmation(admin_login, password_stdin, lang)
-    lifted = obj.admin().unlock(admin_login, confirmation, logins)
-    _print_changed(lifted, as_json, lang, "unlocked", UNLOCK_COLUMNS, "nothing_unlocked")
+    lifted = approval.admin.unlock(approval.approver, approval.confirmation, logins)
+    _print_changed(lifted, approval, "unlocked", UNLOCK_COLUMNS, "nothing_unlocked")
 
 
-@click.command("revoke")
-@click.option("--admin", "admin_login", required=True, help="The master or admin user acting.")
-@click.argument("logins", nargs=-1, required=True)
-@password_stdin_option
-@output_options
-@pass_cli
-def revoke(
-    obj: CliContext,
-    admin_login: str,
-    logins: tuple[str, ...],
-    password_stdin: bool,
-    as_json: bool,
-    lang: Lang,
-) -> None:
+@approved("revoke", "logins")
+def revoke(approval: Approval, logins: tuple[str, ...]) -> None:
     """Revoke the token of users, say a lost one: they must activate a token again.
 
     Prompts ADMIN's confirmation password and prints every user revoked, with the serial
     and expiry of the token they had. The token and its other users are untouched.
     """
-    confirmation = _confirmation(admin_login, password_stdin, lang)
-    revoked = obj.admin().revoke(admin_login, confirmation, logins)
-    _print_changed(revoked, as_json, lang, "revoked", REVOKE_COLUMNS, "revoked")
+    revoked = approval.admin.revoke(approval.approver, approval.confirmation, logins)
+    _print_changed(revoked, approval, "revoked", REVOKE_COLUMNS, "revoked")
 
 
-@click.command("delete")
-@click.option("--admin", "admin_login", required=True, help="The master or admin user acting.")
-@click.argument("logins", nargs=-1, required=True)
-@password_stdin_option
-@output_options
-@pass_cli
-def delete_users(
-    obj: CliContext,
-    admin_login: str,
-    logins: tuple[str, ...],
-    password_stdin: bool,
-    as_json: bool,
-    lang: Lang,
-) -> None:
+@approved("delete", "logins")
+def delete_users(approval: Approval, logins: tuple[str, ...]) -> None:
     """Delete users, say when an account is closed: they can no longer log in at all.
 
     Prompts ADMIN's confirmation password and prints every user deleted, as they were. Their
     tokens and the tokens' other users stay; all the logins or none are deleted.
     """
-    confirmation = _confirmation(admin_login, password_stdin, lang)
-    deleted = obj.admin().delete_users(admin_login, confirmation, logins)
-    _print_changed(deleted, as_json, lang, "deleted", DELETE_COLUMNS, "deleted")
+    deleted = approval.admin.delete_users(approval.approver, approval.confirmation, logins)
+    _print_changed(deleted, approval, "deleted", DELETE_COLUMNS, "deleted")
 
 
-@click.command("delete")
-@click.option("--admin", "admin_login", required=True, help="The master or admin user acting.")
-@click.argument("serials", nargs=-1, required=True)
-@password_stdin_option
-@output_options
-@pass_cli
-def delete_tokens(
-    obj: CliContext,
-    admin_login: str,
-    serials: tuple[str, ...],
-    password_stdin: bool,
-    as_json: bool,
-    lang: Lang,
-) -> None:
+@approved("delete", "serials")
+def delete_tokens(approval: Approval, serials: tuple[str, ...]) -> None:
     """Delete tokens no user is bound to, say returned or destroyed ones, with their seeds.
 
     Prompts ADMIN's confirmation password and prints every token deleted. A token still bound
     to a user is refused: revoke or delete its users first. All the serials or none go.
     """
-    confirmation = _confirmation(admin_login, password_stdin, lang)
-    deleted = obj.admin().delete_tokens(admin_login, confirmation, serials)
-    if as_json:
+    deleted = approval.admin.delete_tokens(approval.approver, approval.confirmation, serials)
+    if approval.as_json:
         echo_json([listing.as_json() for listing in deleted])
     else:
-        click.echo(say(lang, "tokens_deleted"))
-        click.echo(token_table(deleted, lang))
+        click.echo(say(approval.lang, "tokens_deleted"))
+        click.echo(token_table(deleted, approval.lang))
 
 
 def _confirmation(admin_login: str, password_stdin: bool, lang: Lang) -> str:
@@ -235,18 +219,14 @@ def _confirmation(admin_login: str, password_stdin: bool, lang: Lang) -> str:
 
 
 def _print_changed(
-    views: list[UserView],
-    as_json: bool,
-    lang: Lang,
-    heading: str,
-    columns: Sequence[str],
+    views: list[UserView], approval: Approval, heading: str, columns: Sequence[str],
     when_none: str,
-) -> None:
-    """The users an unlock or a revoke changed, like the manual's result screens."""
-    if as_json:
+) -> None:  # fmt: skip
+    """The users an approved operation changed, like the manual's result screens."""
+    if approval.as_json:
         echo_json([view.as_json() for view in views])
     elif views:
-        click.echo(say(lang, heading))
-        click.echo(user_table(views, lang, columns))
+        click.echo(say(approval.lang, heading))
+        click.echo(user_table(views, approval.lang, columns))
     else:
-        click.echo(say(lang, when_none))
+        click.echo(say(approval.lang, when_none))

@@ -372,12 +372,7 @@ class Admin:
                         token.expires if token else None,
                     )
                 )
-            detail = ", ".join(f"{v.login}:{v.serial or '-'}" for v in revoked)
-            released = _release_unused(repo, sorted({v.serial for v in revoked if v.serial}))
-            if released:
-                detail += "; suspension lifted, no users left: " + ", ".join(released)
-            targets = [v.login for v in revoked]
-            repo.audit(now, admin_login, "revoke", targets, "ok", self._run_as(detail))
+            self._unbound(repo, now, admin_login, "revoke", revoked)
             return revoked
 
     def delete_users(
@@ -397,8 +392,6 @@ class Admin:
             if admin_login in logins:
                 # The approval would vanish with its approver; another admin must do it.
                 raise StateError(f"{admin_login} cannot delete itself: ask another admin")
-            # The approver is locked with the users, in one order: two administrators deleting
-            # each other at once must not both succeed, the second approved by nobody.
             approver = _approver(repo, admin_login, logins)
             selected = _users(repo, logins, lock=True)
             if UserClass(approver.user_class) is not UserClass.MASTER:
@@ -415,12 +408,7 @@ class Admin:
                 for row in selected
             ]
             repo.delete_users([row.login for row in selected])
-            detail = ", ".join(f"{v.login}:{v.serial or '-'}" for v in deleted)
-            released = _release_unused(repo, serials)
-            if released:
-                detail += "; suspension lifted, no users left: " + ", ".join(released)
-            targets = [v.login for v in deleted]
-            repo.audit(now, admin_login, "user_delete", targets, "ok", self._run_as(detail))
+            self._unbound(repo, now, admin_login, "user_delete", deleted)
             return deleted
 
     def delete_tokens(
@@ -459,6 +447,17 @@ class Admin:
             detail = self._run_as("serials " + ", ".join(wanted))
             repo.audit(now, admin_login, "token_delete", wanted, "ok", detail)
             return deleted
+
+    def _unbound(
+        self, repo: Repo, now: datetime, admin_login: str, action: str, views: list[UserView]
+    ) -> None:
+        """Release the tokens these users' going left without users; audit ``action``."""
+        detail = ", ".join(f"{v.login}:{v.serial or '-'}" for v in views)
+        released = _release_unused(repo, sorted({v.serial for v in views if v.serial}))
+        if released:
+            detail += "; suspension lifted, no users left: " + ", ".join(released)
+        targets = [v.login for v in views]
+        repo.audit(now, admin_login, action, targets, "ok", self._run_as(detail))
 
     def _run_as(self, detail: str) -> str:
         """An approved operation's detail, naming the account that ran it (the actor is the

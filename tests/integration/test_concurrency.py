@@ -212,30 +212,28 @@ def test_a_password_decided_before_a_suspension_is_refused_at_commit(
     assert outcome.state is None  # no challenge was stored to answer later
 
 
-def test_a_login_decided_before_a_revoke_is_refused_at_commit(
-    taro: App, clock: FrozenClock
+def take_away(app: App, operation: str, login: str) -> None:
+    """Revoke the user's token, or delete the user (an account closed), as an admin does."""
+    if operation == "revoke":
+        app.admin().revoke(ADMIN, CONFIRMATION, [login])
+    else:
+        app.admin().delete_users(ADMIN, CONFIRMATION, [login])
+
+
+@pytest.mark.parametrize(
+    ("operation", "reason"), [("revoke", Reason.TOKEN_REVOKED), ("delete", Reason.UNKNOWN_USER)]
+)
+def test_a_login_decided_before_a_revoke_or_delete_is_refused_uncounted(
+    taro: App, clock: FrozenClock, operation: str, reason: Reason
 ) -> None:
     add_admin(taro)
     authenticator = taro.authenticator()
-    # A thief types the lost token's code as the bank revokes it.
+    # A thief types the lost token's code as the bank revokes it, or closes the account.
     in_flight = authenticator.prepare(AuthRequest("taro", PASSWORD + code(clock)))
     assert in_flight.decision.result is Result.ACCEPT
-    taro.admin().revoke(ADMIN, CONFIRMATION, ["taro"])
+    take_away(taro, operation, "taro")
     (outcome,) = authenticator.commit([in_flight])
-    assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.TOKEN_REVOKED)
-    assert token(taro).fail_count == 0
-
-
-def test_a_login_decided_before_its_user_was_deleted_is_refused_uncounted(
-    taro: App, clock: FrozenClock
-) -> None:
-    add_admin(taro)
-    authenticator = taro.authenticator()
-    in_flight = authenticator.prepare(AuthRequest("taro", PASSWORD + code(clock)))
-    assert in_flight.decision.result is Result.ACCEPT
-    taro.admin().delete_users(ADMIN, CONFIRMATION, ["taro"])
-    (outcome,) = authenticator.commit([in_flight])
-    assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.UNKNOWN_USER)
+    assert (outcome.result, outcome.reason) == (Result.REJECT, reason)
     # Not a replay: a failure here would count against every other user of the token.
     assert token(taro).fail_count == 0
 
@@ -284,10 +282,7 @@ def test_a_wrong_code_decided_before_a_revoke_or_delete_counts_on_nobody(
     authenticator = taro.authenticator()
     in_flight = authenticator.prepare(AuthRequest("taro", PASSWORD + wrong_code(clock)))
     assert in_flight.decision.reason is Reason.BAD_OTP
-    if operation == "revoke":
-        taro.admin().revoke(ADMIN, CONFIRMATION, ["taro"])
-    else:
-        taro.admin().delete_users(ADMIN, CONFIRMATION, ["taro"])
+    take_away(taro, operation, "taro")
     (outcome,) = authenticator.commit([in_flight])
     expected = Reason.TOKEN_REVOKED if operation == "revoke" else Reason.UNKNOWN_USER
     assert (outcome.result, outcome.reason) == (Result.REJECT, expected)
