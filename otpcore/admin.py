@@ -183,6 +183,7 @@ class Admin:
                 if present and not update_existing:
                     first = next(spec for spec in specs if spec.serial in present)
                     raise _present(first, source)
+                repo.lock_keys(serials=sorted(present))  # then written in the file's order
                 for start in range(0, len(specs), IMPORT_CHUNK):
                     chunk = specs[start : start + IMPORT_CHUNK]
                     fresh = [self._token_values(s, now) for s in chunk if s.serial not in present]
@@ -315,6 +316,7 @@ class Admin:
         self.confirm(admin_login, confirmation, "unlock", logins)
         now = self.clock()
         with self._refusal_audited(admin_login, "unlock", logins), self.store.transaction() as repo:
+            _approver(repo, admin_login, logins)
             # Locked: the daemons count failures on these rows meanwhile (SPEC §8).
             selected = _users(repo, logins, lock=True)
             serials = sorted({row.serial for row in selected if row.serial is not None})
@@ -345,6 +347,7 @@ class Admin:
         self.confirm(admin_login, confirmation, "revoke", logins)
         now = self.clock()
         with self._refusal_audited(admin_login, "revoke", logins), self.store.transaction() as repo:
+            _approver(repo, admin_login, logins)
             # Locked, as for unlock: an activation may be binding one of them meanwhile.
             selected = _users(repo, logins, lock=True)
             revoked: list[UserView] = []

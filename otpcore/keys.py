@@ -55,7 +55,9 @@ def rotate_key(store: Store, path: Path, clock: Clock, actor: str = "otpctl") ->
     count = 0
     with store.transaction() as repo:
         repo.lock_inventory()  # an import committing after this read would seal under `old`
-        for row in repo.session.scalars(select(TokenRow).with_for_update()):
+        # In serial order, as every other writer locks tokens (no deadlock on PostgreSQL).
+        tokens = select(TokenRow).order_by(TokenRow.serial).with_for_update()
+        for row in repo.session.scalars(tokens):
             opener = target if target.sealed_kid(row.sealed_secret) == new.kid else old
             secret = opener.unseal(row.serial, row.sealed_secret)
             row.sealed_secret = target.seal(row.serial, secret)

@@ -64,6 +64,7 @@ def import_users(
     try:
         with store.transaction() as repo:
             present = _check_against(repo, rows, update, source)
+            repo.lock_keys(sorted(present), [row.serial for row in rows if row.serial])
             added = [row for row in rows if row.login not in present]
             changed = [row for row in rows if row.login in present]
             for start in range(0, len(added), CHUNK):

@@ -146,8 +146,13 @@ def check_secret(secret: bytes) -> bytes:
     # All zeros (or all 0xFF) is what a file holds where a seed failed to be written or
     # decrypted: every such token would show codes anyone can compute. Trailing zero bytes
     # change no code (HMAC pads the key with them), so they do not make one a seed.
-    if len(set(secret.rstrip(b"\0"))) <= 1:
+    stripped = secret.rstrip(b"\0")
+    if len(set(stripped)) <= 1:
         raise InvalidInput("secret is one byte repeated: a placeholder, not a seed")
+    # A few bytes among zeros is a seed written in part. A random 16-byte seed has five zero
+    # bytes about once in 250 million (refusing any zero byte would refuse one in 16).
+    if len(secret) - secret.count(0) < MIN_SECRET_BYTES - 4:
+        raise InvalidInput("secret is mostly zero bytes: a placeholder, not a seed")
     return secret
 
 

@@ -50,9 +50,11 @@ _STANDING = """SELECT u.suspended, u.serial, t.suspended, t.disabled, t.serial I
     FROM users AS u LEFT JOIN tokens AS t ON t.serial = :serial WHERE u.login = :login"""
 _USER_SUSPENDED = "SELECT suspended FROM users WHERE login = :login"
 # Only from one of the token's users (SPEC §2): a wrong code decided as the user was revoked
-# from the token, or deleted, must not count against the users who still hold it.
+# from the token, or deleted, must not count against the users who still hold it; nor on a
+# token disabled meanwhile, where nothing is checked or counted (SPEC §3).
 _TOKEN_FAILURE = """UPDATE tokens SET fail_count = fail_count + 1,
     suspended = (fail_count + 1 >= :threshold) WHERE serial = :serial AND NOT suspended
+    AND NOT disabled
     AND EXISTS (SELECT 1 FROM users AS u WHERE u.login = :login AND u.serial = :serial)
     RETURNING suspended"""
 _PASSWORD_FAILURE = """UPDATE users SET password_failures = password_failures + 1,
@@ -430,8 +432,8 @@ class HotWriter:
         """One more failure on a token that is not suspended, by one of its users; True if
         that suspended it.
 
-        None when nothing was counted: the token was suspended already, or ``login`` is no
-        longer bound to it (revoked, deleted).
+        None when nothing was counted: the token was suspended or disabled already, or
+        ``login`` is no longer bound to it (revoked, deleted).
         """
         params = {"login": login, "serial": serial, "threshold": threshold}
         rows = self._store._run(_TOKEN_FAILURE, params).fetchall()

@@ -111,6 +111,21 @@ class Repo:
         """Which of these serials are already in the inventory."""
         return self._existing(TokenRow.serial, serials)
 
+    def lock_keys(self, logins: Sequence[str] = (), serials: Sequence[str] = ()) -> None:
+        """Lock users and then tokens by key, each in key order, as the authentication path
+        does (``HotWriter.lock``): a transaction that then writes them in another order
+        (a file's) cannot deadlock with a batch of logins on PostgreSQL. SQLite's write lock
+        admits one writer at a time already."""
+        if self.session.get_bind().dialect.name == "sqlite":
+            return
+        column: InstrumentedAttribute[str]
+        for column, keys in ((UserRow.login, logins), (TokenRow.serial, serials)):
+            ordered = sorted(set(keys))
+            for start in range(0, len(ordered), 500):  # bound the IN (…) list
+                part = ordered[start : start + 500]
+                query = select(column).where(column.in_(part)).order_by(column)
+                self.session.execute(query.with_for_update()).all()
+
     def existing_logins(self, logins: Sequence[str]) -> set[str]:
         """Which of these logins already exist."""
         return self._existing(UserRow.login, logins)

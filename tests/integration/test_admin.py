@@ -443,6 +443,28 @@ def test_only_a_master_user_deletes_a_master_user(app: App) -> None:
     assert [v.login for v in app.admin().users()] == ["boss2"]
 
 
+@pytest.mark.parametrize("operation", ["unlock", "revoke"])
+def test_an_approval_by_an_admin_deleted_meanwhile_is_refused(
+    suspended: App, monkeypatch: pytest.MonkeyPatch, operation: str
+) -> None:
+    add_user(suspended, "adm2", UserClass.ADMIN)
+    confirm = Admin.confirm
+    raced: list[bool] = []
+
+    def confirm_while_deleted(self: Admin, *args: Any, **kwargs: Any) -> None:
+        confirm(self, *args, **kwargs)
+        if not raced:  # ADMIN is approved; adm2 deletes ADMIN before the operation commits
+            raced.append(True)
+            suspended.admin().delete_users("adm2", CONFIRMATION, [ADMIN])
+
+    monkeypatch.setattr(Admin, "confirm", confirm_while_deleted)
+    before = snapshot(suspended)
+    with pytest.raises(StateError, match=f"{ADMIN} is no longer a master or admin user"):
+        getattr(suspended.admin(), operation)(ADMIN, CONFIRMATION, ["taro"])
+    users, tokens = before
+    assert snapshot(suspended) == ([v for v in users if v.login != ADMIN], tokens)
+
+
 def test_token_delete_takes_an_unbound_token_and_its_seed(app: App, clock: FrozenClock) -> None:
     import_token(app)
     import_token(app, "RETIRED1", secret=bytes(range(40, 60)))
@@ -512,6 +534,7 @@ def test_a_revoke_and_a_delete_of_a_tokens_last_two_users_at_once_release_it(
 ) -> None:
     # Each takes one of the two users of the suspended token; whichever commits second must
     # find no user left and lift the suspension, or nobody could ever unlock the token.
+    add_user(suspended, "adm2", UserClass.ADMIN)
     release = admin_module._release_unused
     deleting, revoked = threading.Event(), threading.Event()
 
@@ -537,8 +560,10 @@ def test_a_revoke_and_a_delete_of_a_tokens_last_two_users_at_once_release_it(
     )  # fmt: skip
     deleter.start()
     assert deleting.wait(30)
+    # Approved by another administrator: one approver's row, locked by the delete, would
+    # keep the revoke waiting at its confirmation, and the two would never overlap.
     reviser = threading.Thread(
-        target=run, args=(lambda: suspended.admin().revoke(ADMIN, CONFIRMATION, ["hanako"]),)
+        target=run, args=(lambda: suspended.admin().revoke("adm2", CONFIRMATION, ["hanako"]),)
     )
     reviser.start()
     reviser.join(0.5)

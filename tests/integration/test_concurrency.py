@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import queue
 import threading
+import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 
+import otpcore.onboarding as onboarding
 from otpcore.app import App, build_app
 from otpcore.config import parse_settings
 from otpcore.crypto import Keyring, pending_key_path, read_key
@@ -29,6 +31,7 @@ from otpcore.keys import rotate_key
 from otpcore.model import InputMode, Reason, Result
 from otpcore.ports import FrozenClock
 from otpcore.service import AuthRequest
+from otpcore.user_csv import UserSpec
 from tests.conftest import BOTH_BACKENDS, settings_data
 from tests.integration.lifecycle import (
     ADMIN,
@@ -307,6 +310,65 @@ def test_an_activation_decided_before_its_token_was_deleted_binds_nothing(
     assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.BAD_SERIAL)
     assert user(app, "kojima").serial is None
     assert user(app, "kojima").state.value == "issued"
+
+
+def test_wrong_codes_decided_before_their_token_was_disabled_count_nothing(
+    taro: App, clock: FrozenClock
+) -> None:
+    # Nothing is checked or counted on a disabled token (SPEC §3): not even the failures
+    # decided a moment before, which would leave it suspended once it is enabled again.
+    authenticator = taro.authenticator()
+    in_flight = [
+        authenticator.prepare(AuthRequest("taro", PASSWORD + wrong_code(clock))) for _ in range(5)
+    ]
+    taro.admin().set_disabled(SERIAL, True)
+    outcomes = authenticator.commit(in_flight)
+    assert {o.reason for o in outcomes} == {Reason.TOKEN_DISABLED}
+    taro.admin().set_disabled(SERIAL, False)
+    assert (token(taro).fail_count, token(taro).suspended) == (0, False)
+
+
+def test_a_user_import_that_updates_logins_out_of_order_does_not_deadlock_a_batch(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file updates bbb, then aaa; a batch of logins locks aaa, then bbb. Each waiting for
+    # the other's second row, PostgreSQL would fail one of them as a deadlock, and a failed
+    # batch leaves every request in it unanswered.
+    add_user(app, "aaa")
+    add_user(app, "bbb")  # unregistered: an OTP-mode portal lets them in on its word
+    authenticator = app.authenticator()
+    batch = [authenticator.prepare(AuthRequest(u, "", InputMode.OTP)) for u in ("aaa", "bbb")]
+    hashed = app.hashing.hash("a new password")
+    rows = [UserSpec("bbb", "B", password_hash=hashed, line=2),
+            UserSpec("aaa", "A", password_hash=hashed, line=3)]  # fmt: skip
+    monkeypatch.setattr(onboarding, "CHUNK", 1)
+    first_written, go_on = threading.Event(), threading.Event()
+
+    def progress(done: int, total: int) -> None:
+        if done == 1:  # bbb is written; aaa is next
+            first_written.set()
+            go_on.wait(5)
+            time.sleep(0.3)  # the batch takes its locks meanwhile
+
+    results: dict[str, object] = {}
+
+    def run(name: str, action: Callable[[], object]) -> None:
+        try:
+            results[name] = action()
+        except Exception as exc:
+            results[name] = exc
+
+    importer = threading.Thread(target=run, args=("import", lambda: onboarding.import_users(
+        app.store, app.hashing, app.clock, rows, update=True, progress=progress)))  # fmt: skip
+    importer.start()
+    assert first_written.wait(30)
+    committer = threading.Thread(target=run, args=("batch", lambda: [
+        (o.result, o.reason) for o in authenticator.commit(batch)]))  # fmt: skip
+    committer.start()
+    go_on.set()
+    importer.join(60)
+    committer.join(60)
+    assert results == {"import": 2, "batch": [(Result.ACCEPT, Reason.PASSWORD_ONLY)] * 2}
 
 
 def test_a_login_decided_before_its_token_was_disabled_is_refused_uncounted(
