@@ -2,7 +2,7 @@
 user delete (利用者削除) and token delete (トークン削除).
 
 unlock, revoke and the deletions are confirmed by a master or admin user's own confirmation
-password and print every user they changed as the manual's result screens do.
+password and print what they changed as the manual's result screens do.
 """
 
 from __future__ import annotations

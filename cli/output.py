@@ -165,7 +165,7 @@ HEADERS: dict[Lang, dict[str, str]] = {
 USER_COLUMNS = ("login", "name", "class", "serial", "state", "suspended", "token_expires")
 UNLOCK_COLUMNS = ("login", "name", "class", "serial", "state", "suspended")
 REVOKE_COLUMNS = ("login", "name", "class", "serial", "state", "token_expires")
-DELETE_COLUMNS = ("login", "name", "class", "serial", "state", "suspended")
+DELETE_COLUMNS = UNLOCK_COLUMNS  # the users as the manual's result screen shows them
 TOKEN_COLUMNS = (
     "serial", "kind", "algorithm", "digits", "period", "token_expires", "users",
     "suspended", "disabled", "fail_count",

@@ -138,7 +138,8 @@ def _from_base32(value: str) -> bytes:
 
 
 def check_secret(secret: bytes) -> bytes:
-    """A seed of acceptable length that is not one byte repeated."""
+    """A seed of acceptable length that is not a placeholder (one byte repeated, or mostly
+    zero bytes)."""
     if not MIN_SECRET_BYTES <= len(secret) <= MAX_SECRET_BYTES:
         raise InvalidInput(
             f"secret must be {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes, not {len(secret)}"
