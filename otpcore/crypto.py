@@ -33,11 +33,14 @@ class SeedKey:
     """One 32-byte seed key and its id (the first 8 bytes of its SHA-256)."""
 
     key: bytes = field(repr=False)
+    kid: bytes = field(init=False)  # stored beside every seed it seals
+    cipher: AESGCM = field(init=False, repr=False, compare=False)
 
-    @property
-    def kid(self) -> bytes:
-        """The key id stored beside every seed it seals."""
-        return hashlib.sha256(self.key).digest()[:_KID_BYTES]
+    def __post_init__(self) -> None:
+        # Derived once: a server opens a seed for every request, an import every seed held.
+        # AESGCM keeps no state between calls, so threads may share it.
+        object.__setattr__(self, "kid", hashlib.sha256(self.key).digest()[:_KID_BYTES])
+        object.__setattr__(self, "cipher", AESGCM(self.key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +58,7 @@ class Keyring:
         """Encrypt a token secret for storage."""
         kid = self.current.kid
         nonce = os.urandom(_NONCE_BYTES)
-        body = AESGCM(self.current.key).encrypt(nonce, secret, _aad(serial, kid))
+        body = self.current.cipher.encrypt(nonce, secret, _aad(serial, kid))
         return bytes([SEAL_VERSION]) + kid + nonce + body
 
     def unseal(self, serial: str, sealed: bytes) -> bytes:
@@ -68,7 +71,7 @@ class Keyring:
         key = self._key(kid)
         if key is not None:
             try:
-                return AESGCM(key.key).decrypt(nonce, body, _aad(serial, kid))
+                return key.cipher.decrypt(nonce, body, _aad(serial, kid))
             except InvalidTag:
                 pass
         raise KeyFileError(f"the seed of token {serial} does not open with the key file")
