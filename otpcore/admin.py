@@ -21,10 +21,11 @@ from otpcore.errors import (
     StateError,
 )
 from otpcore.lockout import plan_unlock
-from otpcore.model import OtpState, UserClass, user_state
+from otpcore.model import Algorithm, OtpState, UserClass, user_state
 from otpcore.policy import Policy
 from otpcore.ports import Clock
 from otpcore.progress import Progress, Ticker
+from otpcore.seed_reuse import first_reuse
 from otpcore.store import Repo, Store
 from otpcore.store.models import TokenRow, UserRow
 from otpcore.token_csv import STATED_SETTINGS, TokenSpec
@@ -183,6 +184,8 @@ class Admin:
                 if present and not update_existing:
                     first = next(spec for spec in specs if spec.serial in present)
                     raise _present(first, source)
+                if source is not None:
+                    self._refuse_reused_seeds(repo, specs, source)
                 repo.lock_keys(serials=sorted(present))  # then written in the file's order
                 for start in range(0, len(specs), IMPORT_CHUNK):
                     chunk = specs[start : start + IMPORT_CHUNK]
@@ -210,6 +213,28 @@ class Admin:
                 raise ImportRefused(source, None, message) from None
             raise AlreadyExists(message) from None
         return len(specs)
+
+    def _refuse_reused_seeds(self, repo: Repo, specs: Sequence[TokenSpec], source: str) -> None:
+        # A seed file delivered again under new serials, or a vendor repeating seeds across
+        # batches, would let either token open the other's logins; the file's own repeats
+        # were refused as it was read. Files only: an enrolled software token's seed is
+        # fresh from the system's random source, and reading every seed takes seconds at a
+        # million tokens.
+        replaced = {spec.serial for spec in specs}
+        inventory = (
+            (serial, Algorithm(algorithm), self.keyring.unseal(serial, sealed))
+            for serial, algorithm, sealed in repo.sealed_seeds()
+            if serial not in replaced
+        )
+        reuse = first_reuse(specs, inventory)
+        if reuse is not None:
+            spec, other = reuse
+            raise ImportRefused(
+                source,
+                spec.line,
+                f"serial {spec.serial} has the seed of token {other}, already in the "
+                "inventory: every token needs a seed of its own",
+            )
 
     def _token_values(self, spec: TokenSpec, now: datetime) -> dict[str, object]:
         fresh = {"last_step": -1, "fail_count": 0, "suspended": False, "disabled": False}

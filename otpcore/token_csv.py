@@ -157,6 +157,11 @@ def check_secret(secret: bytes) -> bytes:
     return secret
 
 
+def seed_forms(secret: bytes, algorithm: Algorithm) -> frozenset[bytes]:
+    """The forms two seeds are compared in: as stored and as HMAC keys, without zero padding."""
+    return frozenset({secret.rstrip(b"\0"), hmac_key(secret, algorithm)})
+
+
 class DistinctSeeds(Generic[Owner]):
     """The seeds of one file so far, to find two tokens that would show the same codes.
 
@@ -170,7 +175,7 @@ class DistinctSeeds(Generic[Owner]):
 
     def earlier(self, spec: TokenSpec, owner: Owner) -> Owner | None:
         """The owner of an earlier token with ``spec``'s codes; else records ``owner``, None."""
-        forms = {spec.secret.rstrip(b"\0"), hmac_key(spec.secret, spec.algorithm)}
+        forms = seed_forms(spec.secret, spec.algorithm)
         for form in forms:
             if form in self._seen:
                 return self._seen[form]

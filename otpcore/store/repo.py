@@ -25,6 +25,7 @@ SEALING_LOCK_KEY = 0x6F7470_7365616C  # "otp" "seal"
 # says how many in its detail (a million names in one event would help nobody read it).
 AUDIT_IMPORT_TARGETS_MAX = 100
 ACTOR_MAX = 128  # AuditRow.actor
+IMPORT_SCAN_ROWS = 5000  # rows fetched at a time when an import reads the whole inventory
 
 
 class Repo:
@@ -106,6 +107,14 @@ class Repo:
             self.session.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEALING_LOCK_KEY}
             )
+
+    def sealed_seeds(self) -> Iterator[tuple[str, str, bytes]]:
+        """Every token's serial, algorithm and sealed seed, streamed in serial order."""
+        rows = select(TokenRow.serial, TokenRow.algorithm, TokenRow.sealed_secret)
+        result = self.session.execute(
+            rows.order_by(TokenRow.serial).execution_options(yield_per=IMPORT_SCAN_ROWS)
+        )
+        yield from result
 
     def existing_serials(self, serials: Sequence[str]) -> set[str]:
         """Which of these serials are already in the inventory."""

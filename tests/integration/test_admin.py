@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -675,6 +676,62 @@ def test_import_is_all_or_nothing(app: App, rows: list[str]) -> None:
     else:
         assert not present & set(rows)
         assert {t.serial for t in app.admin().tokens()} == present | set(rows)
+
+
+def _import_csv(
+    app: App, name: str, *rows: tuple[str, bytes], update_existing: bool = False
+) -> int:
+    """Import a seed file as ``otpctl token import`` does: named, so that it is checked."""
+    text = "serial,secret\n" + "".join(f"{serial},{seed.hex()}\n" for serial, seed in rows)
+    specs = read_token_csv(text, name)
+    return app.admin().import_tokens(specs, update_existing=update_existing, source=name)
+
+
+SEED_A, SEED_B, SEED_C = (bytes(range(start, start + 20)) for start in (30, 60, 90))
+
+
+LONG_SEED = SEED_A * 4  # longer than SHA-1's 64-byte block: HMAC keys with its hash
+
+
+@pytest.mark.parametrize(
+    ("first", "again"),
+    [
+        (SEED_A, SEED_A),
+        (SEED_A, SEED_A + b"\0" * 12),
+        (LONG_SEED, hashlib.sha1(LONG_SEED, usedforsecurity=False).digest()),
+    ],
+    ids=["as-is", "zero-padded", "hashed"],
+)
+def test_a_file_repeating_an_inventory_seed_is_refused_naming_the_first(
+    app: App, first: bytes, again: bytes
+) -> None:
+    """Compared as HMAC keys them (RFC 2104): such seeds show the same codes."""
+    _import_csv(app, "a.csv", ("OLD1", first), ("OLD2", SEED_B))
+    before = snapshot(app)
+    # Line 2 repeats OLD2's seed and line 3 OLD1's: line 2 is named, whatever the order in
+    # which the inventory is read.
+    with pytest.raises(ImportRefused) as refused:
+        _import_csv(app, "b.csv", ("NEW1", SEED_B), ("NEW2", again), ("NEW3", SEED_C))
+    assert str(refused.value) == (
+        "b.csv:2: serial NEW1 has the seed of token OLD2, already in the inventory: "
+        "every token needs a seed of its own"
+    )
+    assert snapshot(app) == before
+    with pytest.raises(ImportRefused, match=r"^b\.csv:2: serial NEW2 has the seed of token OLD1,"):
+        _import_csv(app, "b.csv", ("NEW2", again), ("NEW3", SEED_C))
+    assert snapshot(app) == before
+
+
+def test_an_update_may_keep_a_tokens_own_seed_or_take_one_it_frees(app: App) -> None:
+    _import_csv(app, "a.csv", ("A", SEED_A), ("B", SEED_B))
+    # A re-delivered file: each serial keeps its seed.
+    assert _import_csv(app, "a.csv", ("A", SEED_A), ("B", SEED_B), update_existing=True) == 2
+    # B takes A's seed while A, in the same file, gets a new one: no two tokens share one.
+    assert _import_csv(app, "swap.csv", ("A", SEED_C), ("B", SEED_A), update_existing=True) == 2
+    # C is not in the file: its seed stays its own.
+    _import_csv(app, "c.csv", ("C", SEED_B))
+    with pytest.raises(ImportRefused, match=r"^steal\.csv:2: serial A has the seed of token C,"):
+        _import_csv(app, "steal.csv", ("A", SEED_B), update_existing=True)
 
 
 def test_import_reports_progress_chunk_by_chunk(app: App) -> None:

@@ -456,3 +456,27 @@ def test_the_installed_otpctl_draws_a_bar_only_on_a_terminal(
     )
     assert piped.stderr == ""
     assert "Imported 1 user(s)" in piped.stdout
+
+
+def test_a_seed_already_in_the_inventory_is_refused_under_a_new_serial(
+    otpctl: Otpctl, tmp_path: Path
+) -> None:
+    """A vendor's file delivered again under new serials: one error, nothing imported."""
+    first = tmp_path / "batch1.csv"
+    seed = SECRETS["61000001"]
+    first.write_text(f"serial,secret\n62000001,{seed.hex()}\n", encoding="utf-8")
+    ok(otpctl("token", "import", str(first)))
+    again = write_pskc(tmp_path, "plain", KEYS)  # 61000001 holds 62000001's seed
+    result = otpctl("token", "import", str(again))
+    line = failed(result, 2)
+    assert line.startswith(f"otpctl: error: {again}:")
+    assert line.endswith(
+        "serial 61000001 has the seed of token 62000001, already in the inventory: "
+        "every token needs a seed of its own"
+    )
+    assert seed.hex() not in result.output
+    assert base64.b32encode(seed).decode() not in result.output
+    assert serials(otpctl) == ["62000001"]
+    # The same file delivered again for the same serials updates them.
+    ok(otpctl("token", "import", str(first), "--update"))
+    assert serials(otpctl) == ["62000001"]
