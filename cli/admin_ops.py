@@ -24,6 +24,7 @@ from cli.output import (
     token_table,
     user_table,
 )
+from cli.params import utf8_text
 from cli.prompts import Secrets, password_stdin_option
 from otpcore.admin import Admin
 from otpcore.model import InputMode, Reason, Result, Stage
@@ -54,8 +55,8 @@ def exit_status(outcome: AuthOutcome) -> int:
 
 
 @click.command("activate")
-@click.argument("login")
-@click.argument("serial")
+@click.argument("login", callback=utf8_text)
+@click.argument("serial", callback=utf8_text)
 @password_stdin_option
 @output_options
 @pass_cli
@@ -85,7 +86,7 @@ def activate(
 
 
 @click.command("check")
-@click.argument("login")
+@click.argument("login", callback=utf8_text)
 @password_stdin_option
 @output_options
 @pass_cli
@@ -148,9 +149,9 @@ def approved(name: str, argument: str) -> Callable[[Callable[[Approval, tuple[st
     with the confirmation password, which is prompted (or read) before anything is done."""
 
     def decorate(act: Callable[[Approval, tuple[str, ...]], None]) -> click.Command:
-        @click.option("--admin", "admin_login", required=True,
+        @click.option("--admin", "admin_login", callback=utf8_text, required=True,
                       help="The master or admin user acting.")  # fmt: skip
-        @click.argument(argument, nargs=-1, required=True)
+        @click.argument(argument, nargs=-1, required=True, callback=utf8_text)
         @password_stdin_option
         @output_options
         @pass_cli

@@ -11,6 +11,7 @@ from cli.context import CliContext
 from cli.files import import_text, read_import_file
 from cli.messages import say
 from cli.output import Lang, echo_json, output_options, token_table
+from cli.params import utf8_text
 from cli.progress import progress_bar
 from cli.prompts import Secrets, password_stdin_option
 from otpcore.admin import Admin
@@ -114,7 +115,12 @@ def import_tokens(
 
 
 @token.command("enroll-soft")
-@click.option("--serial", default=None, help="Serial number (default: S and ten random digits).")
+@click.option(
+    "--serial",
+    callback=utf8_text,
+    default=None,
+    help="Serial number (default: S and ten random digits).",
+)
 @click.option(
     "--qr-png",
     "png",
@@ -247,7 +253,7 @@ def list_tokens(obj: CliContext, days: int | None, as_json: bool, lang: Lang) ->
 
 
 @token.command("disable")
-@click.argument("serial")
+@click.argument("serial", callback=utf8_text)
 @output_options
 @pass_cli
 def disable(obj: CliContext, serial: str, as_json: bool, lang: Lang) -> None:
@@ -256,7 +262,7 @@ def disable(obj: CliContext, serial: str, as_json: bool, lang: Lang) -> None:
 
 
 @token.command("enable")
-@click.argument("serial")
+@click.argument("serial", callback=utf8_text)
 @output_options
 @pass_cli
 def enable(obj: CliContext, serial: str, as_json: bool, lang: Lang) -> None:

@@ -20,6 +20,7 @@ from cli.output import (
     user_detail,
     user_table,
 )
+from cli.params import utf8_text
 from cli.progress import progress_bar
 from cli.prompts import Secrets, password_stdin_option
 from otpcore.admin import PRIVILEGED, Admin, check_login
@@ -39,8 +40,8 @@ def user() -> None:
 
 
 @user.command("add")
-@click.argument("login")
-@click.option("--name", required=True, help="The user's name (利用者名).")
+@click.argument("login", callback=utf8_text)
+@click.option("--name", callback=utf8_text, required=True, help="The user's name (利用者名).")
 @click.option(
     "--class",
     "user_class",
@@ -125,7 +126,7 @@ def list_users(obj: CliContext, as_json: bool, lang: Lang) -> None:
 
 
 @user.command("show")
-@click.argument("login")
+@click.argument("login", callback=utf8_text)
 @output_options
 @pass_cli
 def show(obj: CliContext, login: str, as_json: bool, lang: Lang) -> None:
@@ -138,7 +139,7 @@ def show(obj: CliContext, login: str, as_json: bool, lang: Lang) -> None:
 
 
 @user.command("issue")
-@click.argument("login")
+@click.argument("login", callback=utf8_text)
 @click.option(
     "--start",
     required=True,
@@ -157,7 +158,7 @@ def issue(obj: CliContext, login: str, start: datetime, as_json: bool, lang: Lan
 
 
 @user.command("passwd")
-@click.argument("login")
+@click.argument("login", callback=utf8_text)
 @click.option(
     "--confirmation",
     is_flag=True,

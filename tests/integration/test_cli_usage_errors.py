@@ -65,6 +65,53 @@ def test_the_installed_command_names_itself_in_the_pointer(tmp_path: Path) -> No
     assert "(see 'otpctl user issue --help')" in done.stderr
 
 
+LATIN1 = "t\udce1ro"  # "tåro" typed on a Latin-1 terminal, as Python decodes such an argv
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("user", "show", LATIN1), "'LOGIN'"),
+        (("user", "add", LATIN1, "--name", "T", "--class", "general"), "'LOGIN'"),
+        (("user", "add", "jiro", "--name", LATIN1, "--class", "general"), "'--name'"),
+        (("activate", "taro", LATIN1), "'SERIAL'"),
+        (("token", "disable", LATIN1), "'SERIAL'"),
+        (("token", "enroll-soft", "--serial", LATIN1), "'--serial'"),
+        (("unlock", "--admin", LATIN1, "taro"), "'--admin'"),
+        (("revoke", "--admin", "chiroadm", "taro", LATIN1), "'LOGINS...'"),
+        (("token", "delete", "--admin", "chiroadm", LATIN1), "'SERIALS...'"),
+    ],
+)
+def test_an_argument_in_another_encoding_is_refused_before_anything_is_asked(
+    ready: Otpctl, args: tuple[str, ...], named: str
+) -> None:
+    line = failed(ready(*args), 2)
+    assert f"Invalid value for {named}: is not UTF-8 text" in line
+    assert "Password" not in line  # refused before any prompt
+
+
+def test_the_installed_command_refuses_an_argument_in_another_encoding(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    done = subprocess.run(
+        [*otpctl_program(), "--config", str(config), "user", "show", b"t\xe5ro"],
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(b"otpctl: error: Invalid value for 'LOGIN': is not UTF-8 text")
+    assert done.stderr.count(b"\n") == 1, done.stderr
+
+
+def test_a_secret_in_another_encoding_is_refused_without_showing_it(ready: Otpctl) -> None:
+    result = ready("user", "passwd", "taro", "--password-stdin", input=b"p\xe5ss-word-1\n")
+    line = failed(result, 2)
+    assert line == (
+        "otpctl: error: the answer to 'New login password for taro' is not UTF-8 text "
+        "(is the terminal or the script set to another encoding?)"
+    )
+    assert "ss-word" not in result.output
+
+
 def test_a_check_that_rejects_says_so_on_stderr_and_keeps_the_result_on_stdout(
     ready: Otpctl,
 ) -> None:
