@@ -49,24 +49,31 @@ LOGIN_TURNS = 5  # the login phase alternates this many slices of bound and logi
 DEFAULT_HASHING = {"time_cost": 2, "memory_kib": 19456, "parallelism": 1}
 
 
-def free_port() -> int:
-    """An unused UDP port on loopback, outside the range the kernel hands out to clients.
+def free_port(hosts: Sequence[str] = ("127.0.0.1",)) -> int:
+    """A UDP port free on every host, outside the range the kernel hands out to clients.
 
     A workspace keeps its port while its server is stopped and started again run after run,
     and every phase opens 128 client sockets meanwhile: from the ephemeral range, one of them
-    could take the server's port in the gap, and the next start would fail.
+    could take the server's port in the gap, and the next start would fail. Probed without
+    SO_REUSEPORT, so a port another (SO_REUSEPORT) daemon holds is refused, not shared.
     """
     low = _ephemeral_low()
     rng = random.Random()
     for _ in range(200):
         port = rng.randrange(max(1024, low - 12_000), low)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        if all(_port_free(host, port) for host in hosts):
             return port
     raise SystemExit("no free UDP port below the ephemeral range")
+
+
+def _port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _ephemeral_low() -> int:

@@ -42,6 +42,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.run import free_port
 from otpcore.admin import Admin
 from otpcore.app import App, build_app
 from otpcore.config import parse_settings
@@ -250,30 +251,6 @@ def _toml_value(value: object) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
-
-
-def free_port(hosts: Sequence[str] = ("127.0.0.1",)) -> int:
-    """A UDP port free on every host.
-
-    Bound without SO_REUSEPORT, so a port held by any other (possibly SO_REUSEPORT) daemon is
-    refused rather than silently shared with it.
-    """
-    for _ in range(50):
-        with socket.socket(_family(hosts[0]), socket.SOCK_DGRAM) as probe:
-            probe.bind((hosts[0], 0))
-            port = int(probe.getsockname()[1])
-        if all(_port_free(host, port) for host in hosts[1:]):
-            return port
-    raise RuntimeError("no free UDP port")
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(_family(host), socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _family(host: str) -> socket.AddressFamily:
