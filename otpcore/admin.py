@@ -41,6 +41,7 @@ from otpcore.views import (
 PRIVILEGED = frozenset({UserClass.MASTER, UserClass.ADMIN})
 MAX_LOGIN = 128
 IMPORT_CHUNK = 5000  # tokens per executemany, and per progress report
+TOKEN_IMPORT = "token_import"  # the audit action of every transaction that adds tokens
 
 
 def check_login(login: str) -> str:
@@ -172,10 +173,14 @@ class Admin:
 
         A present serial without ``update_existing`` raises ImportRefused naming ``source``
         and the spec's line when a source file is given, else AlreadyExists (what a caller
-        drawing random serials retries on). ``progress`` counts one unit per token written.
+        drawing random serials retries on). A file's seeds (``source`` given) must be new to
+        the inventory too. ``progress`` counts one unit per token written.
         """
         now = self.clock()
         ticker = Ticker(progress, len(specs))
+        # Read the inventory's seeds before taking the sealing lock, which on SQLite is the
+        # write lock: held for seconds, it would hold up the daemon's commits.
+        seen = self._seeds_checked(specs, source) if source is not None else None
         try:
             with self.store.transaction() as repo:
                 repo.lock_inventory()
@@ -184,7 +189,9 @@ class Admin:
                 if present and not update_existing:
                     first = next(spec for spec in specs if spec.serial in present)
                     raise _present(first, source)
-                if source is not None:
+                if source is not None and repo.last_audit_id(TOKEN_IMPORT) != seen:
+                    # Tokens were added since (every addition is a token_import under this
+                    # lock): compare again, now that nobody can add more.
                     self._refuse_reused_seeds(repo, specs, source)
                 repo.lock_keys(serials=sorted(present))  # then written in the file's order
                 for start in range(0, len(specs), IMPORT_CHUNK):
@@ -205,7 +212,7 @@ class Admin:
                 if source is not None:
                     detail = f"{source}: {detail}"
                 targets = Repo.import_targets([spec.serial for spec in specs])
-                repo.audit(now, self.actor, "token_import", targets, "ok", detail)
+                repo.audit(now, self.actor, TOKEN_IMPORT, targets, "ok", detail)
         except IntegrityError:
             # Another writer added one of these serials between the check and the insert.
             message = "a serial was added by someone else while importing; nothing was imported"
@@ -213,6 +220,13 @@ class Admin:
                 raise ImportRefused(source, None, message) from None
             raise AlreadyExists(message) from None
         return len(specs)
+
+    def _seeds_checked(self, specs: Sequence[TokenSpec], source: str) -> int:
+        """Refuse seeds the inventory holds, reading it without a lock; the import mark read."""
+        with self.store.reading() as repo:
+            mark = repo.last_audit_id(TOKEN_IMPORT)  # first: a later addition changes it
+            self._refuse_reused_seeds(repo, specs, source)
+        return mark
 
     def _refuse_reused_seeds(self, repo: Repo, specs: Sequence[TokenSpec], source: str) -> None:
         # A seed file delivered again under new serials, or a vendor repeating seeds across

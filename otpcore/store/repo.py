@@ -159,6 +159,12 @@ class Repo:
             found.update(self.session.scalars(select(column).where(column.in_(part))))
         return found
 
+    def last_audit_id(self, action: str) -> int:
+        """The id of the latest audit event of ``action``; 0 if there is none."""
+        latest = select(AuditRow.id).where(AuditRow.action == action)
+        found = self.session.scalar(latest.order_by(AuditRow.id.desc()).limit(1))
+        return found or 0
+
     def audit_events(self, since: datetime | None = None) -> list[AuditRow]:
         """Audit events in time order, optionally from an instant on."""
         query = select(AuditRow).order_by(AuditRow.id)

@@ -734,6 +734,62 @@ def test_an_update_may_keep_a_tokens_own_seed_or_take_one_it_frees(app: App) -> 
         _import_csv(app, "steal.csv", ("A", SEED_B), update_existing=True)
 
 
+def test_reading_the_inventorys_seeds_holds_up_no_login(
+    app: App, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The comparison opens every seed held, seconds at a million: no commit may wait for it."""
+    import_token(app)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    reading, go_on = threading.Event(), threading.Event()
+    compare = admin_module.first_reuse
+
+    def paused(*args: Any) -> Any:
+        reading.set()
+        assert go_on.wait(30)
+        return compare(*args)
+
+    monkeypatch.setattr(admin_module, "first_reuse", paused)
+    imported: list[int] = []
+    importer = threading.Thread(
+        target=lambda: imported.append(_import_csv(app, "b.csv", ("NEW", SEED_C)))
+    )
+    importer.start()
+    try:
+        assert reading.wait(30)
+        next_step(clock)
+        answers: list[Result] = []
+        # Through a thread: a login held up by the lock would wait SQLite's 60 s busy timeout.
+        taro = threading.Thread(
+            target=lambda: answers.append(login(app, "taro", PASSWORD + code(clock)).result)
+        )
+        taro.start()
+        taro.join(10)
+        assert answers == [Result.ACCEPT]
+    finally:
+        go_on.set()
+        importer.join(30)
+    assert imported == [1]
+
+
+def test_a_seed_added_while_the_inventory_is_read_is_still_refused(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seeds are read before the lock; one added before the lock is taken is not missed."""
+    checked = Admin._seeds_checked
+
+    def meanwhile(admin: Admin, specs: Any, source: str) -> int:
+        mark = checked(admin, specs, source)
+        monkeypatch.setattr(Admin, "_seeds_checked", checked)  # the other import runs as is
+        _import_csv(app, "other.csv", ("OTHER", SEED_B))
+        return mark
+
+    monkeypatch.setattr(Admin, "_seeds_checked", meanwhile)
+    with pytest.raises(ImportRefused, match=r"^b\.csv:3: serial NEW2 has the seed of token OTHER,"):
+        _import_csv(app, "b.csv", ("NEW1", SEED_A), ("NEW2", SEED_B))
+    assert {t.serial for t in app.admin().tokens()} == {"OTHER"}
+
+
 def test_import_reports_progress_chunk_by_chunk(app: App) -> None:
     reports: list[tuple[int, int]] = []
     serials = [f"P{i:05d}" for i in range(IMPORT_CHUNK + 3)]
