@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from otpcore.errors import ImportRefused, InvalidInput
+
+
+def shown_path(path: Path) -> str:
+    """The path as text to print and to audit: bytes that are not UTF-8 as ``\\xNN``.
+
+    A file named on a Windows share in Shift_JIS keeps such bytes; as Python's surrogates
+    they could be neither printed nor stored.
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def read_import_file(path: Path) -> bytes:
@@ -13,7 +23,7 @@ def read_import_file(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise InvalidInput(f"{path}: cannot read: {reason}") from None
+        raise InvalidInput(f"{shown_path(path)}: cannot read: {reason}") from None
 
 
 def import_text(data: bytes, path: Path) -> str:
@@ -24,4 +34,4 @@ def import_text(data: bytes, path: Path) -> str:
         line = data.count(b"\n", 0, exc.start) + 1
         # Excel in Japan saves "CSV" as Shift_JIS unless told otherwise.
         message = f"not UTF-8 text (byte {exc.start}): save the file as CSV UTF-8"
-        raise ImportRefused(str(path), line, message) from None
+        raise ImportRefused(shown_path(path), line, message) from None

@@ -43,13 +43,17 @@ class Secrets:
     def ask_optional(self, prompt: str, *, hidden: bool = True, new: bool = False) -> str | None:
         """One answer, or None when ``--password-stdin`` input has run out."""
         try:
-            return self._answer(prompt, hidden=hidden, new=new)
-        except UnicodeDecodeError:
+            answer = self._answer(prompt, hidden=hidden, new=new)
+            # Piped in a C.UTF-8 locale, stdin decodes with surrogateescape: no error yet.
+            if answer is not None:
+                answer.encode("utf-8")
+        except (UnicodeDecodeError, UnicodeEncodeError):
             # Never the bytes themselves: they are a password, or most of one.
             raise InvalidInput(
                 f"the answer to {prompt!r} is not UTF-8 text "
                 "(is the terminal or the script set to another encoding?)"
             ) from None
+        return answer
 
     def _answer(self, prompt: str, *, hidden: bool, new: bool) -> str | None:
         if self.from_stdin:

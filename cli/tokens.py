@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cli.context import CliContext
-from cli.files import import_text, read_import_file
+from cli.files import import_text, read_import_file, shown_path
 from cli.messages import say
 from cli.output import Lang, echo_json, output_options, token_table
 from cli.params import utf8_text
@@ -83,10 +83,11 @@ def import_tokens(
     lang: Lang,
 ) -> None:
     """Put the tokens of a seed file (CSV or PSKC) in the inventory: the whole file, or nothing."""
+    name = shown_path(file)
     if psk is not None and pskc_password:
         raise InvalidInput("give either --psk or --pskc-password, not both")
     if psk == "-":
-        psk = Secrets(password_stdin).ask(say(lang, "prompt_psk", file=file)).strip()
+        psk = Secrets(password_stdin).ask(say(lang, "prompt_psk", file=name)).strip()
     key = parse_psk(psk) if psk is not None else None
     admin = obj.admin()  # a database problem shows before anyone types a password in vain
     data = read_import_file(file)
@@ -94,24 +95,22 @@ def import_tokens(
     if chosen == "csv":
         if key is not None or pskc_password:
             raise InvalidInput(
-                f"{file}: --psk and --pskc-password are for PSKC files; this one is read as CSV"
+                f"{name}: --psk and --pskc-password are for PSKC files; this one is read as CSV"
             )
-        specs = read_token_csv(import_text(data, file), str(file))
+        specs = read_token_csv(import_text(data, file), name)
     else:
         password = None
         if pskc_password:
-            prompt = say(lang, "prompt_pskc_password", file=file)
+            prompt = say(lang, "prompt_pskc_password", file=name)
             password = Secrets(password_stdin).ask(prompt)
         with progress_bar(say(lang, "progress_pskc")) as progress:
-            specs = read_pskc(data, str(file), psk=key, password=password, progress=progress)
+            specs = read_pskc(data, name, psk=key, password=password, progress=progress)
     with progress_bar(say(lang, "progress_tokens")) as progress:
-        count = admin.import_tokens(
-            specs, update_existing=update, progress=progress, source=str(file)
-        )
+        count = admin.import_tokens(specs, update_existing=update, progress=progress, source=name)
     if as_json:
-        echo_json({"file": str(file), "imported": count})
+        echo_json({"file": name, "imported": count})
     else:
-        click.echo(say(lang, "tokens_imported", count=count, file=file))
+        click.echo(say(lang, "tokens_imported", count=count, file=name))
 
 
 @token.command("enroll-soft")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cli.context import CliContext, operator
-from cli.files import import_text, read_import_file
+from cli.files import import_text, read_import_file, shown_path
 from cli.messages import say
 from cli.output import (
     CLASS_LABELS,
@@ -95,7 +95,8 @@ def import_user_file(obj: CliContext, file: Path, update: bool, as_json: bool, l
     serial binds the user to a token of the inventory at once (state active).
     """
     app = obj.app()
-    rows = read_user_csv(import_text(read_import_file(file), file), str(file))
+    name = shown_path(file)
+    rows = read_user_csv(import_text(read_import_file(file), file), name)
     with progress_bar(say(lang, "progress_users")) as progress:
         count = import_users(
             app.store,
@@ -105,12 +106,12 @@ def import_user_file(obj: CliContext, file: Path, update: bool, as_json: bool, l
             update=update,
             actor=operator(),
             progress=progress,
-            source=str(file),
+            source=name,
         )
     if as_json:
-        echo_json({"file": str(file), "imported": count})
+        echo_json({"file": name, "imported": count})
     else:
-        click.echo(say(lang, "users_imported", count=count, file=file))
+        click.echo(say(lang, "users_imported", count=count, file=name))
 
 
 @user.command("list")

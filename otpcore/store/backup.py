@@ -64,6 +64,12 @@ def backup_database(store: Store, target: Path, clock: Clock, actor: str) -> Bac
     text = str(target)
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise InvalidInput(f"{text!r}: a file name with control characters is refused")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Bytes of another encoding, which Python holds as lone surrogates: the audit event
+        # could not hold the name, and would fail only once the copy exists.
+        raise InvalidInput(f"{text!r}: a file name that is not UTF-8 is refused") from None
     target = Path(os.path.abspath(target))
     with _folder(target) as folder:
         _refuse_sqlite_names(Path(os.path.realpath(store.engine.url.database)), folder, target)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from tests.integration.cli_support import (
     Otpctl,
+    as_json,
     failed,
     ok,
     otpctl_program,
@@ -110,6 +112,59 @@ def test_a_secret_in_another_encoding_is_refused_without_showing_it(ready: Otpct
         "(is the terminal or the script set to another encoding?)"
     )
     assert "ss-word" not in result.output
+
+
+def installed(
+    config: Path, *args: str | bytes, stdin: bytes = b""
+) -> subprocess.CompletedProcess[bytes]:
+    """The installed otpctl, arguments as bytes where a test needs them, in a C.UTF-8 locale."""
+    env = {k: v for k, v in os.environ.items() if k not in {"OTPRADIUS_DEBUG", "LC_ALL"}}
+    return subprocess.run(
+        [*otpctl_program(), "--config", str(config), *args],
+        input=stdin,
+        capture_output=True,
+        check=False,
+        env={**env, "LANG": "C.UTF-8"},
+    )
+
+
+def test_a_piped_answer_in_another_encoding_is_refused_without_showing_it(
+    tmp_path: Path, ready: Otpctl
+) -> None:
+    """Piped without --password-stdin: Python decodes such bytes without complaint, here."""
+    done = installed(tmp_path / "config.toml", "user", "passwd", "taro", stdin=b"p\xe5ss-word-1\n")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        b"otpctl: error: the answer to 'New login password for taro' is not UTF-8 text "
+        b"(is the terminal or the script set to another encoding?)"
+    )
+    assert b"ss-word" not in done.stdout + done.stderr
+
+
+def test_a_seed_file_named_in_shift_jis_imports_under_a_printable_name(
+    tmp_path: Path, ready: Otpctl
+) -> None:
+    """A file saved on a Windows share keeps its Shift_JIS name (トークン.csv here)."""
+    name = os.fsencode(tmp_path) + b"/\x83g\x81[\x83N\x83\x93.csv"
+    with open(name, "w", encoding="utf-8") as seeds:
+        seeds.write(f"serial,secret\n10000001,{bytes(range(7, 27)).hex()}\n")
+    done = installed(tmp_path / "config.toml", "token", "import", name)
+    shown = os.fsdecode(tmp_path) + "/\\x83g\\x81[\\x83N\\x83\\x93.csv"
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode() == f"Imported 1 token(s) from {shown}.\n"
+    (event,) = [e for e in as_json(ready("audit", "--json")) if e["action"] == "token_import"]
+    assert event["detail"] == f"{shown}: 1 added, 0 updated"
+
+
+def test_a_backup_to_a_name_in_another_encoding_is_refused_before_any_copy(
+    tmp_path: Path, ready: Otpctl
+) -> None:
+    target = os.fsencode(tmp_path) + b"/\x83o\x83b\x83N.db"
+    done = installed(tmp_path / "config.toml", "db", "backup", target)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.endswith(b"a file name that is not UTF-8 is refused\n")
+    assert done.stderr.count(b"\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".db") == ["otpradius.db"]
 
 
 def test_a_check_that_rejects_says_so_on_stderr_and_keeps_the_result_on_stdout(
