@@ -41,7 +41,12 @@ def make_engine(url: str, *, pool_size: int = 5, unpooled: bool = False) -> Engi
     # was cut off leaves a connect, or a request in flight, waiting for minutes on TCP.
     given = set(parsed.query)
     network = {key: value for key, value in PG_NETWORK.items() if key not in given}
-    return create_engine(url, future=True, connect_args=network, **pooling)
+    # Pinned, whatever the server's default_transaction_isolation: the conditional writes
+    # and the sealing lock are reasoned in READ COMMITTED, where a statement run after a
+    # lock is granted sees what the lock's previous holder committed.
+    return create_engine(
+        url, future=True, connect_args=network, isolation_level="READ COMMITTED", **pooling
+    )
 
 
 def safe_url(url: str | URL) -> str:

@@ -14,7 +14,8 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from otpcore.app import App
 from otpcore.crypto import Keyring, PasswordHashing, load_keyring, pending_key_path, read_key
@@ -23,7 +24,9 @@ from otpcore.keys import create_key, prepare_rotation, rotate_key
 from otpcore.model import Algorithm, Reason, Result
 from otpcore.ports import FrozenClock
 from otpcore.service import AuthRequest
+from otpcore.store import make_engine
 from otpcore.token_csv import read_token_csv
+from tests.conftest import PG_URL_ENV, drop_database, require_service, scratch_database
 from tests.integration.lifecycle import (
     PASSWORD,
     activated,
@@ -472,3 +475,31 @@ def test_listings_and_the_audit_need_no_write_lock(app: App, clock: FrozenClock)
             assert repo.users()
             writer.execute("COMMIT")
     assert admin.user("taro").name == "Taro T."
+
+
+def test_postgresql_transactions_read_committed_whatever_the_servers_default() -> None:
+    """A DBA's repeatable read default would let an import miss what the lock's holder wrote."""
+    base = os.environ.get(PG_URL_ENV)
+    require_service(f"postgresql ({PG_URL_ENV})", bool(base))
+    assert base is not None
+    url = scratch_database(base)
+    name = make_url(url).database
+    try:
+        admin = create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            default = "SET default_transaction_isolation = 'repeatable read'"
+            connection.execute(text(f'ALTER DATABASE "{name}" {default}'))
+        admin.dispose()
+        for engine in (make_engine(url), make_engine(url, unpooled=True)):
+            with engine.connect() as connection:
+                assert connection.scalar(text("SHOW transaction_isolation")) == "read committed"
+            raw = engine.raw_connection()  # as the authentication path takes its connection
+            try:
+                cursor = raw.cursor()
+                cursor.execute("SHOW transaction_isolation")
+                assert cursor.fetchone() == ("read committed",)
+            finally:
+                raw.close()
+            engine.dispose()
+    finally:
+        drop_database(base, url)
