@@ -52,8 +52,11 @@ def operator() -> str:
         return f"otpctl:uid{os.getuid()}"
     sudo_user = os.environ.get("SUDO_USER")
     if os.getuid() == 0 and sudo_user:
-        # Only root can set it falsely, and root could rewrite the audit table anyway.
-        return f"otpctl:{sudo_user}(sudo)"
+        # Only root can set it falsely, and root could rewrite the audit table anyway. Bytes
+        # that are not UTF-8 (an account named in another encoding) are kept as \xNN: as
+        # Python's surrogates they could not be stored, and the command would fail.
+        shown = os.fsencode(sudo_user).decode("utf-8", "backslashreplace")
+        return f"otpctl:{shown}(sudo)"
     return f"otpctl:{name}"
 
 

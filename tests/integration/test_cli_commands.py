@@ -770,6 +770,16 @@ def test_the_audit_names_the_account_that_ran_the_command_not_its_environment(
     assert event["actor"] == f"otpctl:{pwd.getpwuid(os.getuid()).pw_name}"
 
 
+@pytest.mark.skipif(os.getuid() != 0, reason="only root's audit names the sudo user")
+def test_a_sudo_user_named_in_another_encoding_is_audited_as_escaped_bytes(
+    bound: Otpctl,
+) -> None:
+    # A Latin-1 account name: the byte 0xE9 is not UTF-8 on its own.
+    ok(bound("token", "disable", "23456789", env={"SUDO_USER": "jos\udce9"}))
+    (event,) = [e for e in as_json(bound("audit", "--json")) if e["action"] == "token_disable"]
+    assert event["actor"] == "otpctl:jos\\xe9(sudo)"
+
+
 def test_an_unreachable_database_exits_69_naming_it_without_its_password(tmp_path: Path) -> None:
     url = "postgresql+psycopg://otp:s3cret-pw@127.0.0.1:1/otp"  # nothing listens on port 1
     otpctl = otpctl_runner(write_config(tmp_path, f'\n[database]\nurl = "{url}"\n'))
