@@ -221,9 +221,25 @@ def _database_url(check: _Checker, base: Path, url: Any) -> str:
     if parsed.get_backend_name() == "sqlite" and relative:
         # Whatever the driver is spelt as: against the working directory, which under
         # systemd is /, the server would open (and create) another database.
-        resolved = parsed.set(database=str((base / str(database)).resolve()))
-        return resolved.render_as_string(hide_password=False)
+        path = str((base / str(database)).resolve())
+        if not _is_text(path):
+            # A folder named in another encoding: a URL is text and cannot carry its bytes.
+            raise check.fail(
+                "[database] url",
+                "the database path, relative to this file's folder, is not UTF-8 text: "
+                "give an absolute sqlite:/// path, or move the configuration",
+            )
+        return parsed.set(database=path).render_as_string(hide_password=False)
     return url
+
+
+def _is_text(value: str) -> bool:
+    """False for a path that holds bytes that are not UTF-8 (kept by Python as surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _server(check: _Checker, table: dict[str, Any]) -> ServerConfig:

@@ -139,6 +139,17 @@ def test_values_are_taken() -> None:
     assert len(settings.clients[0].networks) == 2
 
 
+def test_a_relative_database_in_a_folder_named_in_another_encoding_is_refused() -> None:
+    # A Latin-1 folder name: Python holds its byte 0xE9 as a surrogate, which no URL can carry.
+    source = Path("/srv/caf\udce9/config.toml")
+    with pytest.raises(ConfigError) as refused:
+        parse({"database": {"url": "sqlite:///otp.db"}}, source)
+    assert "[database] url: the database path" in str(refused.value)
+    assert "not UTF-8 text: give an absolute sqlite:/// path" in str(refused.value)
+    absolute = parse({"database": {"url": "sqlite:////var/lib/otp.db"}}, source)
+    assert absolute.database_url == "sqlite:////var/lib/otp.db"
+
+
 def test_secret_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
     (tmp_path / "vpn.secret").write_bytes(b"from-a-file-secret\n")
     (tmp_path / "vpn.secret").chmod(0o640)
