@@ -331,12 +331,13 @@ class Worker:
         """In the database thread: decide the jobs that need no hash, then commit everything."""
         answers: list[tuple[_Job, Answer]] = []
         prepared = list(ready)
-        for job in jobs:
-            result = self._prepare(job)
-            if isinstance(result, Answer):
-                answers.append((job, result))
-            else:
-                prepared.append((job, result))
+        with self.app.hot.reading():
+            for job in jobs:
+                result = self._prepare(job)
+                if isinstance(result, Answer):
+                    answers.append((job, result))
+                else:
+                    prepared.append((job, result))
         if not prepared:
             return answers
         try:

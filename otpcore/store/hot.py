@@ -206,6 +206,30 @@ class HotStore:
 
     # Reads (no transaction held)
 
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """On SQLite, this thread's reads inside the block share one read transaction.
+
+        Each read on its own is a transaction of its own, and SQLite takes and drops its file
+        locks for every one: about five ``fcntl`` calls a request on the otp path. A batch's
+        reads see one snapshot; the writes that follow are conditional all the same.
+        """
+        connection = None
+        if self.sqlite:
+            try:
+                with self._guard():
+                    connection = self._connection()
+                    connection.execute("BEGIN")
+            except Unavailable:
+                connection = None  # each read then fails on its own, as without the block
+        try:
+            yield
+        finally:
+            # Not on a connection a failed read replaced meanwhile: it began nothing.
+            if connection is not None and self._local.connection is connection:
+                with contextlib.suppress(Exception):
+                    connection.execute("COMMIT")
+
     def ping(self) -> bool:
         """True when the database answers; on SQLite also moves the WAL into the database file.
 
