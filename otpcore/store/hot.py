@@ -204,7 +204,7 @@ class HotStore:
                 raise Unavailable(f"database unavailable: {type(exc).__name__}") from None
             raise
 
-    # Reads (no transaction held)
+    # Reads (never under the write lock)
 
     @contextmanager
     def reading(self) -> Iterator[None]:
@@ -227,8 +227,11 @@ class HotStore:
         finally:
             # Not on a connection a failed read replaced meanwhile: it began nothing.
             if connection is not None and self._local.connection is connection:
-                with contextlib.suppress(Exception):
+                try:
                     connection.execute("COMMIT")
+                except Exception:
+                    # Still in the transaction, it would refuse the batch's BEGIN IMMEDIATE.
+                    self._discard()
 
     def ping(self) -> bool:
         """True when the database answers; on SQLite also moves the WAL into the database file.
