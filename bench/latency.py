@@ -1,12 +1,13 @@
 """The otp latency at half peak, repeated on fresh copies of one database.
 
-    python -m bench.latency [--users 10000] [--runs 9] [--peak-users 5000]
+    python -m bench.latency [--users 10000] [--runs 9] [--peak-users 5000] [--workers 1]
 
 One latency phase of ``python -m bench`` lasts about two seconds, so a single pause of the host
 of 15 ms decides its p99. This runs the phase ``--runs`` times as the bench does (database as
 imported, server on core 1, generator on core 0, the otp peak first, then half of that peak's
 rate, open loop, for other users) and prints each run, the median p99 and the p99 of every
-request of every run taken together.
+request of every run taken together. With ``--workers 2`` (the default configuration's count),
+both workers share core 1 and the SQLite file, and their commits take turns.
 """
 
 from __future__ import annotations
@@ -26,17 +27,20 @@ from bench.run import (
     spread,
     start_server,
     temporary_workspace,
+    write_config,
 )
 from radiusd.packets import Codes
 
 TARGET_MS = 10.0
 
 
-def run_latency(population: Population, window: int) -> tuple[float, loadgen.RunResult, float]:
+def run_latency(
+    population: Population, window: int, workers: int = 1
+) -> tuple[float, loadgen.RunResult, float]:
     """Restore, start, find the peak, then run at half of it: (rate, result, server busy)."""
     restore(population)
     workspace = population.workspace
-    server = start_server(workspace, str(SERVER_CPU))
+    server = start_server(workspace, str(SERVER_CPU), workers)
     try:
         packets = otp_packets(workspace, population.peak_users, split=False)
         peak, _ = measure_server(workspace, server, packets, OTP_SOURCE, window=window)
@@ -51,17 +55,21 @@ def run_latency(population: Population, window: int) -> tuple[float, loadgen.Run
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the latency phase ``--runs`` times, print each run and a summary."""
-    args = repeated_runs_parser("python -m bench.latency", __doc__, runs=9).parse_args(argv)
+    parser = repeated_runs_parser("python -m bench.latency", __doc__, runs=9)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes, on core 1")
+    args = parser.parse_args(argv)
     loadgen.pin(LOADGEN_CPU)
     p99s: list[float] = []
     merged = loadgen.RunResult()
     with ExitStack() as stack:
         root = stack.enter_context(temporary_workspace(False))
         population = onboard(root, args.users, args.peak_users)
+        if args.workers != 1:
+            write_config(root, population.workspace.port, args.workers)
         print("| run | rate | p50 | p99 | max | server busy | lost | accepted |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for number in range(1, args.runs + 1):
-            rate, result, busy = run_latency(population, args.window)
+            rate, result, busy = run_latency(population, args.window, args.workers)
             p99s.append(result.percentile(99))
             merged.latencies.extend(result.latencies)
             accepted = result.codes.get(Codes.ACCESS_ACCEPT, 0)

@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from otpcore.errors import Unavailable
 from otpcore.model import Algorithm, TokenKind, User, UserClass
 from otpcore.store.engine import SQLITE_BUSY_TIMEOUT_S
+from otpcore.store.turnstile import Turnstile
 
 _USER = """SELECT login, name, user_class, password_hash, serial, start_date, revoked,
     suspended, password_failures, activation_failures FROM users WHERE login = :login"""
@@ -141,6 +142,10 @@ class HotStore:
         self._generation = 0
         self.wal_restart_pages = WAL_RESTART_PAGES
         self._wal_pages = 0  # as the last checkpoint found it
+        # Only between the processes of a file database: one in memory has a single writer.
+        database = engine.url.database if self.sqlite else None
+        in_memory = database in (None, "", ":memory:") or engine.url.query.get("mode") == "memory"
+        self._turnstile = Turnstile(database) if database and not in_memory else None
 
     # Connections
 
@@ -331,7 +336,8 @@ class HotStore:
     @contextmanager
     def transaction(self) -> Iterator[HotWriter]:
         """One write transaction; committed when the block ends, rolled back if it raises."""
-        with self._guard():
+        turn = self._turnstile.turn() if self._turnstile is not None else contextlib.nullcontext()
+        with turn, self._guard():
             connection = self._connection()
             if self.sqlite and self._wal_pages > self.wal_restart_pages:
                 self._restart_wal(connection)
