@@ -158,8 +158,9 @@ def _folder(target: Path) -> Iterator[int]:
 
 
 def _refuse_sqlite_names(database: Path, folder: int, target: Path) -> None:
-    # SQLite keeps DB-wal, DB-shm and DB-journal beside the database: a copy under such a name
-    # would be taken for the live database's own log or journal, and block or corrupt it.
+    # SQLite keeps DB-wal, DB-shm and DB-journal beside the database, and the server DB-writer
+    # (the writers' turn): a copy under such a name would be taken for the live database's own
+    # log, journal or lock, and block or corrupt it.
     # Compared as folders on disk, not as text: a symlink may name the same folder.
     try:
         beside = os.stat(database.parent)
@@ -169,7 +170,7 @@ def _refuse_sqlite_names(database: Path, folder: int, target: Path) -> None:
     same = (beside.st_dev, beside.st_ino) == (here.st_dev, here.st_ino)
     if same and target.name.startswith(f"{database.name}-"):
         raise InvalidInput(
-            f"{target}: a name SQLite uses beside the database; give the copy another name"
+            f"{target}: a name the database keeps beside it; give the copy another name"
         )
 
 

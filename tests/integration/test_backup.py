@@ -124,16 +124,22 @@ def test_a_backup_never_replaces_a_file_and_leaves_none_when_it_fails(tmp_path: 
         assert not [e for e in site.app.admin("tests").audit() if e.action == "db_backup"]
 
 
-def test_names_sqlite_keeps_beside_the_database_are_refused(tmp_path: Path) -> None:
+def test_names_kept_beside_the_database_are_refused(tmp_path: Path) -> None:
     with Site.sqlite(tmp_path) as site:
         site.active_user()
         otpctl = otpctl_runner(write_config(tmp_path))
         before = sorted(p.name for p in tmp_path.iterdir())
-        for name in ("otpradius.db-journal", "otpradius.db-wal", "otpradius.db-shm"):
+        names = (
+            "otpradius.db-journal",
+            "otpradius.db-wal",
+            "otpradius.db-shm",
+            "otpradius.db-writer",
+        )
+        for name in names:
             refused = otpctl("db", "backup", str(tmp_path / name))
             assert refused.exit_code == 2
             assert refused.stderr == (
-                f"otpctl: error: {tmp_path / name}: a name SQLite uses beside the database; "
+                f"otpctl: error: {tmp_path / name}: a name the database keeps beside it; "
                 "give the copy another name\n"
             )
         assert sorted(p.name for p in tmp_path.iterdir()) == before
@@ -188,7 +194,7 @@ def test_a_folder_of_another_account_and_a_symlinked_database_folder_are_refused
         journal = tmp_path / "link" / "otpradius.db-journal"
         refused = otpctl("db", "backup", str(journal))
         assert refused.exit_code == 2
-        assert "a name SQLite uses beside the database" in refused.stderr
+        assert "a name the database keeps beside it" in refused.stderr
         assert not (tmp_path / "site" / "otpradius.db-journal").exists()
         newline = otpctl("db", "backup", str(tmp_path / "a\nb.db"))
         assert newline.exit_code == 2
