@@ -40,6 +40,7 @@ from otpcore.views import (
 
 PRIVILEGED = frozenset({UserClass.MASTER, UserClass.ADMIN})
 MAX_LOGIN = 128
+MAX_NAME = 256
 IMPORT_CHUNK = 5000  # tokens per executemany, and per progress report
 TOKEN_IMPORT = "token_import"  # the audit action of every transaction that adds tokens
 
@@ -51,6 +52,14 @@ def check_login(login: str) -> str:
     if any(c.isspace() or c == "," for c in login):
         raise InvalidInput(f"login {login!r} contains a space or a comma")
     return login
+
+
+def check_name(value: str) -> str:
+    """A display name: 1 to 256 printable characters, without surrounding spaces."""
+    name = value.strip()
+    if not name or len(name) > MAX_NAME or not name.isprintable():
+        raise InvalidInput(f"name must be 1 to {MAX_NAME} printable characters")
+    return name
 
 
 class Admin:
@@ -84,6 +93,8 @@ class Admin:
     ) -> UserView:
         """Create a user; master and admin users need a confirmation password."""
         check_login(login)
+        # As an import checks it: a line break would split the user's row of every listing.
+        name = check_name(name)
         if user_class in PRIVILEGED and not confirmation:
             raise InvalidInput(f"a {user_class.value} user needs a confirmation password")
         if confirmation is not None and confirmation == password:

@@ -16,14 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from otpcore.admin import check_login
+from otpcore.admin import check_login, check_name
 from otpcore.crypto import check_phc
 from otpcore.csv_rows import read_rows
 from otpcore.errors import InvalidInput
 from otpcore.model import UserClass
 from otpcore.token_csv import parse_serial
 
-MAX_NAME = 256
 MAX_HASH = 256
 MAX_PASSWORD = 1024
 _COLUMNS = ("login", "name", "class", "password", "password_hash", "start", "serial")
@@ -73,14 +72,6 @@ def _serial(value: str) -> str:
         ) from None
 
 
-def parse_name(value: str) -> str:
-    """A display name: 1 to 256 printable characters."""
-    name = value.strip()
-    if not name or len(name) > MAX_NAME or not name.isprintable():
-        raise InvalidInput(f"name must be 1 to {MAX_NAME} printable characters")
-    return name
-
-
 def check_password(value: str) -> str:
     """A login password as given: not empty, no surrounding spaces, printable."""
     if not value:
@@ -127,7 +118,7 @@ def _row(values: dict[str, str], line: int) -> UserSpec:
         raise InvalidInput(f"password_hash is longer than {MAX_HASH} characters")
     return UserSpec(
         login=check_login(values["login"].strip()),
-        name=parse_name(values["name"]),
+        name=check_name(values["name"]),
         user_class=parse_class(user_class) if user_class else None,
         password=check_password(password) if password else None,
         password_hash=check_phc(password_hash) if password_hash else None,

@@ -320,6 +320,20 @@ def test_user_add_refuses_a_duplicate_and_a_bad_login(ready: Otpctl) -> None:
     assert "user add --help" in wrong_class
 
 
+@pytest.mark.parametrize("name", ["", "   ", "Taro\nadmin-by-name", "Taro\tYamada"])
+def test_user_add_refuses_a_name_user_import_refuses(ready: Otpctl, name: str) -> None:
+    result = ready("user", "add", "taro", "--name", name, "--class", "general",
+                   "--password-stdin", input="taro-pw-1\n")  # fmt: skip
+    assert "name must be 1 to 256 printable characters" in failed(result, 2)
+    assert as_json(ready("user", "list", "--json")) == []
+
+
+def test_user_add_keeps_a_name_without_its_surrounding_spaces(ready: Otpctl) -> None:
+    ok(ready("user", "add", "taro", "--name", "  Taro Yamada ", "--class", "general",
+             "--password-stdin", input="taro-pw-1\n"))  # fmt: skip
+    assert [u["name"] for u in as_json(ready("user", "list", "--json"))] == ["Taro Yamada"]
+
+
 def test_japanese_labels_follow_the_manual(ready: Otpctl) -> None:
     add_users(ready)
     ok(ready("user", "issue", "chirodt", "--start", today()))
