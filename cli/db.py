@@ -38,6 +38,16 @@ def _database(settings: Settings, what: Callable[[Store], T]) -> T:
         store.dispose()
 
 
+def _create_private(settings: Settings) -> None:
+    """Create a missing SQLite file owner-only: SQLite would make it, and its -wal and -shm,
+    with the umask's mode, readable by everyone, while it holds hashes and sealed seeds."""
+    try:
+        create_private_sqlite_file(settings.database_url)
+    except OSError as exc:
+        url = safe_url(settings.database_url)
+        raise StorageError(f"{url}: cannot create: {exc.strerror}") from None
+
+
 @click.command("init")
 @pass_cli
 def init(obj: CliContext) -> None:
@@ -52,10 +62,7 @@ def init(obj: CliContext) -> None:
     else:
         click.echo(f"Key file {settings.key_file} already exists: left as it is.")
     url = safe_url(settings.database_url)
-    try:
-        create_private_sqlite_file(settings.database_url)
-    except OSError as exc:
-        raise StorageError(f"{url}: cannot create: {exc.strerror}") from None
+    _create_private(settings)
 
     def create_schema(store: Store) -> str | None:
         present = current_revision(store.engine)
@@ -85,6 +92,7 @@ def db() -> None:
 def db_upgrade(obj: CliContext) -> None:
     """Apply every schema migration not yet applied."""
     settings = obj.settings()
+    _create_private(settings)
 
     def migrate(store: Store) -> tuple[str | None, str | None]:
         before = current_revision(store.engine)

@@ -161,8 +161,14 @@ def test_init_creates_the_key_and_schema_and_never_overwrites(otpctl: Otpctl, co
     assert key.read_bytes() == before
 
 
-def test_db_upgrade_creates_or_keeps_the_schema(otpctl: Otpctl) -> None:
-    assert "from empty to revision" in ok(otpctl("db", "upgrade")).stdout
+def test_db_upgrade_creates_or_keeps_the_schema(otpctl: Otpctl, config: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        assert "from empty to revision" in ok(otpctl("db", "upgrade")).stdout
+    finally:
+        os.umask(previous)
+    # Owner-only, as init makes it: it will hold password hashes and sealed seeds.
+    assert stat.S_IMODE((config.parent / "otpradius.db").stat().st_mode) == 0o600
     assert "already at revision" in ok(otpctl("db", "upgrade")).stdout
 
 
