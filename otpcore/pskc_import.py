@@ -104,7 +104,7 @@ def read_pskc(
     with _collector_paused():
         scan = _scan(data, source)
         ticker = Ticker(progress, len(scan.packages) + len(scan.key_lines))
-        container = _parse(data, source, ticker)
+        container = _parse(data, source, ticker, scan)
         keys = container.keys
         if not keys:
             raise ImportRefused(source, None, "the PSKC file holds no keys")
@@ -146,6 +146,7 @@ def _collector_paused() -> Iterator[None]:
 @dataclass(slots=True)
 class _Package:
     kind: str
+    line: int
     keys: list[int] = field(default_factory=list)
     secrets: list[int] = field(default_factory=list)
 
@@ -156,10 +157,22 @@ class _Scan:
     packages: list[_Package] = field(default_factory=list)
 
     @property
+    def ordered(self) -> list[_Package]:
+        """The key packages in the order python-pskc parses them."""
+        return [p for kind in _PACKAGES for p in self.packages if p.kind == kind]
+
+    @property
     def key_lines(self) -> list[int | None]:
         """Lines of the key elements, in the order python-pskc lists its keys."""
-        ordered = [p for kind in _PACKAGES for p in self.packages if p.kind == kind]
-        return [line for p in ordered for line in (*p.keys, *p.secrets)]
+        return [line for p in self.ordered for line in (*p.keys, *p.secrets)]
+
+    def package_line(self, index: int) -> int | None:
+        """Where the ``index``-th package python-pskc parses starts: its key, or itself."""
+        ordered = self.ordered
+        if not 0 <= index < len(ordered):
+            return None
+        package = ordered[index]
+        return next(iter((*package.keys, *package.secrets)), package.line)
 
 
 class _DoctypeRefused(Exception):
@@ -179,7 +192,7 @@ def _scan(data: bytes, source: str) -> _Scan:
         if depth == 0:
             scan.root = local
         elif depth == 1 and local in _PACKAGES:
-            scan.packages.append(_Package(local))
+            scan.packages.append(_Package(local, parser.CurrentLineNumber))
         elif depth == 2 and stack[1] in _PACKAGES and local in _KEY_ELEMENTS and scan.packages:
             target = scan.packages[-1].keys if local == "Key" else scan.packages[-1].secrets
             target.append(parser.CurrentLineNumber)
@@ -212,31 +225,44 @@ def _scan(data: bytes, source: str) -> _Scan:
     return scan
 
 
-def _parse(data: bytes, source: str, ticker: Ticker) -> PSKC:
+def _parse(data: bytes, source: str, ticker: Ticker, scan: _Scan) -> PSKC:
     """python-pskc's model of the file. The tree is handed to its parser directly: ``PSKC(file)``
     would also deep-copy the whole tree for XML-signature checking, which this server does
     not do (a seed file's integrity is its MAC), at a third of the parse time."""
     container = PSKC()
+    parser = _counting_parser(ticker)
     try:
         # _scan refused any DOCTYPE, so there are no entities to expand: safe to parse.
         root = ElementTree.fromstring(data)  # noqa: S314
-        _counting_parser(ticker).parse_document(container, root)
+        parser.parse_document(container, root)
     except (PSKCError, ElementTree.ParseError, ValueError, TypeError, AttributeError) as exc:
         # python-pskc's messages name elements and bad literals, never a secret value
         # (a Secret PlainValue is only base64-decoded, whose errors quote no data).
         detail = str(exc)[:200] or type(exc).__name__
-        raise ImportRefused(source, None, f"not a valid PSKC file: {detail}") from None
+        # A value inside a key package (a length, an interval) is named by its key's line, as
+        # a bad CSV row is by its own; the rest of the file has no line to give.
+        line = scan.package_line(parser.parsing) if parser.parsing is not None else None
+        raise ImportRefused(source, line, f"not a valid PSKC file: {detail}") from None
     return container
 
 
-def _counting_parser(ticker: Ticker) -> type[PSKCParser]:
-    """python-pskc's parser, advancing ``ticker`` after each key package: its parser is all
-    class methods, so a subclass per file carries the count."""
+class _Parser(PSKCParser):
+    parsing: int | None = None  # the index of the key package being parsed, if any
 
-    class CountingParser(PSKCParser):
+
+def _counting_parser(ticker: Ticker) -> type[_Parser]:
+    """python-pskc's parser, advancing ``ticker`` after each key package and noting which one
+    it is in: its parser is all class methods, so a subclass per file carries the count."""
+    parsed = 0
+
+    class CountingParser(_Parser):
         @classmethod
         def parse_key_package(cls, device: Device, key_package: Any) -> None:
+            nonlocal parsed
+            cls.parsing = parsed
             super().parse_key_package(device, key_package)
+            cls.parsing = None
+            parsed += 1
             ticker.advance()
 
     return CountingParser

@@ -480,3 +480,16 @@ def test_a_seed_already_in_the_inventory_is_refused_under_a_new_serial(
     # The same file delivered again for the same serials updates them.
     ok(otpctl("token", "import", str(first), "--update"))
     assert serials(otpctl) == ["62000001"]
+
+
+def test_a_pskc_value_python_pskc_cannot_read_is_named_by_line(
+    otpctl: Otpctl, tmp_path: Path
+) -> None:
+    path = write_pskc(tmp_path, "plain")
+    path.write_bytes(path.read_bytes().replace(b'Length="8"', b'Length="eight"'))
+    key_lines = [
+        n for n, line in enumerate(path.read_bytes().split(b"\n"), 1) if b"<pskc:Key " in line
+    ]
+    message = failed(otpctl("token", "import", str(path)), 2)
+    assert message.startswith(f"otpctl: error: {path}:{key_lines[1]}: not a valid PSKC file: ")
+    assert serials(otpctl) == []  # the first key, which read well, is not imported either

@@ -373,6 +373,30 @@ def test_an_invalid_integer_is_refused_as_not_valid_pskc() -> None:
     assert "not a valid PSKC file" in str(refused(broken))
 
 
+@pytest.mark.parametrize(
+    ("good", "bad"),
+    [
+        (b"<pskc:PlainValue>60<", b"<pskc:PlainValue>SIXTY<"),
+        (b'Length="8"', b'Length="eight"'),
+    ],
+)
+def test_a_value_python_pskc_cannot_read_is_refused_at_its_keys_line(
+    good: bytes, bad: bytes
+) -> None:
+    keys = [
+        {"serial": "A1", "secret": RFC_SECRET, "time_interval": 30},
+        {"serial": "A2", "secret": RFC_SECRET[::-1], "time_interval": 60, "response_length": 8},
+    ]
+    data = pskc_bytes(keys)
+    broken = data.replace(good, bad)
+    assert broken != data
+    lines = data.split(b"\n")
+    second_key = [number for number, line in enumerate(lines, 1) if b"<pskc:Key " in line][1]
+    error = refused(broken)
+    assert error.line == second_key
+    assert str(error).startswith(f"tokens.pskc:{second_key}: not a valid PSKC file: ")
+
+
 # Which keys, and which of their properties, import
 
 
