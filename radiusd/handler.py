@@ -83,13 +83,15 @@ class RequestHandler:
 
     def to_auth(self, request: Request, client: ClientConfig, source: str) -> AuthRequest | Answer:
         """The otpcore request, or a Reject decided from the packet alone."""
-        login = request.user_name
-        if not login:
-            return self._early(request, client, source, "", Reason.INVALID_REQUEST)
+        login = request.user_name or ""
         if request.password is None:
+            # The method first (SPEC §4): a NAS set up for CHAP must learn that PAP is needed,
+            # whatever else its request lacks.
             other_method = request.has_chap or request.has_eap
             reason = Reason.PAP_REQUIRED if other_method else Reason.INVALID_REQUEST
             return self._early(request, client, source, login, reason)
+        if not login:
+            return self._early(request, client, source, "", Reason.INVALID_REQUEST)
         try:
             password = request.password.decode("utf-8")
         except UnicodeDecodeError:

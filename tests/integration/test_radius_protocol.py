@@ -139,7 +139,11 @@ def test_chap_ms_chap_and_eap_get_a_pap_only_reject(site: Site) -> None:
             assert reply is not None
             assert reply.code is Codes.ACCESS_REJECT
             assert reply.reply_message == PAP_ONLY
-        assert [d["reason"] for d in node.decisions()] == ["pap_required"] * 3
+        # Without a User-Name as well: still the method, not the missing name, is the answer.
+        reply = nas.request(extra_attributes=chap).reply
+        assert reply is not None
+        assert reply.reply_message == PAP_ONLY
+        assert [d["reason"] for d in node.decisions()] == ["pap_required"] * 4
     assert site.token(dave.bound.serial).fail_count == 0
 
 
