@@ -318,8 +318,10 @@ class Authenticator:
                     writer.audit(now, self.actor, "suspend", [user.login], "ok", detail)
                     log.warning("user suspended user=%s cause=activation", user.login)
             elif isinstance(effect, ResetPasswordFailures):
-                if user.password_failures:
-                    writer.reset_password_failures(user.login)
+                # Not only when the user was read with failures: a wrong password may have
+                # committed since (earlier in this batch, on another node). The statement
+                # writes nothing when there is nothing to clear.
+                writer.reset_password_failures(user.login)
             elif isinstance(effect, Bind):
                 if not writer.bind(user.login, effect.serial):
                     return _reject(Reason.NOT_AWAITING_ACTIVATION, effect.serial)

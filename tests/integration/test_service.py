@@ -15,7 +15,7 @@ from otpcore.config import HashingParams
 from otpcore.crypto import PasswordHashing
 from otpcore.model import InputMode, OtpState, Reason, Result, Stage
 from otpcore.ports import FrozenClock
-from otpcore.service import AuthOutcome
+from otpcore.service import AuthOutcome, AuthRequest
 from tests.conftest import BOTH_BACKENDS
 from tests.integration.lifecycle import (
     ADMIN,
@@ -111,6 +111,43 @@ def test_password_failures_suspend_the_user_at_exactly_ten(app: App, clock: Froz
     # The token was never counted: the password was wrong each time.
     assert token(app).fail_count == 0
     assert not token(app).suspended
+
+
+
+def test_a_success_committed_after_a_concurrent_wrong_password_restarts_the_count(
+    app: App, clock: FrozenClock
+) -> None:
+    # Read before a wrong password committed (another request of the batch, another node):
+    # the success must restart the count all the same, or fewer than ten wrong passwords
+    # after it would suspend the user.
+    import_token(app)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    authenticator = app.authenticator()
+    right = authenticator.prepare(AuthRequest("taro", PASSWORD + code(clock), InputMode.SPLIT))
+    expect(login(app, "taro", "bad"), Result.REJECT, Reason.BAD_PASSWORD)  # commits in between
+    (accepted,) = authenticator.commit([right])
+    assert (accepted.result, accepted.reason) == (Result.ACCEPT, Reason.OK)
+    assert _password_failures(app, "taro") == 0
+    for _ in range(9):
+        login(app, "taro", "bad")
+    assert not user(app, "taro").suspended
+
+
+def test_a_wrong_and_a_right_password_in_one_batch_leave_no_failure(app: App) -> None:
+    add_user(app, "kojima")  # unregistered: the password alone lets in
+    authenticator = app.authenticator()
+    wrong = authenticator.prepare(AuthRequest("kojima", "not the password"))
+    right = authenticator.prepare(AuthRequest("kojima", PASSWORD))
+    outcomes = authenticator.commit([wrong, right])
+    assert [o.reason for o in outcomes] == [Reason.BAD_PASSWORD, Reason.PASSWORD_ONLY]
+    assert _password_failures(app, "kojima") == 0
+
+
+def _password_failures(app: App, login_name: str) -> int:
+    stored = app.hot.user(login_name)
+    assert stored is not None
+    return stored.password_failures
 
 
 # 4./5. Issued, start date, activation by challenge
