@@ -52,8 +52,10 @@ class Turnstile:
     def _descriptor(self) -> int | None:
         # One open file per thread: flock excludes another open file of the same process as
         # it excludes another process, while one file shared by threads would let them all in.
-        descriptor: int | None = getattr(self._local, "descriptor", -1)
-        if descriptor == -1:
+        descriptor: int | None = getattr(self._local, "descriptor", None)
+        if descriptor is None:
+            # A failure is not kept: a file that could not be opened once (no descriptor
+            # left, the folder being restored) is tried again at the next commit.
             descriptor = self._open()
             self._local.descriptor = descriptor
         return descriptor

@@ -125,3 +125,27 @@ def test_without_a_usable_lock_file_commits_go_ahead(blocker: str, tmp_path: Pat
     with turnstile.turn():
         entered = True
     assert entered
+
+
+def test_a_lock_file_that_could_not_be_opened_is_tried_again(tmp_path: Path) -> None:
+    database = tmp_path / "otpradius.db"
+    database.write_bytes(b"")
+    blocker = tmp_path / "otpradius.db-writer"
+    blocker.mkdir()  # cannot be opened as a file: this turn goes ahead without the lock
+    turnstile = Turnstile(str(database))
+    with turnstile.turn():
+        pass
+    blocker.rmdir()
+    with turnstile.turn():
+        holder = Turnstile(str(database))  # another thread, another open file
+        taken = threading.Event()
+
+        def take() -> None:
+            with holder.turn():
+                taken.set()
+
+        thread = threading.Thread(target=take)
+        thread.start()
+        assert not taken.wait(0.3)  # the second try opened the file and holds the lock
+    thread.join(timeout=10)
+    assert taken.is_set()
