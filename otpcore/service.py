@@ -259,7 +259,9 @@ class Authenticator:
             # A request without an authenticator (otpctl check) is never resent: a random
             # stand-in consumes the State all the same.
             answer = item.request.request_id or secrets.token_bytes(16)
-            if not writer.take_challenge(state, answer):
+            if not writer.take_challenge(state, answer) and not _resent_meanwhile(
+                writer, item, state
+            ):
                 return _bad_state()  # another request (or node) used this State first
         user = item.user
         if user is None:
@@ -280,6 +282,10 @@ class Authenticator:
                 binding=binding,
             ):
                 standing = writer.standing(user.login, effect.serial)
+                if _used_by_this_request(standing, effect, item.request):
+                    # This very request, resent to this node while another node committed
+                    # it (SPEC §4): answered as it was there, and nothing is written again.
+                    return Decision(decision.result, decision.reason, decision.serial)
                 changed = _changed_since(standing, effect.serial, binding)
                 if changed is not None:
                     return _reject(changed, effect.serial)
@@ -352,6 +358,32 @@ def _rows_written(batch: Sequence[Prepared]) -> tuple[list[str], list[str]]:
             if isinstance(effect, ConsumeStep | CountTokenFailure):
                 serials.add(effect.serial)
     return sorted(logins), sorted(serials)
+
+
+def _resent_meanwhile(writer: HotWriter, item: Prepared, state: bytes) -> bool:
+    """True when the State was consumed meanwhile by this same answer, resent to this node
+    while another node committed it; only an answer that uses a step may then go on, to
+    find that step used by it (a wrong code's failure was counted there already)."""
+    request_id = item.request.request_id
+    uses_a_step = any(isinstance(effect, ConsumeStep) for effect in item.decision.effects)
+    return (
+        request_id is not None
+        and uses_a_step
+        and same_request(writer.challenge_used_by(state), request_id)
+    )
+
+
+def _used_by_this_request(
+    standing: Standing | None, effect: ConsumeStep, request: AuthRequest
+) -> bool:
+    """True when the step a refused ``consume_step`` wanted was used by this same request,
+    and the user may still use it (nothing changed since but that commit)."""
+    return (
+        standing is not None
+        and standing.last_step == effect.step
+        and same_request(standing.last_request, request.request_id)
+        and _changed_since(standing, effect.serial, False) is None
+    )
 
 
 def _changed_since(standing: Standing | None, serial: str, binding: bool) -> Reason | None:

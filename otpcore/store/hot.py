@@ -47,8 +47,10 @@ _CONSUME = """UPDATE tokens SET last_step = :step, fail_count = 0,
     AND NOT suspended AND NOT disabled
     AND EXISTS (SELECT 1 FROM users AS u WHERE u.login = :login AND NOT u.suspended
         AND (u.serial = :serial OR (u.serial IS NULL AND :binding)))"""
-_STANDING = """SELECT u.suspended, u.serial, t.suspended, t.disabled, t.serial IS NOT NULL
+_STANDING = """SELECT u.suspended, u.serial, t.suspended, t.disabled, t.serial IS NOT NULL,
+    t.last_step, t.last_request
     FROM users AS u LEFT JOIN tokens AS t ON t.serial = :serial WHERE u.login = :login"""
+_CHALLENGE_USED_BY = "SELECT used_by FROM challenges WHERE id = :id"
 _USER_SUSPENDED = "SELECT suspended FROM users WHERE login = :login"
 # Only from one of the token's users (SPEC §2): a wrong code decided as the user was revoked
 # from the token, or deleted, must not count against the users who still hold it; nor on a
@@ -127,6 +129,8 @@ class Standing:
     token_suspended: bool
     token_disabled: bool
     token_exists: bool = True  # False: deleted from the inventory meanwhile
+    last_step: int | None = None  # the token's last used step, and the request that used it
+    last_request: bytes | None = field(default=None, repr=False)
 
 
 class HotStore:
@@ -451,10 +455,21 @@ class HotWriter:
         rows = self._store._run(_STANDING, params).fetchall()
         if not rows:
             return None
-        user_suspended, bound_to, token_suspended, disabled, exists = rows[0]
+        user_suspended, bound_to, token_suspended, disabled, exists, last_step, last = rows[0]
         return Standing(
-            bool(user_suspended), bound_to, bool(token_suspended), bool(disabled), bool(exists)
+            bool(user_suspended),
+            bound_to,
+            bool(token_suspended),
+            bool(disabled),
+            bool(exists),
+            last_step,
+            bytes(last) if last is not None else None,
         )
+
+    def challenge_used_by(self, challenge_id: bytes) -> bytes | None:
+        """The answer that consumed a challenge, or None (not consumed, or gone)."""
+        rows = self._store._run(_CHALLENGE_USED_BY, {"id": challenge_id}).fetchall()
+        return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def user_suspended(self, login: str) -> bool | None:
         """True if the user is suspended now; None if the user is gone (deleted)."""

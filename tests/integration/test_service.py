@@ -344,6 +344,85 @@ def test_an_activation_answer_resent_elsewhere_is_accepted_again(
     expect(other, Result.REJECT, Reason.BAD_STATE)
 
 
+# A NAS resends to another node while the first node's commit is still under way (a slow
+# database): the copy was read before that commit and is committed after it. SPEC §4: "a
+# retransmission of the request that consumed a step (same Request Authenticator, recorded
+# with the step) is answered Accept again rather than treated as a replay."
+
+RESENT = bytes(range(16))
+
+
+def _both_nodes(app: App, request: AuthRequest) -> tuple[AuthOutcome, AuthOutcome]:
+    """Decide ``request`` on node B before node A commits it; A's outcome, then B's."""
+    node_a, node_b = app.authenticator(), app.authenticator()
+    on_b = node_b.prepare(request)
+    (first,) = node_a.commit([node_a.prepare(request)])
+    (again,) = node_b.commit([on_b])
+    return first, again
+
+
+def test_a_login_resent_while_another_node_commits_it_is_accepted_again(
+    app: App, clock: FrozenClock
+) -> None:
+    import_token(app)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    request = AuthRequest("taro", PASSWORD + code(clock), InputMode.SPLIT, request_id=RESENT)
+    first, again = _both_nodes(app, request)
+    expect(first, Result.ACCEPT, Reason.OK)
+    expect(again, Result.ACCEPT, Reason.OK)
+    assert token(app).fail_count == 0
+    # Another request with the same code is still a replay, and counted.
+    other = AuthRequest("taro", PASSWORD + code(clock), InputMode.SPLIT, request_id=bytes(16))
+    expect(app.authenticator().authenticate(other), Result.REJECT, Reason.REPLAY)
+    assert token(app).fail_count == 1
+
+
+def test_a_challenge_answer_resent_while_another_node_commits_it_is_accepted_again(
+    app: App, clock: FrozenClock
+) -> None:
+    import_token(app)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    prompt = login(app, "taro", PASSWORD, InputMode.CHALLENGE)
+    answer = AuthRequest("taro", code(clock), InputMode.CHALLENGE, prompt.state, RESENT)
+    first, again = _both_nodes(app, answer)
+    expect(first, Result.ACCEPT, Reason.OK)
+    expect(again, Result.ACCEPT, Reason.OK)
+    assert token(app).fail_count == 0
+
+
+def test_a_wrong_answer_resent_while_another_node_commits_it_is_counted_once(
+    app: App, clock: FrozenClock
+) -> None:
+    import_token(app)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    prompt = login(app, "taro", PASSWORD, InputMode.CHALLENGE)
+    answer = AuthRequest("taro", wrong_code(clock), InputMode.CHALLENGE, prompt.state, RESENT)
+    first, again = _both_nodes(app, answer)
+    expect(first, Result.REJECT, Reason.BAD_OTP)
+    assert again.result is Result.REJECT
+    assert token(app).fail_count == 1
+
+
+def test_an_activation_answer_resent_while_another_node_commits_it_is_accepted_again(
+    app: App, clock: FrozenClock
+) -> None:
+    import_token(app)
+    add_user(app, "taro")
+    app.admin().issue("taro", clock().date())
+    otp_prompt = login(app, "taro", SERIAL, state=_serial_prompt(app, "taro"))
+    answer = AuthRequest("taro", code(clock), InputMode.SPLIT, otp_prompt.state, RESENT)
+    first, again = _both_nodes(app, answer)
+    expect(first, Result.ACCEPT, Reason.ACTIVATED)
+    expect(again, Result.ACCEPT, Reason.ACTIVATED)
+    assert user(app, "taro").state is OtpState.ACTIVE
+    assert not user(app, "taro").suspended
+    activations = [e for e in app.admin().audit() if e.action == "activate"]
+    assert len(activations) == 1  # answered again, not bound (nor audited) again
+
+
 def test_activation_of_a_user_not_awaiting_it_is_refused(app: App, clock: FrozenClock) -> None:
     import_token(app)
     import_token(app, "OTHER")
