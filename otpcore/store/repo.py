@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Engine, delete, select, text, update
+from sqlalchemy import CursorResult, Engine, String, any_, bindparam, delete, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -129,11 +130,15 @@ class Repo:
             return
         column: InstrumentedAttribute[str]
         for column, keys in ((UserRow.login, logins), (TokenRow.serial, serials)):
-            ordered = sorted(set(keys))
-            for start in range(0, len(ordered), 500):  # bound the IN (…) list
-                part = ordered[start : start + 500]
-                query = select(column).where(column.in_(part)).order_by(column)
-                self.session.execute(query.with_for_update()).all()
+            if not keys:
+                continue
+            # One statement, in the database's order as the batch's: chunks sorted here
+            # would follow code points, which a locale's collation does not (en_US puts "a1"
+            # before "Z1"), and a batch could hold a row of a later chunk while waiting for
+            # one of an earlier chunk. An array takes any number of keys.
+            wanted = bindparam("keys", sorted(set(keys)), type_=ARRAY(String))
+            query = select(column).where(column == any_(wanted)).order_by(column)
+            self.session.execute(query.with_for_update()).all()
 
     def existing_logins(self, logins: Sequence[str]) -> set[str]:
         """Which of these logins already exist."""

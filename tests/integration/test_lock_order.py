@@ -1,0 +1,105 @@
+"""Imports lock rows in the database's own order, whatever its collation (PostgreSQL).
+
+A login batch locks its users and tokens ``ORDER BY`` key, in the order of the database's
+collation. PostgreSQL's default collation follows the host's locale, where "a1" sorts before
+"Z1"; Python's sort puts "Z1" first. An import that locked its rows in chunks sorted by Python
+could hold a row of its first chunk that a batch waits for, while waiting for a row of its
+second chunk that the batch holds: PostgreSQL then fails one of them as a deadlock.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+import otpcore.onboarding as onboarding
+from otpcore.app import App
+from otpcore.model import InputMode, Reason, Result
+from otpcore.service import AuthRequest
+from otpcore.user_csv import UserSpec
+from tests.conftest import PG_URL_ENV, drop_database, require_service
+
+pytestmark = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+
+
+@pytest.fixture
+def locale_database(backend: str) -> Iterator[str]:
+    """A scratch database collating as en-US does (ICU), not by code point."""
+    base = os.environ.get(PG_URL_ENV)
+    require_service("postgresql", base is not None)
+    assert base is not None
+    name = f"otpradius_t_{secrets.token_hex(6)}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(
+            text(
+                f'CREATE DATABASE "{name}" TEMPLATE template0 '
+                "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+            )
+        )
+    admin.dispose()
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    yield url
+    drop_database(base, url)
+
+
+def test_a_large_import_and_a_batch_do_not_deadlock_under_a_locale_collation(
+    make_app: Callable[..., App], locale_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(database={"url": locale_database})
+    hashed = app.hashing.hash("a password")
+    # Python: Y000…Y498, Z1, a1 (the first 500 in one chunk, a1 in the next);
+    # en-US: a1, Y000…Y498, Z1.
+    logins = [*(f"Y{n:03d}" for n in range(499)), "Z1", "a1"]
+    onboarding.import_users(app.store, app.hashing, app.clock,
+                            [UserSpec(x, "N", password_hash=hashed) for x in logins])  # fmt: skip
+    authenticator = app.authenticator()
+    batch = [authenticator.prepare(AuthRequest(u, "", InputMode.OTP)) for u in ("a1", "Z1")]
+    rows = [UserSpec(x, "M", password_hash=hashed, line=n) for n, x in enumerate(logins, 2)]
+    first_lock, go_on = threading.Event(), threading.Event()
+    importing: list[threading.Thread] = []
+    execute = Session.execute
+    locks = 0
+
+    def pausing_execute(self: Session, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal locks
+        result = execute(self, statement, *args, **kwargs)
+        locking = getattr(statement, "_for_update_arg", None) is not None
+        if threading.current_thread() in importing and locking:
+            locks += 1
+            if locks == 1:  # the import's first locking statement has run
+                first_lock.set()
+                go_on.wait(5)
+                time.sleep(0.5)  # the batch locks what it can meanwhile, then waits
+        return result
+
+    monkeypatch.setattr(Session, "execute", pausing_execute)
+    results: dict[str, object] = {}
+
+    def run(name: str, action: Callable[[], object]) -> None:
+        try:
+            results[name] = action()
+        except Exception as exc:
+            results[name] = exc
+
+    importer = threading.Thread(target=run, args=("import", lambda: onboarding.import_users(
+        app.store, app.hashing, app.clock, rows, update=True)))  # fmt: skip
+    importing.append(importer)
+    importer.start()
+    assert first_lock.wait(30)
+    committer = threading.Thread(target=run, args=("batch", lambda: [
+        (o.result, o.reason) for o in authenticator.commit(batch)]))  # fmt: skip
+    committer.start()
+    go_on.set()
+    importer.join(60)
+    committer.join(60)
+    assert results == {"import": 501, "batch": [(Result.ACCEPT, Reason.PASSWORD_ONLY)] * 2}
