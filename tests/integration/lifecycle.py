@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from otpcore.app import App
@@ -103,3 +105,33 @@ def user(app: App, login_name: str) -> UserView:
 
 def just_before(instant: datetime) -> datetime:
     return instant - timedelta(microseconds=1)
+
+
+IMPORTER = "import"  # the name of the thread import_beside_a_batch runs the import in
+
+
+def import_beside_a_batch(
+    run_import: Callable[[], object],
+    commit_batch: Callable[[], object],
+    paused: threading.Event,
+    go_on: threading.Event,
+) -> dict[str, object]:
+    """Run an import until it sets ``paused``, commit a batch beside it, then set ``go_on``;
+    what each returned, or the exception it raised."""
+    results: dict[str, object] = {}
+
+    def run(name: str, action: Callable[[], object]) -> None:
+        try:
+            results[name] = action()
+        except Exception as exc:
+            results[name] = exc
+
+    importer = threading.Thread(target=run, args=("import", run_import), name=IMPORTER)
+    importer.start()
+    assert paused.wait(30)
+    committer = threading.Thread(target=run, args=("batch", commit_batch))
+    committer.start()
+    go_on.set()
+    importer.join(60)
+    committer.join(60)
+    return results

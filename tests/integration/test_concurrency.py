@@ -42,6 +42,7 @@ from tests.integration.lifecycle import (
     add_admin,
     add_user,
     code,
+    import_beside_a_batch,
     import_token,
     login,
     token,
@@ -350,24 +351,14 @@ def test_a_user_import_that_updates_logins_out_of_order_does_not_deadlock_a_batc
             go_on.wait(5)
             time.sleep(0.3)  # the batch takes its locks meanwhile
 
-    results: dict[str, object] = {}
-
-    def run(name: str, action: Callable[[], object]) -> None:
-        try:
-            results[name] = action()
-        except Exception as exc:
-            results[name] = exc
-
-    importer = threading.Thread(target=run, args=("import", lambda: onboarding.import_users(
-        app.store, app.hashing, app.clock, rows, update=True, progress=progress)))  # fmt: skip
-    importer.start()
-    assert first_written.wait(30)
-    committer = threading.Thread(target=run, args=("batch", lambda: [
-        (o.result, o.reason) for o in authenticator.commit(batch)]))  # fmt: skip
-    committer.start()
-    go_on.set()
-    importer.join(60)
-    committer.join(60)
+    results = import_beside_a_batch(
+        lambda: onboarding.import_users(
+            app.store, app.hashing, app.clock, rows, update=True, progress=progress
+        ),
+        lambda: [(o.result, o.reason) for o in authenticator.commit(batch)],
+        first_written,
+        go_on,
+    )
     assert results == {"import": 2, "batch": [(Result.ACCEPT, Reason.PASSWORD_ONLY)] * 2}
 
 

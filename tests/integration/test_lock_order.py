@@ -27,6 +27,7 @@ from otpcore.model import InputMode, Reason, Result
 from otpcore.service import AuthRequest
 from otpcore.user_csv import UserSpec
 from tests.conftest import PG_URL_ENV, drop_database, require_service
+from tests.integration.lifecycle import IMPORTER, import_beside_a_batch
 
 pytestmark = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
@@ -66,7 +67,6 @@ def test_a_large_import_and_a_batch_do_not_deadlock_under_a_locale_collation(
     batch = [authenticator.prepare(AuthRequest(u, "", InputMode.OTP)) for u in ("a1", "Z1")]
     rows = [UserSpec(x, "M", password_hash=hashed, line=n) for n, x in enumerate(logins, 2)]
     first_lock, go_on = threading.Event(), threading.Event()
-    importing: list[threading.Thread] = []
     execute = Session.execute
     locks = 0
 
@@ -74,7 +74,7 @@ def test_a_large_import_and_a_batch_do_not_deadlock_under_a_locale_collation(
         nonlocal locks
         result = execute(self, statement, *args, **kwargs)
         locking = getattr(statement, "_for_update_arg", None) is not None
-        if threading.current_thread() in importing and locking:
+        if threading.current_thread().name == IMPORTER and locking:
             locks += 1
             if locks == 1:  # the import's first locking statement has run
                 first_lock.set()
@@ -83,23 +83,10 @@ def test_a_large_import_and_a_batch_do_not_deadlock_under_a_locale_collation(
         return result
 
     monkeypatch.setattr(Session, "execute", pausing_execute)
-    results: dict[str, object] = {}
-
-    def run(name: str, action: Callable[[], object]) -> None:
-        try:
-            results[name] = action()
-        except Exception as exc:
-            results[name] = exc
-
-    importer = threading.Thread(target=run, args=("import", lambda: onboarding.import_users(
-        app.store, app.hashing, app.clock, rows, update=True)))  # fmt: skip
-    importing.append(importer)
-    importer.start()
-    assert first_lock.wait(30)
-    committer = threading.Thread(target=run, args=("batch", lambda: [
-        (o.result, o.reason) for o in authenticator.commit(batch)]))  # fmt: skip
-    committer.start()
-    go_on.set()
-    importer.join(60)
-    committer.join(60)
+    results = import_beside_a_batch(
+        lambda: onboarding.import_users(app.store, app.hashing, app.clock, rows, update=True),
+        lambda: [(o.result, o.reason) for o in authenticator.commit(batch)],
+        first_lock,
+        go_on,
+    )
     assert results == {"import": 501, "batch": [(Result.ACCEPT, Reason.PASSWORD_ONLY)] * 2}
