@@ -325,22 +325,29 @@ def test_activation_replay_of_a_used_step_is_rejected(app: App, clock: FrozenClo
     )
 
 
-def test_an_activation_answer_resent_elsewhere_is_accepted_again(
-    app: App, clock: FrozenClock
-) -> None:
+def _otp_question(app: App, clock: FrozenClock) -> bytes:
+    """taro, issued today, has given the serial: the State of the question for the OTP."""
     import_token(app)
     add_user(app, "taro")
     app.admin().issue("taro", clock().date())
     otp_prompt = login(app, "taro", SERIAL, state=_serial_prompt(app, "taro"))
     assert otp_prompt.reason is Reason.ACTIVATION_OTP_CHALLENGE
+    assert otp_prompt.state is not None
+    return otp_prompt.state
+
+
+def test_an_activation_answer_resent_elsewhere_is_accepted_again(
+    app: App, clock: FrozenClock
+) -> None:
+    question = _otp_question(app, clock)
     answer = bytes(range(16))
-    first = login(app, "taro", code(clock), state=otp_prompt.state, request_id=answer)
+    first = login(app, "taro", code(clock), state=question, request_id=answer)
     expect(first, Result.ACCEPT, Reason.ACTIVATED)
-    again = login(app, "taro", code(clock), state=otp_prompt.state, request_id=answer)
+    again = login(app, "taro", code(clock), state=question, request_id=answer)
     expect(again, Result.ACCEPT, Reason.ACTIVATED)
     assert user(app, "taro").state is OtpState.ACTIVE
     assert not user(app, "taro").suspended
-    other = login(app, "taro", code(clock), state=otp_prompt.state, request_id=bytes(16))
+    other = login(app, "taro", code(clock), state=question, request_id=bytes(16))
     expect(other, Result.REJECT, Reason.BAD_STATE)
 
 
@@ -406,11 +413,8 @@ def test_a_challenge_answer_resent_while_another_node_commits_it(
 def test_an_activation_answer_resent_while_another_node_commits_it_is_accepted_again(
     app: App, clock: FrozenClock
 ) -> None:
-    import_token(app)
-    add_user(app, "taro")
-    app.admin().issue("taro", clock().date())
-    otp_prompt = login(app, "taro", SERIAL, state=_serial_prompt(app, "taro"))
-    answer = AuthRequest("taro", code(clock), InputMode.SPLIT, otp_prompt.state, RESENT)
+    question = _otp_question(app, clock)
+    answer = AuthRequest("taro", code(clock), InputMode.SPLIT, question, RESENT)
     first, again = _both_nodes(app, answer)
     expect(first, Result.ACCEPT, Reason.ACTIVATED)
     expect(again, Result.ACCEPT, Reason.ACTIVATED)
