@@ -82,6 +82,14 @@ def test_the_repeated_latency_phase_prints_every_run_and_their_median() -> None:
     ), done.stdout
 
 
+def test_the_latency_phase_runs_at_a_given_rate() -> None:
+    done = run_bench("bench.latency", "--users", "300", "--runs", "1", "--peak-users", "50",
+                     "--rate", "200")  # fmt: skip
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith("| 1 |")]
+    assert row.startswith("| 1 | 200/s | "), row
+    assert re.search(r"\| [\d,]+ µs \| 0 \| 300/300 \|$", row), row
+
+
 def test_the_store_comparison_spends_every_step_in_turn() -> None:
     done = run_bench(
         "bench.store", "--users", "300", "--vs-users", "200", "--runs", "2", "--peak-users", "50"
