@@ -356,7 +356,9 @@ def _unlock(
     for item in encrypted:
         for value in _encrypted(item.key):
             cbc = (value.algorithm or container.encryption.algorithm or "").endswith("-cbc")
-            if value.mac_value is None and (mac_declared or cbc):
+            # Falsy, not None: python-pskc reads <ValueMAC>====</ValueMAC> as b"" and then
+            # checks no MAC at all, so an altered CBC value would decrypt unnoticed.
+            if not value.mac_value and (mac_declared or cbc):
                 raise _refuse(
                     source, item, "an encrypted value carries no ValueMAC, so it cannot be checked"
                 )

@@ -305,6 +305,22 @@ def test_a_cbc_value_without_a_mac_is_refused() -> None:
     assert "no ValueMAC" in str(error)
 
 
+@pytest.mark.parametrize("blank", ["====", ""])
+def test_an_empty_value_mac_is_refused_like_a_missing_one(blank: str) -> None:
+    """An empty MAC must not pass for a checked one: the altered value would import."""
+    path = DATA / "rfc6030-figure6-totp.pskcxml"
+    data = path.read_text()
+    (value,) = re.findall(r"<Secret>.*?<xenc:CipherValue>\s*([^<\s]+)", data, flags=re.S)
+    raw = bytearray(base64.b64decode(value))
+    raw[0] ^= 0x01  # one bit of the CBC IV: the first byte of the seed changes, nothing else
+    altered = data.replace(value, base64.b64encode(bytes(raw)).decode())
+    blanked = re.sub(r"<ValueMAC>[^<]*</ValueMAC>", f"<ValueMAC>{blank}</ValueMAC>", altered)
+    error = refused(blanked.encode(), psk=RFC_PSK)
+    assert error.line == key_line(path, "12345678")
+    assert "no ValueMAC" in str(error)
+    assert_no_secret(str(error), RFC_SECRET)
+
+
 def test_a_secret_in_clear_in_an_encrypted_file_is_refused() -> None:
     """Added on the way to an operator who trusts the file because its keys are checked."""
     keys = [{"id": "k1", "serial": "7", "secret": RFC_SECRET}]
