@@ -47,9 +47,7 @@ def rotate_key(store: Store, path: Path, clock: Clock, actor: str = "otpctl") ->
     """Re-seal every seed under a new key and make it current; returns how many seeds."""
     current = read_key(path)
     pending = pending_key_path(path)
-    new: SeedKey = (
-        read_key(pending) if pending.exists() else write_new_key(pending, owner_of=path)
-    )
+    new: SeedKey = read_key(pending) if pending.exists() else write_new_key(pending, owner_of=path)
     old = Keyring(current)
     target = Keyring(new, (current,))
     count = 0

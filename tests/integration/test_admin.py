@@ -491,9 +491,7 @@ def test_token_delete_takes_an_unbound_token_and_its_seed(app: App, clock: Froze
 
 
 @pytest.mark.parametrize("bad", ["NOSUCH", SERIAL])
-def test_token_delete_of_a_bound_or_unknown_token_deletes_nothing(
-    suspended: App, bad: str
-) -> None:
+def test_token_delete_of_a_bound_or_unknown_token_deletes_nothing(suspended: App, bad: str) -> None:
     import_token(suspended, "RETIRED1", secret=bytes(range(40, 60)))
     before = snapshot(suspended)
     with pytest.raises((NotFound, StateError)) as caught:

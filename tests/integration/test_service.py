@@ -113,7 +113,6 @@ def test_password_failures_suspend_the_user_at_exactly_ten(app: App, clock: Froz
     assert not token(app).suspended
 
 
-
 def test_a_success_committed_after_a_concurrent_wrong_password_restarts_the_count(
     app: App, clock: FrozenClock
 ) -> None:

@@ -25,6 +25,8 @@ HEX = SECRET.hex()
 def seed_hex(index: int) -> str:
     """A seed of its own for row ``index`` of a file (row 0's is HEX)."""
     return bytes((index + k) % 256 for k in range(1, 21)).hex()
+
+
 HEADER = "serial,secret,algorithm,digits,period,expires"
 
 
@@ -268,6 +270,8 @@ serials = st.text(
     min_size=1,
     max_size=20,
 )
+
+
 # Seeds as vendors ship them: not one byte repeated (a placeholder, refused).
 def is_a_seed(seed: bytes) -> bool:
     """Not a placeholder: more than one byte value, and at least 12 bytes not zero."""
