@@ -205,10 +205,17 @@ class Admin:
                     # lock): compare again, now that nobody can add more.
                     self._refuse_reused_seeds(repo, specs, source)
                 repo.lock_keys(serials=sorted(present))  # then written in the file's order
+                # Under the lock: a step a login committed after the read would be overwritten
+                # by the older one the update restates.
+                used = repo.used_steps([s.serial for s in specs if _restates_period(s, present)])
                 for start in range(0, len(specs), IMPORT_CHUNK):
                     chunk = specs[start : start + IMPORT_CHUNK]
                     fresh = [self._token_values(s, now) for s in chunk if s.serial not in present]
-                    changed = [self._changed_values(s) for s in chunk if s.serial in present]
+                    changed = [
+                        _rescaled(self._changed_values(s), used)
+                        for s in chunk
+                        if s.serial in present
+                    ]
                     # Rows stating different settings are different UPDATEs; SQLAlchemy batches
                     # only neighbours alike, so put the alike together.
                     changed.sort(key=lambda values: sorted(values))
@@ -536,6 +543,26 @@ class Admin:
         """Audit events in time order."""
         with self.store.reading() as repo:
             return [audit_event(row) for row in repo.audit_events(since)]
+
+
+def _restates_period(spec: TokenSpec, present: set[str]) -> bool:
+    """Whether the spec updates a token of the inventory and states its period."""
+    return spec.serial in present and (spec.given is None or "period" in spec.given)
+
+
+def _rescaled(values: dict[str, object], used: dict[str, tuple[int, int]]) -> dict[str, object]:
+    """An update's values, its token's used step restated in the steps of a new period."""
+    period = values.get("period")
+    if not isinstance(period, int) or str(values["serial"]) not in used:
+        return values
+    old_period, last = used[str(values["serial"])]
+    if period != old_period:
+        # Kept in the old unit, the step would be far ahead of (or behind) every new step:
+        # every right code a replay (five suspend the token), or used codes good again. The
+        # new step that holds the last used second is the last used one: no code for time
+        # already used opens again, and the code after it does. -1 (never used) stays -1.
+        values["last_step"] = ((last + 1) * old_period - 1) // period
+    return values
 
 
 def _present(spec: TokenSpec, source: str | None) -> OtpError:

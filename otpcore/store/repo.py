@@ -140,6 +140,20 @@ class Repo:
             query = select(column).where(column == any_(wanted)).order_by(column)
             self.session.execute(query.with_for_update()).all()
 
+    def used_steps(self, serials: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """serial -> (period, last used step) of these tokens."""
+        found: dict[str, tuple[int, int]] = {}
+        chunk = 500  # bound the IN (…) list
+        for i in range(0, len(serials), chunk):
+            part = list(serials[i : i + chunk])
+            query = select(TokenRow.serial, TokenRow.period, TokenRow.last_step).where(
+                TokenRow.serial.in_(part)
+            )
+            found.update(
+                (serial, (period, last)) for serial, period, last in self.session.execute(query)
+            )
+        return found
+
     def existing_logins(self, logins: Sequence[str]) -> set[str]:
         """Which of these logins already exist."""
         return self._existing(UserRow.login, logins)

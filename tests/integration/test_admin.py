@@ -807,6 +807,28 @@ def test_an_update_in_bulk_keeps_used_steps_and_flags(app: App) -> None:
     assert app.admin().audit()[-1].detail == "1 added, 2 updated"
 
 
+@pytest.mark.parametrize(("old", "new"), [(30, 60), (60, 30)])
+def test_an_update_changing_the_period_keeps_used_time_used_and_no_more(
+    app: App, clock: FrozenClock, old: int, new: int
+) -> None:
+    # A vendor file stated the wrong period and its correction comes as an update. Kept in
+    # the old period's steps, the used step was either ahead of every new step (each right
+    # code a replay, five of them a suspension) or behind the time already used.
+    import_token(app, period=old)
+    add_user(app, "taro")
+    app.admin().issue("taro", clock().date())
+    outcome = app.authenticator().activate("taro", SERIAL, code(clock, period=old))
+    assert outcome.reason is Reason.ACTIVATED
+    fix = f"serial,secret,period\n{SERIAL},{SECRET.hex()},{new}\n"
+    app.admin().import_tokens(
+        read_token_csv(fix, "fix.csv"), update_existing=True, source="fix.csv"
+    )
+    # Now (T0) is the second half of a 60-second step: the new step holding the time just
+    # used is spent, the one after it is not.
+    assert login(app, "taro", PASSWORD + code(clock, period=new)).reason is Reason.REPLAY
+    assert login(app, "taro", PASSWORD + code(clock, period=new, offset=1)).reason is Reason.OK
+
+
 def test_update_replaces_seeds_and_adds_new_ones(app: App, clock: FrozenClock) -> None:
     import_token(app)
     add_user(app, "taro")
