@@ -513,7 +513,7 @@ class Admin:
     ) -> None:
         """Release the tokens these users' going left without users; audit ``action``."""
         detail = ", ".join(f"{v.login}:{v.serial or '-'}" for v in views)
-        released = _release_unused(repo, sorted({v.serial for v in views if v.serial}))
+        released = release_unused(repo, sorted({v.serial for v in views if v.serial}))
         if released:
             detail += "; suspension lifted, no users left: " + ", ".join(released)
         targets = [v.login for v in views]
@@ -580,12 +580,14 @@ def _user(repo: Repo, login: str) -> UserRow:
     return row
 
 
-def _release_unused(repo: Repo, serials: Sequence[str]) -> list[str]:
-    """Clear the failures of those tokens that no user is bound to any more; their serials.
+def release_unused(repo: Repo, serials: Sequence[str]) -> list[str]:
+    """Clear the failures of those tokens that no user is bound to any more; the serials
+    whose suspension this lifted.
 
     A token's suspension is lifted by unlocking a user bound to it; once its last user is
-    revoked, nobody could, and the token could never be activated again (SPEC §1: a revoked
-    token can be activated again later). Its count belonged to the users who are gone.
+    revoked, deleted or moved to another token by a user import, nobody could, and the token
+    could never be activated again (SPEC §1: a revoked token can be activated again later).
+    Its count belonged to the users who are gone.
     """
     # The tokens are locked before their users are counted: two transactions each taking one
     # of a token's last two users (a revoke and a delete, say) would otherwise each see the

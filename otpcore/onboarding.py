@@ -10,7 +10,9 @@ On ``update`` a present login gets the row's name and password (hash); its class
 and serial change only where the row gives them. Giving a serial binds the user at once
 (state active), as when migrating bindings from another system; the binding is recorded as it
 is, whatever the token's state (an expired token makes the user expired). Counters and
-suspensions are left alone. One audit event records the import.
+suspensions are left alone, except on a token that a row's new serial leaves without users:
+it is released as a revoke releases it (no unlock could reach it any more). One audit event
+records the import.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sqlalchemy import insert
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 
+from otpcore.admin import release_unused
 from otpcore.crypto import PasswordHashing
 from otpcore.errors import ImportRefused
 from otpcore.model import UserClass
@@ -34,6 +37,7 @@ from otpcore.store.models import UserRow
 from otpcore.user_csv import UserSpec
 
 CHUNK = 5000  # rows per executemany, and per progress report while writing
+RELEASE_CHUNK = 500  # tokens left without users released at a time (bounds the IN (…) list)
 
 
 def import_users(
@@ -64,7 +68,11 @@ def import_users(
     try:
         with store.transaction() as repo:
             present = _check_against(repo, rows, update, source)
-            repo.lock_keys(sorted(present), [row.serial for row in rows if row.serial])
+            repo.lock_keys(sorted(present))
+            # Read with the users locked, so that no revoke or activation moves them meanwhile;
+            # the tokens they leave are locked with the ones rows bind, in one statement.
+            left = _tokens_left(repo, [row for row in rows if row.login in present])
+            repo.lock_keys(serials=sorted({*(row.serial for row in rows if row.serial), *left}))
             added = [row for row in rows if row.login not in present]
             changed = [row for row in rows if row.login in present]
             for start in range(0, len(added), CHUNK):
@@ -80,13 +88,16 @@ def import_users(
                     [_changed_values(row, hashes) for row in chunk],
                 )
                 ticker.advance(len(chunk))
+            released: list[str] = []
+            for start in range(0, len(left), RELEASE_CHUNK):
+                released += release_unused(repo, left[start : start + RELEASE_CHUNK])
             repo.audit(
                 now,
                 actor,
                 "user_import",
                 Repo.import_targets([row.login for row in rows]),
                 "ok",
-                _detail(source, added, changed),
+                _detail(source, added, changed, released),
             )
     except IntegrityError:
         raise ImportRefused(
@@ -131,6 +142,16 @@ def _check_against(repo: Repo, rows: Sequence[UserSpec], update: bool, source: s
         # The line, not the value: it may be the end of a password split at a comma.
         raise ImportRefused(source, first.line, "serial is not in the inventory")
     return present
+
+
+def _tokens_left(repo: Repo, changed: Sequence[UserSpec]) -> list[str]:
+    """The tokens that present users leave for the serial their rows give, in key order."""
+    moving = [row for row in changed if row.serial is not None]
+    bound = repo.bound_logins([row.login for row in moving])
+    left = {
+        bound[row.login] for row in moving if row.login in bound and bound[row.login] != row.serial
+    }
+    return sorted(left)
 
 
 def _hash_passwords(
@@ -197,11 +218,20 @@ def _changed_values(row: UserSpec, hashes: dict[str, str]) -> dict[str, object]:
     return values
 
 
-def _detail(source: str, added: Iterable[UserSpec], changed: Sequence[UserSpec]) -> str:
+def _detail(
+    source: str, added: Iterable[UserSpec], changed: Sequence[UserSpec], released: Sequence[str]
+) -> str:
     new = list(added)
     bound = sum(1 for row in (*new, *changed) if row.serial is not None)
     issued = sum(1 for row in (*new, *changed) if row.start is not None and row.serial is None)
-    return (
+    detail = (
         f"{source}: {len(new)} added, {len(changed)} updated, "
         f"{bound} bound to a token, {issued} issued"
     )
+    if released:
+        # As a revoke's event says it; a migration may leave thousands: then only how many.
+        named = Repo.import_targets(released)
+        detail += "; suspension lifted, no users left: " + (
+            ", ".join(named) if named else f"{len(released)} tokens"
+        )
+    return detail

@@ -534,7 +534,7 @@ def test_a_revoke_and_a_delete_of_a_tokens_last_two_users_at_once_release_it(
     # Each takes one of the two users of the suspended token; whichever commits second must
     # find no user left and lift the suspension, or nobody could ever unlock the token.
     add_user(suspended, "adm2", UserClass.ADMIN)
-    release = admin_module._release_unused
+    release = admin_module.release_unused
     deleting, revoked = threading.Event(), threading.Event()
 
     def release_slowly(repo: Any, serials: Any) -> list[str]:
@@ -544,7 +544,7 @@ def test_a_revoke_and_a_delete_of_a_tokens_last_two_users_at_once_release_it(
             revoked.wait(1.0)  # the revoke runs meanwhile (or waits for this one's locks)
         return released
 
-    monkeypatch.setattr(admin_module, "_release_unused", release_slowly)
+    monkeypatch.setattr(admin_module, "release_unused", release_slowly)
     errors: list[Exception] = []
 
     def run(action: Any) -> None:

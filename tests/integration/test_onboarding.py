@@ -194,6 +194,36 @@ def test_an_update_with_a_start_date_issues_as_user_issue_does(app: App) -> None
     assert snapshot(app) == before
 
 
+def test_an_update_moving_a_tokens_last_user_away_releases_the_token(app: App) -> None:
+    # Suspended with users bound, the token is theirs to unlock; once the import has moved the
+    # last of them to another token nobody could, and it refused every activation for ever.
+    spec = with_token(app)
+    app.admin().import_tokens([TokenSpec("99990000", bytes(range(40, 60)), period=60)])
+    header = "login,name,password,serial\n"
+    run_import(app, f"{header}taro,Taro,pw-taro-1,{SERIAL}\njiro,Jiro,pw-jiro-1,{SERIAL}\n")
+    shown = totp(spec.secret, T0, spec.period, spec.digits, spec.algorithm)
+    wrong = next(c for c in ("000000", "111111") if c != shown)
+    for _ in range(5):
+        assert login(app, "taro", "pw-taro-1" + wrong) == (Result.REJECT, Reason.BAD_OTP)
+    (old,) = [t for t in app.admin().tokens() if t.serial == SERIAL]
+    assert old.suspended
+
+    def moved(text: str) -> tuple[bool, int, tuple[str, ...], str]:
+        run_import(app, header + text, update=True)
+        (old,) = [t for t in app.admin().tokens() if t.serial == SERIAL]
+        return old.suspended, old.fail_count, old.users, app.admin().audit()[-1].detail
+
+    # jiro still uses it: lifting its suspension is an unlock's, with him selected.
+    assert moved("taro,Taro,pw-taro-1,99990000\n")[:3] == (True, 5, ("jiro",))
+    suspended, failures, users, detail = moved("jiro,Jiro,pw-jiro-1,99990000\n")
+    assert (suspended, failures, users) == (False, 0, ())
+    assert detail.endswith(f"suspension lifted, no users left: {SERIAL}")
+    # Found again, it can be handed to somebody else.
+    run_import(app, f"login,name,password,start\nhana,Hana,pw-hana-1,{T0.date()}\n")
+    outcome = app.authenticator().activate("hana", SERIAL, shown)
+    assert (outcome.result, outcome.reason) == (Result.ACCEPT, Reason.ACTIVATED)
+
+
 def test_demoting_to_general_drops_the_confirmation_password(app: App) -> None:
     run_import(app, "login,name,class,password\nboss,Boss,admin,pw-boss-1\n")
     app.admin().set_password("boss", "confirm-boss-9", confirmation=True)
