@@ -15,7 +15,7 @@ from cli.context import CliContext, operator
 from otpcore.app import ensure_database_file, open_store
 from otpcore.config import Settings
 from otpcore.crypto import pending_key_path, read_key
-from otpcore.errors import Interrupted, InvalidInput, KeyFileError, OtpError, StorageError
+from otpcore.errors import Interrupted, InvalidInput, OtpError, StorageError
 from otpcore.keys import create_key, prepare_rotation, rotate_key
 from otpcore.store import Store
 from otpcore.store.backup import Backup, backup_database
@@ -53,10 +53,7 @@ def _create_private(settings: Settings) -> None:
 def init(obj: CliContext) -> None:
     """Create the key file and the database schema; never overwrites either."""
     settings = obj.settings()
-    try:
-        created = create_key(settings.key_file)
-    except OSError as exc:
-        raise KeyFileError(f"{settings.key_file}: cannot create: {exc.strerror}") from None
+    created = create_key(settings.key_file)
     if created:
         click.echo(f"Created key file {settings.key_file} (mode 0600).")
     else:

@@ -99,7 +99,7 @@ class Keyring:
         if self.source is None:
             return
         pending = pending_key_path(self.source)
-        if pending.exists():
+        if key_file_exists(pending):
             raise KeyFileError(
                 f"{pending}: a key rotation is unfinished; run 'otpctl key rotate' to finish "
                 "it, then run this again (nothing was written)"
@@ -139,19 +139,43 @@ def read_key(path: Path) -> SeedKey:
         st = path.stat()
     except FileNotFoundError:
         raise KeyFileError(f"{path}: key file not found (run 'otpctl init')") from None
+    except OSError as exc:
+        raise _cannot("read", path, exc) from None
     if stat.S_IMODE(st.st_mode) & 0o077:
         raise KeyFileError(f"{path}: key file is readable by group or others; chmod 600 it")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _cannot("read", path, exc) from None
     if len(data) != KEY_BYTES:
         raise KeyFileError(f"{path}: key file must hold exactly {KEY_BYTES} bytes")
     return SeedKey(data)
+
+
+def key_file_exists(path: Path) -> bool:
+    """Whether there is a file at ``path``; KeyFileError when that cannot be told."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        # Not Path.exists(): it raises PermissionError as it is, and takes a path through a
+        # file for no file, which an init would then fail to create with another reason.
+        raise _cannot("read", path, exc) from None
+    return True
+
+
+def _cannot(action: str, path: Path, exc: OSError) -> KeyFileError:
+    # The system's reason only: the exception's own text repeats paths, not always this one.
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return KeyFileError(f"{path}: cannot {action} the key file: {reason}")
 
 
 def load_keyring(path: Path) -> Keyring:
     """The keyring of a key file, plus the pending key of an interrupted rotation."""
     current = read_key(path)
     pending = pending_key_path(path)
-    others = (read_key(pending),) if pending.exists() else ()
+    others = (read_key(pending),) if key_file_exists(pending) else ()
     return Keyring(current, others, source=path)
 
 
@@ -163,6 +187,14 @@ def write_new_key(path: Path, owner_of: Path | None = None) -> SeedKey:
     key file it cannot read.
     """
     key = SeedKey(os.urandom(KEY_BYTES))
+    try:
+        _write_linked(path, key.key, owner_of)
+    except OSError as exc:
+        raise _cannot("create", path, exc) from None
+    return key
+
+
+def _write_linked(path: Path, data: bytes, owner_of: Path | None) -> None:
     # Written whole under a temporary name, then linked to its own: a crash or a full disk
     # in the middle must not leave a short file there, which every start and every otpctl
     # command would refuse until someone removed it by hand.
@@ -171,14 +203,13 @@ def write_new_key(path: Path, owner_of: Path | None = None) -> SeedKey:
         try:
             if owner_of is not None:
                 _take_owner(fd, owner_of)
-            os.write(fd, key.key)
+            os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
         os.link(temporary, path)  # FileExistsError rather than overwrite
     finally:
         os.unlink(temporary)
-    return key
 
 
 def _take_owner(fd: int, model: Path) -> None:

@@ -12,7 +12,15 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from otpcore.crypto import Keyring, SeedKey, pending_key_path, read_key, write_new_key
+from otpcore.crypto import (
+    Keyring,
+    SeedKey,
+    key_file_exists,
+    pending_key_path,
+    read_key,
+    write_new_key,
+)
+from otpcore.errors import KeyFileError
 from otpcore.ports import Clock
 from otpcore.store import Store
 from otpcore.store.models import TokenRow
@@ -20,7 +28,7 @@ from otpcore.store.models import TokenRow
 
 def create_key(path: Path) -> bool:
     """Create the key file if it is missing; True if it was created."""
-    if path.exists():
+    if key_file_exists(path):
         read_key(path)  # refuse a malformed or too open file now rather than later
         return False
     write_new_key(path)
@@ -36,7 +44,7 @@ def prepare_rotation(path: Path) -> tuple[Path, bool]:
     """
     read_key(path)  # the current key must be sound before a successor is made
     pending = pending_key_path(path)
-    if pending.exists():
+    if key_file_exists(pending):
         read_key(pending)
         return pending, False
     write_new_key(pending, owner_of=path)
@@ -47,7 +55,9 @@ def rotate_key(store: Store, path: Path, clock: Clock, actor: str = "otpctl") ->
     """Re-seal every seed under a new key and make it current; returns how many seeds."""
     current = read_key(path)
     pending = pending_key_path(path)
-    new: SeedKey = read_key(pending) if pending.exists() else write_new_key(pending, owner_of=path)
+    new: SeedKey = (
+        read_key(pending) if key_file_exists(pending) else write_new_key(pending, owner_of=path)
+    )
     old = Keyring(current)
     target = Keyring(new, (current,))
     count = 0
@@ -61,8 +71,21 @@ def rotate_key(store: Store, path: Path, clock: Clock, actor: str = "otpctl") ->
             row.sealed_secret = target.seal(row.serial, secret)
             count += 1
         repo.audit(clock(), actor, "key_rotate", [], "ok", f"{count} seeds re-sealed")
-    os.replace(pending, path)
-    _fsync_dir(path.parent)
+    try:
+        os.replace(pending, path)
+    except OSError as exc:
+        # Every seed opens with the pending key now, and a server reads both files: only
+        # the rename is left, which a second rotation does.
+        raise KeyFileError(
+            f"{path}: every seed is re-sealed under {pending}, which could not replace the key "
+            f"file: {exc.strerror or exc}; run 'otpctl key rotate' again to finish"
+        ) from None
+    try:
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        raise KeyFileError(
+            f"{path}: replaced, but its folder could not be synced to disk: {exc.strerror or exc}"
+        ) from None
     return count
 
 

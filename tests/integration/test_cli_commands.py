@@ -6,6 +6,7 @@ otpcore's own TOTP) for the wall clock, which is the clock otpctl reads.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pwd
@@ -159,6 +160,22 @@ def test_init_creates_the_key_and_schema_and_never_overwrites(otpctl: Otpctl, co
     assert "already exists: left as it is" in second
     assert "already has the schema" in second
     assert key.read_bytes() == before
+
+
+def test_a_key_file_otpctl_cannot_read_or_create_is_one_line_with_status_78(
+    ready: Otpctl, config: Path
+) -> None:
+    key = config.parent / "otpradius.key"
+    key.unlink()
+    key.mkdir(mode=0o700)  # stat says 0700: the read itself fails
+    line = f"otpctl: error: {key}: cannot read the key file: {os.strerror(errno.EISDIR)}"
+    for command in (("init",), ("user", "list"), ("key", "rotate", "--prepare"), ("key", "rotate")):
+        assert failed(ready(*command), 78) == line, command
+    # A folder that is not there: init says it cannot create the key, and why.
+    moved = config.parent / "gone" / "otpradius.key"
+    config.write_text(config.read_text() + '\n[secrets]\nkey_file = "gone/otpradius.key"\n')
+    line = f"otpctl: error: {moved}: cannot create the key file: {os.strerror(errno.ENOENT)}"
+    assert failed(ready("init"), 78) == line
 
 
 def test_db_upgrade_creates_or_keeps_the_schema(otpctl: Otpctl, config: Path) -> None:

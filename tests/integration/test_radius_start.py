@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -143,6 +144,21 @@ def test_a_key_file_that_does_not_open_the_seeds_is_refused_at_check_and_start(
         assert refused.returncode == 78
         (line,) = refused.stderr.splitlines()
         assert line.startswith(f"otp-radiusd: error: {other_key}: does not open the seeds")
+
+
+def test_a_key_file_that_cannot_be_read_is_refused_at_check_and_start_in_one_line(
+    site: Site,
+) -> None:
+    node = site.node()
+    site.key_file.rename(site.key_file.with_name("kept.key"))
+    site.key_file.mkdir(mode=0o700)  # its mode passes; reading it fails
+    for args in (("--check",), ()):
+        refused = run_daemon(node, *args)
+        assert refused.returncode == 78, refused.stderr
+        assert refused.stderr.splitlines() == [
+            f"otp-radiusd: error: {site.key_file}: cannot read the key file: "
+            f"{os.strerror(errno.EISDIR)}"
+        ]
 
 
 def test_a_missing_configuration_file_or_database_is_one_line_and_creates_nothing(

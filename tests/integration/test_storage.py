@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import logging
 import os
 import shutil
@@ -179,13 +180,18 @@ def test_rotation_interrupted_after_the_commit(
     old = key_file.read_bytes()
 
     def crash(*_args: object) -> None:
-        raise OSError("power cut")
+        raise OSError(errno.EIO, "Input/output error")
 
+    pending = pending_key_path(key_file)
     with monkeypatch.context() as patch:
         patch.setattr("otpcore.keys.os.replace", crash)
-        with pytest.raises(OSError, match="power cut"):
+        with pytest.raises(KeyFileError) as caught:
             rotate_key(tokens.store, key_file, clock)
-    pending = pending_key_path(key_file)
+    # One line for otpctl's key-file status, saying what is left to do.
+    assert str(caught.value) == (
+        f"{key_file}: every seed is re-sealed under {pending}, which could not replace the key "
+        "file: Input/output error; run 'otpctl key rotate' again to finish"
+    )
     assert pending.exists()
     assert key_file.read_bytes() == old
     # Every seed is sealed under the pending key now, and still opens.
@@ -236,8 +242,10 @@ def test_a_disk_full_while_writing_the_new_key_leaves_no_key_behind(
 
     with monkeypatch.context() as patch:
         patch.setattr(os, "write", disk_full)
-        with pytest.raises(OSError, match="No space"):
+        with pytest.raises(KeyFileError) as caught:
             rotate_key(tokens.store, key_file, clock)
+    pending = pending_key_path(key_file)
+    assert str(caught.value) == f"{pending}: cannot create the key file: No space left on device"
     assert sorted(path.name for path in key_file.parent.iterdir()) == before
     every_token_verifies(make_app(), clock)  # the server starts and serves as before
     assert rotate_key(tokens.store, key_file, clock) == 3
@@ -276,6 +284,34 @@ def test_a_key_file_of_the_wrong_size_is_refused(app: App) -> None:
     key_file.write_bytes(b"short")
     with pytest.raises(KeyFileError, match="32 bytes"):
         load_keyring(key_file)
+
+
+def test_a_key_file_that_cannot_be_read_is_a_key_file_error_naming_it(
+    app: App, make_app: Callable[..., App], tmp_path: Path
+) -> None:
+    # What the system says is the reason, one line; not an OSError that otpctl calls a bug
+    # and the daemon dies of with a traceback.
+    key_file = app.settings.key_file
+    key_file.unlink()
+    key_file.mkdir(mode=0o700)
+    reason = f"{key_file}: cannot read the key file: {os.strerror(errno.EISDIR)}"
+    for action in (make_app, lambda: create_key(key_file), lambda: prepare_rotation(key_file)):
+        with pytest.raises(KeyFileError) as caught:
+            action()
+        assert str(caught.value) == reason
+    # A key file's pending successor, read beside it; and a path through a file.
+    key_file.rmdir()
+    create_key(key_file)
+    pending_key_path(key_file).mkdir(mode=0o700)
+    with pytest.raises(KeyFileError, match=f"{pending_key_path(key_file)}: cannot read"):
+        load_keyring(key_file)
+    through = tmp_path / "a-file" / key_file.name
+    through.parent.write_bytes(b"")
+    reason = f"{through}: cannot read the key file: {os.strerror(errno.ENOTDIR)}"
+    for action in (lambda: load_keyring(through), lambda: create_key(through)):
+        with pytest.raises(KeyFileError) as caught:
+            action()
+        assert str(caught.value) == reason
 
 
 def test_create_key_never_overwrites(app: App) -> None:
