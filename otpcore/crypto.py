@@ -208,8 +208,20 @@ def _write_linked(path: Path, data: bytes, owner_of: Path | None) -> None:
         finally:
             os.close(fd)
         os.link(temporary, path)  # FileExistsError rather than overwrite
+        # The name must be on disk before anything is sealed under the key: a power cut could
+        # otherwise lose the link after seeds sealed under the key were committed.
+        fsync_dir(path.parent)
     finally:
         os.unlink(temporary)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the names in ``folder`` (a link, a rename) durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _take_owner(fd: int, model: Path) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from otpcore.crypto import (
     Keyring,
     SeedKey,
+    fsync_dir,
     key_file_exists,
     pending_key_path,
     read_key,
@@ -81,17 +82,9 @@ def rotate_key(store: Store, path: Path, clock: Clock, actor: str = "otpctl") ->
             f"file: {exc.strerror or exc}; run 'otpctl key rotate' again to finish"
         ) from None
     try:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         raise KeyFileError(
             f"{path}: replaced, but its folder could not be synced to disk: {exc.strerror or exc}"
         ) from None
     return count
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

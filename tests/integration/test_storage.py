@@ -229,6 +229,39 @@ def test_rotation_interrupted_before_the_commit(
     every_token_verifies(make_app(), clock)
 
 
+def test_the_new_keys_name_is_on_disk_before_any_seed_is_sealed_under_it(
+    tokens: App, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A power cut loses what the folder has not synced: the link naming the new key, once
+    # the seeds sealed under that key are committed, would be the only key they open with.
+    # No test can cut the power, so the calls are watched, each still made for real.
+    key_file = tokens.settings.key_file
+    folder = key_file.parent.stat()
+    events: list[str] = []
+    real_fsync, real_link, real_seal = os.fsync, os.link, Keyring.seal
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        if os.path.samestat(os.fstat(fd), folder):
+            events.append("folder synced")
+
+    def link(source: str, target: str) -> None:
+        real_link(source, target)
+        events.append(f"linked {Path(target).name}")
+
+    def seal(self: Keyring, serial: str, secret: bytes) -> bytes:
+        events.append("sealed")
+        return real_seal(self, serial, secret)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", fsync)
+        patch.setattr(os, "link", link)
+        patch.setattr(Keyring, "seal", seal)
+        assert rotate_key(tokens.store, key_file, clock) == 3
+    linked = events.index(f"linked {pending_key_path(key_file).name}")
+    assert "folder synced" in events[linked : events.index("sealed")], events
+
+
 def test_a_disk_full_while_writing_the_new_key_leaves_no_key_behind(
     tokens: App, make_app: Callable[..., App], clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
