@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 from datetime import date
 
 import pytest
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import VerificationError, VerifyMismatchError
+from argon2.low_level import hash_secret, verify_secret
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otpcore.errors import ImportRefused
+from otpcore.crypto import check_phc
+from otpcore.errors import ImportRefused, InvalidInput
 from otpcore.model import UserClass
 from otpcore.user_csv import UserSpec, read_user_csv
 
@@ -137,12 +141,75 @@ def test_a_password_shifted_into_login_class_start_or_serial_is_not_printed(
         ("$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", "4194304 KiB"),
         ("$argon2id$v=19$m=65536,t=4294967295,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", "passes"),
         ("$argon2id$v=19$m=65536,t=3,p=255$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", "parallelism 255"),
+        # Parameters no argon2 verifies: the user could never log in.
+        ("$argon2id$v=19$m=0,t=0,p=0$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", "t=0"),
+        ("$argon2id$v=19$m=64,t=1,p=0$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", "p=0"),
+        ("$argon2id$v=19$m=31,t=1,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", "8 KiB per lane"),
+        ("$argon2id$v=1$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", "version 1;"),
+        ("$argon2id$v=18$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", "version 18;"),
+        ("$argon2id$v=19$m=64,t=1,p=1$!!!!$aGFzaGhhc2hoYXNo", "salt is not base64"),
+        ("$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNo", "salt is not base64"),
+        ("$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHR$aGFzaGhhc2hoYXNo", "salt is not base64"),
+        ("$argon2id$v=19$m=64,t=1,p=1$c2FsdA$aGFzaGhhc2hoYXNo", "salt is 4 bytes; at least 8"),
+        ("$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$!!!!", "hash is not base64"),
+        ("$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGE", "hash is 2 bytes; at least 4"),
+        ("$argon2id$v=19$t=1,m=64,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", "not a valid argon2"),
+        ("$argon2id$v=19$m=064,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", "not a valid argon2"),
+        ("$argon2id$v=19$m=64,t=1,p=1,data=eA$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", "not a valid"),
     ],
 )
-def test_a_bad_password_hash_is_refused(value: str, words: str) -> None:
+def test_a_bad_password_hash_is_refused_naming_the_column_not_the_hash(
+    value: str, words: str
+) -> None:
     error = refused(f'login,name,password_hash\nu1,One,"{PHC}"\nu2,Two,"{value}"\n')
     assert error.line == 3
+    assert str(error).startswith("users.csv:3: password_hash")
     assert words in str(error)
+    assert value not in str(error)
+    assert len(str(error).splitlines()) == 1
+
+
+@pytest.mark.parametrize("version", [16, 19, None])
+def test_a_hash_at_argon2s_least_parameters_is_accepted_and_verifies(version: int | None) -> None:
+    made = hash_secret(b"pw-least-1", b"8-bytes!", time_cost=1, memory_cost=16, parallelism=2,
+                       hash_len=4, type=Type.ID, version=version or 16).decode()  # fmt: skip
+    if version is None:  # written before argon2 1.3: no v=, which means 16
+        made = made.replace("$v=16$", "$")
+    (spec,) = read_user_csv(f'login,name,password_hash\nu1,One,"{made}"\n', "f")
+    assert spec.password_hash == made
+    assert PasswordHasher().verify(made, "pw-least-1")
+
+
+_B64 = st.binary(max_size=10).map(lambda raw: base64.b64encode(raw).decode().rstrip("="))
+
+
+@given(
+    version=st.sampled_from(["", "v=1$", "v=16$", "v=18$", "v=19$", "v=20$"]),
+    memory=st.integers(0, 40),
+    passes=st.integers(0, 2),
+    lanes=st.integers(0, 4),
+    salt=_B64 | st.sampled_from(["!!!!", "c2FsdHNhbHQ=", "c2FsdHNhbHR", "c2FsdHNhb"]),
+    tag=_B64 | st.sampled_from(["aGFzaA=", "aGFzaB", "a"]),
+)
+def test_a_hash_is_accepted_exactly_when_argon2_can_verify_it(
+    version: str, memory: int, passes: int, lanes: int, salt: str, tag: str
+) -> None:
+    value = f"$argon2id${version}m={memory},t={passes},p={lanes}${salt}${tag}"
+    try:
+        verify_secret(value.encode(), b"pw", Type.ID)
+        verifiable = True  # a random tag matching: as good as verifiable
+    except VerifyMismatchError:
+        verifiable = True
+    except VerificationError:  # "Decoding failed", "Salt is too short", …
+        verifiable = False
+    # argon2 computes something for any version number; only 16 and 19 were ever written.
+    verifiable = verifiable and version in ("", "v=16$", "v=19$")
+    try:
+        check_phc(value)
+    except InvalidInput:
+        assert not verifiable, value
+    else:
+        assert verifiable, value
 
 
 def test_the_largest_usual_hash_costs_are_accepted() -> None:
