@@ -250,7 +250,6 @@ def _check_otp(
         ascii_code,
         step=step,
         window=policy.otp_window,
-        drift=token.drift,
         digits=token.digits,
         algorithm=token.algorithm,
         last_step=token.last_step,

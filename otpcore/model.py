@@ -131,7 +131,7 @@ class Token:
     secret: bytes = field(repr=False)
     expires: datetime | None = None
     last_step: int = -1
-    drift: int = 0
+    drift: int = 0  # declared by its import (PSKC TimeDrift): recorded, not applied
     fail_count: int = 0
     suspended: bool = False
     disabled: bool = False

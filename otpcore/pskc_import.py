@@ -13,10 +13,11 @@ Rules, where RFC 6030 leaves a choice to the recipient:
   Digits: ``ResponseFormat Length`` (6 or 8, DECIMAL, no check digit), 6 when absent.
   Period: ``TimeInterval``, 30 when absent (RFC 6238's default X).
 - ``Time`` must be 0 (T0 = the Unix epoch, RFC 6238). ``TimeDrift`` (RFC 6030 §4.3.3: the
-  intervals by which a validation server found the device clock to have drifted) becomes the
-  token's drift, with the same sign: the token shows step ``server step + drift``. A drift of
-  more than a day's worth of intervals is refused as implausible (a crystal loses minutes a
-  year; a day means a wrong unit or a broken token).
+  intervals by which a validation server found the device clock to have drifted) is recorded
+  as the token's drift, with the same sign (the token shows step ``server step + drift``), for
+  the operator: it is not applied, the window is always around the server's time (SPEC §3).
+  A drift of more than a day's worth of intervals is refused as implausible (a crystal loses
+  minutes a year; a day means a wrong unit or a broken token).
 - Expiry: the earlier of DeviceInfo ``ExpiryDate`` and the key's Policy ``ExpiryDate``;
   a time without a zone is UTC (RFC 6030 §4.3.3 says UTC). Start dates are ignored: the
   bank's service start date is per user (``user issue --start``).

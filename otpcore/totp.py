@@ -53,43 +53,33 @@ def match_step(
     *,
     step: int,
     window: int,
-    drift: int,
     digits: int,
     algorithm: Algorithm,
     last_step: int = -1,
 ) -> int | None:
-    """The token step near ``step + drift`` (or ``step``) that ``code`` stands for, else None.
+    """The step within ``window`` of ``step`` that ``code`` stands for, else None.
 
-    ``drift`` is the offset of the token's clock that its import declared (PSKC TimeDrift),
-    0 unless one did; it is never learned from logins. ``step + drift ± window`` is tried,
-    and when the drift is negative ``step ± window`` as well: a declared lag that turned out
-    wrong must not shut out the token's current code, and a token behind the clock shows the
-    codes of that window only later, so accepting them keeps no code anyone saw alive for
-    longer. A token declared fast showed its codes for now minutes ago: those stay refused.
+    ``step`` is the server's step now, and only ``step ± window`` is tried (SPEC §3): the
+    window is always around the server's clock. A clock offset that a token's import
+    declared (PSKC TimeDrift) is not applied, and none is learned from logins.
 
     Two steps of one token share a code about once in 10**digits. A step after
-    ``last_step`` (not used yet) is preferred, the one nearest the expected step first: a
-    code that also matches a used step is still fresh, and one that also matches a future
-    step does not use that step up (its own code would then be refused as a replay). Only
-    when every match is used is the latest returned, for the caller to refuse. Every
-    candidate is computed and compared in constant time, so the time taken does not depend
-    on which step (if any) matched.
+    ``last_step`` (not used yet) is preferred, the one nearest ``step`` first: a code that
+    also matches a used step is still fresh, and one that also matches a future step does
+    not use that step up (its own code would then be refused as a replay). Only when every
+    match is used is the latest returned, for the caller to refuse. Every candidate is
+    computed and compared in constant time, so the time taken does not depend on which step
+    (if any) matched.
     """
     if len(code) != digits or not code.isascii() or not code.isdigit():
         return None
-    centre = step + drift
-    spans = [(centre - window, centre + window)]
-    if drift < 0:
-        spans.append((step - window, step + window))
-        if -drift <= 2 * window + 1:  # the two windows overlap or touch: one span
-            spans = [(centre - window, step + window)]
     matches: list[int] = []
     offered = code.encode("ascii")
-    for candidate in (c for low, high in spans for c in range(max(0, low), high + 1)):
+    for candidate in range(max(0, step - window), step + window + 1):
         expected = hotp(secret, candidate, digits, algorithm).encode("ascii")
         if hmac.compare_digest(expected, offered):
             matches.append(candidate)
     fresh = [candidate for candidate in matches if candidate > last_step]
     if fresh:
-        return min(fresh, key=lambda candidate: (abs(candidate - centre), candidate))
+        return min(fresh, key=lambda candidate: (abs(candidate - step), candidate))
     return max(matches, default=None)

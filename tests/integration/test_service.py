@@ -16,11 +16,14 @@ from otpcore.crypto import PasswordHashing
 from otpcore.model import InputMode, OtpState, Reason, Result, Stage
 from otpcore.ports import FrozenClock
 from otpcore.service import AuthOutcome, AuthRequest
+from otpcore.token_csv import TokenSpec
+from otpcore.totp import time_step
 from tests.conftest import BOTH_BACKENDS
 from tests.integration.lifecycle import (
     ADMIN,
     CONFIRMATION,
     PASSWORD,
+    SECRET,
     SERIAL,
     activated,
     add_admin,
@@ -458,7 +461,7 @@ def test_replay_by_the_same_user_and_by_a_sharer(shared: App, clock: FrozenClock
     assert token(shared).fail_count == 0
 
 
-# Window edges and drift
+# Window edges and declared drift
 
 
 @pytest.mark.parametrize(
@@ -489,6 +492,24 @@ def test_the_window_stays_around_now_after_codes_from_its_edges(
         clock.advance(600)
         outcome = login(app, "taro", PASSWORD + code(clock, offset=offset))
         expect(outcome, Result.REJECT, Reason.BAD_OTP)
+
+
+@pytest.mark.parametrize("drift", [5, -5])
+def test_a_declared_drift_is_recorded_and_the_window_stays_around_now(
+    app: App, clock: FrozenClock, drift: int
+) -> None:
+    # A PSKC file's TimeDrift is kept with the token but does not move the window (SPEC §3):
+    # the current code activates and logs in, the code `drift` steps away is a wrong OTP.
+    app.admin().import_tokens([TokenSpec(SERIAL, SECRET, drift=drift)])
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    clock.advance(3600)
+    expect(login(app, "taro", PASSWORD + code(clock, offset=drift)), Result.REJECT, Reason.BAD_OTP)
+    assert token(app).fail_count == 1
+    expect(login(app, "taro", PASSWORD + code(clock)), Result.ACCEPT, Reason.OK)
+    record = app.hot.token(SERIAL)
+    assert record is not None
+    assert (record.drift, record.last_step) == (drift, time_step(clock(), 60))
 
 
 # Suspension at exactly the threshold, on every sharer; unlock; counting only with the password
