@@ -11,7 +11,8 @@ Rules, where RFC 6030 leaves a choice to the recipient:
   SerialNo put the printed serial there). Two keys with one serial refuse the file.
 - Hash: the key's ``AlgorithmParameters/Suite`` (``HMAC-SHA256`` …), SHA1 when absent.
   Digits: ``ResponseFormat Length`` (6 or 8, DECIMAL, no check digit), 6 when absent.
-  Period: ``TimeInterval``, 30 when absent (RFC 6238's default X).
+  Period: ``TimeInterval``; when absent, the hardware default of SPEC §2 (60 s, as for a CSV
+  row), not RFC 6238's 30: PSKC keys import as hardware tokens.
 - ``Time`` must be 0 (T0 = the Unix epoch, RFC 6238). ``TimeDrift`` (RFC 6030 §4.3.3: the
   intervals by which a validation server found the device clock to have drifted) is recorded
   as the token's drift, with the same sign (the token shows step ``server step + drift``), for
@@ -56,6 +57,7 @@ from otpcore.errors import ImportRefused, InvalidInput
 from otpcore.model import Algorithm, TokenKind
 from otpcore.progress import Progress, Ticker
 from otpcore.token_csv import (
+    DEFAULT_PERIOD,
     DistinctSeeds,
     TokenSpec,
     check_secret,
@@ -65,7 +67,6 @@ from otpcore.token_csv import (
     parse_serial,
 )
 
-TOTP_DEFAULT_PERIOD = 30
 TOTP_DEFAULT_DIGITS = 6
 MAX_PBKDF2_ITERATIONS = 10_000_000  # a hostile file must not keep the CLI busy for hours
 MAX_PBKDF2_KEY_LENGTH = 64
@@ -430,7 +431,8 @@ def _spec(item: _Located, source: str) -> TokenSpec:
         serial_text = key.serial or key.id
         if not serial_text:
             raise InvalidInput("the key has neither a DeviceInfo SerialNo nor an Id")
-        period = parse_period(interval) if interval is not None else TOTP_DEFAULT_PERIOD
+        default_period = DEFAULT_PERIOD[TokenKind.HARDWARE]  # the kind every PSKC key gets
+        period = parse_period(interval) if interval is not None else default_period
         if drift is not None and abs(drift) * period > MAX_DRIFT_SECONDS:
             raise InvalidInput(
                 f"TimeDrift {drift} intervals of {period} s is more than a day: not plausible"

@@ -85,7 +85,7 @@ def test_python_pskc_files_import_and_their_codes_activate(app: App, protection:
     assert {(t.serial, t.kind, t.algorithm, t.digits, t.period) for t in listed.values()} == {
         ("70000001", "hardware", "SHA1", 6, 60),
         ("70000002", "hardware", "SHA256", 8, 30),
-        ("70000003", "hardware", "SHA512", 6, 30),
+        ("70000003", "hardware", "SHA512", 6, 60),  # no TimeInterval: the hardware default
     }
     for number, spec in enumerate(specs):
         login = f"user{number}"
@@ -107,7 +107,7 @@ def test_the_rfc_figures_as_totp_import_and_activate(
     (spec,) = read_pskc((DATA / name).read_bytes(), name, **kwargs)
     app.admin().import_tokens([spec])
     issued_user(app, "jsmith")
-    otp = totp(RFC_SECRET, T0, 30, 8, Algorithm.SHA1)
+    otp = totp(RFC_SECRET, T0, 60, 8, Algorithm.SHA1)  # no TimeInterval: 60 s, as hardware
     assert activate(app, "jsmith", spec, otp) == (Result.ACCEPT, Reason.ACTIVATED)
 
 

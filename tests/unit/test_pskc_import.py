@@ -18,6 +18,7 @@ from pskc import PSKC
 from otpcore.errors import ImportRefused, InvalidInput
 from otpcore.model import Algorithm, TokenKind
 from otpcore.pskc_import import detect_format, read_pskc
+from otpcore.token_csv import DEFAULT_PERIOD
 from tests.unit.test_token_csv import is_a_seed
 
 DATA = Path(__file__).parent.parent / "data" / "pskc"
@@ -155,7 +156,8 @@ def test_rfc6030_encrypted_figures_as_totp_decrypt_to_the_rfc_secret(
     (spec,) = read_pskc((DATA / name).read_bytes(), name, **kwargs)
     assert spec.serial == "987654321"
     assert spec.secret == RFC_SECRET
-    assert (spec.algorithm, spec.digits, spec.period) == (Algorithm.SHA1, 8, 30)
+    # The figures give no TimeInterval: the hardware default, as the key is a device's.
+    assert (spec.algorithm, spec.digits, spec.period) == (Algorithm.SHA1, 8, 60)
     assert spec.kind is TokenKind.HARDWARE
     assert spec.expires is None
 
@@ -230,7 +232,7 @@ def test_python_pskc_files_import_with_each_protection(protection: str) -> None:
     specs = read_pskc(pskc_bytes(keys, protection), "vendor.pskc", **kwargs)
     summary = [(s.serial, s.secret, s.algorithm, s.digits, s.period, s.expires) for s in specs]
     assert summary == [
-        ("100001", SEED_A, Algorithm.SHA1, 6, 30, None),
+        ("100001", SEED_A, Algorithm.SHA1, 6, 60, None),
         ("100002", SEED_B, Algorithm.SHA256, 8, 60, expiry),
         ("100003", SEED_C, Algorithm.SHA512, 6, 30, None),
     ]
@@ -275,7 +277,23 @@ def test_any_totp_key_round_trips(
     assert spec.secret == secret
     assert spec.algorithm == Algorithm(expected)
     assert spec.digits == (digits or 6)
-    assert spec.period == (period or 30)
+    assert spec.period == (period or 60)
+
+
+def test_a_key_without_time_interval_gets_the_hardware_default_period() -> None:
+    # SPEC §2: hardware tokens default to 60 s. A PSKC key is a hardware token, so a file
+    # that leaves TimeInterval out gets what a CSV row without a period gets, not 30.
+    keys: list[dict[str, Any]] = [
+        {"serial": "57", "secret": RFC_SECRET},
+        {"serial": "58", "secret": rfc_secret(1), "time_interval": 30},
+    ]
+    without, stated = read_pskc(pskc_bytes(keys), "f")
+    assert (without.kind, without.period) == (TokenKind.HARDWARE, 60)
+    assert without.period == DEFAULT_PERIOD[TokenKind.HARDWARE]
+    assert stated.period == 30
+    # The default stands in for what the file left out: an --update keeps the stored period.
+    assert without.given is not None
+    assert "period" not in without.given
 
 
 @pytest.mark.parametrize("algorithm", ["kw-aes128", "aes256-cbc", "kw-aes256"])
@@ -505,11 +523,11 @@ def test_unusable_key_properties_are_refused_naming_the_key(
 
 
 @pytest.mark.parametrize(
-    ("drift", "protection"), [(2, "plain"), (-3, "psk"), (0, "pbkdf2"), (2880, "plain")]
+    ("drift", "protection"), [(2, "plain"), (-3, "psk"), (0, "pbkdf2"), (1440, "plain")]
 )
 def test_time_drift_is_carried_with_its_sign(drift: int, protection: str) -> None:
     # RFC 6030 TimeDrift counts intervals the device runs ahead (negative: behind), as our
-    # drift does; 2880 intervals of 30 s is a day, the largest accepted.
+    # drift does; 1440 intervals of 60 s (the default) is a day, the largest accepted.
     key = {"id": "kd", "serial": "55", "secret": RFC_SECRET, "time_drift": drift}
     (spec,) = read_pskc(pskc_bytes([key], protection), "f", **_unlock(protection))
     assert spec.drift == drift
