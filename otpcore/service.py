@@ -344,12 +344,15 @@ class Authenticator:
         return decision
 
 
-def _rows_written(batch: Sequence[Prepared]) -> tuple[list[str], list[str]]:
-    """The logins and serials whose rows a batch may write (if it loses a race too) or read
-    again."""
+def _rows_written(batch: Sequence[Prepared]) -> tuple[list[str], list[str], list[bytes]]:
+    """The logins, serials and challenges whose rows a batch may write (if it loses a race
+    too) or read again."""
     logins: set[str] = set()
     serials: set[str] = set()
+    challenges: set[bytes] = set()
     for item in batch:
+        if item.consume_state and item.request.state is not None:
+            challenges.add(item.request.state)
         decision = item.decision
         effects = (*decision.effects, *decision.on_replay)
         if item.user is not None and (effects or item.new_hash is not None or item.rechecks_user):
@@ -357,7 +360,7 @@ def _rows_written(batch: Sequence[Prepared]) -> tuple[list[str], list[str]]:
         for effect in effects:
             if isinstance(effect, ConsumeStep | CountTokenFailure):
                 serials.add(effect.serial)
-    return sorted(logins), sorted(serials)
+    return sorted(logins), sorted(serials), sorted(challenges)
 
 
 def _resent_meanwhile(writer: HotWriter, item: Prepared, state: bytes) -> bool:

@@ -80,6 +80,8 @@ _LOCK_USERS_PG = """SELECT login FROM users WHERE login = ANY(:logins) ORDER BY 
     FOR UPDATE"""
 _LOCK_TOKENS_PG = """SELECT serial FROM tokens WHERE serial = ANY(:serials) ORDER BY serial
     FOR UPDATE"""
+_LOCK_CHALLENGES_PG = """SELECT id FROM challenges WHERE id = ANY(:ids) ORDER BY id
+    FOR UPDATE"""
 _SHARERS = "SELECT login FROM users WHERE serial = :serial ORDER BY login"
 _AUDIT = """INSERT INTO audit_events (at, actor, action, targets, outcome, detail)
     VALUES (:at, :actor, :action, :targets, :outcome, :detail)"""
@@ -382,14 +384,19 @@ class HotWriter:
     def __init__(self, store: HotStore) -> None:
         self._store = store
 
-    def lock(self, logins: Sequence[str], serials: Sequence[str]) -> None:
-        """Lock the users' and then the tokens' rows a batch is about to write, each by key.
+    def lock(
+        self, logins: Sequence[str], serials: Sequence[str], challenges: Sequence[bytes] = ()
+    ) -> None:
+        """Lock the users', the tokens' and then the challenges' rows a batch is about to
+        write, each by key.
 
         A batch writes its requests' rows in the order the requests came; another node's
         batch may write the same rows in another order, and on PostgreSQL the two would
         wait for each other until the deadlock detector failed one whole batch. Taken here
-        first, in one order everywhere (as ``otpctl unlock`` does), no cycle can form.
-        SQLite needs nothing: its write lock already admits one transaction at a time.
+        first, in one order everywhere (as ``otpctl unlock`` and ``user delete`` do), no cycle
+        can form. The challenges count too: anyone with one password can collect States and
+        send their answers to two nodes in opposite orders. SQLite needs nothing: its write
+        lock already admits one transaction at a time.
         """
         if self._store.sqlite:
             return
@@ -397,6 +404,8 @@ class HotWriter:
             self._store._run(_LOCK_USERS_PG, {"logins": sorted(set(logins))}).fetchall()
         if serials:
             self._store._run(_LOCK_TOKENS_PG, {"serials": sorted(set(serials))}).fetchall()
+        if challenges:
+            self._store._run(_LOCK_CHALLENGES_PG, {"ids": sorted(set(challenges))}).fetchall()
 
     def take_challenge(self, challenge_id: bytes, request: bytes) -> bool:
         """Consume a challenge for the answer ``request``; False if another answer already did."""

@@ -1,4 +1,4 @@
-"""Imports lock rows in the database's own order, whatever its collation (PostgreSQL).
+"""Writers lock rows in one order, whatever the order of their work (PostgreSQL).
 
 A login batch locks its users and tokens ``ORDER BY`` key, in the order of the database's
 collation. PostgreSQL's default collation follows the host's locale, where "a1" sorts before
@@ -24,10 +24,20 @@ from sqlalchemy.orm import Session
 import otpcore.onboarding as onboarding
 from otpcore.app import App
 from otpcore.model import InputMode, Reason, Result
-from otpcore.service import AuthRequest
+from otpcore.ports import FrozenClock
+from otpcore.service import AuthRequest, Prepared
+from otpcore.store.hot import HotWriter
 from otpcore.user_csv import UserSpec
 from tests.conftest import PG_URL_ENV, drop_database, require_service
-from tests.integration.lifecycle import IMPORTER, import_beside_a_batch
+from tests.integration.lifecycle import (
+    IMPORTER,
+    PASSWORD,
+    activated,
+    add_user,
+    import_beside_a_batch,
+    import_token,
+    login,
+)
 
 pytestmark = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
@@ -90,3 +100,63 @@ def test_a_large_import_and_a_batch_do_not_deadlock_under_a_locale_collation(
         go_on,
     )
     assert results == {"import": 501, "batch": [(Result.ACCEPT, Reason.PASSWORD_ONLY)] * 2}
+
+
+def test_answers_to_the_same_states_in_opposite_orders_on_two_nodes_do_not_deadlock(
+    make_app: Callable[..., App], clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Anyone with one password can collect States and answer them on two nodes in opposite
+    # orders, under a User-Name that is not the challenge's: those batches write no user or
+    # token row, only the challenges, in the order the answers came.
+    first, second = make_app(), make_app()
+    import_token(first)
+    add_user(first, "taro")
+    activated(first, clock, "taro")
+    states = []
+    for _ in range(2):
+        question = login(first, "taro", PASSWORD, InputMode.CHALLENGE)
+        assert question.reason is Reason.OTP_CHALLENGE
+        assert question.state is not None
+        states.append(question.state)
+
+    def answers(app: App, order: list[bytes]) -> list[Prepared]:
+        authenticator = app.authenticator()
+        return [authenticator.prepare(AuthRequest("nobody", "000000", InputMode.CHALLENGE,
+                                                  state, secrets.token_bytes(16)))
+                for state in order]  # fmt: skip
+
+    up, down = answers(first, states), answers(second, states[::-1])
+    took = {"up": threading.Event(), "down": threading.Event()}
+    take = HotWriter.take_challenge
+
+    def take_then_wait(self: HotWriter, challenge_id: bytes, request: bytes) -> bool:
+        taken = take(self, challenge_id, request)
+        mine = threading.current_thread().name
+        if not took[mine].is_set():
+            took[mine].set()
+            # Each holds its first State before either goes on to its second.
+            took["down" if mine == "up" else "up"].wait(2)
+        return taken
+
+    monkeypatch.setattr(HotWriter, "take_challenge", take_then_wait)
+    results: dict[str, object] = {}
+
+    def commit(name: str, app: App, batch: list[Prepared]) -> None:
+        try:
+            results[name] = [o.reason for o in app.authenticator().commit(batch)]
+        except Exception as exc:
+            results[name] = exc
+
+    threads = [
+        threading.Thread(target=commit, args=(name, app, batch), name=name)
+        for name, app, batch in (("up", first, up), ("down", second, down))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    # Both batches are answered (neither is failed as a deadlock, which the worker would take
+    # for an unreachable database), and each State serves one answer only.
+    assert isinstance(results["up"], list)
+    assert isinstance(results["down"], list)
+    assert all(reason is Reason.BAD_STATE for reason in results["down"])
