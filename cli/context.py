@@ -14,7 +14,7 @@ from pathlib import Path
 
 from otpcore.admin import Admin
 from otpcore.app import App, build_app
-from otpcore.config import Settings, settings_from_bytes
+from otpcore.config import Settings, read_config_file, settings_from_bytes
 from otpcore.crypto import read_secret_file
 from otpcore.errors import ConfigError
 from otpcore.ports import Clock
@@ -32,7 +32,7 @@ def system_clock() -> datetime:
 def read_settings(path: Path) -> Settings:
     """Read and validate a configuration file; every problem names the file."""
     try:
-        raw = path.read_bytes()
+        raw = read_config_file(path)
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: configuration file not found (give --config PATH or set {CONFIG_ENV})"

@@ -1,12 +1,15 @@
 """Configuration (SPEC §6): validation of the parsed TOML into frozen settings.
 
-The shells read the file; this module only checks what was read, so that every error names
-the file and the key (``config.toml: [policy] otp_window: expected an integer``).
+The shells read the file with ``read_config_file``, which refuses one that others may change;
+this module then checks what was read, so that every error names the file and the key
+(``config.toml: [policy] otp_window: expected an integer``).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import stat
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -155,6 +158,36 @@ def _type_names(types: tuple[type, ...]) -> str:
 
 SecretReader = Callable[[Path], bytes]
 """Reads a ``secret_file``; the shells pass ``otpcore.crypto.read_secret_file``."""
+
+# Write access of group or others. Reading is another matter (root:otpradius 0640 is how the
+# service gets its secrets), but nobody besides the owner needs to write: the service only reads.
+_CHANGED_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
+
+
+def read_config_file(path: Path) -> bytes:
+    """The bytes of a configuration file that only its owner may change; OSError if unreadable.
+
+    Whoever may write it decides which NAS are trusted (a client in mode ``otp`` skips the
+    password) and which database and key file are used: ConfigError, naming the file.
+    """
+    with path.open("rb") as file:
+        mode = os.fstat(file.fileno()).st_mode
+        raw = file.read()
+    if mode & _CHANGED_BY_OTHERS:
+        raise ConfigError(
+            f"{path}: writable by group or others (mode {stat.S_IMODE(mode):04o}), who could "
+            "add a client or swap the database; chmod 640 it"
+        )
+    # Whoever may write in its folder may replace the file with one of their own, unless the
+    # sticky bit keeps them from touching files that are not theirs (as in /tmp).
+    folder = Path(os.path.realpath(path)).parent
+    held = os.stat(folder).st_mode
+    if held & _CHANGED_BY_OTHERS and not held & stat.S_ISVTX:
+        raise ConfigError(
+            f"{folder}: group or others may write in this folder and replace {path.name}; "
+            "chmod go-w it"
+        )
+    return raw
 
 
 def settings_from_bytes(raw: bytes, source: Path, read_secret: SecretReader) -> Settings:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import cast
 
 from otpcore.app import App, build_app
-from otpcore.config import ClientConfig, Settings, settings_from_bytes
+from otpcore.config import ClientConfig, Settings, read_config_file, settings_from_bytes
 from otpcore.crypto import read_secret_file
 from otpcore.errors import ConfigError, ListenError, OtpError, Unavailable
 from otpcore.service import AuthRequest, Prepared, needs_password_hash
@@ -517,7 +517,7 @@ class Worker:
 def load_settings(path: Path) -> Settings:
     """Read and validate the configuration file."""
     try:
-        raw = path.read_bytes()
+        raw = read_config_file(path)
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: configuration file not found (give --config PATH or set OTPRADIUS_CONFIG)"

@@ -254,6 +254,17 @@ def test_a_missing_configuration_file_is_named(tmp_path: Path) -> None:
     assert f"{missing}: configuration file not found" in failed(result, 78)
 
 
+def test_a_configuration_others_may_change_is_refused(config: Path, otpctl: Otpctl) -> None:
+    config.chmod(0o664)  # a group that may write it could point otpctl at another database
+    assert failed(otpctl("init"), 78) == (
+        f"otpctl: error: {config}: writable by group or others (mode 0664), who could add a "
+        "client or swap the database; chmod 640 it"
+    )
+    assert not (config.parent / "otpradius.key").exists()
+    config.chmod(0o640)
+    ok(otpctl("init"))
+
+
 def test_the_configuration_comes_from_the_environment(config: Path) -> None:
     env = {"OTPRADIUS_CONFIG": str(config)}
     ok(CliRunner().invoke(cli, ["init"], env=env))

@@ -138,6 +138,21 @@ def test_sighup_reloads_the_clients(site: Site) -> None:
             assert old_nas.status() is not None
 
 
+def test_a_reload_from_a_configuration_others_may_change_is_refused(site: Site) -> None:
+    with site.node(mode="split") as node:
+        newcomer = ClientSpec(name="newcomer", address="127.0.0.2/32", mode="otp")
+        with node.client(newcomer) as nas:
+            node.clients.append(newcomer)
+            node.write_config()
+            node.config_path.chmod(0o666)
+            node.hangup()
+            assert node.wait_for_log("reload refused")
+            assert f"{node.config_path}: writable by group or others" in node.log_text()
+            # Neither the supervisor nor a worker took the client it names.
+            assert nas.silent(nas.build(code=Codes.STATUS_SERVER))
+        node.config_path.chmod(0o640)
+
+
 def test_a_reload_while_a_worker_starts_is_taken_by_it_and_does_not_end_it(site: Site) -> None:
     # A SIGHUP forwarded to a worker still starting (before its handler was in place) ended
     # it, and the death counted towards the quick deaths that stop the server.

@@ -130,6 +130,19 @@ def test_a_configuration_others_may_read_with_a_secret_in_it_is_warned_about(sit
     assert len(run_daemon(node).stderr.splitlines()) == 1
 
 
+def test_a_configuration_others_may_change_is_refused_at_check_and_start(site: Site) -> None:
+    node = site.node()
+    node.config_path.chmod(0o666)  # anyone could add a client in mode "otp", or swap the database
+    expected = [
+        f"otp-radiusd: error: {node.config_path}: writable by group or others (mode 0666), who "
+        "could add a client or swap the database; chmod 640 it"
+    ]
+    for args in (["--check"], []):
+        refused = run_daemon(node, *args)
+        assert refused.returncode == 78, refused.stderr
+        assert refused.stderr.splitlines() == expected
+
+
 def test_a_key_file_that_does_not_open_the_seeds_is_refused_at_check_and_start(
     site: Site, tmp_path: Path
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from otpcore.config import parse_settings
+from otpcore.config import parse_settings, read_config_file
 from otpcore.crypto import HashingParams, read_secret_file
 from otpcore.errors import ConfigError
 from otpcore.model import InputMode
@@ -168,6 +168,42 @@ def test_a_secret_file_others_can_read_is_refused(tmp_path: Path) -> None:
         f"{tmp_path / 'config.toml'}: [[clients]] 'vpn-gw-1' secret_file: "
         f"{tmp_path / 'vpn.secret'}: readable or writable by others; chmod 640 or 600 it"
     )
+
+
+@pytest.mark.parametrize("mode", [0o660, 0o606, 0o620, 0o602], ids=lambda mode: f"{mode:04o}")
+def test_a_configuration_file_group_or_others_may_write_is_refused(
+    tmp_path: Path, mode: int
+) -> None:
+    # Whoever may write it could add a client in mode "otp", or point at another database.
+    config = tmp_path / "config.toml"
+    config.write_text("[logging]\nsyslog = false\n", encoding="utf-8")
+    config.chmod(mode)
+    with pytest.raises(ConfigError) as caught:
+        read_config_file(config)
+    assert str(caught.value) == (
+        f"{config}: writable by group or others (mode {mode:04o}), who could add a client or "
+        "swap the database; chmod 640 it"
+    )
+    config.chmod(0o644)  # read by all is only warned about at start, where it holds a secret
+    assert read_config_file(config) == b"[logging]\nsyslog = false\n"
+
+
+def test_a_configuration_in_a_folder_others_may_write_in_is_refused_unless_sticky(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    config = folder / "config.toml"
+    config.write_text("", encoding="utf-8")
+    config.chmod(0o640)
+    folder.chmod(0o777)  # anyone could rename a file of their own over it
+    with pytest.raises(ConfigError) as caught:
+        read_config_file(config)
+    assert str(caught.value) == (
+        f"{folder}: group or others may write in this folder and replace config.toml; chmod go-w it"
+    )
+    folder.chmod(0o1777)  # as /tmp: nobody may rename or remove another's files
+    assert read_config_file(config) == b""
 
 
 def test_a_client_secret_repr_does_not_show_it() -> None:
