@@ -27,6 +27,7 @@ from otpcore.config import ClientConfig, parse_settings
 from otpcore.keys import create_key
 from otpcore.model import Algorithm, InputMode, UserClass
 from otpcore.store import make_engine
+from otpcore.store.engine import create_private_sqlite_file
 from otpcore.store.schema import upgrade
 from otpcore.token_csv import TokenSpec
 from otpcore.totp import totp
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     settings = parse_settings(data, root / "config.toml", Path.read_bytes)
     create_key(settings.key_file)
+    create_private_sqlite_file(settings.database_url)
     upgrade(make_engine(settings.database_url))
     app = build_app(settings, lambda: datetime.now(UTC))
     admin = app.admin()

@@ -33,6 +33,7 @@ from otpcore.keys import create_key
 from otpcore.onboarding import import_users
 from otpcore.pskc_import import read_pskc
 from otpcore.store import make_engine
+from otpcore.store.engine import create_private_sqlite_file
 from otpcore.store.schema import upgrade
 from otpcore.token_csv import read_token_csv
 from otpcore.user_csv import read_user_csv
@@ -48,6 +49,7 @@ def fresh_app(folder: Path) -> App:
         {"logging": {"syslog": False}}, folder / "config.toml", Path.read_bytes
     )
     create_key(settings.key_file)
+    create_private_sqlite_file(settings.database_url)
     upgrade(make_engine(settings.database_url))
     return build_app(settings, lambda: datetime.now(UTC))
 

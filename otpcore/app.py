@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 from otpcore.admin import Admin
 from otpcore.config import Settings
 from otpcore.crypto import Keyring, PasswordHashing, load_keyring
-from otpcore.errors import KeyFileError, StorageError, Unavailable
+from otpcore.errors import ConfigError, KeyFileError, StorageError, Unavailable
 from otpcore.ports import Clock
 from otpcore.service import Authenticator
 from otpcore.store import Store, make_engine
@@ -65,12 +66,27 @@ def build_app(settings: Settings, clock: Clock, *, check_schema: bool = True) ->
 
 
 def ensure_database_file(url: str) -> None:
-    """Refuse a SQLite path with no database file, rather than create an empty one there."""
+    """Refuse a SQLite path with no database file (rather than create an empty one there), and
+    a database file that others on the host may read or write."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return
-    if not Path(parsed.database).is_file():
+    path = Path(parsed.database)
+    if not path.is_file():
         raise StorageError(f"{parsed.database}: no database file: run 'otpctl init' first")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & stat.S_IWOTH:
+        raise ConfigError(
+            f"{path}: writable by others (mode {mode:04o}), who could change any password, "
+            "binding or counter; chmod 600 it"
+        )
+    if mode & stat.S_IROTH:
+        # SQLite gives its -wal and -shm files the database's mode, and a reader of the -shm
+        # file can hold SQLite's write lock with a read lock of its own: every commit waits.
+        raise ConfigError(
+            f"{path}: readable by others (mode {mode:04o}), who could read its password hashes "
+            "and hold up every commit; chmod 600 it"
+        )
 
 
 def ensure_schema_current(store: Store) -> None:

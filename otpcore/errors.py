@@ -5,7 +5,7 @@ configuration, storage and misuse. The shells map these classes to exit codes an
 in one place each.
 
     OtpError
-    ├── ConfigError          a configuration file or key is wrong
+    ├── ConfigError          a configuration file or key is wrong, or a file open to others
     ├── KeyFileError         the seed key file is missing, unreadable or too open
     ├── StorageError         the database cannot be reached or refused a write
     │   └── Unavailable      the database is unreachable right now (fail closed)
@@ -28,7 +28,7 @@ class OtpError(Exception):
 
 
 class ConfigError(OtpError):
-    """A configuration file, key or value is wrong."""
+    """A configuration file, key or value is wrong, or a file it names is open to others."""
 
     exit_code = 78  # EX_CONFIG
 

@@ -17,6 +17,7 @@ from otpcore.config import Settings, parse_settings
 from otpcore.keys import create_key
 from otpcore.ports import FrozenClock
 from otpcore.store import make_engine
+from otpcore.store.engine import create_private_sqlite_file
 from otpcore.store.schema import upgrade
 
 PG_URL_ENV = "OTPRADIUS_TEST_PG_URL"
@@ -145,6 +146,7 @@ def make_app(
             Path.read_bytes,
         )
         create_key(settings.key_file)
+        create_private_sqlite_file(settings.database_url)  # as otpctl init makes it
         upgrade(make_engine(settings.database_url))
         app = build_app(settings, clock)
         apps.append(app)

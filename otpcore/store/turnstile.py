@@ -70,11 +70,13 @@ class Turnstile:
             return None
         with contextlib.suppress(OSError):
             created = os.fstat(descriptor)
-            # As SQLite does for its -wal and -shm files: the database's owner and mode, so
-            # that a file made by root (otpctl check under sudo) still opens for the service.
+            # The database's owner, as SQLite gives its -wal and -shm files, so that a file
+            # made by root (otpctl check under sudo) still opens for the service.
             if os.geteuid() == 0 and created.st_uid != database.st_uid:
                 os.fchown(descriptor, database.st_uid, database.st_gid)
-            mode = stat.S_IMODE(database.st_mode) & 0o666
-            if stat.S_IMODE(created.st_mode) != mode:
-                os.fchmod(descriptor, mode)
+            # But not the database's mode: flock needs only a descriptor, even a read-only one,
+            # so anyone who may open the file can take the turn and keep it, and every commit
+            # waits. A file left more open by an earlier release is closed up too.
+            if stat.S_IMODE(created.st_mode) != 0o600:
+                os.fchmod(descriptor, 0o600)
         return descriptor

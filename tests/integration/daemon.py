@@ -50,6 +50,7 @@ from otpcore.crypto import HashingParams, PasswordHashing
 from otpcore.keys import create_key
 from otpcore.model import Algorithm, Reason, Result, TokenKind, UserClass
 from otpcore.store import make_engine
+from otpcore.store.engine import create_private_sqlite_file
 from otpcore.store.schema import upgrade
 from otpcore.token_csv import TokenSpec
 from otpcore.totp import hotp, time_step
@@ -279,6 +280,7 @@ class Site:
         self._cleanup = cleanup or []
         directory.mkdir(parents=True, exist_ok=True)
         create_key(self.key_file)
+        create_private_sqlite_file(database_url)  # as otpctl init makes it
         engine = make_engine(database_url)
         try:
             upgrade(engine)

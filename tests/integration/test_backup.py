@@ -63,6 +63,7 @@ def test_a_backup_taken_while_serving_restores_every_committed_change(tmp_path: 
     # README's restore: the copy becomes the database of a stopped server, beside its key file.
     restored.mkdir()
     shutil.copyfile(copy, restored / "otpradius.db")
+    (restored / "otpradius.db").chmod(0o600)  # README's install -m 0600
     shutil.copy2(live / "otpradius.key", restored / "otpradius.key")
     with Site.sqlite(restored) as again, again.node(mode="split") as node, node.client() as nas:
         replayed = nas.auth(alice.login, alice.password + used)

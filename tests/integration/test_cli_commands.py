@@ -22,6 +22,7 @@ from sqlalchemy import Engine, text
 from cli import users as cli_users
 from cli.main import cli
 from otpcore.store import make_engine
+from otpcore.store.engine import create_private_sqlite_file
 from otpcore.store.schema import head_revision, upgrade
 from tests.integration.cli_support import (
     Codes,
@@ -194,6 +195,7 @@ def database_at(otpctl: Otpctl, config: Path, revision: str) -> tuple[Path, Engi
     ok(otpctl("init"))
     database = config.parent / "otpradius.db"
     database.unlink()
+    create_private_sqlite_file(f"sqlite:///{database}")
     engine = make_engine(f"sqlite:///{database}")
     upgrade(engine, revision)
     return database, engine
@@ -263,6 +265,16 @@ def test_a_configuration_others_may_change_is_refused(config: Path, otpctl: Otpc
     assert not (config.parent / "otpradius.key").exists()
     config.chmod(0o640)
     ok(otpctl("init"))
+
+
+def test_a_database_file_others_may_write_is_refused(config: Path, otpctl: Otpctl) -> None:
+    ok(otpctl("init"))
+    database = config.parent / "otpradius.db"
+    database.chmod(0o666)  # anyone could rewrite a password hash or a binding
+    assert failed(otpctl("user", "list"), 78) == (
+        f"otpctl: error: {database}: writable by others (mode 0666), who could change any "
+        "password, binding or counter; chmod 600 it"
+    )
 
 
 def test_the_configuration_comes_from_the_environment(config: Path) -> None:

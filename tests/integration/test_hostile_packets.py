@@ -38,12 +38,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[App, FrozenClock]:
     from otpcore.config import parse_settings
     from otpcore.keys import create_key
     from otpcore.store import make_engine
+    from otpcore.store.engine import create_private_sqlite_file
     from otpcore.store.schema import upgrade
     from tests.conftest import T0, settings_data
 
     root: Path = tmp_path_factory.mktemp("hostile")
     settings = parse_settings(settings_data(), root / "config.toml", Path.read_bytes)
     create_key(settings.key_file)
+    create_private_sqlite_file(settings.database_url)
     upgrade(make_engine(settings.database_url))
     clock = FrozenClock(T0)
     app = build_app(settings, clock)

@@ -143,6 +143,30 @@ def test_a_configuration_others_may_change_is_refused_at_check_and_start(site: S
         assert refused.stderr.splitlines() == expected
 
 
+OPEN_DATABASE = {
+    0o666: "writable by others (mode 0666), who could change any password, binding or counter",
+    0o644: "readable by others (mode 0644), who could read its password hashes and hold up every "
+    "commit",
+}
+
+
+@pytest.mark.parametrize("mode", list(OPEN_DATABASE), ids=["writable", "readable"])
+def test_a_database_file_open_to_others_is_refused_at_check_and_start(
+    site: Site, mode: int
+) -> None:
+    database = site.directory / "otpradius.db"
+    node = site.node()
+    database.chmod(mode)
+    for args in (["--check"], []):
+        refused = run_daemon(node, *args)
+        assert refused.returncode == 78, refused.stderr
+        assert refused.stderr.splitlines() == [
+            f"otp-radiusd: error: {database}: {OPEN_DATABASE[mode]}; chmod 600 it"
+        ]
+    database.chmod(0o640)  # the service's group may read it, as it may the configuration
+    assert run_daemon(node, "--check").returncode == 0
+
+
 def test_a_key_file_that_does_not_open_the_seeds_is_refused_at_check_and_start(
     site: Site, tmp_path: Path
 ) -> None:

@@ -88,16 +88,23 @@ def test_threads_of_one_process_take_turns_too(app: App) -> None:
     assert done == ["committed"]
 
 
-def test_the_lock_file_has_the_databases_mode_and_owner(app: App) -> None:
+@pytest.mark.parametrize("left", [None, 0o644], ids=["new", "left more open"])
+def test_the_lock_file_has_the_databases_owner_and_is_the_owners_alone(
+    app: App, left: int | None
+) -> None:
+    # Whoever can open it, even read-only, can flock it and hold up every commit.
     add_user(app, "taro")
     database = _database(app)
-    os.chmod(database, 0o640)
+    os.chmod(database, 0o640)  # a group that may read the database may not take the turn
+    lock = Path(f"{database}-writer")
+    if left is not None:
+        lock.write_bytes(b"")
+        lock.chmod(left)
     if os.geteuid() == 0:
         os.chown(database, 65534, 65534)  # as a service account's database, opened by root
     with app.hot.transaction() as writer:
         writer.count_password_failure("taro", 10)
-    lock = Path(f"{database}-writer")
-    assert stat.S_IMODE(lock.stat().st_mode) == 0o640
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600
     if os.geteuid() == 0:
         assert (lock.stat().st_uid, lock.stat().st_gid) == (65534, 65534)
 
