@@ -139,14 +139,9 @@ class _Checker:
             raise self.fail(where, f"expected {_type_names(types)}, got {type(item).__name__}")
 
     def between(self, where: str, value: int, minimum: int, maximum: int) -> int:
-        # A wide window multiplies the HMACs per request and the codes an attacker may guess.
+        # No key is open-ended: TOML integers reach Python unbounded, SQLite binds 64 bits.
         if not minimum <= value <= maximum:
             raise self.fail(where, f"must be from {minimum} to {maximum}")
-        return value
-
-    def positive(self, where: str, value: int, minimum: int = 1) -> int:
-        if value < minimum:
-            raise self.fail(where, f"must be at least {minimum}")
         return value
 
 
@@ -199,6 +194,9 @@ def settings_from_bytes(raw: bytes, source: Path, read_secret: SecretReader) -> 
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message ends with "(at line N, column M)": the file and line together.
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    except ValueError:
+        # Python's own limit on the digits of an integer it converts, which tomllib lets out.
+        raise ConfigError(f"{source}: invalid TOML: an integer of over 4300 digits") from None
     return parse_settings(data, source, read_secret)
 
 
@@ -281,14 +279,18 @@ def _server(check: _Checker, table: dict[str, Any]) -> ServerConfig:
         if not isinstance(item, str):
             raise check.fail("[server] listen", "expected a list of 'host:port' strings")
         listen.append(parse_endpoint(item, check))
-    workers = check.positive("[server] workers", table.get("workers", 2), 0)
+    # 0 is one per core; more than a host has cores only take turns on them.
+    workers = check.between("[server] workers", table.get("workers", 2), 0, 256)
     return ServerConfig(tuple(listen), workers)
 
 
 def parse_endpoint(item: str, check: _Checker) -> tuple[str, int]:
     """'127.0.0.1:1812' or '[::1]:1812' to (host, port)."""
     host, sep, port_text = item.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    # ASCII digits only, and few: int() refuses some that isdigit() takes ("²"), and more
+    # than 4300 of them.
+    digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
+    if not sep or not digits or not 0 < int(port_text) < 65536:
         raise check.fail("[server] listen", f"{item!r} is not 'host:port'")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
@@ -306,23 +308,28 @@ def _policy(check: _Checker, table: dict[str, Any]) -> Policy:
     language = table.get("reply_language", default.reply_language)
     if language not in ("en", "ja"):
         raise check.fail("[policy] reply_language", "must be 'en' or 'ja'")
-    delay = float(table.get("reject_delay", default.reject_delay))
-    if not 0 <= delay <= 10:
+    delay = table.get("reject_delay", default.reject_delay)
+    if not 0 <= delay <= 10:  # compared before float(), which an integer of 309 digits overflows
         raise check.fail("[policy] reject_delay", "must be between 0 and 10 seconds")
+    # Above a thousand, a lockout hardly protects a 6-digit code any more; above 64 bits SQLite
+    # cannot bind the threshold, and no failure would be counted at all.
+    lockout = check.between(
+        "[policy] lockout_threshold", table.get("lockout_threshold", 5), 1, 1000
+    )
+    password_lockout = check.between(
+        "[policy] password_lockout_threshold", table.get("password_lockout_threshold", 10), 1, 1000
+    )
     return Policy(
+        # A wide window multiplies the HMACs per request and the codes an attacker may guess.
         otp_window=check.between("[policy] otp_window", table.get("otp_window", 1), 0, 10),
-        lockout_threshold=check.positive(
-            "[policy] lockout_threshold", table.get("lockout_threshold", 5)
-        ),
-        password_lockout_threshold=check.positive(
-            "[policy] password_lockout_threshold", table.get("password_lockout_threshold", 10)
-        ),
+        lockout_threshold=lockout,
+        password_lockout_threshold=password_lockout,
         unregistered=UnregisteredPolicy(unregistered),
         # An OTP is typed within minutes; beyond a day a pending State is only a liability.
         challenge_timeout=check.between(
             "[policy] challenge_timeout", table.get("challenge_timeout", 120), 1, 86_400
         ),
-        reject_delay=delay,
+        reject_delay=float(delay),
         reply_language=language,
     )
 

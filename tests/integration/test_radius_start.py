@@ -105,7 +105,7 @@ def test_a_configuration_error_names_the_key_and_exits_78(site: Site) -> None:
     refused = run_daemon(node)
     assert refused.returncode == 78
     assert refused.stderr.splitlines() == [
-        f"otp-radiusd: error: {node.config_path}: [server] workers: must be at least 0"
+        f"otp-radiusd: error: {node.config_path}: [server] workers: must be from 0 to 256"
     ]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from otpcore.config import parse_settings, read_config_file
+from otpcore.config import parse_settings, read_config_file, settings_from_bytes
 from otpcore.crypto import HashingParams, read_secret_file
 from otpcore.errors import ConfigError
 from otpcore.model import InputMode
@@ -206,6 +206,24 @@ def test_a_configuration_in_a_folder_others_may_write_in_is_refused_unless_stick
     assert read_config_file(config) == b""
 
 
+@pytest.mark.parametrize("key", ["lockout_threshold", "password_lockout_threshold"])
+@pytest.mark.parametrize("value", [1001, 10**20])
+def test_a_lockout_threshold_is_at_most_1000(key: str, value: int) -> None:
+    # 10**20 is more than SQLite can bind: every failure to count raised OverflowError, so
+    # none was ever counted and guessing went on without end.
+    with pytest.raises(ConfigError) as caught:
+        parse({"policy": {key: value}})
+    assert str(caught.value) == f"{SOURCE}: [policy] {key}: must be from 1 to 1000"
+    assert getattr(parse({"policy": {key: 1000}}).policy, key) == 1000
+
+
+def test_an_integer_too_long_for_python_to_read_is_a_configuration_error() -> None:
+    raw = b"[policy]\nlockout_threshold = " + b"9" * 5000 + b"\n"
+    with pytest.raises(ConfigError) as caught:
+        settings_from_bytes(raw, SOURCE, no_secret_files)
+    assert str(caught.value) == f"{SOURCE}: invalid TOML: an integer of over 4300 digits"
+
+
 def test_a_client_secret_repr_does_not_show_it() -> None:
     assert "testing123" not in repr(parse(with_client()).clients[0])
 
@@ -231,9 +249,12 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
     "huge window": ({"policy": {"otp_window": 11}}, ["[policy] otp_window", "from 0 to 10"]),
     "zero threshold": (
         {"policy": {"lockout_threshold": 0}},
-        ["[policy] lockout_threshold", "at least 1"],
+        ["[policy] lockout_threshold", "from 1 to 1000"],
     ),
     "negative delay": ({"policy": {"reject_delay": -0.5}}, ["[policy] reject_delay"]),
+    "delay no float can hold": ({"policy": {"reject_delay": 10**400}}, ["[policy] reject_delay"]),
+    "negative workers": ({"server": {"workers": -1}}, ["[server] workers", "from 0 to 256"]),
+    "workers beyond reason": ({"server": {"workers": 10**20}}, ["[server] workers", "to 256"]),
     "endless challenges": (
         {"policy": {"challenge_timeout": 10**12}},
         ["[policy] challenge_timeout", "from 1 to 86400"],
@@ -252,6 +273,11 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
     "bad level": ({"logging": {"level": "loud"}}, ["[logging] level"]),
     "bad listen": ({"server": {"listen": ["localhost:1812"]}}, ["[server] listen"]),
     "listen without port": ({"server": {"listen": ["127.0.0.1"]}}, ["[server] listen"]),
+    "port in other digits": ({"server": {"listen": ["127.0.0.1:²"]}}, ["[server] listen"]),
+    "port of 5000 digits": (
+        {"server": {"listen": ["127.0.0.1:" + "1" * 5000]}},
+        ["[server] listen", "is not 'host:port'"],
+    ),
     "listen not strings": ({"server": {"listen": [1812]}}, ["[server] listen"]),
     "clients not an array": ({"clients": {"name": "x"}}, ["[[clients]]", "array"]),
     "client missing name": (with_client(name=None), ["[[clients]] #1 name", "missing"]),
