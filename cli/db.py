@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import click
+from sqlalchemy.exc import OperationalError
 
 from cli.context import CliContext, operator
 from otpcore.app import ensure_database_file, open_store
 from otpcore.config import Settings
 from otpcore.crypto import pending_key_path, read_key
-from otpcore.errors import Interrupted, InvalidInput, OtpError, StorageError
+from otpcore.errors import Interrupted, InvalidInput, OtpError, StorageError, Unavailable
 from otpcore.keys import create_key, prepare_rotation, rotate_key
 from otpcore.store import Store
 from otpcore.store.backup import Backup, backup_database
@@ -28,12 +29,22 @@ T = TypeVar("T")
 
 
 def _database(settings: Settings, what: Callable[[Store], T]) -> T:
-    """Run a schema operation, turning a driver error into a one-line StorageError."""
+    """Run a schema operation, turning a driver error into a one-line StorageError, or
+    Unavailable when the database server does not answer (as every other command says)."""
+    where = safe_url(settings.database_url)
     store = open_store(settings, pool_size=1)
     try:
+        try:
+            store.engine.connect().close()  # kept by the pool for ``what``
+        except OperationalError as exc:
+            if store.engine.dialect.name != "sqlite":  # SQLite's file has no server to wait for
+                raise Unavailable(f"{where}: cannot connect: {driver_reason(exc)}") from None
+            raise
         return what(store)
+    except OtpError:
+        raise
     except Exception as exc:
-        raise StorageError(f"{safe_url(settings.database_url)}: {driver_reason(exc)}") from None
+        raise StorageError(f"{where}: {driver_reason(exc)}") from None
     finally:
         store.dispose()
 

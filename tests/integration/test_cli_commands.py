@@ -246,6 +246,20 @@ def test_the_upgrade_forgets_offsets_that_logins_taught_and_keeps_declared_ones(
     assert drifts == {"USED": 0, "NEVER": 3}
 
 
+def test_init_and_db_upgrade_say_unavailable_when_postgresql_does_not_answer(
+    tmp_path: Path,
+) -> None:
+    url = "postgresql+psycopg://otpradius:x@127.0.0.1:9/otpradius"  # nothing listens there
+    otpctl = otpctl_runner(write_config(tmp_path, f'\n[database]\nurl = "{url}"\n'))
+    # 69, as every other command says it (README): worth retrying, unlike a refused write.
+    for command in (["user", "list"], ["init"], ["db", "upgrade"]):
+        line = failed(otpctl(*command), 69)
+        assert line.startswith(
+            "otpctl: error: postgresql+psycopg://otpradius:***@127.0.0.1:9/otpradius: "
+            "cannot connect: OperationalError: "
+        ), line
+
+
 def test_a_command_before_init_says_to_run_init(otpctl: Otpctl) -> None:
     assert "otpctl init" in failed(otpctl("user", "list"), 74)
 
