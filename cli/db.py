@@ -10,14 +10,22 @@ from pathlib import Path
 from typing import TypeVar
 
 import click
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from cli.context import CliContext, operator
 from otpcore.app import ensure_database_file, open_store
 from otpcore.config import Settings
 from otpcore.crypto import pending_key_path, read_key
-from otpcore.errors import Interrupted, InvalidInput, OtpError, StorageError, Unavailable
-from otpcore.keys import create_key, prepare_rotation, rotate_key
+from otpcore.errors import (
+    Interrupted,
+    InvalidInput,
+    KeyFileError,
+    OtpError,
+    StorageError,
+    Unavailable,
+)
+from otpcore.keys import create_key, prepare_rotation, rotate_key, sealed_seed_count
 from otpcore.store import Store
 from otpcore.store.backup import Backup, backup_database
 from otpcore.store.engine import create_private_sqlite_file, driver_reason, safe_url
@@ -59,11 +67,28 @@ def _create_private(settings: Settings) -> None:
         raise StorageError(f"{url}: cannot create: {exc.strerror}") from None
 
 
+def _refuse_a_key_for_sealed_seeds(settings: Settings) -> None:
+    """A database restored without its key file: a new key would open none of its seeds, and
+    every command after would fail on them."""
+    parsed = make_url(settings.database_url)
+    if parsed.get_backend_name() == "sqlite" and not Path(str(parsed.database)).exists():
+        return  # a new database: opening it now would create it
+    count = _database(settings, sealed_seed_count)
+    if count:
+        raise KeyFileError(
+            f"{settings.key_file}: key file not found, but the database holds {count} seed(s) "
+            "sealed under a key: restore that key file (a new key would open none of them)"
+        )
+
+
 @click.command("init")
 @pass_cli
 def init(obj: CliContext) -> None:
     """Create the key file and the database schema; never overwrites either."""
     settings = obj.settings()
+    # lexists: a folder it may not look into is the key file's own error, said by create_key.
+    if not os.path.lexists(settings.key_file):
+        _refuse_a_key_for_sealed_seeds(settings)
     created = create_key(settings.key_file)
     if created:
         click.echo(f"Created key file {settings.key_file} (mode 0600).")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from otpcore.crypto import (
     Keyring,
@@ -25,6 +25,7 @@ from otpcore.errors import KeyFileError
 from otpcore.ports import Clock
 from otpcore.store import Store
 from otpcore.store.models import TokenRow
+from otpcore.store.schema import current_revision
 
 
 def create_key(path: Path) -> bool:
@@ -34,6 +35,15 @@ def create_key(path: Path) -> bool:
         return False
     write_new_key(path)
     return True
+
+
+def sealed_seed_count(store: Store) -> int:
+    """How many seeds the database holds, each sealed under some key (0 before any schema)."""
+    if current_revision(store.engine) is None:
+        return 0
+    # The table alone, no column: a schema at an older revision is counted all the same.
+    with store.reading() as repo:
+        return repo.session.scalar(select(func.count()).select_from(TokenRow)) or 0
 
 
 def prepare_rotation(path: Path) -> tuple[Path, bool]:

@@ -179,6 +179,23 @@ def test_a_key_file_otpctl_cannot_read_or_create_is_one_line_with_status_78(
     assert failed(ready("init"), 78) == line
 
 
+def test_init_never_makes_a_new_key_for_a_database_that_holds_seeds(
+    otpctl: Otpctl, config: Path
+) -> None:
+    ok(otpctl("init"))
+    ok(otpctl("token", "enroll-soft", "--serial", "S1"))
+    key = config.parent / "otpradius.key"
+    key.rename(config.parent / "elsewhere.key")  # a database restored without its key file
+    assert failed(otpctl("init"), 78) == (
+        f"otpctl: error: {key}: key file not found, but the database holds 1 seed(s) sealed "
+        "under a key: restore that key file (a new key would open none of them)"
+    )
+    assert not key.exists()
+    (config.parent / "elsewhere.key").rename(key)
+    assert "already exists: left as it is" in ok(otpctl("init")).stdout
+    ok(otpctl("token", "list"))
+
+
 def test_db_upgrade_creates_or_keeps_the_schema(otpctl: Otpctl, config: Path) -> None:
     previous = os.umask(0o022)
     try:
