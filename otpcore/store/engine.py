@@ -65,13 +65,17 @@ def create_private_sqlite_file(url: str) -> bool:
     """Create a missing SQLite database file readable by its owner only; True if created.
 
     It holds password hashes and sealed seeds: mode 0600 whatever the umask (SQLite gives its
-    -wal and -shm files the same permissions).
+    -wal and -shm files the same permissions). A path that is a symlink (to a data volume, say)
+    has the file made where the link points, as SQLite opens it.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return False
+    # O_EXCL never follows a symlink: on the link itself it fails as on an existing file, and
+    # SQLite would then create the file the link names with the umask's mode.
+    where = os.path.realpath(str(parsed.database))
     try:
-        fd = os.open(str(parsed.database), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(where, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return False
     os.close(fd)

@@ -196,6 +196,22 @@ def test_init_never_makes_a_new_key_for_a_database_that_holds_seeds(
     ok(otpctl("token", "list"))
 
 
+def test_init_through_a_dangling_symlink_creates_the_database_owner_only(tmp_path: Path) -> None:
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    link = tmp_path / "otpradius.db"
+    link.symlink_to(volume / "otpradius.db")  # the database kept on a data volume, not yet made
+    otpctl = otpctl_runner(write_config(tmp_path, f'\n[database]\nurl = "sqlite:///{link}"\n'))
+    previous = os.umask(0o022)
+    try:
+        ok(otpctl("init"))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((volume / "otpradius.db").stat().st_mode) == 0o600
+    assert link.is_symlink()
+    ok(otpctl("user", "list"))
+
+
 def test_db_upgrade_creates_or_keeps_the_schema(otpctl: Otpctl, config: Path) -> None:
     previous = os.umask(0o022)
     try:
