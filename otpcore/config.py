@@ -248,7 +248,11 @@ def _database_url(check: _Checker, base: Path, url: Any) -> str:
         )
     parsed = make_url(url)
     database = parsed.database
-    relative = database not in (None, "", ":memory:") and not Path(str(database)).is_absolute()
+    if parsed.get_backend_name() == "sqlite" and database in (None, "", ":memory:"):
+        # Each connection would get an empty database of its own: init would create a schema
+        # that is gone when it exits, and the server would know no user.
+        raise check.fail("[database] url", "an in-memory SQLite database keeps nothing")
+    relative = not Path(str(database)).is_absolute()
     if parsed.get_backend_name() == "sqlite" and relative:
         # Whatever the driver is spelt as: against the working directory, which under
         # systemd is /, the server would open (and create) another database.

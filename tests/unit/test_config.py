@@ -96,8 +96,16 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
     spelt = parse({"database": {"url": "sqlite+pysqlite:///data/otp.db?timeout=5"}}, source)
     expected = str(tmp_path / "conf" / "data" / "otp.db")
     assert spelt.database_url == f"sqlite+pysqlite:///{expected}?timeout=5"
-    memory = parse({"database": {"url": "sqlite+pysqlite:///:memory:"}}, source)
-    assert memory.database_url == "sqlite+pysqlite:///:memory:"
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite+pysqlite:///:memory:"])
+def test_an_in_memory_sqlite_database_is_refused(url: str) -> None:
+    # otpctl init said it created the schema there, and kept nothing.
+    with pytest.raises(ConfigError) as caught:
+        parse({"database": {"url": url}})
+    assert str(caught.value) == (
+        f"{SOURCE}: [database] url: an in-memory SQLite database keeps nothing"
+    )
 
 
 def test_one_client_may_name_a_network_of_its_own_twice() -> None:
