@@ -283,6 +283,8 @@ def _server(check: _Checker, table: dict[str, Any]) -> ServerConfig:
         if not isinstance(item, str):
             raise check.fail("[server] listen", "expected a list of 'host:port' strings")
         listen.append(parse_endpoint(item, check))
+    if not listen:  # the server would report itself ready, and serve nothing
+        raise check.fail("[server] listen", "no address given")
     # 0 is one per core; more than a host has cores only take turns on them.
     workers = check.between("[server] workers", table.get("workers", 2), 0, 256)
     return ServerConfig(tuple(listen), workers)

@@ -287,6 +287,7 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["[server] listen", "is not 'host:port'"],
     ),
     "listen not strings": ({"server": {"listen": [1812]}}, ["[server] listen"]),
+    "listen to nothing": ({"server": {"listen": []}}, ["[server] listen: no address given"]),
     "clients not an array": ({"clients": {"name": "x"}}, ["[[clients]]", "array"]),
     "client missing name": (with_client(name=None), ["[[clients]] #1 name", "missing"]),
     "client missing address": (
