@@ -139,6 +139,9 @@ def db_upgrade(obj: CliContext) -> None:
         click.echo(f"Upgraded the database schema from {before or 'empty'} to revision {after}.")
 
 
+_STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @db.command("backup")
 @click.argument("file", type=click.Path(dir_okay=False))
 @pass_cli
@@ -149,13 +152,12 @@ def db_backup(obj: CliContext, file: str) -> None:
     settings = obj.settings()
     ensure_database_file(settings.database_url)
     store = open_store(settings, pool_size=1)
-    # A stop (SIGTERM from timeout or systemd, SIGHUP from a dropped session) must clean up
-    # as Ctrl-C does: no partial copy left behind.
-    stops = (signal.SIGTERM, signal.SIGHUP)
-    previous = {number: signal.signal(number, _interrupted) for number in stops}
+    # A stop (Ctrl-C, SIGTERM from timeout or systemd, SIGHUP from a dropped session) must
+    # clean up: no partial copy left behind, and a true word on the copy if it has its name.
+    previous = {number: signal.signal(number, _interrupted) for number in _STOPS}
     try:
         copy = backup_database(store, Path(file), obj.clock, operator())
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before the copy was begun: within it, the core tells
         raise Interrupted(f"{file}: interrupted; no copy written") from None
     finally:
         for number, handler in previous.items():
@@ -168,6 +170,10 @@ def db_backup(obj: CliContext, file: str) -> None:
 
 
 def _interrupted(_signum: int, _frame: object) -> None:
+    # One stop is enough: a second must not cut short the first one's cleanup, nor the look at
+    # whether the copy already has its name.
+    for number in _STOPS:
+        signal.signal(number, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 

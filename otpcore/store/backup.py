@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from otpcore.errors import AlreadyExists, InvalidInput, StorageError
+from otpcore.errors import AlreadyExists, Interrupted, InvalidInput, StorageError
 from otpcore.ports import Clock
 from otpcore.store.engine import driver_reason
 from otpcore.store.repo import Store
@@ -51,13 +51,30 @@ class Backup:
     key_ids: list[str]  # hex ids of the keys its seeds are sealed under (none without tokens)
 
 
+@dataclass
+class _Progress:
+    """What a stop must know wherever it lands: which file is the copy, and if all is done."""
+
+    copy: tuple[int, int] | None = None  # device and inode of the file being written
+    done: Backup | None = None  # set once the audit event is committed
+
+    def named(self, target: Path) -> bool:
+        """Whether ``target`` is the copy, link() having given it that name."""
+        try:
+            info = os.stat(target, follow_symlinks=False)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == self.copy
+
+
 def backup_database(store: Store, target: Path, clock: Clock, actor: str) -> Backup:
     """Write a checked, consistent copy of the SQLite database to the new file ``target``.
 
     The copy is made under a hidden name beside ``target``, mode 0600 (it holds password
     hashes and sealed seeds), synced and checked, and only then linked to ``target``, which
     is never an existing file: whatever fails before, ``target`` is absent; whatever fails
-    after (the audit event, say), the error says the copy was written.
+    after (the audit event, say), the error says the copy was written. A stop (the caller
+    turns it into KeyboardInterrupt) is Interrupted only while no copy has that name.
     """
     if store.engine.dialect.name != "sqlite" or not store.engine.url.database:
         raise InvalidInput(NOT_SQLITE)
@@ -71,61 +88,84 @@ def backup_database(store: Store, target: Path, clock: Clock, actor: str) -> Bac
         # could not hold the name, and would fail only once the copy exists.
         raise InvalidInput(f"{text!r}: a file name that is not UTF-8 is refused") from None
     target = Path(os.path.abspath(target))
+    live = Path(os.path.realpath(store.engine.url.database))
+    progress = _Progress()
+    try:
+        return _backup(store, live, target, clock, actor, progress)
+    except KeyboardInterrupt:
+        # A stop may land between any two steps, right after link() or after the audit
+        # event too: what the folder holds, not how far the code got, says if a copy exists.
+        if not progress.named(target):
+            raise Interrupted(f"{target}: interrupted; no copy written") from None
+        if progress.done is not None:
+            return progress.done  # everything was done before the stop came
+        message = f"{target}: written, but not recorded in the audit: interrupted"
+        raise StorageError(message) from None
+
+
+def _backup(
+    store: Store, live: Path, target: Path, clock: Clock, actor: str, progress: _Progress
+) -> Backup:
     with _folder(target) as folder:
-        _refuse_sqlite_names(Path(os.path.realpath(store.engine.url.database)), folder, target)
+        _refuse_sqlite_names(live, folder, target)
         if _exists_in(folder, target.name):
             raise _exists(target)
         partial = f"{PARTIAL_PREFIX}{secrets.token_hex(8)}"
         descriptor = _create_private(folder, partial, target)
         try:
-            _check_links(folder, partial, target)
-            via = f"/proc/self/fd/{folder}/{partial}"  # SQLite takes a name: this folder's
-            with _written_behind(descriptor, target):
-                _vacuum_into(store, via, target)
-            _check_same(folder, partial, descriptor, target)
-            os.fsync(descriptor)
-            if os.fstat(descriptor).st_size == 0:
-                raise StorageError(f"{target}: the copy came out empty; none made")
-            key_ids = _checked(via, target)
-            try:
-                os.link(partial, target.name, src_dir_fd=folder, dst_dir_fd=folder)
-            except FileExistsError:
-                raise _exists(target) from None
-            except OSError as exc:
-                raise StorageError(f"{target}: cannot create: {exc.strerror}") from None
+            made = os.fstat(descriptor)
+            progress.copy = (made.st_dev, made.st_ino)
+            key_ids = _linked(store, folder, partial, descriptor, target)
+            return _published(
+                store, folder, partial, descriptor, target, key_ids, clock, actor, progress
+            )
         except BaseException:
+            # The hidden name goes, and the copy with it unless link() gave it its own.
             _remove(folder, partial, f"{partial}-journal")
-            os.close(descriptor)
             raise
-        try:
-            return _published(store, folder, partial, descriptor, target, key_ids, clock, actor)
         finally:
             os.close(descriptor)
 
 
+def _linked(store: Store, folder: int, partial: str, descriptor: int, target: Path) -> list[str]:
+    """Write the copy under its hidden name, check it, and link it to ``target``; its key ids."""
+    _check_links(folder, partial, target)
+    via = f"/proc/self/fd/{folder}/{partial}"  # SQLite takes a name: this folder's
+    with _written_behind(descriptor, target):
+        _vacuum_into(store, via, target)
+    _check_same(folder, partial, descriptor, target)
+    os.fsync(descriptor)
+    if os.fstat(descriptor).st_size == 0:
+        raise StorageError(f"{target}: the copy came out empty; none made")
+    key_ids = _checked(via, target)
+    try:
+        os.link(partial, target.name, src_dir_fd=folder, dst_dir_fd=folder)
+    except FileExistsError:
+        raise _exists(target) from None
+    except OSError as exc:
+        raise StorageError(f"{target}: cannot create: {exc.strerror}") from None
+    return key_ids
+
+
 def _published(
     store: Store, folder: int, partial: str, descriptor: int, target: Path,
-    key_ids: list[str], clock: Clock, actor: str,
+    key_ids: list[str], clock: Clock, actor: str, progress: _Progress,
 ) -> Backup:  # fmt: skip
     """Finish a copy already linked to ``target``: it stays, whatever happens now."""
-    recorded = False
     try:
         _remove(folder, partial)
         os.fsync(folder)
         written = os.fstat(descriptor)
+        backup = Backup(target, written.st_size, stat.S_IMODE(written.st_mode), key_ids)
         keys = ", ".join(key_ids) or "none"
         with store.transaction() as repo:
             detail = f"{target} ({written.st_size} bytes, keys {keys})"
             repo.audit(clock(), actor, "db_backup", [], "ok", detail)
-        recorded = True
-    except KeyboardInterrupt:
-        if not recorded:
-            message = f"{target}: written, but not recorded in the audit: interrupted"
-            raise StorageError(message) from None
     except (OSError, StorageError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else str(exc)
         raise StorageError(f"{target}: written, but not recorded in the audit: {reason}") from None
-    return Backup(target, written.st_size, stat.S_IMODE(written.st_mode), key_ids)
+    progress.done = backup
+    return backup
 
 
 def _exists(target: Path) -> AlreadyExists:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -248,6 +249,54 @@ def test_a_stop_after_the_copy_is_published_never_misreports_it(tmp_path: Path) 
         with closing(sqlite3.connect(f"file:{copy}?mode=ro", uri=True)) as written:
             assert written.execute("PRAGMA quick_check").fetchall() == [("ok",)]
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("when", ["before", "after", "after, twice"])
+def test_a_stop_at_the_link_says_whether_the_copy_has_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    with Site.sqlite(tmp_path / "site") as site:
+        site.active_user()
+        otpctl = otpctl_runner(write_config(tmp_path / "site"))
+        copy = tmp_path / "copy.db"
+        link, look = os.link, os.stat
+        linked: list[str] = []
+
+        def stop() -> None:
+            os.kill(os.getpid(), signal.SIGTERM)  # a timeout or systemd, at this very moment
+
+        def link_and_stop(source: str, name: str, **folders: Any) -> None:
+            if name != copy.name:
+                link(source, name, **folders)
+                return
+            if when == "before":
+                stop()
+            link(source, name, **folders)
+            linked.append(name)
+            stop()
+
+        def look_and_stop(path: Any, **options: Any) -> os.stat_result:
+            if when == "after, twice" and path == copy and linked:
+                stop()  # a second stop, while the first one's outcome is being told
+            return look(path, **options)
+
+        monkeypatch.setattr(os, "link", link_and_stop)
+        monkeypatch.setattr(os, "stat", look_and_stop)
+        result = otpctl("db", "backup", str(copy))
+        monkeypatch.undo()
+        if when == "before":
+            assert result.exit_code == 130, result.output
+            assert result.stderr == f"otpctl: error: {copy}: interrupted; no copy written\n"
+            assert not copy.exists()
+        else:  # it was written: saying there is no copy would have it deleted, or forgotten
+            assert result.exit_code == 74, result.output
+            assert result.stderr == (
+                f"otpctl: error: {copy}: written, but not recorded in the audit: interrupted\n"
+            )
+            with closing(sqlite3.connect(f"file:{copy}?mode=ro", uri=True)) as written:
+                assert written.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+        assert not [e for e in site.app.admin("tests").audit() if e.action == "db_backup"]
 
 
 def test_a_copy_that_fails_half_way_leaves_no_file(tmp_path: Path) -> None:
