@@ -51,6 +51,11 @@ class Unavailable(StorageError):
     exit_code = 69  # EX_UNAVAILABLE
 
 
+class WriteConflict(Unavailable):
+    """The database failed a write transaction that met another in a lock cycle; it may be
+    run again as it was."""
+
+
 class ListenError(OtpError):
     """A listening address is already in use or cannot be bound on this host."""
 

@@ -29,6 +29,7 @@ from otpcore.decision import (
     decide,
     same_request,
 )
+from otpcore.errors import WriteConflict
 from otpcore.model import InputMode, Reason, Result, Stage, Token, User
 from otpcore.policy import Policy
 from otpcore.ports import Clock
@@ -41,6 +42,10 @@ CHALLENGE_ID_BYTES = 20  # 160 random bits in every State
 # had this many digits: an unknown login has no token, and a budget that followed the user's
 # token would tell 8-digit users apart (a 6-digit tail splits for them, not for the others).
 SHORTEST_OTP = 6
+# A batch failed as a lock cycle with another transaction (an admin command taking rows in
+# its own order, say) is written again, its writes being conditional: the first tries see
+# the other transaction gone.
+WRITE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,10 +236,18 @@ class Authenticator:
         if not any(item.writes for item in batch):
             return [_outcome(item, item.decision) for item in batch]
         now = self.clock()
-        with self.hot.transaction() as writer:
-            if not self.hot.sqlite:  # SQLite's one writer at a time cannot form a cycle
-                writer.lock(*_rows_written(batch))
-            return [_outcome(item, self._apply(writer, item, now)) for item in batch]
+        attempt = 1
+        while True:
+            try:
+                with self.hot.transaction() as writer:
+                    if not self.hot.sqlite:  # SQLite's one writer at a time forms no cycle
+                        writer.lock(*_rows_written(batch))
+                    return [_outcome(item, self._apply(writer, item, now)) for item in batch]
+            except WriteConflict:
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                attempt += 1
+                log.warning("write conflict, batch written again attempt=%d", attempt)
 
     def _burn(self, request: AuthRequest, verifications: int) -> None:
         for _ in range(verifications):

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from otpcore.errors import Unavailable
+from otpcore.errors import Unavailable, WriteConflict
 from otpcore.model import Algorithm, TokenKind, User, UserClass
 from otpcore.store.engine import SQLITE_BUSY_TIMEOUT_S
 from otpcore.store.turnstile import Turnstile
@@ -209,6 +209,9 @@ class HotStore:
             self._discard()
             raise
         except Exception as exc:
+            if _is_driver_error(exc) and getattr(exc, "sqlstate", None) in _CONFLICTS:
+                # Rolled back, and the connection is sound: not a sign of a database gone.
+                raise WriteConflict(f"write conflict: {type(exc).__name__}") from None
             if _is_driver_error(exc):
                 self._generation += 1
                 self._discard()
@@ -553,6 +556,11 @@ def _returned_true(cursor: Any) -> bool:
     # fetchall, not fetchone: SQLite cannot commit while a RETURNING statement is unfinished.
     rows = cursor.fetchall()
     return bool(rows and rows[0][0])
+
+
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction lost a race and
+# was rolled back whole.
+_CONFLICTS = frozenset({"40P01", "40001"})
 
 
 def _is_driver_error(exc: Exception) -> bool:

@@ -25,7 +25,7 @@ import otpcore.onboarding as onboarding
 from otpcore.app import App
 from otpcore.model import InputMode, Reason, Result
 from otpcore.ports import FrozenClock
-from otpcore.service import AuthRequest, Prepared
+from otpcore.service import AuthOutcome, AuthRequest, Prepared
 from otpcore.store.hot import HotWriter
 from otpcore.user_csv import UserSpec
 from tests.conftest import PG_URL_ENV, drop_database, require_service
@@ -34,6 +34,7 @@ from tests.integration.lifecycle import (
     PASSWORD,
     activated,
     add_user,
+    code,
     import_beside_a_batch,
     import_token,
     login,
@@ -160,3 +161,51 @@ def test_answers_to_the_same_states_in_opposite_orders_on_two_nodes_do_not_deadl
     assert isinstance(results["up"], list)
     assert isinstance(results["down"], list)
     assert all(reason is Reason.BAD_STATE for reason in results["down"])
+
+
+def test_a_batch_caught_in_a_lock_cycle_with_another_transaction_is_written_again(
+    app: App, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import_token(app)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    question = login(app, "taro", PASSWORD, InputMode.CHALLENGE)
+    assert question.state is not None
+    authenticator = app.authenticator()
+    answer = authenticator.prepare(
+        AuthRequest("taro", code(clock), InputMode.CHALLENGE, question.state, b"r" * 16)
+    )
+    locking = threading.Event()
+    lock = HotWriter.lock
+
+    def announced_lock(self: HotWriter, *keys: Any) -> None:
+        locking.set()
+        lock(self, *keys)
+
+    monkeypatch.setattr(HotWriter, "lock", announced_lock)
+    outcome: list[object] = []
+
+    def commit() -> None:
+        try:
+            outcome.extend(authenticator.commit([answer]))
+        except Exception as exc:
+            outcome.append(exc)
+
+    # Another transaction (a tool of the operator's, say) takes the challenge and then the
+    # user: the order opposite to a batch's. The batch waits first, so PostgreSQL finds the
+    # cycle in the batch's wait and fails the batch.
+    engine = create_engine(app.settings.database_url)
+    with engine.connect() as other:
+        other.execute(text("SELECT id FROM challenges WHERE id = :id FOR UPDATE"),
+                      {"id": question.state})  # fmt: skip
+        batch = threading.Thread(target=commit)
+        batch.start()
+        assert locking.wait(10)
+        time.sleep(0.3)  # the batch holds the user and waits for the challenge
+        other.execute(text("SELECT login FROM users WHERE login = 'taro' FOR UPDATE"))
+        other.commit()
+    batch.join(30)
+    engine.dispose()
+    (result,) = outcome
+    assert isinstance(result, AuthOutcome)
+    assert (result.result, result.reason) == (Result.ACCEPT, Reason.OK)
