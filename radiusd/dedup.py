@@ -4,10 +4,18 @@ A retransmission is a request with the same client address and port, Identifier 
 Authenticator. While the first copy is being processed, copies are dropped; once its reply is sent,
 copies get the same bytes again, so no request is processed or counted twice. Entries live `ttl`
 seconds from the reply; one still being processed stays until it is finished, however long that
-takes. The oldest go first when the cache is full, by entries or by bytes: at the default
-sizes that keeps the whole 30 s up to about 6,500 requests a second per worker, beyond what one
-core answers, in 64 MB at most. The caller passes the time in (a monotonic clock); nothing here
-reads a clock.
+takes.
+
+Each configured client (a ``[[clients]]`` entry, however many addresses it covers) has its own
+share of the cache: the entry and byte limits divided equally between the clients. When a share
+is full its own oldest entries go first, so one client's requests, however many, only ever push
+out that client's older ones: a NAS that floods the server (or anyone holding its secret) cannot
+make another NAS's retransmissions be decided again. The limits are for the whole cache, so the
+bound is the same whatever the number of clients: at the default sizes 64 MB at most (each share
+keeps at least one entry, which only matters beyond 15,000 clients), and the whole 30 s kept up
+to about 6,500 requests a second per worker with one client, that rate divided by the number of
+clients for each with more. The caller passes the time in (a monotonic clock); nothing here reads
+a clock.
 Not thread-safe: use one cache per packet loop.
 """
 
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -28,12 +37,14 @@ DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
 
 
 class DedupKey(NamedTuple):
-    """What makes two datagrams the same request (RFC 5080 §2.2.2)."""
+    """What makes two datagrams the same request (RFC 5080 §2.2.2), and whose share it is in."""
 
     address: str
     port: int
     identifier: int
     authenticator: bytes
+    # The name of the configured client the address belongs to.
+    client: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,16 +86,33 @@ def _cost(packed: bytes, entry: bytes) -> int:
 
 
 def _packed(key: DedupKey) -> bytes:
-    # Lengths fixed or stated before the address, so no two keys pack alike.
+    # Lengths fixed or stated before the address, so no two keys pack alike. The client is not
+    # packed: it names the share the key is looked up in.
     head = _KEY_HEAD.pack(key.port, key.identifier, len(key.authenticator))
     return head + key.authenticator + key.address.encode("utf-8", "surrogateescape")
 
 
+class _Share:
+    """One client's entries, oldest first, and their cost."""
+
+    __slots__ = ("cost", "entries")
+
+    def __init__(self) -> None:
+        self.cost = 0  # the entries' cost, as _cost counts it
+        # Insertion order is stamp order (finish() moves an entry to the end with a new
+        # stamp), so expiry and eviction only ever look at the front.
+        self.entries: OrderedDict[bytes, bytes] = OrderedDict()
+
+
 class DuplicateCache:
-    """Bounded, expiring map of recent requests to their replies; every operation is O(1)."""
+    """Bounded, expiring map of recent requests to their replies, one share per client.
+
+    Every operation is O(1) but ``set_clients``.
+    """
 
     def __init__(
         self,
+        clients: Iterable[str],
         ttl: float = DEFAULT_TTL,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         max_bytes: int = DEFAULT_MAX_BYTES,
@@ -98,22 +126,43 @@ class DuplicateCache:
         self._ttl = ttl
         self._max_entries = max_entries
         self._max_bytes = max_bytes
-        self._bytes = 0  # the entries' cost, as _cost counts it
-        # Insertion order is stamp order (finish() moves an entry to the end with a new stamp), so
-        # expiry and eviction only ever look at the front.
-        self._entries: OrderedDict[bytes, bytes] = OrderedDict()
+        self._shares: dict[str, _Share] = {}
+        self._share_entries = max_entries
+        self._share_bytes = max_bytes
+        self.set_clients(clients)
 
     def __len__(self) -> int:
         """Return the number of requests remembered (in progress or answered)."""
-        return len(self._entries)
+        return sum(len(share.entries) for share in self._shares.values())
+
+    def share_limits(self) -> tuple[int, int]:
+        """What one client's share holds at most: entries, and bytes as entries are costed."""
+        return self._share_entries, self._share_bytes
+
+    def set_clients(self, clients: Iterable[str]) -> None:
+        """Give each of these clients (by name) an equal share; forget any other's entries.
+
+        A client kept keeps its entries, its oldest forgotten if its share has shrunk; a request
+        of a client no longer named that is still being processed stores nothing when finished.
+        """
+        names = set(clients)
+        self._shares = {name: self._shares.get(name) or _Share() for name in names}
+        count = max(1, len(names))
+        self._share_entries = max(1, self._max_entries // count)
+        self._share_bytes = max(1, self._max_bytes // count)
+        for share in self._shares.values():
+            self._trim(share, self._share_entries, self._share_bytes)
 
     def begin(self, key: DedupKey, now: float) -> Verdict:
         """Record a request arriving at `now` and say whether to process, drop or re-answer it."""
-        self._expire(now)
+        share = self._shares.get(key.client)
+        if share is None:
+            raise KeyError(f"no share for client {key.client!r}")
+        self._expire(share, now)
         packed = _packed(key)
-        entry = self._entries.get(packed)
+        entry = share.entries.get(packed)
         if entry is None:
-            self._admit(packed, now)
+            self._store(share, packed, _STAMP.pack(now))
             return NEW
         if len(entry) == _STAMP.size:
             return IN_PROGRESS
@@ -122,8 +171,11 @@ class DuplicateCache:
     def known(self, key: DedupKey, now: float) -> InProgress | Cached | None:
         """What ``begin`` would say of a request already remembered; None, and nothing
         recorded, for a new one (a request about to be dropped must not take a place)."""
-        self._expire(now)
-        entry = self._entries.get(_packed(key))
+        share = self._shares.get(key.client)
+        if share is None:
+            return None
+        self._expire(share, now)
+        entry = share.entries.get(_packed(key))
         if entry is None:
             return None
         if len(entry) == _STAMP.size:
@@ -132,37 +184,42 @@ class DuplicateCache:
 
     def finish(self, key: DedupKey, response: bytes | None, now: float) -> None:
         """Store the reply sent at `now`, or forget the request when none was sent."""
-        self._expire(now)
+        share = self._shares.get(key.client)
+        if share is None:
+            return  # its client was removed from the configuration meanwhile
+        self._expire(share, now)
         packed = _packed(key)
-        if packed not in self._entries:
+        old = share.entries.pop(packed, None)
+        if old is None:
             # Expired or evicted while being processed: a later copy is simply processed again.
             return
-        old = self._entries.pop(packed)
-        self._bytes -= _cost(packed, old)
+        share.cost -= _cost(packed, old)
         if not response:
             # Nothing was sent (dropped, or no answer possible now): let a retransmission retry.
             return
         # The window restarts at the reply, so a client that lost it has the full `ttl` to retry.
-        self._store(packed, _STAMP.pack(now) + response)
+        self._store(share, packed, _STAMP.pack(now) + response)
 
-    def _admit(self, packed: bytes, now: float) -> None:
-        self._store(packed, _STAMP.pack(now))
-
-    def _store(self, packed: bytes, entry: bytes) -> None:
-        """Add an entry at the young end, first forgetting the oldest to make room."""
+    def _store(self, share: _Share, packed: bytes, entry: bytes) -> None:
+        """Add an entry at the young end of its share, first forgetting that share's oldest to
+        make room (never another share's)."""
         cost = _cost(packed, entry)
-        entries = self._entries
-        while entries and (
-            len(entries) >= self._max_entries or self._bytes + cost > self._max_bytes
-        ):
-            gone, value = entries.popitem(last=False)
-            self._bytes -= _cost(gone, value)
-        entries[packed] = entry
-        self._bytes += cost
+        # An entry larger than the whole share still goes in, alone.
+        self._trim(share, self._share_entries - 1, self._share_bytes - cost)
+        share.entries[packed] = entry
+        share.cost += cost
 
-    def _expire(self, now: float) -> None:
+    @staticmethod
+    def _trim(share: _Share, max_entries: int, max_bytes: int) -> None:
+        """Forget the share's oldest entries until it holds no more than these."""
+        entries = share.entries
+        while entries and (len(entries) > max_entries or share.cost > max_bytes):
+            gone, value = entries.popitem(last=False)
+            share.cost -= _cost(gone, value)
+
+    def _expire(self, share: _Share, now: float) -> None:
         horizon = now - self._ttl
-        entries = self._entries
+        entries = share.entries
         while entries:
             key, entry = next(iter(entries.items()))
             (stamp,) = _STAMP.unpack_from(entry)
@@ -172,9 +229,9 @@ class DuplicateCache:
                 # Still being processed (a database that holds its write lock for a minute):
                 # copies keep being dropped however long that takes, or each one that arrived
                 # after `ttl` would be decided and counted again. Re-stamped, it goes to the
-                # young end; only eviction of a full cache or finish() removes it.
+                # young end; only eviction of a full share or finish() removes it.
                 entries[key] = _STAMP.pack(now)
                 entries.move_to_end(key)
                 continue
             gone, value = entries.popitem(last=False)
-            self._bytes -= _cost(gone, value)
+            share.cost -= _cost(gone, value)

@@ -185,7 +185,8 @@ class Worker:
         self.authenticator = app.authenticator()
         self.handler = RequestHandler(self.authenticator.authenticate,
                                       settings.policy.reply_language)  # fmt: skip
-        self.dedup = DuplicateCache()
+        # One share per configured client: one NAS's requests cannot push another's answers out.
+        self.dedup = DuplicateCache(client.name for client in settings.clients)
         self.drops = DropLog()
         # Password hashing runs in a pool (argon2 releases the GIL); everything that touches
         # the database for deciding without a hash, and every commit, runs in one thread that
@@ -233,9 +234,10 @@ class Worker:
         except MalformedPacket as exc:
             self.drops.drop(f"malformed:{exc.reason}", host, now)
             return
-        if code == Codes.STATUS_SERVER and (not self.healthy or self._stalled(now)):
-            return  # no answer while the database is unreachable: the NAS fails over
-        key = DedupKey(host, port, identifier, data[4:20])
+        if code == Codes.STATUS_SERVER:
+            self._status(transport, data, client, (host, port), now)
+            return
+        key = DedupKey(host, port, identifier, data[4:20], client.name)
         if code == Codes.ACCESS_REQUEST and self.hash_pool.full(client.name):
             # A client with a full queue of password checks is flooding: its new requests are
             # refused before they are decoded (decoding each would hold up every other
@@ -275,6 +277,31 @@ class Worker:
         else:
             self.inbox.append(job)
             self._kick()
+
+    def _status(
+        self,
+        transport: asyncio.DatagramTransport,
+        data: bytes,
+        client: ClientConfig,
+        source: tuple[str, int],
+        now: float,
+    ) -> None:
+        """Answer a Status-Server at once, every copy, without the duplicate cache.
+
+        It decides nothing and touches no state (SPEC §4), so a copy answered again gets what
+        the cache would have given it, for one more check of its Message-Authenticator; and a
+        client's own Proxy-State makes each reply up to 4 KB, which cached would only take room
+        from the answers that count.
+        """
+        if not self.healthy or self._stalled(now) or self.stopping:
+            return  # no answer while the database is unreachable: the NAS fails over
+        answer = self.handler.admit(data, client)
+        if not isinstance(answer, Answer):
+            return  # not reached: the header said Status-Server, and so does the packet
+        if answer.reply is not None:
+            transport.sendto(answer.reply, source)
+        elif answer.drop_reason:
+            self.drops.drop(answer.drop_reason, source[0], now)
 
     def _prepare(self, job: _Job) -> Prepared | Answer:
         """In the hash pool: read and decide a request that may verify a password."""
@@ -494,6 +521,7 @@ class Worker:
             log.error("reload failed, keeping the current clients: %s", exc)
             return
         self.clients = ClientTable(fresh.clients)
+        self.dedup.set_clients(client.name for client in fresh.clients)
         log.info("reload clients=%d", len(fresh.clients))
 
     async def stop(self) -> None:
