@@ -8,10 +8,12 @@ its first attribute, a valid Response Authenticator and the request's Proxy-Stat
 from __future__ import annotations
 
 import hmac
+import os
 import random
 import secrets
 import socket
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +21,9 @@ import pytest
 
 from radiusd.packets import Codes, encode_request
 from tests.conftest import require_service
-from tests.integration.daemon import ClientSpec, RadiusClient, Site
+from tests.integration.daemon import REPO_ROOT, ClientSpec, RadiusClient, Site
+
+SMALL_DEDUP_CACHE = Path(__file__).with_name("small_dedup_cache")
 
 PAP_ONLY = "Authentication failed: this server accepts PAP only."
 
@@ -182,6 +186,68 @@ def test_retransmission_is_answered_from_the_cache_and_counted_once(site: Site) 
         assert resent.reply_bytes == accepted.reply_bytes  # not turned into a replay
         assert [d["reason"] for d in node.decisions()] == ["bad_otp", "ok"]
     assert site.token(erin.bound.serial).fail_count == 0
+
+
+def flood(nas: RadiusClient, count: int, proxy_states: list[bytes]) -> int:
+    """Send ``count`` requests with these Proxy-States, half Status-Server and half Rejects
+    decided from the packet alone (no User-Password), 16 at a time so that none is lost on the
+    way; return how many were answered (each reply checked as every reply is)."""
+    nas.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024 * 1024)
+    answered = 0
+    for start in range(0, count, 16):
+        window: dict[int, bytes] = {}
+        for n in range(start, min(start + 16, count)):
+            kind = {"code": Codes.STATUS_SERVER} if n % 2 else {"user_name": "flood"}
+            window[n % 256] = encode_request(
+                nas.secret, identifier=n % 256, proxy_states=proxy_states, **kind
+            )
+        for request in window.values():
+            nas.send(request)
+        deadline = time.monotonic() + 3.0
+        while window and (left := deadline - time.monotonic()) > 0:
+            nas.sock.settimeout(left)
+            try:
+                raw = nas.sock.recv(65535)
+            except TimeoutError:
+                break
+            request = window.pop(raw[1], None)
+            if request is not None:
+                nas.check(request, raw)
+                answered += 1
+    return answered
+
+
+def test_a_flooding_client_cannot_push_another_clients_answers_out_of_the_cache(
+    site: Site,
+) -> None:
+    # SPEC §4 whatever another NAS sends: B (anyone with its secret) makes each reply carry 3.8 KB
+    # of its own Proxy-State back. Before each client had its own share of the cache, 1,000
+    # such replies pushed A's answer out of the 4 MB this daemon's cache is cut to (16,000 at the
+    # real 64 MB), and A's resent wrong OTP was decided and counted again.
+    erin = site.active_user()
+    nas_a = ClientSpec(name="nas-a", address="127.0.0.1/32", mode="split")
+    nas_b = ClientSpec(name="nas-b", address="127.0.0.2/32", mode="split")
+    node = site.node(clients=[nas_a, nas_b])
+    path = [str(SMALL_DEDUP_CACHE), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
+    node.start(env={"PYTHONPATH": os.pathsep.join(filter(None, path))})
+    with node, node.client(nas_a) as a, node.client(nas_b) as b:
+        wrong = a.build(user_name=erin.login, password=erin.password + erin.bound.wrong_code())
+        first = a.exchange(wrong)
+        assert first.reply is not None
+        assert first.reply.code is Codes.ACCESS_REJECT
+        assert site.token(erin.bound.serial).fail_count == 1
+        # Every Status-Server is answered, the same datagram again too.
+        status = b.build(code=Codes.STATUS_SERVER)
+        assert b.exchange(status).reply is not None
+        assert b.exchange(status).reply is not None
+        started = time.monotonic()
+        assert flood(b, 2_000, [bytes([n]) * 253 for n in range(15)]) == 2_000
+        assert time.monotonic() - started < 30
+        again = a.exchange(wrong)
+        assert again.reply_bytes == first.reply_bytes
+        decided = [d["reason"] for d in node.decisions() if d["client"] == "nas-a"]
+        assert decided == ["bad_otp"]
+    assert site.token(erin.bound.serial).fail_count == 1
 
 
 def resized(packet: bytes) -> bytes:
