@@ -7,15 +7,16 @@ seconds from the reply; one still being processed stays until it is finished, ho
 takes.
 
 Each configured client (a ``[[clients]]`` entry, however many addresses it covers) has its own
-share of the cache: the entry and byte limits divided equally between the clients. When a share
-is full its own oldest entries go first, so one client's requests, however many, only ever push
-out that client's older ones: a NAS that floods the server (or anyone holding its secret) cannot
-make another NAS's retransmissions be decided again. The limits are for the whole cache, so the
-bound is the same whatever the number of clients: at the default sizes 64 MB at most (each share
-keeps at least one entry, which only matters beyond 15,000 clients), and the whole 30 s kept up
-to about 6,500 requests a second per worker with one client, that rate divided by the number of
-clients for each with more. The caller passes the time in (a monotonic clock); nothing here reads
-a clock.
+share of the cache, and a fair part of it: the entry and byte limits divided equally between the
+clients. A share may grow past its part while the cache has room, so one busy NAS among many
+quiet ones keeps the whole window; once the cache is full, the share furthest over its part
+gives up its oldest entries. A client within its part therefore never loses an entry to
+another's requests: a NAS that floods the server (or anyone holding its secret) only pushes out
+its own, and cannot make another NAS's retransmissions be decided again. The limits are for the
+whole cache, so the bound is the same whatever the number of clients: at the default sizes
+64 MB at most, and the whole 30 s kept up to about 6,500 requests a second per worker, for
+each client that stays within its part however busy the others are. The caller passes the time
+in (a monotonic clock); nothing here reads a clock.
 Not thread-safe: use one cache per packet loop.
 """
 
@@ -107,7 +108,8 @@ class _Share:
 class DuplicateCache:
     """Bounded, expiring map of recent requests to their replies, one share per client.
 
-    Every operation is O(1) but ``set_clients``.
+    Every operation is O(1) but ``set_clients`` and making room in a full cache, which looks
+    at every share (O(clients)).
     """
 
     def __init__(
@@ -129,6 +131,8 @@ class DuplicateCache:
         self._shares: dict[str, _Share] = {}
         self._share_entries = max_entries
         self._share_bytes = max_bytes
+        self._entries = 0  # over every share
+        self._cost = 0
         self.set_clients(clients)
 
     def __len__(self) -> int:
@@ -136,7 +140,8 @@ class DuplicateCache:
         return sum(len(share.entries) for share in self._shares.values())
 
     def share_limits(self) -> tuple[int, int]:
-        """What one client's share holds at most: entries, and bytes as entries are costed."""
+        """One client's fair part, which it keeps whatever the others send: entries, and
+        bytes as entries are costed."""
         return self._share_entries, self._share_bytes
 
     def set_clients(self, clients: Iterable[str]) -> None:
@@ -150,8 +155,9 @@ class DuplicateCache:
         count = max(1, len(names))
         self._share_entries = max(1, self._max_entries // count)
         self._share_bytes = max(1, self._max_bytes // count)
-        for share in self._shares.values():
-            self._trim(share, self._share_entries, self._share_bytes)
+        self._entries = sum(len(share.entries) for share in self._shares.values())
+        self._cost = sum(share.cost for share in self._shares.values())
+        self._make_room(0, 0)
 
     def begin(self, key: DedupKey, now: float) -> Verdict:
         """Record a request arriving at `now` and say whether to process, drop or re-answer it."""
@@ -194,6 +200,8 @@ class DuplicateCache:
             # Expired or evicted while being processed: a later copy is simply processed again.
             return
         share.cost -= _cost(packed, old)
+        self._entries -= 1
+        self._cost -= _cost(packed, old)
         if not response:
             # Nothing was sent (dropped, or no answer possible now): let a retransmission retry.
             return
@@ -201,21 +209,43 @@ class DuplicateCache:
         self._store(share, packed, _STAMP.pack(now) + response)
 
     def _store(self, share: _Share, packed: bytes, entry: bytes) -> None:
-        """Add an entry at the young end of its share, first forgetting that share's oldest to
-        make room (never another share's)."""
+        """Add an entry at the young end of its share, first making room for it."""
         cost = _cost(packed, entry)
-        # An entry larger than the whole share still goes in, alone.
-        self._trim(share, self._share_entries - 1, self._share_bytes - cost)
+        self._make_room(1, cost, share)
         share.entries[packed] = entry
         share.cost += cost
+        self._entries += 1
+        self._cost += cost
 
-    @staticmethod
-    def _trim(share: _Share, max_entries: int, max_bytes: int) -> None:
-        """Forget the share's oldest entries until it holds no more than these."""
-        entries = share.entries
-        while entries and (len(entries) > max_entries or share.cost > max_bytes):
-            gone, value = entries.popitem(last=False)
-            share.cost -= _cost(gone, value)
+    def _make_room(self, entries: int, cost: int, adding: _Share | None = None) -> None:
+        """Forget oldest entries until this many more, costing this much, fit in the cache;
+        each time from the share furthest over its fair part, ``adding``'s counted with them
+        (at its part, it is the one that would go over)."""
+        while self._entries + entries > self._max_entries or self._cost + cost > self._max_bytes:
+            # Whenever the cache is over a limit some share is over its part of it (the parts
+            # add up to no more than the limits), so a share within its part is never chosen
+            # while another is over. An entry larger than the whole cache still goes in, alone.
+            victim = max(
+                (share for share in self._shares.values() if share.entries),
+                key=lambda share: self._overuse(share, adding, entries, cost),
+                default=None,
+            )
+            if victim is None:
+                return
+            gone, value = victim.entries.popitem(last=False)
+            victim.cost -= _cost(gone, value)
+            self._entries -= 1
+            self._cost -= _cost(gone, value)
+
+    def _overuse(self, share: _Share, adding: _Share | None, entries: int, cost: int) -> float:
+        """How far a share (``adding`` with this much more) is over its fair part: over 1.0
+        when over it."""
+        if share is not adding:
+            entries = cost = 0
+        return max(
+            (len(share.entries) + entries) / self._share_entries,
+            (share.cost + cost) / self._share_bytes,
+        )
 
     def _expire(self, share: _Share, now: float) -> None:
         horizon = now - self._ttl
@@ -235,3 +265,5 @@ class DuplicateCache:
                 continue
             gone, value = entries.popitem(last=False)
             share.cost -= _cost(gone, value)
+            self._entries -= 1
+            self._cost -= _cost(gone, value)

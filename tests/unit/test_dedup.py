@@ -246,12 +246,11 @@ def test_a_client_filling_its_share_never_pushes_out_another_clients_entry(
     answered(cache, KEY._replace(client="victim"), REPLY, 0.0)
     waiting = KEY._replace(port=40001, client="victim")
     assert cache.begin(waiting, 0.0) is NEW
-    share_entries, share_bytes = cache.share_limits()
     for key, reply, now in sorted(flood, key=lambda item: item[2]):
         if cache.begin(key, now) is NEW:
             cache.finish(key, reply, now)
-        assert len(cache._shares["flood"].entries) <= share_entries
-        assert cost(cache, "flood") <= share_bytes
+        assert len(cache) <= max_entries
+        assert cost(cache) <= max_bytes
     assert cache.begin(KEY._replace(client="victim"), 29.5) == Cached(REPLY)
     assert cache.begin(waiting, 29.5) is IN_PROGRESS
 
@@ -287,13 +286,21 @@ def test_the_limits_are_split_equally_between_the_clients() -> None:
     assert DuplicateCache([str(n) for n in range(100)], max_entries=10).share_limits()[0] == 1
 
 
-def test_a_full_share_forgets_its_own_oldest_first() -> None:
-    cache = DuplicateCache(["a", "b"], max_entries=4)
-    keys = [DedupKey("192.0.2.1", 40000, i, AUTH, "a") for i in range(3)]
-    for i, key in enumerate(keys):
+def test_a_busy_client_uses_the_room_others_leave_and_gives_it_back_first() -> None:
+    cache = DuplicateCache(["a", "b"], max_entries=4)  # a fair part of two entries each
+    a_keys = [DedupKey("192.0.2.1", 40000, i, AUTH, "a") for i in range(4)]
+    for i, key in enumerate(a_keys):
         answered(cache, key, REPLY, float(i))
-    assert cache.begin(keys[0], 5.0) is NEW
-    assert cache.begin(keys[2], 5.0) == Cached(REPLY)
+    assert [cache.known(key, 4.0) for key in a_keys] == [Cached(REPLY)] * 4  # b sends nothing
+    b_keys = [DedupKey("192.0.2.2", 40000, i, AUTH, "b") for i in range(3)]
+    answered(cache, b_keys[0], REPLY, 5.0)
+    answered(cache, b_keys[1], REPLY, 6.0)
+    # a was over its part: its two oldest made room for b's.
+    assert [cache.known(key, 7.0) for key in a_keys] == [None, None, Cached(REPLY), Cached(REPLY)]
+    # Both at their part now: b's third request pushes out b's own oldest, not a's.
+    answered(cache, b_keys[2], REPLY, 7.0)
+    assert cache.known(b_keys[0], 8.0) is None
+    assert [cache.known(key, 8.0) for key in (*a_keys[2:], *b_keys[1:])] == [Cached(REPLY)] * 4
 
 
 def test_the_same_datagram_from_another_client_is_another_request() -> None:
@@ -322,10 +329,16 @@ def test_reloading_the_clients_keeps_the_kept_ones_and_resizes_the_shares() -> N
     assert cache.begin(b_key, 4.0) is NEW  # in progress across the reload
     cache.set_clients(["a", "c", "d", "e"])
     assert cache.share_limits()[0] == 2
-    # a's share shrank to two: its two youngest stay.
-    assert [cache.known(key, 5.0) for key in a_keys] == [None, None, Cached(REPLY), Cached(REPLY)]
+    # The cache has room: a keeps all four, beyond its new part, until others need the room.
+    assert [cache.known(key, 5.0) for key in a_keys] == [Cached(REPLY)] * 4
     # b is gone: its request in progress stores nothing when it is finished.
     cache.finish(b_key, REPLY, 5.0)
     assert cache.known(b_key, 5.0) is None
-    assert len(cache) == 2
-    answered(cache, KEY._replace(client="c"), REPLY, 6.0)
+    assert len(cache) == 4
+    for n, client in enumerate("cde"):
+        answered(cache, KEY._replace(client=client), REPLY, 6.0 + n)
+    for client in "cde":
+        answered(cache, KEY._replace(client=client, port=40001), REPLY, 9.0)
+    # Ten for eight places: a, furthest over its part, gave up its two oldest.
+    assert [cache.known(key, 10.0) for key in a_keys] == [None, None, Cached(REPLY), Cached(REPLY)]
+    assert len(cache) == 8
