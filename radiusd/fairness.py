@@ -1,10 +1,10 @@
-"""Password-hash work shared fairly between clients.
+"""Work shared fairly between clients: password hashing, and the database thread's batches.
 
-Hashing is the one expensive step, so it is where a flood from one NAS (or one spoofed
-source) would starve the others: jobs wait in one queue per client and the hash threads take
-from the clients in turn, so a client with ten thousand requests queued delays another
-client's next request by at most one job per busy client. Each client's queue is bounded; a
-job beyond the bound is refused at once (dropped unanswered: the NAS retries or fails over).
+A flood from one NAS (or one spoofed source with its secret) must not starve the others:
+jobs wait in one queue per client and are taken from the clients in turn, so a client with
+ten thousand requests queued delays another client's next request by at most one job per
+busy client (one batch, for the database thread). Each client's queue is bounded; a job
+beyond the bound is refused at once (dropped unanswered: the NAS retries or fails over).
 """
 
 from __future__ import annotations
@@ -86,3 +86,50 @@ class FairPool(Generic[Job]):
             self._ready.notify_all()
         for thread in self._threads:
             thread.join()
+
+
+class FairQueue(Generic[Job]):
+    """Jobs queued per client for the database thread, taken in turn; used by one thread only."""
+
+    def __init__(self, queue_limit: int) -> None:
+        self._limit = queue_limit
+        self._queues: OrderedDict[str, deque[Job]] = OrderedDict()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def full(self, client: str) -> bool:
+        """True when ``client``'s queue is at its bound (a job pushed now would be refused)."""
+        queue = self._queues.get(client)
+        return queue is not None and len(queue) >= self._limit
+
+    def push(self, client: str, job: Job) -> bool:
+        """Queue a job for ``client``; False (not queued) when that client's queue is full."""
+        queue = self._queues.get(client)
+        if queue is None:
+            queue = self._queues[client] = deque()
+        elif len(queue) >= self._limit:
+            return False
+        queue.append(job)
+        self._count += 1
+        return True
+
+    def take(self, most: int) -> list[Job]:
+        """Up to ``most`` jobs: one from each client in turn, each client's oldest first."""
+        taken: list[Job] = []
+        if len(self._queues) == 1:
+            # One client (the usual case): its queue in order, without turns to take.
+            client, queue = next(iter(self._queues.items()))
+            taken = [queue.popleft() for _ in range(min(most, len(queue)))]
+            if not queue:
+                del self._queues[client]
+        while self._queues and len(taken) < most:
+            client, queue = next(iter(self._queues.items()))
+            taken.append(queue.popleft())
+            if queue:
+                self._queues.move_to_end(client)
+            else:
+                del self._queues[client]
+        self._count -= len(taken)
+        return taken

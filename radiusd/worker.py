@@ -33,7 +33,7 @@ from otpcore.service import AuthRequest, Prepared, needs_password_hash
 from radiusd.clients import ClientTable
 from radiusd.clock import system_clock
 from radiusd.dedup import Cached, DedupKey, DuplicateCache, InProgress
-from radiusd.fairness import FairPool
+from radiusd.fairness import FairPool, FairQueue
 from radiusd.handler import UNAVAILABLE, Answer, RequestHandler, failed
 from radiusd.packets import Codes, MalformedPacket, Request, parse_header
 
@@ -51,6 +51,12 @@ def hash_threads() -> int:
 
 
 MAX_BATCH = 512
+# Requests one client may have waiting for the database thread: about two seconds of work for
+# one core of the kind the bench runs on, less than the 3 to 5 s a NAS waits before it resends.
+# Beyond it a client is flooding, and its new requests are dropped (the NAS retries or fails
+# over) rather than queued for ever: unbounded, a sustained flood grew the queue (and the
+# worker's memory) without limit, and every answer came later than any NAS still waited.
+INBOX_LIMIT = 5_000
 STOP_WAIT_S = 10.0
 HEALTH_INTERVAL_S = 1.0
 # How long after its expiry a token is still named by the daily expiry warning.
@@ -202,7 +208,9 @@ class Worker:
         # The daily expiry check (first worker only): its own thread, as it may wait for the
         # database as long as any admin command.
         self.expiry_thread = ThreadPoolExecutor(1, thread_name_prefix="expiry")
-        self.inbox: list[_Job] = []
+        # Taken a batch at a time, from the clients in turn: one NAS's backlog cannot hold up
+        # another's requests by more than a batch.
+        self.inbox: FairQueue[_Job] = FairQueue(INBOX_LIMIT)
         self.ready: list[tuple[_Job, Prepared]] = []
         self.batch_running = False
         self.batch_started = 0.0
@@ -238,12 +246,15 @@ class Worker:
             self._status(transport, data, client, (host, port), now)
             return
         key = DedupKey(host, port, identifier, data[4:20], client.name)
-        if code == Codes.ACCESS_REQUEST and self.hash_pool.full(client.name):
-            # A client with a full queue of password checks is flooding: its new requests are
-            # refused before they are decoded (decoding each would hold up every other
-            # client's behind them in the socket) and take no place in the cache, where they
-            # would push out other clients' answers. A resend of one already answered still
-            # gets its answer, or its NAS would count an accepted login as failed.
+        if code == Codes.ACCESS_REQUEST and (
+            self.hash_pool.full(client.name) or self.inbox.full(client.name)
+        ):
+            # A client with a full queue (of password checks, or of requests waiting for the
+            # database thread) is flooding: its new requests are refused before they are
+            # decoded (decoding each would hold up every other client's behind them in the
+            # socket) and take no place in the cache, where they would push out other
+            # clients' answers. A resend of one already answered still gets its answer, or its
+            # NAS would count an accepted login as failed.
             known = self.dedup.known(key, now)
             if isinstance(known, Cached):
                 transport.sendto(known.response, (host, port))
@@ -274,9 +285,10 @@ class Worker:
                 self.hashing_now += 1
             else:
                 self._deliver(transport, key, Answer(None, drop_reason="overload"))
-        else:
-            self.inbox.append(job)
+        elif self.inbox.push(job.client.name, job):
             self._kick()
+        else:
+            self._deliver(transport, key, Answer(None, drop_reason="overload"))
 
     def _status(
         self,
@@ -331,7 +343,7 @@ class Worker:
         """Start a batch in the database thread unless one is running; it takes all queued."""
         if self.batch_running or self.closed or not (self.inbox or self.ready):
             return
-        jobs, self.inbox = self.inbox[:MAX_BATCH], self.inbox[MAX_BATCH:]
+        jobs = self.inbox.take(MAX_BATCH)
         ready, self.ready = self.ready[:MAX_BATCH], self.ready[MAX_BATCH:]
         self.batch_running = True
         self.batch_started = time.monotonic()

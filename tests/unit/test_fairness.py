@@ -1,4 +1,5 @@
-"""The hash pool serves clients in turn, so a flood from one does not starve another."""
+"""The hash pool and the database thread's queue serve clients in turn, so a flood from one
+does not starve another."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import os
 import threading
 import time
 
-from radiusd.fairness import FairPool
+from hypothesis import given
+from hypothesis import strategies as st
+
+from radiusd.fairness import FairPool, FairQueue
 
 
 def test_a_flooding_client_does_not_starve_another() -> None:
@@ -57,3 +61,51 @@ def test_a_worker_hashes_on_as_many_threads_as_it_has_cores() -> None:
         os.sched_setaffinity(0, cores)
     # Every core it may use, whatever the number of workers: one NAS port reaches one worker.
     assert hash_threads() == min(16, max(2, len(cores)))
+
+
+def test_a_batch_takes_the_quiet_clients_job_before_the_floods_backlog() -> None:
+    queue: FairQueue[tuple[str, int]] = FairQueue(10_000)
+    for number in range(2_000):
+        assert queue.push("flood", ("flood", number))
+    assert queue.push("quiet", ("quiet", 0))
+    first = queue.take(512)
+    assert ("quiet", 0) in first[:2]
+    assert [job for job in first if job[0] == "flood"] == [("flood", n) for n in range(511)]
+    assert len(queue) == 2_001 - 512
+
+
+def test_a_full_client_queue_refuses_more_and_frees_room_as_batches_take_it() -> None:
+    queue: FairQueue[int] = FairQueue(3)
+    assert [queue.push("flood", n) for n in range(5)] == [True, True, True, False, False]
+    assert queue.full("flood")
+    assert not queue.full("quiet")
+    assert queue.push("quiet", 99)
+    assert queue.take(2) == [0, 99]
+    assert not queue.full("flood")
+    assert queue.push("flood", 5)
+    assert queue.take(10) == [1, 2, 5]
+    assert len(queue) == 0
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.booleans()), max_size=200),
+       st.integers(min_value=1, max_value=7))  # fmt: skip
+def test_every_job_is_taken_once_in_order_and_no_client_twice_while_another_waits(
+    steps: list[tuple[str, bool]], batch: int
+) -> None:
+    queue: FairQueue[tuple[str, int]] = FairQueue(5)
+    waiting: dict[str, list[tuple[str, int]]] = {client: [] for client in "abcd"}
+    for number, (client, take) in enumerate(steps):
+        if take:
+            before = {c for c, jobs in waiting.items() if jobs}
+            got = queue.take(batch)
+            assert len(got) == min(batch, sum(len(jobs) for jobs in waiting.values()))
+            for job in got:
+                assert waiting[job[0]].pop(0) == job  # each client's oldest first
+            given_to = [job[0] for job in got]
+            if any(given_to.count(c) > 1 for c in before):
+                assert all(c in given_to for c in before)
+        elif queue.push(client, (client, number)):
+            waiting[client].append((client, number))
+        else:
+            assert len(waiting[client]) == 5
+        assert len(queue) == sum(len(jobs) for jobs in waiting.values())
