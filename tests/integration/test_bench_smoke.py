@@ -115,6 +115,14 @@ def test_the_backup_comparison_runs_alone_and_beside_a_backup() -> None:
     assert beside, done.stdout
 
 
+def test_the_flood_prints_a_row_per_run() -> None:
+    # At a rate one worker keeps up with, every request is answered (none dropped).
+    done = run_bench("bench.flood", "--users", "200", "--rate", "200", "--runs", "1")
+    row = re.search(r"^\| 1 \| 400 at 200/s \| 400 \| 0 \| [\d,]+ \|( [\d.]+ s \|){3} \d+ MB \|$",
+                    done.stdout, re.M)  # fmt: skip
+    assert row, done.stdout
+
+
 def test_the_commit_probe_prints_both_sync_modes() -> None:
     done = run_bench("bench.commit", "--commits", "30")
     rows = [line for line in done.stdout.splitlines() if line.startswith("| FULL")
