@@ -23,7 +23,7 @@ import pytest
 
 from radiusd.packets import Codes, encode_request
 from tests.conftest import require_service
-from tests.integration.daemon import REPO_ROOT, ClientSpec, RadiusClient, Site
+from tests.integration.daemon import REPO_ROOT, ClientSpec, Node, RadiusClient, Site
 
 SMALL_DEDUP_CACHE = Path(__file__).with_name("small_dedup_cache")
 SMALL_INBOX = Path(__file__).with_name("small_inbox")
@@ -200,6 +200,17 @@ def test_retransmission_is_answered_from_the_cache_and_counted_once(site: Site) 
     assert site.token(erin.bound.serial).fail_count == 0
 
 
+def two_nas_node(site: Site, mode: str, patches: Path) -> tuple[Node, ClientSpec, ClientSpec]:
+    """A started node with clients nas-a (127.0.0.1) and nas-b (127.0.0.2), whose daemon first
+    imports the ``sitecustomize`` in ``patches``."""
+    nas_a = ClientSpec(name="nas-a", address="127.0.0.1/32", mode=mode)
+    nas_b = ClientSpec(name="nas-b", address="127.0.0.2/32", mode=mode)
+    node = site.node(clients=[nas_a, nas_b])
+    path = [str(patches), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
+    node.start(env={"PYTHONPATH": os.pathsep.join(filter(None, path))})
+    return node, nas_a, nas_b
+
+
 def flood(nas: RadiusClient, count: int, proxy_states: list[bytes]) -> int:
     """Send ``count`` requests with these Proxy-States, half Status-Server and half Rejects
     decided from the packet alone (no User-Password), 16 at a time so that none is lost on the
@@ -237,11 +248,7 @@ def test_a_flooding_client_cannot_push_another_clients_answers_out_of_the_cache(
     # such replies pushed A's answer out of the 4 MB this daemon's cache is cut to (16,000 at the
     # real 64 MB), and A's resent wrong OTP was decided and counted again.
     erin = site.active_user()
-    nas_a = ClientSpec(name="nas-a", address="127.0.0.1/32", mode="split")
-    nas_b = ClientSpec(name="nas-b", address="127.0.0.2/32", mode="split")
-    node = site.node(clients=[nas_a, nas_b])
-    path = [str(SMALL_DEDUP_CACHE), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
-    node.start(env={"PYTHONPATH": os.pathsep.join(filter(None, path))})
+    node, nas_a, nas_b = two_nas_node(site, "split", SMALL_DEDUP_CACHE)
     with node, node.client(nas_a) as a, node.client(nas_b) as b:
         wrong = a.build(user_name=erin.login, password=erin.password + erin.bound.wrong_code())
         first = a.exchange(wrong)
@@ -284,11 +291,7 @@ def test_a_client_flooding_the_database_queue_is_cut_off_and_another_still_gets_
     # list without bound: a NAS sending faster than the database thread decides grew it (and
     # the worker's memory) for as long as it sent, and every other NAS's logins queued behind.
     erin = site.active_user()
-    nas_a = ClientSpec(name="nas-a", address="127.0.0.1/32", mode="otp")
-    nas_b = ClientSpec(name="nas-b", address="127.0.0.2/32", mode="otp")
-    node = site.node(clients=[nas_a, nas_b])
-    path = [str(SMALL_INBOX), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
-    node.start(env={"PYTHONPATH": os.pathsep.join(filter(None, path))})
+    node, nas_a, nas_b = two_nas_node(site, "otp", SMALL_INBOX)
     database = site.app.hot.engine.url.database
     assert database
     holder = subprocess.Popen(
