@@ -71,6 +71,10 @@ def test_a_slow_password_hash_does_not_delay_status_server(site: Site) -> None:
 
 def test_housekeeping_runs_at_the_lowest_priority_and_requests_at_normal(site: Site) -> None:
     # The health probe checkpoints the WAL; it must not take the core from the requests.
+    # Requests run at the niceness the server was started with (this test's, inherited).
+    started_at = os.getpriority(os.PRIO_PROCESS, 0)
+    if started_at >= 19:
+        pytest.skip("run at the lowest priority already: nothing to tell apart")
     with site.node(workers=1) as node, node.client() as nas:
         assert nas.status() is not None
         (worker,) = node.worker_pids()
@@ -79,7 +83,7 @@ def test_housekeeping_runs_at_the_lowest_priority_and_requests_at_normal(site: S
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
             nice[int(task.name)] = int(fields[16])  # field 19 of stat: nice
     assert sorted(nice.values()).count(19) == 1, nice
-    assert nice[worker] == 0, nice
+    assert nice[worker] == started_at, nice
 
 
 def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(site: Site) -> None:
