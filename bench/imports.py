@@ -5,9 +5,11 @@
 Each import is one transaction, as ``otpctl`` runs it: 100,000 users with ``password_hash``
 (user CSV), 100,000 tokens from a token CSV, and 100,000 TOTP keys from a PSKC file under a
 pre-shared key (AES-128-CBC + HMAC-SHA1, as vendors send them); then 1,000 tokens into the
-inventory those two made, most of it comparing seeds with the inventory's. Prints seconds per
-phase: first the core's phases in-process, then the same three files through the installed
-``otpctl`` on another fresh database (process start, file reading and detection included).
+inventory those two made, most of it comparing seeds with the inventory's; then a key rotation
+re-sealing every seed (one transaction too, which holds up the logins that write meanwhile).
+Prints seconds per phase: first the core's phases in-process, then the same three files and
+the rotation through the installed ``otpctl`` on another fresh database (process start, file
+reading and detection included).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pskc import PSKC
 
 from otpcore.app import App, build_app
 from otpcore.config import parse_settings
-from otpcore.keys import create_key
+from otpcore.keys import create_key, rotate_key
 from otpcore.onboarding import import_users
 from otpcore.pskc_import import read_pskc
 from otpcore.store import make_engine
@@ -127,6 +129,10 @@ def main() -> None:
             f"token CSV of 1,000 into {held:,} held (seeds compared)",
             lambda: admin.import_tokens(few, source="f"),
         )
+        timed(
+            f"key rotate: re-seal {held + 1000:,} seeds (one transaction)",
+            lambda: rotate_key(app.store, app.settings.key_file, app.clock),
+        )
         users_text = user_csv(app, rows)
         app.store.dispose()
         through_otpctl(Path(folder) / "otpctl", users_text, data)
@@ -156,6 +162,7 @@ def through_otpctl(folder: Path, users_text: str, pskc: bytes) -> None:
             "--psk",
             PSK.hex(),
         ],
+        "otpctl key rotate (every seed of the two token imports)": ["key", "rotate"],
     }
     for label, args in commands.items():
         command = [program, "--config", config, *args]

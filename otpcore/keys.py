@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 
 from otpcore.crypto import (
     Keyring,
@@ -26,6 +26,16 @@ from otpcore.ports import Clock
 from otpcore.store import Store
 from otpcore.store.models import TokenRow
 from otpcore.store.schema import current_revision
+
+# Seeds read and re-sealed at a time, all in the one transaction.
+ROTATION_SLICE = 1_000
+# Run on the connection once per slice with every row's values: the ORM's bulk update spent
+# more on its own bookkeeping than on the seeds.
+_RESEAL = (
+    update(TokenRow)
+    .where(TokenRow.serial == bindparam("key"))
+    .values(sealed_secret=bindparam("sealed"))
+)
 
 
 def create_key(path: Path) -> bool:
@@ -74,13 +84,29 @@ def rotate_key(store: Store, path: Path, clock: Clock, actor: str = "otpctl") ->
     count = 0
     with store.transaction() as repo:
         repo.lock_inventory()  # an import committing after this read would seal under `old`
-        # In serial order, as every other writer locks tokens (no deadlock on PostgreSQL).
-        tokens = select(TokenRow).order_by(TokenRow.serial).with_for_update()
-        for row in repo.session.scalars(tokens):
-            opener = target if target.sealed_kid(row.sealed_secret) == new.kid else old
-            secret = opener.unseal(row.serial, row.sealed_secret)
-            row.sealed_secret = target.seal(row.serial, secret)
-            count += 1
+        last = ""
+        while True:
+            # In serial order, as every other writer locks tokens (no deadlock on PostgreSQL),
+            # and a slice at a time: the whole table as ORM objects held every token in memory
+            # at once, and their writes, one ORM update a row, kept the logins that must write
+            # waiting several times as long.
+            rows = repo.session.execute(
+                select(TokenRow.serial, TokenRow.sealed_secret)
+                .where(TokenRow.serial > last)
+                .order_by(TokenRow.serial)
+                .limit(ROTATION_SLICE)
+                .with_for_update()
+            ).all()
+            if not rows:
+                break
+            resealed = []
+            for serial, sealed in rows:
+                opener = target if target.sealed_kid(sealed) == new.kid else old
+                secret = opener.unseal(serial, sealed)
+                resealed.append({"key": serial, "sealed": target.seal(serial, secret)})
+            repo.session.connection().execute(_RESEAL, resealed)
+            count += len(rows)
+            last = rows[-1].serial
         repo.audit(clock(), actor, "key_rotate", [], "ok", f"{count} seeds re-sealed")
     try:
         os.replace(pending, path)

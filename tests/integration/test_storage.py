@@ -28,6 +28,7 @@ from otpcore.service import AuthRequest
 from otpcore.store import make_engine
 from otpcore.token_csv import read_token_csv
 from tests.conftest import PG_URL_ENV, drop_database, require_service, scratch_database
+from tests.integration.daemon import Site
 from tests.integration.lifecycle import (
     PASSWORD,
     activated,
@@ -112,6 +113,34 @@ def test_rotation_reseals_every_seed(
     every_token_verifies(make_app(), clock)  # a process started after the rotation
     (event,) = [e for e in tokens.admin().audit() if e.action == "key_rotate"]
     assert event.detail == "3 seeds re-sealed"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_rotation_in_slices_reseals_every_seed_once(
+    backend: str, tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seeds are read and re-sealed a slice at a time (1,000; 2 here), in serial order and all
+    # in one transaction: none may be skipped, or sealed twice, at a slice's edge.
+    monkeypatch.setattr("otpcore.keys.ROTATION_SLICE", 2)
+    if backend == "sqlite":
+        site = Site.sqlite(tmp_path)
+    else:
+        url = os.environ.get(PG_URL_ENV)
+        require_service(f"postgresql ({PG_URL_ENV})", bool(url))
+        assert url is not None
+        site = Site.postgresql(url, tmp_path)
+    with site:
+        tokens = {token.serial: token.secret for token in (site.add_token() for _ in range(5))}
+        key_file = site.app.settings.key_file
+        old_key = read_key(key_file)
+        assert rotate_key(site.app.store, key_file, clock) == 5
+        new_key = Keyring(read_key(key_file))
+        with site.app.store.reading() as repo:
+            sealed = {serial: blob for serial, _, blob in repo.sealed_seeds()}
+        assert {serial: new_key.unseal(serial, blob) for serial, blob in sealed.items()} == tokens
+        assert all(new_key.sealed_kid(blob) != old_key.kid for blob in sealed.values())
+        (event,) = [e for e in site.app.admin().audit() if e.action == "key_rotate"]
+        assert event.detail == "5 seeds re-sealed"
 
 
 def test_a_rotation_run_as_root_leaves_the_key_to_its_owner(
