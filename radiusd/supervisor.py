@@ -8,10 +8,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import mmap
 import os
 import select
 import signal
 import stat
+import struct
 import time
 import tomllib
 from dataclasses import dataclass, replace
@@ -32,6 +34,14 @@ STOP_TIMEOUT_S = 15.0
 # made readable to others, a database file gone): the supervisor stops with an error, so that
 # systemd restarts the service, whose start then says why, or marks it failed.
 QUICK_DEATHS_MAX = 5
+# A worker whose packet loop has not beaten for this long is hung (stopped by SIGSTOP or a
+# debugger, stuck in a lock): the kernel still gives it its share of the NASes' source ports,
+# whose requests and Status-Servers then go unanswered for as long as it hangs. It is killed,
+# and restarted as a worker that died. A loop never holds its turn for more than milliseconds.
+HUNG_S = 10.0
+# How often the supervisor looks at the heartbeats.
+WATCH_INTERVAL_S = 1.0
+_BEAT = struct.Struct("d")
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _SIGNALS = {signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
 
@@ -42,6 +52,7 @@ class _Child:
     pid: int
     started: float
     ready_fd: int | None = None  # a restarted worker's readiness pipe, closed when it dies
+    hung: bool = False  # killed for not beating; waiting to be reaped
 
 
 class Supervisor:
@@ -58,6 +69,9 @@ class Supervisor:
         self.failures = 0
         self.restarts: dict[int, float] = {}  # slot -> when to start its worker again
         self.failed = False
+        # One monotonic instant per slot, written by its worker's loop (shared with the
+        # forked workers; CLOCK_MONOTONIC is the same for every process); 0.0 until it beats.
+        self.beats = mmap.mmap(-1, _BEAT.size * self.count)
 
     def run(self) -> int:
         """Serve until SIGTERM; returns the exit status."""
@@ -81,7 +95,8 @@ class Supervisor:
                 self._stop_children()
                 return 1
             self._restart_due(now)
-            wake = min([now + 60.0, *self.restarts.values()])
+            self._kill_hung(now)
+            wake = min([now + WATCH_INTERVAL_S, *self.restarts.values()])
             info = signal.sigtimedwait(_SIGNALS, max(0.01, wake - now))
             if info is None:
                 continue
@@ -98,6 +113,7 @@ class Supervisor:
     def _spawn(self, slot: int) -> tuple[int, int]:
         read_fd, write_fd = os.pipe()
         parent = os.getpid()
+        _BEAT.pack_into(self.beats, slot * _BEAT.size, 0.0)
         pid = os.fork()
         if pid == 0:  # the worker
             os.close(read_fd)
@@ -109,7 +125,11 @@ class Supervisor:
                 # still delivered then.
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS - {signal.SIGHUP})
                 status = run_worker(
-                    self.config_path, self.settings, write_fd, check_expiry=slot == 0
+                    self.config_path,
+                    self.settings,
+                    write_fd,
+                    check_expiry=slot == 0,
+                    heartbeat=lambda: self._beat(slot),
                 )
             except BaseException as exc:  # a child must never return into the parent's code
                 log.error("worker failed error=%s", _describe(exc))
@@ -119,6 +139,23 @@ class Supervisor:
         os.close(write_fd)
         self.children[pid] = _Child(slot, pid, time.monotonic())
         return pid, read_fd
+
+    def _beat(self, slot: int) -> None:
+        """In a worker: record that its packet loop turns now."""
+        _BEAT.pack_into(self.beats, slot * _BEAT.size, time.monotonic())
+
+    def _kill_hung(self, now: float) -> None:
+        """SIGKILL every worker whose loop stopped beating; ``_reap`` then restarts it."""
+        for child in list(self.children.values()):
+            (beat,) = _BEAT.unpack_from(self.beats, child.slot * _BEAT.size)
+            # One that never beat is still starting: it has as long as a start may take.
+            since, limit = (beat, HUNG_S) if beat else (child.started, READY_TIMEOUT_S)
+            if now - since <= limit or child.hung:
+                continue
+            log.error("worker hung pid=%d slot=%d: no heartbeat for %.0f s, killing it",
+                      child.pid, child.slot, now - since)  # fmt: skip
+            child.hung = True
+            _signal(child.pid, signal.SIGKILL)
 
     def _await_ready(self, fds: list[int]) -> bool:
         deadline = time.monotonic() + READY_TIMEOUT_S

@@ -72,6 +72,8 @@ PURGE_SLICE = 2_000
 DROP_LOG_INTERVAL_S = 60.0
 EXPIRY_INTERVAL_S = 24 * 3600.0
 SWITCH_INTERVAL_S = 0.0005
+# How often the packet loop tells the supervisor it is still turning (see ``Heartbeat``).
+HEARTBEAT_INTERVAL_S = 1.0
 
 
 def open_socket(host: str, port: int) -> socket.socket:
@@ -567,8 +569,19 @@ def load_settings(path: Path) -> Settings:
     return settings_from_bytes(raw, path, read_secret_file)
 
 
+async def _beat(heartbeat: Callable[[], None]) -> None:
+    """Tell the supervisor, once an interval, that this worker's packet loop still turns."""
+    while True:
+        heartbeat()
+        await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+
+
 async def _serve(
-    worker: Worker, sockets: list[socket.socket], ready_fd: int | None, check_expiry: bool
+    worker: Worker,
+    sockets: list[socket.socket],
+    ready_fd: int | None,
+    check_expiry: bool,
+    heartbeat: Callable[[], None] | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     worker.loop = loop
@@ -583,12 +596,15 @@ async def _serve(
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     health = asyncio.ensure_future(worker.watch_health())
     expiry = asyncio.ensure_future(worker.watch_expiry()) if check_expiry else None
+    # Beside the loop's work until the process ends, through the stop too: the stop waits for
+    # answers in flight, and the supervisor must not take that wait for a hang.
+    beat = asyncio.ensure_future(_beat(heartbeat)) if heartbeat is not None else None
     if ready_fd is not None:
         os.write(ready_fd, b"R")
         os.close(ready_fd)
     await stop_requested.wait()
     await worker.stop()
-    for task in (health, expiry):
+    for task in (health, expiry, beat):
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -600,11 +616,17 @@ async def _serve(
 
 
 def run_worker(
-    config_path: Path, settings: Settings, ready_fd: int | None, *, check_expiry: bool = False
+    config_path: Path,
+    settings: Settings,
+    ready_fd: int | None,
+    *,
+    check_expiry: bool = False,
+    heartbeat: Callable[[], None] | None = None,
 ) -> int:
     """Serve until SIGTERM; returns the process exit status.
 
     ``check_expiry``: this worker logs the tokens nearing expiry, at start and then daily.
+    ``heartbeat``: called from the packet loop every ``HEARTBEAT_INTERVAL_S`` while it runs.
     """
     app = build_app(settings, system_clock)
     sockets = [open_socket(host, port) for host, port in settings.server.listen]
@@ -618,6 +640,6 @@ def run_worker(
     # turns, a batch being decided keeps the loop from sending finished answers and reading
     # new requests for that long. Shorter turns took p99 at half peak from ~20 ms to ~6 ms.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    asyncio.run(_serve(worker, sockets, ready_fd, check_expiry))
+    asyncio.run(_serve(worker, sockets, ready_fd, check_expiry, heartbeat))
     app.store.dispose()
     return 0

@@ -105,6 +105,28 @@ def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(site: Site) 
         assert reply.code is Codes.ACCESS_ACCEPT
 
 
+def test_a_hung_worker_is_killed_and_replaced(site: Site) -> None:
+    # A worker stopped (SIGSTOP, a debugger) or stuck kept its socket: the kernel went on
+    # giving it its share of the NASes' source ports, whose logins and Status-Servers went
+    # unanswered for as long as it hung, and the supervisor neither saw nor said anything.
+    nina = site.active_user()
+    with site.node(mode="split", workers=1) as node, node.client() as nas:
+        (hung,) = wait_for_workers(node, 1)
+        os.kill(hung, signal.SIGSTOP)
+        try:
+            assert nas.status(timeout=1.0) is None
+            wait_until_answered(nas, timeout=20)
+        finally:
+            if _alive(hung):
+                os.kill(hung, signal.SIGKILL)
+        assert node.wait_for_log(f"worker hung pid={hung} ")
+        assert node.wait_for_log(f"worker died pid={hung} ")
+        assert hung not in node.worker_pids()
+        reply = nas.auth(nina.login, nina.password + nina.bound.code())
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_ACCEPT
+
+
 def test_workers_zero_starts_one_worker_per_core_the_server_may_use(site: Site) -> None:
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two cores to tell the host's from the allowed ones")
