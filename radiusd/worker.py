@@ -628,9 +628,21 @@ def run_worker(
     ``check_expiry``: this worker logs the tokens nearing expiry, at start and then daily.
     ``heartbeat``: called from the packet loop every ``HEARTBEAT_INTERVAL_S`` while it runs.
     """
-    app = build_app(settings, system_clock)
+    try:
+        app = build_app(settings, system_clock)
+        reachable = True
+    except Unavailable as exc:
+        # A worker restarted while the database is away (the others serving on, silent): dying
+        # here again and again would count as a worker that cannot start and stop the whole
+        # server, which would then not come back by itself. The schema and the key were
+        # checked at the server's start; this worker waits for the database as the others do.
+        log.warning("worker started while the database does not answer: %s", exc)
+        app = build_app(settings, system_clock, check_schema=False)
+        reachable = False
     sockets = [open_socket(host, port) for host, port in settings.server.listen]
     worker = Worker(config_path, settings, app)
+    # Status-Server waits for the health probe to find the database there.
+    worker.healthy = reachable
     # What start-up built lives as long as the process: keep the collector from walking it
     # again and again, and collect young objects less often (requests make many, briefly).
     gc.collect()

@@ -361,6 +361,36 @@ def test_database_unreachable_means_no_accept_and_service_resumes(pg_site: Site)
         assert [d["user"] for d in node.decisions()] == [pia.login, quinn.login]
 
 
+@pytest.mark.service
+def test_a_worker_that_dies_while_the_database_is_away_does_not_stop_the_server(
+    pg_site: Site,
+) -> None:
+    # Its replacements died at start one after the other, as the database did not answer,
+    # and after six the supervisor stopped the whole server with status 1 (under systemd,
+    # restarts that fail the same way until the start limit), though the database was only
+    # away for a while and would have been served again the moment it came back.
+    rosa = pg_site.active_user()
+    control = pg_cluster_control()
+    with pg_site.node(mode="split", workers=1) as node, node.client() as nas:
+        (first,) = wait_for_workers(node, 1)
+        subprocess.run([*control, "stop"], check=True, capture_output=True, timeout=60)
+        try:
+            os.kill(first, signal.SIGKILL)
+            time.sleep(20)  # longer than six quick deaths take
+            assert node.running, f"the server stopped:\n{node.log_text()}"
+            replacement = [pid for pid in node.worker_pids() if pid != first]
+            assert replacement, "no worker was started in place of the killed one"
+            assert nas.status(timeout=0.5) is None
+        finally:
+            subprocess.run([*control, "start"], check=True, capture_output=True, timeout=60)
+        wait_until_answered(nas, timeout=15)
+        reply = nas.auth(rosa.login, rosa.password + rosa.bound.code())
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_ACCEPT
+        assert node.worker_pids() == replacement
+        assert "worker started while the database does not answer" in node.log_text()
+
+
 def test_readiness_reload_and_stop_are_notified_to_systemd(site: Site, tmp_path: Path) -> None:
     notify_path = tmp_path / "notify"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
