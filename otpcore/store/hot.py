@@ -85,6 +85,10 @@ _LOCK_CHALLENGES_PG = """SELECT id FROM challenges WHERE id = ANY(:ids) ORDER BY
 _SHARERS = "SELECT login FROM users WHERE serial = :serial ORDER BY login"
 _AUDIT = """INSERT INTO audit_events (at, actor, action, targets, outcome, detail)
     VALUES (:at, :actor, :action, :targets, :outcome, :detail)"""
+# A server that answers but refuses every write serves no login: a standby the address led to
+# after a failover, or a database set read-only. The health probe must not call it reachable.
+_WRITABLE_PG = """SELECT NOT pg_is_in_recovery()
+    AND current_setting('transaction_read_only') = 'off'"""
 _NAMED = re.compile(r":(\w+)")
 # A WAL past this many pages (64 MiB of 4 KiB pages) is restarted by the next commit.
 WAL_RESTART_PAGES = 16_384
@@ -248,15 +252,15 @@ class HotStore:
                     self._discard()
 
     def ping(self) -> bool:
-        """True when the database answers; on SQLite also moves the WAL into the database file.
+        """True when the database answers and takes writes; on SQLite also moves the WAL into
+        the database file.
 
         The checkpoint is PASSIVE: it never waits for, nor blocks, a reader or a writer.
         """
         try:
             with self._guard():
                 if not self.sqlite:
-                    self._run("SELECT 1", {}).fetchall()
-                    return True
+                    return bool(self._run(_WRITABLE_PG, {}).fetchall()[0][0])
                 # One row: busy flag, pages in the WAL, pages copied into the database.
                 rows = self._run("PRAGMA wal_checkpoint(PASSIVE)", {}).fetchall()
                 self._wal_pages = max(0, int(rows[0][1])) if rows else 0

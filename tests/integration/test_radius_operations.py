@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from radiusd.packets import Codes
 from tests.integration.conftest import pg_cluster_control
@@ -389,6 +391,59 @@ def test_a_worker_that_dies_while_the_database_is_away_does_not_stop_the_server(
         assert reply.code is Codes.ACCESS_ACCEPT
         assert node.worker_pids() == replacement
         assert "worker started while the database does not answer" in node.log_text()
+
+
+@contextmanager
+def read_only(site: Site) -> Iterator[None]:
+    """Make the site's PostgreSQL database refuse writes (as a standby does after a failover
+    led its address there), new sessions and old alike, for the block."""
+    name = make_url(site.database_url).database
+    admin = create_engine(site.database_url, isolation_level="AUTOCOMMIT")
+
+    def default_read_only(value: str) -> None:
+        with admin.connect() as connection:
+            connection.execute(
+                text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = {value}')
+            )
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+
+    default_read_only("on")
+    try:
+        yield
+    finally:
+        default_read_only("off")
+        admin.dispose()
+
+
+@pytest.mark.service
+def test_a_database_that_refuses_writes_is_unreachable_until_it_takes_them_again(
+    pg_site: Site,
+) -> None:
+    # Every login failed on its first write, yet the health probe's SELECT 1 went through:
+    # Status-Server was answered between logins, so a NAS kept this server as healthy, and
+    # the log said unreachable and reachable again for every login.
+    users = [pg_site.active_user() for _ in range(5)]
+    with pg_site.node(mode="split", workers=1) as node, node.client() as nas:
+        with read_only(pg_site):
+            node.mark()
+            for user in users[:4]:
+                assert nas.auth(user.login, user.password + user.bound.code(), timeout=1) is None
+                time.sleep(1.5)  # a health probe in between
+                assert nas.status(timeout=0.5) is None
+            log = node.new_log()
+        assert log.count("database unreachable") == 1, log
+        assert "reachable again" not in log
+        wait_until_answered(nas, timeout=10)
+        last = users[4]
+        reply = nas.auth(last.login, last.password + last.bound.code())
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_ACCEPT
+        assert node.new_log().count("database reachable again") == 1
 
 
 def test_readiness_reload_and_stop_are_notified_to_systemd(site: Site, tmp_path: Path) -> None:
