@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -89,6 +90,20 @@ def _sqlite_engine(url: str, pooling: dict[str, Any]) -> Engine:
         future=True,
         **pooling,
     )
+
+    @event.listens_for(engine, "do_connect")
+    def _open_existing(
+        _dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+    ) -> None:
+        # Open the file, never create it: SQLite makes a missing one empty, with the umask's
+        # mode. A database file deleted under the running daemon was made again so by its next
+        # connection, which then found no tables (and the health probe an answering database),
+        # and a restart said "no schema: run 'otpctl init'" rather than that the file was gone.
+        # ``otpctl init`` creates the file itself first (``create_private_sqlite_file``).
+        if cparams.get("uri") or not cargs or cargs[0] in ("", ":memory:"):
+            return
+        cargs[0] = f"file:{quote(str(cargs[0]))}?mode=rw"
+        cparams["uri"] = True
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

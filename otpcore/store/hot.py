@@ -9,6 +9,7 @@ single conditional writes as in ``repo.py``, so several processes and nodes stay
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -156,6 +157,7 @@ class HotStore:
         database = engine.url.database if self.sqlite else None
         in_memory = database in (None, "", ":memory:") or engine.url.query.get("mode") == "memory"
         self._turnstile = Turnstile(database) if database and not in_memory else None
+        self._database_path = database if database and not in_memory else None
 
     # Connections
 
@@ -180,7 +182,24 @@ class HotStore:
             self._local.fairy = fairy
             self._local.connection = connection
             self._local.generation = self._generation
+            self._local.file = self._file_identity()
         return connection
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        """The device and inode the SQLite path names now (None: no such file, or not SQLite)."""
+        if self._database_path is None:
+            return None
+        try:
+            found = os.stat(self._database_path)
+        except OSError:
+            return None
+        return (found.st_dev, found.st_ino)
+
+    def _file_replaced(self) -> bool:
+        """True when the SQLite path no longer names the file this thread's connection opened:
+        the file was deleted, or another put in its place, under the running daemon."""
+        opened = getattr(self._local, "file", None)
+        return self._database_path is not None and self._file_identity() != opened
 
     def _discard(self) -> None:
         fairy = getattr(self._local, "fairy", None)
@@ -263,6 +282,12 @@ class HotStore:
                     return bool(self._run(_WRITABLE_PG, {}).fetchall()[0][0])
                 # One row: busy flag, pages in the WAL, pages copied into the database.
                 rows = self._run("PRAGMA wal_checkpoint(PASSIVE)", {}).fetchall()
+                if self._file_replaced():
+                    # Connections keep the file they opened: deleted, it takes logins that
+                    # no one will see again; replaced (a restore), it hides every change made
+                    # in the new one. Every thread opens the path again before its next use.
+                    self._generation += 1
+                    raise Unavailable("database file deleted or replaced")
                 self._wal_pages = max(0, int(rows[0][1])) if rows else 0
         except Exception:
             return False

@@ -271,6 +271,34 @@ def test_status_server_goes_silent_while_logins_wait_for_a_write_lock(site: Site
         assert node.wait_for_log("database reachable again")
 
 
+def test_a_database_file_deleted_under_the_server_is_not_made_again(site: Site) -> None:
+    # The next connection made it again, empty and with the umask's mode: the health probe
+    # found a database there and Status-Server was answered while every login failed, and
+    # a restart then said "no schema: run 'otpctl init'" instead of that the file was gone.
+    tara, uma = site.active_user(), site.active_user()
+    database = site.directory / "otpradius.db"
+    kept = site.directory / "kept.db"
+    with site.node(mode="split", workers=1) as node, node.client() as nas:
+        reply = nas.auth(tara.login, tara.password + tara.bound.code())
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_ACCEPT
+        os.link(database, kept)
+        database.unlink()
+        node.mark()
+        assert nas.auth(uma.login, uma.password + uma.bound.code(), timeout=1) is None
+        time.sleep(2)  # health probes
+        assert nas.status(timeout=0.5) is None
+        assert not database.exists()
+        log = node.new_log()
+        assert log.count("database unreachable") == 1, log
+        assert "reachable again" not in log
+        kept.rename(database)  # put back: served again without a restart
+        wait_until_answered(nas, timeout=10)
+        reply = nas.auth(uma.login, uma.password + uma.bound.code())
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_ACCEPT
+
+
 def make_workers_unable_to_start(site: Site, node: Node) -> None:
     """Open the key file to others (workers refuse it at start), then kill the worker."""
     site.key_file.chmod(0o644)
