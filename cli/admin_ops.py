@@ -27,7 +27,8 @@ from cli.output import (
 from cli.params import utf8_text
 from cli.prompts import Secrets, password_stdin_option
 from otpcore.admin import Admin
-from otpcore.model import InputMode, Reason, Result, Stage
+from otpcore.errors import NotFound
+from otpcore.model import InputMode, OtpState, Reason, Result, Stage
 from otpcore.service import AuthOutcome, AuthRequest
 from otpcore.views import UserView
 
@@ -81,8 +82,34 @@ def activate(
     if outcome.result is Result.ACCEPT and outcome.reason is Reason.ACTIVATED:
         ctx.exit(0)
     # The outcome above is for scripts; the usual one error line is for whoever reads stderr.
-    click.echo(f"otpctl: error: activation refused: {outcome.reason.value}", err=True)
+    why = f"activation refused: {outcome.reason.value}"
+    if outcome.reason is Reason.NOT_AWAITING_ACTIVATION:
+        why += not_awaiting_hint(obj.admin(), login)
+    click.echo(f"otpctl: error: {why}", err=True)
     ctx.exit(EXIT_REJECT)
+
+
+def not_awaiting_hint(admin: Admin, login: str) -> str:
+    """Why LOGIN is not awaiting activation, and what to do: ``: …``, or "" if it cannot tell.
+
+    The reason alone sent an operator who had issued the token, as the bank's letter says,
+    looking for a mistake: activation opens on the start date, not when the token is issued.
+    """
+    try:
+        user = admin.user(login)
+    except NotFound:
+        return ""  # deleted meanwhile
+    if user.serial is not None:
+        return f": {login} already has token {user.serial}; revoke it first"
+    if user.state is OtpState.ISSUED and user.start_date is not None:
+        start = user.start_date.isoformat()
+        return f": {login}'s service starts on {start}: activation opens that day"
+    if user.state is OtpState.UNREGISTERED:
+        return (
+            f": no token was issued to {login}; "
+            f"run 'otpctl user issue {login} --start YYYY-MM-DD' first"
+        )
+    return ""
 
 
 @click.command("check")

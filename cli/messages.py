@@ -140,7 +140,9 @@ _REASONS_JA: dict[Reason, str] = {
     Reason.MALFORMED_OTP: "ワンタイムパスワードの桁数が違います（計数）",
     Reason.BAD_SERIAL: "シリアル番号が不明、無効または有効期限切れです",
     Reason.BAD_STATE: "チャレンジが不明、使用済み、期限切れ、または他の利用者のものです",
-    Reason.NOT_AWAITING_ACTIVATION: "この利用者は利用開始登録の対象ではありません",
+    Reason.NOT_AWAITING_ACTIVATION: (
+        "この利用者は利用開始登録の対象ではありません（トークン未発行、利用開始日前、または登録済み）"
+    ),
     Reason.TOKEN_REVOKED: "認証の処理中にトークンが失効されました",
     Reason.PAP_REQUIRED: "CHAP/MS-CHAP は使えません（PAP のみ）",
     Reason.INVALID_REQUEST: "User-Name または User-Password がありません",

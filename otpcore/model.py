@@ -94,7 +94,10 @@ REASON_DESCRIPTIONS: dict[Reason, str] = {
     Reason.MALFORMED_OTP: "the OTP part is not the token's number of digits (counted)",
     Reason.BAD_SERIAL: "activation named an unknown, disabled or expired serial",
     Reason.BAD_STATE: "the challenge State is unknown, used, expired or for another user",
-    Reason.NOT_AWAITING_ACTIVATION: "activation asked for a user who is not issued or revoked",
+    Reason.NOT_AWAITING_ACTIVATION: (
+        "activation asked for a user not awaiting it: no token issued, the service start date "
+        "still to come, or a token bound already"
+    ),
     Reason.TOKEN_REVOKED: "the user was revoked from the token while the request was decided",
     Reason.PAP_REQUIRED: "the request used CHAP or MS-CHAP; only PAP is supported",
     Reason.INVALID_REQUEST: "the request lacks User-Name or User-Password",

@@ -608,13 +608,46 @@ def test_activate_exits_non_zero_unless_activated(bound: Otpctl, codes: Codes) -
     again = bound("activate", "chirodt", "23456789", "--password-stdin", "--json", input="123456\n")
     assert again.exit_code == 1
     assert json.loads(again.stdout) == {"result": "reject", "reason": "not_awaiting_activation"}
-    assert failed(again, 1) == "otpctl: error: activation refused: not_awaiting_activation"
+    assert failed(again, 1) == (
+        "otpctl: error: activation refused: not_awaiting_activation: "
+        "chirodt already has token 23456789; revoke it first"
+    )
     ok(bound("user", "issue", "saburodt", "--start", today()))
     wrong = bound("activate", "saburodt", "98765432", "--password-stdin", input="000000\n")
     assert wrong.exit_code == 1
     assert wrong.stdout.startswith("reject: ")
     unknown = bound("activate", "saburodt", "55555555", "--password-stdin", input="000000\n")
     assert unknown.stdout.startswith("reject: bad_serial")
+
+
+def test_activate_before_the_start_date_says_when_activation_opens(
+    bound: Otpctl, codes: Codes
+) -> None:
+    # The manual's order: issue with the start date of the bank's letter, then activate. A
+    # day early, "not issued or revoked" sent the operator looking for a mistake not made.
+    start = (datetime.now(UTC).date() + timedelta(days=4)).isoformat()
+    ok(bound("user", "issue", "saburodt", "--start", start))
+    early = bound(
+        "activate", "saburodt", "98765432", "--password-stdin",
+        input=f"{codes.fresh('98765432')}\n",
+    )  # fmt: skip
+    assert early.stdout.startswith("reject: not_awaiting_activation")
+    assert "not issued or revoked" not in early.stdout
+    assert failed(early, 1) == (
+        "otpctl: error: activation refused: not_awaiting_activation: "
+        f"saburodt's service starts on {start}: activation opens that day"
+    )
+    assert users_by_login(bound)["saburodt"]["state"] == "issued"
+
+
+def test_activate_of_a_user_with_no_token_issued_says_to_issue_one(bound: Otpctl) -> None:
+    add = ("user", "add", "goro", "--name", "Goro", "--class", "general", "--password-stdin")
+    ok(bound(*add, input="goro-pw-1\n"))
+    refused = bound("activate", "goro", "98765432", "--password-stdin", input="000000\n")
+    assert failed(refused, 1) == (
+        "otpctl: error: activation refused: not_awaiting_activation: no token was issued to "
+        "goro; run 'otpctl user issue goro --start YYYY-MM-DD' first"
+    )
 
 
 def test_check_accepts_the_password_then_the_otp(bound: Otpctl, codes: Codes) -> None:
