@@ -344,6 +344,15 @@ class Admin:
                 detail = self._run_as("not a master or admin user")
                 repo.audit(now, admin_login, action, targets, "denied", detail)
                 denied = PermissionDenied(f"{admin_login} is not a master or admin user")
+            elif row.confirmation_hash is None:
+                # Imported (SPEC §7): nothing to guess, so nothing counted; the operator is
+                # told what to run rather than left to try passwords into a lock.
+                detail = self._run_as("no confirmation password")
+                repo.audit(now, admin_login, action, targets, "denied", detail)
+                denied = PermissionDenied(
+                    f"{admin_login} has no confirmation password yet; set one with "
+                    f"'otpctl user passwd {admin_login} --confirmation'"
+                )
             elif not repo.take_confirmation_attempt(
                 admin_login, self.policy.confirmation_lockout_threshold
             ):

@@ -776,6 +776,32 @@ def test_five_wrong_confirmations_lock_the_admin(bound: Otpctl) -> None:
     assert "locked" in failed(locked, 5)
 
 
+def test_an_imported_admin_without_a_confirmation_password_is_told_to_set_one(
+    bound: Otpctl, config: Path, codes: Codes
+) -> None:
+    # SPEC §7: imported master and admin users get their confirmation password afterwards,
+    # with user passwd --confirmation. Until then "wrong confirmation password" sent the
+    # operator guessing, and five guesses locked an administrator who had no password at all.
+    users = config.parent / "admins.csv"
+    users.write_text("login,name,class,password\nshiro,Shiro,admin,shiro-pw-1\n", encoding="utf-8")
+    ok(bound("user", "import", str(users)))
+    suspend_shared_token(bound, codes)
+    args = ("unlock", "--admin", "shiro", "jirodt", "--password-stdin")
+    for _ in range(6):
+        line = failed(bound(*args, input="anything\n"), 5)
+        assert line == (
+            "otpctl: error: shiro has no confirmation password yet; set one with "
+            "'otpctl user passwd shiro --confirmation'"
+        )
+    denied = [e for e in as_json(bound("audit", "--json")) if e["outcome"] == "denied"]
+    assert [(e["actor"], e["targets"]) for e in denied] == [("shiro", ["jirodt"])] * 6
+    assert denied[0]["detail"].startswith("no confirmation password; run as otpctl:")
+    assert users_by_login(bound)["jirodt"]["suspended"] is True
+    ok(bound("user", "passwd", "shiro", "--confirmation", "--password-stdin", input="shiro-c\n"))
+    ok(bound(*args, input="shiro-c\n"))  # not locked by the attempts before
+    assert users_by_login(bound)["jirodt"]["suspended"] is False
+
+
 def test_a_general_user_cannot_unlock_or_revoke(bound: Otpctl, codes: Codes) -> None:
     suspend_shared_token(bound, codes)
     before = as_json(bound("user", "list", "--json"))
