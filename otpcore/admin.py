@@ -361,7 +361,7 @@ class Admin:
                 denied = PermissionDenied(
                     f"{admin_login}'s confirmation password is locked after "
                     f"{row.confirmation_failures} wrong attempts; reset it with "
-                    "'otpctl user passwd --confirmation'"
+                    f"'otpctl user passwd {admin_login} --confirmation'"
                 )
             else:
                 stored = row.confirmation_hash

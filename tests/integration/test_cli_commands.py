@@ -774,6 +774,10 @@ def test_five_wrong_confirmations_lock_the_admin(bound: Otpctl) -> None:
         failed(bound(*args, input="not-it\n"), 5)
     locked = bound(*args, input=f"{CONFIRMATIONS['hanskodt']}\n")
     assert "locked" in failed(locked, 5)
+    # The command the message names runs as it stands (it lacked the login before).
+    assert failed(locked, 5).endswith("'otpctl user passwd hanskodt --confirmation'")
+    ok(bound("user", "passwd", "hanskodt", "--confirmation", "--password-stdin", input="new-c\n"))
+    ok(bound(*args, input="new-c\n"))
 
 
 def test_an_imported_admin_without_a_confirmation_password_is_told_to_set_one(
