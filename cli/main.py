@@ -39,7 +39,22 @@ class CommandFailed(click.ClickException):
 
 def usage_failed(exc: click.UsageError) -> CommandFailed:
     """A wrong command line as one line, pointing at the help that shows the right one."""
-    where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    ctx = exc.ctx
+    if (
+        isinstance(exc, click.NoSuchOption)
+        and exc.option_name == "--config"
+        and ctx is not None
+        and ctx.parent is not None
+    ):
+        # The group's option after the command: the command's help would not mention it.
+        root = ctx.find_root().command_path
+        command = ctx.command_path.removeprefix(root).strip()
+        return CommandFailed(
+            "No such option '--config': it goes before the command, "
+            f"as in '{root} --config PATH {command}'",
+            exc.exit_code,
+        )
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
     return CommandFailed(exc.format_message() + where, exc.exit_code)
 
 

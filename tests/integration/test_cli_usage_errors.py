@@ -47,6 +47,17 @@ def test_a_wrong_command_line_is_one_line_naming_what_is_wrong(
     assert "--help" in line  # and where to look for the right form
 
 
+def test_config_after_the_command_says_where_it_goes(ready: Otpctl, tmp_path: Path) -> None:
+    # The usual slip: --config is the group's option (SPEC §5). "No such option" and a pointer
+    # to the help of 'user list', which does not mention it, left the operator no wiser.
+    config = str(tmp_path / "config.toml")
+    line = failed(ready("user", "list", "--config", config), 2)
+    assert line.startswith("otpctl: error: No such option '--config': it goes before the command")
+    assert line.endswith(" --config PATH user list'")  # the runner's name for otpctl before it
+    line = failed(ready("unlock", "--config", config, "--admin", "a", "b"), 2)
+    assert line.endswith(" --config PATH unlock'")
+
+
 def test_a_command_group_alone_still_shows_its_help(ready: Otpctl) -> None:
     result = ready("user")
     assert "issue" in result.output
@@ -65,6 +76,21 @@ def test_the_installed_command_names_itself_in_the_pointer(tmp_path: Path) -> No
     assert done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("otpctl: error: Missing option '--start'")
     assert "(see 'otpctl user issue --help')" in done.stderr
+
+
+def test_the_installed_command_says_where_config_goes(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    done = subprocess.run(
+        [*otpctl_program(), "user", "list", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "otpctl: error: No such option '--config': it goes before the command, "
+        "as in 'otpctl --config PATH user list'\n"
+    )
 
 
 LATIN1 = "t\udce1ro"  # "tåro" typed on a Latin-1 terminal, as Python decodes such an argv
