@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Collection
 from typing import TypeVar
 
 from otpcore.errors import ImportRefused, InvalidInput
 
 Row = TypeVar("Row")
+# What a column name of these files looks like. Anything else on line 1 is shown by its place
+# only: a file without its header row starts with a serial, a seed or a password.
+_NAME_LIKE = re.compile(r"[A-Za-z_ -]{1,20}")  # shorter than any seed, no digits
 
 
 def read_rows(
@@ -69,9 +73,9 @@ def _check(
 ) -> None:
     if not header:
         raise ImportRefused(source, 1, "empty file: a header row is required")
-    unknown = [name for name in header if name not in columns]
+    unknown = [(place, name) for place, name in enumerate(header, 1) if name not in columns]
     if unknown:
-        raise ImportRefused(source, 1, f"unknown column {unknown[0]!r}")
+        raise ImportRefused(source, 1, _unknown_column(*unknown[0], columns))
     if len(set(header)) != len(header):
         raise ImportRefused(source, 1, "a column is named twice")
     missing = check_header(set(header))
@@ -90,3 +94,13 @@ def _cells(row: dict[str | None, str | list[str] | None]) -> dict[str, str]:
         if name is not None:
             cells[name] = value
     return cells
+
+
+def _unknown_column(place: int, name: str, columns: Collection[str]) -> str:
+    known = ", ".join(columns)
+    if _NAME_LIKE.fullmatch(name):
+        return f"unknown column {name!r}; the header row names columns from: {known}"
+    return (
+        f"unknown column {place} (not shown: without a header row it would be data, a seed "
+        f"or a password); the first line must name columns from: {known}"
+    )

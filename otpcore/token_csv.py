@@ -22,7 +22,7 @@ DEFAULT_PERIOD = {TokenKind.HARDWARE: 60, TokenKind.SOFTWARE: 30}
 # What TokenSpec.given may name: the settings a seed file states or leaves out.
 STATED_SETTINGS = frozenset({"kind", "algorithm", "digits", "period", "expires", "drift"})
 _SETTINGS = ("kind", "algorithm", "digits", "period", "expires")  # the CSV's columns of them
-_COLUMNS = {"serial", "secret", "secret_base32", *_SETTINGS}
+_COLUMNS = ("serial", "secret", "secret_base32", *_SETTINGS)  # in the order errors list them
 
 
 @dataclass(frozen=True, slots=True)

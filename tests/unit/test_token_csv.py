@@ -252,6 +252,35 @@ def test_a_bad_header_is_refused_on_line_one(text: str, fragment: str) -> None:
     assert fragment in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "first",
+    [
+        f"{HEX},23456789",  # a vendor's file without its header row, the seed first
+        f"{base64.b32encode(bytes.fromhex(HEX)).decode()},23456789",
+        f"{base64.b32encode(bytes.fromhex(HEX)).decode().lower()};23456789",
+    ],
+)
+def test_a_file_without_its_header_row_never_shows_the_seed_it_starts_with(first: str) -> None:
+    with pytest.raises(ImportRefused) as caught:
+        read_token_csv(f"{first}\n", "seeds.csv")
+    message = str(caught.value)
+    assert caught.value.line == 1
+    assert first.split(",")[0].split(";")[0].lower() not in message.lower()
+    assert "unknown column 1" in message
+    assert "serial, secret, secret_base32, kind, algorithm, digits, period, expires" in message
+
+
+@pytest.mark.parametrize("header", ["serial,seed", "Serial,Secret"])
+def test_an_unknown_column_name_is_shown_with_the_known_ones(header: str) -> None:
+    with pytest.raises(ImportRefused) as caught:
+        read_token_csv(f"{header}\n", "seeds.csv")
+    wrong = next(name for name in header.split(",") if name not in ("serial", "secret"))
+    assert str(caught.value) == (
+        f"seeds.csv:1: unknown column '{wrong}'; the header row names columns from: "
+        "serial, secret, secret_base32, kind, algorithm, digits, period, expires"
+    )
+
+
 def test_a_field_over_the_csv_limit_is_refused_not_crashed() -> None:
     text = lines(GOOD, f'"{"9" * 200_000}",{HEX}', header="serial,secret")
     with pytest.raises(ImportRefused, match=r"^seeds\.csv:"):

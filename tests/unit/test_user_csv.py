@@ -242,6 +242,14 @@ def test_a_bad_header_is_refused_at_line_one(header: str, words: str) -> None:
     assert words in str(error)
 
 
+def test_a_file_without_its_header_row_never_shows_a_password_it_starts_with() -> None:
+    error = refused("Hunter2-pw,alice,general\n")
+    assert error.line == 1
+    assert "Hunter2" not in str(error)
+    assert "unknown column 1" in str(error)
+    assert "login, name, class, password, password_hash, start, serial" in str(error)
+
+
 def test_a_quoted_field_spanning_lines_is_refused_at_the_line_it_ends_on() -> None:
     text = f'{HEADER}\nu0,Zero,,pw-1234,,\nu1,"One\nTwo",general,pw-1234,,\n'
     error = refused(text)
