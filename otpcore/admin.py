@@ -97,7 +97,8 @@ class Admin:
         # As an import checks it: a line break would split the user's row of every listing.
         name = check_name(name)
         if user_class in PRIVILEGED and not confirmation:
-            raise InvalidInput(f"a {user_class.value} user needs a confirmation password")
+            article = "an" if user_class is UserClass.ADMIN else "a"
+            raise InvalidInput(f"{article} {user_class.value} user needs a confirmation password")
         if confirmation is not None and confirmation == password:
             raise InvalidInput("the confirmation password must differ from the login password")
         password_hash = self.hashing.hash(password)

@@ -413,6 +413,15 @@ def test_user_add_refuses_a_duplicate_and_a_bad_login(ready: Otpctl) -> None:
     assert "user add --help" in wrong_class
 
 
+@pytest.mark.parametrize(("user_class", "article"), [("admin", "an"), ("master", "a")])
+def test_user_add_refuses_an_administrator_without_a_confirmation_password(
+    ready: Otpctl, user_class: str, article: str
+) -> None:
+    args = ("user", "add", "shiro", "--name", "Shiro", "--class", user_class, "--password-stdin")
+    line = failed(ready(*args, input="shiro-pw-1\n\n"), 2)
+    assert line == f"otpctl: error: {article} {user_class} user needs a confirmation password"
+
+
 @pytest.mark.parametrize("name", ["", "   ", "Taro\nadmin-by-name", "Taro\tYamada"])
 def test_user_add_refuses_a_name_user_import_refuses(ready: Otpctl, name: str) -> None:
     result = ready("user", "add", "taro", "--name", name, "--class", "general",
