@@ -66,13 +66,17 @@ def run(population: Population, cache_kib: int, mmap_mib: int) -> float:
     started = time.process_time()
     for first in range(0, len(work), BATCH):
         batch = work[first : first + BATCH]
+        periods: list[int] = []
         for login, serial in batch:
-            if store.user(login) is None or store.token(serial) is None:
+            token = store.token(serial)
+            if store.user(login) is None or token is None:
                 raise SystemExit(f"{login} or {serial} missing from {population.database}")
+            periods.append(token.period)
         with store.transaction() as writer:
             for offset, (login, serial) in enumerate(batch, start=first):
                 step = 1 if offset < half else 2
-                if not writer.consume_step(login, serial, step, identities[offset]):
+                period = periods[offset - first]
+                if not writer.consume_step(login, serial, step, period, identities[offset]):
                     raise SystemExit(f"step {step} of {serial} was refused")
     spent = time.process_time() - started
     engine.dispose()

@@ -144,6 +144,7 @@ _REASONS_JA: dict[Reason, str] = {
         "この利用者は利用開始登録の対象ではありません（トークン未発行、利用開始日前、または登録済み）"
     ),
     Reason.TOKEN_REVOKED: "認証の処理中にトークンが失効されました",
+    Reason.PERIOD_CHANGED: "認証の処理中にトークンの時間間隔が変更されました（計数なし）",
     Reason.PAP_REQUIRED: "CHAP/MS-CHAP は使えません（PAP のみ）",
     Reason.INVALID_REQUEST: "User-Name または User-Password がありません",
 }

@@ -42,10 +42,12 @@ class Credentials:
 
 @dataclass(frozen=True, slots=True)
 class ConsumeStep:
-    """Record ``step`` as the token's last used step, only if it is later than the stored one."""
+    """Record ``step`` as the token's last used step, only if it is later than the stored one
+    and the token still has the period the step was counted in."""
 
     serial: str
     step: int
+    period: int  # a step of one period is no step of another (an import may change it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +271,7 @@ def _check_otp(
         # The token's clock offset is not learned from the code: re-centring the window on
         # each accepted step would carry it away from now (SPEC §3), one late or early code
         # at a time, until codes seen minutes ago were accepted.
-        effects=(*reset, ConsumeStep(token.serial, matched)),
+        effects=(*reset, ConsumeStep(token.serial, matched, token.period)),
         on_replay=failure,
     )
 

@@ -291,6 +291,7 @@ class Authenticator:
                 user.login,
                 effect.serial,
                 effect.step,
+                effect.period,
                 item.request.request_id,
                 binding=binding,
             ):
@@ -300,6 +301,7 @@ class Authenticator:
                     # it (SPEC §4): answered as it was there, and nothing is written again.
                     return Decision(decision.result, decision.reason, decision.serial)
                 changed = _changed_since(standing, effect.serial, binding)
+                changed = changed or _period_changed(standing, effect)
                 if changed is not None:
                     return _reject(changed, effect.serial)
                 decision = decision.lost_race()
@@ -397,6 +399,7 @@ def _used_by_this_request(
     return (
         standing is not None
         and standing.last_step == effect.step
+        and standing.period == effect.period
         and same_request(standing.last_request, request.request_id)
         and _changed_since(standing, effect.serial, False) is None
     )
@@ -419,6 +422,17 @@ def _changed_since(standing: Standing | None, serial: str, binding: bool) -> Rea
         return Reason.TOKEN_SUSPENDED
     if standing.token_disabled:
         return Reason.TOKEN_DISABLED
+    return None
+
+
+def _period_changed(standing: Standing | None, effect: ConsumeStep) -> Reason | None:
+    """PERIOD_CHANGED when an import gave the token another period after the decision.
+
+    The step was counted in the old period's steps: written, it would be far from the
+    restated last step, and refused, it is no replay of the user's (nothing to count).
+    """
+    if standing is not None and standing.period != effect.period:
+        return Reason.PERIOD_CHANGED
     return None
 
 

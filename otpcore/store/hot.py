@@ -42,14 +42,17 @@ _ADD_CHALLENGE = """INSERT INTO challenges (id, login, stage, serial, expires_at
     VALUES (:id, :login, :stage, :serial, :expires)"""
 # The user is read again here, as the request was decided without a lock: a login must not
 # pass after parallel wrong guesses suspended the user, nor after the user was revoked from
-# the token (a lost token); an activation only while the user is still unbound.
+# the token (a lost token); an activation only while the user is still unbound. The period
+# too: an import that changed it restated last_step in the new period's steps, and a step
+# counted in the old ones would land far from now (every right code a replay, or used ones
+# good again).
 _CONSUME = """UPDATE tokens SET last_step = :step, fail_count = 0,
     last_request = :request WHERE serial = :serial AND last_step < :step
-    AND NOT suspended AND NOT disabled
+    AND period = :period AND NOT suspended AND NOT disabled
     AND EXISTS (SELECT 1 FROM users AS u WHERE u.login = :login AND NOT u.suspended
         AND (u.serial = :serial OR (u.serial IS NULL AND :binding)))"""
 _STANDING = """SELECT u.suspended, u.serial, t.suspended, t.disabled, t.serial IS NOT NULL,
-    t.last_step, t.last_request
+    t.last_step, t.last_request, t.period
     FROM users AS u LEFT JOIN tokens AS t ON t.serial = :serial WHERE u.login = :login"""
 _CHALLENGE_USED_BY = "SELECT used_by FROM challenges WHERE id = :id"
 _USER_SUSPENDED = "SELECT suspended FROM users WHERE login = :login"
@@ -138,6 +141,7 @@ class Standing:
     token_exists: bool = True  # False: deleted from the inventory meanwhile
     last_step: int | None = None  # the token's last used step, and the request that used it
     last_request: bytes | None = field(default=None, repr=False)
+    period: int | None = None  # the unit of last_step; None when the token is gone
 
 
 class HotStore:
@@ -470,20 +474,23 @@ class HotWriter:
         login: str,
         serial: str,
         step: int,
+        period: int,
         request: bytes | None,
         *,
         binding: bool = False,
     ) -> bool:
         """Record a used step later than the stored one, for a user still entitled to it.
 
-        The user must not be suspended and must be bound to the token, or unbound when
-        ``binding`` (an activation). False if any of that changed, or somebody else won the
-        step; ``standing`` tells which.
+        ``step`` is counted in ``period`` seconds, which must still be the token's. The user
+        must not be suspended and must be bound to the token, or unbound when ``binding`` (an
+        activation). False if any of that changed, or somebody else won the step;
+        ``standing`` tells which.
         """
         params = {
             "login": login,
             "serial": serial,
             "step": step,
+            "period": period,
             "request": request,
             "binding": binding,
         }
@@ -496,15 +503,16 @@ class HotWriter:
         rows = self._store._run(_STANDING, params).fetchall()
         if not rows:
             return None
-        user_suspended, bound_to, token_suspended, disabled, exists, last_step, last = rows[0]
+        suspended, bound_to, token_suspended, disabled, exists, last_step, last, period = rows[0]
         return Standing(
-            bool(user_suspended),
+            bool(suspended),
             bound_to,
             bool(token_suspended),
             bool(disabled),
             bool(exists),
             last_step,
             bytes(last) if last is not None else None,
+            period,
         )
 
     def challenge_used_by(self, challenge_id: bytes) -> bytes | None:

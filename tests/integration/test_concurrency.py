@@ -31,12 +31,14 @@ from otpcore.keys import rotate_key
 from otpcore.model import InputMode, Reason, Result
 from otpcore.ports import FrozenClock
 from otpcore.service import AuthRequest
+from otpcore.token_csv import read_token_csv
 from otpcore.user_csv import UserSpec
 from tests.conftest import BOTH_BACKENDS, settings_data
 from tests.integration.lifecycle import (
     ADMIN,
     CONFIRMATION,
     PASSWORD,
+    SECRET,
     SERIAL,
     activated,
     add_admin,
@@ -371,6 +373,31 @@ def test_a_login_decided_before_its_token_was_disabled_is_refused_uncounted(
     (outcome,) = authenticator.commit([in_flight])
     assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.TOKEN_DISABLED)
     assert token(taro).fail_count == 0  # not a replay: nothing to count
+
+
+@pytest.mark.parametrize(("old", "new"), [(30, 60), (60, 30)])
+def test_a_login_decided_before_its_period_changed_is_refused_uncounted(
+    app: App, clock: FrozenClock, old: int, new: int
+) -> None:
+    # A vendor's corrected file changes the period while a login is being decided. Its step
+    # is in the old period's steps: written, it would stand about twice as far as now (every
+    # right code a replay from then on, five a suspension) or half as far (used codes good
+    # again); refused as a replay, it would count a failure nobody made.
+    import_token(app, period=old)
+    add_user(app, "taro")
+    activated(app, clock, "taro", period=old)
+    authenticator = app.authenticator()
+    in_flight = authenticator.prepare(AuthRequest("taro", PASSWORD + code(clock, period=old)))
+    assert in_flight.decision.result is Result.ACCEPT
+    fix = f"serial,secret,period\n{SERIAL},{SECRET.hex()},{new}\n"
+    app.admin().import_tokens(read_token_csv(fix, "fix.csv"), update_existing=True)
+    (outcome,) = authenticator.commit([in_flight])
+    assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.PERIOD_CHANGED)
+    assert token(app).fail_count == 0
+    # The used step stays as the update restated it: the token's code of now in the new
+    # period opens, once, as if the login in flight had never been.
+    assert login(app, "taro", PASSWORD + code(clock, period=new)).reason is Reason.OK
+    assert login(app, "taro", PASSWORD + code(clock, period=new)).reason is Reason.REPLAY
 
 
 def test_an_activation_that_lost_to_another_is_not_awaiting_activation(

@@ -317,7 +317,7 @@ def test_activation_serial_just_before_expiry_is_usable() -> None:
 def test_activation_with_the_right_otp_binds_and_uses_the_step() -> None:
     decision = _activation_otp(ISSUED, TOKEN, code(TOKEN))
     assert (decision.result, decision.reason) == (Result.ACCEPT, Reason.ACTIVATED)
-    assert decision.effects == (ConsumeStep(SERIAL, step(TOKEN)), Bind(SERIAL))
+    assert decision.effects == (ConsumeStep(SERIAL, step(TOKEN), TOKEN.period), Bind(SERIAL))
     lost = decision.lost_race()
     assert (lost.result, lost.reason) == (Result.REJECT, Reason.REPLAY)
     assert lost.effects == (CountActivationFailure(),)
@@ -402,7 +402,7 @@ def test_re_registration_of_the_revoked_token() -> None:
     assert _serial(revoked, token).reason is Reason.ACTIVATION_OTP_CHALLENGE
     decision = _activation_otp(revoked, token, code(TOKEN, offset=1))
     assert decision.reason is Reason.ACTIVATED
-    assert decision.effects == (ConsumeStep(SERIAL, step(TOKEN) + 1), Bind(SERIAL))
+    assert decision.effects == (ConsumeStep(SERIAL, step(TOKEN) + 1, TOKEN.period), Bind(SERIAL))
 
 
 # 6. Expired
@@ -476,7 +476,10 @@ def test_challenge_answer_for_a_user_no_longer_active_is_bad_state() -> None:
 def test_split_password_and_otp_accepted() -> None:
     decision = run(active_user(), TOKEN, PASSWORD + code(TOKEN))
     assert (decision.result, decision.reason) == (Result.ACCEPT, Reason.OK)
-    assert decision.effects == (ResetPasswordFailures(), ConsumeStep(SERIAL, step(TOKEN)))
+    assert decision.effects == (
+        ResetPasswordFailures(),
+        ConsumeStep(SERIAL, step(TOKEN), TOKEN.period),
+    )
     assert decision.serial == SERIAL
 
 
@@ -527,7 +530,7 @@ def test_a_code_typed_full_width_or_in_another_script_is_the_same_code(
     # would count a failure on a token its sharers depend on, for the right code.
     decision = run(active_user(), TOKEN, before + typed(code(TOKEN)), mode, stage)
     assert (decision.result, decision.reason) == (Result.ACCEPT, Reason.OK)
-    assert consumed(decision) == ConsumeStep(SERIAL, step(TOKEN))
+    assert consumed(decision) == ConsumeStep(SERIAL, step(TOKEN), TOKEN.period)
     used = record(TOKEN, decision)
     again = run(active_user(), used, before + code(TOKEN), mode, stage)
     assert again.reason is Reason.REPLAY  # the same step, however it was typed
@@ -563,7 +566,7 @@ def test_challenge_mode_asks_for_the_otp_then_accepts_it() -> None:
     assert first.effects == (ResetPasswordFailures(),)
     answer = run(active_user(), TOKEN, code(TOKEN), InputMode.CHALLENGE, Stage.OTP)
     assert (answer.result, answer.reason) == (Result.ACCEPT, Reason.OK)
-    assert consumed(answer) == ConsumeStep(SERIAL, step(TOKEN))
+    assert consumed(answer) == ConsumeStep(SERIAL, step(TOKEN), TOKEN.period)
 
 
 def test_challenge_mode_password_with_otp_appended_is_a_wrong_password() -> None:
@@ -638,7 +641,7 @@ def test_only_the_right_password_lets_a_wrong_otp_count_on_the_token(
 def test_otp_mode_accepts_the_otp_alone_without_touching_password_counters() -> None:
     decision = run(active_user(), TOKEN, code(TOKEN), InputMode.OTP)
     assert (decision.result, decision.reason) == (Result.ACCEPT, Reason.OK)
-    assert decision.effects == (ConsumeStep(SERIAL, step(TOKEN)),)
+    assert decision.effects == (ConsumeStep(SERIAL, step(TOKEN), TOKEN.period),)
     wrong = run(active_user(), TOKEN, PASSWORD + code(TOKEN), InputMode.OTP)
     assert (wrong.result, wrong.reason) == (Result.REJECT, Reason.MALFORMED_OTP)
     assert wrong.effects == (CountTokenFailure(SERIAL),)
@@ -686,7 +689,7 @@ def test_window_edges_through_decide(window: int) -> None:
     for offset in range(-window, window + 1):
         decision = run(active_user(), TOKEN, PASSWORD + code(TOKEN, offset=offset), policy=policy)
         assert decision.reason is Reason.OK, offset
-        assert consumed(decision) == ConsumeStep(SERIAL, step(TOKEN) + offset)
+        assert consumed(decision) == ConsumeStep(SERIAL, step(TOKEN) + offset, TOKEN.period)
     for offset in (-window - 1, window + 1):
         decision = run(active_user(), TOKEN, PASSWORD + code(TOKEN, offset=offset), policy=policy)
         assert decision.reason is Reason.BAD_OTP, offset
@@ -724,12 +727,12 @@ def test_a_code_shared_by_two_steps_leaves_the_next_login_its_own_step() -> None
     token = make_token(period=30)
     first_at = datetime.fromtimestamp(59_061_240 * 30 + 10, UTC)
     first = run(active_user(), token, PASSWORD + "963181", now=first_at)
-    assert consumed(first) == ConsumeStep(SERIAL, 59_061_240)
+    assert consumed(first) == ConsumeStep(SERIAL, 59_061_240, 30)
     token = record(token, first)
     next_at = first_at + timedelta(seconds=30)
     second = run(active_user(), token, PASSWORD + "963181", now=next_at)
     assert (second.result, second.reason) == (Result.ACCEPT, Reason.OK)
-    assert consumed(second) == ConsumeStep(SERIAL, 59_061_241)
+    assert consumed(second) == ConsumeStep(SERIAL, 59_061_241, 30)
 
 
 def test_lost_race_turns_an_accept_into_a_counted_replay() -> None:
@@ -763,7 +766,7 @@ def test_a_token_declared_fast_is_still_checked_around_now() -> None:
     fast = make_token(drift=5)
     accepted = run(active_user(), fast, PASSWORD + code(fast))
     assert (accepted.result, accepted.reason) == (Result.ACCEPT, Reason.OK)
-    assert consumed(accepted) == ConsumeStep(SERIAL, step(fast))
+    assert consumed(accepted) == ConsumeStep(SERIAL, step(fast), fast.period)
     for offset in (5, 4, 2):
         decision = run(active_user(), fast, PASSWORD + code(fast, offset=offset))
         assert (decision.result, decision.reason) == (Result.REJECT, Reason.BAD_OTP), offset
@@ -779,7 +782,7 @@ def test_a_token_declared_slow_gets_no_older_codes() -> None:
         assert counts_token(decision)
     for offset in (-1, 0, 1):
         decision = run(active_user(), slow, PASSWORD + code(slow, offset=offset))
-        assert consumed(decision) == ConsumeStep(SERIAL, step(slow) + offset)
+        assert consumed(decision) == ConsumeStep(SERIAL, step(slow) + offset, slow.period)
 
 
 @given(
@@ -795,7 +798,7 @@ def test_only_steps_within_the_window_of_now_match_whatever_the_drift(
     decision = run(active_user(), token, PASSWORD + code(token, offset=offset), policy=policy)
     if abs(offset) <= window:
         assert decision.reason is Reason.OK
-        assert consumed(decision) == ConsumeStep(SERIAL, step(token) + offset)
+        assert consumed(decision) == ConsumeStep(SERIAL, step(token) + offset, token.period)
     elif decision.reason is Reason.OK:
         # Another step of the window shares the code (about once in a million): that step
         # is the one taken, never one outside the window.
