@@ -112,7 +112,9 @@ def ensure_schema_current(store: Store) -> None:
 
 def ensure_key_opens_seeds(store: Store, keyring: Keyring, key_file: Path) -> None:
     """Refuse a key file that does not open the seeds in the database (a wrong or old key)."""
-    with store.transaction() as repo:
+    # Only a read: every command and worker starts with it, and a write transaction would
+    # queue for the writers' turn (or SQLite's lock) behind a login storm.
+    with store.reading() as repo:
         token = repo.some_token()
     if token is None:
         return

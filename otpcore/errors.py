@@ -9,6 +9,7 @@ in one place each.
     ├── KeyFileError         the seed key file is missing, unreadable or too open
     ├── StorageError         the database cannot be reached or refused a write
     │   └── Unavailable      the database is unreachable right now (fail closed)
+    │       └── Busy         another writer kept it past the busy timeout
     ├── ListenError          a listening address is taken or cannot be bound
     ├── NotFound             a user, token or challenge does not exist
     ├── AlreadyExists        a user or serial is already present
@@ -49,6 +50,13 @@ class Unavailable(StorageError):
     """The database cannot be reached right now."""
 
     exit_code = 69  # EX_UNAVAILABLE
+
+
+class Busy(Unavailable):
+    """Another writer kept the database (or the writers' turn) for the whole busy timeout."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"database busy: another writer held it for over {seconds:g} s; try again")
 
 
 class WriteConflict(Unavailable):

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from otpcore.errors import Unavailable, WriteConflict
 from otpcore.model import Algorithm, TokenKind, User, UserClass
 from otpcore.store.engine import SQLITE_BUSY_TIMEOUT_S
-from otpcore.store.turnstile import Turnstile
+from otpcore.store.turnstile import writers_turnstile
 
 _USER = """SELECT login, name, user_class, password_hash, serial, start_date, revoked,
     suspended, password_failures, activation_failures FROM users WHERE login = :login"""
@@ -157,11 +157,9 @@ class HotStore:
         self._generation = 0
         self.wal_restart_pages = WAL_RESTART_PAGES
         self._wal_pages = 0  # as the last checkpoint found it
-        # Only between the processes of a file database: one in memory has a single writer.
-        database = engine.url.database if self.sqlite else None
-        in_memory = database in (None, "", ":memory:") or engine.url.query.get("mode") == "memory"
-        self._turnstile = Turnstile(database) if database and not in_memory else None
-        self._database_path = database if database and not in_memory else None
+        self._turnstile = writers_turnstile(engine)
+        # The file the SQLite connections open, to notice it deleted or replaced (see ping).
+        self._database_path = self._turnstile.database if self._turnstile is not None else None
 
     # Connections
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -13,9 +15,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from otpcore.errors import Unavailable
+import otpcore.store.engine as setup
+from otpcore.errors import Busy, Unavailable
 from otpcore.store.engine import READ_ONLY
 from otpcore.store.models import AuditRow, ChallengeRow, TokenRow, UserRow
+from otpcore.store.turnstile import Turnstile, writers_turnstile
 
 # PostgreSQL advisory lock taken by every transaction that seals seeds (any fixed number
 # the deployment uses for nothing else).
@@ -266,11 +270,22 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._turnstile = self._writers_turnstile()
+
+    def _writers_turnstile(self) -> Turnstile | None:
+        # Read when made, not when imported: a test shortens the timeout.
+        return writers_turnstile(self.engine, wait=setup.SQLITE_BUSY_TIMEOUT_S)
 
     @contextmanager
     def transaction(self) -> Iterator[Repo]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
-        with self._session(self.engine) as repo:
+        """One transaction: committed when the block ends, rolled back if it raises.
+
+        On SQLite it waits for the writers' turn first, as the daemon's commits do, for at
+        most the busy timeout (then Busy): otherwise it would meet a login storm in SQLite's
+        busy handler, whose sleeps lose to the workers' turns handed on at once.
+        """
+        turn = self._turnstile.turn() if self._turnstile is not None else contextlib.nullcontext()
+        with turn, self._session(self.engine) as repo:
             yield repo
 
     @contextmanager
@@ -287,8 +302,14 @@ class Store:
                 yield Repo(session)
         except (OperationalError, PoolTimeout) as exc:
             cause = getattr(exc, "orig", None) or exc
+            if getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
+                # SQLite's busy timeout ran out: another writer kept its lock all that time.
+                raise Busy(setup.SQLITE_BUSY_TIMEOUT_S) from None
             raise Unavailable(f"database unavailable: {type(cause).__name__}") from None
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection, and the lock files of the writers' turn."""
         self.engine.dispose()
+        if self._turnstile is not None:
+            self._turnstile.close()
+            self._turnstile = self._writers_turnstile()  # should the store be used again

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect, text
 
+from otpcore.store.engine import READ_ONLY
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -38,7 +40,9 @@ def upgrade(engine: Engine, target: str = "head") -> None:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None for an empty database."""
-    with engine.connect() as connection:
+    # Read-only: on SQLite any other transaction begins IMMEDIATE and waits for the write
+    # lock, which every command and worker would then meet at start behind a login storm.
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
         if not inspect(connection).has_table("alembic_version"):
             return None
         return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()

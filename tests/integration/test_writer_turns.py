@@ -110,9 +110,11 @@ def test_the_lock_file_has_the_databases_owner_and_is_the_owners_alone(
 
 
 def test_a_symlink_in_place_of_the_lock_file_is_not_followed(app: App, tmp_path: Path) -> None:
-    add_user(app, "taro")
+    add_user(app, "taro")  # an admin's write: it made the lock file, to be replaced here
     target = tmp_path / "elsewhere"
-    Path(f"{_database(app)}-writer").symlink_to(target)
+    lock = Path(f"{_database(app)}-writer")
+    lock.unlink()
+    lock.symlink_to(target)
     with app.hot.transaction() as writer:  # commits all the same, in SQLite's own turn
         writer.count_password_failure("taro", 10)
     assert not target.exists()

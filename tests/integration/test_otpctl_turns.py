@@ -1,0 +1,178 @@
+"""otpctl's writes take the server's writers' turn, and never wait for it for ever.
+
+The daemon's workers queue their commits on a lock of ``<database>-writer``. otpctl going
+straight to SQLite's lock would meet them in SQLite's busy handler, which sleeps and is never
+woken early, and an operator's unlock could lose every try during a login storm. Here another
+process holds the turn, as a worker in the middle of a commit does.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+
+import otpcore.store.engine as engine_setup
+from otpcore.store import make_engine
+from otpcore.store.turnstile import writers_turnstile
+from tests.integration.cli_support import Otpctl, as_json, config_text, failed, ok, otpctl_runner
+
+ADMIN, ADMIN_PASSWORD, CONFIRMATION = "kanri", "kanri-pw-1", "kanri-conf-1"
+USER, PASSWORD = "taro", "taro-pw-1"
+SHORT_TIMEOUT_S = 1.0
+BUSY = "otpctl: error: database busy: another writer held it for over 1 s; try again"
+EXIT_BUSY = 69
+
+# Another process that takes the turn, says so, and lets go when told or after argv[2] seconds
+# (so that no failure here can leave a test waiting for ever).
+_HOLDER = """
+import fcntl, os, select, sys
+descriptor = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(descriptor, fcntl.LOCK_EX)
+print("held", flush=True)
+select.select([sys.stdin], [], [], float(sys.argv[2]))
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    # One wrong password suspends a user: something for an unlock to lift.
+    (tmp_path / "config.toml").write_text(
+        config_text(password_lockout_threshold=1), encoding="utf-8"
+    )
+    return tmp_path
+
+
+@pytest.fixture
+def otpctl(folder: Path) -> Otpctl:
+    """otpctl after init, with an admin and a user suspended by a wrong password."""
+    run = otpctl_runner(folder / "config.toml")
+    ok(run("init"))
+    ok(run("user", "add", ADMIN, "--name", "Kanri", "--class", "admin", "--password-stdin",
+           input=f"{ADMIN_PASSWORD}\n{CONFIRMATION}\n"))  # fmt: skip
+    ok(run("user", "add", USER, "--name", "Taro", "--class", "general", "--password-stdin",
+           input=f"{PASSWORD}\n"))  # fmt: skip
+    refused = run("check", USER, "--password-stdin", "--json", input="not the password\n")
+    assert json.loads(refused.stdout) == {"result": "reject", "reason": "bad_password"}
+    assert suspended(run)
+    return run
+
+
+def suspended(otpctl: Otpctl) -> bool:
+    return bool(as_json(otpctl("user", "show", USER, "--json"))["suspended"])
+
+
+def unlock(otpctl: Otpctl) -> Result:
+    return otpctl("unlock", "--admin", ADMIN, USER, "--password-stdin", input=f"{CONFIRMATION}\n")
+
+
+@contextmanager
+def turn_held(folder: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the writers' turn until a line on its stdin (or 30 s)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(folder / "otpradius.db-writer"), "30"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def let_go(holder: subprocess.Popen[str]) -> None:
+    assert holder.stdin is not None
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    holder.wait(10)
+
+
+def everything(otpctl: Otpctl) -> list[object]:
+    """What otpctl lists of users, tokens and the audit."""
+    return [as_json(otpctl(*what, "--json")) for what in (("user", "list"), ("token", "list"),
+                                                          ("audit",))]  # fmt: skip
+
+
+def test_an_unlock_waits_for_the_turn_and_goes_ahead_once_it_is_let_go(
+    otpctl: Otpctl, folder: Path
+) -> None:
+    results: list[Result] = []
+    with turn_held(folder) as holder:
+        thread = threading.Thread(target=lambda: results.append(unlock(otpctl)))
+        thread.start()
+        thread.join(1.5)
+        assert results == []  # SQLite's own lock is free: only the turn holds it back
+        assert suspended(otpctl)
+        let_go(holder)
+        thread.join(30)
+    (result,) = results
+    assert "Lifted the one-time password suspension" in ok(result).stdout
+    assert not suspended(otpctl)
+
+
+@pytest.mark.parametrize("command", ["unlock", "token import", "user import", "token disable"])
+def test_a_write_that_cannot_have_the_turn_in_the_busy_timeout_fails_and_writes_nothing(
+    otpctl: Otpctl,
+    folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    tokens = folder / "tokens.csv"
+    tokens.write_text(f"serial,secret\nA1,{bytes(range(20)).hex()}\n", encoding="utf-8")
+    ok(otpctl("token", "import", str(tokens)))
+    (folder / "more.csv").write_text(f"serial,secret\nB1,{bytes(range(1, 21)).hex()}\n")
+    (folder / "users.csv").write_text("login,name,password\njiro,Jiro,jiro-pw-1\n")
+    before = everything(otpctl)
+    monkeypatch.setattr(engine_setup, "SQLITE_BUSY_TIMEOUT_S", SHORT_TIMEOUT_S)
+    with turn_held(folder):
+        started = time.monotonic()
+        if command == "unlock":
+            result = unlock(otpctl)
+        elif command == "token import":
+            result = otpctl("token", "import", str(folder / "more.csv"))
+        elif command == "user import":
+            result = otpctl("user", "import", str(folder / "users.csv"))
+        else:
+            result = otpctl("token", "disable", "A1")
+        elapsed = time.monotonic() - started
+        assert failed(result, EXIT_BUSY) == BUSY
+        assert elapsed < 15  # the holder would let go after 30 s
+        # Read-only commands take no turn: they run while it is held.
+        assert everything(otpctl) == before
+    assert suspended(otpctl)
+
+
+def test_sqlites_own_busy_timeout_gives_the_same_error(
+    otpctl: Otpctl, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A tool of the operator's own holding SQLite's write lock, outside the turn. otpctl's
+    # start (schema revision, key check) only reads, and does not wait for that lock.
+    monkeypatch.setattr(engine_setup, "SQLITE_BUSY_TIMEOUT_S", SHORT_TIMEOUT_S)
+    other = sqlite3.connect(folder / "otpradius.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        assert as_json(otpctl("user", "show", USER, "--json"))["suspended"]
+        assert failed(unlock(otpctl), EXIT_BUSY) == BUSY
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert suspended(otpctl)
+
+
+def test_postgresql_writers_take_no_turn() -> None:
+    # Rows are locked there, not the database; several nodes share no lock file anyway.
+    engine = make_engine("postgresql+psycopg://otpradius@db.example/otpradius")
+    assert writers_turnstile(engine) is None
