@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import otpcore.store.engine as engine_setup
 from otpcore.admin import Admin
 from otpcore.app import App, build_app
 from otpcore.config import Settings, read_config_file, settings_from_bytes
@@ -78,7 +79,10 @@ class CliContext:
     def app(self) -> App:
         """The App (database at the current schema, key file), built on first use."""
         if self._app is None:
-            self._app = build_app(self.settings(), self.clock)
+            # check and activate commit through the daemon's own path: a worker stuck in
+            # its commit (a dead disk) must make them fail as busy, as any other write does.
+            wait = engine_setup.SQLITE_BUSY_TIMEOUT_S
+            self._app = build_app(self.settings(), self.clock, turn_wait=wait)
         return self._app
 
     def admin(self) -> Admin:

@@ -50,8 +50,14 @@ def open_store(settings: Settings, pool_size: int = 5) -> Store:
     return Store(make_engine(settings.database_url, pool_size=pool_size))
 
 
-def build_app(settings: Settings, clock: Clock, *, check_schema: bool = True) -> App:
-    """Open the database and key file named by the settings."""
+def build_app(
+    settings: Settings, clock: Clock, *, check_schema: bool = True, turn_wait: float | None = None
+) -> App:
+    """Open the database and key file named by the settings.
+
+    ``turn_wait``: how long the authentication path waits for the writers' turn (SQLite), in
+    seconds; None waits as long as it takes, as the daemon's workers do.
+    """
     if check_schema:
         ensure_database_file(settings.database_url)
     store = open_store(settings)
@@ -61,7 +67,7 @@ def build_app(settings: Settings, clock: Clock, *, check_schema: bool = True) ->
     if check_schema:
         ensure_key_opens_seeds(store, keyring, settings.key_file)
     hashing = PasswordHashing(settings.hashing)
-    hot = HotStore(make_engine(settings.database_url, unpooled=True))
+    hot = HotStore(make_engine(settings.database_url, unpooled=True), turn_wait)
     return App(settings, store, keyring, hashing, clock, hot)
 
 

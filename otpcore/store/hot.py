@@ -145,9 +145,14 @@ class Standing:
 
 
 class HotStore:
-    """Reads and atomic writes of the authentication path, one DBAPI connection per thread."""
+    """Reads and atomic writes of the authentication path, one DBAPI connection per thread.
 
-    def __init__(self, engine: Engine) -> None:
+    ``turn_wait`` bounds the wait for the writers' turn on SQLite (then Busy): ``otpctl
+    check`` must not hang behind a writer that never lets go. The daemon's workers wait as
+    long as it takes; the health watch reports a batch stalled that long.
+    """
+
+    def __init__(self, engine: Engine, turn_wait: float | None = None) -> None:
         self.engine = engine
         self.sqlite = engine.dialect.name == "sqlite"
         self._local = threading.local()
@@ -157,7 +162,7 @@ class HotStore:
         self._generation = 0
         self.wal_restart_pages = WAL_RESTART_PAGES
         self._wal_pages = 0  # as the last checkpoint found it
-        self._turnstile = writers_turnstile(engine)
+        self._turnstile = writers_turnstile(engine, turn_wait)
         # The file the SQLite connections open, to notice it deleted or replaced (see ping).
         self._database_path = self._turnstile.database if self._turnstile is not None else None
 

@@ -155,6 +155,22 @@ def test_a_write_that_cannot_have_the_turn_in_the_busy_timeout_fails_and_writes_
     assert suspended(otpctl)
 
 
+def test_check_fails_as_busy_instead_of_waiting_for_a_writer_that_never_lets_go(
+    otpctl: Otpctl, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # check commits through the daemon's own path, in the turn; a worker stuck in fdatasync on
+    # a dead disk keeps that turn for good (the holder lets go after 30 s, not to hang here).
+    monkeypatch.setattr(engine_setup, "SQLITE_BUSY_TIMEOUT_S", SHORT_TIMEOUT_S)
+    with turn_held(folder):
+        started = time.monotonic()
+        # The password alone lets an admin without a token in: a commit resets its failures.
+        result = otpctl("check", ADMIN, "--password-stdin", "--json", input=f"{ADMIN_PASSWORD}\n")
+        elapsed = time.monotonic() - started
+    assert failed(result, EXIT_BUSY) == BUSY
+    assert result.stdout == ""  # no outcome: none was committed
+    assert elapsed < 15
+
+
 def test_sqlites_own_busy_timeout_gives_the_same_error(
     otpctl: Otpctl, folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
