@@ -41,6 +41,11 @@ QUICK_DEATHS_MAX = 5
 HUNG_S = 10.0
 # How often the supervisor looks at the heartbeats.
 WATCH_INTERVAL_S = 1.0
+# A longer gap between two looks means the supervisor did not run either: the whole host was
+# paused (a VM snapshot or migration, a suspend) or starved, and the workers with it. Their
+# silence is then counted from the moment the supervisor runs again, or every worker would be
+# killed on waking for a pause it did not cause.
+PAUSED_S = 3.0
 _BEAT = struct.Struct("d")
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _SIGNALS = {signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
@@ -72,6 +77,8 @@ class Supervisor:
         # One monotonic instant per slot, written by its worker's loop (shared with the
         # forked workers; CLOCK_MONOTONIC is the same for every process); 0.0 until it beats.
         self.beats = mmap.mmap(-1, _BEAT.size * self.count)
+        self.watched = time.monotonic()  # when the heartbeats were last looked at
+        self.resumed = 0.0  # when the supervisor last ran again after a pause
 
     def run(self) -> int:
         """Serve until SIGTERM; returns the exit status."""
@@ -98,7 +105,11 @@ class Supervisor:
             self._kill_hung(now)
             wake = min([now + WATCH_INTERVAL_S, *self.restarts.values()])
             info = signal.sigtimedwait(_SIGNALS, max(0.01, wake - now))
-            if info is None:
+            if info is None or info.si_signo not in _SIGNALS:
+                # None: the wait timed out. Any other number is not a signal that came: when a
+                # stop and continue of this process (SIGSTOP, Ctrl-Z and fg, a debugger)
+                # interrupts the wait past its deadline, CPython returns a siginfo the kernel
+                # never filled, which was taken for SIGTERM and crashed on its name.
                 continue
             if info.si_signo == signal.SIGCHLD:
                 self._reap()
@@ -146,10 +157,14 @@ class Supervisor:
 
     def _kill_hung(self, now: float) -> None:
         """SIGKILL every worker whose loop stopped beating; ``_reap`` then restarts it."""
+        if now - self.watched > PAUSED_S:
+            self.resumed = now
+        self.watched = now
         for child in list(self.children.values()):
             (beat,) = _BEAT.unpack_from(self.beats, child.slot * _BEAT.size)
             # One that never beat is still starting: it has as long as a start may take.
             since, limit = (beat, HUNG_S) if beat else (child.started, READY_TIMEOUT_S)
+            since = max(since, self.resumed)
             if now - since <= limit or child.hung:
                 continue
             log.error("worker hung pid=%d slot=%d: no heartbeat for %.0f s, killing it",

@@ -20,10 +20,11 @@ from sqlalchemy.engine import make_url
 
 from radiusd.packets import Codes
 from tests.integration.conftest import pg_cluster_control
-from tests.integration.daemon import ClientSpec, Node, RadiusClient, Site, _alive
+from tests.integration.daemon import REPO_ROOT, ClientSpec, Node, RadiusClient, Site, _alive
 
 # argon2id parameters that make one verification take about a second.
 SLOW_HASHING = {"time_cost": 3, "memory_kib": 262_144, "parallelism": 1}
+SHORT_HANG = Path(__file__).with_name("short_hang")
 
 
 @pytest.fixture
@@ -127,6 +128,33 @@ def test_a_hung_worker_is_killed_and_replaced(site: Site) -> None:
         reply = nas.auth(nina.login, nina.password + nina.bound.code())
         assert reply is not None
         assert reply.code is Codes.ACCESS_ACCEPT
+
+
+def test_a_pause_of_the_whole_host_kills_no_worker(site: Site) -> None:
+    # A VM snapshot or migration, or a suspend, stops every process at once. Waking first, the
+    # supervisor found each worker's last heartbeat older than its limit (2 s in this daemon,
+    # 10 s in a real one) and killed them all, though each beats again within a second. And a
+    # stop and continue of the supervisor itself (here SIGSTOP, as Ctrl-Z and fg or a debugger
+    # do) made it read a signal nobody sent, take it for SIGTERM and die on its name.
+    node = site.node(workers=1)
+    path = [str(SHORT_HANG), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
+    node.start(env={"PYTHONPATH": os.pathsep.join(filter(None, path))})
+    with node, node.client() as nas:
+        (worker,) = wait_for_workers(node, 1)
+        assert node.process is not None
+        supervisor = node.process.pid
+        os.kill(worker, signal.SIGSTOP)
+        os.kill(supervisor, signal.SIGSTOP)
+        time.sleep(4.0)
+        os.kill(supervisor, signal.SIGCONT)
+        time.sleep(0.5)
+        os.kill(worker, signal.SIGCONT)
+        time.sleep(3.0)
+        log = node.log_text()
+        assert "worker hung" not in log
+        assert "Traceback" not in log
+        assert node.worker_pids() == [worker]
+        assert nas.status() is not None
 
 
 def test_workers_zero_starts_one_worker_per_core_the_server_may_use(site: Site) -> None:
