@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,22 +21,13 @@ import otpcore.store.engine as engine_setup
 from otpcore.store import make_engine
 from otpcore.store.turnstile import writers_turnstile
 from tests.integration.cli_support import Otpctl, as_json, config_text, failed, ok, otpctl_runner
+from tests.integration.turns import let_go, turn_held
 
 ADMIN, ADMIN_PASSWORD, CONFIRMATION = "kanri", "kanri-pw-1", "kanri-conf-1"
 USER, PASSWORD = "taro", "taro-pw-1"
 SHORT_TIMEOUT_S = 1.0
 BUSY = "otpctl: error: database busy: another writer held it for over 1 s; try again"
 EXIT_BUSY = 69
-
-# Another process that takes the turn, says so, and lets go when told or after argv[2] seconds
-# (so that no failure here can leave a test waiting for ever).
-_HOLDER = """
-import fcntl, os, select, sys
-descriptor = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
-fcntl.flock(descriptor, fcntl.LOCK_EX)
-print("held", flush=True)
-select.select([sys.stdin], [], [], float(sys.argv[2]))
-"""
 
 
 @pytest.fixture
@@ -75,31 +62,6 @@ def unlock(otpctl: Otpctl) -> Result:
     return otpctl("unlock", "--admin", ADMIN, USER, "--password-stdin", input=f"{CONFIRMATION}\n")
 
 
-@contextmanager
-def turn_held(folder: Path) -> Iterator[subprocess.Popen[str]]:
-    """Another process holding the writers' turn until a line on its stdin (or 30 s)."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(folder / "otpradius.db-writer"), "30"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout is not None
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        yield holder
-    finally:
-        holder.kill()
-        holder.wait()
-
-
-def let_go(holder: subprocess.Popen[str]) -> None:
-    assert holder.stdin is not None
-    holder.stdin.write("\n")
-    holder.stdin.flush()
-    holder.wait(10)
-
-
 def everything(otpctl: Otpctl) -> list[object]:
     """What otpctl lists of users, tokens and the audit."""
     return [as_json(otpctl(*what, "--json")) for what in (("user", "list"), ("token", "list"),
@@ -110,7 +72,7 @@ def test_an_unlock_waits_for_the_turn_and_goes_ahead_once_it_is_let_go(
     otpctl: Otpctl, folder: Path
 ) -> None:
     results: list[Result] = []
-    with turn_held(folder) as holder:
+    with turn_held(folder / "otpradius.db-writer") as holder:
         thread = threading.Thread(target=lambda: results.append(unlock(otpctl)))
         thread.start()
         thread.join(1.5)
@@ -137,7 +99,7 @@ def test_a_write_that_cannot_have_the_turn_in_the_busy_timeout_fails_and_writes_
     (folder / "users.csv").write_text("login,name,password\njiro,Jiro,jiro-pw-1\n")
     before = everything(otpctl)
     monkeypatch.setattr(engine_setup, "SQLITE_BUSY_TIMEOUT_S", SHORT_TIMEOUT_S)
-    with turn_held(folder):
+    with turn_held(folder / "otpradius.db-writer"):
         started = time.monotonic()
         if command == "unlock":
             result = unlock(otpctl)
@@ -161,7 +123,7 @@ def test_check_fails_as_busy_instead_of_waiting_for_a_writer_that_never_lets_go(
     # check commits through the daemon's own path, in the turn; a worker stuck in fdatasync on
     # a dead disk keeps that turn for good (the holder lets go after 30 s, not to hang here).
     monkeypatch.setattr(engine_setup, "SQLITE_BUSY_TIMEOUT_S", SHORT_TIMEOUT_S)
-    with turn_held(folder):
+    with turn_held(folder / "otpradius.db-writer"):
         started = time.monotonic()
         # The password alone lets an admin without a token in: a commit resets its failures.
         result = otpctl("check", ADMIN, "--password-stdin", "--json", input=f"{ADMIN_PASSWORD}\n")

@@ -13,8 +13,6 @@ import random
 import secrets
 import socket
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,18 +22,10 @@ import pytest
 from radiusd.packets import Codes, encode_request
 from tests.conftest import require_service
 from tests.integration.daemon import REPO_ROOT, ClientSpec, Node, RadiusClient, Site
+from tests.integration.turns import let_go, turn_held
 
 SMALL_DEDUP_CACHE = Path(__file__).with_name("small_dedup_cache")
 SMALL_INBOX = Path(__file__).with_name("small_inbox")
-
-# Takes the writers' turn of a SQLite database, says so, and keeps it until told to let go.
-_TURN_HOLDER = """
-import fcntl, os, sys
-descriptor = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
-fcntl.flock(descriptor, fcntl.LOCK_EX)
-print("held", flush=True)
-sys.stdin.readline()
-"""
 
 PAP_ONLY = "Authentication failed: this server accepts PAP only."
 
@@ -294,51 +284,42 @@ def test_a_client_flooding_the_database_queue_is_cut_off_and_another_still_gets_
     node, nas_a, nas_b = two_nas_node(site, "otp", SMALL_INBOX)
     database = site.app.hot.engine.url.database
     assert database
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _TURN_HOLDER, f"{database}-writer"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdin is not None
-    assert holder.stdout is not None
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with node, node.client(nas_a) as a, node.client(nas_b) as b:
-            # Erin's login is decided and then waits for the turn to commit: the database
-            # thread is held, and what arrives next waits in the queue.
-            login = encode_request(
-                a.secret, identifier=0, user_name=erin.login, password=erin.bound.code()
-            )
-            a.send(login)
-            time.sleep(0.5)
-            flood = [
-                encode_request(a.secret, identifier=n, user_name=f"nobody{n}", password="123456")
-                for n in range(1, 31)
-            ]
-            for request in flood:
-                a.send(request)
-            other = encode_request(b.secret, user_name="someone", password="654321")
-            b.send(other)
-            time.sleep(0.5)
-            holder.stdin.write("go\n")
-            holder.stdin.flush()
-            holder.wait(timeout=10)
-            answered = drain(a, 3.0)
-            raw = b.receive(other)
-            assert raw is not None
-            assert b.check(other, raw).code is Codes.ACCESS_REJECT
-        assert a.check(login, answered.pop(0)).code is Codes.ACCESS_ACCEPT
-        # Ten waited and were decided; the twenty beyond the bound were dropped unanswered.
-        assert sorted(answered) == list(range(1, 11))
-        for number, raw in answered.items():
-            assert a.check(flood[number - 1], raw).code is Codes.ACCESS_REJECT
-        assert "drop reason=overload src=127.0.0.1 " in node.log_text()
-        reasons = [(d["client"], d["reason"]) for d in node.decisions()]
-        assert reasons.count(("nas-a", "unknown_user")) == 10
-        assert ("nas-b", "unknown_user") in reasons
-    finally:
-        holder.kill()
+    with (
+        turn_held(f"{database}-writer") as holder,
+        node,
+        node.client(nas_a) as a,
+        node.client(nas_b) as b,
+    ):
+        # Erin's login is decided and then waits for the turn to commit: the database
+        # thread is held, and what arrives next waits in the queue.
+        login = encode_request(
+            a.secret, identifier=0, user_name=erin.login, password=erin.bound.code()
+        )
+        a.send(login)
+        time.sleep(0.5)
+        flood = [
+            encode_request(a.secret, identifier=n, user_name=f"nobody{n}", password="123456")
+            for n in range(1, 31)
+        ]
+        for request in flood:
+            a.send(request)
+        other = encode_request(b.secret, user_name="someone", password="654321")
+        b.send(other)
+        time.sleep(0.5)
+        let_go(holder)
+        answered = drain(a, 3.0)
+        raw = b.receive(other)
+        assert raw is not None
+        assert b.check(other, raw).code is Codes.ACCESS_REJECT
+    assert a.check(login, answered.pop(0)).code is Codes.ACCESS_ACCEPT
+    # Ten waited and were decided; the twenty beyond the bound were dropped unanswered.
+    assert sorted(answered) == list(range(1, 11))
+    for number, raw in answered.items():
+        assert a.check(flood[number - 1], raw).code is Codes.ACCESS_REJECT
+    assert "drop reason=overload src=127.0.0.1 " in node.log_text()
+    reasons = [(d["client"], d["reason"]) for d in node.decisions()]
+    assert reasons.count(("nas-a", "unknown_user")) == 10
+    assert ("nas-b", "unknown_user") in reasons
 
 
 def resized(packet: bytes) -> bytes:

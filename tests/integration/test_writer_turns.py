@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -19,15 +17,7 @@ import pytest
 from otpcore.app import App
 from otpcore.store.turnstile import Turnstile
 from tests.integration.lifecycle import add_user
-
-# Another worker process: takes the turn, says so, and keeps it until told to let go.
-_HOLDER = """
-import fcntl, os, sys
-descriptor = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
-fcntl.flock(descriptor, fcntl.LOCK_EX)
-print("held", flush=True)
-sys.stdin.readline()
-"""
+from tests.integration.turns import let_go, turn_held
 
 
 def _database(app: App) -> Path:
@@ -49,28 +39,14 @@ def _commit_in_a_thread(app: App, done: list[str]) -> threading.Thread:
 
 def test_a_commit_waits_while_another_process_has_the_turn(app: App) -> None:
     add_user(app, "taro")
-    lock = f"{_database(app)}-writer"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, lock],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout is not None
-    assert holder.stdin is not None
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with turn_held(f"{_database(app)}-writer") as holder:
         done: list[str] = []
         thread = _commit_in_a_thread(app, done)
         thread.join(timeout=0.5)
         assert done == []  # SQLite's own lock is free: only the turn holds it back
-        holder.stdin.write("\n")
-        holder.stdin.flush()
+        let_go(holder)
         thread.join(timeout=10)
         assert done == ["committed"]
-    finally:
-        holder.kill()
-        holder.wait()
     user = app.hot.user("taro")
     assert user is not None
     assert user.password_failures == 1
