@@ -201,7 +201,16 @@ def test_a_batch_caught_in_a_lock_cycle_with_another_transaction_is_written_agai
         batch = threading.Thread(target=commit)
         batch.start()
         assert locking.wait(10)
-        time.sleep(0.3)  # the batch holds the user and waits for the challenge
+        # Not a fixed pause: on a busy host the batch could still be on its way to the
+        # challenge, this transaction would wait first, and PostgreSQL would fail it instead.
+        waiting = text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        deadline = time.monotonic() + 10
+        while not other.execute(waiting).scalar():  # the batch holds the user, waits here
+            assert time.monotonic() < deadline, "the batch never waited for the challenge"
+            time.sleep(0.02)
         other.execute(text("SELECT login FROM users WHERE login = 'taro' FOR UPDATE"))
         other.commit()
     batch.join(30)
