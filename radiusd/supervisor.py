@@ -201,12 +201,13 @@ class Supervisor:
                 os.close(child.ready_fd)
             lived = time.monotonic() - child.started
             self.failures = 0 if lived > 30 else self.failures + 1
+            how = _death(status)
             if self.failures > QUICK_DEATHS_MAX:
-                log.error("worker died pid=%d status=%d; workers died %d times in a row within "
-                          "30 s of their start: stopping", pid, status, self.failures)  # fmt: skip
+                log.error("worker died pid=%d %s; workers died %d times in a row within "
+                          "30 s of their start: stopping", pid, how, self.failures)  # fmt: skip
                 self.failed = True
                 return
-            log.error("worker died pid=%d status=%d restarting slot=%d", pid, status, child.slot)
+            log.error("worker died pid=%d %s restarting slot=%d", pid, how, child.slot)
             # A worker that dies at once, again and again, must not spin the machine; the wait
             # is the main loop's, so SIGTERM and SIGHUP are still handled meanwhile.
             delay = min(10.0, 0.2 * 2 ** min(self.failures, 6))
@@ -271,6 +272,18 @@ def _stop_with_parent(parent: int) -> None:
 def _signal(pid: int, signo: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signo)
+
+
+def _death(status: int) -> str:
+    """How a child ended, for the log: ``status=1`` (its exit status) or ``signal=KILL``."""
+    # The raw wait status said 256 for an exit with 1, and 9 for SIGKILL: alike to a reader.
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            return f"signal={signal.Signals(number).name.removeprefix('SIG')}"
+        except ValueError:
+            return f"signal={number}"
+    return f"status={os.waitstatus_to_exitcode(status)}"
 
 
 def _describe(exc: BaseException) -> str:

@@ -102,7 +102,7 @@ def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(site: Site) 
         replaced = wait_for_workers(node, 2)
         assert first not in replaced
         assert second in replaced
-        assert node.wait_for_log(f"worker died pid={first} ")
+        assert node.wait_for_log(f"worker died pid={first} signal=KILL restarting slot=")
         reply = nas.auth(nina.login, nina.password + nina.bound.code())
         assert reply is not None
         assert reply.code is Codes.ACCESS_ACCEPT
