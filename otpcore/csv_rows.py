@@ -16,7 +16,9 @@ from otpcore.errors import ImportRefused, InvalidInput
 
 Row = TypeVar("Row")
 # What a column name of these files looks like. Anything else on line 1 is shown by its place
-# only: a file without its header row starts with a serial, a seed or a password.
+# only: a file without its header row starts with a serial, a seed or a password. A password
+# can look like a name too ("sunshine"), so a cell is shown only in a line that names at least
+# one known column as well: a header row with a typo, not a row of data.
 _NAME_LIKE = re.compile(r"[A-Za-z_ -]{1,20}")  # shorter than any seed, no digits
 
 
@@ -75,7 +77,8 @@ def _check(
         raise ImportRefused(source, 1, "empty file: a header row is required")
     unknown = [(place, name) for place, name in enumerate(header, 1) if name not in columns]
     if unknown:
-        raise ImportRefused(source, 1, _unknown_column(*unknown[0], columns))
+        names_a_column = any(name.lower() in columns for name in header)
+        raise ImportRefused(source, 1, _unknown_column(*unknown[0], columns, names_a_column))
     if len(set(header)) != len(header):
         raise ImportRefused(source, 1, "a column is named twice")
     missing = check_header(set(header))
@@ -96,9 +99,9 @@ def _cells(row: dict[str | None, str | list[str] | None]) -> dict[str, str]:
     return cells
 
 
-def _unknown_column(place: int, name: str, columns: Collection[str]) -> str:
+def _unknown_column(place: int, name: str, columns: Collection[str], header: bool) -> str:
     known = ", ".join(columns)
-    if _NAME_LIKE.fullmatch(name):
+    if header and _NAME_LIKE.fullmatch(name):
         return f"unknown column {name!r}; the header row names columns from: {known}"
     return (
         f"unknown column {place} (not shown: without a header row it would be data, a seed "

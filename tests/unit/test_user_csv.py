@@ -346,3 +346,11 @@ def test_one_bad_row_anywhere_refuses_the_file_at_its_line(
     with pytest.raises(ImportRefused) as caught:
         read_user_csv("\n".join(lines) + "\n", "f")
     assert caught.value.line == index + 2
+
+
+def test_a_password_that_looks_like_a_column_name_is_not_shown_from_a_row_of_data() -> None:
+    # Letters only, as a column name is: shown, were it not on a line naming no known column.
+    error = refused("sunshine,alice,Alice,general\n")
+    assert error.line == 1
+    assert "sunshine" not in str(error)
+    assert "unknown column 1" in str(error)
