@@ -300,8 +300,7 @@ class Authenticator:
                     # This very request, resent to this node while another node committed
                     # it (SPEC §4): answered as it was there, and nothing is written again.
                     return Decision(decision.result, decision.reason, decision.serial)
-                changed = _changed_since(standing, effect.serial, binding)
-                changed = changed or _period_changed(standing, effect)
+                changed = _changed_since(standing, effect.serial, binding, effect.period)
                 if changed is not None:
                     return _reject(changed, effect.serial)
                 decision = decision.lost_race()
@@ -399,14 +398,21 @@ def _used_by_this_request(
     return (
         standing is not None
         and standing.last_step == effect.step
-        and standing.period == effect.period
         and same_request(standing.last_request, request.request_id)
-        and _changed_since(standing, effect.serial, False) is None
+        and _changed_since(standing, effect.serial, False, effect.period) is None
     )
 
 
-def _changed_since(standing: Standing | None, serial: str, binding: bool) -> Reason | None:
-    """Why a step could not be used, when it is not that another request used it first."""
+def _changed_since(
+    standing: Standing | None, serial: str, binding: bool, period: int | None = None
+) -> Reason | None:
+    """Why a step could not be used, when it is not that another request used it first.
+
+    ``period``: the one the step was counted in, when a step is being used. An import that
+    gave the token another period since makes it PERIOD_CHANGED: written, the step would be
+    far from the restated last step, and refused, it is no replay of the user's (nothing to
+    count).
+    """
     if standing is None:
         # The user was deleted meanwhile: not a replay to count on a token others still use.
         return Reason.UNKNOWN_USER
@@ -422,16 +428,7 @@ def _changed_since(standing: Standing | None, serial: str, binding: bool) -> Rea
         return Reason.TOKEN_SUSPENDED
     if standing.token_disabled:
         return Reason.TOKEN_DISABLED
-    return None
-
-
-def _period_changed(standing: Standing | None, effect: ConsumeStep) -> Reason | None:
-    """PERIOD_CHANGED when an import gave the token another period after the decision.
-
-    The step was counted in the old period's steps: written, it would be far from the
-    restated last step, and refused, it is no replay of the user's (nothing to count).
-    """
-    if standing is not None and standing.period != effect.period:
+    if period is not None and standing.period != period:
         return Reason.PERIOD_CHANGED
     return None
 

@@ -72,7 +72,7 @@ PURGE_SLICE = 2_000
 DROP_LOG_INTERVAL_S = 60.0
 EXPIRY_INTERVAL_S = 24 * 3600.0
 SWITCH_INTERVAL_S = 0.0005
-# How often the packet loop tells the supervisor it is still turning (see ``Heartbeat``).
+# How often the packet loop tells the supervisor it is still turning (see ``_beat``).
 HEARTBEAT_INTERVAL_S = 1.0
 
 
