@@ -12,8 +12,9 @@ from otpcore.app import build_app
 from otpcore.errors import OtpError
 from radiusd.clock import system_clock
 from radiusd.logsetup import setup_logging
+from radiusd.settings import load_settings
+from radiusd.sockets import ensure_free
 from radiusd.supervisor import Supervisor, warn_readable_secrets, warn_short_secrets
-from radiusd.worker import ensure_free, load_settings
 
 DEFAULT_CONFIG = "/etc/otpradius/config.toml"
 log = logging.getLogger("otpradius.server")

@@ -24,7 +24,8 @@ from sqlalchemy.engine import make_url
 from otpcore.config import Settings
 from otpcore.errors import OtpError
 from radiusd.notify import sd_notify
-from radiusd.worker import load_settings, run_worker
+from radiusd.process import run_worker
+from radiusd.settings import load_settings
 
 log = logging.getLogger("otpradius.server")
 

@@ -1,4 +1,4 @@
-"""A worker process: UDP sockets (SO_REUSEPORT), the packet loop, and a thread pool for the work.
+"""A worker's packet loop, and the threads it hands the work to.
 
 The loop only matches the client, parses the header, consults the duplicate cache and sends;
 hashing and the database run in the pool, so one slow request never holds up another.
@@ -8,34 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import gc
 import logging
 import os
 import random
-import signal
-import socket
-import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
-from otpcore.app import App, build_app
-from otpcore.config import ClientConfig, Settings, read_config_file, settings_from_bytes
-from otpcore.crypto import read_secret_file
-from otpcore.errors import ConfigError, ListenError, OtpError, Unavailable
+from otpcore.app import App
+from otpcore.config import ClientConfig, Settings
+from otpcore.errors import OtpError, Unavailable
 from otpcore.service import AuthRequest, Prepared, needs_password_hash
 from radiusd.clients import ClientTable
-from radiusd.clock import system_clock
 from radiusd.dedup import Cached, DedupKey, DuplicateCache, InProgress
+from radiusd.drops import DropLog
 from radiusd.fairness import FairPool, FairQueue
 from radiusd.handler import UNAVAILABLE, Answer, RequestHandler, failed
 from radiusd.packets import Codes, MalformedPacket, Request, parse_header
+from radiusd.settings import load_settings
 
 log = logging.getLogger("otpradius.server")
 
@@ -59,8 +52,6 @@ MAX_BATCH = 512
 INBOX_LIMIT = 5_000
 STOP_WAIT_S = 10.0
 HEALTH_INTERVAL_S = 1.0
-# How long after its expiry a token is still named by the daily expiry warning.
-EXPIRED_REPORTED_FOR = timedelta(days=1)
 # A database that has not answered the probe, or finished a batch, for this long is taken as
 # unreachable: a NAS gives up on a request after a few seconds, and Status-Server must send it
 # to another server rather than report this one healthy (a frozen or partitioned PostgreSQL
@@ -69,96 +60,12 @@ STALL_S = 5.0
 # Expired challenges are deleted this often, in slices that hold the write lock briefly.
 PURGE_INTERVAL_S = 60.0
 PURGE_SLICE = 2_000
-DROP_LOG_INTERVAL_S = 60.0
-EXPIRY_INTERVAL_S = 24 * 3600.0
-SWITCH_INTERVAL_S = 0.0005
-# How often the packet loop tells the supervisor it is still turning (see ``_beat``).
-HEARTBEAT_INTERVAL_S = 1.0
-
-
-def open_socket(host: str, port: int) -> socket.socket:
-    """A UDP socket bound with SO_REUSEPORT, so every worker process shares the port.
-
-    Not SO_REUSEADDR: on a UDP socket Linux lets a process of any user that sets it too bind
-    the same address and port, and then hands it the NAS's datagrams. SO_REUSEPORT is granted
-    only to processes of the same user.
-    """
-    sock = _udp_socket(host)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-    sock.bind((host, port))
-    sock.setblocking(False)
-    return sock
-
-
-def ensure_free(host: str, port: int) -> None:
-    """Raise ListenError unless ``host:port`` is free for this server to take.
-
-    The workers share the port through SO_REUSEPORT, which the kernel also grants to any
-    other process of the same user: a second server started on it by mistake (a stale one,
-    a test instance on another database) would silently get part of the logins. A socket
-    bound without the option is refused while anyone holds the port.
-    """
-    endpoint = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    probe = _udp_socket(host)
-    try:
-        probe.bind((host, port))
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise ListenError(
-                f"[server] listen {endpoint}: address already in use "
-                "(is another otp-radiusd or RADIUS server running?)"
-            ) from None
-        reason = exc.strerror or type(exc).__name__
-        raise ListenError(f"[server] listen {endpoint}: cannot bind: {reason}") from None
-    finally:
-        probe.close()
-
-
-def _udp_socket(host: str) -> socket.socket:
-    """An unbound UDP socket for ``host``'s family; an IPv6 one takes IPv6 only."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    if family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    return sock
-
-
-@dataclass
-class DropLog:
-    """Counts drops by reason and logs at most one line per reason per interval."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-    last: dict[str, float] = field(default_factory=dict)
-
-    def drop(self, reason: str, source: str, now: float) -> None:
-        """Count a dropped datagram and log it unless this reason was logged recently."""
-        self.counts[reason] = self.counts.get(reason, 0) + 1
-        if now - self.last.get(reason, -DROP_LOG_INTERVAL_S) >= DROP_LOG_INTERVAL_S:
-            self.last[reason] = now
-            log.warning("drop reason=%s src=%s total=%d", reason, source, self.counts[reason])
 
 
 def _lowest_priority() -> None:
     """Give the calling thread the lowest CPU priority (Linux schedules each thread)."""
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-
-
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        if self.transport is not None:
-            self.worker.received(self.transport, data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("socket error %s", type(exc).__name__)
 
 
 @dataclass(slots=True)
@@ -207,9 +114,6 @@ class Worker:
         )
         self.loop: asyncio.AbstractEventLoop | None = None
         self.db_thread = ThreadPoolExecutor(1, thread_name_prefix="db")
-        # The daily expiry check (first worker only): its own thread, as it may wait for the
-        # database as long as any admin command.
-        self.expiry_thread = ThreadPoolExecutor(1, thread_name_prefix="expiry")
         # Taken a batch at a time, from the clients in turn: one NAS's backlog cannot hold up
         # another's requests by more than a batch.
         self.inbox: FairQueue[_Job] = FairQueue(INBOX_LIMIT)
@@ -496,37 +400,6 @@ class Worker:
         with self.app.hot.transaction() as writer:
             return writer.purge_challenges(self.app.clock(), PURGE_SLICE)
 
-    async def watch_expiry(self) -> None:
-        """Log the tokens nearing expiry at start, then once a day."""
-        loop = asyncio.get_running_loop()
-        while not self.stopping:
-            try:
-                await loop.run_in_executor(self.expiry_thread, self.warn_expiring_tokens)
-            except Exception as exc:  # a check that failed is tried again tomorrow
-                log.error("expiry check failed error=%s", type(exc).__name__)
-            await asyncio.sleep(EXPIRY_INTERVAL_S)
-
-    def warn_expiring_tokens(self) -> None:
-        """Log one warning line per token expiring within ``[tokens] warn_days``."""
-        warn_days = self.settings.tokens.warn_days
-        if warn_days <= 0:
-            return
-        try:
-            tokens = self.app.admin("radiusd").tokens(expiring_within_days=warn_days)
-        except OtpError as exc:
-            log.error("expiry check failed: %s", exc)
-            return
-        now = self.app.clock()
-        for token in tokens:
-            # Said on the day it expires, not every day after: a warning repeated for each
-            # token that ever expired would bury the ones still ahead.
-            if token.expires is None or token.expires <= now - EXPIRED_REPORTED_FOR:
-                continue
-            left = token.expires - now
-            state = "expired" if left <= timedelta(0) else f"expires_in_days={left.days}"
-            log.warning("token expiring serial=%s expires=%s %s users=%s", token.serial,
-                        token.expires.isoformat(), state, ",".join(token.users) or "-")  # fmt: skip
-
     def reload_clients(self) -> None:
         """Re-read ``[[clients]]`` from the configuration file (SIGHUP)."""
         try:
@@ -556,102 +429,3 @@ class Worker:
             transport.close()
 
 
-def load_settings(path: Path) -> Settings:
-    """Read and validate the configuration file."""
-    try:
-        raw = read_config_file(path)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: configuration file not found (give --config PATH or set OTPRADIUS_CONFIG)"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
-    return settings_from_bytes(raw, path, read_secret_file)
-
-
-async def _beat(heartbeat: Callable[[], None]) -> None:
-    """Tell the supervisor, once an interval, that this worker's packet loop still turns."""
-    while True:
-        heartbeat()
-        await asyncio.sleep(HEARTBEAT_INTERVAL_S)
-
-
-async def _serve(
-    worker: Worker,
-    sockets: list[socket.socket],
-    ready_fd: int | None,
-    check_expiry: bool,
-    heartbeat: Callable[[], None] | None = None,
-) -> None:
-    loop = asyncio.get_running_loop()
-    worker.loop = loop
-    for sock in sockets:
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(worker), sock=sock)
-        worker.transports.append(transport)
-    stop_requested = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop_requested.set)
-    loop.add_signal_handler(signal.SIGINT, stop_requested.set)
-    loop.add_signal_handler(signal.SIGHUP, worker.reload_clients)
-    # Blocked by the supervisor until now; a reload asked for meanwhile arrives here.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
-    health = asyncio.ensure_future(worker.watch_health())
-    expiry = asyncio.ensure_future(worker.watch_expiry()) if check_expiry else None
-    # Beside the loop's work until the process ends, through the stop too: the stop waits for
-    # answers in flight, and the supervisor must not take that wait for a hang.
-    beat = asyncio.ensure_future(_beat(heartbeat)) if heartbeat is not None else None
-    if ready_fd is not None:
-        os.write(ready_fd, b"R")
-        os.close(ready_fd)
-    await stop_requested.wait()
-    await worker.stop()
-    for task in (health, expiry, beat):
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    worker.expiry_thread.shutdown(wait=False, cancel_futures=True)  # it writes nothing
-    worker.hash_pool.shutdown()
-    worker.probe_thread.shutdown(wait=True, cancel_futures=False)
-    worker.db_thread.shutdown(wait=True, cancel_futures=False)
-
-
-def run_worker(
-    config_path: Path,
-    settings: Settings,
-    ready_fd: int | None,
-    *,
-    check_expiry: bool = False,
-    heartbeat: Callable[[], None] | None = None,
-) -> int:
-    """Serve until SIGTERM; returns the process exit status.
-
-    ``check_expiry``: this worker logs the tokens nearing expiry, at start and then daily.
-    ``heartbeat``: called from the packet loop every ``HEARTBEAT_INTERVAL_S`` while it runs.
-    """
-    try:
-        app = build_app(settings, system_clock)
-        reachable = True
-    except Unavailable as exc:
-        # A worker restarted while the database is away (the others serving on, silent): dying
-        # here again and again would count as a worker that cannot start and stop the whole
-        # server, which would then not come back by itself. The schema and the key were
-        # checked at the server's start; this worker waits for the database as the others do.
-        log.warning("worker started while the database does not answer: %s", exc)
-        app = build_app(settings, system_clock, check_schema=False)
-        reachable = False
-    sockets = [open_socket(host, port) for host, port in settings.server.listen]
-    worker = Worker(config_path, settings, app)
-    # Status-Server waits for the health probe to find the database there.
-    worker.healthy = reachable
-    # What start-up built lives as long as the process: keep the collector from walking it
-    # again and again, and collect young objects less often (requests make many, briefly).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 50, 100)
-    # The packet loop and the database thread share the interpreter: with the default 5 ms
-    # turns, a batch being decided keeps the loop from sending finished answers and reading
-    # new requests for that long. Shorter turns took p99 at half peak from ~20 ms to ~6 ms.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    asyncio.run(_serve(worker, sockets, ready_fd, check_expiry, heartbeat))
-    app.store.dispose()
-    return 0

@@ -1,0 +1,62 @@
+"""The daily warning of tokens nearing expiry, logged by the first worker only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from otpcore.app import App
+from otpcore.errors import OtpError
+
+log = logging.getLogger("otpradius.server")
+
+EXPIRY_INTERVAL_S = 24 * 3600.0
+# How long after its expiry a token is still named by the daily expiry warning.
+EXPIRED_REPORTED_FOR = timedelta(days=1)
+
+
+class ExpiryWatch:
+    """Logs the tokens expiring within ``[tokens] warn_days``, at start and then once a day."""
+
+    def __init__(self, app: App, warn_days: int) -> None:
+        self.app = app
+        self.warn_days = warn_days
+        # Its own thread: the check may wait for the database as long as any admin command,
+        # and must hold up neither the requests nor the health probe meanwhile.
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="expiry")
+
+    async def run(self) -> None:
+        """Check now, then once an interval, until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await loop.run_in_executor(self.thread, self.warn_expiring_tokens)
+            except Exception as exc:  # a check that failed is tried again tomorrow
+                log.error("expiry check failed error=%s", type(exc).__name__)
+            await asyncio.sleep(EXPIRY_INTERVAL_S)
+
+    def warn_expiring_tokens(self) -> None:
+        """Log one warning line per token expiring within ``warn_days``."""
+        if self.warn_days <= 0:
+            return
+        try:
+            tokens = self.app.admin("radiusd").tokens(expiring_within_days=self.warn_days)
+        except OtpError as exc:
+            log.error("expiry check failed: %s", exc)
+            return
+        now = self.app.clock()
+        for token in tokens:
+            # Said on the day it expires, not every day after: a warning repeated for each
+            # token that ever expired would bury the ones still ahead.
+            if token.expires is None or token.expires <= now - EXPIRED_REPORTED_FOR:
+                continue
+            left = token.expires - now
+            state = "expired" if left <= timedelta(0) else f"expires_in_days={left.days}"
+            log.warning("token expiring serial=%s expires=%s %s users=%s", token.serial,
+                        token.expires.isoformat(), state, ",".join(token.users) or "-")  # fmt: skip
+
+    def shutdown(self) -> None:
+        """Let the thread go without waiting: the check writes nothing."""
+        self.thread.shutdown(wait=False, cancel_futures=True)

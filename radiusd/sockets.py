@@ -1,0 +1,56 @@
+"""The server's UDP sockets: shared by the workers through SO_REUSEPORT, and never stolen."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from otpcore.errors import ListenError
+
+
+def open_socket(host: str, port: int) -> socket.socket:
+    """A UDP socket bound with SO_REUSEPORT, so every worker process shares the port.
+
+    Not SO_REUSEADDR: on a UDP socket Linux lets a process of any user that sets it too bind
+    the same address and port, and then hands it the NAS's datagrams. SO_REUSEPORT is granted
+    only to processes of the same user.
+    """
+    sock = _udp_socket(host)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    sock.bind((host, port))
+    sock.setblocking(False)
+    return sock
+
+
+def ensure_free(host: str, port: int) -> None:
+    """Raise ListenError unless ``host:port`` is free for this server to take.
+
+    The workers share the port through SO_REUSEPORT, which the kernel also grants to any
+    other process of the same user: a second server started on it by mistake (a stale one,
+    a test instance on another database) would silently get part of the logins. A socket
+    bound without the option is refused while anyone holds the port.
+    """
+    endpoint = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    probe = _udp_socket(host)
+    try:
+        probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ListenError(
+                f"[server] listen {endpoint}: address already in use "
+                "(is another otp-radiusd or RADIUS server running?)"
+            ) from None
+        reason = exc.strerror or type(exc).__name__
+        raise ListenError(f"[server] listen {endpoint}: cannot bind: {reason}") from None
+    finally:
+        probe.close()
+
+
+def _udp_socket(host: str) -> socket.socket:
+    """An unbound UDP socket for ``host``'s family; an IPv6 one takes IPv6 only."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    return sock
