@@ -33,7 +33,8 @@ from otpcore.errors import WriteConflict
 from otpcore.model import InputMode, Reason, Result, Stage, Token, User
 from otpcore.policy import Policy
 from otpcore.ports import Clock
-from otpcore.store.hot import HotStore, HotWriter, Standing, TokenRecord
+from otpcore.store.hot import HotStore, TokenRecord
+from otpcore.store.hot_writer import HotWriter, Standing
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import contextlib
 import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -22,77 +22,11 @@ from sqlalchemy import Engine
 
 from otpcore.errors import Unavailable, WriteConflict
 from otpcore.model import Algorithm, TokenKind, User, UserClass
+from otpcore.store import hot_sql as sql
 from otpcore.store.engine import SQLITE_BUSY_TIMEOUT_S
+from otpcore.store.hot_writer import HotWriter
 from otpcore.store.turnstile import writers_turnstile
 
-_USER = """SELECT login, name, user_class, password_hash, serial, start_date, revoked,
-    suspended, password_failures, activation_failures FROM users WHERE login = :login"""
-_TOKEN = """SELECT serial, kind, algorithm, digits, period, sealed_secret, expires, last_step,
-    drift, last_request, fail_count, suspended, disabled FROM tokens WHERE serial = :serial"""
-_CHALLENGE = "SELECT login, stage, serial, expires_at, used_by FROM challenges WHERE id = :id"
-_TAKE_CHALLENGE = "UPDATE challenges SET used_by = :request WHERE id = :id AND used_by IS NULL"
-# Kept until they expire, used or not: a used one still answers its resent answer (SPEC §4).
-_PURGE_CHALLENGES = """DELETE FROM challenges WHERE id IN
-    (SELECT id FROM challenges WHERE expires_at <= :now LIMIT :limit)"""
-# On PostgreSQL workers and nodes purge at once: each takes rows nobody else has locked, so
-# two purges never wait for each other in opposite orders (a deadlock).
-_PURGE_CHALLENGES_PG = """DELETE FROM challenges WHERE id IN
-    (SELECT id FROM challenges WHERE expires_at <= :now LIMIT :limit FOR UPDATE SKIP LOCKED)"""
-_ADD_CHALLENGE = """INSERT INTO challenges (id, login, stage, serial, expires_at)
-    VALUES (:id, :login, :stage, :serial, :expires)"""
-# The user is read again here, as the request was decided without a lock: a login must not
-# pass after parallel wrong guesses suspended the user, nor after the user was revoked from
-# the token (a lost token); an activation only while the user is still unbound. The period
-# too: an import that changed it restated last_step in the new period's steps, and a step
-# counted in the old ones would land far from now (every right code a replay, or used ones
-# good again).
-_CONSUME = """UPDATE tokens SET last_step = :step, fail_count = 0,
-    last_request = :request WHERE serial = :serial AND last_step < :step
-    AND period = :period AND NOT suspended AND NOT disabled
-    AND EXISTS (SELECT 1 FROM users AS u WHERE u.login = :login AND NOT u.suspended
-        AND (u.serial = :serial OR (u.serial IS NULL AND :binding)))"""
-_STANDING = """SELECT u.suspended, u.serial, t.suspended, t.disabled, t.serial IS NOT NULL,
-    t.last_step, t.last_request, t.period
-    FROM users AS u LEFT JOIN tokens AS t ON t.serial = :serial WHERE u.login = :login"""
-_CHALLENGE_USED_BY = "SELECT used_by FROM challenges WHERE id = :id"
-_USER_SUSPENDED = "SELECT suspended FROM users WHERE login = :login"
-# Only from one of the token's users (SPEC §2): a wrong code decided as the user was revoked
-# from the token, or deleted, must not count against the users who still hold it; nor on a
-# token disabled meanwhile, where nothing is checked or counted (SPEC §3).
-_TOKEN_FAILURE = """UPDATE tokens SET fail_count = fail_count + 1,
-    suspended = (fail_count + 1 >= :threshold) WHERE serial = :serial AND NOT suspended
-    AND NOT disabled
-    AND EXISTS (SELECT 1 FROM users AS u WHERE u.login = :login AND u.serial = :serial)
-    RETURNING suspended"""
-_PASSWORD_FAILURE = """UPDATE users SET password_failures = password_failures + 1,
-    suspended = (password_failures + 1 >= :threshold) WHERE login = :login AND NOT suspended
-    RETURNING suspended"""
-_ACTIVATION_FAILURE = """UPDATE users SET activation_failures = activation_failures + 1,
-    suspended = (activation_failures + 1 >= :threshold) WHERE login = :login
-    AND NOT suspended
-    RETURNING suspended"""
-_RESET_PASSWORD_FAILURES = """UPDATE users SET password_failures = 0
-    WHERE login = :login AND password_failures <> 0"""
-_BIND = """UPDATE users SET serial = :serial, revoked = :false, activation_failures = 0
-    WHERE login = :login AND serial IS NULL"""
-# Only over the hash the login verified: a password set meanwhile (otpctl user passwd, an
-# import) must not be replaced by the rehash of the one it replaced.
-_SET_HASH = """UPDATE users SET password_hash = :hash WHERE login = :login
-    AND password_hash = :verified"""
-# PostgreSQL locks rows as the sorted rows come out: every batch takes them in one order.
-_LOCK_USERS_PG = """SELECT login FROM users WHERE login = ANY(:logins) ORDER BY login
-    FOR UPDATE"""
-_LOCK_TOKENS_PG = """SELECT serial FROM tokens WHERE serial = ANY(:serials) ORDER BY serial
-    FOR UPDATE"""
-_LOCK_CHALLENGES_PG = """SELECT id FROM challenges WHERE id = ANY(:ids) ORDER BY id
-    FOR UPDATE"""
-_SHARERS = "SELECT login FROM users WHERE serial = :serial ORDER BY login"
-_AUDIT = """INSERT INTO audit_events (at, actor, action, targets, outcome, detail)
-    VALUES (:at, :actor, :action, :targets, :outcome, :detail)"""
-# A server that answers but refuses every write serves no login: a standby the address led to
-# after a failover, or a database set read-only. The health probe must not call it reachable.
-_WRITABLE_PG = """SELECT NOT pg_is_in_recovery()
-    AND current_setting('transaction_read_only') = 'off'"""
 _NAMED = re.compile(r":(\w+)")
 # A WAL past this many pages (64 MiB of 4 KiB pages) is restarted by the next commit.
 WAL_RESTART_PAGES = 16_384
@@ -128,20 +62,6 @@ class ChallengeRecord:
     serial: str | None
     expires_at: datetime
     used_by: bytes | None = field(default=None, repr=False)  # the answer that consumed it
-
-
-@dataclass(frozen=True, slots=True)
-class Standing:
-    """What decides whether a user may still use a token's step."""
-
-    user_suspended: bool
-    bound_to: str | None
-    token_suspended: bool
-    token_disabled: bool
-    token_exists: bool = True  # False: deleted from the inventory meanwhile
-    last_step: int | None = None  # the token's last used step, and the request that used it
-    last_request: bytes | None = field(default=None, repr=False)
-    period: int | None = None  # the unit of last_step; None when the token is gone
 
 
 class HotStore:
@@ -223,7 +143,8 @@ class HotStore:
             self._sql[statement] = sql
         return sql
 
-    def _run(self, statement: str, params: dict[str, Any]) -> Any:
+    def run(self, statement: str, params: dict[str, Any]) -> Any:
+        """Run one of ``hot_sql``'s statements on this thread's connection: the driver's cursor."""
         # Inside a transaction, its own connection: when another thread's connection failed
         # meanwhile, a fresh one here would run the rest outside the transaction.
         connection = getattr(self._local, "pinned", None) or self._connection()
@@ -286,9 +207,9 @@ class HotStore:
         try:
             with self._guard():
                 if not self.sqlite:
-                    return bool(self._run(_WRITABLE_PG, {}).fetchall()[0][0])
+                    return bool(self.run(sql.WRITABLE_PG, {}).fetchall()[0][0])
                 # One row: busy flag, pages in the WAL, pages copied into the database.
-                rows = self._run("PRAGMA wal_checkpoint(PASSIVE)", {}).fetchall()
+                rows = self.run("PRAGMA wal_checkpoint(PASSIVE)", {}).fetchall()
                 if self._file_replaced():
                     # Connections keep the file they opened: deleted, it takes logins that
                     # no one will see again; replaced (a restore), it hides every change made
@@ -303,7 +224,7 @@ class HotStore:
     def challenge(self, challenge_id: bytes) -> ChallengeRecord | None:
         """A pending challenge, read but not consumed."""
         with self._guard():
-            rows = self._run(_CHALLENGE, {"id": challenge_id}).fetchall()
+            rows = self.run(sql.CHALLENGE, {"id": challenge_id}).fetchall()
         if not rows:
             return None
         login, stage, serial, expires_at, used_by = rows[0]
@@ -312,10 +233,10 @@ class HotStore:
 
     def user(self, login: str) -> User | None:
         """A user, or None."""
-        if not _storable(login):
+        if not sql.storable(login):
             return None
         with self._guard():
-            rows = self._run(_USER, {"login": login}).fetchall()
+            rows = self.run(sql.USER, {"login": login}).fetchall()
         if not rows:
             return None
         row = rows[0]
@@ -334,13 +255,13 @@ class HotStore:
 
     def token(self, serial: str) -> TokenRecord | None:
         """A token row, its secret still sealed, or None."""
-        if not _storable(serial):
+        if not sql.storable(serial):
             return None
         with self._guard():
             return self._token(serial)
 
     def _token(self, serial: str) -> TokenRecord | None:
-        rows = self._run(_TOKEN, {"serial": serial}).fetchall()
+        rows = self.run(sql.TOKEN, {"serial": serial}).fetchall()
         if not rows:
             return None
         row = rows[0]
@@ -370,7 +291,8 @@ class HotStore:
             return value
         return date.fromisoformat(str(value))
 
-    def _stored_instant(self, value: datetime) -> Any:
+    def stored_instant(self, value: datetime) -> Any:
+        """An instant in the form this database stores it."""
         # SQLAlchemy keeps SQLite instants as naive UTC text; store the same form here.
         if self.sqlite:
             return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
@@ -415,187 +337,6 @@ class HotStore:
                 raise
         finally:
             cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-
-
-class HotWriter:
-    """The atomic statements, inside a ``HotStore.transaction``."""
-
-    def __init__(self, store: HotStore) -> None:
-        self._store = store
-
-    def lock(
-        self, logins: Sequence[str], serials: Sequence[str], challenges: Sequence[bytes] = ()
-    ) -> None:
-        """Lock the users', the tokens' and then the challenges' rows a batch is about to
-        write, each by key.
-
-        A batch writes its requests' rows in the order the requests came; another node's
-        batch may write the same rows in another order, and on PostgreSQL the two would
-        wait for each other until the deadlock detector failed one whole batch. Taken here
-        first, in one order everywhere (as ``otpctl unlock`` and ``user delete`` do), no cycle
-        can form. The challenges count too: anyone with one password can collect States and
-        send their answers to two nodes in opposite orders. SQLite needs nothing: its write
-        lock already admits one transaction at a time.
-        """
-        if self._store.sqlite:
-            return
-        if logins:
-            self._store._run(_LOCK_USERS_PG, {"logins": sorted(set(logins))}).fetchall()
-        if serials:
-            self._store._run(_LOCK_TOKENS_PG, {"serials": sorted(set(serials))}).fetchall()
-        if challenges:
-            self._store._run(_LOCK_CHALLENGES_PG, {"ids": sorted(set(challenges))}).fetchall()
-
-    def take_challenge(self, challenge_id: bytes, request: bytes) -> bool:
-        """Consume a challenge for the answer ``request``; False if another answer already did."""
-        params = {"id": challenge_id, "request": request}
-        return int(self._store._run(_TAKE_CHALLENGE, params).rowcount) == 1
-
-    def purge_challenges(self, now: datetime, limit: int) -> int:
-        """Delete at most ``limit`` challenges expired at ``now``; returns how many."""
-        params = {"now": self._store._stored_instant(now), "limit": limit}
-        statement = _PURGE_CHALLENGES if self._store.sqlite else _PURGE_CHALLENGES_PG
-        return int(self._store._run(statement, params).rowcount)
-
-    def add_challenge(
-        self, challenge_id: bytes, login: str, stage: str, serial: str | None, expires: datetime
-    ) -> None:
-        """Store a pending challenge."""
-        self._store._run(
-            _ADD_CHALLENGE,
-            {
-                "id": challenge_id,
-                "login": login,
-                "stage": stage,
-                "serial": serial,
-                "expires": self._store._stored_instant(expires),
-            },
-        )
-
-    def consume_step(
-        self,
-        login: str,
-        serial: str,
-        step: int,
-        period: int,
-        request: bytes | None,
-        *,
-        binding: bool = False,
-    ) -> bool:
-        """Record a used step later than the stored one, for a user still entitled to it.
-
-        ``step`` is counted in ``period`` seconds, which must still be the token's. The user
-        must not be suspended and must be bound to the token, or unbound when ``binding`` (an
-        activation). False if any of that changed, or somebody else won the step;
-        ``standing`` tells which.
-        """
-        params = {
-            "login": login,
-            "serial": serial,
-            "step": step,
-            "period": period,
-            "request": request,
-            "binding": binding,
-        }
-        return int(self._store._run(_CONSUME, params).rowcount) == 1
-
-    def standing(self, login: str, serial: str) -> Standing | None:
-        """The user's and the token's state as a refused ``consume_step`` found them; None if
-        the user is gone."""
-        params = {"login": login, "serial": serial}
-        rows = self._store._run(_STANDING, params).fetchall()
-        if not rows:
-            return None
-        suspended, bound_to, token_suspended, disabled, exists, last_step, last, period = rows[0]
-        return Standing(
-            bool(suspended),
-            bound_to,
-            bool(token_suspended),
-            bool(disabled),
-            bool(exists),
-            last_step,
-            bytes(last) if last is not None else None,
-            period,
-        )
-
-    def challenge_used_by(self, challenge_id: bytes) -> bytes | None:
-        """The answer that consumed a challenge, or None (not consumed, or gone)."""
-        rows = self._store._run(_CHALLENGE_USED_BY, {"id": challenge_id}).fetchall()
-        return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
-
-    def user_suspended(self, login: str) -> bool | None:
-        """True if the user is suspended now; None if the user is gone (deleted)."""
-        rows = self._store._run(_USER_SUSPENDED, {"login": login}).fetchall()
-        return bool(rows[0][0]) if rows else None
-
-    def count_token_failure(self, login: str, serial: str, threshold: int) -> bool | None:
-        """One more failure on a token that is not suspended, by one of its users; True if
-        that suspended it.
-
-        None when nothing was counted: the token was suspended or disabled already, or
-        ``login`` is no longer bound to it (revoked, deleted).
-        """
-        params = {"login": login, "serial": serial, "threshold": threshold}
-        rows = self._store._run(_TOKEN_FAILURE, params).fetchall()
-        return bool(rows[0][0]) if rows else None
-
-    def count_password_failure(self, login: str, threshold: int) -> bool:
-        """One more password failure; True if that suspended the user."""
-        params = {"login": login, "threshold": threshold}
-        return _returned_true(self._store._run(_PASSWORD_FAILURE, params))
-
-    def count_activation_failure(self, login: str, threshold: int) -> bool:
-        """One more activation failure; True if that suspended the user."""
-        params = {"login": login, "threshold": threshold}
-        return _returned_true(self._store._run(_ACTIVATION_FAILURE, params))
-
-    def reset_password_failures(self, login: str) -> None:
-        """The password was right: consecutive failures restart from zero."""
-        self._store._run(_RESET_PASSWORD_FAILURES, {"login": login})
-
-    def bind(self, login: str, serial: str) -> bool:
-        """Bind an unbound user to a token; False if the user was bound meanwhile."""
-        params = {"login": login, "serial": serial, "false": False}
-        return int(self._store._run(_BIND, params).rowcount) == 1
-
-    def set_password_hash(self, login: str, password_hash: str, verified: str) -> None:
-        """Store a rehashed login password, unless the hash ``verified`` was replaced meanwhile."""
-        params = {"login": login, "hash": password_hash, "verified": verified}
-        self._store._run(_SET_HASH, params)
-
-    def sharers(self, serial: str) -> list[str]:
-        """Logins bound to a token."""
-        return [row[0] for row in self._store._run(_SHARERS, {"serial": serial}).fetchall()]
-
-    def audit(
-        self, at: datetime, actor: str, action: str, targets: Sequence[str], outcome: str,
-        detail: str,
-    ) -> None:  # fmt: skip
-        """Append an audit event."""
-        self._store._run(
-            _AUDIT,
-            {
-                "at": self._store._stored_instant(at),
-                "actor": actor,
-                "action": action,
-                "targets": ",".join(targets),
-                "outcome": outcome,
-                "detail": detail,
-            },
-        )
-
-
-def _storable(key: str) -> bool:
-    """False for a login or serial no row can hold: one with a NUL, which PostgreSQL refuses
-    in text with an error that would pass for the database being down (and logins and
-    serials are printable anyway). Such a key is simply not found."""
-    return "\x00" not in key
-
-
-def _returned_true(cursor: Any) -> bool:
-    # fetchall, not fetchone: SQLite cannot commit while a RETURNING statement is unfinished.
-    rows = cursor.fetchall()
-    return bool(rows and rows[0][0])
 
 
 # PostgreSQL's deadlock_detected and serialization_failure: the transaction lost a race and

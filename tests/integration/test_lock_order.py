@@ -26,7 +26,7 @@ from otpcore.app import App
 from otpcore.model import InputMode, Reason, Result
 from otpcore.ports import FrozenClock
 from otpcore.service import AuthOutcome, AuthRequest, Prepared
-from otpcore.store.hot import HotWriter
+from otpcore.store.hot_writer import HotWriter
 from otpcore.user_csv import UserSpec
 from tests.conftest import PG_URL_ENV, drop_database, require_service
 from tests.integration.lifecycle import (
