@@ -78,6 +78,7 @@ class _Job:
     request: Request
     auth: AuthRequest
     started: float
+    arrived: float  # time.monotonic() when the datagram was read
 
 
 def reject_wait(delay: float) -> float:
@@ -87,6 +88,18 @@ def reject_wait(delay: float) -> float:
     it, as SPEC §6 promises the configured seconds before any Reject is sent.
     """
     return delay * random.uniform(1.0, 1.2)  # noqa: S311 - not a secret
+
+
+def reject_hold(delay: float, spent: float) -> float:
+    """How much longer to hold a Reject whose request arrived ``spent`` seconds ago.
+
+    Counted from the arrival, not from the decision: held after the decision, a Reject came
+    as much later as deciding took, so a stored hash of heavier parameters than ``[hashing]``
+    (a migrated user not yet rehashed), or a commit where an unknown login writes nothing,
+    told by its timing that the login exists (SPEC §3.1). From the arrival every Reject
+    decided within the delay leaves at the same time.
+    """
+    return max(0.0, reject_wait(delay) - spent) if delay > 0 else 0.0
 
 
 class Worker:
@@ -178,23 +191,23 @@ class Worker:
             return
         admitted = self.handler.admit(data, client)
         if isinstance(admitted, Answer):
-            self._deliver(transport, key, admitted)
+            self._deliver(transport, key, admitted, now)
             return
         started = time.perf_counter()
         auth = self.handler.to_auth(admitted, client, host)
         if isinstance(auth, Answer):
-            self._deliver(transport, key, auth)
+            self._deliver(transport, key, auth, now)
             return
-        job = _Job(key, transport, client, admitted, auth, started)
+        job = _Job(key, transport, client, admitted, auth, started, now)
         if needs_password_hash(auth):
             if self.hash_pool.submit(job.client.name, job):
                 self.hashing_now += 1
             else:
-                self._deliver(transport, key, Answer(None, drop_reason="overload"))
+                self._deliver(transport, key, Answer(None, drop_reason="overload"), now)
         elif self.inbox.push(job.client.name, job):
             self._kick()
         else:
-            self._deliver(transport, key, Answer(None, drop_reason="overload"))
+            self._deliver(transport, key, Answer(None, drop_reason="overload"), now)
 
     def _status(
         self,
@@ -239,7 +252,7 @@ class Worker:
     def _prepared(self, job: _Job, result: Prepared | Answer) -> None:
         self.hashing_now -= 1
         if isinstance(result, Answer):
-            self._deliver(job.transport, job.key, result)
+            self._deliver(job.transport, job.key, result, job.arrived)
         else:
             self.ready.append((job, result))
             self._kick()
@@ -266,7 +279,7 @@ class Worker:
             log.error("batch failed error=%s", type(exc).__name__)
             answers = []
         for job, answer in answers:
-            self._deliver(job.transport, job.key, answer)
+            self._deliver(job.transport, job.key, answer, job.arrived)
         self._kick()
         self._check_idle()
 
@@ -297,7 +310,9 @@ class Worker:
             answers.append((job, answer))
         return answers
 
-    def _deliver(self, transport: asyncio.DatagramTransport, key: DedupKey, answer: Answer) -> None:
+    def _deliver(
+        self, transport: asyncio.DatagramTransport, key: DedupKey, answer: Answer, arrived: float
+    ) -> None:
         if answer.unavailable and self.healthy:
             log.warning("database unreachable")
             self.healthy = False
@@ -307,8 +322,8 @@ class Worker:
                 self.drops.drop(answer.drop_reason, key.address, time.monotonic())
             return
         delay = self.settings.policy.reject_delay
-        if answer.reject and delay > 0 and not self.stopping:
-            wait = reject_wait(delay)
+        wait = reject_hold(delay, time.monotonic() - arrived) if answer.reject else 0.0
+        if wait > 0 and not self.stopping:
             reply = answer.reply
 
             def send() -> None:

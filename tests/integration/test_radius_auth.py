@@ -143,6 +143,34 @@ def test_reject_delay_holds_rejects_but_not_accepts(site: Site) -> None:
     assert site.token(lena.bound.serial).fail_count == 1
 
 
+# A stored hash of heavier parameters than the node's [hashing] (a migrated user not yet
+# rehashed): its verification takes well over half a second, the burn for an unknown login
+# next to nothing (the node hashes with the fast test parameters).
+HEAVIER_HASH = {"time_cost": 2, "memory_kib": 196_608, "parallelism": 1}
+
+
+def test_a_reject_does_not_tell_a_slow_stored_hash_from_an_unknown_login(site: Site) -> None:
+    migrated = site.add_user(hashing=HEAVIER_HASH)
+    nobody = "nobody-" + migrated.login
+    delay = 1.5
+    with site.node(mode="split", policy={"reject_delay": delay}) as node, node.client() as nas:
+        elapsed = {}
+        for login in (migrated.login, nobody):
+            exchange = nas.request(user_name=login, password="guess-123456")
+            assert exchange.reply is not None
+            assert exchange.reply.code is Codes.ACCESS_REJECT
+            elapsed[login] = exchange.elapsed
+        # Counted from the arrival, the hold covers the verification: both leave within the
+        # jittered delay. Counted from the decision, the known login came the hash's time later.
+        for login, seconds in elapsed.items():
+            assert delay <= seconds <= delay * 1.2 + 0.3, (login, elapsed)
+        # Last, as it rehashes under the node's parameters: the stored hash was slow.
+        accept = nas.request(user_name=migrated.login, password=migrated.password)
+        assert accept.reply is not None
+        assert accept.reply.code is Codes.ACCESS_ACCEPT
+        assert accept.elapsed > 0.6, "the stored hash was not slow; the test proves nothing"
+
+
 def test_one_log_line_per_decision_with_the_documented_keys(site: Site) -> None:
     mia = site.active_user()
     nobody = "nobody-" + mia.login
