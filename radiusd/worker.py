@@ -50,6 +50,12 @@ MAX_BATCH = 512
 # over) rather than queued for ever: unbounded, a sustained flood grew the queue (and the
 # worker's memory) without limit, and every answer came later than any NAS still waited.
 INBOX_LIMIT = 5_000
+# Rejects one client may have held for the reject delay. They are decided before any queue
+# (one without User-Name or User-Password, say, costs no hash and no database), so a NAS that
+# sent them as fast as the loop reads held each one, its reply and its echoed Proxy-State up
+# to 4 KB, for the whole delay: hundreds of megabytes a worker at 10 s. Beyond the bound the
+# client's Rejects are dropped unanswered, as its other requests are in a flood.
+HELD_LIMIT = 5_000
 STOP_WAIT_S = 10.0
 HEALTH_INTERVAL_S = 1.0
 # A database that has not answered the probe, or finished a batch, for this long is taken as
@@ -136,6 +142,7 @@ class Worker:
         self.hashing_now = 0
         self.healthy = True
         self.delayed: dict[asyncio.TimerHandle, Callable[[], None]] = {}
+        self.held: dict[str, int] = {}  # Rejects being held, by client name
         self.transports: list[asyncio.DatagramTransport] = []
         self.stopping = False
         self.closed = False
@@ -324,10 +331,19 @@ class Worker:
         delay = self.settings.policy.reject_delay
         wait = reject_hold(delay, time.monotonic() - arrived) if answer.reject else 0.0
         if wait > 0 and not self.stopping:
+            held = self.held.get(key.client, 0)
+            if held >= HELD_LIMIT:
+                self.dedup.finish(key, None, time.monotonic())
+                self.drops.drop("overload", key.address, time.monotonic())
+                return
+            self.held[key.client] = held + 1
             reply = answer.reply
 
             def send() -> None:
                 self.delayed.pop(handle, None)
+                left = self.held.pop(key.client, 1) - 1
+                if left:
+                    self.held[key.client] = left
                 self._send(transport, key, reply)
                 self._check_idle()
 

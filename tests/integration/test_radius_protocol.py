@@ -26,6 +26,7 @@ from tests.integration.turns import let_go, turn_held
 
 SMALL_DEDUP_CACHE = Path(__file__).with_name("small_dedup_cache")
 SMALL_INBOX = Path(__file__).with_name("small_inbox")
+SMALL_HELD = Path(__file__).with_name("small_held")
 
 PAP_ONLY = "Authentication failed: this server accepts PAP only."
 
@@ -190,12 +191,14 @@ def test_retransmission_is_answered_from_the_cache_and_counted_once(site: Site) 
     assert site.token(erin.bound.serial).fail_count == 0
 
 
-def two_nas_node(site: Site, mode: str, patches: Path) -> tuple[Node, ClientSpec, ClientSpec]:
+def two_nas_node(
+    site: Site, mode: str, patches: Path, policy: dict[str, float] | None = None
+) -> tuple[Node, ClientSpec, ClientSpec]:
     """A started node with clients nas-a (127.0.0.1) and nas-b (127.0.0.2), whose daemon first
     imports the ``sitecustomize`` in ``patches``."""
     nas_a = ClientSpec(name="nas-a", address="127.0.0.1/32", mode=mode)
     nas_b = ClientSpec(name="nas-b", address="127.0.0.2/32", mode=mode)
-    node = site.node(clients=[nas_a, nas_b])
+    node = site.node(clients=[nas_a, nas_b], policy=policy)
     path = [str(patches), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
     node.start(env={"PYTHONPATH": os.pathsep.join(filter(None, path))})
     return node, nas_a, nas_b
@@ -320,6 +323,35 @@ def test_a_client_flooding_the_database_queue_is_cut_off_and_another_still_gets_
     reasons = [(d["client"], d["reason"]) for d in node.decisions()]
     assert reasons.count(("nas-a", "unknown_user")) == 10
     assert ("nas-b", "unknown_user") in reasons
+
+
+def test_a_client_cannot_have_more_rejects_held_than_its_bound(site: Site) -> None:
+    # A Reject decided from the packet alone (here: no User-Password) costs no hash and no
+    # database, so it is decided as fast as the loop reads; each was then held for the whole
+    # reject delay with its reply and echoed Proxy-State, without bound. Ten may be held per
+    # client in this daemon (5,000 in a real one); the rest are dropped, and the other client's
+    # Reject is still held and sent.
+    node, nas_a, nas_b = two_nas_node(site, "auto", SMALL_HELD, policy={"reject_delay": 1.0})
+    with node, node.client(nas_a) as a, node.client(nas_b) as b:
+        a.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024 * 1024)
+        flood = [
+            encode_request(
+                a.secret, identifier=n, user_name=f"nobody{n}", proxy_states=[b"p" * 250]
+            )
+            for n in range(30)
+        ]
+        for request in flood:
+            a.send(request)
+        other = encode_request(b.secret, user_name="someone")
+        b.send(other)
+        answered = drain(a, 2.5)
+        raw = b.receive(other)
+        assert raw is not None
+        assert b.check(other, raw).code is Codes.ACCESS_REJECT
+    assert sorted(answered) == list(range(10))
+    for number, reply in answered.items():
+        assert a.check(flood[number], reply).code is Codes.ACCESS_REJECT
+    assert "drop reason=overload src=127.0.0.1 " in node.log_text()
 
 
 def resized(packet: bytes) -> bytes:
