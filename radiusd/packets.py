@@ -24,6 +24,8 @@ from typing import Any, Final
 
 from pyrad.dictionary import Dictionary
 
+from radiusd.hiding import hide_password, mac_matches, response_authenticator, reveal_password
+
 HEADER_LENGTH: Final = 20
 MAX_PACKET_LENGTH: Final = 4096
 MAX_VALUE_LENGTH: Final = 253
@@ -239,7 +241,7 @@ def decode_request(data: bytes, secret: bytes) -> Request:
         proxy_states=tuple(proxy_states),
         has_message_authenticator=mac_at >= 0,
         message_authenticator_valid=mac_at >= 0
-        and _mac_matches(data[:length], mac_at, authenticator, secret),
+        and mac_matches(data[:length], mac_at, authenticator, secret),
         has_chap=has_chap,
         has_eap=has_eap,
         nas_identifier=nas_identifier,
@@ -280,54 +282,11 @@ def _is_ms_chap(value: bytes) -> bool:
     return False
 
 
-def _md5(data: bytes) -> bytes:
-    # MD5 is what RFC 2865 prescribes for hiding passwords and authenticating replies.
-    return hashlib.md5(data).digest()  # noqa: S324
-
-
-def _keystream_xor(blocks: bytes, secret: bytes, first: bytes, *, hiding: bool) -> bytes:
-    """Apply the RFC 2865 §5.2 MD5 chain; each key block follows the previous ciphertext block."""
-    out = bytearray()
-    previous = first
-    for i in range(0, len(blocks), _BLOCK):
-        block = blocks[i : i + _BLOCK]
-        mixed = int.from_bytes(block, "big") ^ int.from_bytes(_md5(secret + previous), "big")
-        result = mixed.to_bytes(_BLOCK, "big")
-        out += result
-        previous = result if hiding else block
-    return bytes(out)
-
-
 def _reveal_password(cipher: bytes, secret: bytes, authenticator: bytes) -> bytes:
     if len(cipher) < _BLOCK or len(cipher) > MAX_PASSWORD_LENGTH or len(cipher) % _BLOCK:
         raise MalformedPacket("bad user-password length")
-    clear = _keystream_xor(cipher, secret, authenticator, hiding=False)
     # The sender pads with NULs to a 16-octet boundary; trailing NULs are not part of a password.
-    return clear.rstrip(b"\x00")
-
-
-def hide_password(password: bytes, secret: bytes, authenticator: bytes) -> bytes:
-    """Return the User-Password value for a password, per RFC 2865 §5.2."""
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise ValueError("password longer than 128 octets")
-    # An empty password still occupies one block: the attribute value must be 16..128 octets.
-    padding = -len(password) % _BLOCK if password else _BLOCK
-    padded = password + bytes(padding)
-    return _keystream_xor(padded, secret, authenticator, hiding=True)
-
-
-def _mac_matches(packet: bytes, mac_at: int, authenticator: bytes, secret: bytes) -> bool:
-    """Check the Message-Authenticator value at mac_at, with `authenticator` in the header."""
-    # RFC 3579 §3.2: HMAC-MD5 of the whole packet with the 16 MAC octets zeroed.
-    zeroed = packet[:4] + authenticator + packet[20:mac_at] + _ZERO_MAC + packet[mac_at + _BLOCK :]
-    expected = hmac.digest(secret, zeroed, "md5")
-    return hmac.compare_digest(expected, packet[mac_at : mac_at + _BLOCK])
-
-
-def response_authenticator(reply: bytes, request_authenticator: bytes, secret: bytes) -> bytes:
-    """Return MD5(Code+ID+Length+RequestAuth+Attributes+Secret) for a reply (RFC 2865 §3)."""
-    (length,) = _LENGTH_FIELD.unpack_from(reply, 2)
-    return _md5(reply[:4] + request_authenticator + reply[HEADER_LENGTH:length] + secret)
+    return reveal_password(cipher, secret, authenticator).rstrip(b"\x00")
 
 
 def _attribute(kind: int, value: bytes) -> bytes:
@@ -442,7 +401,7 @@ def decode_reply(data: bytes, secret: bytes, request_authenticator: bytes) -> Re
         proxy_states=tuple(data[a:b] for kind, a, b in attributes if kind == _PROXY_STATE),
         attribute_types=tuple(kind for kind, _a, _b in attributes),
         message_authenticator_valid=len(macs) == 1
-        and _mac_matches(packet, macs[0], request_authenticator, secret),
+        and mac_matches(packet, macs[0], request_authenticator, secret),
         response_authenticator_valid=hmac.compare_digest(expected, authenticator),
     )
 

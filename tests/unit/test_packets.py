@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from radiusd.hiding import hide_password, response_authenticator
 from radiusd.packets import (
     MAX_PACKET_LENGTH,
     Attr,
@@ -23,9 +24,7 @@ from radiusd.packets import (
     decode_request,
     encode_reply,
     encode_request,
-    hide_password,
     parse_header,
-    response_authenticator,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
