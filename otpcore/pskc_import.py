@@ -39,10 +39,9 @@ when the error is about a key. Messages name keys and serials, never a secret.
 from __future__ import annotations
 
 import gc
-import xml.parsers.expat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 from xml.etree import ElementTree
@@ -56,6 +55,7 @@ from pskc.parser import PSKCParser
 from otpcore.errors import ImportRefused, InvalidInput
 from otpcore.model import Algorithm, TokenKind
 from otpcore.progress import Progress, Ticker
+from otpcore.pskc_scan import Scan, scan_pskc
 from otpcore.token_csv import (
     DEFAULT_PERIOD,
     DistinctSeeds,
@@ -72,8 +72,6 @@ MAX_PBKDF2_ITERATIONS = 10_000_000  # a hostile file must not keep the CLI busy 
 MAX_PBKDF2_KEY_LENGTH = 64
 MAX_DRIFT_SECONDS = 86_400  # |TimeDrift| x TimeInterval beyond a day is refused
 _DATA_FIELDS = ("secret", "counter", "time_offset", "time_interval", "time_drift")
-_PACKAGES = ("KeyPackage", "Device")
-_KEY_ELEMENTS = ("Key", "Secret")
 
 
 def detect_format(data: bytes) -> Literal["csv", "pskc"]:
@@ -104,7 +102,7 @@ def read_pskc(
     if psk is not None and password is not None:
         raise InvalidInput("give either a pre-shared key or a PSKC password, not both")
     with _collector_paused():
-        scan = _scan(data, source)
+        scan = scan_pskc(data, source)
         ticker = Ticker(progress, len(scan.packages) + len(scan.key_lines))
         container = _parse(data, source, ticker, scan)
         keys = container.keys
@@ -142,92 +140,7 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-# The XML pre-check
-
-
-@dataclass(slots=True)
-class _Package:
-    kind: str
-    line: int
-    keys: list[int] = field(default_factory=list)
-    secrets: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Scan:
-    root: str = ""
-    packages: list[_Package] = field(default_factory=list)
-
-    @property
-    def ordered(self) -> list[_Package]:
-        """The key packages in the order python-pskc parses them."""
-        return [p for kind in _PACKAGES for p in self.packages if p.kind == kind]
-
-    @property
-    def key_lines(self) -> list[int | None]:
-        """Lines of the key elements, in the order python-pskc lists its keys."""
-        return [line for p in self.ordered for line in (*p.keys, *p.secrets)]
-
-    def package_line(self, index: int) -> int | None:
-        """Where the ``index``-th package python-pskc parses starts: its key, or itself."""
-        ordered = self.ordered
-        if not 0 <= index < len(ordered):
-            return None
-        package = ordered[index]
-        return next(iter((*package.keys, *package.secrets)), package.line)
-
-
-class _DoctypeRefused(Exception):
-    pass
-
-
-def _scan(data: bytes, source: str) -> _Scan:
-    """Check well-formedness with expat, refuse a DOCTYPE, note where each key starts."""
-    scan = _Scan()
-    stack: list[str] = []
-    parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
-    parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
-
-    def start(name: str, _attributes: dict[str, str]) -> None:
-        local = name.rsplit(" ", 1)[-1]
-        depth = len(stack)
-        if depth == 0:
-            scan.root = local
-        elif depth == 1 and local in _PACKAGES:
-            scan.packages.append(_Package(local, parser.CurrentLineNumber))
-        elif depth == 2 and stack[1] in _PACKAGES and local in _KEY_ELEMENTS and scan.packages:
-            target = scan.packages[-1].keys if local == "Key" else scan.packages[-1].secrets
-            target.append(parser.CurrentLineNumber)
-        stack.append(local)
-
-    def end(_name: str) -> None:
-        stack.pop()
-
-    def doctype(*_args: object) -> None:
-        raise _DoctypeRefused
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.StartDoctypeDeclHandler = doctype
-    parser.EntityDeclHandler = doctype
-    try:
-        parser.Parse(data, True)
-    except _DoctypeRefused:
-        line = parser.CurrentLineNumber
-        raise ImportRefused(source, line, "a DOCTYPE is not allowed in a PSKC file") from None
-    except xml.parsers.expat.ExpatError as exc:
-        message = xml.parsers.expat.errors.messages.get(exc.code, "XML error")
-        raise ImportRefused(
-            source, exc.lineno, f"not a PSKC file: not well-formed XML ({message})"
-        ) from None
-    if scan.root not in ("KeyContainer", "SecretContainer"):
-        raise ImportRefused(
-            source, 1, f"not a PSKC file: the root element is <{scan.root}>, not <KeyContainer>"
-        )
-    return scan
-
-
-def _parse(data: bytes, source: str, ticker: Ticker, scan: _Scan) -> PSKC:
+def _parse(data: bytes, source: str, ticker: Ticker, scan: Scan) -> PSKC:
     """python-pskc's model of the file. The tree is handed to its parser directly: ``PSKC(file)``
     would also deep-copy the whole tree for XML-signature checking, which this server does
     not do (a seed file's integrity is its MAC), at a third of the parse time."""
