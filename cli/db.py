@@ -97,13 +97,7 @@ def init(obj: CliContext) -> None:
     url = safe_url(settings.database_url)
     _create_private(settings)
 
-    def create_schema(store: Store) -> str | None:
-        present = current_revision(store.engine)
-        if present is None:
-            upgrade(store.engine)
-        return present
-
-    present = _database(settings, create_schema)
+    present = _database(settings, lambda store: upgrade(store.engine, only_if_empty=True))
     if present is None:
         click.echo(f"Created the database schema (revision {head_revision()}) in {url}.")
     elif present == head_revision():
@@ -128,8 +122,7 @@ def db_upgrade(obj: CliContext) -> None:
     _create_private(settings)
 
     def migrate(store: Store) -> tuple[str | None, str | None]:
-        before = current_revision(store.engine)
-        upgrade(store.engine)
+        before = upgrade(store.engine)
         return before, current_revision(store.engine)
 
     before, after = _database(settings, migrate)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 from otpcore.store.engine import READ_ONLY
 
@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 HEAD = "0003"  # the newest migration; tests/unit/test_schema.py keeps it equal to Alembic's head
 _MIGRATIONS = Path(__file__).with_name("migrations")
+# PostgreSQL advisory lock held while the schema is created or upgraded (a number the
+# deployment uses for nothing else; "otp" "schm").
+SCHEMA_LOCK_KEY = 0x6F7470_7363686D
 
 
 def _config() -> Config:
@@ -28,14 +31,31 @@ def _config() -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, target: str = "head") -> None:
-    """Apply every migration not yet applied, up to ``target`` (the newest by default)."""
+def upgrade(engine: Engine, target: str = "head", *, only_if_empty: bool = False) -> str | None:
+    """Apply every migration not yet applied, up to ``target`` (the newest by default), or
+    with ``only_if_empty`` only to a database without a schema; the revision found before."""
     from alembic import command
 
     cfg = _config()
     with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, target)
+        if connection.dialect.name == "postgresql":
+            # Nodes set up at the same time (`otpctl init` on each) would both see no schema
+            # and both create it, and all but the first fail on a duplicate table. The
+            # revision is read under the lock, so the others find the schema made. SQLite's
+            # transactions here begin IMMEDIATE, which orders them the same way.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        before = _revision(connection)
+        if before is None or not only_if_empty:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, target)
+    return before
+
+
+def _revision(connection: Connection) -> str | None:
+    """The revision as ``connection`` sees it, or None without a schema."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -43,9 +63,7 @@ def current_revision(engine: Engine) -> str | None:
     # Read-only: on SQLite any other transaction begins IMMEDIATE and waits for the write
     # lock, which every command and worker would then meet at start behind a login storm.
     with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
-        if not inspect(connection).has_table("alembic_version"):
-            return None
-        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return _revision(connection)
 
 
 def head_revision() -> str:
