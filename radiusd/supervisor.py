@@ -16,7 +16,7 @@ import stat
 import struct
 import time
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -232,6 +232,11 @@ class Supervisor:
             warn_short_secrets(fresh)
             # Only [[clients]] is reloaded (SPEC §6): a worker restarted later must serve with
             # the same policy, database and sockets as the others, whatever else the file says.
+            kept = changes_needing_restart(self.settings, fresh)
+            if kept:
+                # "reload clients=N" alone read as if the whole file had been taken.
+                log.warning("reload not_applied=%s: only [[clients]] is reloaded; restart "
+                            "otp-radiusd to apply the rest", ",".join(kept))  # fmt: skip
             self.settings = replace(self.settings, clients=fresh.clients)
             for pid in self.children:
                 os.kill(pid, signal.SIGHUP)
@@ -255,6 +260,27 @@ class Supervisor:
         for pid in list(self.children):
             _signal(pid, signal.SIGKILL)
             self.children.pop(pid, None)
+
+
+# The configuration file's table for each setting a reload leaves as it runs.
+_TABLES = {
+    "server": "[server]",
+    "database_url": "[database]",
+    "key_file": "[secrets]",
+    "policy": "[policy]",
+    "hashing": "[hashing]",
+    "tokens": "[tokens]",
+    "logging": "[logging]",
+}
+
+
+def changes_needing_restart(running: Settings, fresh: Settings) -> list[str]:
+    """The tables of ``fresh`` that differ from the running settings, which a reload ignores."""
+    return [
+        _TABLES[field.name]
+        for field in fields(Settings)
+        if field.name in _TABLES and getattr(running, field.name) != getattr(fresh, field.name)
+    ]
 
 
 def _stop_with_parent(parent: int) -> None:

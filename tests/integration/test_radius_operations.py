@@ -181,6 +181,7 @@ def test_sighup_reloads_the_clients(site: Site) -> None:
             node.clients.append(newcomer)
             node.reload()
             wait_until_answered(nas, timeout=5)
+            assert "not_applied" not in node.log_text()
             reply = nas.auth(olga.login, olga.password + olga.bound.code())
             assert reply is not None
             assert reply.code is Codes.ACCESS_ACCEPT
@@ -238,6 +239,8 @@ def test_a_worker_restarted_after_sighup_keeps_the_running_policy(site: Site) ->
         node.policy["unregistered"] = "reject"
         node.reload()
         assert node.wait_for_log("reload clients=1")
+        # The operator is told the change waits for a restart, not left to think it applied.
+        assert node.wait_for_log("reload not_applied=[policy]: only [[clients]] is reloaded")
         (worker,) = wait_for_workers(node, 1)
         os.kill(worker, signal.SIGKILL)
         assert node.wait_for_log(f"worker died pid={worker} ")
