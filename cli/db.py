@@ -107,6 +107,15 @@ def init(obj: CliContext) -> None:
             f"Database {url} already has a schema at revision {present}: left as it is; "
             "run 'otpctl db upgrade' to bring it to this version."
         )
+    if created and present is not None:
+        # The usual slip on a second node: its own new key opens none of the seeds the other
+        # nodes import, and nothing would fail until the first such login went unanswered.
+        click.echo(
+            f"{settings.key_file} is a new key, but the database had its schema already: if "
+            "another node uses this database, put a copy of that node's key file (mode 0600) "
+            "in its place before this node serves or imports anything; every node needs the "
+            "same key."
+        )
 
 
 @click.group("db")

@@ -1,4 +1,4 @@
-"""Schema creation and upgrades started together, as nodes set up at the same time run them."""
+"""Nodes set up on one PostgreSQL database: the schema made once, the key file shared."""
 
 from __future__ import annotations
 
@@ -86,3 +86,21 @@ def test_only_if_empty_leaves_an_older_schema_as_it_is(empty_pg: str) -> None:
     assert upgrade(engine) == "0001"
     assert current_revision(engine) == head_revision()
     engine.dispose()
+
+
+def test_a_second_nodes_init_says_its_new_key_must_be_the_first_nodes(
+    tmp_path: Path, empty_pg: str
+) -> None:
+    first, second = node_configs(tmp_path, empty_pg)[:2]
+    (made,) = run_together([first], "init")
+    assert made.returncode == 0
+    assert "is a new key" not in made.stdout
+    (late,) = run_together([second], "init")
+    assert late.returncode == 0
+    key = second.parent / "otpradius.key"
+    assert f"{key} is a new key, but the database had its schema already" in late.stdout
+    assert "put a copy of that node's key file (mode 0600) in its place" in late.stdout
+    # Once the key is there, init says nothing more about it.
+    (again,) = run_together([second], "init")
+    assert "already exists: left as it is" in again.stdout
+    assert "is a new key" not in again.stdout
