@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from cli.context import CliContext, operator
 from otpcore.app import ensure_database_file, open_store
 from otpcore.config import Settings
-from otpcore.crypto import pending_key_path, read_key
+from otpcore.crypto import key_file_exists, pending_key_path, read_key
 from otpcore.errors import (
     Interrupted,
     InvalidInput,
@@ -217,5 +217,21 @@ def key_rotate(obj: CliContext, prepare: bool) -> None:
         )
         return
     app = obj.app()
-    count = rotate_key(app.store, app.settings.key_file, app.clock, operator())
-    click.echo(f"Re-sealed {count} seed(s) under a new key; {app.settings.key_file} replaced.")
+    key_file = app.settings.key_file
+    prepared = key_file_exists(pending_key_path(key_file))
+    count = rotate_key(app.store, key_file, app.clock, operator())
+    click.echo(f"Re-sealed {count} seed(s) under a new key; {key_file} replaced.")
+    if app.store.engine.dialect.name != "sqlite":
+        # Other nodes share the database, each with a copy of the key: the step they still
+        # need was said only in README.
+        next_key = pending_key_path(key_file).name
+        if prepared:
+            click.echo(
+                f"On every other node, move its {next_key} over its {key_file.name} (it opens "
+                "the seeds with either meanwhile; a later --prepare would overwrite it)."
+            )
+        else:
+            click.echo(
+                f"Copy {key_file} (mode 0600) over the key file of every other node now: until "
+                "they have it they open none of the seeds, and leave their logins unanswered."
+            )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,3 +105,25 @@ def test_a_second_nodes_init_says_its_new_key_must_be_the_first_nodes(
     (again,) = run_together([second], "init")
     assert "already exists: left as it is" in again.stdout
     assert "is a new key" not in again.stdout
+
+
+def test_a_rotation_on_postgresql_says_what_the_other_nodes_must_do(
+    tmp_path: Path, empty_pg: str
+) -> None:
+    first, second = node_configs(tmp_path, empty_pg)[:2]
+    assert run_together([first], "init")[0].returncode == 0
+    shutil.copy2(first.parent / "otpradius.key", second.parent / "otpradius.key")
+    assert run_together([first], "key", "rotate", "--prepare")[0].returncode == 0
+    shutil.copy2(first.parent / "otpradius.key.new", second.parent / "otpradius.key.new")
+    (rotated,) = run_together([first], "key", "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "On every other node, move its otpradius.key.new over its otpradius.key" in (
+        rotated.stdout
+    )
+    # Without --prepare no other node has the new key yet: say to copy it, and why.
+    (unprepared,) = run_together([first], "key", "rotate")
+    assert unprepared.returncode == 0, unprepared.stderr
+    key = first.parent / "otpradius.key"
+    assert f"Copy {key} (mode 0600) over the key file of every other node now" in (
+        unprepared.stdout
+    )
