@@ -23,6 +23,7 @@ from cli.users import user
 from otpcore.errors import OtpError
 
 DEBUG_ENV = "OTPRADIUS_DEBUG"
+INTERRUPTED = "interrupted (Ctrl-C, or standard input closed at a prompt)"
 
 
 class CommandFailed(click.ClickException):
@@ -87,8 +88,13 @@ class OtpctlGroup(click.Group):
         except click.UsageError as exc:
             # click's own form is four lines (usage, hint, blank, error); SPEC §5 wants one.
             raise usage_failed(exc) from None
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
+        except (click.ClickException, click.exceptions.Exit):
             raise
+        except (click.Abort, KeyboardInterrupt):
+            # click's "Aborted!" and status 1 would read, in a script, as a check that
+            # rejected; 130 is how a shell reports Ctrl-C. click.prompt also ends this way
+            # when standard input closes before the answer.
+            raise CommandFailed(INTERRUPTED, 130) from None
         except Exception as exc:
             if os.environ.get(DEBUG_ENV) == "1":
                 raise

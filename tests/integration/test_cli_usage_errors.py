@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -199,3 +201,36 @@ def test_a_check_that_rejects_says_so_on_stderr_and_keeps_the_result_on_stdout(
     result = ready("check", "taro", "--json", "--password-stdin", input="wrong\n")
     assert failed(result, 1) == "otpctl: error: taro was not accepted (reject)"
     assert '"result": "reject"' in result.stdout
+
+
+def test_ctrl_c_at_a_prompt_is_one_line_and_status_130(tmp_path: Path, ready: Otpctl) -> None:
+    """Not click's "Aborted!" with status 1, which a script would read as a rejecting check."""
+    env = {k: v for k, v in os.environ.items() if k not in {"OTPRADIUS_DEBUG", "LC_ALL"}}
+    program = [*otpctl_program(), "--config", str(tmp_path / "config.toml")]
+    with subprocess.Popen(
+        [*program, "check", "taro"],
+        stdin=subprocess.PIPE,  # held open: the prompt waits for a line that never comes
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**env, "LANG": "C.UTF-8"},
+    ) as process:
+        assert process.stderr is not None
+        deadline = time.monotonic() + 30
+        seen = b""
+        while b"assword" not in seen and time.monotonic() < deadline:
+            seen += process.stderr.read1(256)
+        assert b"assword" in seen, seen
+        process.send_signal(signal.SIGINT)
+        _, rest = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert (seen + rest).splitlines()[-1] == (
+        b"otpctl: error: interrupted (Ctrl-C, or standard input closed at a prompt)"
+    )
+
+
+def test_input_closed_at_a_prompt_is_one_line_and_status_130(tmp_path: Path, ready: Otpctl) -> None:
+    done = installed(tmp_path / "config.toml", "check", "taro", stdin=b"")
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        b"otpctl: error: interrupted (Ctrl-C, or standard input closed at a prompt)"
+    )
