@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import click
+
+from cli.messages import say
+from cli.output import Lang, echo_json
 from otpcore.errors import ImportRefused, InvalidInput
+from otpcore.views import Imported
 
 
 def shown_path(path: Path) -> str:
@@ -35,3 +40,14 @@ def import_text(data: bytes, path: Path) -> str:
         # Excel in Japan saves "CSV" as Shift_JIS unless told otherwise.
         message = f"not UTF-8 text (byte {exc.start}): save the file as CSV UTF-8"
         raise ImportRefused(shown_path(path), line, message) from None
+
+
+def echo_imported(done: Imported, name: str, lang: Lang, as_json: bool, message: str) -> None:
+    """Report an import: how many rows, and with ``--update`` how many of them were new."""
+    if as_json:
+        echo_json({"file": name, "imported": done.total, "added": done.added,
+                   "updated": done.updated})  # fmt: skip
+    else:
+        # With --update the count alone hid whether anything was new.
+        click.echo(say(lang, message, count=done.total, file=name, added=done.added,
+                       updated=done.updated))  # fmt: skip

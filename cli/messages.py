@@ -73,9 +73,19 @@ _MESSAGES: dict[str, dict[Lang, str]] = {
         Lang.EN: "Imported {count} token(s) from {file}.",
         Lang.JA: "{file} から {count} 件のトークンを登録しました。",
     },
+    "tokens_updated": {
+        Lang.EN: "Imported {count} token(s) from {file}: {added} added, {updated} updated.",
+        Lang.JA: "{file} から {count} 件のトークンを登録しました"
+        "（新規 {added} 件、更新 {updated} 件）。",
+    },
     "users_imported": {
         Lang.EN: "Imported {count} user(s) from {file}.",
         Lang.JA: "{file} から {count} 件の利用者を登録しました。",
+    },
+    "users_updated": {
+        Lang.EN: "Imported {count} user(s) from {file}: {added} added, {updated} updated.",
+        Lang.JA: "{file} から {count} 件の利用者を登録しました"
+        "（新規 {added} 件、更新 {updated} 件）。",
     },
     "soft_token_serial": {
         Lang.EN: "Serial number: {serial}",

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cli.context import CliContext
-from cli.files import import_text, read_import_file, shown_path
+from cli.files import echo_imported, import_text, read_import_file, shown_path
 from cli.messages import say
 from cli.output import Lang, echo_json, output_options, token_table
 from cli.params import utf8_text
@@ -106,11 +106,8 @@ def import_tokens(
         with progress_bar(say(lang, "progress_pskc")) as progress:
             specs = read_pskc(data, name, psk=key, password=password, progress=progress)
     with progress_bar(say(lang, "progress_tokens")) as progress:
-        count = admin.import_tokens(specs, update_existing=update, progress=progress, source=name)
-    if as_json:
-        echo_json({"file": name, "imported": count})
-    else:
-        click.echo(say(lang, "tokens_imported", count=count, file=name))
+        done = admin.import_tokens(specs, update_existing=update, progress=progress, source=name)
+    echo_imported(done, name, lang, as_json, "tokens_imported" if not update else "tokens_updated")
 
 
 @token.command("enroll-soft")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cli.context import CliContext, operator
-from cli.files import import_text, read_import_file, shown_path
+from cli.files import echo_imported, import_text, read_import_file, shown_path
 from cli.messages import say
 from cli.output import (
     CLASS_LABELS,
@@ -98,7 +98,7 @@ def import_user_file(obj: CliContext, file: Path, update: bool, as_json: bool, l
     name = shown_path(file)
     rows = read_user_csv(import_text(read_import_file(file), file), name)
     with progress_bar(say(lang, "progress_users")) as progress:
-        count = import_users(
+        done = import_users(
             app.store,
             app.hashing,
             app.clock,
@@ -108,10 +108,7 @@ def import_user_file(obj: CliContext, file: Path, update: bool, as_json: bool, l
             progress=progress,
             source=name,
         )
-    if as_json:
-        echo_json({"file": name, "imported": count})
-    else:
-        click.echo(say(lang, "users_imported", count=count, file=name))
+    echo_imported(done, name, lang, as_json, "users_imported" if not update else "users_updated")
 
 
 @user.command("list")

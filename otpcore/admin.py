@@ -31,6 +31,7 @@ from otpcore.store.models import TokenRow, UserRow
 from otpcore.token_csv import STATED_SETTINGS, TokenSpec
 from otpcore.views import (
     AuditEvent,
+    Imported,
     TokenListing,
     UserView,
     audit_event,
@@ -181,7 +182,7 @@ class Admin:
         update_existing: bool = False,
         progress: Progress | None = None,
         source: str | None = None,
-    ) -> int:
+    ) -> Imported:
         """Put tokens in the inventory in one transaction; a present serial needs ``update``.
 
         A present serial without ``update_existing`` raises ImportRefused naming ``source``
@@ -239,7 +240,7 @@ class Admin:
             if source is not None:
                 raise ImportRefused(source, None, message) from None
             raise AlreadyExists(message) from None
-        return len(specs)
+        return Imported(added=len(specs) - len(present), updated=len(present))
 
     def _seeds_checked(self, specs: Sequence[TokenSpec], source: str) -> int:
         """Refuse seeds the inventory holds, reading it without a lock; the import mark read."""

@@ -35,6 +35,7 @@ from otpcore.progress import Progress, Ticker
 from otpcore.store import Repo, Store
 from otpcore.store.models import UserRow
 from otpcore.user_csv import UserSpec
+from otpcore.views import Imported
 
 CHUNK = 5000  # rows per executemany, and per progress report while writing
 RELEASE_CHUNK = 500  # tokens left without users released at a time (bounds the IN (…) list)
@@ -50,11 +51,11 @@ def import_users(
     actor: str = "otpctl",
     progress: Progress | None = None,
     source: str = "-",
-) -> int:
+) -> Imported:
     """Create (or with ``update`` also change) the users of ``rows`` in one transaction.
 
     ``progress(done, total)`` counts one unit per password to hash and one per row written.
-    Returns the number of rows imported. Raises ImportRefused naming ``source`` and the row's
+    Returns how many were added and updated. Raises ImportRefused naming ``source`` and the row's
     line; nothing is written then.
     """
     _check_unique(rows, source)
@@ -103,7 +104,7 @@ def import_users(
         raise ImportRefused(
             source, None, "a login or token changed while importing; nothing was imported"
         ) from None
-    return len(rows)
+    return Imported(added=len(rows) - len(present), updated=len(present))
 
 
 def _check_unique(rows: Sequence[UserSpec], source: str) -> None:

@@ -12,6 +12,19 @@ from otpcore.store.models import AuditRow, TokenRow, UserRow
 
 
 @dataclass(frozen=True, slots=True)
+class Imported:
+    """What one import wrote: rows new to the database, and present ones it updated."""
+
+    added: int
+    updated: int
+
+    @property
+    def total(self) -> int:
+        """Every row the import wrote."""
+        return self.added + self.updated
+
+
+@dataclass(frozen=True, slots=True)
 class UserView:
     """A row of ``user list``: the columns of the manual's screens."""
 

@@ -28,7 +28,7 @@ from otpcore.errors import (
 from otpcore.model import Algorithm, InputMode, OtpState, Reason, Result, TokenKind, UserClass
 from otpcore.ports import FrozenClock
 from otpcore.token_csv import TokenSpec, read_token_csv
-from otpcore.views import UserView
+from otpcore.views import Imported, UserView
 from tests.conftest import BOTH_BACKENDS
 from tests.integration.lifecycle import (
     ADMIN,
@@ -678,7 +678,7 @@ def test_import_is_all_or_nothing(app: App, rows: list[str]) -> None:
 
 def _import_csv(
     app: App, name: str, *rows: tuple[str, bytes], update_existing: bool = False
-) -> int:
+) -> Imported:
     """Import a seed file as ``otpctl token import`` does: named, so that it is checked."""
     text = "serial,secret\n" + "".join(f"{serial},{seed.hex()}\n" for serial, seed in rows)
     specs = read_token_csv(text, name)
@@ -723,9 +723,11 @@ def test_a_file_repeating_an_inventory_seed_is_refused_naming_the_first(
 def test_an_update_may_keep_a_tokens_own_seed_or_take_one_it_frees(app: App) -> None:
     _import_csv(app, "a.csv", ("A", SEED_A), ("B", SEED_B))
     # A re-delivered file: each serial keeps its seed.
-    assert _import_csv(app, "a.csv", ("A", SEED_A), ("B", SEED_B), update_existing=True) == 2
+    again = _import_csv(app, "a.csv", ("A", SEED_A), ("B", SEED_B), update_existing=True)
+    assert again == Imported(0, 2)
     # B takes A's seed while A, in the same file, gets a new one: no two tokens share one.
-    assert _import_csv(app, "swap.csv", ("A", SEED_C), ("B", SEED_A), update_existing=True) == 2
+    swapped = _import_csv(app, "swap.csv", ("A", SEED_C), ("B", SEED_A), update_existing=True)
+    assert swapped == Imported(0, 2)
     # C is not in the file: its seed stays its own.
     _import_csv(app, "c.csv", ("C", SEED_B))
     with pytest.raises(ImportRefused, match=r"^steal\.csv:2: serial A has the seed of token C,"):
@@ -748,7 +750,7 @@ def test_reading_the_inventorys_seeds_holds_up_no_login(
         return compare(*args)
 
     monkeypatch.setattr(admin_module, "first_reuse", paused)
-    imported: list[int] = []
+    imported: list[Imported] = []
     importer = threading.Thread(
         target=lambda: imported.append(_import_csv(app, "b.csv", ("NEW", SEED_C)))
     )
@@ -767,7 +769,7 @@ def test_reading_the_inventorys_seeds_holds_up_no_login(
     finally:
         go_on.set()
         importer.join(30)
-    assert imported == [1]
+    assert imported == [Imported(1, 0)]
 
 
 def test_a_seed_added_while_the_inventory_is_read_is_still_refused(
@@ -800,7 +802,7 @@ def test_an_update_in_bulk_keeps_used_steps_and_flags(app: App) -> None:
     app.admin().import_tokens(_specs("A", "B"))
     app.admin().set_disabled("A", True)
     specs = [TokenSpec(s, b"n" * 20, period=30, drift=1) for s in ("A", "B", "C")]
-    assert app.admin().import_tokens(specs, update_existing=True) == 3
+    assert app.admin().import_tokens(specs, update_existing=True) == Imported(1, 2)
     listed = {t.serial: t for t in app.admin().tokens()}
     assert (listed["A"].disabled, listed["A"].period) == (True, 30)
     assert set(listed) == {"A", "B", "C"}
@@ -838,7 +840,7 @@ def test_update_replaces_seeds_and_adds_new_ones(app: App, clock: FrozenClock) -
         TokenSpec(SERIAL, new_secret, TokenKind.HARDWARE, Algorithm.SHA256, 8, 30),
         TokenSpec("EXTRA", SECRET, TokenKind.SOFTWARE, Algorithm.SHA1, 6, 30),
     ]
-    assert app.admin().import_tokens(specs, update_existing=True) == 2
+    assert app.admin().import_tokens(specs, update_existing=True).total == 2
     listing = token(app)
     assert (listing.algorithm, listing.digits, listing.period, listing.users) == (
         "SHA256",

@@ -544,6 +544,8 @@ def test_a_present_serial_needs_update(ready: Otpctl, config: Path) -> None:
     assert as_json(ready("token", "import", str(csv_file), "--update", "--json")) == {
         "file": str(csv_file),
         "imported": 3,
+        "added": 0,
+        "updated": 3,
     }
     rows = {row["serial"]: row for row in as_json(ready("token", "list", "--json"))}
     assert rows["23456789"]["expires"] == "2031-01-01T00:00:00+00:00"

@@ -302,7 +302,8 @@ def test_a_present_serial_is_refused_with_file_and_line_unless_update(
     assert f"{both}:" in line
     assert "serial 61000001 is already in the inventory (use --update)" in line
     assert serials(otpctl) == ["61000001"]
-    ok(otpctl("token", "import", str(both), "--psk", RFC_PSK.hex(), "--update"))
+    done = ok(otpctl("token", "import", str(both), "--psk", RFC_PSK.hex(), "--update"))
+    assert done.stdout == f"Imported 2 token(s) from {both}: 1 added, 1 updated.\n"
     rows = {row["serial"]: row for row in as_json(otpctl("token", "list", "--json"))}
     assert (rows["61000001"]["period"], sorted(rows)) == (60, sorted(SECRETS))
 
@@ -385,6 +386,8 @@ def test_user_import_update(otpctl: Otpctl, tmp_path: Path) -> None:
     assert as_json(otpctl("user", "import", str(path), "--update", "--json")) == {
         "file": str(path),
         "imported": 2,
+        "added": 1,
+        "updated": 1,
     }
     rows = users(otpctl)
     assert (rows["shiro"]["name"], rows["shiro"]["state"]) == ("Shiro Yamada", "active")

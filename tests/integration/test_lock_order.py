@@ -28,6 +28,7 @@ from otpcore.ports import FrozenClock
 from otpcore.service import AuthOutcome, AuthRequest, Prepared
 from otpcore.store.hot_writer import HotWriter
 from otpcore.user_csv import UserSpec
+from otpcore.views import Imported
 from tests.conftest import PG_URL_ENV, drop_database, require_service
 from tests.integration.lifecycle import (
     IMPORTER,
@@ -100,7 +101,10 @@ def test_a_large_import_and_a_batch_do_not_deadlock_under_a_locale_collation(
         first_lock,
         go_on,
     )
-    assert results == {"import": 501, "batch": [(Result.ACCEPT, Reason.PASSWORD_ONLY)] * 2}
+    assert results == {
+        "import": Imported(0, 501),
+        "batch": [(Result.ACCEPT, Reason.PASSWORD_ONLY)] * 2,
+    }
 
 
 def test_answers_to_the_same_states_in_opposite_orders_on_two_nodes_do_not_deadlock(

@@ -20,6 +20,7 @@ from otpcore.service import AuthRequest
 from otpcore.token_csv import TokenSpec
 from otpcore.totp import totp
 from otpcore.user_csv import read_user_csv
+from otpcore.views import Imported
 from tests.conftest import BOTH_BACKENDS, T0, require_command
 
 pytestmark = BOTH_BACKENDS
@@ -34,7 +35,7 @@ def with_token(app: App, serial: str = SERIAL) -> TokenSpec:
     return spec
 
 
-def run_import(app: App, text: str, *, update: bool = False, name: str = "users.csv") -> int:
+def run_import(app: App, text: str, *, update: bool = False, name: str = "users.csv") -> Imported:
     rows = read_user_csv(text, name)
     return import_users(app.store, app.hashing, app.clock, rows, update=update, source=name)
 
@@ -63,7 +64,7 @@ def test_users_import_with_their_states(app: App) -> None:
         "satoi,Sato Ichiro,admin,second-pw-2,,2027-04-01,\n"
         f"yamadat,Yamada Taro,general,third-pw-3,,,{SERIAL}\n"
     )
-    assert run_import(app, text) == 4
+    assert run_import(app, text) == Imported(4, 0)
     users = {u.login: u for u in app.admin().users()}
     assert {login: (u.user_class, u.state, u.serial) for login, u in users.items()} == {
         "chirodt": (UserClass.MASTER, OtpState.UNREGISTERED, None),
@@ -160,7 +161,7 @@ def test_update_changes_present_users_and_adds_new_ones(app: App) -> None:
     )
     with pytest.raises(ImportRefused, match="boss already exists"):
         run_import(app, text)
-    assert run_import(app, text, update=True) == 3
+    assert run_import(app, text, update=True) == Imported(1, 2)
     users = {u.login: u for u in app.admin().users()}
     # An empty class cell leaves the class; a given serial binds; a given start issues.
     assert (users["boss"].name, users["boss"].user_class) == ("The Boss", UserClass.ADMIN)
@@ -238,7 +239,7 @@ def test_a_thousand_rows_with_hashes_import_in_one_go(app: App) -> None:
     text = "login,name,password_hash\n" + "".join(
         f'u{i:05d},User {i},"{phc}"\n' for i in range(1000)
     )
-    assert run_import(app, text) == 1000
+    assert run_import(app, text) == Imported(1000, 0)
     assert len(app.admin().users()) == 1000
 
 
