@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--config",
         type=Path,
-        default=Path(os.environ.get("OTPRADIUS_CONFIG", DEFAULT_CONFIG)),
+        # Empty counts as unset, as for otpctl: Path("") would be the current folder.
+        default=Path(os.environ.get("OTPRADIUS_CONFIG") or DEFAULT_CONFIG),
         help="configuration file (default: $OTPRADIUS_CONFIG, else %(default)s)",
     )
     parser.add_argument("--stderr", action="store_true", help="log to stderr, not syslog")

@@ -284,3 +284,24 @@ def test_another_local_user_cannot_share_the_port_and_take_the_requests(
             os.close(read_end)
     assert verdict == b"refused"
     assert all(answered)
+
+
+def test_an_empty_config_variable_counts_as_unset(tmp_path: Path) -> None:
+    """As for otpctl: read as a path, an empty value named the current folder."""
+    default = Path("/etc/otpradius/config.toml")
+    if default.exists():
+        pytest.skip(f"{default} exists on this machine")
+    done = subprocess.run(
+        [sys.executable, "-m", "radiusd.main", "--stderr", "--check"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "OTPRADIUS_CONFIG": "", "PYTHONPATH": str(REPO_ROOT)},
+        timeout=START_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 78
+    assert done.stderr.splitlines() == [
+        f"otp-radiusd: error: {default}: configuration file not found "
+        "(give --config PATH or set OTPRADIUS_CONFIG)"
+    ]
