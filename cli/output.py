@@ -85,6 +85,7 @@ AUTH_LABELS: dict[Lang, dict[bool, str]] = {
     Lang.EN: {False: "available", True: "suspended"},
     Lang.JA: {False: "利用可能", True: "停止中"},
 }
+TOKEN_DISABLED_LABELS: dict[Lang, str] = {Lang.EN: "token disabled", Lang.JA: "トークン無効"}
 KIND_LABELS: dict[Lang, dict[str, str]] = {
     Lang.EN: {kind.value: kind.value for kind in TokenKind},
     Lang.JA: {TokenKind.HARDWARE.value: "ハードウェア", TokenKind.SOFTWARE.value: "ソフトウェア"},
@@ -203,10 +204,18 @@ def user_cells(view: UserView, lang: Lang) -> dict[str, str]:
         "class": CLASS_LABELS[lang][view.user_class],
         "serial": view.serial or MISSING,
         "state": STATE_LABELS[lang][view.state],
-        "suspended": AUTH_LABELS[lang][view.suspended],
+        "suspended": _authentication(view, lang),
         "token_expires": format_instant(view.token_expires, lang),
         "start": format_date(view.start_date, lang),
     }
+
+
+def _authentication(view: UserView, lang: Lang) -> str:
+    # "available" beside a disabled token read as if the user could log in: every login is
+    # refused (token_disabled) until the token is enabled again.
+    if view.token_disabled and not view.suspended:
+        return TOKEN_DISABLED_LABELS[lang]
+    return AUTH_LABELS[lang][view.suspended]
 
 
 def token_cells(token: TokenListing, lang: Lang) -> dict[str, str]:

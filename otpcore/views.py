@@ -36,6 +36,7 @@ class UserView:
     suspended: bool
     token_expires: datetime | None
     start_date: date | None = None
+    token_disabled: bool = False  # the bound token is out of use: every login is refused
 
     def as_json(self) -> dict[str, Any]:
         """The SPEC §5 JSON object."""
@@ -121,6 +122,7 @@ def user_view(row: UserRow, token: TokenRow | None, now: datetime) -> UserView:
         suspended=shows_suspended(user, bound),
         token_expires=bound.expires if bound is not None else None,
         start_date=row.start_date,
+        token_disabled=bound is not None and bound.disabled,
     )
 
 

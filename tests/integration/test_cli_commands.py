@@ -594,6 +594,10 @@ def test_token_disable_and_enable(bound: Otpctl, codes: Codes) -> None:
     assert disabled["users"] == ["chirodt"]
     result = check(bound, "chirodt")
     assert json.loads(result.stdout) == {"result": "reject", "reason": "token_disabled"}
+    # The user list says so too, not "available" for a user whose every login is refused.
+    listed = ok(bound("user", "show", "chirodt")).stdout
+    assert "token disabled" in listed
+    assert "available" not in listed
     assert (
         "トークン 23456789 を有効にしました"
         in ok(bound("token", "enable", "23456789", "--lang", "ja")).stdout
