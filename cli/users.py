@@ -23,7 +23,8 @@ from cli.output import (
 from cli.params import utf8_text
 from cli.progress import progress_bar
 from cli.prompts import Secrets, password_stdin_option
-from otpcore.admin import PRIVILEGED, Admin, check_login
+from otpcore.admin import Admin, check_login
+from otpcore.approvals import PRIVILEGED
 from otpcore.errors import AlreadyExists, NotFound, StateError
 from otpcore.model import UserClass
 from otpcore.onboarding import import_users

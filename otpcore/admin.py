@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 
-from otpcore.convert import to_user, token_view
+from otpcore.approvals import PRIVILEGED, ApprovedOperations
 from otpcore.crypto import Keyring, PasswordHashing
-from otpcore.errors import (
-    AlreadyExists,
-    ImportRefused,
-    InvalidInput,
-    NotFound,
-    OtpError,
-    PermissionDenied,
-    StateError,
-)
-from otpcore.lockout import plan_unlock
-from otpcore.model import Algorithm, OtpState, UserClass, user_state
+from otpcore.errors import AlreadyExists, InvalidInput, NotFound, StateError
+from otpcore.model import UserClass
 from otpcore.policy import Policy
 from otpcore.ports import Clock
-from otpcore.progress import Progress, Ticker
-from otpcore.seed_reuse import first_reuse
+from otpcore.progress import Progress
 from otpcore.store import Repo, Store
 from otpcore.store.models import TokenRow, UserRow
-from otpcore.token_csv import STATED_SETTINGS, TokenSpec
+from otpcore.token_csv import TokenSpec
+from otpcore.token_import import TokenImport
 from otpcore.views import (
     AuditEvent,
     Imported,
@@ -39,11 +28,8 @@ from otpcore.views import (
     user_view,
 )
 
-PRIVILEGED = frozenset({UserClass.MASTER, UserClass.ADMIN})
 MAX_LOGIN = 128
 MAX_NAME = 256
-IMPORT_CHUNK = 5000  # tokens per executemany, and per progress report
-TOKEN_IMPORT = "token_import"  # the audit action of every transaction that adds tokens
 
 
 def check_login(login: str) -> str:
@@ -64,7 +50,7 @@ def check_name(value: str) -> str:
     return name
 
 
-class Admin:
+class Admin(ApprovedOperations):
     """What ``otpctl`` does, as use cases over the store."""
 
     def __init__(
@@ -185,116 +171,11 @@ class Admin:
     ) -> Imported:
         """Put tokens in the inventory in one transaction; a present serial needs ``update``.
 
-        A present serial without ``update_existing`` raises ImportRefused naming ``source``
-        and the spec's line when a source file is given, else AlreadyExists (what a caller
-        drawing random serials retries on). A file's seeds (``source`` given) must be new to
-        the inventory too. ``progress`` counts one unit per token written.
+        See ``TokenImport.run``: a present serial without ``update_existing`` is refused, and
+        a file's seeds (``source`` given) must be new to the inventory.
         """
-        now = self.clock()
-        ticker = Ticker(progress, len(specs))
-        # Read the inventory's seeds before taking the sealing lock, which on SQLite is the
-        # write lock: held for seconds, it would hold up the daemon's commits.
-        seen = self._seeds_checked(specs, source) if source is not None else None
-        try:
-            with self.store.transaction() as repo:
-                repo.lock_inventory()
-                self.keyring.check_current()  # under the lock: no rotation can slip in now
-                present = repo.existing_serials([spec.serial for spec in specs])
-                if present and not update_existing:
-                    first = next(spec for spec in specs if spec.serial in present)
-                    raise _present(first, source)
-                if source is not None and repo.last_audit_id(TOKEN_IMPORT) != seen:
-                    # Tokens were added since (every addition is a token_import under this
-                    # lock): compare again, now that nobody can add more.
-                    self._refuse_reused_seeds(repo, specs, source)
-                repo.lock_keys(serials=sorted(present))  # then written in the file's order
-                # Under the lock: a step a login committed after the read would be overwritten
-                # by the older one the update restates.
-                used = repo.used_steps([s.serial for s in specs if _restates_period(s, present)])
-                for start in range(0, len(specs), IMPORT_CHUNK):
-                    chunk = specs[start : start + IMPORT_CHUNK]
-                    fresh = [self._token_values(s, now) for s in chunk if s.serial not in present]
-                    changed = [
-                        _rescaled(self._changed_values(s), used)
-                        for s in chunk
-                        if s.serial in present
-                    ]
-                    # Rows stating different settings are different UPDATEs; SQLAlchemy batches
-                    # only neighbours alike, so put the alike together.
-                    changed.sort(key=lambda values: sorted(values))
-                    # One executemany per chunk: a row-by-row loop made 100,000 rows crawl.
-                    if fresh:
-                        repo.session.execute(insert(TokenRow), fresh)
-                    if changed:
-                        repo.session.execute(update(TokenRow), changed)  # by primary key
-                    ticker.advance(len(chunk))
-                added = len(specs) - len(present)
-                detail = f"{added} added, {len(present)} updated"
-                if source is not None:
-                    detail = f"{source}: {detail}"
-                targets = Repo.import_targets([spec.serial for spec in specs])
-                repo.audit(now, self.actor, TOKEN_IMPORT, targets, "ok", detail)
-        except IntegrityError:
-            # Another writer added one of these serials between the check and the insert.
-            message = "a serial was added by someone else while importing; nothing was imported"
-            if source is not None:
-                raise ImportRefused(source, None, message) from None
-            raise AlreadyExists(message) from None
-        return Imported(added=len(specs) - len(present), updated=len(present))
-
-    def _seeds_checked(self, specs: Sequence[TokenSpec], source: str) -> int:
-        """Refuse seeds the inventory holds, reading it without a lock; the import mark read."""
-        with self.store.reading() as repo:
-            mark = repo.last_audit_id(TOKEN_IMPORT)  # first: a later addition changes it
-            self._refuse_reused_seeds(repo, specs, source)
-        return mark
-
-    def _refuse_reused_seeds(self, repo: Repo, specs: Sequence[TokenSpec], source: str) -> None:
-        # A seed file delivered again under new serials, or a vendor repeating seeds across
-        # batches, would let either token open the other's logins; the file's own repeats
-        # were refused as it was read. Files only: an enrolled software token's seed is
-        # fresh from the system's random source, and reading every seed takes seconds at a
-        # million tokens.
-        replaced = {spec.serial for spec in specs}
-        inventory = (
-            (serial, Algorithm(algorithm), self.keyring.unseal(serial, sealed))
-            for serial, algorithm, sealed in repo.sealed_seeds()
-            if serial not in replaced
-        )
-        reuse = first_reuse(specs, inventory)
-        if reuse is not None:
-            spec, other = reuse
-            raise ImportRefused(
-                source,
-                spec.line,
-                f"serial {spec.serial} has the seed of token {other}, already in the "
-                "inventory: every token needs a seed of its own",
-            )
-
-    def _token_values(self, spec: TokenSpec, now: datetime) -> dict[str, object]:
-        fresh = {"last_step": -1, "fail_count": 0, "suspended": False, "disabled": False}
-        return {**self._seed_values(spec), **fresh, "created_at": now}
-
-    def _changed_values(self, spec: TokenSpec) -> dict[str, object]:
-        # What a seed file says; an update leaves last_step, counters and flags alone, so a
-        # re-import neither reopens used steps nor lifts a suspension or a block. Defaults
-        # stand in for what the file left out; on an update they must not.
-        values = self._seed_values(spec)
-        if spec.given is None:
-            return values
-        return {k: v for k, v in values.items() if k not in STATED_SETTINGS or k in spec.given}
-
-    def _seed_values(self, spec: TokenSpec) -> dict[str, object]:
-        return {
-            "serial": spec.serial,
-            "kind": spec.kind.value,
-            "algorithm": spec.algorithm.value,
-            "digits": spec.digits,
-            "period": spec.period,
-            "sealed_secret": self.keyring.seal(spec.serial, spec.secret),
-            "expires": spec.expires,
-            "drift": spec.drift,
-        }
+        job = TokenImport(self.store, self.keyring, self.clock, self.actor)
+        return job.run(specs, update_existing=update_existing, progress=progress, source=source)
 
     def tokens(self, expiring_within_days: int | None = None) -> list[TokenListing]:
         """The inventory, or only tokens whose expiry falls within the next N days."""
@@ -329,260 +210,10 @@ class Admin:
 
     # Privileged operations, confirmed by a master or admin user's confirmation password
 
-    def confirm(
-        self, admin_login: str, confirmation: str, action: str, targets: Sequence[str] = ()
-    ) -> None:
-        """Check the acting administrator's confirmation password; count and audit a wrong one.
-
-        ``targets`` are the users the operation was asked for, named in a denial's event.
-        """
-        now = self.clock()
-        targets = list(dict.fromkeys(targets))
-        denied: PermissionDenied | None = None
-        stored: str | None = None
-        with self.store.transaction() as repo:
-            row = repo.user(admin_login)
-            if row is None or UserClass(row.user_class) not in PRIVILEGED:
-                detail = self._run_as("not a master or admin user")
-                repo.audit(now, admin_login, action, targets, "denied", detail)
-                denied = PermissionDenied(f"{admin_login} is not a master or admin user")
-            elif row.confirmation_hash is None:
-                # Imported (SPEC §7): nothing to guess, so nothing counted; the operator is
-                # told what to run rather than left to try passwords into a lock.
-                detail = self._run_as("no confirmation password")
-                repo.audit(now, admin_login, action, targets, "denied", detail)
-                denied = PermissionDenied(
-                    f"{admin_login} has no confirmation password yet; set one with "
-                    f"'otpctl user passwd {admin_login} --confirmation'"
-                )
-            elif not repo.take_confirmation_attempt(
-                admin_login, self.policy.confirmation_lockout_threshold
-            ):
-                detail = self._run_as("confirmation password locked")
-                repo.audit(now, admin_login, action, targets, "denied", detail)
-                denied = PermissionDenied(
-                    f"{admin_login}'s confirmation password is locked after "
-                    f"{row.confirmation_failures} wrong attempts; reset it with "
-                    f"'otpctl user passwd {admin_login} --confirmation'"
-                )
-            else:
-                stored = row.confirmation_hash
-        # Raised after the block: raised inside, it would roll the denial's audit event back.
-        if denied is not None:
-            raise denied
-        # The attempt is already counted: a run killed while it hashes has still used one.
-        if stored is not None and self.hashing.verify(stored, confirmation):
-            with self.store.transaction() as repo:
-                repo.clear_confirmation_attempts(admin_login)
-            return
-        with self.store.transaction() as repo:
-            detail = self._run_as("wrong confirmation password")
-            repo.audit(now, admin_login, action, targets, "denied", detail)
-        raise PermissionDenied(f"wrong confirmation password for {admin_login}")
-
-    def unlock(self, admin_login: str, confirmation: str, logins: Sequence[str]) -> list[UserView]:
-        """Lift the suspension of users and their tokens; returns every user lifted, sharers too."""
-        self.confirm(admin_login, confirmation, "unlock", logins)
-        now = self.clock()
-        with self._refusal_audited(admin_login, "unlock", logins), self.store.transaction() as repo:
-            _approver(repo, admin_login, logins)
-            # Locked: the daemons count failures on these rows meanwhile (SPEC §8).
-            selected = _users(repo, logins, lock=True)
-            serials = sorted({row.serial for row in selected if row.serial is not None})
-            token_rows = {row.serial: row for row in repo.tokens(serials, lock=True)}
-            sharers = repo.sharers(serials)
-            tokens = {serial: token_view(row) for serial, row in token_rows.items()}
-            plan = plan_unlock(
-                [to_user(row) for row in selected], [to_user(row) for row in sharers], tokens
-            )
-            for row in selected:
-                row.suspended = False
-                row.password_failures = 0
-                row.activation_failures = 0
-            for serial in plan.tokens:
-                token_rows[serial].suspended = False
-                token_rows[serial].fail_count = 0
-            detail = self._run_as(_selected(logins))
-            repo.audit(now, admin_login, "unlock", list(plan.lifted), "ok", detail)
-            repo.session.flush()
-            everyone = {row.login: row for row in (*selected, *sharers)}
-            return [
-                user_view(everyone[login], token_rows.get(everyone[login].serial or ""), now)
-                for login in plan.lifted
-            ]
-
-    def revoke(self, admin_login: str, confirmation: str, logins: Sequence[str]) -> list[UserView]:
-        """Unbind users from their tokens (state revoked); the tokens and other users stay."""
-        self.confirm(admin_login, confirmation, "revoke", logins)
-        now = self.clock()
-        with self._refusal_audited(admin_login, "revoke", logins), self.store.transaction() as repo:
-            _approver(repo, admin_login, logins)
-            # Locked, as for unlock: an activation may be binding one of them meanwhile.
-            selected = _users(repo, logins, lock=True)
-            revoked: list[UserView] = []
-            for row in selected:
-                token = repo.token(row.serial) if row.serial else None
-                state = user_state(to_user(row), token_view(token) if token else None, now)
-                if state not in (OtpState.ACTIVE, OtpState.EXPIRED, OtpState.ISSUED):
-                    raise StateError(f"user {row.login} is {state.value}: nothing to revoke")
-            for row in selected:
-                token = repo.token(row.serial) if row.serial else None
-                before = row.serial
-                row.serial = None
-                row.revoked = True
-                row.activation_failures = 0
-                view = user_view(row, None, now)
-                # The result screen shows the serial and expiry the user had.
-                revoked.append(
-                    UserView(
-                        view.login,
-                        view.name,
-                        view.user_class,
-                        before,
-                        view.state,
-                        view.suspended,
-                        token.expires if token else None,
-                    )
-                )
-            self._unbound(repo, now, admin_login, "revoke", revoked)
-            return revoked
-
-    def delete_users(
-        self, admin_login: str, confirmation: str, logins: Sequence[str]
-    ) -> list[UserView]:
-        """Delete users, say on an account closed; their tokens and other users stay.
-
-        Returns the users as they were. Pending challenges of theirs go with them, and a token
-        left without users is released as by ``revoke``.
-        """
-        self.confirm(admin_login, confirmation, "user_delete", logins)
-        now = self.clock()
-        with (
-            self._refusal_audited(admin_login, "user_delete", logins),
-            self.store.transaction() as repo,
-        ):
-            if admin_login in logins:
-                # The approval would vanish with its approver; another admin must do it.
-                raise StateError(f"{admin_login} cannot delete itself: ask another admin")
-            approver = _approver(repo, admin_login, logins)
-            selected = _users(repo, logins, lock=True)
-            if UserClass(approver.user_class) is not UserClass.MASTER:
-                # An admin user serves under the master users (the manual's hierarchy): it
-                # must not remove the accounts above it.
-                for row in selected:
-                    if UserClass(row.user_class) is UserClass.MASTER:
-                        raise StateError(f"{row.login} is a master user: only a master user "
-                                         "may delete it")  # fmt: skip
-            serials = sorted({row.serial for row in selected if row.serial})
-            tokens = {row.serial: row for row in repo.tokens(serials, lock=True)}
-            deleted = [
-                user_view(row, tokens.get(row.serial) if row.serial else None, now)
-                for row in selected
-            ]
-            repo.delete_users([row.login for row in selected])
-            self._unbound(repo, now, admin_login, "user_delete", deleted)
-            return deleted
-
-    def delete_tokens(
-        self, admin_login: str, confirmation: str, serials: Sequence[str]
-    ) -> list[TokenListing]:
-        """Delete tokens no user is bound to, say returned or destroyed ones, with their seeds.
-
-        Returns the tokens as they were. A token still bound to a user is refused (revoke or
-        delete its users first); all the serials or none are deleted.
-        """
-        self.confirm(admin_login, confirmation, "token_delete", serials)
-        now = self.clock()
-        with (
-            self._refusal_audited(admin_login, "token_delete", serials),
-            self.store.transaction() as repo,
-        ):
-            wanted = list(dict.fromkeys(serials))
-            if not wanted:
-                raise InvalidInput("name at least one token")
-            _approver(repo, admin_login)
-            # Locked before their users are read: an activation binding one of them commits
-            # first, and is then seen, or waits and then finds the token gone.
-            rows = {row.serial: row for row in repo.tokens(wanted, lock=True)}
-            for serial in wanted:
-                if serial not in rows:
-                    raise NotFound(f"token {serial} is not in the inventory")
-            bound = repo.bindings(wanted)
-            for serial in wanted:
-                if serial in bound:
-                    users = ", ".join(bound[serial])
-                    raise StateError(
-                        f"token {serial} is bound to {users}: revoke or delete them first"
-                    )
-            deleted = [token_listing(rows[serial], []) for serial in wanted]
-            repo.delete_tokens(wanted)
-            detail = self._run_as("serials " + ", ".join(wanted))
-            repo.audit(now, admin_login, "token_delete", wanted, "ok", detail)
-            return deleted
-
-    def _unbound(
-        self, repo: Repo, now: datetime, admin_login: str, action: str, views: list[UserView]
-    ) -> None:
-        """Release the tokens these users' going left without users; audit ``action``."""
-        detail = ", ".join(f"{v.login}:{v.serial or '-'}" for v in views)
-        released = release_unused(repo, sorted({v.serial for v in views if v.serial}))
-        if released:
-            detail += "; suspension lifted, no users left: " + ", ".join(released)
-        targets = [v.login for v in views]
-        repo.audit(now, admin_login, action, targets, "ok", self._run_as(detail))
-
-    def _run_as(self, detail: str) -> str:
-        """An approved operation's detail, naming the account that ran it (the actor is the
-        approving administrator)."""
-        return f"{detail}; run as {self.actor}"
-
-    @contextmanager
-    def _refusal_audited(
-        self, admin_login: str, action: str, logins: Sequence[str]
-    ) -> Iterator[None]:
-        """Audit an approved operation that was then refused (an unknown user, a wrong state)."""
-        try:
-            yield
-        except (NotFound, StateError, InvalidInput) as exc:
-            # Its own transaction: the operation's was rolled back with everything in it.
-            with self.store.transaction() as repo:
-                targets = list(dict.fromkeys(logins))
-                detail = self._run_as(str(exc))
-                repo.audit(self.clock(), admin_login, action, targets, "refused", detail)
-            raise
-
     def audit(self, since: datetime | None = None) -> list[AuditEvent]:
         """Audit events in time order."""
         with self.store.reading() as repo:
             return [audit_event(row) for row in repo.audit_events(since)]
-
-
-def _restates_period(spec: TokenSpec, present: set[str]) -> bool:
-    """Whether the spec updates a token of the inventory and states its period."""
-    return spec.serial in present and (spec.given is None or "period" in spec.given)
-
-
-def _rescaled(values: dict[str, object], used: dict[str, tuple[int, int]]) -> dict[str, object]:
-    """An update's values, its token's used step restated in the steps of a new period."""
-    period = values.get("period")
-    if not isinstance(period, int) or str(values["serial"]) not in used:
-        return values
-    old_period, last = used[str(values["serial"])]
-    if period != old_period:
-        # Kept in the old unit, the step would be far ahead of (or behind) every new step:
-        # every right code a replay (five suspend the token), or used codes good again. The
-        # new step that holds the last used second is the last used one: no code for time
-        # already used opens again, and the code after it does. -1 (never used) stays -1.
-        values["last_step"] = ((last + 1) * old_period - 1) // period
-    return values
-
-
-def _present(spec: TokenSpec, source: str | None) -> OtpError:
-    message = f"serial {spec.serial} is already in the inventory (use --update)"
-    if source is not None:
-        return ImportRefused(source, spec.line, message)
-    where = f"line {spec.line}: " if spec.line else ""
-    return AlreadyExists(where + message)
 
 
 def _user(repo: Repo, login: str) -> UserRow:
@@ -590,57 +221,3 @@ def _user(repo: Repo, login: str) -> UserRow:
     if row is None:
         raise NotFound(f"no user {login}")
     return row
-
-
-def release_unused(repo: Repo, serials: Sequence[str]) -> list[str]:
-    """Clear the failures of those tokens that no user is bound to any more; the serials
-    whose suspension this lifted.
-
-    A token's suspension is lifted by unlocking a user bound to it; once its last user is
-    revoked, deleted or moved to another token by a user import, nobody could, and the token
-    could never be activated again (SPEC §1: a revoked token can be activated again later).
-    Its count belonged to the users who are gone.
-    """
-    # The tokens are locked before their users are counted: two transactions each taking one
-    # of a token's last two users (a revoke and a delete, say) would otherwise each see the
-    # other's user still bound, and neither would release it. Locked first, the second one
-    # waits, and then sees the first one's change.
-    locked = repo.tokens(serials, lock=True)
-    still_bound = {row.serial for row in repo.sharers(serials)}
-    released: list[str] = []
-    for row in locked:
-        if row.serial in still_bound:
-            continue
-        if row.suspended:
-            released.append(row.serial)
-        row.suspended = False
-        row.fail_count = 0
-    return released
-
-
-def _approver(repo: Repo, admin_login: str, logins: Sequence[str] = ()) -> UserRow:
-    """The approving administrator, locked with ``logins`` and checked again.
-
-    Locked in one statement with the users the operation takes, so in one order: two
-    administrators deleting each other at once must not both succeed, the second approved by
-    an account that is gone.
-    """
-    locked = {row.login: row for row in repo.users([*logins, admin_login], lock=True)}
-    approver = locked.get(admin_login)
-    if approver is None or UserClass(approver.user_class) not in PRIVILEGED:
-        raise StateError(f"{admin_login} is no longer a master or admin user")
-    return approver
-
-
-def _users(repo: Repo, logins: Sequence[str], *, lock: bool = False) -> list[UserRow]:
-    if not logins:
-        raise InvalidInput("name at least one user")
-    rows = {row.login: row for row in repo.users(list(dict.fromkeys(logins)), lock=lock)}
-    for login in logins:
-        if login not in rows:
-            raise NotFound(f"no user {login}")
-    return [rows[login] for login in dict.fromkeys(logins)]
-
-
-def _selected(logins: Sequence[str]) -> str:
-    return "selected " + ",".join(dict.fromkeys(logins))

@@ -26,7 +26,7 @@ from sqlalchemy import insert
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 
-from otpcore.admin import release_unused
+from otpcore.approvals import release_unused
 from otpcore.crypto import PasswordHashing
 from otpcore.errors import ImportRefused
 from otpcore.model import UserClass

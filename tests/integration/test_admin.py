@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import otpcore.admin as admin_module
-from otpcore.admin import IMPORT_CHUNK, Admin
+import otpcore.approvals as approvals_module
+import otpcore.token_import as token_import_module
+from otpcore.admin import Admin
 from otpcore.app import App
 from otpcore.crypto import HashingParams, PasswordHashing
 from otpcore.errors import (
@@ -28,6 +29,7 @@ from otpcore.errors import (
 from otpcore.model import Algorithm, InputMode, OtpState, Reason, Result, TokenKind, UserClass
 from otpcore.ports import FrozenClock
 from otpcore.token_csv import TokenSpec, read_token_csv
+from otpcore.token_import import IMPORT_CHUNK, TokenImport
 from otpcore.views import Imported, UserView
 from tests.conftest import BOTH_BACKENDS
 from tests.integration.lifecycle import (
@@ -534,7 +536,7 @@ def test_a_revoke_and_a_delete_of_a_tokens_last_two_users_at_once_release_it(
     # Each takes one of the two users of the suspended token; whichever commits second must
     # find no user left and lift the suspension, or nobody could ever unlock the token.
     add_user(suspended, "adm2", UserClass.ADMIN)
-    release = admin_module.release_unused
+    release = approvals_module.release_unused
     deleting, revoked = threading.Event(), threading.Event()
 
     def release_slowly(repo: Any, serials: Any) -> list[str]:
@@ -544,7 +546,7 @@ def test_a_revoke_and_a_delete_of_a_tokens_last_two_users_at_once_release_it(
             revoked.wait(1.0)  # the revoke runs meanwhile (or waits for this one's locks)
         return released
 
-    monkeypatch.setattr(admin_module, "release_unused", release_slowly)
+    monkeypatch.setattr(approvals_module, "release_unused", release_slowly)
     errors: list[Exception] = []
 
     def run(action: Any) -> None:
@@ -742,14 +744,14 @@ def test_reading_the_inventorys_seeds_holds_up_no_login(
     add_user(app, "taro")
     activated(app, clock, "taro")
     reading, go_on = threading.Event(), threading.Event()
-    compare = admin_module.first_reuse
+    compare = token_import_module.first_reuse
 
     def paused(*args: Any) -> Any:
         reading.set()
         assert go_on.wait(30)
         return compare(*args)
 
-    monkeypatch.setattr(admin_module, "first_reuse", paused)
+    monkeypatch.setattr(token_import_module, "first_reuse", paused)
     imported: list[Imported] = []
     importer = threading.Thread(
         target=lambda: imported.append(_import_csv(app, "b.csv", ("NEW", SEED_C)))
@@ -776,15 +778,15 @@ def test_a_seed_added_while_the_inventory_is_read_is_still_refused(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The seeds are read before the lock; one added before the lock is taken is not missed."""
-    checked = Admin._seeds_checked
+    checked = TokenImport._seeds_checked
 
-    def meanwhile(admin: Admin, specs: Any, source: str) -> int:
-        mark = checked(admin, specs, source)
-        monkeypatch.setattr(Admin, "_seeds_checked", checked)  # the other import runs as is
+    def meanwhile(job: TokenImport, specs: Any, source: str) -> int:
+        mark = checked(job, specs, source)
+        monkeypatch.setattr(TokenImport, "_seeds_checked", checked)  # the other runs as is
         _import_csv(app, "other.csv", ("OTHER", SEED_B))
         return mark
 
-    monkeypatch.setattr(Admin, "_seeds_checked", meanwhile)
+    monkeypatch.setattr(TokenImport, "_seeds_checked", meanwhile)
     with pytest.raises(ImportRefused, match=r"^b\.csv:3: serial NEW2 has the seed of token OTHER,"):
         _import_csv(app, "b.csv", ("NEW1", SEED_A), ("NEW2", SEED_B))
     assert {t.serial for t in app.admin().tokens()} == {"OTHER"}

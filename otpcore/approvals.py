@@ -1,0 +1,312 @@
+"""The operations an administrator approves with a confirmation password: unlock, revoke,
+and deleting users and tokens (SPEC §5).
+
+Each is checked twice: the confirmation password first, in transactions of its own so that a
+wrong one stays counted and audited, then the approver again, locked with the users the
+operation takes. Every outcome, refusals included, is audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+
+from otpcore.convert import to_user, token_view
+from otpcore.crypto import PasswordHashing
+from otpcore.errors import InvalidInput, NotFound, PermissionDenied, StateError
+from otpcore.lockout import plan_unlock
+from otpcore.model import OtpState, UserClass, user_state
+from otpcore.policy import Policy
+from otpcore.ports import Clock
+from otpcore.store import Repo, Store
+from otpcore.store.models import UserRow
+from otpcore.views import TokenListing, UserView, token_listing, user_view
+
+PRIVILEGED = frozenset({UserClass.MASTER, UserClass.ADMIN})
+
+
+class ApprovedOperations:
+    """What ``Admin`` does only with an approving administrator's confirmation password."""
+
+    store: Store
+    hashing: PasswordHashing
+    policy: Policy
+    clock: Clock
+    actor: str
+
+    def confirm(
+        self, admin_login: str, confirmation: str, action: str, targets: Sequence[str] = ()
+    ) -> None:
+        """Check the acting administrator's confirmation password; count and audit a wrong one.
+
+        ``targets`` are the users the operation was asked for, named in a denial's event.
+        """
+        now = self.clock()
+        targets = list(dict.fromkeys(targets))
+        denied: PermissionDenied | None = None
+        stored: str | None = None
+        with self.store.transaction() as repo:
+            row = repo.user(admin_login)
+            if row is None or UserClass(row.user_class) not in PRIVILEGED:
+                detail = self._run_as("not a master or admin user")
+                repo.audit(now, admin_login, action, targets, "denied", detail)
+                denied = PermissionDenied(f"{admin_login} is not a master or admin user")
+            elif row.confirmation_hash is None:
+                # Imported (SPEC §7): nothing to guess, so nothing counted; the operator is
+                # told what to run rather than left to try passwords into a lock.
+                detail = self._run_as("no confirmation password")
+                repo.audit(now, admin_login, action, targets, "denied", detail)
+                denied = PermissionDenied(
+                    f"{admin_login} has no confirmation password yet; set one with "
+                    f"'otpctl user passwd {admin_login} --confirmation'"
+                )
+            elif not repo.take_confirmation_attempt(
+                admin_login, self.policy.confirmation_lockout_threshold
+            ):
+                detail = self._run_as("confirmation password locked")
+                repo.audit(now, admin_login, action, targets, "denied", detail)
+                denied = PermissionDenied(
+                    f"{admin_login}'s confirmation password is locked after "
+                    f"{row.confirmation_failures} wrong attempts; reset it with "
+                    f"'otpctl user passwd {admin_login} --confirmation'"
+                )
+            else:
+                stored = row.confirmation_hash
+        # Raised after the block: raised inside, it would roll the denial's audit event back.
+        if denied is not None:
+            raise denied
+        # The attempt is already counted: a run killed while it hashes has still used one.
+        if stored is not None and self.hashing.verify(stored, confirmation):
+            with self.store.transaction() as repo:
+                repo.clear_confirmation_attempts(admin_login)
+            return
+        with self.store.transaction() as repo:
+            detail = self._run_as("wrong confirmation password")
+            repo.audit(now, admin_login, action, targets, "denied", detail)
+        raise PermissionDenied(f"wrong confirmation password for {admin_login}")
+
+    def unlock(self, admin_login: str, confirmation: str, logins: Sequence[str]) -> list[UserView]:
+        """Lift the suspension of users and their tokens; returns every user lifted, sharers too."""
+        self.confirm(admin_login, confirmation, "unlock", logins)
+        now = self.clock()
+        with self._refusal_audited(admin_login, "unlock", logins), self.store.transaction() as repo:
+            _approver(repo, admin_login, logins)
+            # Locked: the daemons count failures on these rows meanwhile (SPEC §8).
+            selected = _users(repo, logins, lock=True)
+            serials = sorted({row.serial for row in selected if row.serial is not None})
+            token_rows = {row.serial: row for row in repo.tokens(serials, lock=True)}
+            sharers = repo.sharers(serials)
+            tokens = {serial: token_view(row) for serial, row in token_rows.items()}
+            plan = plan_unlock(
+                [to_user(row) for row in selected], [to_user(row) for row in sharers], tokens
+            )
+            for row in selected:
+                row.suspended = False
+                row.password_failures = 0
+                row.activation_failures = 0
+            for serial in plan.tokens:
+                token_rows[serial].suspended = False
+                token_rows[serial].fail_count = 0
+            detail = self._run_as(_selected(logins))
+            repo.audit(now, admin_login, "unlock", list(plan.lifted), "ok", detail)
+            repo.session.flush()
+            everyone = {row.login: row for row in (*selected, *sharers)}
+            return [
+                user_view(everyone[login], token_rows.get(everyone[login].serial or ""), now)
+                for login in plan.lifted
+            ]
+
+    def revoke(self, admin_login: str, confirmation: str, logins: Sequence[str]) -> list[UserView]:
+        """Unbind users from their tokens (state revoked); the tokens and other users stay."""
+        self.confirm(admin_login, confirmation, "revoke", logins)
+        now = self.clock()
+        with self._refusal_audited(admin_login, "revoke", logins), self.store.transaction() as repo:
+            _approver(repo, admin_login, logins)
+            # Locked, as for unlock: an activation may be binding one of them meanwhile.
+            selected = _users(repo, logins, lock=True)
+            revoked: list[UserView] = []
+            for row in selected:
+                token = repo.token(row.serial) if row.serial else None
+                state = user_state(to_user(row), token_view(token) if token else None, now)
+                if state not in (OtpState.ACTIVE, OtpState.EXPIRED, OtpState.ISSUED):
+                    raise StateError(f"user {row.login} is {state.value}: nothing to revoke")
+            for row in selected:
+                token = repo.token(row.serial) if row.serial else None
+                before = row.serial
+                row.serial = None
+                row.revoked = True
+                row.activation_failures = 0
+                view = user_view(row, None, now)
+                # The result screen shows the serial and expiry the user had.
+                revoked.append(
+                    UserView(
+                        view.login,
+                        view.name,
+                        view.user_class,
+                        before,
+                        view.state,
+                        view.suspended,
+                        token.expires if token else None,
+                    )
+                )
+            self._unbound(repo, now, admin_login, "revoke", revoked)
+            return revoked
+
+    def delete_users(
+        self, admin_login: str, confirmation: str, logins: Sequence[str]
+    ) -> list[UserView]:
+        """Delete users, say on an account closed; their tokens and other users stay.
+
+        Returns the users as they were. Pending challenges of theirs go with them, and a token
+        left without users is released as by ``revoke``.
+        """
+        self.confirm(admin_login, confirmation, "user_delete", logins)
+        now = self.clock()
+        with (
+            self._refusal_audited(admin_login, "user_delete", logins),
+            self.store.transaction() as repo,
+        ):
+            if admin_login in logins:
+                # The approval would vanish with its approver; another admin must do it.
+                raise StateError(f"{admin_login} cannot delete itself: ask another admin")
+            approver = _approver(repo, admin_login, logins)
+            selected = _users(repo, logins, lock=True)
+            if UserClass(approver.user_class) is not UserClass.MASTER:
+                # An admin user serves under the master users (the manual's hierarchy): it
+                # must not remove the accounts above it.
+                for row in selected:
+                    if UserClass(row.user_class) is UserClass.MASTER:
+                        raise StateError(f"{row.login} is a master user: only a master user "
+                                         "may delete it")  # fmt: skip
+            serials = sorted({row.serial for row in selected if row.serial})
+            tokens = {row.serial: row for row in repo.tokens(serials, lock=True)}
+            deleted = [
+                user_view(row, tokens.get(row.serial) if row.serial else None, now)
+                for row in selected
+            ]
+            repo.delete_users([row.login for row in selected])
+            self._unbound(repo, now, admin_login, "user_delete", deleted)
+            return deleted
+
+    def delete_tokens(
+        self, admin_login: str, confirmation: str, serials: Sequence[str]
+    ) -> list[TokenListing]:
+        """Delete tokens no user is bound to, say returned or destroyed ones, with their seeds.
+
+        Returns the tokens as they were. A token still bound to a user is refused (revoke or
+        delete its users first); all the serials or none are deleted.
+        """
+        self.confirm(admin_login, confirmation, "token_delete", serials)
+        now = self.clock()
+        with (
+            self._refusal_audited(admin_login, "token_delete", serials),
+            self.store.transaction() as repo,
+        ):
+            wanted = list(dict.fromkeys(serials))
+            if not wanted:
+                raise InvalidInput("name at least one token")
+            _approver(repo, admin_login)
+            # Locked before their users are read: an activation binding one of them commits
+            # first, and is then seen, or waits and then finds the token gone.
+            rows = {row.serial: row for row in repo.tokens(wanted, lock=True)}
+            for serial in wanted:
+                if serial not in rows:
+                    raise NotFound(f"token {serial} is not in the inventory")
+            bound = repo.bindings(wanted)
+            for serial in wanted:
+                if serial in bound:
+                    users = ", ".join(bound[serial])
+                    raise StateError(
+                        f"token {serial} is bound to {users}: revoke or delete them first"
+                    )
+            deleted = [token_listing(rows[serial], []) for serial in wanted]
+            repo.delete_tokens(wanted)
+            detail = self._run_as("serials " + ", ".join(wanted))
+            repo.audit(now, admin_login, "token_delete", wanted, "ok", detail)
+            return deleted
+
+    def _unbound(
+        self, repo: Repo, now: datetime, admin_login: str, action: str, views: list[UserView]
+    ) -> None:
+        """Release the tokens these users' going left without users; audit ``action``."""
+        detail = ", ".join(f"{v.login}:{v.serial or '-'}" for v in views)
+        released = release_unused(repo, sorted({v.serial for v in views if v.serial}))
+        if released:
+            detail += "; suspension lifted, no users left: " + ", ".join(released)
+        targets = [v.login for v in views]
+        repo.audit(now, admin_login, action, targets, "ok", self._run_as(detail))
+
+    def _run_as(self, detail: str) -> str:
+        """An approved operation's detail, naming the account that ran it (the actor is the
+        approving administrator)."""
+        return f"{detail}; run as {self.actor}"
+
+    @contextmanager
+    def _refusal_audited(
+        self, admin_login: str, action: str, logins: Sequence[str]
+    ) -> Iterator[None]:
+        """Audit an approved operation that was then refused (an unknown user, a wrong state)."""
+        try:
+            yield
+        except (NotFound, StateError, InvalidInput) as exc:
+            # Its own transaction: the operation's was rolled back with everything in it.
+            with self.store.transaction() as repo:
+                targets = list(dict.fromkeys(logins))
+                detail = self._run_as(str(exc))
+                repo.audit(self.clock(), admin_login, action, targets, "refused", detail)
+            raise
+
+
+def release_unused(repo: Repo, serials: Sequence[str]) -> list[str]:
+    """Clear the failures of those tokens that no user is bound to any more; the serials
+    whose suspension this lifted.
+
+    A token's suspension is lifted by unlocking a user bound to it; once its last user is
+    revoked, deleted or moved to another token by a user import, nobody could, and the token
+    could never be activated again (SPEC §1: a revoked token can be activated again later).
+    Its count belonged to the users who are gone.
+    """
+    # The tokens are locked before their users are counted: two transactions each taking one
+    # of a token's last two users (a revoke and a delete, say) would otherwise each see the
+    # other's user still bound, and neither would release it. Locked first, the second one
+    # waits, and then sees the first one's change.
+    locked = repo.tokens(serials, lock=True)
+    still_bound = {row.serial for row in repo.sharers(serials)}
+    released: list[str] = []
+    for row in locked:
+        if row.serial in still_bound:
+            continue
+        if row.suspended:
+            released.append(row.serial)
+        row.suspended = False
+        row.fail_count = 0
+    return released
+
+
+def _approver(repo: Repo, admin_login: str, logins: Sequence[str] = ()) -> UserRow:
+    """The approving administrator, locked with ``logins`` and checked again.
+
+    Locked in one statement with the users the operation takes, so in one order: two
+    administrators deleting each other at once must not both succeed, the second approved by
+    an account that is gone.
+    """
+    locked = {row.login: row for row in repo.users([*logins, admin_login], lock=True)}
+    approver = locked.get(admin_login)
+    if approver is None or UserClass(approver.user_class) not in PRIVILEGED:
+        raise StateError(f"{admin_login} is no longer a master or admin user")
+    return approver
+
+
+def _users(repo: Repo, logins: Sequence[str], *, lock: bool = False) -> list[UserRow]:
+    if not logins:
+        raise InvalidInput("name at least one user")
+    rows = {row.login: row for row in repo.users(list(dict.fromkeys(logins)), lock=lock)}
+    for login in logins:
+        if login not in rows:
+            raise NotFound(f"no user {login}")
+    return [rows[login] for login in dict.fromkeys(logins)]
+
+
+def _selected(logins: Sequence[str]) -> str:
+    return "selected " + ",".join(dict.fromkeys(logins))
