@@ -15,9 +15,8 @@ from pathlib import Path
 import otpcore.store.engine as engine_setup
 from otpcore.admin import Admin
 from otpcore.app import App, build_app
-from otpcore.config import Settings, read_config_file, settings_from_bytes
+from otpcore.config import Settings, load_settings
 from otpcore.crypto import read_secret_file
-from otpcore.errors import ConfigError
 from otpcore.ports import Clock
 from otpcore.service import Authenticator
 
@@ -32,15 +31,7 @@ def system_clock() -> datetime:
 
 def read_settings(path: Path) -> Settings:
     """Read and validate a configuration file; every problem names the file."""
-    try:
-        raw = read_config_file(path)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: configuration file not found (give --config PATH or set {CONFIG_ENV})"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
-    return settings_from_bytes(raw, path, read_secret_file)
+    return load_settings(path, read_secret_file)
 
 
 def operator() -> str:

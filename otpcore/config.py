@@ -185,6 +185,19 @@ def read_config_file(path: Path) -> bytes:
     return raw
 
 
+def load_settings(path: Path, read_secret: SecretReader) -> Settings:
+    """Read and validate a configuration file; every problem is a ConfigError naming the file."""
+    try:
+        raw = read_config_file(path)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: configuration file not found (give --config PATH or set OTPRADIUS_CONFIG)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
+    return settings_from_bytes(raw, path, read_secret)
+
+
 def settings_from_bytes(raw: bytes, source: Path, read_secret: SecretReader) -> Settings:
     """Decode, parse and validate a configuration file's content (the shells read the file)."""
     try:

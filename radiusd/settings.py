@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from otpcore.config import Settings, read_config_file, settings_from_bytes
+from otpcore import config
+from otpcore.config import Settings
 from otpcore.crypto import read_secret_file
-from otpcore.errors import ConfigError
 
 
 def load_settings(path: Path) -> Settings:
     """Read and validate the configuration file."""
-    try:
-        raw = read_config_file(path)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: configuration file not found (give --config PATH or set OTPRADIUS_CONFIG)"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
-    return settings_from_bytes(raw, path, read_secret_file)
+    return config.load_settings(path, read_secret_file)
