@@ -54,7 +54,8 @@ INBOX_LIMIT = 5_000
 # (one without User-Name or User-Password, say, costs no hash and no database), so a NAS that
 # sent them as fast as the loop reads held each one, its reply and its echoed Proxy-State up
 # to 4 KB, for the whole delay: hundreds of megabytes a worker at 10 s. Beyond the bound the
-# client's Rejects are dropped unanswered, as its other requests are in a flood.
+# client's Rejects are not sent, as its other requests are dropped in a flood; each still
+# goes into the duplicate cache (bounded as a whole), where a retransmission finds it.
 HELD_LIMIT = 5_000
 STOP_WAIT_S = 10.0
 HEALTH_INTERVAL_S = 1.0
@@ -333,7 +334,10 @@ class Worker:
         if wait > 0 and not self.stopping:
             held = self.held.get(key.client, 0)
             if held >= HELD_LIMIT:
-                self.dedup.finish(key, None, time.monotonic())
+                # Not sent, but decided, and perhaps counted (a wrong code, a wrong password):
+                # kept as the request's answer, so that the NAS's retransmission is answered
+                # from the cache rather than decided and counted a second time.
+                self.dedup.finish(key, answer.reply, time.monotonic())
                 self.drops.drop("overload", key.address, time.monotonic())
                 return
             self.held[key.client] = held + 1

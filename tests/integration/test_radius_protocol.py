@@ -354,6 +354,30 @@ def test_a_client_cannot_have_more_rejects_held_than_its_bound(site: Site) -> No
     assert "drop reason=overload src=127.0.0.1 " in node.log_text()
 
 
+def test_a_reject_dropped_past_the_bound_is_not_decided_again_when_resent(site: Site) -> None:
+    # Past the bound a Reject is not sent, but it was decided and counted all the same. Its
+    # request was forgotten by the duplicate cache, so the NAS's retransmission was decided,
+    # and counted, a second time: two wrong codes on the shared token for one typed.
+    erin = site.active_user()
+    node, nas_a, _ = two_nas_node(site, "split", SMALL_HELD, policy={"reject_delay": 2.0})
+    with node, node.client(nas_a) as a:
+        for n in range(10):  # no User-Password: decided at once, nothing counted, held
+            a.send(encode_request(a.secret, identifier=n, user_name=f"nobody{n}"))
+        wrong = a.build(
+            identifier=10, user_name=erin.login, password=erin.password + erin.bound.wrong_code()
+        )
+        a.send(wrong)
+        assert node.wait_for_log("reason=bad_otp")
+        assert node.wait_for_log("drop reason=overload src=127.0.0.1 ")
+        a.send(wrong)
+        raw = a.receive(wrong, timeout=1.0)  # before the held ones go out
+        assert raw is not None
+        assert a.check(wrong, raw).code is Codes.ACCESS_REJECT
+        decided = [d["reason"] for d in node.decisions()]
+    assert decided.count("bad_otp") == 1
+    assert site.token(erin.bound.serial).fail_count == 1
+
+
 def resized(packet: bytes) -> bytes:
     """The packet with its Length field set to its size (so no octet is ignored as padding)."""
     return packet[:2] + struct.pack("!H", min(len(packet), 65535)) + packet[4:]
