@@ -147,7 +147,7 @@ def _parse(data: bytes, source: str, ticker: Ticker, scan: Scan) -> PSKC:
     container = PSKC()
     parser = _counting_parser(ticker)
     try:
-        # _scan refused any DOCTYPE, so there are no entities to expand: safe to parse.
+        # scan_pskc refused any DOCTYPE, so there are no entities to expand: safe to parse.
         root = ElementTree.fromstring(data)  # noqa: S314
         parser.parse_document(container, root)
     except (PSKCError, ElementTree.ParseError, ValueError, TypeError, AttributeError) as exc:

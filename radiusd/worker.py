@@ -462,5 +462,3 @@ class Worker:
             send()  # the delayed Rejects go out now rather than never
         for transport in self.transports:
             transport.close()
-
-
