@@ -437,12 +437,24 @@ def _networks(check: _Checker, where: str, value: str | list[Any]) -> tuple[IpNe
     networks: list[IpNetwork] = []
     for item in items:
         try:
-            networks.append(ipaddress.ip_network(str(item), strict=False))
+            networks.append(_ipv4_form(ipaddress.ip_network(str(item), strict=False)))
         except ValueError:
             raise check.fail(f"{where} address", f"{item!r} is not an address or CIDR") from None
     if not networks:
         raise check.fail(f"{where} address", "no address given")
     return tuple(networks)
+
+
+# IPv4 addresses written as IPv6 (``::ffff:192.0.2.10``, as dual-stack tools show them).
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _ipv4_form(network: IpNetwork) -> IpNetwork:
+    """An IPv4-mapped network as the IPv4 one, the form its NAS's requests arrive in."""
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
+        address = ipaddress.IPv4Address(int(network.network_address) & 0xFFFFFFFF)
+        return ipaddress.IPv4Network((address, network.prefixlen - 96))
+    return network
 
 
 def _client_secret(

@@ -331,6 +331,10 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"clients": [dict(CLIENT), {**CLIENT, "name": "vpn-gw-2", "address": SHARED}]},
         ["[[clients]] 'vpn-gw-2' address", "127.0.0.1/32 is also given for client 'vpn-gw-1'"],
     ),
+    "one address for two clients, once IPv4-mapped": (
+        {"clients": [dict(CLIENT), {**CLIENT, "name": "vpn-gw-2", "address": "::ffff:127.0.0.1"}]},
+        ["[[clients]] 'vpn-gw-2' address", "127.0.0.1/32 is also given for client 'vpn-gw-1'"],
+    ),
 }
 
 
@@ -344,3 +348,20 @@ def test_each_error_names_the_file_and_the_key(case: str) -> None:
     for fragment in fragments:
         assert fragment in message, message
     assert "hunter2" not in message  # a database URL's password is never repeated
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [
+        ("::ffff:192.0.2.10", "192.0.2.10/32"),
+        ("::ffff:192.0.2.0/120", "192.0.2.0/24"),
+        ("::FFFF:C000:020A/128", "192.0.2.10/32"),
+    ],
+)
+def test_an_ipv4_mapped_client_address_is_read_as_the_ipv4_address(
+    written: str, meant: str
+) -> None:
+    # An IPv4 NAS's requests come from its IPv4 address (the IPv6 sockets are IPv6-only):
+    # kept as an IPv6 network, the client would match no request at all.
+    (client,) = parse(with_client(address=written)).clients
+    assert client.networks == (ipaddress.ip_network(meant),)
