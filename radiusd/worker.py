@@ -167,7 +167,7 @@ class Worker:
         try:
             code, identifier = parse_header(data)
         except MalformedPacket as exc:
-            self.drops.drop(f"malformed:{exc.reason}", host, now)
+            self.drops.drop(f"malformed:{exc.reason}", host, now, client.name)
             return
         if code == Codes.STATUS_SERVER:
             self._status(transport, data, client, (host, port), now)
@@ -186,7 +186,7 @@ class Worker:
             if isinstance(known, Cached):
                 transport.sendto(known.response, (host, port))
             elif known is None:
-                self.drops.drop("overload", host, now)
+                self.drops.drop("overload", host, now, client.name)
             return
         verdict = self.dedup.begin(key, now)
         if isinstance(verdict, InProgress):
@@ -240,7 +240,7 @@ class Worker:
         if answer.reply is not None:
             transport.sendto(answer.reply, source)
         elif answer.drop_reason:
-            self.drops.drop(answer.drop_reason, source[0], now)
+            self.drops.drop(answer.drop_reason, source[0], now, client.name)
 
     def _prepare(self, job: _Job) -> Prepared | Answer:
         """In the hash pool: read and decide a request that may verify a password."""
@@ -327,7 +327,7 @@ class Worker:
         if answer.reply is None:
             self.dedup.finish(key, None, time.monotonic())
             if answer.drop_reason:
-                self.drops.drop(answer.drop_reason, key.address, time.monotonic())
+                self.drops.drop(answer.drop_reason, key.address, time.monotonic(), key.client)
             return
         delay = self.settings.policy.reject_delay
         wait = reject_hold(delay, time.monotonic() - arrived) if answer.reject else 0.0
@@ -338,7 +338,7 @@ class Worker:
                 # kept as the request's answer, so that the NAS's retransmission is answered
                 # from the cache rather than decided and counted a second time.
                 self.dedup.finish(key, answer.reply, time.monotonic())
-                self.drops.drop("overload", key.address, time.monotonic())
+                self.drops.drop("overload", key.address, time.monotonic(), key.client)
                 return
             self.held[key.client] = held + 1
             reply = answer.reply
