@@ -696,7 +696,8 @@ def parse_pairs(line: str) -> dict[str, str]:
     pairs = {}
     for key, value in _PAIR.findall(line):
         if value.startswith('"'):
-            value = value[1:-1].encode("ascii").decode("unicode_escape")
+            # Printable text of any script stands as it is; the escapes are Python's.
+            value = value[1:-1].encode("latin-1", "backslashreplace").decode("unicode_escape")
         pairs[key] = value
     return pairs
 

@@ -461,6 +461,17 @@ def test_ipv6_listener_answers(site: Site) -> None:
         assert decision["src"] == "::1"
 
 
+def test_a_japanese_login_is_logged_as_typed(site: Site) -> None:
+    # What an operator greps syslog for: the login as the user typed it, not its escapes.
+    login = "山田-" + secrets.token_hex(3)
+    with site.node(mode="split") as node, node.client() as nas:
+        reject = nas.auth(login, "パスワード123456")
+        assert reject is not None
+        assert reject.code is Codes.ACCESS_REJECT
+        assert f"reason=unknown_user user={login} client=" in node.log_text()
+        assert [d["user"] for d in node.decisions()] == [login]
+
+
 def test_reply_messages_in_japanese(site: Site) -> None:
     gina, hana = site.active_user(), site.add_user()
     with site.node(mode="challenge", policy={"reply_language": "ja"}) as node, node.client() as nas:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from otpcore.config import LoggingConfig
-from radiusd.logsetup import setup_logging
+from radiusd.logsetup import field, setup_logging
 
 
 @pytest.fixture(autouse=True)
@@ -39,3 +39,31 @@ def test_stderr_chosen_in_the_file_is_not_warned_about(
     setup_logging(LoggingConfig(syslog=False, facility="authpriv", level="info"),
                   syslog_socket=str(tmp_path / "none"))  # fmt: skip
     assert "does not exist" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("alice", "alice"),
+        (None, "-"),
+        ("", "-"),
+        # A Japanese login reads, and greps, as typed.
+        ("山田", "山田"),
+        ("データ 花子", '"データ 花子"'),
+        ("chirodt@銀行", "chirodt@銀行"),
+        # Whatever could break the line, or hide what it says, stays escaped.
+        ("a b", '"a b"'),
+        ('say "hi"', '"say \\"hi\\""'),
+        ("a=b", '"a=b"'),
+        ("back\\slash", '"back\\\\slash"'),
+        ("two\nlines", '"two\\nlines"'),
+        ("tab\there", '"tab\\there"'),
+        ("\u202eevil", '"\\u202eevil"'),
+        ("wide\u3000space", '"wide\\u3000space"'),
+        ("nul\x00", '"nul\\x00"'),
+    ],
+)
+def test_a_log_value_keeps_printable_text_and_escapes_the_rest(
+    value: str | None, shown: str
+) -> None:
+    assert field(value) == shown
