@@ -134,3 +134,7 @@ def main() -> None:
     # Warnings from the core (e.g. "token suspended") reach the operator on stderr.
     logging.basicConfig(level=logging.WARNING, format="otpctl: %(levelname)s: %(message)s")
     cli.main(prog_name="otpctl")
+
+
+if __name__ == "__main__":
+    main()

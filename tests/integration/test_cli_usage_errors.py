@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -234,3 +235,18 @@ def test_input_closed_at_a_prompt_is_one_line_and_status_130(tmp_path: Path, rea
     assert done.stderr.splitlines()[-1] == (
         b"otpctl: error: interrupted (Ctrl-C, or standard input closed at a prompt)"
     )
+
+
+def test_python_m_cli_main_runs_otpctl(tmp_path: Path) -> None:
+    # As `python3 -m radiusd.main` runs the daemon from a checkout: without its own entry
+    # point the module ran nothing and exited 0, so an `init` "succeeded" having made nothing.
+    config = write_config(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "--config", str(config), "init"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Created the database schema" in done.stdout
