@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from otpcore.config import Settings
 from otpcore.errors import OtpError
+from radiusd.logsetup import field as field_value
 from radiusd.notify import sd_notify
 from radiusd.process import run_worker
 from radiusd.settings import load_settings
@@ -237,6 +238,7 @@ class Supervisor:
                 # "reload clients=N" alone read as if the whole file had been taken.
                 log.warning("reload not_applied=%s: only [[clients]] is reloaded; restart "
                             "otp-radiusd to apply the rest", ",".join(kept))  # fmt: skip
+            log.info("reload %s", client_changes(self.settings, fresh))
             self.settings = replace(self.settings, clients=fresh.clients)
             for pid in self.children:
                 os.kill(pid, signal.SIGHUP)
@@ -281,6 +283,20 @@ def changes_needing_restart(running: Settings, fresh: Settings) -> list[str]:
         for field in fields(Settings)
         if field.name in _TABLES and getattr(running, field.name) != getattr(fresh, field.name)
     ]
+
+
+def client_changes(running: Settings, fresh: Settings) -> str:
+    """``clients=N added=… removed=… changed=…``: what a reload does to the client list."""
+    old = {client.name: client for client in running.clients}
+    new = {client.name: client for client in fresh.clients}
+    added = [name for name in new if name not in old]
+    removed = [name for name in old if name not in new]
+    # Compared whole, secret included, which is never shown: only the name is.
+    changed = [name for name in new if name in old and new[name] != old[name]]
+    return (
+        f"clients={len(new)} added={field_value(','.join(added))} "
+        f"removed={field_value(','.join(removed))} changed={field_value(','.join(changed))}"
+    )
 
 
 def _stop_with_parent(parent: int) -> None:
