@@ -24,7 +24,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from otpcore.app import build_app
-from otpcore.config import ClientConfig, parse_settings
+from otpcore.client_config import ClientConfig
+from otpcore.config import parse_settings
 from otpcore.keys import create_key
 from otpcore.model import Algorithm, InputMode, UserClass
 from otpcore.store import make_engine

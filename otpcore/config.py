@@ -11,32 +11,18 @@ import ipaddress
 import os
 import stat
 import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from otpcore.client_config import ClientConfig, parse_clients
+from otpcore.config_checks import Checker, SecretReader, resolve
 from otpcore.crypto import HashingParams
 from otpcore.errors import ConfigError
-from otpcore.model import InputMode
 from otpcore.policy import Policy, UnregisteredPolicy
-
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@dataclass(frozen=True, slots=True)
-class ClientConfig:
-    """A RADIUS client (NAS) allowed to send requests."""
-
-    name: str
-    networks: tuple[IpNetwork, ...]
-    secret: bytes = field(repr=False)
-    mode: InputMode = InputMode.AUTO
-    require_message_authenticator: bool = True
-    limit_proxy_state: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,63 +82,12 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "tokens": {"issuer": str, "warn_days": int},
     "logging": {"syslog": bool, "facility": str, "level": str},
 }
-_CLIENT_KEYS: dict[str, type | tuple[type, ...]] = {
-    "name": str,
-    "address": (str, list),
-    "secret": str,
-    "secret_file": str,
-    "mode": str,
-    "require_message_authenticator": bool,
-    "limit_proxy_state": bool,
-}
 _FACILITIES = {
     "auth", "authpriv", "daemon", "user", "local0", "local1", "local2", "local3",
     "local4", "local5", "local6", "local7",
 }  # fmt: skip
 _LEVELS = {"debug", "info", "warning", "error"}
 
-
-class _Checker:
-    def __init__(self, source: Path) -> None:
-        self.source = source
-
-    def fail(self, where: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.source}: {where}: {message}")
-
-    def table(self, data: dict[str, Any], name: str) -> dict[str, Any]:
-        value = data.get(name, {})
-        if not isinstance(value, dict):
-            raise self.fail(f"[{name}]", "expected a table")
-        allowed = _SCHEMA[name]
-        for key, item in value.items():
-            if key not in allowed:
-                raise self.fail(f"[{name}] {key}", "unknown key")
-            self.typed(f"[{name}] {key}", item, allowed[key])
-        return value
-
-    def typed(self, where: str, item: object, expected: type | tuple[type, ...]) -> None:
-        types = expected if isinstance(expected, tuple) else (expected,)
-        # bool is an int in Python; a TOML true must not pass for a number.
-        if isinstance(item, bool) and bool not in types:
-            raise self.fail(where, f"expected {_type_names(types)}, got a boolean")
-        if not isinstance(item, types):
-            raise self.fail(where, f"expected {_type_names(types)}, got {type(item).__name__}")
-
-    def between(self, where: str, value: int, minimum: int, maximum: int) -> int:
-        # No key is open-ended: TOML integers reach Python unbounded, SQLite binds 64 bits.
-        if not minimum <= value <= maximum:
-            raise self.fail(where, f"must be from {minimum} to {maximum}")
-        return value
-
-
-def _type_names(types: tuple[type, ...]) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}
-    names |= {list: "a list", dict: "a table"}
-    return " or ".join(names.get(t, t.__name__) for t in types)
-
-
-SecretReader = Callable[[Path], bytes]
-"""Reads a ``secret_file``; the shells pass ``otpcore.crypto.read_secret_file``."""
 
 # Write access of group or others. Reading is another matter (root:otpradius 0640 is how the
 # service gets its secrets), but nobody besides the owner needs to write: the service only reads.
@@ -213,40 +148,39 @@ def settings_from_bytes(raw: bytes, source: Path, read_secret: SecretReader) -> 
     return parse_settings(data, source, read_secret)
 
 
+def _table(check: Checker, data: dict[str, Any], name: str) -> dict[str, Any]:
+    return check.table(data, name, _SCHEMA[name])
+
+
 def parse_settings(data: dict[str, Any], source: Path, read_secret: SecretReader) -> Settings:
     """Validate a parsed configuration; relative paths resolve against the file's folder."""
-    check = _Checker(source)
+    check = Checker(source)
     for name in data:
         if name not in _SCHEMA and name != "clients":
             raise check.fail(f"[{name}]", "unknown table")
     base = source.parent
-    server = _server(check, check.table(data, "server"))
-    database = check.table(data, "database")
-    secrets_table = check.table(data, "secrets")
-    key_file = _resolve(base, secrets_table.get("key_file", "otpradius.key"))
+    server = _server(check, _table(check, data, "server"))
+    database = _table(check, data, "database")
+    secrets_table = _table(check, data, "secrets")
+    key_file = resolve(base, secrets_table.get("key_file", "otpradius.key"))
     return Settings(
         source=source,
         server=server,
         database_url=_database_url(check, base, database.get("url", "sqlite:///otpradius.db")),
         key_file=key_file,
-        policy=_policy(check, check.table(data, "policy")),
-        hashing=_hashing(check, check.table(data, "hashing")),
-        tokens=_tokens(check, check.table(data, "tokens")),
-        logging=_logging(check, check.table(data, "logging")),
+        policy=_policy(check, _table(check, data, "policy")),
+        hashing=_hashing(check, _table(check, data, "hashing")),
+        tokens=_tokens(check, _table(check, data, "tokens")),
+        logging=_logging(check, _table(check, data, "logging")),
         clients=parse_clients(data.get("clients", []), source, read_secret),
     )
-
-
-def _resolve(base: Path, value: str) -> Path:
-    path = Path(value)
-    return path if path.is_absolute() else base / path
 
 
 # The drivers otpradius is built and tested with; any other would fail at the first query.
 _DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 
 
-def _database_url(check: _Checker, base: Path, url: Any) -> str:
+def _database_url(check: Checker, base: Path, url: Any) -> str:
     # Errors never quote the URL: it may carry the database password.
     if not isinstance(url, str):
         raise check.fail("[database] url", "expected a string")
@@ -290,7 +224,7 @@ def _is_text(value: str) -> bool:
     return True
 
 
-def _server(check: _Checker, table: dict[str, Any]) -> ServerConfig:
+def _server(check: Checker, table: dict[str, Any]) -> ServerConfig:
     listen: list[tuple[str, int]] = []
     for item in table.get("listen", ["127.0.0.1:1812", "[::1]:1812"]):
         if not isinstance(item, str):
@@ -303,7 +237,7 @@ def _server(check: _Checker, table: dict[str, Any]) -> ServerConfig:
     return ServerConfig(tuple(listen), workers)
 
 
-def parse_endpoint(item: str, check: _Checker) -> tuple[str, int]:
+def parse_endpoint(item: str, check: Checker) -> tuple[str, int]:
     """'127.0.0.1:1812' or '[::1]:1812' to (host, port)."""
     host, sep, port_text = item.rpartition(":")
     # ASCII digits only, and few: int() refuses some that isdigit() takes ("²"), and more
@@ -319,7 +253,7 @@ def parse_endpoint(item: str, check: _Checker) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _policy(check: _Checker, table: dict[str, Any]) -> Policy:
+def _policy(check: Checker, table: dict[str, Any]) -> Policy:
     default = Policy()
     unregistered = table.get("unregistered", default.unregistered.value)
     if unregistered not in {p.value for p in UnregisteredPolicy}:
@@ -353,7 +287,7 @@ def _policy(check: _Checker, table: dict[str, Any]) -> Policy:
     )
 
 
-def _hashing(check: _Checker, table: dict[str, Any]) -> HashingParams:
+def _hashing(check: Checker, table: dict[str, Any]) -> HashingParams:
     # Checked here, not at the first login: argon2 needs 8 KiB per lane, and a slip of the
     # finger in memory_kib would otherwise show up as a worker out of memory.
     lanes = check.between("[hashing] parallelism", table.get("parallelism", 1), 1, 64)
@@ -366,7 +300,7 @@ def _hashing(check: _Checker, table: dict[str, Any]) -> HashingParams:
     )
 
 
-def _tokens(check: _Checker, table: dict[str, Any]) -> TokensConfig:
+def _tokens(check: Checker, table: dict[str, Any]) -> TokensConfig:
     issuer = table.get("issuer", "otpradius")
     if not issuer or ":" in issuer:
         raise check.fail("[tokens] issuer", "must be non-empty and contain no ':'")
@@ -374,7 +308,7 @@ def _tokens(check: _Checker, table: dict[str, Any]) -> TokensConfig:
     return TokensConfig(issuer, warn_days)
 
 
-def _logging(check: _Checker, table: dict[str, Any]) -> LoggingConfig:
+def _logging(check: Checker, table: dict[str, Any]) -> LoggingConfig:
     facility = table.get("facility", "authpriv")
     if facility not in _FACILITIES:
         raise check.fail("[logging] facility", f"unknown facility {facility!r}")
@@ -384,99 +318,3 @@ def _logging(check: _Checker, table: dict[str, Any]) -> LoggingConfig:
     return LoggingConfig(table.get("syslog", True), facility, level)
 
 
-def parse_clients(
-    items: object, source: Path, read_secret: SecretReader
-) -> tuple[ClientConfig, ...]:
-    """Validate the ``[[clients]]`` array (also used on SIGHUP reload)."""
-    check = _Checker(source)
-    if not isinstance(items, list):
-        raise check.fail("[[clients]]", "expected an array of tables")
-    clients: list[ClientConfig] = []
-    names: set[str] = set()
-    owners: dict[IpNetwork, str] = {}
-    for index, item in enumerate(items, start=1):
-        where = f"[[clients]] #{index}"
-        if not isinstance(item, dict):
-            raise check.fail(where, "expected a table")
-        for key, value in item.items():
-            if key not in _CLIENT_KEYS:
-                raise check.fail(f"{where} {key}", "unknown key")
-            check.typed(f"{where} {key}", value, _CLIENT_KEYS[key])
-        for key in ("name", "address"):
-            if key not in item:
-                raise check.fail(f"{where} {key}", "missing required key")
-        name = item["name"]
-        where = f"[[clients]] {name!r}"
-        if name in names:
-            raise check.fail(f"{where} name", "duplicate client name")
-        names.add(name)
-        networks = _networks(check, where, item["address"])
-        for network in networks:
-            # The most specific network decides who sent a datagram; the same one twice would
-            # leave it to the order of the file, and with it which secret and mode apply.
-            if owners.get(network, name) != name:
-                raise check.fail(
-                    f"{where} address", f"{network} is also given for client {owners[network]!r}"
-                )
-            owners[network] = name
-        clients.append(
-            ClientConfig(
-                name=name,
-                networks=networks,
-                secret=_client_secret(check, where, item, source.parent, read_secret),
-                mode=_mode(check, where, item.get("mode", "auto")),
-                require_message_authenticator=item.get("require_message_authenticator", True),
-                limit_proxy_state=item.get("limit_proxy_state", True),
-            )
-        )
-    return tuple(clients)
-
-
-def _networks(check: _Checker, where: str, value: str | list[Any]) -> tuple[IpNetwork, ...]:
-    items = [value] if isinstance(value, str) else value
-    networks: list[IpNetwork] = []
-    for item in items:
-        try:
-            networks.append(_ipv4_form(ipaddress.ip_network(str(item), strict=False)))
-        except ValueError:
-            raise check.fail(f"{where} address", f"{item!r} is not an address or CIDR") from None
-    if not networks:
-        raise check.fail(f"{where} address", "no address given")
-    return tuple(networks)
-
-
-# IPv4 addresses written as IPv6 (``::ffff:192.0.2.10``, as dual-stack tools show them).
-_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
-
-
-def _ipv4_form(network: IpNetwork) -> IpNetwork:
-    """An IPv4-mapped network as the IPv4 one, the form its NAS's requests arrive in."""
-    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
-        address = ipaddress.IPv4Address(int(network.network_address) & 0xFFFFFFFF)
-        return ipaddress.IPv4Network((address, network.prefixlen - 96))
-    return network
-
-
-def _client_secret(
-    check: _Checker, where: str, item: dict[str, Any], base: Path, read_secret: SecretReader
-) -> bytes:
-    if ("secret" in item) == ("secret_file" in item):
-        raise check.fail(f"{where} secret", "give exactly one of 'secret' and 'secret_file'")
-    if "secret" in item:
-        secret = str(item["secret"]).encode("utf-8")
-    else:
-        path = _resolve(base, item["secret_file"])
-        try:
-            secret = read_secret(path).strip()
-        except OSError as exc:
-            raise check.fail(f"{where} secret_file", f"{path}: {exc.strerror}") from None
-    if not secret:
-        raise check.fail(f"{where} secret", "must not be empty")
-    return secret
-
-
-def _mode(check: _Checker, where: str, value: str) -> InputMode:
-    try:
-        return InputMode(value)
-    except ValueError:
-        raise check.fail(f"{where} mode", "must be split, challenge, auto or otp") from None

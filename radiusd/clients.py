@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from otpcore.config import ClientConfig
+from otpcore.client_config import ClientConfig
 
 
 class ClientTable:

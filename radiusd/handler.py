@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from otpcore.config import ClientConfig
+from otpcore.client_config import ClientConfig
 from otpcore.errors import OtpError, Unavailable
 from otpcore.model import Reason, Result
 from otpcore.service import AuthOutcome, AuthRequest

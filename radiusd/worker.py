@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from otpcore.app import App
-from otpcore.config import ClientConfig, Settings
+from otpcore.client_config import ClientConfig
+from otpcore.config import Settings
 from otpcore.errors import OtpError, Unavailable
 from otpcore.service import AuthRequest, Prepared, needs_password_hash
 from radiusd.clients import ClientTable

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otpcore.app import App
-from otpcore.config import ClientConfig
+from otpcore.client_config import ClientConfig
 from otpcore.model import Algorithm, InputMode, UserClass
 from otpcore.ports import FrozenClock
 from otpcore.token_csv import TokenSpec
