@@ -23,6 +23,9 @@ class ClientConfig:
     mode: InputMode = InputMode.AUTO
     require_message_authenticator: bool = True
     limit_proxy_state: bool = True
+    # Addresses as written whose host bits were set ("192.0.2.10/24"): each admits its whole
+    # network, which the shells warn about. Not compared: only what the networks are matters.
+    widened: tuple[str, ...] = field(default=(), compare=False)
 
 
 _CLIENT_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -62,7 +65,7 @@ def parse_clients(
         if name in names:
             raise check.fail(f"{where} name", "duplicate client name")
         names.add(name)
-        networks = _networks(check, where, item["address"])
+        networks, widened = _networks(check, where, item["address"])
         for network in networks:
             # The most specific network decides who sent a datagram; the same one twice would
             # leave it to the order of the file, and with it which secret and mode apply.
@@ -79,22 +82,32 @@ def parse_clients(
                 mode=_mode(check, where, item.get("mode", "auto")),
                 require_message_authenticator=item.get("require_message_authenticator", True),
                 limit_proxy_state=item.get("limit_proxy_state", True),
+                widened=widened,
             )
         )
     return tuple(clients)
 
 
-def _networks(check: Checker, where: str, value: str | list[Any]) -> tuple[IpNetwork, ...]:
+def _networks(
+    check: Checker, where: str, value: str | list[Any]
+) -> tuple[tuple[IpNetwork, ...], tuple[str, ...]]:
+    """The networks of ``address``, and those of its items written with host bits set."""
     items = [value] if isinstance(value, str) else value
     networks: list[IpNetwork] = []
+    widened: list[str] = []
     for item in items:
+        text = str(item)
         try:
-            networks.append(_ipv4_form(ipaddress.ip_network(str(item), strict=False)))
+            network = ipaddress.ip_network(text, strict=False)
+            written = ipaddress.ip_interface(text).ip
         except ValueError:
             raise check.fail(f"{where} address", f"{item!r} is not an address or CIDR") from None
+        if written != network.network_address:
+            widened.append(text)
+        networks.append(_ipv4_form(network))
     if not networks:
         raise check.fail(f"{where} address", "no address given")
-    return tuple(networks)
+    return tuple(networks), tuple(widened)
 
 
 # IPv4 addresses written as IPv6 (``::ffff:192.0.2.10``, as dual-stack tools show them).

@@ -14,7 +14,7 @@ from radiusd.clock import system_clock
 from radiusd.logsetup import setup_logging
 from radiusd.settings import load_settings
 from radiusd.sockets import ensure_free
-from radiusd.supervisor import Supervisor, warn_readable_secrets, warn_short_secrets
+from radiusd.supervisor import Supervisor, warn_readable_secrets, warn_weak_clients
 
 DEFAULT_CONFIG = "/etc/otpradius/config.toml"
 log = logging.getLogger("otpradius.server")
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(config: Path, *, check: bool, force_stderr: bool) -> int:
     settings = load_settings(config)
     setup_logging(settings.logging, force_stderr=force_stderr)
-    warn_short_secrets(settings)
+    warn_weak_clients(settings)
     # Fail at start, not in a worker: the key file, the database and its schema.
     build_app(settings, system_clock).store.dispose()
     if check:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import ipaddress
 import logging
 import mmap
 import os
@@ -230,7 +231,7 @@ class Supervisor:
         except OtpError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
         else:
-            warn_short_secrets(fresh)
+            warn_weak_clients(fresh)
             # Only [[clients]] is reloaded (SPEC §6): a worker restarted later must serve with
             # the same policy, database and sockets as the others, whatever else the file says.
             kept = changes_needing_restart(self.settings, fresh)
@@ -334,12 +335,19 @@ def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, OtpError) else type(exc).__name__
 
 
-def warn_short_secrets(settings: Settings) -> None:
-    """Log a warning for every client whose shared secret is 12 octets or fewer."""
+def warn_weak_clients(settings: Settings) -> None:
+    """Log a warning for every client whose shared secret is 12 octets or fewer, and for every
+    address of one that admits more than it names."""
     for client in settings.clients:
         if len(client.secret) <= 12:
             log.warning("weak secret client=%s length=%d: use 16 or more random octets",
                         client.name, len(client.secret))  # fmt: skip
+        for written in client.widened:
+            # "192.0.2.10/24" reads as one gateway, and admits 254 other hosts with its secret.
+            network = ipaddress.ip_network(written, strict=False)
+            log.warning("wide address client=%s address=%s: admits all of %s; write %s/%d "
+                        "for that host alone", client.name, written, network,
+                        written.split("/")[0], network.max_prefixlen)  # fmt: skip
 
 
 def warn_readable_secrets(config_path: Path, settings: Settings) -> None:

@@ -1,4 +1,5 @@
-"""A shared secret of 12 octets or fewer is accepted with a warning at start (SPEC §4)."""
+"""Warnings about a client at start and on reload: a shared secret of 12 octets or fewer (SPEC §4),
+and an address whose host bits widen it to a whole network."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from otpcore.config import parse_settings
-from radiusd.supervisor import warn_short_secrets
+from radiusd.supervisor import warn_weak_clients
 
 SOURCE = Path("/etc/otpradius/config.toml")
 
@@ -21,7 +22,7 @@ def warnings_for(secret: str, caplog: pytest.LogCaptureFixture) -> list[str]:
     client = {"name": "vpn-gw-1", "address": "127.0.0.1/32", "secret": secret}
     settings = parse_settings({"clients": [client]}, SOURCE, no_secret_files)
     with caplog.at_level(logging.WARNING, logger="otpradius.server"):
-        warn_short_secrets(settings)
+        warn_weak_clients(settings)
     return [record.getMessage() for record in caplog.records]
 
 
@@ -47,3 +48,35 @@ def test_a_secret_of_thirteen_octets_or_more_is_not(
     secret: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert warnings_for(secret, caplog) == []
+
+
+def address_warnings(address: str | list[str], caplog: pytest.LogCaptureFixture) -> list[str]:
+    client = {"name": "gw", "address": address, "secret": "a-secret-of-sixteen+"}
+    settings = parse_settings({"clients": [client]}, SOURCE, no_secret_files)
+    with caplog.at_level(logging.WARNING, logger="otpradius.server"):
+        warn_weak_clients(settings)
+    return [record.getMessage() for record in caplog.records]
+
+
+@pytest.mark.parametrize(
+    ("address", "network", "host"),
+    [
+        ("192.0.2.10/24", "192.0.2.0/24", "192.0.2.10/32"),
+        ("2001:db8::7/64", "2001:db8::/64", "2001:db8::7/128"),
+    ],
+)
+def test_an_address_with_host_bits_is_warned_about_as_the_network_it_admits(
+    address: str, network: str, host: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Meant as one gateway, it lets every host of the network in with the client's secret."""
+    assert address_warnings(address, caplog) == [
+        f"wide address client=gw address={address}: admits all of {network}; "
+        f"write {host} for that host alone"
+    ]
+
+
+@pytest.mark.parametrize("address", ["192.0.2.10", "192.0.2.0/24", ["10.0.0.1/32", "::1"]])
+def test_an_address_without_host_bits_is_not(
+    address: str | list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    assert address_warnings(address, caplog) == []
