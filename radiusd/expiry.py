@@ -54,8 +54,11 @@ class ExpiryWatch:
                 continue
             left = token.expires - now
             state = "expired" if left <= timedelta(0) else f"expires_in_days={left.days}"
+            # To the second: an operator needs no microseconds, and six digits of them in a
+            # log line read like a one-time password to anyone grepping for one.
+            expires = token.expires.isoformat(timespec="seconds")
             log.warning("token expiring serial=%s expires=%s %s users=%s", token.serial,
-                        token.expires.isoformat(), state, ",".join(token.users) or "-")  # fmt: skip
+                        expires, state, ",".join(token.users) or "-")  # fmt: skip
 
     def shutdown(self) -> None:
         """Let the thread go without waiting: the check writes nothing."""

@@ -31,6 +31,8 @@ def test_tokens_expiring_within_warn_days_are_logged_once_each(site: Site) -> No
         log = node.log_text()
     assert log.count(f"serial={soon.serial}") == 1
     assert "expires_in_days=4" in log or "expires_in_days=5" in log
+    # To the second, no microseconds.
+    assert re.search(rf"serial={soon.serial} expires=\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00 ", log)
     # One that expired today is named once more; one that expired long ago is not named again.
     assert f"serial={today.serial} expires=" in log
     assert long_ago.serial not in log
