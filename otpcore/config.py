@@ -316,5 +316,3 @@ def _logging(check: Checker, table: dict[str, Any]) -> LoggingConfig:
     if level not in _LEVELS:
         raise check.fail("[logging] level", f"must be one of {', '.join(sorted(_LEVELS))}")
     return LoggingConfig(table.get("syslog", True), facility, level)
-
-

@@ -30,6 +30,7 @@ from otpcore.decision import (
     same_request,
 )
 from otpcore.errors import WriteConflict
+from otpcore.logfields import field as log_value
 from otpcore.model import InputMode, Reason, Result, Stage, Token, User
 from otpcore.policy import Policy
 from otpcore.ports import Clock
@@ -324,20 +325,20 @@ class Authenticator:
                         "consecutive wrong OTPs"
                     )
                     writer.audit(now, self.actor, "suspend", sharers, "ok", detail)
-                    log.warning("token suspended serial=%s users=%s", effect.serial,
-                                ",".join(sharers))  # fmt: skip
+                    log.warning("token suspended serial=%s users=%s", log_value(effect.serial),
+                                ",".join(log_value(login) for login in sharers))  # fmt: skip
             elif isinstance(effect, CountPasswordFailure):
                 threshold = self.policy.password_lockout_threshold
                 if writer.count_password_failure(user.login, threshold):
                     detail = f"{threshold} consecutive wrong passwords"
                     writer.audit(now, self.actor, "suspend", [user.login], "ok", detail)
-                    log.warning("user suspended user=%s cause=password", user.login)
+                    log.warning("user suspended user=%s cause=password", log_value(user.login))
             elif isinstance(effect, CountActivationFailure):
                 threshold = self.policy.lockout_threshold
                 if writer.count_activation_failure(user.login, threshold):
                     detail = f"{threshold} consecutive failed activations"
                     writer.audit(now, self.actor, "suspend", [user.login], "ok", detail)
-                    log.warning("user suspended user=%s cause=activation", user.login)
+                    log.warning("user suspended user=%s cause=activation", log_value(user.login))
             elif isinstance(effect, ResetPasswordFailures):
                 # Not only when the user was read with failures: a wrong password may have
                 # committed since (earlier in this batch, on another node). The statement

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from radiusd.logsetup import field as field_value
+from otpcore.logfields import field as field_value
 
 log = logging.getLogger("otpradius.server")
 

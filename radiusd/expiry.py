@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from otpcore.app import App
 from otpcore.errors import OtpError
+from otpcore.logfields import field
 
 log = logging.getLogger("otpradius.server")
 
@@ -57,8 +58,9 @@ class ExpiryWatch:
             # To the second: an operator needs no microseconds, and six digits of them in a
             # log line read like a one-time password to anyone grepping for one.
             expires = token.expires.isoformat(timespec="seconds")
-            log.warning("token expiring serial=%s expires=%s %s users=%s", token.serial,
-                        expires, state, ",".join(token.users) or "-")  # fmt: skip
+            users = ",".join(field(login) for login in token.users) or "-"
+            log.warning("token expiring serial=%s expires=%s %s users=%s", field(token.serial),
+                        expires, state, users)  # fmt: skip
 
     def shutdown(self) -> None:
         """Let the thread go without waiting: the check writes nothing."""

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from otpcore.client_config import ClientConfig
 from otpcore.errors import OtpError, Unavailable
+from otpcore.logfields import field
 from otpcore.model import Reason, Result
 from otpcore.service import AuthOutcome, AuthRequest
-from radiusd.logsetup import field
 from radiusd.messages import reply_text
 from radiusd.packets import Codes, MalformedPacket, Request, decode_request, encode_reply
 

@@ -38,22 +38,3 @@ def setup_logging(
         logging.getLogger("otpradius").warning(
             "syslog = true but %s does not exist: logging to stderr", syslog_socket
         )
-
-
-def field(value: str | None) -> str:
-    """A log value that cannot break the key=value line: quoted when it has odd characters."""
-    if value is None or value == "":
-        return "-"
-    # Printable text of any script is kept as it is, so that a Japanese login reads and greps
-    # as typed; line breaks, controls, bidi overrides and unusual spaces are escaped.
-    if value.isprintable() and not any(c in value for c in ' "=\\'):
-        return value
-    return '"' + "".join(_escaped(c) for c in value) + '"'
-
-
-def _escaped(char: str) -> str:
-    if char in '"\\':
-        return "\\" + char
-    if char.isprintable():
-        return char
-    return char.encode("unicode_escape").decode("ascii")

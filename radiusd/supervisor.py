@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 
 from otpcore.config import Settings
 from otpcore.errors import OtpError
-from radiusd.logsetup import field as field_value
+from otpcore.logfields import field as field_value
 from radiusd.notify import sd_notify
 from radiusd.process import run_worker
 from radiusd.settings import load_settings
@@ -341,12 +341,12 @@ def warn_weak_clients(settings: Settings) -> None:
     for client in settings.clients:
         if len(client.secret) <= 12:
             log.warning("weak secret client=%s length=%d: use 16 or more random octets",
-                        client.name, len(client.secret))  # fmt: skip
+                        field_value(client.name), len(client.secret))  # fmt: skip
         for written in client.widened:
             # "192.0.2.10/24" reads as one gateway, and admits 254 other hosts with its secret.
             network = ipaddress.ip_network(written, strict=False)
             log.warning("wide address client=%s address=%s: admits all of %s; write %s/%d "
-                        "for that host alone", client.name, written, network,
+                        "for that host alone", field_value(client.name), written, network,
                         written.split("/")[0], network.max_prefixlen)  # fmt: skip
 
 

@@ -512,6 +512,26 @@ def test_a_declared_drift_is_recorded_and_the_window_stays_around_now(
     assert (record.drift, record.last_step) == (drift, time_step(clock(), 60))
 
 
+def test_suspension_lines_quote_the_logins_they_name(
+    app: App, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A login may hold '=' and '"' (no space or comma): unquoted, "user=a=b" and a quote
+    # would let the name pass for other fields of the line to whoever parses the log.
+    import_token(app)
+    for name in ('o"neil', "root=x"):
+        add_user(app, name)
+        activated(app, clock, name)
+    with caplog.at_level("WARNING"):
+        for _ in range(10):
+            login(app, "root=x", "bad")
+        for _ in range(5):
+            login(app, 'o"neil', PASSWORD + wrong_code(clock))
+    lines = [r.getMessage() for r in caplog.records if "suspended" in r.getMessage()]
+    assert lines == [
+        'user suspended user="root=x" cause=password',
+        f'token suspended serial={SERIAL} users="o\\"neil","root=x"',
+    ]
+
 # Suspension at exactly the threshold, on every sharer; unlock; counting only with the password
 
 

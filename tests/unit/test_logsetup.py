@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from otpcore.config import LoggingConfig
-from radiusd.logsetup import field, setup_logging
+from otpcore.logfields import field
+from radiusd.logsetup import setup_logging
 
 
 @pytest.fixture(autouse=True)
