@@ -337,7 +337,12 @@ def _describe(exc: BaseException) -> str:
 
 def warn_weak_clients(settings: Settings) -> None:
     """Log a warning for every client whose shared secret is 12 octets or fewer, and for every
-    address of one that admits more than it names."""
+    address of one that admits more than it names; and for a configuration with no client."""
+    if not settings.clients:
+        # Valid (clients can be added and reloaded later), but a server that drops every
+        # request, each with a drop line, looks broken to whoever did not mean it.
+        log.warning("no clients: every request is dropped until [[clients]] names one and "
+                    "the server is reloaded")  # fmt: skip
     for client in settings.clients:
         if len(client.secret) <= 12:
             log.warning("weak secret client=%s length=%d: use 16 or more random octets",

@@ -532,6 +532,7 @@ def test_suspension_lines_quote_the_logins_they_name(
         f'token suspended serial={SERIAL} users="o\\"neil","root=x"',
     ]
 
+
 # Suspension at exactly the threshold, on every sharer; unlock; counting only with the password
 
 

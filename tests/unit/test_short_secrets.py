@@ -1,5 +1,5 @@
-"""Warnings about a client at start and on reload: a shared secret of 12 octets or fewer (SPEC §4),
-and an address whose host bits widen it to a whole network."""
+"""Warnings about the clients at start and on reload: a shared secret of 12 octets or fewer
+(SPEC §4), an address whose host bits widen it to a whole network, and no client at all."""
 
 from __future__ import annotations
 
@@ -80,3 +80,13 @@ def test_an_address_without_host_bits_is_not(
     address: str | list[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     assert address_warnings(address, caplog) == []
+
+
+def test_a_configuration_without_clients_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    settings = parse_settings({}, SOURCE, no_secret_files)
+    with caplog.at_level(logging.WARNING, logger="otpradius.server"):
+        warn_weak_clients(settings)
+    assert [record.getMessage() for record in caplog.records] == [
+        "no clients: every request is dropped until [[clients]] names one and the server is "
+        "reloaded"
+    ]
