@@ -18,12 +18,12 @@ from cli.admin_ops import activate, check, delete_tokens, delete_users, revoke, 
 from cli.audit import audit
 from cli.context import CONFIG_ENV, DEFAULT_CONFIG, CliContext
 from cli.db import db, init, key
+from cli.entry import INTERRUPTED
 from cli.tokens import token
 from cli.users import user
 from otpcore.errors import OtpError
 
 DEBUG_ENV = "OTPRADIUS_DEBUG"
-INTERRUPTED = "interrupted (Ctrl-C, or standard input closed at a prompt)"
 
 
 class CommandFailed(click.ClickException):
@@ -130,7 +130,7 @@ token.add_command(delete_tokens)
 
 
 def main() -> None:
-    """Console-script entry point ``otpctl``."""
+    """Run otpctl (the console script enters through ``cli.entry``)."""
     # Warnings from the core (e.g. "token suspended") reach the operator on stderr.
     logging.basicConfig(level=logging.WARNING, format="otpctl: %(levelname)s: %(message)s")
     cli.main(prog_name="otpctl")

@@ -229,6 +229,35 @@ def test_ctrl_c_at_a_prompt_is_one_line_and_status_130(tmp_path: Path, ready: Ot
     )
 
 
+# Sends SIGINT to itself as click starts to load, as a Ctrl-C typed in the first second does.
+_INTERRUPTED_WHILE_LOADING = """
+import builtins, os, signal, sys
+load = builtins.__import__
+def loading(name, *args, **kwargs):
+    if name == "click":
+        os.kill(os.getpid(), signal.SIGINT)
+    return load(name, *args, **kwargs)
+builtins.__import__ = loading
+sys.argv = ["otpctl", "--help"]
+from cli.entry import main
+main()
+"""
+
+
+def test_ctrl_c_while_otpctl_loads_is_one_line_and_status_130() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_WHILE_LOADING],
+        capture_output=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == (
+        b"otpctl: error: interrupted (Ctrl-C, or standard input closed at a prompt)\n"
+    )
+    assert done.stdout == b""
+
+
 def test_input_closed_at_a_prompt_is_one_line_and_status_130(tmp_path: Path, ready: Otpctl) -> None:
     done = installed(tmp_path / "config.toml", "check", "taro", stdin=b"")
     assert done.returncode == 130, done.stderr
