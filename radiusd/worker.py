@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import random
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ from radiusd.dedup import Cached, DedupKey, DuplicateCache, InProgress
 from radiusd.drops import DropLog
 from radiusd.fairness import FairPool, FairQueue
 from radiusd.handler import UNAVAILABLE, Answer, RequestHandler, failed
+from radiusd.housekeeping import Housekeeping, lowest_priority
 from radiusd.packets import Codes, MalformedPacket, Request, parse_header
 from radiusd.settings import load_settings
 
@@ -59,21 +59,6 @@ INBOX_LIMIT = 5_000
 # goes into the duplicate cache (bounded as a whole), where a retransmission finds it.
 HELD_LIMIT = 5_000
 STOP_WAIT_S = 10.0
-HEALTH_INTERVAL_S = 1.0
-# A database that has not answered the probe, or finished a batch, for this long is taken as
-# unreachable: a NAS gives up on a request after a few seconds, and Status-Server must send it
-# to another server rather than report this one healthy (a frozen or partitioned PostgreSQL
-# does not refuse, it never answers; a SQLite write lock held by another process waits).
-STALL_S = 5.0
-# Expired challenges are deleted this often, in slices that hold the write lock briefly.
-PURGE_INTERVAL_S = 60.0
-PURGE_SLICE = 2_000
-
-
-def _lowest_priority() -> None:
-    """Give the calling thread the lowest CPU priority (Linux schedules each thread)."""
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 @dataclass(slots=True)
@@ -110,7 +95,7 @@ def reject_hold(delay: float, spent: float) -> float:
     return max(0.0, reject_wait(delay) - spent) if delay > 0 else 0.0
 
 
-class Worker:
+class Worker(Housekeeping):
     """One process's share of the server."""
 
     def __init__(self, config_path: Path, settings: Settings, app: App) -> None:
@@ -131,7 +116,7 @@ class Worker:
         # The probe also checkpoints the WAL: after a storm at a million users that is tens of
         # milliseconds of copying, which at normal priority stalled the requests behind it.
         self.probe_thread = ThreadPoolExecutor(
-            1, thread_name_prefix="probe", initializer=_lowest_priority
+            1, thread_name_prefix="probe", initializer=lowest_priority
         )
         self.loop: asyncio.AbstractEventLoop | None = None
         self.db_thread = ThreadPoolExecutor(1, thread_name_prefix="db")
@@ -370,71 +355,6 @@ class Worker:
     def _check_idle(self) -> None:
         if self.stopping and not self._busy():
             self.idle.set()
-
-    # Housekeeping
-
-    async def watch_health(self) -> None:
-        """Probe the database every second; Status-Server is answered only while it answers."""
-        loop = asyncio.get_running_loop()
-        probe: asyncio.Future[bool] | None = None
-        purge: asyncio.Future[None] | None = None
-        while not self.stopping:
-            if probe is None:
-                probe = loop.run_in_executor(self.probe_thread, self._probe)
-            # Waited for at most STALL_S: a probe that hangs must not keep the last verdict.
-            done, _ = await asyncio.wait({probe}, timeout=STALL_S)
-            answered = False
-            if done:
-                answered, probe = probe.result(), None
-            stalled = self._stalled(time.monotonic())
-            ok = answered and not stalled
-            if ok != self.healthy:
-                cause = ""
-                if not done:
-                    cause = f" (no answer within {STALL_S:.0f} s)"
-                elif stalled:
-                    cause = f" (a write waited over {STALL_S:.0f} s)"
-                log.warning("database %s%s", "reachable again" if ok else "unreachable", cause)
-            self.healthy = ok
-            now = time.monotonic()
-            if ok and now >= self.next_purge and (purge is None or purge.done()):
-                self.next_purge = now + PURGE_INTERVAL_S * random.uniform(0.9, 1.1)  # noqa: S311
-                # Beside the watch, not in it: a purge waiting for the database must not stop
-                # the watch from seeing that it waits.
-                purge = asyncio.ensure_future(self.purge_challenges())
-            await asyncio.sleep(HEALTH_INTERVAL_S)
-
-    def _stalled(self, now: float) -> bool:
-        """True while the database thread has been on one batch for over STALL_S."""
-        return self.batch_running and now - self.batch_started > STALL_S
-
-    def _probe(self) -> bool:
-        return self.app.hot.ping()
-
-    async def purge_challenges(self) -> None:
-        """Delete expired challenges, a slice at a time, between the database thread's batches.
-
-        Every challenge-mode login and activation step leaves a row; without this the table
-        grew for ever, by as many rows a second as anyone with one password cared to send.
-        """
-        # Not from the probe thread: its write lock would make a commit wait in SQLite's busy
-        # handler, and at the lowest priority on a busy core it could keep that lock a while.
-        loop = asyncio.get_running_loop()
-        while not self.stopping:
-            try:
-                deleted = await loop.run_in_executor(self.db_thread, self._purge_slice)
-            except OtpError as exc:
-                log.warning("challenge purge failed, next in %.0f s: %s", PURGE_INTERVAL_S, exc)
-                return
-            except Exception as exc:  # housekeeping must never end the health watch it runs in
-                log.error("challenge purge failed error=%s", type(exc).__name__)
-                return
-            if deleted < PURGE_SLICE:
-                return
-
-    def _purge_slice(self) -> int:
-        with self.app.hot.transaction() as writer:
-            return writer.purge_challenges(self.app.clock(), PURGE_SLICE)
 
     def reload_clients(self) -> None:
         """Re-read ``[[clients]]`` from the configuration file (SIGHUP)."""

@@ -1,0 +1,109 @@
+"""A worker's housekeeping: the database health watch and the purge of expired challenges."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from otpcore.app import App
+from otpcore.errors import OtpError
+
+log = logging.getLogger("otpradius.server")
+
+HEALTH_INTERVAL_S = 1.0
+# A database that has not answered the probe, or finished a batch, for this long is taken as
+# unreachable: a NAS gives up on a request after a few seconds, and Status-Server must send it
+# to another server rather than report this one healthy (a frozen or partitioned PostgreSQL
+# does not refuse, it never answers; a SQLite write lock held by another process waits).
+STALL_S = 5.0
+# Expired challenges are deleted this often, in slices that hold the write lock briefly.
+PURGE_INTERVAL_S = 60.0
+PURGE_SLICE = 2_000
+
+
+def lowest_priority() -> None:
+    """Give the calling thread the lowest CPU priority (Linux schedules each thread)."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
+class Housekeeping:
+    """What ``Worker`` does beside the requests; it provides the state declared here."""
+
+    app: App
+    healthy: bool
+    stopping: bool
+    batch_running: bool
+    batch_started: float
+    next_purge: float
+    probe_thread: ThreadPoolExecutor
+    db_thread: ThreadPoolExecutor
+
+    async def watch_health(self) -> None:
+        """Probe the database every second; Status-Server is answered only while it answers."""
+        loop = asyncio.get_running_loop()
+        probe: asyncio.Future[bool] | None = None
+        purge: asyncio.Future[None] | None = None
+        while not self.stopping:
+            if probe is None:
+                probe = loop.run_in_executor(self.probe_thread, self._probe)
+            # Waited for at most STALL_S: a probe that hangs must not keep the last verdict.
+            done, _ = await asyncio.wait({probe}, timeout=STALL_S)
+            answered = False
+            if done:
+                answered, probe = probe.result(), None
+            stalled = self._stalled(time.monotonic())
+            ok = answered and not stalled
+            if ok != self.healthy:
+                cause = ""
+                if not done:
+                    cause = f" (no answer within {STALL_S:.0f} s)"
+                elif stalled:
+                    cause = f" (a write waited over {STALL_S:.0f} s)"
+                log.warning("database %s%s", "reachable again" if ok else "unreachable", cause)
+            self.healthy = ok
+            now = time.monotonic()
+            if ok and now >= self.next_purge and (purge is None or purge.done()):
+                self.next_purge = now + PURGE_INTERVAL_S * random.uniform(0.9, 1.1)  # noqa: S311
+                # Beside the watch, not in it: a purge waiting for the database must not stop
+                # the watch from seeing that it waits.
+                purge = asyncio.ensure_future(self.purge_challenges())
+            await asyncio.sleep(HEALTH_INTERVAL_S)
+
+    def _stalled(self, now: float) -> bool:
+        """True while the database thread has been on one batch for over STALL_S."""
+        return self.batch_running and now - self.batch_started > STALL_S
+
+    def _probe(self) -> bool:
+        return self.app.hot.ping()
+
+    async def purge_challenges(self) -> None:
+        """Delete expired challenges, a slice at a time, between the database thread's batches.
+
+        Every challenge-mode login and activation step leaves a row; without this the table
+        grew for ever, by as many rows a second as anyone with one password cared to send.
+        """
+        # Not from the probe thread: its write lock would make a commit wait in SQLite's busy
+        # handler, and at the lowest priority on a busy core it could keep that lock a while.
+        loop = asyncio.get_running_loop()
+        while not self.stopping:
+            try:
+                deleted = await loop.run_in_executor(self.db_thread, self._purge_slice)
+            except OtpError as exc:
+                log.warning("challenge purge failed, next in %.0f s: %s", PURGE_INTERVAL_S, exc)
+                return
+            except Exception as exc:  # housekeeping must never end the health watch it runs in
+                log.error("challenge purge failed error=%s", type(exc).__name__)
+                return
+            if deleted < PURGE_SLICE:
+                return
+
+    def _purge_slice(self) -> int:
+        with self.app.hot.transaction() as writer:
+            return writer.purge_challenges(self.app.clock(), PURGE_SLICE)
