@@ -34,8 +34,9 @@ from otpcore.logfields import field as log_value
 from otpcore.model import InputMode, Reason, Result, Stage, Token, User
 from otpcore.policy import Policy
 from otpcore.ports import Clock
+from otpcore.races import changed_since, resent_meanwhile, rows_written, used_by_this_request
 from otpcore.store.hot import HotStore, TokenRecord
-from otpcore.store.hot_writer import HotWriter, Standing
+from otpcore.store.hot_writer import HotWriter
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +244,7 @@ class Authenticator:
             try:
                 with self.hot.transaction() as writer:
                     if not self.hot.sqlite:  # SQLite's one writer at a time forms no cycle
-                        writer.lock(*_rows_written(batch))
+                        writer.lock(*rows_written(batch))
                     return [_outcome(item, self._apply(writer, item, now)) for item in batch]
             except WriteConflict:
                 if attempt == WRITE_ATTEMPTS:
@@ -274,7 +275,7 @@ class Authenticator:
             # A request without an authenticator (otpctl check) is never resent: a random
             # stand-in consumes the State all the same.
             answer = item.request.request_id or secrets.token_bytes(16)
-            if not writer.take_challenge(state, answer) and not _resent_meanwhile(
+            if not writer.take_challenge(state, answer) and not resent_meanwhile(
                 writer, item, state
             ):
                 return _bad_state()  # another request (or node) used this State first
@@ -298,11 +299,11 @@ class Authenticator:
                 binding=binding,
             ):
                 standing = writer.standing(user.login, effect.serial)
-                if _used_by_this_request(standing, effect, item.request):
+                if used_by_this_request(standing, effect, item.request):
                     # This very request, resent to this node while another node committed
                     # it (SPEC §4): answered as it was there, and nothing is written again.
                     return Decision(decision.result, decision.reason, decision.serial)
-                changed = _changed_since(standing, effect.serial, binding, effect.period)
+                changed = changed_since(standing, effect.serial, binding, effect.period)
                 if changed is not None:
                     return _reject(changed, effect.serial)
                 decision = decision.lost_race()
@@ -316,7 +317,7 @@ class Authenticator:
                     # one was read (SPEC §2), or the user was revoked from it or deleted and
                     # is no longer one of its users. That is the reason to give.
                     standing = writer.standing(user.login, effect.serial)
-                    changed = _changed_since(standing, effect.serial, False)
+                    changed = changed_since(standing, effect.serial, False)
                     return _reject(changed or Reason.TOKEN_SUSPENDED, effect.serial)
                 if counted:
                     sharers = writer.sharers(effect.serial)
@@ -358,81 +359,6 @@ class Authenticator:
                 item.new_challenge, user.login, decision.next_stage.value, decision.serial, expires
             )
         return decision
-
-
-def _rows_written(batch: Sequence[Prepared]) -> tuple[list[str], list[str], list[bytes]]:
-    """The logins, serials and challenges whose rows a batch may write (if it loses a race
-    too) or read again."""
-    logins: set[str] = set()
-    serials: set[str] = set()
-    challenges: set[bytes] = set()
-    for item in batch:
-        if item.consume_state and item.request.state is not None:
-            challenges.add(item.request.state)
-        decision = item.decision
-        effects = (*decision.effects, *decision.on_replay)
-        if item.user is not None and (effects or item.new_hash is not None or item.rechecks_user):
-            logins.add(item.user.login)
-        for effect in effects:
-            if isinstance(effect, ConsumeStep | CountTokenFailure):
-                serials.add(effect.serial)
-    return sorted(logins), sorted(serials), sorted(challenges)
-
-
-def _resent_meanwhile(writer: HotWriter, item: Prepared, state: bytes) -> bool:
-    """True when the State was consumed meanwhile by this same answer, resent to this node
-    while another node committed it; only an answer that uses a step may then go on, to
-    find that step used by it (a wrong code's failure was counted there already)."""
-    request_id = item.request.request_id
-    uses_a_step = any(isinstance(effect, ConsumeStep) for effect in item.decision.effects)
-    return (
-        request_id is not None
-        and uses_a_step
-        and same_request(writer.challenge_used_by(state), request_id)
-    )
-
-
-def _used_by_this_request(
-    standing: Standing | None, effect: ConsumeStep, request: AuthRequest
-) -> bool:
-    """True when the step a refused ``consume_step`` wanted was used by this same request,
-    and the user may still use it (nothing changed since but that commit)."""
-    return (
-        standing is not None
-        and standing.last_step == effect.step
-        and same_request(standing.last_request, request.request_id)
-        and _changed_since(standing, effect.serial, False, effect.period) is None
-    )
-
-
-def _changed_since(
-    standing: Standing | None, serial: str, binding: bool, period: int | None = None
-) -> Reason | None:
-    """Why a step could not be used, when it is not that another request used it first.
-
-    ``period``: the one the step was counted in, when a step is being used. An import that
-    gave the token another period since makes it PERIOD_CHANGED: written, the step would be
-    far from the restated last step, and refused, it is no replay of the user's (nothing to
-    count).
-    """
-    if standing is None:
-        # The user was deleted meanwhile: not a replay to count on a token others still use.
-        return Reason.UNKNOWN_USER
-    if standing.user_suspended:
-        return Reason.USER_SUSPENDED
-    if not standing.token_exists:
-        return Reason.BAD_SERIAL  # deleted from the inventory meanwhile (an unbound token)
-    if binding and standing.bound_to is not None:
-        return Reason.NOT_AWAITING_ACTIVATION  # bound meanwhile (another activation won)
-    if not binding and standing.bound_to != serial:
-        return Reason.TOKEN_REVOKED
-    if standing.token_suspended:
-        return Reason.TOKEN_SUSPENDED
-    if standing.token_disabled:
-        return Reason.TOKEN_DISABLED
-    if period is not None and standing.period != period:
-        return Reason.PERIOD_CHANGED
-    return None
 
 
 def _reject(reason: Reason, serial: str | None = None) -> Decision:
