@@ -80,6 +80,16 @@ def ensure_database_file(url: str) -> None:
     path = Path(parsed.database)
     if not path.is_file():
         raise StorageError(f"{parsed.database}: no database file: run 'otpctl init' first")
+    for folder in dict.fromkeys((path.absolute().parent, path.resolve().parent)):
+        # Whoever may write in the folder may rename a database of their own over this one,
+        # and the running daemon follows the path to it; the sticky bit does not help, as
+        # they may still plant the -wal, -shm or -writer file before SQLite makes it. The
+        # service's group may: it is the one that writes those files.
+        if folder.stat().st_mode & stat.S_IWOTH:
+            raise ConfigError(
+                f"{folder}: others may write in the database's folder and replace "
+                f"{path.name} or plant files beside it; chmod o-w it"
+            )
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & stat.S_IWOTH:
         raise ConfigError(

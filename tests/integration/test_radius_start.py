@@ -167,6 +167,29 @@ def test_a_database_file_open_to_others_is_refused_at_check_and_start(
     assert run_daemon(node, "--check").returncode == 0
 
 
+@pytest.mark.parametrize("mode", [0o777, 0o1777], ids=["open", "sticky"])
+def test_a_database_in_a_folder_others_may_write_in_is_refused_at_check_and_start(
+    site: Site, mode: int
+) -> None:
+    # Others could rename a database of their own over it (the running daemon follows the
+    # path to the new file and authenticates against it) or, with the sticky bit, plant its
+    # -wal, -shm or -writer file before SQLite makes them.
+    node = site.node()
+    site.directory.chmod(mode)
+    try:
+        for args in (["--check"], []):
+            refused = run_daemon(node, *args)
+            assert refused.returncode == 78, refused.stderr
+            assert refused.stderr.splitlines() == [
+                f"otp-radiusd: error: {site.directory}: others may write in the database's "
+                "folder and replace otpradius.db or plant files beside it; chmod o-w it"
+            ]
+        site.directory.chmod(0o770)  # the service's group may, as it may write the file
+        assert run_daemon(node, "--check").returncode == 0
+    finally:
+        site.directory.chmod(0o700)
+
+
 def test_a_key_file_that_does_not_open_the_seeds_is_refused_at_check_and_start(
     site: Site, tmp_path: Path
 ) -> None:
