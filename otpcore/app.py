@@ -72,8 +72,9 @@ def build_app(
 
 
 def ensure_database_file(url: str) -> None:
-    """Refuse a SQLite path with no database file (rather than create an empty one there), and
-    a database file that others on the host may read or write."""
+    """Refuse a SQLite path with no database file (rather than create an empty one there), a
+    database file (or its -wal or -shm file) that others on the host may read or write, and one
+    in a folder they may write in."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return
@@ -90,6 +91,16 @@ def ensure_database_file(url: str) -> None:
                 f"{folder}: others may write in the database's folder and replace "
                 f"{path.name} or plant files beside it; chmod o-w it"
             )
+    real = path.resolve()
+    # SQLite keeps using a -wal or -shm file it finds, with the mode it has: one left by a
+    # daemon killed while the database was open to others stays so after a chmod of the
+    # database alone, and the -wal then takes every new password hash.
+    beside = [Path(f"{real}{suffix}") for suffix in ("-wal", "-shm")]
+    for file in (path, *(item for item in beside if item.exists())):
+        _refuse_open_to_others(file)
+
+
+def _refuse_open_to_others(path: Path) -> None:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & stat.S_IWOTH:
         raise ConfigError(

@@ -167,6 +167,28 @@ def test_a_database_file_open_to_others_is_refused_at_check_and_start(
     assert run_daemon(node, "--check").returncode == 0
 
 
+@pytest.mark.parametrize("suffix", ["-wal", "-shm"])
+def test_a_log_file_left_open_to_others_beside_the_database_is_refused(
+    site: Site, suffix: str
+) -> None:
+    # Left by a daemon killed while the database was still 0644 (an older release): SQLite
+    # keeps using the file with its mode after the database itself is made 0600, and writes
+    # every new password hash into a -wal anyone on the host may read.
+    database = site.directory / "otpradius.db"
+    beside = database.with_name(database.name + suffix)
+    beside.touch()
+    beside.chmod(0o644)
+    node = site.node()
+    for args in (["--check"], []):
+        refused = run_daemon(node, *args)
+        assert refused.returncode == 78, refused.stderr
+        assert refused.stderr.splitlines() == [
+            f"otp-radiusd: error: {beside}: {OPEN_DATABASE[0o644]}; chmod 600 it"
+        ]
+    beside.chmod(0o600)
+    assert run_daemon(node, "--check").returncode == 0
+
+
 @pytest.mark.parametrize("mode", [0o777, 0o1777], ids=["open", "sticky"])
 def test_a_database_in_a_folder_others_may_write_in_is_refused_at_check_and_start(
     site: Site, mode: int
