@@ -21,6 +21,7 @@ from cli.output import (
     Lang,
     echo_json,
     output_options,
+    shown,
     token_table,
     user_table,
 )
@@ -85,7 +86,7 @@ def activate(
     why = f"activation refused: {outcome.reason.value}"
     if outcome.reason is Reason.NOT_AWAITING_ACTIVATION:
         why += not_awaiting_hint(obj.admin(), login)
-    click.echo(f"otpctl: error: {why}", err=True)
+    click.echo(f"otpctl: error: {shown(why)}", err=True)
     ctx.exit(EXIT_REJECT)
 
 
@@ -155,7 +156,8 @@ def check(
     if status != 0:
         # The result stays on stdout for scripts; SPEC §5 wants every non-zero exit to say why
         # on stderr too.
-        click.echo(f"otpctl: error: {login} was not accepted ({outcome.result.value})", err=True)
+        why = f"{login} was not accepted ({outcome.result.value})"
+        click.echo(f"otpctl: error: {shown(why)}", err=True)
     ctx.exit(status)
 
 

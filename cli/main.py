@@ -19,6 +19,7 @@ from cli.audit import audit
 from cli.context import CONFIG_ENV, DEFAULT_CONFIG, CliContext
 from cli.db import db, init, key
 from cli.entry import INTERRUPTED
+from cli.output import shown
 from cli.tokens import token
 from cli.users import user
 from otpcore.errors import OtpError
@@ -30,7 +31,8 @@ class CommandFailed(click.ClickException):
     """A command failed on purpose: one line on stderr, and the exit status given."""
 
     def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(" ".join(message.split()))  # one line, whatever the message held
+        # One line, whatever the message held, and no escape sequence from a value it quotes.
+        super().__init__(shown(" ".join(message.split())))
         self.exit_code = exit_code
 
     def show(self, file: IO[Any] | None = None) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cli.output import Lang
+from cli.output import Lang, shown
 from otpcore.model import REASON_DESCRIPTIONS, Reason
 
 _MESSAGES: dict[str, dict[Lang, str]] = {
@@ -162,7 +162,9 @@ _REASONS_JA: dict[Reason, str] = {
 
 def say(lang: Lang, key: str, **fields: object) -> str:
     """The sentence ``key`` in ``lang`` with its fields filled in."""
-    return _MESSAGES[key][lang].format(**fields)
+    # A login or serial as given on the command line may hold anything: shown escaped.
+    safe = {name: shown(v) if isinstance(v, str) else v for name, v in fields.items()}
+    return _MESSAGES[key][lang].format(**safe)
 
 
 def describe(reason: Reason, lang: Lang) -> str:

@@ -57,8 +57,31 @@ def output_options(command: F) -> F:
 
 
 def echo_json(value: object) -> None:
-    """Print a value as JSON, non-ASCII kept readable (names are often Japanese)."""
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+    """Print a value as JSON, non-ASCII kept readable (names are often Japanese).
+
+    Only printable characters reach the terminal: json escapes C0 controls itself, but with
+    ``ensure_ascii=False`` it would pass DEL, C1 controls and bidi overrides as they are.
+    Outside strings JSON holds only printable ASCII and line breaks, so whatever else the
+    text holds is inside a string, and its ``\\uXXXX`` escape reads back as the same value.
+    """
+    text = json.dumps(value, ensure_ascii=False, indent=2)
+    if not text.replace("\n", "").isprintable():
+        text = "".join(c if c == "\n" or c.isprintable() else json.dumps(c)[1:-1] for c in text)
+    click.echo(text)
+
+
+def shown(text: str) -> str:
+    """A value as a terminal may show it: every character ``str.isprintable`` refuses (a
+    control character, an escape sequence's ESC, a line break, a bidi override) as its
+    Python escape (``\\x1b``, ``\\n``, ``\\u202e``).
+
+    Logins, names and serials are checked when stored, but an audit event also records what
+    a refused command was given (``--admin``, the logins, a file name): printed raw, a line
+    break there would forge a row of ``otpctl audit``, an escape sequence rewrite the screen.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # Labels
@@ -260,7 +283,7 @@ def display_width(text: str) -> int:
 
 def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """Left-aligned columns two spaces apart, padded by display width."""
-    body = [list(row) for row in rows]
+    body = [[shown(cell) for cell in row] for row in rows]
     widths = [display_width(h) for h in headers]
     for row in body:
         widths = [max(w, display_width(cell)) for w, cell in zip(widths, row, strict=True)]
@@ -294,7 +317,7 @@ def user_detail(view: UserView, lang: Lang) -> str:
         HEADERS[lang][column]
         + " " * (width - display_width(HEADERS[lang][column]))
         + "  "
-        + cells[column]
+        + shown(cells[column])
         for column in columns
     )
 

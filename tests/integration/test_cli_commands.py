@@ -955,6 +955,35 @@ def test_the_audit_names_the_account_that_ran_the_command_not_its_environment(
     assert event["actor"] == f"otpctl:{pwd.getpwuid(os.getuid()).pw_name}"
 
 
+def test_hostile_values_a_refused_command_was_given_cannot_forge_or_rewrite_the_audit(
+    bound: Otpctl, config: Path
+) -> None:
+    # A denied or refused command is audited with what it was given, unchecked: a line break
+    # in --admin forged a whole row of the plain table, and an escape sequence (here OSC,
+    # which click does not strip) or a bidi override reached the auditor's terminal as is.
+    forged = "hanskodt\n2030-01-01 09:00:00 UTC  hanskodt  unlock  jirodt  ok  selected jirodt"
+    failed(bound("unlock", "--admin", forged, "jirodt", "--password-stdin", input="x\n"), 5)
+    title = "jirodt\x1b]0;pwned\x07\u202etxt.exe"
+    conf = f"{CONFIRMATIONS['hanskodt']}\n"
+    revoke = bound("revoke", "--admin", "hanskodt", title, "--password-stdin", input=conf)
+    refused = failed(revoke, 3)
+    assert "\x1b" not in refused
+    assert "\u202e" not in refused
+    assert "no user jirodt\\x1b]0;pwned\\x07\\u202etxt.exe" in refused
+    events = as_json(bound("audit", "--json"))
+    assert [e["actor"] for e in events if e["outcome"] != "ok"] == [forged, "hanskodt"]
+    for lang in ("en", "ja"):
+        out = ok(bound("audit", "--lang", lang)).stdout
+        assert out.replace("\n", "").isprintable(), repr(out)
+        assert len(out.splitlines()) == len(events) + 1  # a header, then a line per event
+        assert "hanskodt\\n2030-01-01 09:00:00 UTC" in out
+        assert "jirodt\\x1b]0;pwned\\x07\\u202etxt.exe" in out
+    raw = ok(bound("audit", "--json")).stdout
+    assert raw.replace("\n", "").isprintable(), repr(raw)
+    assert "\\u202e" in raw
+    assert json.loads(raw) == events
+
+
 @pytest.mark.skipif(os.getuid() != 0, reason="only root's audit names the sudo user")
 def test_a_sudo_user_named_in_another_encoding_is_audited_as_escaped_bytes(
     bound: Otpctl,
