@@ -22,6 +22,7 @@ from otpcore.views import AuditEvent, TokenListing, UserView
 F = TypeVar("F", bound=Callable[..., Any])
 
 MISSING = "-"  # the manual's screens show a dash where there is no value
+PADDED_WIDTH = 64  # columns a table pads a column to, at most (a serial fits; see render_table)
 
 
 class Lang(StrEnum):
@@ -282,17 +283,24 @@ def display_width(text: str) -> int:
 
 
 def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """Left-aligned columns two spaces apart, padded by display width."""
+    """Left-aligned columns two spaces apart, padded by display width.
+
+    A column is padded to at most ``PADDED_WIDTH``: a longer cell is printed whole and shifts
+    the rest of its own line only.
+    """
     body = [[shown(cell) for cell in row] for row in rows]
     widths = [display_width(h) for h in headers]
     for row in body:
         widths = [max(w, display_width(cell)) for w, cell in zip(widths, row, strict=True)]
+    # Padded to the widest cell, one refused unlock given a login of 100,000 characters made
+    # every line of ``otpctl audit`` that long: gigabytes for a year's events.
+    widths = [min(w, PADDED_WIDTH) for w in widths]
     lines = []
     for row in (list(headers), *body):
         # Pad by display width, not len(): 利用者名 is four characters but eight columns.
         pairs = zip(row, widths, strict=True)
         lines.append(
-            "  ".join(cell + " " * (w - display_width(cell)) for cell, w in pairs).rstrip()
+            "  ".join(cell + " " * max(0, w - display_width(cell)) for cell, w in pairs).rstrip()
         )
     return "\n".join(lines)
 

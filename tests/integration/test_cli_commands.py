@@ -984,6 +984,22 @@ def test_hostile_values_a_refused_command_was_given_cannot_forge_or_rewrite_the_
     assert json.loads(raw) == events
 
 
+def test_one_very_long_value_does_not_widen_every_line_of_the_audit(bound: Otpctl) -> None:
+    # A refused command's arguments are audited whatever their length: padded to them, every
+    # line of the plain table grew by that much (100 events x 100 kB = 10 MB of spaces).
+    long_login = "x" * 100_000
+    conf = f"{CONFIRMATIONS['hanskodt']}\n"
+    revoke = bound("revoke", "--admin", "hanskodt", long_login, "--password-stdin", input=conf)
+    failed(revoke, 3)
+    events = as_json(bound("audit", "--json"))
+    lines = ok(bound("audit")).stdout.splitlines()
+    assert len(lines) == len(events) + 1
+    (long_line,) = [line for line in lines if long_login in line]  # still shown whole
+    assert all(len(line) < 300 for line in lines if line is not long_line)
+    # Short values still line up in columns.
+    assert len({line.index("user_add") for line in lines if "user_add" in line}) == 1
+
+
 @pytest.mark.skipif(os.getuid() != 0, reason="only root's audit names the sudo user")
 def test_a_sudo_user_named_in_another_encoding_is_audited_as_escaped_bytes(
     bound: Otpctl,
