@@ -145,10 +145,15 @@ class Admin(ApprovedOperations):
 
     def set_password(self, login: str, password: str, *, confirmation: bool = False) -> None:
         """Set a user's login password, or a master/admin user's confirmation password."""
+        with self.store.reading() as repo:
+            other = _other_hash(_user(repo, login), confirmation=confirmation)
+        self._refuse_same(password, other)
         new_hash = self.hashing.hash(password)
         now = self.clock()
         with self.store.transaction() as repo:
             row = _user(repo, login)
+            if _other_hash(row, confirmation=confirmation) != other:  # set meanwhile: again
+                self._refuse_same(password, _other_hash(row, confirmation=confirmation))
             if confirmation:
                 if UserClass(row.user_class) not in PRIVILEGED:
                     raise StateError(f"user {login} is {row.user_class}: no confirmation password")
@@ -158,6 +163,15 @@ class Admin(ApprovedOperations):
                 row.password_hash = new_hash
             what = "confirmation" if confirmation else "login"
             repo.audit(now, self.actor, "passwd", [login], "ok", f"{what} password set")
+
+    def _refuse_same(self, password: str, other: str | None) -> None:
+        """Refuse a login password equal to the user's confirmation password, or the reverse.
+
+        As ``add_user`` does: one password for both, and whoever learns the login password
+        (typed at every portal login) approves unlocks and revokes as that administrator.
+        """
+        if other is not None and self.hashing.verify(other, password):
+            raise InvalidInput("the confirmation password must differ from the login password")
 
     # Inventory
 
@@ -214,6 +228,11 @@ class Admin(ApprovedOperations):
         """Audit events in time order."""
         with self.store.reading() as repo:
             return [audit_event(row) for row in repo.audit_events(since)]
+
+
+def _other_hash(row: UserRow, *, confirmation: bool) -> str | None:
+    """The hash a new password must not match: the login one for a confirmation password."""
+    return row.password_hash if confirmation else row.confirmation_hash
 
 
 def _user(repo: Repo, login: str) -> UserRow:

@@ -489,6 +489,29 @@ def test_user_passwd_sets_the_login_and_confirmation_passwords(ready: Otpctl) ->
     ok(unlock)
 
 
+def test_user_passwd_refuses_a_confirmation_password_equal_to_the_login_password(
+    ready: Otpctl,
+) -> None:
+    # user add refused it, user passwd did not: whoever learnt hanskodt's login password,
+    # typed at every portal login, could then approve unlocks and revokes as hanskodt.
+    add_users(ready)
+    same = ready("user", "passwd", "hanskodt", "--confirmation", "--password-stdin",
+                 input=f"{PASSWORDS['hanskodt']}\n")  # fmt: skip
+    assert "must differ from the login password" in failed(same, 2)
+    back = ready("user", "passwd", "hanskodt", "--password-stdin",
+                 input=f"{CONFIRMATIONS['hanskodt']}\n")  # fmt: skip
+    assert "must differ from the login password" in failed(back, 2)
+    denied = ready("unlock", "--admin", "hanskodt", "jirodt", "--password-stdin",
+                   input=f"{PASSWORDS['hanskodt']}\n")  # fmt: skip
+    assert "wrong confirmation password" in failed(denied, 5)
+    passwd = [e for e in as_json(ready("audit", "--json")) if e["action"] == "passwd"]
+    assert passwd == []
+    # Different ones are still set, each checked against the other as it now stands.
+    ok(ready("user", "passwd", "hanskodt", "--password-stdin", input="hanako-pw-2\n"))
+    ok(ready("user", "passwd", "hanskodt", "--confirmation", "--password-stdin",
+             input=f"{PASSWORDS['hanskodt']}\n"))  # fmt: skip
+
+
 # tokens
 
 
