@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from otpcore.errors import AlreadyExists, Interrupted, InvalidInput, StorageError
 from otpcore.ports import Clock
-from otpcore.store.engine import driver_reason
+from otpcore.store.engine import driver_reason, safe_url
 from otpcore.store.repo import Store
 
 # PostgreSQL has its own tools for this, which also cover its write-ahead log and replicas.
@@ -276,7 +276,15 @@ def _written_behind(descriptor: int, target: Path) -> Iterator[None]:
 
 
 def _vacuum_into(store: Store, path: str, target: Path) -> None:
-    fairy = store.engine.raw_connection()
+    try:
+        fairy = store.engine.raw_connection()
+    except Exception as exc:
+        # The first connection is opened here: a file that is no database, or one that cannot
+        # be opened (a read-only mount in WAL mode), is said as every other command says it.
+        where = safe_url(store.engine.url)
+        raise StorageError(
+            f"{where}: cannot open the database: {driver_reason(exc)}; no copy made"
+        ) from None
     try:
         connection = fairy.driver_connection
         assert connection is not None  # noqa: S101 - a fresh pool connection is open

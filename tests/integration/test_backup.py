@@ -344,3 +344,24 @@ def test_postgresql_is_sent_to_its_own_tools(pg_site: Site, tmp_path: Path) -> N
         "back up PostgreSQL with pg_dump\n"
     )
     assert not (tmp_path / "copy.db").exists()
+
+
+def test_a_database_that_does_not_open_is_one_line_and_status_74(tmp_path: Path) -> None:
+    # A file that is no database (overwritten, the wrong file restored), or one a read-only
+    # mount keeps SQLite from opening in WAL mode: the copy's first connection fails, which
+    # escaped as "unexpected DatabaseError (a bug …)", status 1.
+    otpctl = otpctl_runner(write_config(tmp_path))
+    ok(otpctl("init"))
+    database = tmp_path / "otpradius.db"
+    for beside in tmp_path.glob("otpradius.db-*"):
+        beside.unlink()
+    database.write_bytes(b"not an SQLite database, only text " * 200)
+    out = tmp_path / "backups"
+    out.mkdir(mode=0o700)
+    result = otpctl("db", "backup", str(out / "copy.db"))
+    assert result.exit_code == 74, result.output
+    assert result.stderr == (
+        f"otpctl: error: sqlite:///{database}: cannot open the database: "
+        "DatabaseError: file is not a database; no copy made\n"
+    )
+    assert list(out.iterdir()) == []
