@@ -16,7 +16,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 import otpcore.store.engine as setup
-from otpcore.errors import Busy, Unavailable
+from otpcore.errors import Busy, StorageError, Unavailable
 from otpcore.store.engine import READ_ONLY
 from otpcore.store.models import AuditRow, ChallengeRow, TokenRow, UserRow
 from otpcore.store.turnstile import Turnstile, writers_turnstile
@@ -31,6 +31,11 @@ SEALING_LOCK_KEY = 0x6F7470_7365616C  # "otp" "seal"
 AUDIT_IMPORT_TARGETS_MAX = 100
 ACTOR_MAX = 128  # AuditRow.actor
 IMPORT_SCAN_ROWS = 5000  # rows fetched at a time when an import reads the whole inventory
+# SQLite's primary result codes for a database file that cannot take or hold the write: a
+# full disk, a read-only file or mount, an I/O error. Not a database away for a while.
+_SQLITE_STORAGE_FAILURES = frozenset(
+    {sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR}
+)
 
 
 class Repo:
@@ -305,6 +310,11 @@ class Store:
             if getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
                 # SQLite's busy timeout ran out: another writer kept its lock all that time.
                 raise Busy(setup.SQLITE_BUSY_TIMEOUT_S) from None
+            if (getattr(cause, "sqlite_errorcode", None) or 0) & 0xFF in _SQLITE_STORAGE_FAILURES:
+                # The file, not a server: no wait makes a full disk or a read-only file take
+                # the write, and "unavailable" sent the operator looking for one.
+                where = setup.safe_url(self.engine.url)
+                raise StorageError(f"{where}: {setup.driver_reason(cause)}") from None
             raise Unavailable(f"database unavailable: {type(cause).__name__}") from None
 
     def dispose(self) -> None:

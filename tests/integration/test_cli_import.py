@@ -12,8 +12,11 @@ import hashlib
 import json
 import os
 import pty
+import resource
 import select
+import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -496,3 +499,33 @@ def test_a_pskc_value_python_pskc_cannot_read_is_named_by_line(
     message = failed(otpctl("token", "import", str(path)), 2)
     assert message.startswith(f"otpctl: error: {path}:{key_lines[1]}: not a valid PSKC file: ")
     assert serials(otpctl) == []  # the first key, which read well, is not imported either
+
+
+def test_an_import_onto_a_full_disk_is_a_storage_error_and_writes_nothing(
+    otpctl: Otpctl, config: Path, tmp_path: Path
+) -> None:
+    # A file size limit stands in for a full disk: the write fails in SQLite as it would
+    # there. It was "database unavailable: OperationalError", status 69, which sends the
+    # operator looking for a database server that is not away, and says nothing of the disk.
+    hashed = phc("pw-imported")
+    rows = "".join(f'user{n:05d},Name {n},general,"{hashed}"\n' for n in range(3000))
+    file = tmp_path / "users.csv"
+    file.write_text("login,name,class,password_hash\n" + rows, encoding="utf-8")
+    limit = 200 * 1024  # above the fresh database, below it with every row of the file
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "--config", str(config), "user", "import", str(file)],
+        capture_output=True, text=True, preexec_fn=small_files, check=False,
+    )  # fmt: skip
+    assert done.returncode == 74, done.stderr
+    assert done.stderr == (
+        f"otpctl: error: sqlite:///{tmp_path / 'otpradius.db'}: "
+        "OperationalError: disk I/O error\n"
+    )
+    assert users(otpctl) == {}
+    ok(otpctl("user", "import", str(file)))  # once there is room, the same file imports
+    assert len(users(otpctl)) == 3000
