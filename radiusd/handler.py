@@ -38,9 +38,14 @@ class Answer:
     reject: bool = False
     drop_reason: str | None = None
     unavailable: bool = False
+    cause: str = ""  # why the database failed it (an Unavailable's message), for the log
 
 
-UNAVAILABLE = Answer(None, drop_reason="database_unavailable", unavailable=True)
+def unavailable(exc: Unavailable) -> Answer:
+    """A request the database did not take: dropped, with the reason for the log."""
+    return Answer(None, drop_reason="database_unavailable", unavailable=True, cause=str(exc))
+
+
 Authenticate = Callable[[AuthRequest], AuthOutcome]
 
 
@@ -62,8 +67,8 @@ class RequestHandler:
             return auth
         try:
             outcome = self.authenticate(auth)
-        except Unavailable:
-            return UNAVAILABLE
+        except Unavailable as exc:
+            return unavailable(exc)
         except OtpError as exc:
             return failed(exc, client, auth.login)
         return self.reply(admitted, client, outcome, source, started)

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from otpcore.app import App
 from otpcore.errors import OtpError
+from otpcore.logfields import field
 
 log = logging.getLogger("otpradius.server")
 
@@ -66,6 +67,8 @@ class Housekeeping:
                     cause = f" (no answer within {STALL_S:.0f} s)"
                 elif stalled:
                     cause = f" (a write waited over {STALL_S:.0f} s)"
+                elif not ok and self.app.hot.failure:
+                    cause = f" error={field(self.app.hot.failure)}"
                 log.warning("database %s%s", "reachable again" if ok else "unreachable", cause)
             self.healthy = ok
             now = time.monotonic()

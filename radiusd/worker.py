@@ -21,12 +21,13 @@ from otpcore.app import App
 from otpcore.client_config import ClientConfig
 from otpcore.config import Settings
 from otpcore.errors import OtpError, Unavailable
+from otpcore.logfields import field
 from otpcore.service import AuthRequest, Prepared, needs_password_hash
 from radiusd.clients import ClientTable
 from radiusd.dedup import Cached, DedupKey, DuplicateCache, InProgress
 from radiusd.drops import DropLog
 from radiusd.fairness import FairPool, FairQueue
-from radiusd.handler import UNAVAILABLE, Answer, RequestHandler, failed
+from radiusd.handler import Answer, RequestHandler, failed, unavailable
 from radiusd.housekeeping import Housekeeping, lowest_priority
 from radiusd.packets import Codes, MalformedPacket, Request, parse_header
 from radiusd.settings import load_settings
@@ -232,8 +233,8 @@ class Worker(Housekeeping):
         """In the hash pool: read and decide a request that may verify a password."""
         try:
             return self.authenticator.prepare(job.auth)
-        except Unavailable:
-            return UNAVAILABLE
+        except Unavailable as exc:
+            return unavailable(exc)
         except Exception as exc:  # a bug must cost one request, never the server
             return failed(exc, job.client, job.auth.login)
 
@@ -294,8 +295,8 @@ class Worker(Housekeeping):
             return answers
         try:
             outcomes = self.authenticator.commit([item for _, item in prepared])
-        except Unavailable:
-            return answers + [(job, UNAVAILABLE) for job, _ in prepared]
+        except Unavailable as exc:
+            return answers + [(job, unavailable(exc)) for job, _ in prepared]
         except Exception as exc:
             return answers + [(job, failed(exc, job.client, job.auth.login)) for job, _ in prepared]
         for (job, _), outcome in zip(prepared, outcomes, strict=True):
@@ -308,7 +309,8 @@ class Worker(Housekeeping):
         self, transport: asyncio.DatagramTransport, key: DedupKey, answer: Answer, arrived: float
     ) -> None:
         if answer.unavailable and self.healthy:
-            log.warning("database unreachable")
+            # With the reason: a full disk or a read-only file is no network fault.
+            log.warning("database unreachable error=%s", field(answer.cause))
             self.healthy = False
         if answer.reply is None:
             self.dedup.finish(key, None, time.monotonic())

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from otpcore.errors import Unavailable, WriteConflict
 from otpcore.model import Algorithm, TokenKind, User, UserClass
 from otpcore.store import hot_sql as sql
-from otpcore.store.engine import SQLITE_BUSY_TIMEOUT_S
+from otpcore.store.engine import SQLITE_BUSY_TIMEOUT_S, driver_reason
 from otpcore.store.hot_writer import HotWriter
 from otpcore.store.turnstile import writers_turnstile
 
@@ -85,6 +85,8 @@ class HotStore:
         self._turnstile = writers_turnstile(engine, turn_wait)
         # The file the SQLite connections open, to notice it deleted or replaced (see ping).
         self._database_path = self._turnstile.database if self._turnstile is not None else None
+        # Why the last health probe failed, for the log: the driver's first line, never a value.
+        self.failure = ""
 
     # Connections
 
@@ -96,8 +98,8 @@ class HotStore:
         if connection is None:
             try:
                 fairy = self.engine.raw_connection()
-            except Exception:
-                raise Unavailable("database unavailable") from None
+            except Exception as exc:
+                raise Unavailable(f"database unavailable: {driver_reason(exc)}") from None
             connection = fairy.driver_connection
             if self.sqlite:
                 # No checkpoint at commit: copying the WAL back into the database file and
@@ -166,7 +168,9 @@ class HotStore:
             if _is_driver_error(exc):
                 self._generation += 1
                 self._discard()
-                raise Unavailable(f"database unavailable: {type(exc).__name__}") from None
+                # The driver's reason, not only its class: "database or disk is full" and
+                # "connection refused" call for different hands.
+                raise Unavailable(f"database unavailable: {driver_reason(exc)}") from None
             raise
 
     # Reads (never under the write lock)
@@ -217,8 +221,10 @@ class HotStore:
                     self._generation += 1
                     raise Unavailable("database file deleted or replaced")
                 self._wal_pages = max(0, int(rows[0][1])) if rows else 0
-        except Exception:
+        except Exception as exc:
+            self.failure = str(exc) if isinstance(exc, Unavailable) else type(exc).__name__
             return False
+        self.failure = ""
         return True
 
     def challenge(self, challenge_id: bytes) -> ChallengeRecord | None:

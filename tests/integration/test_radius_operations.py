@@ -322,12 +322,87 @@ def test_a_database_file_deleted_under_the_server_is_not_made_again(site: Site) 
         assert not database.exists()
         log = node.new_log()
         assert log.count("database unreachable") == 1, log
+        # With why (the login's connection or the probe, whichever found it first).
+        assert (
+            'database unreachable error="database unavailable: OperationalError: unable to open '
+            'database file"' in log
+            or 'database unreachable error="database file deleted or replaced"' in log
+        ), log
         assert "reachable again" not in log
         kept.rename(database)  # put back: served again without a restart
         wait_until_answered(nas, timeout=10)
         reply = nas.auth(uma.login, uma.password + uma.bound.code())
         assert reply is not None
         assert reply.code is Codes.ACCESS_ACCEPT
+
+
+@contextmanager
+def small_file_system(folder: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs mounted on ``folder`` (mode 0700) for the block; skips where mounts are
+    not allowed (not root, or no CAP_SYS_ADMIN)."""
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(folder)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here to fill it")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Write a file in ``folder`` until its file system is full; the file."""
+    filler = folder / "filler"
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(descriptor, bytes(65536))
+    except OSError:
+        pass  # ENOSPC, or a short last write before it
+    finally:
+        os.close(descriptor)
+    return filler
+
+
+def test_a_full_disk_drops_logins_names_the_disk_and_serves_again_once_freed(
+    tmp_path: Path,
+) -> None:
+    # The batch's reason never reached the log: an operator read "database unreachable", a
+    # network fault on a database that is a local file, with nothing about the disk.
+    with small_file_system(tmp_path / "disk") as disk, Site(
+        tmp_path / "site", f"sqlite:///{disk / 'otpradius.db'}"
+    ) as site:
+        users = [site.active_user() for _ in range(3)]
+        walter = users[0]
+        with site.node(mode="auto", workers=1) as node, node.client() as nas:
+            filler = fill(disk)
+            node.mark()
+            # Each password alone stores a challenge: soon a commit needs room it cannot have.
+            for attempt in range(200):
+                user = users[attempt % len(users)]
+                if nas.auth(user.login, user.password, timeout=1.0) is None:
+                    break
+            else:
+                raise AssertionError("every challenge was stored on a full disk")
+            log = node.new_log()
+            assert log.count("database unreachable") == 1, log
+            assert (
+                'database unreachable error="database unavailable: OperationalError: '
+                'database or disk is full"'
+            ) in log, log
+            filler.unlink()
+            wait_until_answered(nas, timeout=10)
+            code = walter.bound.code()
+            reply = nas.auth(walter.login, walter.password + code)
+            assert reply is not None
+            assert reply.code is Codes.ACCESS_ACCEPT
+            replayed = nas.auth(walter.login, walter.password + code)
+            assert replayed is not None
+            assert replayed.code is Codes.ACCESS_REJECT
+        site.app.store.dispose()
 
 
 def make_workers_unable_to_start(site: Site, node: Node) -> None:
