@@ -523,8 +523,7 @@ def test_an_import_onto_a_full_disk_is_a_storage_error_and_writes_nothing(
     )  # fmt: skip
     assert done.returncode == 74, done.stderr
     assert done.stderr == (
-        f"otpctl: error: sqlite:///{tmp_path / 'otpradius.db'}: "
-        "OperationalError: disk I/O error\n"
+        f"otpctl: error: sqlite:///{tmp_path / 'otpradius.db'}: OperationalError: disk I/O error\n"
     )
     assert users(otpctl) == {}
     ok(otpctl("user", "import", str(file)))  # once there is room, the same file imports

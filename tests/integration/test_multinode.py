@@ -281,13 +281,17 @@ def test_a_flood_from_one_client_does_not_delay_another_clients_login(
                               identifier=number % 256)  # fmt: skip
         sender.sendto(data, node.address)
     sender.close()
+    # Behind the fair queue the login waits for the flood's datagrams ahead of it in the
+    # socket to be read and refused, well under a NAS's 3 to 5 s; in one queue it would wait
+    # for 10,000 password hashes, tens of seconds. 2 s, not 1: CI runs on a busy host have
+    # missed 1 s now and then.
     with node.client(good) as nas:
         started = time.monotonic()
-        reply = nas.auth(user.login, user.password + user.bound.code(), timeout=1.0)
+        reply = nas.auth(user.login, user.password + user.bound.code(), timeout=2.0)
         elapsed = time.monotonic() - started
-    assert reply is not None, "the good client's login got no answer within 1 s"
+    assert reply is not None, "the good client's login got no answer within 2 s"
     assert reply.code is Codes.ACCESS_ACCEPT
-    assert elapsed < 1.0
+    assert elapsed < 2.0
     node.stop()
 
 

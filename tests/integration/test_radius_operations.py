@@ -325,7 +325,8 @@ def test_a_database_file_deleted_under_the_server_is_not_made_again(site: Site) 
         # With why (the login's connection or the probe, whichever found it first).
         assert (
             'database unreachable error="database unavailable: OperationalError: unable to open '
-            'database file"' in log
+            'database file"'
+            in log
             or 'database unreachable error="database file deleted or replaced"' in log
         ), log
         assert "reachable again" not in log
@@ -372,9 +373,10 @@ def test_a_full_disk_drops_logins_names_the_disk_and_serves_again_once_freed(
 ) -> None:
     # The batch's reason never reached the log: an operator read "database unreachable", a
     # network fault on a database that is a local file, with nothing about the disk.
-    with small_file_system(tmp_path / "disk") as disk, Site(
-        tmp_path / "site", f"sqlite:///{disk / 'otpradius.db'}"
-    ) as site:
+    with (
+        small_file_system(tmp_path / "disk") as disk,
+        Site(tmp_path / "site", f"sqlite:///{disk / 'otpradius.db'}") as site,
+    ):
         users = [site.active_user() for _ in range(3)]
         walter = users[0]
         with site.node(mode="auto", workers=1) as node, node.client() as nas:
