@@ -11,8 +11,10 @@ and serial change only where the row gives them. Giving a serial binds the user 
 (state active), as when migrating bindings from another system; the binding is recorded as it
 is, whatever the token's state (an expired token makes the user expired). Counters and
 suspensions are left alone, except on a token that a row's new serial leaves without users:
-it is released as a revoke releases it (no unlock could reach it any more). One audit event
-records the import.
+it is released as a revoke releases it (no unlock could reach it any more). A row may not give
+a master or admin user a login password equal to their confirmation password, as ``otpctl user
+passwd`` may not. One audit event records the import; it names every row's login for a small
+file and, however large the file, every login it makes master or admin.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from sqlalchemy import insert
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 
-from otpcore.approvals import release_unused
+from otpcore.approvals import PRIVILEGED, release_unused
 from otpcore.crypto import PasswordHashing
 from otpcore.errors import ImportRefused
 from otpcore.model import UserClass
@@ -61,15 +63,19 @@ def import_users(
     _check_unique(rows, source)
     plain = [row for row in rows if row.password is not None]
     ticker = Ticker(progress, len(plain) + len(rows))
+    confirmations: dict[str, str] = {}
     if plain:
         with store.transaction() as repo:
             _check_against(repo, rows, update, source)
+            confirmations = _refuse_same_passwords(repo, hashing, plain, {}, source)
     hashes = _hash_passwords(hashing, plain, ticker)
     now = clock()
     try:
         with store.transaction() as repo:
             present = _check_against(repo, rows, update, source)
             repo.lock_keys(sorted(present))
+            # Checked again only where a confirmation password was set meanwhile.
+            _refuse_same_passwords(repo, hashing, plain, confirmations, source)
             # Read with the users locked, so that no revoke or activation moves them meanwhile;
             # the tokens they leave are locked with the ones rows bind, in one statement.
             left = _tokens_left(repo, [row for row in rows if row.login in present])
@@ -92,13 +98,16 @@ def import_users(
             released: list[str] = []
             for start in range(0, len(left), RELEASE_CHUNK):
                 released += release_unused(repo, left[start : start + RELEASE_CHUNK])
+            # Who gains approval rights is named however large the file: a promotion must
+            # not hide among ten thousand customers.
+            privileged = [row.login for row in rows if row.user_class in PRIVILEGED]
             repo.audit(
                 now,
                 actor,
                 "user_import",
-                Repo.import_targets([row.login for row in rows]),
+                Repo.import_targets([row.login for row in rows]) or privileged,
                 "ok",
-                _detail(source, added, changed, released),
+                _detail(source, added, changed, released, len(privileged)),
             )
     except IntegrityError:
         raise ImportRefused(
@@ -143,6 +152,34 @@ def _check_against(repo: Repo, rows: Sequence[UserSpec], update: bool, source: s
         # The line, not the value: it may be the end of a password split at a comma.
         raise ImportRefused(source, first.line, "serial is not in the inventory")
     return present
+
+
+def _refuse_same_passwords(
+    repo: Repo,
+    hashing: PasswordHashing,
+    plain: Sequence[UserSpec],
+    checked: dict[str, str],
+    source: str,
+) -> dict[str, str]:
+    """Refuse a row whose plain password is its user's stored confirmation password.
+
+    Whoever sees the login password typed at a portal would otherwise approve unlocks and
+    revokes as that administrator. Hashes already in ``checked`` unchanged are not verified
+    again; returns the hashes found.
+    """
+    kept = [row for row in plain if row.user_class is not UserClass.GENERAL]
+    found = repo.confirmation_hashes([row.login for row in kept])
+    for row in kept:
+        stored = found.get(row.login)
+        if stored is None or checked.get(row.login) == stored:
+            continue
+        if hashing.verify(stored, row.password or ""):
+            raise ImportRefused(
+                source,
+                row.line,
+                f"user {row.login}: the login password must differ from the confirmation password",
+            )
+    return found
 
 
 def _tokens_left(repo: Repo, changed: Sequence[UserSpec]) -> list[str]:
@@ -220,7 +257,11 @@ def _changed_values(row: UserSpec, hashes: dict[str, str]) -> dict[str, object]:
 
 
 def _detail(
-    source: str, added: Iterable[UserSpec], changed: Sequence[UserSpec], released: Sequence[str]
+    source: str,
+    added: Iterable[UserSpec],
+    changed: Sequence[UserSpec],
+    released: Sequence[str],
+    privileged: int,
 ) -> str:
     new = list(added)
     bound = sum(1 for row in (*new, *changed) if row.serial is not None)
@@ -229,6 +270,8 @@ def _detail(
         f"{source}: {len(new)} added, {len(changed)} updated, "
         f"{bound} bound to a token, {issued} issued"
     )
+    if privileged:
+        detail += f", {privileged} of class master or admin"
     if released:
         # As a revoke's event says it; a migration may leave thousands: then only how many.
         named = Repo.import_targets(released)

@@ -179,6 +179,18 @@ class Repo:
             found.update((login, str(serial)) for login, serial in self.session.execute(query))
         return found
 
+    def confirmation_hashes(self, logins: Sequence[str]) -> dict[str, str]:
+        """The stored confirmation hash of each of these logins that has one."""
+        found: dict[str, str] = {}
+        chunk = 500  # bound the IN (…) list
+        for i in range(0, len(logins), chunk):
+            part = list(logins[i : i + chunk])
+            query = select(UserRow.login, UserRow.confirmation_hash).where(
+                UserRow.login.in_(part), UserRow.confirmation_hash.is_not(None)
+            )
+            found.update((login, digest) for login, digest in self.session.execute(query) if digest)
+        return found
+
     def _existing(self, column: InstrumentedAttribute[str], values: Sequence[str]) -> set[str]:
         found: set[str] = set()
         chunk = 500  # bound the IN (…) list

@@ -234,6 +234,40 @@ def test_demoting_to_general_drops_the_confirmation_password(app: App) -> None:
         app.admin().confirm("boss", "confirm-boss-9", "unlock")
 
 
+def test_a_large_import_still_names_whom_it_makes_master_or_admin(app: App) -> None:
+    phc = app.hashing.hash("shared-pw-1")
+    customers = "".join(f'c{i:04d},Customer {i},general,"{phc}"\n' for i in range(150))
+    text = "login,name,class,password_hash\n" + customers + f'mole,Mole,admin,"{phc}"\n'
+    run_import(app, text, name="bulk.csv")
+    event = app.admin().audit()[-1]
+    # Too many rows to name each customer, but the one given approval rights is named.
+    assert event.targets == ("mole",)
+    assert "151 added" in event.detail
+    assert "1 of class master or admin" in event.detail
+    # And a promotion by update, among as many customers, too.
+    update = customers.replace(",general,", ",,").replace("149,,", "149,master,")
+    run_import(app, "login,name,class,password_hash\n" + update, update=True)
+    assert app.admin().audit()[-1].targets == ("c0149",)
+
+
+def test_an_update_may_not_make_the_login_password_the_confirmation_password(app: App) -> None:
+    run_import(app, "login,name,class,password\nboss,Boss,admin,pw-boss-1\n")
+    app.admin().set_password("boss", "confirm-boss-9", confirmation=True)
+    before = snapshot(app)
+    text = "login,name,password\nclerk,Clerk,pw-clerk-1\nboss,Boss,confirm-boss-9\n"
+    with pytest.raises(ImportRefused) as refused:
+        run_import(app, text, update=True, name="fix.csv")
+    assert (refused.value.line, str(refused.value).count("confirm-boss-9")) == (3, 0)
+    assert "boss: the login password must differ from the confirmation password" in str(
+        refused.value
+    )
+    assert snapshot(app) == before
+    assert login(app, "boss", "pw-boss-1") == (Result.ACCEPT, Reason.PASSWORD_ONLY)
+    # Demoted in the same row, the confirmation password goes: nothing to confuse it with.
+    run_import(app, "login,name,class,password\nboss,Boss,general,confirm-boss-9\n", update=True)
+    assert login(app, "boss", "confirm-boss-9") == (Result.ACCEPT, Reason.PASSWORD_ONLY)
+
+
 def test_a_thousand_rows_with_hashes_import_in_one_go(app: App) -> None:
     phc = app.hashing.hash("shared-pw-1")
     text = "login,name,password_hash\n" + "".join(
