@@ -146,6 +146,7 @@ def read_key(path: Path) -> SeedKey:
         raise _cannot("read", path, exc) from None
     if stat.S_IMODE(st.st_mode) & 0o077:
         raise KeyFileError(f"{path}: key file is readable by group or others; chmod 600 it")
+    _refuse_open_folder(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -153,6 +154,25 @@ def read_key(path: Path) -> SeedKey:
     if len(data) != KEY_BYTES:
         raise KeyFileError(f"{path}: key file must hold exactly {KEY_BYTES} bytes")
     return SeedKey(data)
+
+
+def _refuse_open_folder(path: Path) -> None:
+    """KeyFileError if others may write in the key file's folder (as given or resolved)."""
+    # They could swap the key, or plant the pending key that the next ``key rotate`` re-seals
+    # every seed under; the sticky bit does not stop the planting. Group may, as for the
+    # database's folder.
+    for folder in dict.fromkeys((path.absolute().parent, path.resolve().parent)):
+        try:
+            mode = folder.stat().st_mode
+        except FileNotFoundError:
+            return  # creating the key there then fails, saying so
+        except OSError as exc:
+            raise _cannot("read", path, exc) from None
+        if mode & stat.S_IWOTH:
+            raise KeyFileError(
+                f"{folder}: others may write in the key file's folder and replace {path.name} "
+                f"or plant {pending_key_path(path).name}; chmod o-w it"
+            )
 
 
 def key_file_exists(path: Path) -> bool:
@@ -189,6 +209,7 @@ def write_new_key(path: Path, owner_of: Path | None = None) -> SeedKey:
     give them (root may): a rotation run as root must not leave the daemon's own user with a
     key file it cannot read.
     """
+    _refuse_open_folder(path)
     key = SeedKey(os.urandom(KEY_BYTES))
     try:
         _write_linked(path, key.key, owner_of)

@@ -179,6 +179,22 @@ def test_a_key_file_otpctl_cannot_read_or_create_is_one_line_with_status_78(
     assert failed(ready("init"), 78) == line
 
 
+def test_init_makes_no_key_in_a_folder_others_may_write_in(otpctl: Otpctl, config: Path) -> None:
+    folder = config.parent / "keys"
+    folder.mkdir(mode=0o700)
+    folder.chmod(0o1777)  # the sticky bit keeps nobody from planting keys.key.new
+    config.write_text(config.read_text() + '\n[secrets]\nkey_file = "keys/keys.key"\n')
+    assert failed(otpctl("init"), 78) == (
+        f"otpctl: error: {folder}: others may write in the key file's folder and replace "
+        "keys.key or plant keys.key.new; chmod o-w it"
+    )
+    assert list(folder.iterdir()) == []
+    folder.chmod(0o700)
+    assert "Created key file" in ok(otpctl("init")).stdout
+    folder.chmod(0o777)
+    assert failed(otpctl("user", "list"), 78).endswith("chmod o-w it")
+
+
 def test_init_never_makes_a_new_key_for_a_database_that_holds_seeds(
     otpctl: Otpctl, config: Path
 ) -> None:

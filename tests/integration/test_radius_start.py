@@ -228,6 +228,31 @@ def test_a_key_file_that_does_not_open_the_seeds_is_refused_at_check_and_start(
         assert line.startswith(f"otp-radiusd: error: {other_key}: does not open the seeds")
 
 
+@pytest.mark.parametrize("mode", [0o777, 0o1777], ids=["open", "sticky"])
+def test_a_key_file_in_a_folder_others_may_write_in_is_refused_at_check_and_start(
+    site: Site, tmp_path: Path, mode: int
+) -> None:
+    # Others could swap the key, or plant the pending key that the next rotation re-seals
+    # every seed under; with the sticky bit they can still plant it.
+    folder = tmp_path / "keys"
+    folder.mkdir(mode=0o700)
+    moved = folder / "seeds.key"
+    site.key_file.rename(moved)
+    node = site.node()
+    text = node.config_path.read_text(encoding="utf-8")
+    node.config_path.write_text(text.replace(str(site.key_file), str(moved)), encoding="utf-8")
+    folder.chmod(mode)
+    for args in (("--check",), ()):
+        refused = run_daemon(node, *args)
+        assert refused.returncode == 78, refused.stderr
+        assert refused.stderr.splitlines() == [
+            f"otp-radiusd: error: {folder}: others may write in the key file's folder and "
+            "replace seeds.key or plant seeds.key.new; chmod o-w it"
+        ]
+    folder.chmod(0o770)  # the service's group may
+    assert run_daemon(node, "--check").returncode == 0
+
+
 def test_a_key_file_that_cannot_be_read_is_refused_at_check_and_start_in_one_line(
     site: Site,
 ) -> None:
