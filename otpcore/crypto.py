@@ -133,6 +133,11 @@ def read_secret_file(path: Path) -> bytes:
     # secret); a NAS secret anyone on the host can read is not a secret.
     if stat.S_IMODE(path.stat().st_mode) & 0o007:
         raise OSError(errno.EACCES, "readable or writable by others; chmod 640 or 600 it")
+    # Nor one that others may replace with a secret of their choosing, taken at the next
+    # reload; the sticky bit keeps them from renaming over a file that is not theirs.
+    folder = os.stat(os.path.dirname(os.path.realpath(path))).st_mode
+    if folder & stat.S_IWOTH and not folder & stat.S_ISVTX:
+        raise OSError(errno.EACCES, "others may write in its folder and replace it; chmod o-w it")
     return path.read_bytes()
 
 

@@ -178,6 +178,24 @@ def test_a_secret_file_others_can_read_is_refused(tmp_path: Path) -> None:
     )
 
 
+def test_a_secret_file_others_may_replace_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "secrets"
+    folder.mkdir()
+    (folder / "vpn.secret").write_bytes(b"from-a-file-secret\n")
+    (folder / "vpn.secret").chmod(0o600)
+    data = with_client(secret=None, secret_file="secrets/vpn.secret")
+    folder.chmod(0o777)
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(data, tmp_path / "config.toml", read_secret_file)
+    assert str(caught.value) == (
+        f"{tmp_path / 'config.toml'}: [[clients]] 'vpn-gw-1' secret_file: "
+        f"{folder / 'vpn.secret'}: others may write in its folder and replace it; chmod o-w it"
+    )
+    folder.chmod(0o1777)  # sticky: nobody else may rename over it
+    settings = parse_settings(data, tmp_path / "config.toml", read_secret_file)
+    assert settings.clients[0].secret == b"from-a-file-secret"
+
+
 @pytest.mark.parametrize("mode", [0o660, 0o606, 0o620, 0o602], ids=lambda mode: f"{mode:04o}")
 def test_a_configuration_file_group_or_others_may_write_is_refused(
     tmp_path: Path, mode: int
