@@ -121,5 +121,18 @@ def qr_png(uri: str, path: str | os.PathLike[str]) -> None:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise AlreadyExists(f"{target}: file exists; the QR code was not written") from None
-    with os.fdopen(fd, "wb") as out:
-        out.write(buffer.getvalue())
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(buffer.getvalue())
+            # On disk before the token is committed: after a power cut the inventory must not
+            # hold a token whose only picture of its seed was lost.
+            out.flush()
+            os.fsync(out.fileno())
+        folder = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except BaseException:
+        target.unlink(missing_ok=True)  # no half-written picture of a seed left behind
+        raise

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import errno
 import re
 import stat
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -239,3 +241,23 @@ def test_the_png_never_overwrites_a_file(tmp_path: Path) -> None:
     with pytest.raises(AlreadyExists):
         qr_png(URI, path)
     assert path.read_bytes() == b"keep"
+
+
+def test_a_png_that_cannot_be_written_whole_is_not_left_behind(tmp_path: Path) -> None:
+    # A file size limit stands in for a full disk: the write fails part way (EFBIG).
+    script = (
+        "import resource, signal, sys\n"
+        "from otpcore.enroll import qr_png\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))\n"
+        "try:\n"
+        f"    qr_png({URI!r}, sys.argv[1])\n"
+        "except OSError as exc:\n"
+        "    print(exc.errno)\n"
+    )
+    path = tmp_path / "token.png"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == str(errno.EFBIG)
+    assert not path.exists()
