@@ -9,29 +9,19 @@ from __future__ import annotations
 import os
 import pwd
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import otpcore.store.engine as engine_setup
 from otpcore.admin import Admin
 from otpcore.app import App, build_app
-from otpcore.config import Settings, load_settings
-from otpcore.crypto import read_secret_file
+from otpcore.config import Settings
 from otpcore.ports import Clock
 from otpcore.service import Authenticator
+from otphost.clock import system_clock
+from otphost.settings import load_settings
 
 DEFAULT_CONFIG = Path("/etc/otpradius/config.toml")
 CONFIG_ENV = "OTPRADIUS_CONFIG"
-
-
-def system_clock() -> datetime:
-    """The wall clock, in UTC: the one place the command line reads the time."""
-    return datetime.now(UTC)
-
-
-def read_settings(path: Path) -> Settings:
-    """Read and validate a configuration file; every problem names the file."""
-    return load_settings(path, read_secret_file)
 
 
 def operator() -> str:
@@ -64,7 +54,7 @@ class CliContext:
     def settings(self) -> Settings:
         """The validated configuration, read on first use."""
         if self._settings is None:
-            self._settings = read_settings(self.config_path)
+            self._settings = load_settings(self.config_path)
         return self._settings
 
     def app(self) -> App:

@@ -1,17 +1,17 @@
 """Configuration (SPEC §6): validation of the parsed TOML into frozen settings.
 
-The shells read the file with ``read_config_file``, which refuses one that others may change;
-this module then checks what was read, so that every error names the file and the key
-(``config.toml: [policy] otp_window: expected an integer``).
+The shells read the file and say who may change it (``ConfigFile``); this module checks that
+and what it holds, so that every error names the file and the key (``config.toml: [policy]
+otp_window: expected an integer``). It opens no file itself but the secret files clients
+name, through the reader the shell passes in.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import stat
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -94,43 +94,49 @@ _LEVELS = {"debug", "info", "warning", "error"}
 _CHANGED_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
 
 
-def read_config_file(path: Path) -> bytes:
-    """The bytes of a configuration file that only its owner may change; OSError if unreadable.
+@dataclass(frozen=True, slots=True)
+class ConfigFile:
+    """A configuration file as a shell read it: its bytes, and who may change it."""
 
-    Whoever may write it decides which NAS are trusted (a client in mode ``otp`` skips the
-    password) and which database and key file are used: ConfigError, naming the file.
-    """
-    with path.open("rb") as file:
-        mode = os.fstat(file.fileno()).st_mode
-        raw = file.read()
-    if mode & _CHANGED_BY_OTHERS:
+    path: Path
+    raw: bytes = field(repr=False)  # may hold a client's secret or a database password
+    mode: int  # st_mode of the file that was read
+    folder: Path  # the folder it really lies in, symlinks resolved
+    folder_mode: int
+
+
+def load_settings(file: ConfigFile, read_secret: SecretReader) -> Settings:
+    """Validate a configuration file and who may change it; every problem is a ConfigError
+    naming the file."""
+    check_access(file)
+    return settings_from_bytes(file.raw, file.path, read_secret)
+
+
+def check_access(file: ConfigFile) -> None:
+    """ConfigError unless only the file's owner may change it, or replace it."""
+    # Whoever may write it decides which NAS are trusted (a client in mode ``otp`` skips the
+    # password) and which database and key file are used.
+    if file.mode & _CHANGED_BY_OTHERS:
         raise ConfigError(
-            f"{path}: writable by group or others (mode {stat.S_IMODE(mode):04o}), who could "
-            "add a client or swap the database; chmod 640 it"
+            f"{file.path}: writable by group or others (mode {stat.S_IMODE(file.mode):04o}), "
+            "who could add a client or swap the database; chmod 640 it"
         )
     # Whoever may write in its folder may replace the file with one of their own, unless the
     # sticky bit keeps them from touching files that are not theirs (as in /tmp).
-    folder = Path(os.path.realpath(path)).parent
-    held = os.stat(folder).st_mode
-    if held & _CHANGED_BY_OTHERS and not held & stat.S_ISVTX:
+    if file.folder_mode & _CHANGED_BY_OTHERS and not file.folder_mode & stat.S_ISVTX:
         raise ConfigError(
-            f"{folder}: group or others may write in this folder and replace {path.name}; "
-            "chmod go-w it"
+            f"{file.folder}: group or others may write in this folder and replace "
+            f"{file.path.name}; chmod go-w it"
         )
-    return raw
 
 
-def load_settings(path: Path, read_secret: SecretReader) -> Settings:
-    """Read and validate a configuration file; every problem is a ConfigError naming the file."""
-    try:
-        raw = read_config_file(path)
-    except FileNotFoundError:
-        raise ConfigError(
+def unreadable(path: Path, exc: OSError) -> ConfigError:
+    """The error for a configuration file the shell could not read."""
+    if isinstance(exc, FileNotFoundError):
+        return ConfigError(
             f"{path}: configuration file not found (give --config PATH or set OTPRADIUS_CONFIG)"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
-    return settings_from_bytes(raw, path, read_secret)
+        )
+    return ConfigError(f"{path}: cannot read the configuration: {exc.strerror}")
 
 
 def settings_from_bytes(raw: bytes, source: Path, read_secret: SecretReader) -> Settings:

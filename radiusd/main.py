@@ -10,9 +10,9 @@ from pathlib import Path
 
 from otpcore.app import build_app
 from otpcore.errors import OtpError
-from radiusd.clock import system_clock
+from otphost.clock import system_clock
+from otphost.settings import load_settings
 from radiusd.logsetup import setup_logging
-from radiusd.settings import load_settings
 from radiusd.sockets import ensure_free
 from radiusd.supervisor import Supervisor, warn_readable_secrets, warn_weak_clients
 

@@ -17,7 +17,7 @@ from typing import cast
 from otpcore.app import build_app
 from otpcore.config import Settings
 from otpcore.errors import Unavailable
-from radiusd.clock import system_clock
+from otphost.clock import system_clock
 from radiusd.expiry import ExpiryWatch
 from radiusd.sockets import open_socket
 from radiusd.worker import Worker

@@ -25,9 +25,9 @@ from sqlalchemy.engine import make_url
 from otpcore.config import Settings
 from otpcore.errors import OtpError
 from otpcore.logfields import field as field_value
+from otphost.settings import load_settings
 from radiusd.notify import sd_notify
 from radiusd.process import run_worker
-from radiusd.settings import load_settings
 
 log = logging.getLogger("otpradius.server")
 

@@ -23,6 +23,7 @@ from otpcore.config import Settings
 from otpcore.errors import OtpError, Unavailable
 from otpcore.logfields import field
 from otpcore.service import AuthRequest, Prepared, needs_password_hash
+from otphost.settings import load_settings
 from radiusd.clients import ClientTable
 from radiusd.dedup import Cached, DedupKey, DuplicateCache, InProgress
 from radiusd.drops import DropLog
@@ -30,7 +31,6 @@ from radiusd.fairness import FairPool, FairQueue
 from radiusd.handler import Answer, RequestHandler, failed, unavailable
 from radiusd.housekeeping import Housekeeping, lowest_priority
 from radiusd.packets import Codes, MalformedPacket, Request, parse_header
-from radiusd.settings import load_settings
 
 log = logging.getLogger("otpradius.server")
 

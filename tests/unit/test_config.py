@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from otpcore.config import parse_settings, read_config_file, settings_from_bytes
+from otpcore.config import ConfigFile, check_access, parse_settings, settings_from_bytes
 from otpcore.crypto import HashingParams, read_secret_file
 from otpcore.errors import ConfigError
 from otpcore.model import InputMode
@@ -197,39 +197,38 @@ def test_a_secret_file_others_may_replace_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", [0o660, 0o606, 0o620, 0o602], ids=lambda mode: f"{mode:04o}")
-def test_a_configuration_file_group_or_others_may_write_is_refused(
-    tmp_path: Path, mode: int
-) -> None:
+def test_a_configuration_file_group_or_others_may_write_is_refused(mode: int) -> None:
     # Whoever may write it could add a client in mode "otp", or point at another database.
-    config = tmp_path / "config.toml"
-    config.write_text("[logging]\nsyslog = false\n", encoding="utf-8")
-    config.chmod(mode)
+    path = Path("/etc/otpradius/config.toml")
     with pytest.raises(ConfigError) as caught:
-        read_config_file(config)
+        check_access(ConfigFile(path, b"", 0o100000 | mode, path.parent, 0o40755))
     assert str(caught.value) == (
-        f"{config}: writable by group or others (mode {mode:04o}), who could add a client or "
+        f"{path}: writable by group or others (mode {mode:04o}), who could add a client or "
         "swap the database; chmod 640 it"
     )
-    config.chmod(0o644)  # read by all is only warned about at start, where it holds a secret
-    assert read_config_file(config) == b"[logging]\nsyslog = false\n"
+    # Read by all is only warned about at start, where it holds a secret.
+    check_access(ConfigFile(path, b"", 0o100644, path.parent, 0o40755))
 
 
+@pytest.mark.parametrize("folder_mode", [0o777, 0o775, 0o757])
 def test_a_configuration_in_a_folder_others_may_write_in_is_refused_unless_sticky(
-    tmp_path: Path,
+    folder_mode: int,
 ) -> None:
-    folder = tmp_path / "shared"
-    folder.mkdir()
-    config = folder / "config.toml"
-    config.write_text("", encoding="utf-8")
-    config.chmod(0o640)
-    folder.chmod(0o777)  # anyone could rename a file of their own over it
+    # Anyone who may write in the folder could rename a file of their own over it.
+    path = Path("/srv/shared/config.toml")
     with pytest.raises(ConfigError) as caught:
-        read_config_file(config)
+        check_access(ConfigFile(path, b"", 0o100640, path.parent, 0o40000 | folder_mode))
     assert str(caught.value) == (
-        f"{folder}: group or others may write in this folder and replace config.toml; chmod go-w it"
+        "/srv/shared: group or others may write in this folder and replace config.toml; "
+        "chmod go-w it"
     )
-    folder.chmod(0o1777)  # as /tmp: nobody may rename or remove another's files
-    assert read_config_file(config) == b""
+    # As /tmp: nobody may rename or remove another's files.
+    check_access(ConfigFile(path, b"", 0o100640, path.parent, 0o41000 | folder_mode))
+
+
+def test_a_configuration_file_read_keeps_its_content_out_of_repr() -> None:
+    read = ConfigFile(Path("c.toml"), b'secret = "s3cr3t-nas"', 0o100600, Path("."), 0o40700)
+    assert "s3cr3t" not in repr(read)
 
 
 @pytest.mark.parametrize("key", ["lockout_threshold", "password_lockout_threshold"])
