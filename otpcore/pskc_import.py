@@ -1,6 +1,7 @@
 """PSKC seed files (RFC 6030): TOTP keys to ``TokenSpec``, or one clear refusal.
 
-python-pskc parses and decrypts; this module decides what a bank may import from it.
+``pskc_reader`` reads the file into records and ``pskc_crypto`` decrypts; this module decides
+what a bank may import from them.
 
 Rules, where RFC 6030 leaves a choice to the recipient:
 
@@ -22,12 +23,14 @@ Rules, where RFC 6030 leaves a choice to the recipient:
 - Expiry: the earlier of DeviceInfo ``ExpiryDate`` and the key's Policy ``ExpiryDate``;
   a time without a zone is UTC (RFC 6030 §4.3.3 says UTC). Start dates are ignored: the
   bank's service start date is per user (``user issue --start``).
-- A Policy that python-pskc does not understand, a KeyUsage without ``OTP`` or a
+- A Policy with rules the reader does not know, a KeyUsage without ``OTP`` or a
   ``NumberOfTransactions`` limit refuses the key: the server could not honour it.
 - Protection: a pre-shared key (bytes) or a password (PBKDF2), never both. A key or password
-  given for a file that is not encrypted is refused too (it means the wrong file). Every
-  encrypted value is decrypted and its MAC checked before anything is returned; a CBC value
-  without a MAC is refused (RFC 6030 §6.1.1 requires one).
+  given for a file that is not encrypted is refused too (it means the wrong file). PBKDF2's
+  iteration count and key length are bounded before anything is derived. Every encrypted
+  value's MAC is checked (over IV and ciphertext, RFC 6030 §6.1.1) and the value decrypted
+  before anything is returned; a CBC value without a MAC is refused (§6.1.1 requires one),
+  an empty ``<ValueMAC>`` too. A clear secret beside encrypted ones is refused.
 - The XML is checked with expat first: a syntax error is reported with its line, and a
   DOCTYPE (entity expansion) is refused, as no PSKC file needs one. An XML signature
   (``ds:Signature``) is not verified: a seed file's integrity here is its MAC.
@@ -43,18 +46,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 from xml.etree import ElementTree
-
-from pskc import PSKC
-from pskc.device import Device
-from pskc.exceptions import DecryptionError, KeyDerivationError, PSKCError
-from pskc.key import EncryptedValue, Key
-from pskc.parser import PSKCParser
 
 from otpcore.errors import ImportRefused, InvalidInput
 from otpcore.model import Algorithm, TokenKind
 from otpcore.progress import Progress, Ticker
+from otpcore.pskc_crypto import (
+    DecryptionFailed,
+    Decryptor,
+    DerivationFailed,
+    Encrypted,
+)
+from otpcore.pskc_reader import Container, KeyRecord, MalformedPskc, read_container
 from otpcore.pskc_scan import Scan, scan_pskc
 from otpcore.token_csv import (
     DEFAULT_PERIOD,
@@ -68,10 +72,7 @@ from otpcore.token_csv import (
 )
 
 TOTP_DEFAULT_DIGITS = 6
-MAX_PBKDF2_ITERATIONS = 10_000_000  # a hostile file must not keep the CLI busy for hours
-MAX_PBKDF2_KEY_LENGTH = 64
 MAX_DRIFT_SECONDS = 86_400  # |TimeDrift| x TimeInterval beyond a day is refused
-_DATA_FIELDS = ("secret", "counter", "time_offset", "time_interval", "time_drift")
 
 
 def detect_format(data: bytes) -> Literal["csv", "pskc"]:
@@ -111,12 +112,12 @@ def read_pskc(
         lines = scan.key_lines if len(scan.key_lines) == len(keys) else [None] * len(keys)
         located = [_Located(key, line) for key, line in zip(keys, lines, strict=True)]
         wanted = _select(located, source)
-        _unlock(container, wanted, source, psk=psk, password=password)
+        decryptor = _unlock(container, wanted, source, psk=psk, password=password)
         specs: list[TokenSpec] = []
         serials: dict[str, _Located] = {}
         seeds: DistinctSeeds[_Located] = DistinctSeeds()
         for item in wanted:
-            spec = _spec(item, source)
+            spec = _spec(item, source, decryptor)
             # Checked key by key, so that the first bad key in the file is the one named.
             _check_unique(spec, item, serials, seeds, source)
             specs.append(spec)
@@ -140,47 +141,19 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _parse(data: bytes, source: str, ticker: Ticker, scan: Scan) -> PSKC:
-    """python-pskc's model of the file. The tree is handed to its parser directly: ``PSKC(file)``
-    would also deep-copy the whole tree for XML-signature checking, which this server does
-    not do (a seed file's integrity is its MAC), at a third of the parse time."""
-    container = PSKC()
-    parser = _counting_parser(ticker)
+def _parse(data: bytes, source: str, ticker: Ticker, scan: Scan) -> Container:
+    """The file's records, or ImportRefused naming the line of the key package at fault."""
     try:
         # scan_pskc refused any DOCTYPE, so there are no entities to expand: safe to parse.
         root = ElementTree.fromstring(data)  # noqa: S314
-        parser.parse_document(container, root)
-    except (PSKCError, ElementTree.ParseError, ValueError, TypeError, AttributeError) as exc:
-        # python-pskc's messages name elements and bad literals, never a secret value
-        # (a Secret PlainValue is only base64-decoded, whose errors quote no data).
-        detail = str(exc)[:200] or type(exc).__name__
+        return read_container(root, ticker.advance)
+    except ElementTree.ParseError as exc:  # expat accepted it: only a second opinion
+        raise ImportRefused(source, None, f"not a valid PSKC file: {exc}") from None
+    except MalformedPskc as exc:
         # A value inside a key package (a length, an interval) is named by its key's line, as
         # a bad CSV row is by its own; the rest of the file has no line to give.
-        line = scan.package_line(parser.parsing) if parser.parsing is not None else None
-        raise ImportRefused(source, line, f"not a valid PSKC file: {detail}") from None
-    return container
-
-
-class _Parser(PSKCParser):
-    parsing: int | None = None  # the index of the key package being parsed, if any
-
-
-def _counting_parser(ticker: Ticker) -> type[_Parser]:
-    """python-pskc's parser, advancing ``ticker`` after each key package and noting which one
-    it is in: its parser is all class methods, so a subclass per file carries the count."""
-    parsed = 0
-
-    class CountingParser(_Parser):
-        @classmethod
-        def parse_key_package(cls, device: Device, key_package: Any) -> None:
-            nonlocal parsed
-            cls.parsing = parsed
-            super().parse_key_package(device, key_package)
-            cls.parsing = None
-            parsed += 1
-            ticker.advance()
-
-    return CountingParser
+        line = scan.package_line(exc.package) if exc.package is not None else None
+        raise ImportRefused(source, line, f"not a valid PSKC file: {exc.detail}") from None
 
 
 # Which keys to import
@@ -188,7 +161,7 @@ def _counting_parser(ticker: Ticker) -> type[_Parser]:
 
 @dataclass(frozen=True, slots=True)
 class _Located:
-    key: Key
+    key: KeyRecord
     line: int | None
 
     @property
@@ -237,103 +210,105 @@ def _refuse(source: str, item: _Located, message: str) -> ImportRefused:
 # Decryption and MAC
 
 
-def _encrypted(key: Key) -> list[EncryptedValue]:
-    values = (vars(key).get("_" + name) for name in _DATA_FIELDS)
-    return [value for value in values if isinstance(value, EncryptedValue)]
-
-
 def _unlock(
-    container: PSKC,
+    container: Container,
     wanted: Sequence[_Located],
     source: str,
     *,
     psk: bytes | None,
     password: str | None,
-) -> None:
-    """Install the pre-shared or derived key; refuse missing, needless or MAC-less protection."""
-    encrypted = [item for item in wanted if _encrypted(item.key)]
+) -> Decryptor | None:
+    """The decryptor under the pre-shared or derived key, None for a file without encrypted
+    keys; refuses missing, needless or MAC-less protection."""
+    encrypted = [item for item in wanted if item.key.encrypted]
     if not encrypted:
         if psk is not None or password is not None:
             what = "pre-shared key" if psk is not None else "password"
             raise ImportRefused(
                 source, None, f"a {what} was given but the file's keys are not encrypted"
             )
-        return
+        return None
     for item in wanted:
-        secret = vars(item.key).get("_secret")
-        if secret is not None and not isinstance(secret, EncryptedValue):
+        if isinstance(item.key.secret, bytes):
             # The pre-shared key and the MAC vouch for encrypted values only: a secret in
             # clear beside them could have been put in on the way, and would pass for checked.
             raise _refuse(
                 source, item, "its secret is in clear in a file whose other keys are encrypted"
             )
-    mac_declared = container.mac.algorithm is not None
+    mac_declared = bool(container.mac_algorithm)
     for item in encrypted:
-        for value in _encrypted(item.key):
-            cbc = (value.algorithm or container.encryption.algorithm or "").endswith("-cbc")
-            # Falsy, not None: python-pskc reads <ValueMAC>====</ValueMAC> as b"" and then
-            # checks no MAC at all, so an altered CBC value would decrypt unnoticed.
-            if not value.mac_value and (mac_declared or cbc):
+        for value in item.key.encrypted:
+            cbc = (value.algorithm or container.default_algorithm).endswith("-cbc")
+            # An empty <ValueMAC>====</ValueMAC> is read as none: it must not pass for one.
+            if value.mac is None and (mac_declared or cbc):
                 raise _refuse(
                     source, item, "an encrypted value carries no ValueMAC, so it cannot be checked"
                 )
-    derived = container.encryption.derivation.algorithm is not None
+    derivation = container.derivation
     if psk is None and password is None:
-        need = "the PSKC password" if derived else "the pre-shared key"
-        name = container.encryption.key_name
+        need = "the PSKC password" if derivation else "the pre-shared key"
+        name = container.key_name
         named = f" (key name {name!r})" if name else ""
         raise ImportRefused(
             source, None, f"the keys are encrypted{named}: give {need} to import them"
         )
     if password is not None:
-        if not derived:
+        if derivation is None:
             raise ImportRefused(
                 source, None, "the file is not protected by a password: give the pre-shared key"
             )
-        iterations = container.encryption.derivation.pbkdf2_iterations or 0
-        length = container.encryption.derivation.pbkdf2_key_length or 0
-        if iterations > MAX_PBKDF2_ITERATIONS or length > MAX_PBKDF2_KEY_LENGTH:
+        if not derivation.in_range:
             raise ImportRefused(
                 source, None, "the PBKDF2 parameters are out of range (iterations or key length)"
             )
         try:
-            container.encryption.derive_key(password)
-        except KeyDerivationError as exc:
+            key = derivation.derive(password)
+        except DerivationFailed as exc:
             raise ImportRefused(source, None, f"cannot derive the key: {exc}") from None
     else:
-        container.encryption.key = psk
+        key = psk or b""
+    return Decryptor(key, container.mac_algorithm, container.mac_key, container.default_algorithm)
 
 
 def _decrypt(
-    item: _Located, source: str
+    item: _Located, source: str, decryptor: Decryptor | None
 ) -> tuple[bytes | None, int | None, int | None, int | None]:
     """(secret, time interval, time offset, time drift), every MAC checked on the way."""
     key = item.key
     try:
-        values = (key.secret, key.time_interval, key.time_offset, key.time_drift, key.counter)
-    except DecryptionError as exc:
-        raise _refuse(source, item, _decryption_message(str(exc))) from None
-    secret, interval, offset, drift, _counter = values
+        secret = _open(key.secret, decryptor)
+        interval, offset, drift, _counter = (
+            _open_number(value, decryptor)
+            for value in (key.interval, key.time, key.drift, key.counter)
+        )
+    except DecryptionFailed as exc:
+        raise _refuse(source, item, str(exc)) from None
     return secret, interval, offset, drift
 
 
-def _decryption_message(detail: str) -> str:
-    if detail == "MAC value does not match":
-        return "MAC check failed: wrong pre-shared key or password, or the file was altered"
-    if detail in ("Invalid padding", "Invalid key length") or detail.startswith("Invalid"):
-        return f"cannot decrypt ({detail.lower()}): wrong pre-shared key or password"
-    if detail == "No key available":
-        return "the value is encrypted and no key was given"
-    return f"cannot decrypt: {detail}"
+def _open(value: bytes | Encrypted | None, decryptor: Decryptor | None) -> bytes | None:
+    if not isinstance(value, Encrypted):
+        return value
+    if decryptor is None:  # _unlock returns one whenever a wanted key has an encrypted value
+        raise DecryptionFailed("the value is encrypted and no key was given")
+    return decryptor.value(value)
+
+
+def _open_number(value: int | Encrypted | None, decryptor: Decryptor | None) -> int | None:
+    if not isinstance(value, Encrypted):
+        return value
+    if decryptor is None:
+        raise DecryptionFailed("the value is encrypted and no key was given")
+    return decryptor.integer(value)
 
 
 # One key to one TokenSpec
 
 
-def _spec(item: _Located, source: str) -> TokenSpec:
+def _spec(item: _Located, source: str, decryptor: Decryptor | None) -> TokenSpec:
     key = item.key
     _check_policy(item, source)
-    secret, interval, offset, drift = _decrypt(item, source)
+    secret, interval, offset, drift = _decrypt(item, source, decryptor)
     try:
         if secret is None:
             raise InvalidInput(
@@ -354,7 +329,7 @@ def _spec(item: _Located, source: str) -> TokenSpec:
             serial=parse_serial(str(serial_text)),
             secret=check_secret(secret),
             kind=TokenKind.HARDWARE,
-            algorithm=_hash(key.algorithm_suite),
+            algorithm=_hash(key.suite),
             digits=_digits(key),
             period=period,
             expires=_expiry(key),
@@ -368,7 +343,7 @@ def _spec(item: _Located, source: str) -> TokenSpec:
 
 def _check_policy(item: _Located, source: str) -> None:
     policy = item.key.policy
-    if policy.unknown_policy_elements:
+    if policy.unknown:
         raise _refuse(source, item, "the key's Policy has rules this server cannot honour")
     if policy.key_usage and "OTP" not in policy.key_usage:
         usage = ", ".join(policy.key_usage)
@@ -379,13 +354,13 @@ def _check_policy(item: _Located, source: str) -> None:
         raise _refuse(source, item, f"PIN usage mode {policy.pin_usage!r} is not supported")
 
 
-def _stated(key: Key, interval: int | None, drift: int | None) -> frozenset[str]:
+def _stated(key: KeyRecord, interval: int | None, drift: int | None) -> frozenset[str]:
     """The settings the file gives for this key; an update leaves the others as stored."""
     present = {
-        "algorithm": bool(key.algorithm_suite),
+        "algorithm": bool(key.suite),
         "digits": key.response_length is not None,
         "period": interval is not None,
-        "expires": key.expiry_date is not None or key.policy.expiry_date is not None,
+        "expires": key.device_expiry is not None or key.policy.expiry is not None,
         "drift": drift is not None,
     }
     return frozenset(name for name, stated in present.items() if stated)
@@ -400,7 +375,7 @@ def _hash(suite: str | None) -> Algorithm:
     return parse_algorithm(name)
 
 
-def _digits(key: Key) -> int:
+def _digits(key: KeyRecord) -> int:
     if key.response_encoding not in (None, "DECIMAL"):
         raise InvalidInput(f"response encoding {key.response_encoding} is not supported")
     if key.response_check:
@@ -413,8 +388,8 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _expiry(key: Key) -> datetime | None:
-    dates = [_utc(d) for d in (key.expiry_date, key.policy.expiry_date) if d is not None]
+def _expiry(key: KeyRecord) -> datetime | None:
+    dates = [_utc(d) for d in (key.device_expiry, key.policy.expiry) if d is not None]
     return min(dates) if dates else None
 
 

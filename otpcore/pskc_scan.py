@@ -1,6 +1,6 @@
-"""The pre-check of a PSKC file, before python-pskc sees it: well-formed XML, no DOCTYPE
-(so no entity can expand), a PSKC root, and the line where each key starts, so that a
-refusal names its line as a CSV refusal does.
+"""The pre-check of a PSKC file, before the tree is built: well-formed XML, no DOCTYPE (so no
+entity can expand), a PSKC root, and the line where each key starts, so that a refusal names
+its line as a CSV refusal does.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 from otpcore.errors import ImportRefused
 
-# The elements that hold keys, in the order python-pskc parses them (see Scan.ordered).
+# The elements that hold keys: RFC 6030's KeyPackage, and the draft format's Device (which
+# the reader refuses, at its line).
 PACKAGES = ("KeyPackage", "Device")
-KEY_ELEMENTS = ("Key", "Secret")
 
 
 @dataclass(slots=True)
@@ -22,33 +22,26 @@ class Package:
     kind: str
     line: int
     keys: list[int] = field(default_factory=list)
-    secrets: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class Scan:
-    """What the pre-check found: the root element and each key package."""
+    """What the pre-check found: the root element and each key package, in document order."""
 
     root: str = ""
     packages: list[Package] = field(default_factory=list)
 
     @property
-    def ordered(self) -> list[Package]:
-        """The key packages in the order python-pskc parses them."""
-        return [p for kind in PACKAGES for p in self.packages if p.kind == kind]
-
-    @property
     def key_lines(self) -> list[int | None]:
-        """Lines of the key elements, in the order python-pskc lists its keys."""
-        return [line for p in self.ordered for line in (*p.keys, *p.secrets)]
+        """Lines of the ``<Key>`` elements, in the order the reader lists its keys."""
+        return [line for p in self.packages for line in p.keys]
 
     def package_line(self, index: int) -> int | None:
-        """Where the ``index``-th package python-pskc parses starts: its key, or itself."""
-        ordered = self.ordered
-        if not 0 <= index < len(ordered):
+        """Where the ``index``-th key package starts: its first key, or itself."""
+        if not 0 <= index < len(self.packages):
             return None
-        package = ordered[index]
-        return next(iter((*package.keys, *package.secrets)), package.line)
+        package = self.packages[index]
+        return next(iter(package.keys), package.line)
 
 
 class _DoctypeRefused(Exception):
@@ -58,24 +51,31 @@ class _DoctypeRefused(Exception):
 def scan_pskc(data: bytes, source: str) -> Scan:
     """Check well-formedness with expat, refuse a DOCTYPE, note where each key starts."""
     scan = Scan()
-    stack: list[str] = []
+    # Only the first three levels matter: the depth is counted, names kept for those only
+    # (a million elements pass through these two handlers, so they do as little as they can).
+    depth = 0
+    parents: list[str] = []
     parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
     parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
 
-    def start(name: str, _attributes: dict[str, str]) -> None:
+    def start(name: str, _attributes: object) -> None:
+        nonlocal depth
+        depth += 1
+        if depth > 3:
+            return
         local = name.rsplit(" ", 1)[-1]
-        depth = len(stack)
-        if depth == 0:
+        if depth == 1:
             scan.root = local
-        elif depth == 1 and local in PACKAGES:
+        elif depth == 2 and local in PACKAGES:
             scan.packages.append(Package(local, parser.CurrentLineNumber))
-        elif depth == 2 and stack[1] in PACKAGES and local in KEY_ELEMENTS and scan.packages:
-            target = scan.packages[-1].keys if local == "Key" else scan.packages[-1].secrets
-            target.append(parser.CurrentLineNumber)
-        stack.append(local)
+        elif depth == 3 and local == "Key" and parents[1] in PACKAGES and scan.packages:
+            scan.packages[-1].keys.append(parser.CurrentLineNumber)
+        del parents[depth - 1 :]
+        parents.append(local)
 
     def end(_name: str) -> None:
-        stack.pop()
+        nonlocal depth
+        depth -= 1
 
     def doctype(*_args: object) -> None:
         raise _DoctypeRefused
