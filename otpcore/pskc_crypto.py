@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives.keywrap import (
     aes_key_unwrap_with_padding,
 )
 
+from otpcore.token_csv import shown
+
 MAX_PBKDF2_ITERATIONS = 10_000_000  # a hostile file must not keep the CLI busy for hours
 MAX_PBKDF2_KEY_LENGTH = 64
 MAX_INTEGER_BYTES = 8  # an encrypted counter or interval: a 64-bit number at most
@@ -95,11 +97,11 @@ class Derivation:
     def derive(self, password: str) -> bytes:
         """The key PBKDF2 derives from ``password``; DerivationFailed if it cannot."""
         if self.algorithm != PBKDF2:
-            raise DerivationFailed(f"unsupported key derivation {self.algorithm!r}")
+            raise DerivationFailed(f"unsupported key derivation {shown(self.algorithm)}")
         prf = self.prf or "hmac-sha1"
         digest = MAC_HASHES.get(prf)
         if digest is None:
-            raise DerivationFailed(f"unsupported PBKDF2 pseudorandom function {prf!r}")
+            raise DerivationFailed(f"unsupported PBKDF2 pseudorandom function {shown(prf)}")
         if not (self.salt and self.iterations and self.key_length and password):
             raise DerivationFailed("incomplete PBKDF2 parameters (salt, iterations, key length)")
         if not self.in_range or self.iterations < 0 or self.key_length < 0:
@@ -145,7 +147,7 @@ class Decryptor:
     def _check_mac(self, value: Encrypted) -> None:
         digest = MAC_HASHES.get(self._mac_algorithm)
         if digest is None:
-            what = repr(self._mac_algorithm) if self._mac_algorithm else "none (no MACMethod)"
+            what = shown(self._mac_algorithm) if self._mac_algorithm else "none (no MACMethod)"
             raise DecryptionFailed(f"cannot check the ValueMAC: MAC algorithm {what} unsupported")
         if self._mac_key is None:
             if self._mac_key_value is None:
@@ -169,7 +171,7 @@ class Decryptor:
             return _unwrap(key, cipher)
         if not algorithm:
             raise DecryptionFailed("cannot decrypt: the value names no encryption method")
-        raise DecryptionFailed(f"cannot decrypt: unsupported encryption method {algorithm!r}")
+        raise DecryptionFailed(f"cannot decrypt: unsupported encryption method {shown(algorithm)}")
 
     def _cbc(self, algorithm: str, cipher: bytes) -> bytes:
         """CBC with the IV as the first block, then PKCS #7 padding removed.

@@ -14,7 +14,7 @@ import binascii
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from xml.etree.ElementTree import Element
 
 from otpcore.pskc_crypto import Derivation, Encrypted, algorithm_name
@@ -131,6 +131,13 @@ class _Reader:
     def fail(self, detail: str) -> MalformedPskc:
         return MalformedPskc(detail, self.package)
 
+    def once(self, seen: set[str], name: str, where: str) -> None:
+        """Refuse a second element where one is allowed: which would count is a guess, and a
+        second Secret or ValueMAC could be what was slipped in on the way."""
+        if name in seen:
+            raise self.fail(f"{where} has more than one <{name}>")
+        seen.add(name)
+
     def container(self, root: Element, package_done: Callable[[], None]) -> Container:
         if self.names[root.tag] != "KeyContainer":
             raise MalformedPskc(
@@ -140,8 +147,11 @@ class _Reader:
         if version and version not in ("1", "1.0"):
             raise MalformedPskc(f"Unsupported version {shown(version)} (RFC 6030 is 1.0)")
         packages = 0
+        seen: set[str] = set()
         for child in root:
             name = self.names[child.tag]
+            if name in ("EncryptionKey", "MACMethod"):
+                self.once(seen, name, "the KeyContainer")
             if name == "KeyPackage":
                 self.package = packages
                 self.key_package(child)
@@ -210,11 +220,14 @@ class _Reader:
         for child in package:
             name = self.names[child.tag]
             if name == "DeviceInfo":
+                seen: set[str] = set()
                 for info in child:
                     info_name = self.names[info.tag]
                     if info_name == "SerialNo":
+                        self.once(seen, info_name, "the DeviceInfo")
                         serial = _text(info)
                     elif info_name == "ExpiryDate":
+                        self.once(seen, info_name, "the DeviceInfo")
                         expiry = self.date(info)
             elif name == "Key":
                 keys.append(child)
@@ -226,6 +239,7 @@ class _Reader:
         response = _Response()
         suite: str | None = None
         policy = Policy()
+        seen: set[str] = set()
         for child in key:
             name = self.names[child.tag]
             if name == "AlgorithmParameters":
@@ -240,6 +254,7 @@ class _Reader:
                     data_name = self.names[data.tag]
                     attribute = _DATA_FIELDS.get(data_name)
                     if attribute is not None:
+                        self.once(seen, data_name, "the key's Data")
                         values[attribute] = self.data(data, data_name)
             elif name == "Policy":
                 policy = self.policy(child)
@@ -277,8 +292,10 @@ class _Reader:
         plain: Element | None = None
         encrypted: Element | None = None
         mac: bytes | None = None
+        seen: set[str] = set()
         for child in element:
             child_name = self.names[child.tag]
+            self.once(seen, child_name, f"the {name}")
             if child_name == "PlainValue":
                 plain = child
             elif child_name == "EncryptedValue":
@@ -371,9 +388,11 @@ class _Reader:
         if cached is not None:
             return cached
         try:
-            # xs:dateTime; the 'Z' of UTC is read by fromisoformat from Python 3.11 on.
+            # xs:dateTime; the 'Z' of UTC is read by fromisoformat from Python 3.11 on. A time
+            # without a zone is UTC (RFC 6030 §4.3.3).
             value = datetime.fromisoformat(text)
-        except ValueError:
+            value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except (ValueError, OverflowError):
             name = self.names[element.tag]
             raise self.fail(f"{name} {shown(text)} is not a date and time") from None
         self.dates[text] = value

@@ -276,3 +276,34 @@ def test_python_pskc_is_a_test_dependency_only() -> None:
                     names = [node.module]
                 offences += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "pskc"]
     assert offences == []
+
+
+@pytest.mark.parametrize(
+    ("element", "words"),
+    [
+        ("<pskc:Secret>", "the key's Data has more than one <Secret>"),
+        ("<pskc:ValueMAC>", "the Secret has more than one <ValueMAC>"),
+        ("<pskc:SerialNo>", "the DeviceInfo has more than one <SerialNo>"),
+        ("<pskc:MACMethod ", "the KeyContainer has more than one <MACMethod>"),
+    ],
+)
+def test_a_second_element_where_one_belongs_is_refused(element: str, words: str) -> None:
+    # python-pskc read the first of two; which one the vendor meant is not ours to guess.
+    spec = FileSpec(keys=[KeySpec(secret=bytes(range(1, 21)), serial="7")], protection="psk")
+    spec.psk = bytes(16)
+    data = write_pskc(spec).decode()
+    end = re.sub(r"[<> ]|pskc:", "", element)
+    found = re.search(rf"{re.escape(element)}.*?</pskc:{end}>", data, flags=re.S)
+    assert found is not None
+    data = data.replace(found.group(0), found.group(0) * 2, 1)
+    message = refusal(data, psk=spec.psk)
+    assert f"not a valid PSKC file: {words}" in message
+    assert_no_secret(message, bytes(range(1, 21)))
+
+
+def test_an_expiry_beyond_the_calendar_in_utc_is_refused() -> None:
+    data = plain_file().replace(
+        "</pskc:DeviceInfo>",
+        "<pskc:ExpiryDate>9999-12-31T23:00:00-05:00</pskc:ExpiryDate></pskc:DeviceInfo>",
+    )
+    assert "is not a date and time" in refusal(data)
