@@ -19,15 +19,15 @@ from pathlib import Path
 
 from bench import loadgen
 from bench.peak import Population, onboard, restore
-from bench.run import (
+from bench.run import measure_server
+from bench.server import start_server
+from bench.workspace import (
     LOADGEN_CPU,
     OTP_SOURCE,
     SERVER_CPU,
-    measure_server,
     otp_packets,
     otpctl,
     spread,
-    start_server,
     temporary_workspace,
 )
 from radiusd.packets import Codes

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run import disk_note
+from bench.workspace import disk_note
 
 ROWS = 10_000
 

@@ -16,15 +16,9 @@ from contextlib import ExitStack
 
 from bench import loadgen
 from bench.peak import onboard, restore
-from bench.run import (
-    LOADGEN_CPU,
-    OTP_SOURCE,
-    SERVER_CPU,
-    measure_server,
-    otp_packets,
-    start_server,
-    temporary_workspace,
-)
+from bench.run import measure_server
+from bench.server import start_server
+from bench.workspace import LOADGEN_CPU, OTP_SOURCE, SERVER_CPU, otp_packets, temporary_workspace
 
 # The generator has 128 source ports of 256 identifiers each, and an identifier stays taken
 # until its answer or until the generator gives up: two codes each for up to this many users

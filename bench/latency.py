@@ -21,15 +21,15 @@ from contextlib import ExitStack
 
 from bench import loadgen
 from bench.peak import Population, onboard, repeated_runs_parser, restore
-from bench.run import (
+from bench.run import measure_server
+from bench.server import start_server
+from bench.workspace import (
     LATENCY_USERS,
     LOADGEN_CPU,
     OTP_SOURCE,
     SERVER_CPU,
-    measure_server,
     otp_packets,
     spread,
-    start_server,
     temporary_workspace,
     write_config,
 )

@@ -27,16 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import loadgen
-from bench.run import (
+from bench.run import measure_server
+from bench.server import start_server
+from bench.workspace import (
     LOADGEN_CPU,
     OTP_SOURCE,
     SERVER_CPU,
     Workspace,
     build_workspace,
-    measure_server,
     otp_packets,
     spread,
-    start_server,
     temporary_workspace,
 )
 from radiusd.packets import Codes

@@ -11,19 +11,11 @@ core 0, and prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
 import os
-import random
-import secrets
-import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,319 +24,28 @@ from argon2 import PasswordHasher, Type
 
 from bench import loadgen
 from bench.freeradius import FreeRadius
-from otpcore.model import Algorithm
-from otpcore.totp import hotp, time_step
+from bench.server import Server, start_server
+from bench.workspace import (
+    DEFAULT_HASHING,
+    LATENCY_USERS,
+    LOADGEN_CPU,
+    LOGIN_TURNS,
+    OTP_SOURCE,
+    PASSWORD,
+    PEAK_USERS,
+    SECRET,
+    SERVER_CPU,
+    SPLIT_SOURCE,
+    Workspace,
+    build_workspace,
+    disk_note,
+    free_port,
+    otp_packets,
+    spread,
+    status_packets,
+    temporary_workspace,
+)
 from radiusd.packets import Codes, encode_request
-
-SECRET = "bench-shared-secret-0123456789"
-PASSWORD = "Bench-Passw0rd!"
-PERIOD = 60
-SERVER_CPU = 1
-LOADGEN_CPU = 0
-OTP_SOURCE = "127.0.0.2"  # client in mode "otp"
-SPLIT_SOURCE = "127.0.0.3"  # client in mode "split"
-PEAK_USERS = 5000  # two requests each (this step's code, then the next step's)
-LATENCY_USERS = 4000
-LOGIN_TURNS = 5  # the login phase alternates this many slices of bound and logins
-DEFAULT_HASHING = {"time_cost": 2, "memory_kib": 19456, "parallelism": 1}
-
-
-def free_port(hosts: Sequence[str] = ("127.0.0.1",)) -> int:
-    """A UDP port free on every host, outside the range the kernel hands out to clients.
-
-    A workspace keeps its port while its server is stopped and started again run after run,
-    and every phase opens 128 client sockets meanwhile: from the ephemeral range, one of them
-    could take the server's port in the gap, and the next start would fail. Probed without
-    SO_REUSEPORT, so a port another (SO_REUSEPORT) daemon holds is refused, not shared.
-    """
-    low = _ephemeral_low()
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(max(1024, low - 12_000), low)
-        if all(_port_free(host, port) for host in hosts):
-            return port
-    raise SystemExit("no free UDP port below the ephemeral range")
-
-
-def _port_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-@dataclass
-class Workspace:
-    """A folder with a configuration, a key, a database and the seeds the bench knows."""
-
-    root: Path
-    port: int
-    users: int
-    secrets: list[bytes]
-
-    @property
-    def config(self) -> Path:
-        """The configuration file."""
-        return self.root / "config.toml"
-
-    def login(self, index: int) -> str:
-        """The login of user ``index``."""
-        return f"u{index:07d}"
-
-    def serial(self, index: int) -> str:
-        """The serial of user ``index``'s token."""
-        return f"T{index:07d}"
-
-
-def write_config(root: Path, port: int, workers: int) -> None:
-    """A configuration with an otp-mode and a split-mode client on loopback addresses."""
-    hashing = "\n".join(f"{key} = {value}" for key, value in DEFAULT_HASHING.items())
-    (root / "config.toml").write_text(
-        f"""[server]
-listen = ["127.0.0.1:{port}"]
-workers = {workers}
-
-[database]
-url = "sqlite:///otpradius.db"
-
-[secrets]
-key_file = "otpradius.key"
-
-[policy]
-reject_delay = 0
-
-[hashing]
-{hashing}
-
-[logging]
-syslog = false
-level = "warning"
-
-[[clients]]
-name = "bench-otp"
-address = "{OTP_SOURCE}/32"
-secret = "{SECRET}"
-mode = "otp"
-
-[[clients]]
-name = "bench-split"
-address = "{SPLIT_SOURCE}/32"
-secret = "{SECRET}"
-mode = "split"
-
-[[clients]]
-name = "bench-local"
-address = "127.0.0.1/32"
-secret = "{SECRET}"
-mode = "auto"
-""",
-        encoding="utf-8",
-    )
-
-
-def otpctl(workspace_root: Path, *args: str, stdin: str | None = None) -> float:
-    """Run an otpctl command against the workspace; returns its wall time in seconds."""
-    started = time.perf_counter()
-    subprocess.run(
-        ["otpctl", "--config", str(workspace_root / "config.toml"), *args],
-        input=stdin,
-        text=True,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env={**os.environ, "LANG": "C"},
-    )
-    return time.perf_counter() - started
-
-
-def build_workspace(
-    root: Path, users: int, workers: int, period: int = PERIOD
-) -> tuple[Workspace, dict[str, float]]:
-    """Initialise a workspace and onboard ``users`` users with bound tokens via the CLI."""
-    port = free_port()
-    write_config(root, port, workers)
-    otpctl(root, "init")
-    seeds = [secrets.token_bytes(20) for _ in range(users)]
-    workspace = Workspace(root, port, users, seeds)
-    tokens_csv = root / "tokens.csv"
-    with tokens_csv.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["serial", "secret", "algorithm", "digits", "period", "expires"])
-        for index, seed in enumerate(seeds):
-            writer.writerow([workspace.serial(index), seed.hex(), "SHA1", 6, period, "2036-01-01"])
-    hasher = PasswordHasher(
-        time_cost=DEFAULT_HASHING["time_cost"],
-        memory_cost=DEFAULT_HASHING["memory_kib"],
-        parallelism=DEFAULT_HASHING["parallelism"],
-        type=Type.ID,
-    )
-    # One hash for every user: the import under test reads PHC strings; it does not make them.
-    phc = hasher.hash(PASSWORD)
-    users_csv = root / "users.csv"
-    with users_csv.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["login", "name", "class", "password_hash", "start", "serial"])
-        for index in range(users):
-            writer.writerow(
-                [
-                    workspace.login(index),
-                    f"User {index}",
-                    "general",
-                    phc,
-                    "",
-                    workspace.serial(index),
-                ]
-            )
-    timings = {
-        "tokens": otpctl(root, "token", "import", str(tokens_csv)),
-        "users": otpctl(root, "user", "import", str(users_csv)),
-    }
-    return workspace, timings
-
-
-def otp_packets(
-    workspace: Workspace, indices: Sequence[int], *, split: bool, offsets: Sequence[int] = (0, 1)
-) -> list[bytes]:
-    """Access-Requests with codes for the current step plus each offset, offset by offset.
-
-    The users come in a shuffled order (the same every run). In key order, neighbours would
-    share the database pages of their rows, and a batch of requests would write a few pages
-    instead of one each: a locality no login storm has, which only a small population gets.
-    """
-    step = time_step(datetime.now(UTC), PERIOD)
-    packets: list[bytes] = []
-    sockets = 128
-    order = list(indices)
-    random.Random(len(order)).shuffle(order)
-    for offset in offsets:
-        for index in order:
-            code = hotp(workspace.secrets[index], step + offset, 6, Algorithm.SHA1)
-            password = PASSWORD + code if split else code
-            number = len(packets)
-            packets.append(
-                encode_request(
-                    SECRET.encode(),
-                    user_name=workspace.login(index),
-                    password=password,
-                    identifier=(number // sockets) % 256,
-                )
-            )
-    return packets
-
-
-def status_packets(count: int) -> list[bytes]:
-    """Status-Server requests (Message-Authenticator included, as RFC 5997 demands)."""
-    sockets = 128
-    return [
-        encode_request(
-            SECRET.encode(), code=Codes.STATUS_SERVER, identifier=(number // sockets) % 256
-        )
-        for number in range(count)
-    ]
-
-
-@dataclass
-class Server:
-    """A running otp-radiusd."""
-
-    process: subprocess.Popen[bytes]
-    startup: float
-
-    def worker_pids(self) -> list[int]:
-        """The worker processes (children of the supervisor)."""
-        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return [int(pid) for pid in path.read_text().split()]
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the supervisor and its workers so far."""
-        total = 0.0
-        ticks = os.sysconf("SC_CLK_TCK")
-        for pid in [self.process.pid, *self.worker_pids()]:
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / ticks
-        return total
-
-    def worker_rss_mb(self) -> list[float]:
-        """Peak resident memory of each worker, in MB."""
-        sizes = []
-        for pid in self.worker_pids():
-            with contextlib.suppress(OSError):
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        sizes.append(int(line.split()[1]) / 1024)
-        return sizes
-
-    def stop(self) -> None:
-        """SIGTERM and wait."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
-def wait_for_status(port: int, timeout: float, source: str = "127.0.0.1") -> bool:
-    """True once a Status-Server on ``port`` is answered."""
-    deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((source, 0))
-        sock.settimeout(0.05)
-        while time.monotonic() < deadline:
-            sock.sendto(
-                encode_request(SECRET.encode(), code=Codes.STATUS_SERVER), ("127.0.0.1", port)
-            )
-            with contextlib.suppress(TimeoutError):
-                if sock.recv(4096)[0] == Codes.ACCESS_ACCEPT:
-                    return True
-    return False
-
-
-def bound_sockets(port: int) -> int:
-    """How many UDP sockets are bound to ``port`` on IPv4 (one per worker, SO_REUSEPORT)."""
-    suffix = f":{port:04X}"
-    lines = Path("/proc/net/udp").read_text().splitlines()[1:]
-    return sum(1 for line in lines if line.split()[1].endswith(suffix))
-
-
-def wait_for_workers(port: int, workers: int, timeout: float) -> None:
-    """Wait until every worker has bound its socket.
-
-    The first answer comes from whichever worker is up first; until the others bind, the
-    kernel hands it every datagram, and a phase that starts then measures one worker.
-    """
-    deadline = time.monotonic() + timeout
-    while bound_sockets(port) < workers:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"only {bound_sockets(port)} of {workers} workers started")
-        time.sleep(0.01)
-
-
-def start_server(workspace: Workspace, cpus: str, workers: int = 1) -> Server:
-    """Start otp-radiusd pinned to ``cpus``; start-up time is until Status-Server answers.
-
-    ``workers`` is what the configuration says; the server is returned once all of them listen.
-    """
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        ["taskset", "-c", cpus, "otp-radiusd", "--config", str(workspace.config), "--stderr"],
-        stderr=(workspace.root / "radiusd.log").open("ab"),
-    )
-    if not wait_for_status(workspace.port, 30):
-        process.kill()
-        raise SystemExit("otp-radiusd did not start; see " + str(workspace.root / "radiusd.log"))
-    startup = time.perf_counter() - started
-    wait_for_workers(workspace.port, workers, 30)
-    return Server(process, startup)
 
 
 def argon2_bound(seconds: float, threads: int) -> tuple[float, float]:
@@ -471,12 +172,6 @@ def benchmark(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
-def spread(start: int, stop: int, count: int) -> range:
-    """At most ``count`` user indices evenly spread over [start, stop)."""
-    step = max(1, (stop - start) // count)
-    return range(start, stop, step)[:count]
-
-
 def login_users(args: argparse.Namespace) -> int:
     """How many users, the last ones, log in during the login phase."""
     return int(min(args.users // 10, args.login_count))
@@ -574,42 +269,6 @@ def freeradius_phase(
             "target ≥ 0.30",
         ),
     ]
-
-
-@contextlib.contextmanager
-def temporary_workspace(keep: bool) -> Iterator[Path]:
-    """A fresh folder under the system's temporary folder, removed afterwards unless ``keep``."""
-    root = Path(tempfile.mkdtemp(prefix="otpradius-bench-"))
-    try:
-        yield root
-    finally:
-        if keep:
-            print(f"workspace kept: {root}", file=sys.stderr)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
-
-
-def filesystem(path: Path) -> str:
-    """The type of the file system ``path`` is on (``ext4``, ``tmpfs``), from the mount table."""
-    resolved, best, kind = str(path.resolve()), "", "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/mounts").read_text().splitlines():
-            fields = line.split()
-            point = fields[1].replace("\\040", " ")
-            inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
-            if inside and len(point) >= len(best):
-                best, kind = point, fields[2]
-    return kind
-
-
-def disk_note(folder: Path) -> str:
-    """Where the databases live, with a warning when an fsync there costs nothing."""
-    kind = filesystem(folder)
-    note = f"databases on {kind} ({folder})"
-    if kind in ("tmpfs", "ramfs"):
-        # Commits would then be durable in name only, and every figure flattered.
-        note += " — in memory, where fsync costs nothing: set TMPDIR to a folder on disk"
-    return note
 
 
 def render(rows: Sequence[Row], args: argparse.Namespace) -> str:

@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import loadgen
-from bench.run import OTP_SOURCE, SECRET, build_workspace, start_server
+from bench.server import start_server
+from bench.workspace import OTP_SOURCE, SECRET, build_workspace
 from otpcore.model import Algorithm
 from otpcore.totp import hotp
 from radiusd.packets import Codes, encode_request

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import event
 
 from bench.peak import Population, onboard, restore
-from bench.run import PEAK_USERS, SERVER_CPU, temporary_workspace
+from bench.workspace import PEAK_USERS, SERVER_CPU, temporary_workspace
 from otpcore.store.engine import make_engine
 from otpcore.store.hot import HotStore
 

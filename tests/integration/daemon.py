@@ -42,7 +42,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench.run import free_port
+from bench.workspace import free_port
 from otpcore.admin import Admin
 from otpcore.app import App, build_app
 from otpcore.config import parse_settings

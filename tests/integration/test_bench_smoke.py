@@ -132,7 +132,7 @@ def test_the_commit_probe_prints_both_sync_modes() -> None:
 
 
 def test_a_workspace_in_memory_is_called_out() -> None:
-    from bench.run import disk_note, filesystem
+    from bench.workspace import disk_note, filesystem
 
     assert "fsync costs nothing" not in disk_note(REPO)
     shm = Path("/dev/shm")
