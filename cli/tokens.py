@@ -232,7 +232,7 @@ def _remove(png: Path | None) -> None:
 @click.option(
     "--expiring-within",
     "days",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=36_500),  # a century; far beyond, the date overflows
     default=None,
     metavar="DAYS",
     help="Only tokens whose expiry falls within DAYS days (or has passed).",
