@@ -31,4 +31,5 @@ class DropLog:
             # The client, where known, says whose secret and settings applied: with a /24 and
             # a /32 overlapping, or after a reload removed the /32, the source alone does not.
             named = "" if client is None else f" client={field_value(client)}"
-            log.warning("drop reason=%s src=%s%s total=%d", reason, source, named, self.counts[key])
+            log.warning("drop reason=%s src=%s%s total=%d", field_value(reason), source, named,
+                        self.counts[key])  # fmt: skip

@@ -37,3 +37,13 @@ def test_one_nas_dropped_does_not_hide_another(caplog: pytest.LogCaptureFixture)
         "drop reason=bad_message_authenticator src=192.0.2.20 client=new-gw total=1",
         "drop reason=unknown_client src=198.51.100.1 total=1",
     ]
+
+
+def test_a_malformed_packet_reason_stays_one_value(caplog: pytest.LogCaptureFixture) -> None:
+    # The packet decoder's reasons have spaces ("unknown code"): unquoted, a parser splitting
+    # the line on spaces read reason=malformed:unknown and a stray word "code".
+    caplog.set_level(logging.WARNING, logger="otpradius.server")
+    DropLog().drop("malformed:unknown code", "192.0.2.10", 100.0, client="vpn-gw-1")
+    assert lines(caplog) == [
+        'drop reason="malformed:unknown code" src=192.0.2.10 client=vpn-gw-1 total=1'
+    ]
