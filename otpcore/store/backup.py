@@ -85,8 +85,10 @@ def backup_database(store: Store, target: Path, clock: Clock, actor: str) -> Bac
         text.encode("utf-8")
     except UnicodeEncodeError:
         # Bytes of another encoding, which Python holds as lone surrogates: the audit event
-        # could not hold the name, and would fail only once the copy exists.
-        raise InvalidInput(f"{text!r}: a file name that is not UTF-8 is refused") from None
+        # could not hold the name, and would fail only once the copy exists. Shown with
+        # those bytes as \x83, as an import shows such a name, not as surrogates (\udc83).
+        shown = os.fsencode(target).decode("utf-8", "backslashreplace")
+        raise InvalidInput(f"{shown}: a file name that is not UTF-8 is refused") from None
     target = Path(os.path.abspath(target))
     live = Path(os.path.realpath(store.engine.url.database))
     progress = _Progress()

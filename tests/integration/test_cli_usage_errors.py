@@ -195,6 +195,8 @@ def test_a_backup_to_a_name_in_another_encoding_is_refused_before_any_copy(
     assert done.returncode == 2, done.stderr
     assert done.stderr.endswith(b"a file name that is not UTF-8 is refused\n")
     assert done.stderr.count(b"\n") == 1
+    # Shown with its bytes as an import shows them, not as Python's surrogates (\udc83).
+    assert b"/\\x83o\\x83b\\x83N.db" in done.stderr, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".db") == ["otpradius.db"]
 
 
