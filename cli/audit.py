@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import click
 
@@ -24,10 +24,20 @@ pass_cli = click.make_pass_decorator(CliContext)
 @pass_cli
 def audit(obj: CliContext, since: datetime | None, as_json: bool, lang: Lang) -> None:
     """Admin operations and state changes: time, actor, action, targets, outcome."""
-    # click gives a naive midnight; astimezone() reads it as local time, as the table shows.
-    start = since.astimezone() if since is not None else None
-    events = obj.admin().audit(start)
+    events = obj.admin().audit(_local_midnight(since) if since is not None else None)
     if as_json:
         echo_json([event.as_json() for event in events])
     else:
         click.echo(audit_table(events, lang))
+
+
+def _local_midnight(day: datetime) -> datetime | None:
+    """The start of ``day`` in the host's zone, as the table shows times; None for 0001-01-01
+    east of UTC, which begins before the calendar does (every event is later)."""
+    # click gives a naive midnight; astimezone() reads it as local time.
+    try:
+        start = day.astimezone()
+        start.astimezone(UTC)  # the query compares in UTC
+    except (OverflowError, ValueError):
+        return None
+    return start

@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import stat
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from tests.integration.cli_support import (
     config_text,
     failed,
     ok,
+    otpctl_program,
     otpctl_runner,
     today,
     write_config,
@@ -964,6 +966,15 @@ def test_token_delete_refuses_a_bound_token_and_prints_the_deleted_ones(bound: O
 
 
 # audit, key rotation, errors
+
+
+def test_audit_since_the_first_day_of_the_calendar_east_of_utc(bound: Otpctl, config: Path) -> None:
+    # Local midnight of 0001-01-01 in Tokyo is in year 0 in UTC, which Python cannot hold.
+    command = [*otpctl_program(), "--config", str(config), "audit", "--json", "--since"]
+    done = subprocess.run([*command, "0001-01-01"], env={**os.environ, "TZ": "Asia/Tokyo"},
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == as_json(bound("audit", "--json"))
 
 
 def test_audit_lists_operations(bound: Otpctl) -> None:
