@@ -172,10 +172,11 @@ class Approval:
     lang: Lang
 
 
-def approved(name: str, argument: str) -> Callable[[Callable[[Approval, tuple[str, ...]], None]],
-                                                   click.Command]:  # fmt: skip
+def approved(name: str, argument: str, action: str) -> Callable[
+        [Callable[[Approval, tuple[str, ...]], None]], click.Command]:  # fmt: skip
     """``otpctl NAME --admin ADMIN ARGUMENT...``: an operation a master or admin user approves
-    with the confirmation password, which is prompted (or read) before anything is done."""
+    with the confirmation password, which is prompted (or read) before anything is done, once
+    ADMIN is known to be able to approve at all (``action`` names a refusal in the audit)."""
 
     def decorate(act: Callable[[Approval, tuple[str, ...]], None]) -> click.Command:
         @click.option("--admin", "admin_login", callback=utf8_text, required=True,
@@ -186,8 +187,10 @@ def approved(name: str, argument: str) -> Callable[[Callable[[Approval, tuple[st
         @pass_cli
         def command(obj: CliContext, /, admin_login: str, password_stdin: bool, as_json: bool,
                     lang: Lang, **given: tuple[str, ...]) -> None:  # fmt: skip
+            admin = obj.admin()
+            admin.check_approver(admin_login, action, given[argument])
             confirmation = _confirmation(admin_login, password_stdin, lang)
-            approval = Approval(obj.admin(), admin_login, confirmation, as_json, lang)
+            approval = Approval(admin, admin_login, confirmation, as_json, lang)
             act(approval, given[argument])
 
         return click.command(name, help=act.__doc__)(command)
@@ -195,7 +198,7 @@ def approved(name: str, argument: str) -> Callable[[Callable[[Approval, tuple[st
     return decorate
 
 
-@approved("unlock", "logins")
+@approved("unlock", "logins", "unlock")
 def unlock(approval: Approval, logins: tuple[str, ...]) -> None:
     """Lift the OTP suspension of users; every user sharing their serial is lifted with them.
 
@@ -205,7 +208,7 @@ def unlock(approval: Approval, logins: tuple[str, ...]) -> None:
     _print_changed(lifted, approval, "unlocked", UNLOCK_COLUMNS, "nothing_unlocked")
 
 
-@approved("revoke", "logins")
+@approved("revoke", "logins", "revoke")
 def revoke(approval: Approval, logins: tuple[str, ...]) -> None:
     """Revoke the token of users, say a lost one: they must activate a token again.
 
@@ -216,7 +219,7 @@ def revoke(approval: Approval, logins: tuple[str, ...]) -> None:
     _print_changed(revoked, approval, "revoked", REVOKE_COLUMNS, "revoked")
 
 
-@approved("delete", "logins")
+@approved("delete", "logins", "user_delete")
 def delete_users(approval: Approval, logins: tuple[str, ...]) -> None:
     """Delete users, say when an account is closed: they can no longer log in at all.
 
@@ -227,7 +230,7 @@ def delete_users(approval: Approval, logins: tuple[str, ...]) -> None:
     _print_changed(deleted, approval, "deleted", DELETE_COLUMNS, "deleted")
 
 
-@approved("delete", "serials")
+@approved("delete", "serials", "token_delete")
 def delete_tokens(approval: Approval, serials: tuple[str, ...]) -> None:
     """Delete tokens no user is bound to, say returned or destroyed ones, with their seeds.
 

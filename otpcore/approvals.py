@@ -35,6 +35,22 @@ class ApprovedOperations:
     clock: Clock
     actor: str
 
+    def check_approver(self, admin_login: str, action: str, targets: Sequence[str] = ()) -> None:
+        """Refuse (and audit) an approver who cannot approve whatever password is typed: not a
+        master or admin user, no confirmation password yet, or one locked. Nothing is counted;
+        the shell asks this before it prompts, so that nobody types a password for nothing."""
+        now = self.clock()
+        denied: PermissionDenied | None = None
+        with self.store.transaction() as repo:
+            row = repo.user(admin_login)
+            unfit = _unfit(row, admin_login, self.policy.confirmation_lockout_threshold)
+            if unfit is not None:
+                reason, denied = unfit
+                repo.audit(now, admin_login, action, list(dict.fromkeys(targets)), "denied",
+                           self._run_as(reason))  # fmt: skip
+        if denied is not None:
+            raise denied
+
     def confirm(
         self, admin_login: str, confirmation: str, action: str, targets: Sequence[str] = ()
     ) -> None:
@@ -46,32 +62,18 @@ class ApprovedOperations:
         targets = list(dict.fromkeys(targets))
         denied: PermissionDenied | None = None
         stored: str | None = None
+        limit = self.policy.confirmation_lockout_threshold
         with self.store.transaction() as repo:
             row = repo.user(admin_login)
-            if row is None or UserClass(row.user_class) not in PRIVILEGED:
-                detail = self._run_as("not a master or admin user")
-                repo.audit(now, admin_login, action, targets, "denied", detail)
-                denied = PermissionDenied(f"{admin_login} is not a master or admin user")
-            elif row.confirmation_hash is None:
-                # Imported (SPEC §7): nothing to guess, so nothing counted; the operator is
-                # told what to run rather than left to try passwords into a lock.
-                detail = self._run_as("no confirmation password")
-                repo.audit(now, admin_login, action, targets, "denied", detail)
-                denied = PermissionDenied(
-                    f"{admin_login} has no confirmation password yet; set one with "
-                    f"'otpctl user passwd {admin_login} --confirmation'"
-                )
-            elif not repo.take_confirmation_attempt(
-                admin_login, self.policy.confirmation_lockout_threshold
-            ):
-                detail = self._run_as("confirmation password locked")
-                repo.audit(now, admin_login, action, targets, "denied", detail)
-                denied = PermissionDenied(
-                    f"{admin_login}'s confirmation password is locked after "
-                    f"{row.confirmation_failures} wrong attempts; reset it with "
-                    f"'otpctl user passwd {admin_login} --confirmation'"
-                )
-            else:
+            unfit = _unfit(row, admin_login, limit)
+            # Counted before the password is checked: runs started together get no more tries
+            # between them than one after another would.
+            if unfit is None and not repo.take_confirmation_attempt(admin_login, limit):
+                unfit = _unfit(repo.user(admin_login), admin_login, 0)
+            if unfit is not None:
+                reason, denied = unfit
+                repo.audit(now, admin_login, action, targets, "denied", self._run_as(reason))
+            elif row is not None:
                 stored = row.confirmation_hash
         # Raised after the block: raised inside, it would roll the denial's audit event back.
         if denied is not None:
@@ -310,3 +312,27 @@ def _users(repo: Repo, logins: Sequence[str], *, lock: bool = False) -> list[Use
 
 def _selected(logins: Sequence[str]) -> str:
     return "selected " + ",".join(dict.fromkeys(logins))
+
+
+def _unfit(
+    row: UserRow | None, admin_login: str, limit: int
+) -> tuple[str, PermissionDenied] | None:
+    """Why ``row`` cannot approve anything (the audit's reason, the error), or None."""
+    if row is None or UserClass(row.user_class) not in PRIVILEGED:
+        return "not a master or admin user", PermissionDenied(
+            f"{admin_login} is not a master or admin user"
+        )
+    if row.confirmation_hash is None:
+        # Imported (SPEC §7): nothing to guess, so nothing counted; the operator is told what
+        # to run rather than left to try passwords into a lock.
+        return "no confirmation password", PermissionDenied(
+            f"{admin_login} has no confirmation password yet; set one with "
+            f"'otpctl user passwd {admin_login} --confirmation'"
+        )
+    if row.confirmation_failures >= limit:
+        return "confirmation password locked", PermissionDenied(
+            f"{admin_login}'s confirmation password is locked after "
+            f"{row.confirmation_failures} wrong attempts; reset it with "
+            f"'otpctl user passwd {admin_login} --confirmation'"
+        )
+    return None

@@ -862,6 +862,26 @@ def test_an_imported_admin_without_a_confirmation_password_is_told_to_set_one(
     assert users_by_login(bound)["jirodt"]["suspended"] is False
 
 
+def test_no_password_is_asked_of_an_approver_who_cannot_approve(
+    bound: Otpctl, config: Path, codes: Codes
+) -> None:
+    users = config.parent / "admins.csv"
+    users.write_text("login,name,class,password\nshiro,Shiro,admin,shiro-pw-1\n", encoding="utf-8")
+    ok(bound("user", "import", str(users)))
+    suspend_shared_token(bound, codes)
+    # Prompted (no --password-stdin), with nothing to type: the refusal comes first.
+    for approver, words in (("shiro", "no confirmation password yet"),
+                            ("chirodt", "not a master or admin user"),
+                            ("nobody", "not a master or admin user")):  # fmt: skip
+        for command in ("unlock", "revoke"):
+            result = bound(command, "--admin", approver, "jirodt")
+            assert words in failed(result, 5)
+            assert "Confirmation password of" not in result.output
+    events = [e for e in as_json(bound("audit", "--json")) if e["outcome"] == "denied"]
+    assert len(events) == 6  # each refusal audited once
+    assert users_by_login(bound)["jirodt"]["suspended"] is True
+
+
 def test_a_general_user_cannot_unlock_or_revoke(bound: Otpctl, codes: Codes) -> None:
     suspend_shared_token(bound, codes)
     before = as_json(bound("user", "list", "--json"))
