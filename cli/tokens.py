@@ -203,7 +203,8 @@ def _enrol(
         if png is not None:
             _write_png(uri, png)
         try:
-            admin.import_tokens([spec])
+            # Named in the audit: restoring a backup from before, the user must enroll again.
+            admin.import_tokens([spec], label="software token enrolled (token enroll-soft)")
         except AlreadyExists:
             _remove(png)
             if serial is not None:

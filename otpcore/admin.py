@@ -182,6 +182,7 @@ class Admin(ApprovedOperations):
         update_existing: bool = False,
         progress: Progress | None = None,
         source: str | None = None,
+        label: str | None = None,
     ) -> Imported:
         """Put tokens in the inventory in one transaction; a present serial needs ``update``.
 
@@ -189,7 +190,9 @@ class Admin(ApprovedOperations):
         a file's seeds (``source`` given) must be new to the inventory.
         """
         job = TokenImport(self.store, self.keyring, self.clock, self.actor)
-        return job.run(specs, update_existing=update_existing, progress=progress, source=source)
+        return job.run(
+            specs, update_existing=update_existing, progress=progress, source=source, label=label
+        )
 
     def tokens(self, expiring_within_days: int | None = None) -> list[TokenListing]:
         """The inventory, or only tokens whose expiry falls within the next N days."""

@@ -43,13 +43,15 @@ class TokenImport:
         update_existing: bool = False,
         progress: Progress | None = None,
         source: str | None = None,
+        label: str | None = None,
     ) -> Imported:
         """Put tokens in the inventory in one transaction; a present serial needs ``update``.
 
         A present serial without ``update_existing`` raises ImportRefused naming ``source``
         and the spec's line when a source file is given, else AlreadyExists (what a caller
         drawing random serials retries on). A file's seeds (``source`` given) must be new to
-        the inventory too. ``progress`` counts one unit per token written.
+        the inventory too. ``progress`` counts one unit per token written. ``label`` names in
+        the audit where tokens without a file came from (a software token's enrolment).
         """
         now = self.clock()
         ticker = Ticker(progress, len(specs))
@@ -91,8 +93,8 @@ class TokenImport:
                     ticker.advance(len(chunk))
                 added = len(specs) - len(present)
                 detail = f"{added} added, {len(present)} updated"
-                if source is not None:
-                    detail = f"{source}: {detail}"
+                if source is not None or label is not None:
+                    detail = f"{source or label}: {detail}"
                 targets = Repo.import_targets([spec.serial for spec in specs])
                 repo.audit(now, self.actor, TOKEN_IMPORT, targets, "ok", detail)
         except IntegrityError:

@@ -138,6 +138,11 @@ def test_enroll_soft_json_has_no_qr(otpctl: Otpctl) -> None:
         8,
         60,
     )
+    # The audit tells an enrolment from an import: after a restore, one is repeated from the
+    # vendor's file, the other only by enrolling the user again.
+    event = as_json(otpctl("audit", "--json"))[-1]
+    assert (event["action"], event["targets"]) == ("token_import", ["APP-0001"])
+    assert event["detail"] == "software token enrolled (token enroll-soft): 1 added, 0 updated"
 
 
 def test_the_png_decodes_to_the_printed_uri_and_oathtool_codes_activate(
