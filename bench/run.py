@@ -20,13 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from argon2 import PasswordHasher, Type
-
 from bench import loadgen
 from bench.freeradius import FreeRadius
 from bench.server import Server, start_server
 from bench.workspace import (
-    DEFAULT_HASHING,
     LATENCY_USERS,
     LOADGEN_CPU,
     LOGIN_TURNS,
@@ -38,6 +35,7 @@ from bench.workspace import (
     SPLIT_SOURCE,
     Workspace,
     build_workspace,
+    default_hasher,
     disk_note,
     free_port,
     otp_packets,
@@ -52,12 +50,7 @@ def argon2_bound(seconds: float, threads: int) -> tuple[float, float]:
     """argon2id verifies per second at the default cost on ``threads`` threads, and the time."""
     from concurrent.futures import ThreadPoolExecutor
 
-    hasher = PasswordHasher(
-        time_cost=DEFAULT_HASHING["time_cost"],
-        memory_cost=DEFAULT_HASHING["memory_kib"],
-        parallelism=DEFAULT_HASHING["parallelism"],
-        type=Type.ID,
-    )
+    hasher = default_hasher()
     phc = hasher.hash(PASSWORD)
     deadline = time.perf_counter() + seconds
 

@@ -38,6 +38,16 @@ LOGIN_TURNS = 5  # the login phase alternates this many slices of bound and logi
 DEFAULT_HASHING = {"time_cost": 2, "memory_kib": 19456, "parallelism": 1}
 
 
+def default_hasher() -> PasswordHasher:
+    """argon2id at the server's default ``[hashing]`` cost."""
+    return PasswordHasher(
+        time_cost=DEFAULT_HASHING["time_cost"],
+        memory_cost=DEFAULT_HASHING["memory_kib"],
+        parallelism=DEFAULT_HASHING["parallelism"],
+        type=Type.ID,
+    )
+
+
 def free_port(hosts: Sequence[str] = ("127.0.0.1",)) -> int:
     """A UDP port free on every host, outside the range the kernel hands out to clients.
 
@@ -170,14 +180,8 @@ def build_workspace(
         writer.writerow(["serial", "secret", "algorithm", "digits", "period", "expires"])
         for index, seed in enumerate(seeds):
             writer.writerow([workspace.serial(index), seed.hex(), "SHA1", 6, period, "2036-01-01"])
-    hasher = PasswordHasher(
-        time_cost=DEFAULT_HASHING["time_cost"],
-        memory_cost=DEFAULT_HASHING["memory_kib"],
-        parallelism=DEFAULT_HASHING["parallelism"],
-        type=Type.ID,
-    )
     # One hash for every user: the import under test reads PHC strings; it does not make them.
-    phc = hasher.hash(PASSWORD)
+    phc = default_hasher().hash(PASSWORD)
     users_csv = root / "users.csv"
     with users_csv.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)

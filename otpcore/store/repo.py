@@ -169,26 +169,24 @@ class Repo:
 
     def bound_logins(self, logins: Sequence[str]) -> dict[str, str]:
         """Which of these logins are bound to a token, and to which."""
-        found: dict[str, str] = {}
-        chunk = 500  # bound the IN (…) list
-        for i in range(0, len(logins), chunk):
-            part = list(logins[i : i + chunk])
-            query = select(UserRow.login, UserRow.serial).where(
-                UserRow.login.in_(part), UserRow.serial.is_not(None)
-            )
-            found.update((login, str(serial)) for login, serial in self.session.execute(query))
-        return found
+        return self._set_values(UserRow.serial, logins)
 
     def confirmation_hashes(self, logins: Sequence[str]) -> dict[str, str]:
         """The stored confirmation hash of each of these logins that has one."""
+        return self._set_values(UserRow.confirmation_hash, logins)
+
+    def _set_values(
+        self, column: InstrumentedAttribute[str | None], logins: Sequence[str]
+    ) -> dict[str, str]:
+        """login -> ``column`` for each of these logins where it is set."""
         found: dict[str, str] = {}
         chunk = 500  # bound the IN (…) list
         for i in range(0, len(logins), chunk):
             part = list(logins[i : i + chunk])
-            query = select(UserRow.login, UserRow.confirmation_hash).where(
-                UserRow.login.in_(part), UserRow.confirmation_hash.is_not(None)
+            query = select(UserRow.login, column).where(
+                UserRow.login.in_(part), column.is_not(None)
             )
-            found.update((login, digest) for login, digest in self.session.execute(query) if digest)
+            found.update((login, value) for login, value in self.session.execute(query) if value)
         return found
 
     def _existing(self, column: InstrumentedAttribute[str], values: Sequence[str]) -> set[str]:

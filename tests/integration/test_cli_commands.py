@@ -836,15 +836,20 @@ def test_five_wrong_confirmations_lock_the_admin(bound: Otpctl) -> None:
     ok(bound(*args, input="new-c\n"))
 
 
+def import_admin_shiro(otpctl: Otpctl, config: Path) -> None:
+    """An admin user made by a user import: no confirmation password yet (SPEC §7)."""
+    users = config.parent / "admins.csv"
+    users.write_text("login,name,class,password\nshiro,Shiro,admin,shiro-pw-1\n", encoding="utf-8")
+    ok(otpctl("user", "import", str(users)))
+
+
 def test_an_imported_admin_without_a_confirmation_password_is_told_to_set_one(
     bound: Otpctl, config: Path, codes: Codes
 ) -> None:
     # SPEC §7: imported master and admin users get their confirmation password afterwards,
     # with user passwd --confirmation. Until then "wrong confirmation password" sent the
     # operator guessing, and five guesses locked an administrator who had no password at all.
-    users = config.parent / "admins.csv"
-    users.write_text("login,name,class,password\nshiro,Shiro,admin,shiro-pw-1\n", encoding="utf-8")
-    ok(bound("user", "import", str(users)))
+    import_admin_shiro(bound, config)
     suspend_shared_token(bound, codes)
     args = ("unlock", "--admin", "shiro", "jirodt", "--password-stdin")
     for _ in range(6):
@@ -865,9 +870,7 @@ def test_an_imported_admin_without_a_confirmation_password_is_told_to_set_one(
 def test_no_password_is_asked_of_an_approver_who_cannot_approve(
     bound: Otpctl, config: Path, codes: Codes
 ) -> None:
-    users = config.parent / "admins.csv"
-    users.write_text("login,name,class,password\nshiro,Shiro,admin,shiro-pw-1\n", encoding="utf-8")
-    ok(bound("user", "import", str(users)))
+    import_admin_shiro(bound, config)
     suspend_shared_token(bound, codes)
     # Prompted (no --password-stdin), with nothing to type: the refusal comes first.
     for approver, words in (("shiro", "no confirmation password yet"),
