@@ -13,6 +13,7 @@ from otpcore.admin import Admin
 from otpcore.config import Settings
 from otpcore.crypto import Keyring, PasswordHashing, load_keyring
 from otpcore.errors import ConfigError, KeyFileError, StorageError, Unavailable
+from otpcore.folders import open_to_others
 from otpcore.ports import Clock
 from otpcore.service import Authenticator
 from otpcore.store import Store, make_engine
@@ -81,16 +82,16 @@ def ensure_database_file(url: str) -> None:
     path = Path(parsed.database)
     if not path.is_file():
         raise StorageError(f"{parsed.database}: no database file: run 'otpctl init' first")
-    for folder in dict.fromkeys((path.absolute().parent, path.resolve().parent)):
-        # Whoever may write in the folder may rename a database of their own over this one,
-        # and the running daemon follows the path to it; the sticky bit does not help, as
-        # they may still plant the -wal, -shm or -writer file before SQLite makes it. The
-        # service's group may: it is the one that writes those files.
-        if folder.stat().st_mode & stat.S_IWOTH:
-            raise ConfigError(
-                f"{folder}: others may write in the database's folder and replace "
-                f"{path.name} or plant files beside it; chmod o-w it"
-            )
+    # Whoever may write in the folder may rename a database of their own over this one, and
+    # the running daemon follows the path to it; the sticky bit does not help, as they may
+    # still plant the -wal, -shm or -writer file before SQLite makes it. The service's group
+    # may: it is the one that writes those files.
+    folder = open_to_others(path)
+    if folder is not None:
+        raise ConfigError(
+            f"{folder}: others may write in the database's folder and replace "
+            f"{path.name} or plant files beside it; chmod o-w it"
+        )
     real = path.resolve()
     # SQLite keeps using a -wal or -shm file it finds, with the mode it has: one left by a
     # daemon killed while the database was open to others stays so after a chmod of the

@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from otpcore.errors import InvalidInput, KeyFileError
+from otpcore.folders import open_to_others
 
 SEAL_VERSION = 1
 KEY_BYTES = 32
@@ -164,20 +165,16 @@ def read_key(path: Path) -> SeedKey:
 def _refuse_open_folder(path: Path) -> None:
     """KeyFileError if others may write in the key file's folder (as given or resolved)."""
     # They could swap the key, or plant the pending key that the next ``key rotate`` re-seals
-    # every seed under; the sticky bit does not stop the planting. Group may, as for the
-    # database's folder.
-    for folder in dict.fromkeys((path.absolute().parent, path.resolve().parent)):
-        try:
-            mode = folder.stat().st_mode
-        except FileNotFoundError:
-            return  # creating the key there then fails, saying so
-        except OSError as exc:
-            raise _cannot("read", path, exc) from None
-        if mode & stat.S_IWOTH:
-            raise KeyFileError(
-                f"{folder}: others may write in the key file's folder and replace {path.name} "
-                f"or plant {pending_key_path(path).name}; chmod o-w it"
-            )
+    # every seed under. Group may, as for the database's folder.
+    try:
+        folder = open_to_others(path)
+    except OSError as exc:
+        raise _cannot("read", path, exc) from None
+    if folder is not None:
+        raise KeyFileError(
+            f"{folder}: others may write in the key file's folder and replace {path.name} "
+            f"or plant {pending_key_path(path).name}; chmod o-w it"
+        )
 
 
 def key_file_exists(path: Path) -> bool:

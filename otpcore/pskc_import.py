@@ -45,7 +45,7 @@ import gc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 from xml.etree import ElementTree
 
@@ -276,9 +276,13 @@ def _decrypt(
     """(secret, time interval, time offset, time drift), every MAC checked on the way."""
     key = item.key
     try:
-        secret = _open(key.secret, decryptor)
+        secret = (
+            _opened(decryptor).value(key.secret)
+            if isinstance(key.secret, Encrypted)
+            else key.secret
+        )
         interval, offset, drift, _counter = (
-            _open_number(value, decryptor)
+            _opened(decryptor).integer(value) if isinstance(value, Encrypted) else value
             for value in (key.interval, key.time, key.drift, key.counter)
         )
     except DecryptionFailed as exc:
@@ -286,20 +290,12 @@ def _decrypt(
     return secret, interval, offset, drift
 
 
-def _open(value: bytes | Encrypted | None, decryptor: Decryptor | None) -> bytes | None:
-    if not isinstance(value, Encrypted):
-        return value
-    if decryptor is None:  # _unlock returns one whenever a wanted key has an encrypted value
-        raise DecryptionFailed("the value is encrypted and no key was given")
-    return decryptor.value(value)
-
-
-def _open_number(value: int | Encrypted | None, decryptor: Decryptor | None) -> int | None:
-    if not isinstance(value, Encrypted):
-        return value
+def _opened(decryptor: Decryptor | None) -> Decryptor:
+    """The decryptor for an encrypted value (``_unlock`` makes one whenever a wanted key has
+    such a value)."""
     if decryptor is None:
         raise DecryptionFailed("the value is encrypted and no key was given")
-    return decryptor.integer(value)
+    return decryptor
 
 
 # One key to one TokenSpec
@@ -384,12 +380,9 @@ def _digits(key: KeyRecord) -> int:
     return parse_digits(length) if length is not None else TOTP_DEFAULT_DIGITS
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _expiry(key: KeyRecord) -> datetime | None:
-    dates = [_utc(d) for d in (key.device_expiry, key.policy.expiry) if d is not None]
+    # The reader gives every date in UTC (a time without a zone is UTC, RFC 6030 §4.3.3).
+    dates = [d for d in (key.device_expiry, key.policy.expiry) if d is not None]
     return min(dates) if dates else None
 
 
