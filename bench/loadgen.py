@@ -3,7 +3,9 @@
 Every datagram is built before the clock starts, so the generator only sends, receives and
 matches replies by (socket, identifier). Its own CPU time is reported beside the figures:
 a generator that used less than its core while the server's core was busy was not the
-bottleneck.
+bottleneck. A reply's latency ends when the kernel queued it on the generator's socket
+(``SO_TIMESTAMPNS``), not when the generator got round to reading it: a pause of the
+generator's own core is not the server's latency. When it read each reply is kept too.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import resource
 import select
 import socket
+import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +28,8 @@ class RunResult:
     answered: int = 0
     lost: int = 0
     codes: dict[int, int] = field(default_factory=dict)
-    latencies: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)  # until the kernel queued the reply
+    read_latencies: list[float] = field(default_factory=list)  # until the generator read it
     wall: float = 0.0
     cpu: float = 0.0
 
@@ -34,12 +38,29 @@ class RunResult:
         """Answers per second."""
         return self.answered / self.wall if self.wall else 0.0
 
-    def percentile(self, p: float) -> float:
-        """A latency percentile in milliseconds."""
-        if not self.latencies:
+    def percentile(self, p: float, *, as_read: bool = False) -> float:
+        """A latency percentile in milliseconds (``as_read``: until the generator read it)."""
+        values = self.read_latencies if as_read else self.latencies
+        if not values:
             return float("nan")
-        ordered = sorted(self.latencies)
+        ordered = sorted(values)
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+
+# Linux's SO_TIMESTAMPNS (also the kind of its control message), which Python 3.11's socket
+# module does not name.
+SO_TIMESTAMPNS = 35
+_STAMP = struct.Struct("@qq")  # struct timespec: seconds, nanoseconds
+_STAMP_SPACE = socket.CMSG_SPACE(_STAMP.size)
+
+
+def _kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The CLOCK_REALTIME instant, in seconds, at which the kernel queued a datagram."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _STAMP.size:
+            seconds, nanoseconds = _STAMP.unpack_from(data)
+            return float(seconds + nanoseconds / 1e9)
+    return None
 
 
 def _sockets(count: int, family: int, source: str | None) -> list[socket.socket]:
@@ -48,6 +69,7 @@ def _sockets(count: int, family: int, source: str | None) -> list[socket.socket]
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         default = "127.0.0.1" if family == socket.AF_INET else "::1"
         sock.bind((source or default, 0))
         sock.setblocking(False)
@@ -80,7 +102,9 @@ def run(
     by_fd = {sock.fileno(): index for index, sock in enumerate(socks)}
     for sock in socks:
         poller.register(sock.fileno(), select.EPOLLIN)
-    outstanding: dict[tuple[int, int], float] = {}
+    # When each request went out: on the monotonic clock, and on the realtime clock that the
+    # kernel's receive stamps use.
+    outstanding: dict[tuple[int, int], tuple[float, float]] = {}
     result = RunResult()
     total = len(packets)
     next_index = 0
@@ -103,7 +127,7 @@ def run(
                 socks[slot].sendto(packets[next_index], target)
             except BlockingIOError:
                 break
-            outstanding[key] = time.perf_counter()
+            outstanding[key] = (time.perf_counter(), time.time())
             next_index += 1
             result.sent += 1
         wait = 0.0005 if rate is not None else 0.05
@@ -111,22 +135,26 @@ def run(
             sock = socks[by_fd[fd]]
             while True:
                 try:
-                    data = sock.recv(4096)
+                    data, ancillary, _, _ = sock.recvmsg(4096, _STAMP_SPACE)
                 except BlockingIOError:
                     break
                 if len(data) < 20:
                     continue
-                sent_at = outstanding.pop((by_fd[fd], data[1]), None)
-                if sent_at is None:
+                sent = outstanding.pop((by_fd[fd], data[1]), None)
+                if sent is None:
                     continue
                 result.answered += 1
-                last_answer = time.perf_counter()
+                last_answer = last_progress = time.perf_counter()
                 result.codes[data[0]] = result.codes.get(data[0], 0) + 1
-                last_progress = time.perf_counter()
-                result.latencies.append(last_progress - sent_at)
+                read_after = last_progress - sent[0]
+                queued = _kernel_stamp(ancillary)
+                result.read_latencies.append(read_after)
+                # A realtime step during the run could make the stamp absurd: then as read.
+                stamped = queued - sent[1] if queued is not None else read_after
+                result.latencies.append(stamped if 0 <= stamped <= read_after else read_after)
         now = time.perf_counter()
         if outstanding and now - last_progress > timeout:
-            expired = [key for key, sent in outstanding.items() if now - sent > timeout]
+            expired = [key for key, sent in outstanding.items() if now - sent[0] > timeout]
             for key in expired:
                 del outstanding[key]
             result.lost += len(expired)
