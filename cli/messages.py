@@ -107,6 +107,14 @@ _MESSAGES: dict[str, dict[Lang, str]] = {
         Lang.EN: "Enabled token {serial}.",
         Lang.JA: "トークン {serial} を有効にしました。",
     },
+    "token_disabled_already": {
+        Lang.EN: "Token {serial} was already disabled: nothing changed.",
+        Lang.JA: "トークン {serial} は既に無効です。変更はありません。",
+    },
+    "token_enabled_already": {
+        Lang.EN: "Token {serial} was not disabled: nothing changed.",
+        Lang.JA: "トークン {serial} は無効になっていません。変更はありません。",
+    },
     "unlocked": {
         Lang.EN: "Lifted the one-time password suspension of these users:",
         Lang.JA: "以下の利用者に対して、ワンタイムパスワードの利用停止状態を解除しました。",

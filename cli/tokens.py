@@ -268,8 +268,9 @@ def enable(obj: CliContext, serial: str, as_json: bool, lang: Lang) -> None:
 
 
 def _set_disabled(obj: CliContext, serial: str, disabled: bool, as_json: bool, lang: Lang) -> None:
-    listing = obj.admin().set_disabled(serial, disabled)
+    listing, changed = obj.admin().set_disabled(serial, disabled)
     if as_json:
         echo_json(listing.as_json())
     else:
-        click.echo(say(lang, "token_disabled" if disabled else "token_enabled", serial=serial))
+        message = "token_disabled" if disabled else "token_enabled"
+        click.echo(say(lang, message if changed else f"{message}_already", serial=serial))

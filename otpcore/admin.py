@@ -212,18 +212,24 @@ class Admin(ApprovedOperations):
             bindings = repo.bindings(wanted)
             return [token_listing(row, bindings.get(row.serial, [])) for row in rows]
 
-    def set_disabled(self, serial: str, disabled: bool) -> TokenListing:
-        """Block a token in the inventory (e.g. reported stolen), or lift the block."""
+    def set_disabled(self, serial: str, disabled: bool) -> tuple[TokenListing, bool]:
+        """Block a token in the inventory (e.g. reported stolen), or lift the block: the token,
+        and whether it was not so already."""
         now = self.clock()
         with self.store.transaction() as repo:
             row = repo.token(serial)
             if row is None:
                 raise NotFound(f"token {serial} is not in the inventory")
+            changed = row.disabled != disabled
             row.disabled = disabled
             users = [user.login for user in repo.sharers([serial])]
             action = "token_disable" if disabled else "token_enable"
-            repo.audit(now, self.actor, action, users, "ok", f"serial {serial}")
-            return token_listing(row, users)
+            # Audited either way (the operation was asked for), but an event must not read as
+            # the moment the block began or ended when it had been so all along.
+            state = "disabled" if disabled else "enabled"
+            detail = f"serial {serial}" if changed else f"serial {serial} (already {state})"
+            repo.audit(now, self.actor, action, users, "ok", detail)
+            return token_listing(row, users), changed
 
     # Privileged operations, confirmed by a master or admin user's confirmation password
 

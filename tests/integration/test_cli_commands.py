@@ -648,6 +648,24 @@ def test_token_disable_and_enable(bound: Otpctl, codes: Codes) -> None:
     failed(bound("token", "disable", "00000000"), 3)
 
 
+def test_disabling_a_disabled_token_says_nothing_changed(bound: Otpctl) -> None:
+    assert ok(bound("token", "disable", "23456789")).stdout == "Disabled token 23456789.\n"
+    again = ok(bound("token", "disable", "23456789")).stdout
+    assert again == "Token 23456789 was already disabled: nothing changed.\n"
+    ok(bound("token", "enable", "23456789"))
+    again = ok(bound("token", "enable", "23456789")).stdout
+    assert again == "Token 23456789 was not disabled: nothing changed.\n"
+    # Every request is audited, but only the first of each pair as the change it made.
+    events = [e for e in as_json(bound("audit", "--json")) if e["action"].startswith("token_")]
+    details = [(e["action"], e["detail"]) for e in events if e["action"] != "token_import"]
+    assert details == [
+        ("token_disable", "serial 23456789"),
+        ("token_disable", "serial 23456789 (already disabled)"),
+        ("token_enable", "serial 23456789"),
+        ("token_enable", "serial 23456789 (already enabled)"),
+    ]
+
+
 # activate and check
 
 
