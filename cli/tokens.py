@@ -97,7 +97,7 @@ def import_tokens(
             raise InvalidInput(
                 f"{name}: --psk and --pskc-password are for PSKC files; this one is read as CSV"
             )
-        specs = read_token_csv(import_text(data, file), name)
+        specs = read_token_csv(import_text(data, file), name, update=update)
     else:
         password = None
         if pskc_password:

@@ -71,6 +71,8 @@ def otpauth_uri(spec: TokenSpec, issuer: str) -> str:
     """The ``otpauth://totp/`` URI an authenticator app reads from the QR code."""
     if not issuer.strip():
         raise InvalidInput("the issuer must not be empty")
+    if spec.secret is None:
+        raise ValueError("a token to enrol needs its seed")
     name = quote(issuer, safe="")
     secret = base64.b32encode(spec.secret).decode("ascii").rstrip("=")
     return (

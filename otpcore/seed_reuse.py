@@ -20,6 +20,8 @@ def first_reuse(
     # inventory, a million tokens perhaps, streams past once.
     wanted: dict[bytes, int] = {}
     for index, spec in enumerate(specs):
+        if spec.secret is None:
+            continue  # an update that keeps its seed
         for form in seed_forms(spec.secret, spec.algorithm):
             wanted.setdefault(form, index)
     first: tuple[int, str] | None = None

@@ -30,7 +30,8 @@ class TokenSpec:
     """A token to put in the inventory, as read from a seed file."""
 
     serial: str
-    secret: bytes = field(repr=False)
+    # None: an update that keeps the seed the inventory holds (a CSV row without one).
+    secret: bytes | None = field(repr=False)
     kind: TokenKind = TokenKind.HARDWARE
     algorithm: Algorithm = Algorithm.SHA1
     digits: int = 6
@@ -175,6 +176,8 @@ class DistinctSeeds(Generic[Owner]):
 
     def earlier(self, spec: TokenSpec, owner: Owner) -> Owner | None:
         """The owner of an earlier token with ``spec``'s codes; else records ``owner``, None."""
+        if spec.secret is None:
+            return None  # keeps its seed, which was compared when it came in
         forms = seed_forms(spec.secret, spec.algorithm)
         for form in forms:
             if form in self._seen:
@@ -192,8 +195,12 @@ def parse_kind(value: str) -> TokenKind:
         raise InvalidInput(f"kind must be hardware or software, not {shown(value)}") from None
 
 
-def read_token_csv(text: str, source: str) -> list[TokenSpec]:
-    """Every row of a token CSV, or ImportRefused naming the file and line of the first bad one."""
+def read_token_csv(text: str, source: str, *, update: bool = False) -> list[TokenSpec]:
+    """Every row of a token CSV, or ImportRefused naming the file and line of the first bad one.
+
+    With ``update``, a row may leave out the seed (no secret column, or an empty cell): the
+    token keeps the one it has, and only the settings the row states change.
+    """
     seeds: DistinctSeeds[TokenSpec] = DistinctSeeds()
 
     def seed_of_its_own(spec: TokenSpec) -> None:
@@ -208,8 +215,8 @@ def read_token_csv(text: str, source: str) -> list[TokenSpec]:
         text,
         source,
         columns=_COLUMNS,
-        check_header=_missing,
-        parse=_row,
+        check_header=_missing_for_update if update else _missing,
+        parse=_update_row if update else _row,
         key=lambda spec: spec.serial,
         key_name="serial",
         check=seed_of_its_own,
@@ -222,13 +229,27 @@ def _missing(header: set[str]) -> str | None:
     return None
 
 
-def _row(cells: dict[str, str], line: int) -> TokenSpec:
+def _missing_for_update(header: set[str]) -> str | None:
+    if "serial" not in header:
+        return "header needs 'serial'"
+    if header <= {"serial"}:
+        return "header names nothing to update besides 'serial'"
+    return None
+
+
+def _update_row(cells: dict[str, str], line: int) -> TokenSpec:
+    return _row(cells, line, seed_optional=True)
+
+
+def _row(cells: dict[str, str], line: int, *, seed_optional: bool = False) -> TokenSpec:
     values = {name: value.strip() for name, value in cells.items()}
     kind = parse_kind(values["kind"]) if values.get("kind") else TokenKind.HARDWARE
     algorithm = values.get("algorithm")
+    hex_seed, base32_seed = values.get("secret"), values.get("secret_base32")
+    keeps_seed = seed_optional and not hex_seed and not base32_seed
     return TokenSpec(
         serial=parse_serial(values.get("serial", "")),
-        secret=parse_secret(values.get("secret"), values.get("secret_base32")),
+        secret=None if keeps_seed else parse_secret(hex_seed, base32_seed),
         kind=kind,
         algorithm=parse_algorithm(algorithm) if algorithm else Algorithm.SHA1,
         digits=parse_digits(values["digits"]) if values.get("digits") else 6,

@@ -13,7 +13,7 @@ from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 
 from otpcore.crypto import Keyring
-from otpcore.errors import AlreadyExists, ImportRefused, OtpError
+from otpcore.errors import AlreadyExists, ImportRefused, InvalidInput, OtpError
 from otpcore.model import Algorithm
 from otpcore.ports import Clock
 from otpcore.progress import Progress, Ticker
@@ -66,6 +66,11 @@ class TokenImport:
                 if present and not update_existing:
                     first = next(spec for spec in specs if spec.serial in present)
                     raise _present(first, source)
+                seedless = next(
+                    (s for s in specs if s.secret is None and s.serial not in present), None
+                )
+                if seedless is not None:
+                    raise _not_present(seedless, source)
                 if source is not None and repo.last_audit_id(TOKEN_IMPORT) != seen:
                     # Tokens were added since (every addition is a token_import under this
                     # lock): compare again, now that nobody can add more.
@@ -118,7 +123,9 @@ class TokenImport:
         # were refused as it was read. Files only: an enrolled software token's seed is
         # fresh from the system's random source, and reading every seed takes seconds at a
         # million tokens.
-        replaced = {spec.serial for spec in specs}
+        # A row that keeps its seed keeps it in the inventory, where the file's other seeds
+        # must not meet it.
+        replaced = {spec.serial for spec in specs if spec.secret is not None}
         inventory = (
             (serial, Algorithm(algorithm), self.keyring.unseal(serial, sealed))
             for serial, algorithm, sealed in repo.sealed_seeds()
@@ -135,6 +142,7 @@ class TokenImport:
             )
 
     def _token_values(self, spec: TokenSpec, now: datetime) -> dict[str, object]:
+        # Only for serials not in the inventory, which run() refused without a seed.
         fresh = {"last_step": -1, "fail_count": 0, "suspended": False, "disabled": False}
         return {**self._seed_values(spec), **fresh, "created_at": now}
 
@@ -148,16 +156,18 @@ class TokenImport:
         return {k: v for k, v in values.items() if k not in STATED_SETTINGS or k in spec.given}
 
     def _seed_values(self, spec: TokenSpec) -> dict[str, object]:
-        return {
+        values: dict[str, object] = {
             "serial": spec.serial,
             "kind": spec.kind.value,
             "algorithm": spec.algorithm.value,
             "digits": spec.digits,
             "period": spec.period,
-            "sealed_secret": self.keyring.seal(spec.serial, spec.secret),
             "expires": spec.expires,
             "drift": spec.drift,
         }
+        if spec.secret is not None:  # else an update that keeps the sealed seed
+            values["sealed_secret"] = self.keyring.seal(spec.serial, spec.secret)
+        return values
 
 
 def _restates_period(spec: TokenSpec, present: set[str]) -> bool:
@@ -178,6 +188,14 @@ def _rescaled(values: dict[str, object], used: dict[str, tuple[int, int]]) -> di
         # already used opens again, and the code after it does. -1 (never used) stays -1.
         values["last_step"] = ((last + 1) * old_period - 1) // period
     return values
+
+
+def _not_present(spec: TokenSpec, source: str | None) -> OtpError:
+    message = f"serial {spec.serial} is not in the inventory: a new token needs its secret"
+    if source is not None:
+        return ImportRefused(source, spec.line, message)
+    where = f"line {spec.line}: " if spec.line else ""
+    return InvalidInput(where + message)
 
 
 def _present(spec: TokenSpec, source: str | None) -> OtpError:

@@ -736,6 +736,26 @@ def test_an_update_may_keep_a_tokens_own_seed_or_take_one_it_frees(app: App) -> 
         _import_csv(app, "steal.csv", ("A", SEED_B), update_existing=True)
 
 
+def test_an_update_that_keeps_its_seed_keeps_it_from_the_files_other_tokens(app: App) -> None:
+    _import_csv(app, "a.csv", ("A", SEED_A))
+    before = snapshot(app)
+    # A keeps its seed (no secret in its row): a new token of the same file may not take it.
+    text = f"serial,secret,digits\nA,,8\nNEW,{SEED_A.hex()},\n"
+    specs = read_token_csv(text, "b.csv", update=True)
+    with pytest.raises(ImportRefused, match=r"^b\.csv:3: serial NEW has the seed of token A,"):
+        app.admin().import_tokens(specs, update_existing=True, source="b.csv")
+    assert snapshot(app) == before
+
+
+def test_a_row_without_a_seed_updates_only_a_token_of_the_inventory(app: App) -> None:
+    _import_csv(app, "a.csv", ("A", SEED_A))
+    before = snapshot(app)
+    specs = read_token_csv("serial,digits\nA,8\nB,8\n", "b.csv", update=True)
+    with pytest.raises(ImportRefused, match=r"^b\.csv:3: serial B is not in the inventory: a new"):
+        app.admin().import_tokens(specs, update_existing=True, source="b.csv")
+    assert snapshot(app) == before
+
+
 def test_reading_the_inventorys_seeds_holds_up_no_login(
     app: App, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

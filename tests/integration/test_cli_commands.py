@@ -618,6 +618,28 @@ def test_an_update_changes_only_what_the_file_states(ready: Otpctl, config: Path
     assert row["expires"] == "2031-01-01T00:00:00+00:00"
 
 
+def test_an_update_without_seeds_keeps_each_tokens_seed(
+    bound: Otpctl, config: Path, codes: Codes
+) -> None:
+    # The vendor extends the tokens' validity: a file of serials and dates, no seeds.
+    dates = config.parent / "dates.csv"
+    dates.write_text("serial,expires\n23456789,2035-03-31\n", encoding="utf-8")
+    refused = failed(bound("token", "import", str(dates)), 2)
+    assert "header needs 'serial' and 'secret'" in refused  # a new token needs its seed
+    (before,) = [r for r in as_json(bound("token", "list", "--json")) if r["serial"] == "23456789"]
+    ok(bound("token", "import", str(dates), "--update"))
+    (after,) = [r for r in as_json(bound("token", "list", "--json")) if r["serial"] == "23456789"]
+    assert after == {**before, "expires": "2035-03-31T00:00:00+00:00"}
+    # The seed is the one it had: its codes still log in.
+    accepted = check(bound, "chirodt", codes.fresh("23456789"))
+    assert as_json(accepted) == {"result": "accept", "reason": "ok"}
+    serials = config.parent / "serials.csv"
+    serials.write_text("serial\n23456789\n", encoding="utf-8")
+    assert "header names nothing to update" in failed(
+        bound("token", "import", str(serials), "--update"), 2
+    )
+
+
 def test_an_empty_pskc_container_is_refused(ready: Otpctl, tmp_path: Path) -> None:
     pskc = tmp_path / "seeds.csv"  # the name does not matter: the content says PSKC
     pskc.write_text("<KeyContainer/>", encoding="utf-8")
