@@ -67,7 +67,12 @@ def token() -> None:
     is_flag=True,
     help="Prompt for the password of a PSKC file encrypted with a PBKDF2 password.",
 )
-@click.option("--update", is_flag=True, help="Replace tokens whose serial is already present.")
+@click.option(
+    "--update",
+    is_flag=True,
+    help="Update tokens already present: only what the file states (a CSV may then leave out "
+    "the seeds, which the tokens keep).",
+)
 @password_stdin_option
 @output_options
 @pass_cli
