@@ -192,15 +192,19 @@ def _rescaled(values: dict[str, object], used: dict[str, tuple[int, int]]) -> di
 
 def _not_present(spec: TokenSpec, source: str | None) -> OtpError:
     message = f"serial {spec.serial} is not in the inventory: a new token needs its secret"
-    if source is not None:
-        return ImportRefused(source, spec.line, message)
-    where = f"line {spec.line}: " if spec.line else ""
-    return InvalidInput(where + message)
+    return _refused(spec, source, message, InvalidInput)
 
 
 def _present(spec: TokenSpec, source: str | None) -> OtpError:
     message = f"serial {spec.serial} is already in the inventory (use --update)"
+    return _refused(spec, source, message, AlreadyExists)
+
+
+def _refused(
+    spec: TokenSpec, source: str | None, message: str, without_file: type[OtpError]
+) -> OtpError:
+    """ImportRefused naming the file and line; without a file, ``without_file``'s error."""
     if source is not None:
         return ImportRefused(source, spec.line, message)
     where = f"line {spec.line}: " if spec.line else ""
-    return AlreadyExists(where + message)
+    return without_file(where + message)
