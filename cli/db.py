@@ -29,7 +29,7 @@ from otpcore.keys import create_key, prepare_rotation, rotate_key, sealed_seed_c
 from otpcore.store import Store
 from otpcore.store.backup import Backup, backup_database
 from otpcore.store.engine import create_private_sqlite_file, driver_reason, safe_url
-from otpcore.store.schema import current_revision, head_revision, upgrade
+from otpcore.store.schema import current_revision, head_revision, known, newer_schema, upgrade
 
 pass_cli = click.make_pass_decorator(CliContext)
 
@@ -102,6 +102,8 @@ def init(obj: CliContext) -> None:
         click.echo(f"Created the database schema (revision {head_revision()}) in {url}.")
     elif present == head_revision():
         click.echo(f"Database {url} already has the schema (revision {present}): left as it is.")
+    elif not known(present):
+        click.echo(f"Database {url}: left as it is; {newer_schema(present)}.")
     else:
         click.echo(
             f"Database {url} already has a schema at revision {present}: left as it is; "

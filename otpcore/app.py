@@ -19,7 +19,7 @@ from otpcore.service import Authenticator
 from otpcore.store import Store, make_engine
 from otpcore.store.engine import driver_reason, safe_url
 from otpcore.store.hot import HotStore
-from otpcore.store.schema import current_revision, head_revision
+from otpcore.store.schema import current_revision, head_revision, known, newer_schema
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,8 @@ def ensure_schema_current(store: Store) -> None:
     head = head_revision()
     if current is None:
         raise StorageError("the database has no schema: run 'otpctl init'")
+    if not known(current):
+        raise StorageError(newer_schema(current))
     if current != head:
         raise StorageError(
             f"the database schema is at {current}, this version needs {head}: "

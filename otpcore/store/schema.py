@@ -11,12 +11,16 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, inspect, text
 
+from otpcore.errors import StorageError
 from otpcore.store.engine import READ_ONLY
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD = "0003"  # the newest migration; tests/unit/test_schema.py keeps it equal to Alembic's head
+# Every migration of this release, oldest first; tests/unit/test_schema.py keeps them equal
+# to Alembic's. A database at a revision not listed was upgraded by a later release.
+REVISIONS = ("0001", "0002", "0003")
+HEAD = REVISIONS[-1]
 _MIGRATIONS = Path(__file__).with_name("migrations")
 # PostgreSQL advisory lock held while the schema is created or upgraded (a number the
 # deployment uses for nothing else; "otp" "schm").
@@ -45,6 +49,8 @@ def upgrade(engine: Engine, target: str = "head", *, only_if_empty: bool = False
             # transactions here begin IMMEDIATE, which orders them the same way.
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
         before = _revision(connection)
+        if before is not None and not only_if_empty and not known(before):
+            raise StorageError(newer_schema(before))
         if before is None or not only_if_empty:
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, target)
@@ -69,6 +75,29 @@ def current_revision(engine: Engine) -> str | None:
 def head_revision() -> str:
     """The newest revision this version of otpradius knows."""
     return HEAD
+
+
+def known(revision: str) -> bool:
+    """Whether ``revision`` is one of this release's migrations."""
+    return revision in REVISIONS
+
+
+def newer_schema(revision: str) -> str:
+    """What to do about a database a later release upgraded: no migration here goes back."""
+    # One node of several upgraded first, or a release rolled back: `otpctl db upgrade` of
+    # this release cannot help, and saying so spares the operator Alembic's own words.
+    return (
+        f"the database schema is at {revision}, newer than this version of otpradius knows "
+        f"(up to {HEAD}): run the release that upgraded it"
+    )
+
+
+def alembic_revisions() -> list[str]:
+    """Every revision Alembic finds in the migration scripts, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    walk = ScriptDirectory.from_config(_config()).walk_revisions()
+    return [script.revision for script in reversed(list(walk))]
 
 
 def alembic_head() -> str | None:

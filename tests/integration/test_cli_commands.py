@@ -276,6 +276,25 @@ def test_a_database_of_the_previous_revision_is_refused_until_upgraded(
     assert [tuple(row) for row in rows] == [("taro", None)]
 
 
+def test_a_database_a_later_release_upgraded_is_refused_naming_that(
+    otpctl: Otpctl, config: Path
+) -> None:
+    # A node still on this release after another node ran a later release's `db upgrade`:
+    # this release's `db upgrade` cannot help it, and must not be what the error advises.
+    _, engine = database_at(otpctl, config, head_revision())
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    for command in (("user", "list"), ("db", "upgrade")):
+        message = failed(otpctl(*command), 74)
+        assert "schema is at 9999, newer than this version" in message, command
+        assert "otpctl db upgrade" not in message
+        assert "CommandError" not in message
+    said = ok(otpctl("init")).stdout
+    assert "newer than this version" in said
+    assert "otpctl db upgrade" not in said
+
+
 def test_the_upgrade_forgets_offsets_that_logins_taught_and_keeps_declared_ones(
     otpctl: Otpctl, config: Path
 ) -> None:
