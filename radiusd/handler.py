@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from otpcore.client_config import ClientConfig
-from otpcore.errors import OtpError, Unavailable
+from otpcore.errors import KeyFileError, OtpError, Unavailable
 from otpcore.logfields import field
 from otpcore.model import Reason, Result
 from otpcore.service import AuthOutcome, AuthRequest
@@ -140,7 +140,10 @@ class RequestHandler:
 
 def failed(exc: Exception, client: ClientConfig, login: str) -> Answer:
     """A request that could not be decided: dropped, and logged without any secret."""
-    log.error("auth error=%s user=%s client=%s", type(exc).__name__, field(login),
+    # A key file error says what to fix (a node not yet given the rotated key) and names a
+    # serial at most; other errors may quote what they were handed, so only their class.
+    detail = f" detail={field(str(exc))}" if isinstance(exc, KeyFileError) else ""
+    log.error("auth error=%s%s user=%s client=%s", type(exc).__name__, detail, field(login),
               field(client.name))  # fmt: skip
     return Answer(None, drop_reason="error")
 
