@@ -222,7 +222,11 @@ def key_rotate(obj: CliContext, prepare: bool) -> None:
     key_file = app.settings.key_file
     prepared = key_file_exists(pending_key_path(key_file))
     count = rotate_key(app.store, key_file, app.clock, operator())
-    click.echo(f"Re-sealed {count} seed(s) under a new key; {key_file} replaced.")
+    kid = read_key(key_file).kid.hex()
+    click.echo(
+        f"Re-sealed {count} seed(s) under a new key, id {kid}; {key_file} replaced. Back it up "
+        "apart from the database, labelled with that id."
+    )
     if app.store.engine.dialect.name != "sqlite":
         # Other nodes share the database, each with a copy of the key: the step they still
         # need was said only in README.

@@ -107,7 +107,9 @@ def rotate_key(store: Store, path: Path, clock: Clock, actor: str = "otpctl") ->
             repo.session.connection().execute(_RESEAL, resealed)
             count += len(rows)
             last = rows[-1].serial
-        repo.audit(clock(), actor, "key_rotate", [], "ok", f"{count} seeds re-sealed")
+        # The ids say which key file opens a backup from either side of this rotation.
+        moved = f"from key {current.kid.hex()} to key {new.kid.hex()}"
+        repo.audit(clock(), actor, "key_rotate", [], "ok", f"{count} seeds re-sealed {moved}")
     try:
         os.replace(pending, path)
     except OSError as exc:

@@ -7,6 +7,7 @@ otpcore's own TOTP) for the wall clock, which is the clock otpctl reads.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import pwd
@@ -1160,8 +1161,11 @@ def test_a_database_file_that_is_not_there_is_not_created(otpctl: Otpctl, config
 def test_key_rotate_keeps_every_token_working(bound: Otpctl, config: Path, codes: Codes) -> None:
     key = config.parent / "otpradius.key"
     before = key.read_bytes()
-    assert "Re-sealed 3 seed(s)" in ok(bound("key", "rotate")).stdout
+    shown = ok(bound("key", "rotate")).stdout
+    assert "Re-sealed 3 seed(s)" in shown
     assert key.read_bytes() != before
+    # The id README labels the key file's backups with: the first 16 hex digits of its sha256.
+    assert f"id {hashlib.sha256(key.read_bytes()).hexdigest()[:16]};" in shown
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     accepted = check(bound, "chirodt", codes.fresh("23456789"))
     assert as_json(accepted) == {"result": "accept", "reason": "ok"}

@@ -112,7 +112,8 @@ def test_rotation_reseals_every_seed(
             Keyring(old_key).unseal(serial, sealed)
     every_token_verifies(make_app(), clock)  # a process started after the rotation
     (event,) = [e for e in tokens.admin().audit() if e.action == "key_rotate"]
-    assert event.detail == "3 seeds re-sealed"
+    moved = f"from key {old_key.kid.hex()} to key {new_key.kid.hex()}"
+    assert event.detail == f"3 seeds re-sealed {moved}"
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -140,7 +141,8 @@ def test_a_rotation_in_slices_reseals_every_seed_once(
         assert {serial: new_key.unseal(serial, blob) for serial, blob in sealed.items()} == tokens
         assert all(new_key.sealed_kid(blob) != old_key.kid for blob in sealed.values())
         (event,) = [e for e in site.app.admin().audit() if e.action == "key_rotate"]
-        assert event.detail == "5 seeds re-sealed"
+        moved = f"from key {old_key.kid.hex()} to key {new_key.current.kid.hex()}"
+        assert event.detail == f"5 seeds re-sealed {moved}"
 
 
 def test_a_rotation_run_as_root_leaves_the_key_to_its_owner(
