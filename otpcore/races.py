@@ -24,8 +24,9 @@ def rows_written(batch: Sequence[Prepared]) -> tuple[list[str], list[str], list[
     serials: set[str] = set()
     challenges: set[bytes] = set()
     for item in batch:
-        if item.consume_state and item.request.state is not None:
-            challenges.add(item.request.state)
+        key = item.request.challenge_key
+        if item.consume_state and key is not None:
+            challenges.add(key)
         decision = item.decision
         effects = (*decision.effects, *decision.on_replay)
         if item.user is not None and (effects or item.new_hash is not None or item.rechecks_user):

@@ -8,6 +8,7 @@ and one fsync serves a whole batch. Nothing is answered before its commit return
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from collections.abc import Sequence
@@ -60,6 +61,28 @@ class AuthRequest:
     mode: InputMode = InputMode.AUTO
     state: bytes | None = field(default=None, repr=False)
     request_id: bytes | None = field(default=None, repr=False)
+    client: str = ""  # the RADIUS client's name; "" for otpctl, in-process
+
+    @property
+    def challenge_key(self) -> bytes | None:
+        """The stored challenge this request's State answers, if it carries one."""
+        return None if self.state is None else challenge_key(self.client, self.state)
+
+
+def challenge_key(client: str, state: bytes) -> bytes:
+    """Where a challenge sent to ``client`` with ``state`` is stored.
+
+    RFC 2865 §5.24: a client sends back the State it was sent. The State travels in clear,
+    so keyed by the State alone, anyone holding another client's secret could take up a
+    dialogue after the password was checked elsewhere: bind a token of theirs in the
+    activation, answer the OTP, or use the State up. Keyed with the client's name (the same
+    on every node, as README asks), another client's answer finds no challenge at all; and
+    the database holds no State that a reader of it could answer.
+    """
+    name = client.encode("utf-8", "surrogateescape")
+    digest = hashlib.sha256(b"otpradius-state\x00")
+    digest.update(len(name).to_bytes(4, "big") + name + state)
+    return digest.digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +207,8 @@ class Authenticator:
             stage, serial = Stage.ACTIVATION_OTP, read_serial(activation_serial)
         consume_state = request.state is not None
         resent = False
-        if request.state is not None:
-            challenge = self.hot.challenge(request.state)
+        if request.challenge_key is not None:
+            challenge = self.hot.challenge(request.challenge_key)
             if challenge is None:
                 return Prepared(request, _bad_state())
             if challenge.used_by is not None:
@@ -270,7 +293,7 @@ class Authenticator:
     def _apply(self, writer: HotWriter, item: Prepared, now: datetime) -> Decision:
         """Write one request's effects; returns the decision that stands after any lost race."""
         decision = item.decision
-        state = item.request.state
+        state = item.request.challenge_key
         if item.consume_state and state is not None:
             # A request without an authenticator (otpctl check) is never resent: a random
             # stand-in consumes the State all the same.
@@ -355,8 +378,9 @@ class Authenticator:
             writer.set_password_hash(user.login, item.new_hash, verified)
         if item.new_challenge is not None and decision.next_stage is not None:
             expires = item.expires or now
+            stored = challenge_key(item.request.client, item.new_challenge)
             writer.add_challenge(
-                item.new_challenge, user.login, decision.next_stage.value, decision.serial, expires
+                stored, user.login, decision.next_stage.value, decision.serial, expires
             )
         return decision
 

@@ -102,7 +102,7 @@ class RequestHandler:
         except UnicodeDecodeError:
             return self._early(request, client, source, login, Reason.INVALID_REQUEST)
         identity = request.identity(client.name)
-        return AuthRequest(login, password, client.mode, request.state, identity)
+        return AuthRequest(login, password, client.mode, request.state, identity, client.name)
 
     def _early(
         self, request: Request, client: ClientConfig, source: str, login: str, reason: Reason

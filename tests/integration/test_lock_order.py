@@ -25,7 +25,7 @@ import otpcore.onboarding as onboarding
 from otpcore.app import App
 from otpcore.model import InputMode, Reason, Result
 from otpcore.ports import FrozenClock
-from otpcore.service import AuthOutcome, AuthRequest, Prepared
+from otpcore.service import AuthOutcome, AuthRequest, Prepared, challenge_key
 from otpcore.store.hot_writer import HotWriter
 from otpcore.user_csv import UserSpec
 from otpcore.views import Imported
@@ -201,7 +201,7 @@ def test_a_batch_caught_in_a_lock_cycle_with_another_transaction_is_written_agai
     engine = create_engine(app.settings.database_url)
     with engine.connect() as other:
         other.execute(text("SELECT id FROM challenges WHERE id = :id FOR UPDATE"),
-                      {"id": question.state})  # fmt: skip
+                      {"id": challenge_key("", question.state)})  # fmt: skip
         batch = threading.Thread(target=commit)
         batch.start()
         assert locking.wait(10)

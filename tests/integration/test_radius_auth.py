@@ -87,6 +87,44 @@ def test_a_used_state_and_its_authenticator_open_nothing_from_another_client(
     assert site.token(token.serial).fail_count == 0
 
 
+def test_a_state_answers_only_through_the_client_it_was_sent_to(site: Site) -> None:
+    """RFC 2865 §5.24: a client sends back the State it was sent. One read off another NAS's
+    traffic (it travels in clear) must not let a second client take up the dialogue the first
+    began after checking the password: not the serial, not the OTP, and nothing used up."""
+    ivan = site.issued_user()
+    token = ivan.bound
+    vpn = ClientSpec(name="vpn", address="127.0.0.1/32", mode="challenge")
+    kiosk = ClientSpec(name="kiosk", address="127.0.0.2/32", mode="auto")
+    with site.node(clients=[vpn, kiosk]) as node:
+        with node.client(vpn) as nas, node.client(kiosk) as other:
+            asked_serial = nas.auth(ivan.login, ivan.password)
+            assert asked_serial is not None
+            assert asked_serial.code is Codes.ACCESS_CHALLENGE
+            taken = other.auth(ivan.login, token.serial, state=asked_serial.state, sensitive=False)
+            assert taken is not None
+            assert taken.code is Codes.ACCESS_REJECT
+            # Still the vpn's to answer: the other client's try used nothing up.
+            asked_otp = nas.auth(ivan.login, token.serial, state=asked_serial.state,
+                                 sensitive=False)  # fmt: skip
+            assert asked_otp is not None
+            assert asked_otp.code is Codes.ACCESS_CHALLENGE
+            taken = other.auth(ivan.login, token.code(), state=asked_otp.state)
+            assert taken is not None
+            assert taken.code is Codes.ACCESS_REJECT
+            bound = nas.auth(ivan.login, token.code(), state=asked_otp.state)
+            assert bound is not None
+            assert bound.code is Codes.ACCESS_ACCEPT
+        decided = [(d["reason"], d["client"]) for d in node.decisions()]
+        assert decided == [
+            ("serial_challenge", "vpn"),
+            ("bad_state", "kiosk"),
+            ("activation_otp_challenge", "vpn"),
+            ("bad_state", "kiosk"),
+            ("activated", "vpn"),
+        ]
+    assert site.user(ivan.login).state is OtpState.ACTIVE
+
+
 def test_a_state_is_single_use_and_expires(site: Site) -> None:
     judy, kate = site.active_user(), site.active_user()
     policy = {"challenge_timeout": 1}

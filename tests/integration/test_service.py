@@ -15,7 +15,7 @@ from otpcore.config import HashingParams
 from otpcore.crypto import PasswordHashing
 from otpcore.model import InputMode, OtpState, Reason, Result, Stage
 from otpcore.ports import FrozenClock
-from otpcore.service import AuthOutcome, AuthRequest
+from otpcore.service import AuthOutcome, AuthRequest, challenge_key
 from otpcore.token_csv import TokenSpec
 from otpcore.totp import time_step
 from tests.conftest import BOTH_BACKENDS
@@ -732,9 +732,9 @@ def test_expired_challenges_are_purged_in_slices(shared: App, clock: FrozenClock
         assert writer.purge_challenges(clock(), limit=2) == 1
     for state in (used.state, *pending):
         assert state is not None
-        assert shared.hot.challenge(state) is None
+        assert shared.hot.challenge(challenge_key("", state)) is None
     assert live.state is not None
-    assert shared.hot.challenge(live.state) is not None
+    assert shared.hot.challenge(challenge_key("", live.state)) is not None
 
 
 def test_a_state_used_without_an_authenticator_is_used_up(shared: App, clock: FrozenClock) -> None:
