@@ -62,11 +62,13 @@ class AuthRequest:
     state: bytes | None = field(default=None, repr=False)
     request_id: bytes | None = field(default=None, repr=False)
     client: str = ""  # the RADIUS client's name; "" for otpctl, in-process
+    # The stored challenge this request's State answers, if it carries one: hashed once, as
+    # reading, the batch's row locks and the write each need it.
+    challenge_key: bytes | None = field(init=False, default=None, repr=False)
 
-    @property
-    def challenge_key(self) -> bytes | None:
-        """The stored challenge this request's State answers, if it carries one."""
-        return None if self.state is None else challenge_key(self.client, self.state)
+    def __post_init__(self) -> None:
+        if self.state is not None:
+            object.__setattr__(self, "challenge_key", challenge_key(self.client, self.state))
 
 
 def challenge_key(client: str, state: bytes) -> bytes:
