@@ -295,13 +295,13 @@ class Authenticator:
     def _apply(self, writer: HotWriter, item: Prepared, now: datetime) -> Decision:
         """Write one request's effects; returns the decision that stands after any lost race."""
         decision = item.decision
-        state = item.request.challenge_key
-        if item.consume_state and state is not None:
+        key = item.request.challenge_key
+        if item.consume_state and key is not None:
             # A request without an authenticator (otpctl check) is never resent: a random
             # stand-in consumes the State all the same.
             answer = item.request.request_id or secrets.token_bytes(16)
-            if not writer.take_challenge(state, answer) and not resent_meanwhile(
-                writer, item, state
+            if not writer.take_challenge(key, answer) and not resent_meanwhile(
+                writer, item, key
             ):
                 return _bad_state()  # another request (or node) used this State first
         user = item.user
