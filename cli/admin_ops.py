@@ -180,8 +180,10 @@ def approved(name: str, argument: str, action: str) -> Callable[
 
     def decorate(act: Callable[[Approval, tuple[str, ...]], None]) -> click.Command:
         @click.option("--admin", "admin_login", callback=utf8_text, required=True,
-                      help="The master or admin user acting.")  # fmt: skip
-        @click.argument(argument, nargs=-1, required=True, callback=utf8_text)
+                      metavar="ADMIN", help="The master or admin user acting.")  # fmt: skip
+        # SPEC §5's spelling (LOGIN..., SERIAL...), not the parameter's plural.
+        @click.argument(argument, nargs=-1, required=True, callback=utf8_text,
+                        metavar=argument.removesuffix("s").upper() + "...")  # fmt: skip
         @password_stdin_option
         @output_options
         @pass_cli

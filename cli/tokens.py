@@ -120,6 +120,7 @@ def import_tokens(
     "--serial",
     callback=utf8_text,
     default=None,
+    metavar="SERIAL",
     help="Serial number (default: S and ten random digits).",
 )
 @click.option(

@@ -42,7 +42,9 @@ def user() -> None:
 
 @user.command("add")
 @click.argument("login", callback=utf8_text)
-@click.option("--name", callback=utf8_text, required=True, help="The user's name (利用者名).")
+@click.option(
+    "--name", callback=utf8_text, required=True, metavar="NAME", help="The user's name (利用者名)."
+)
 @click.option(
     "--class",
     "user_class",
@@ -143,6 +145,7 @@ def show(obj: CliContext, login: str, as_json: bool, lang: Lang) -> None:
     "--start",
     required=True,
     type=DATE,
+    metavar="YYYY-MM-DD",
     help="Service start date YYYY-MM-DD (利用開始日, as in the bank's letter).",
 )
 @output_options

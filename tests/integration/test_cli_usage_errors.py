@@ -52,6 +52,33 @@ def test_a_wrong_command_line_is_one_line_naming_what_is_wrong(
     assert "--help" in line  # and where to look for the right form
 
 
+@pytest.mark.parametrize(
+    ("command", "spelled"),
+    [
+        (("unlock",), ["unlock [OPTIONS] LOGIN...", "--admin ADMIN"]),
+        (("revoke",), ["revoke [OPTIONS] LOGIN...", "--admin ADMIN"]),
+        (("user", "delete"), ["user delete [OPTIONS] LOGIN...", "--admin ADMIN"]),
+        (("token", "delete"), ["token delete [OPTIONS] SERIAL...", "--admin ADMIN"]),
+        (("user", "add"), ["--name NAME"]),
+        (("user", "issue"), ["--start YYYY-MM-DD"]),
+        (("token", "enroll-soft"), ["--serial SERIAL"]),
+    ],
+)
+def test_the_help_spells_arguments_as_spec_does(
+    ready: Otpctl, command: tuple[str, ...], spelled: list[str]
+) -> None:
+    # SPEC §5 is the form operators' scripts are written from: 'LOGINS...', '--admin TEXT'
+    # and '--start [%Y-%m-%d]' named what to give in words found nowhere else.
+    usage = ok(ready(*command, "--help")).stdout
+    for text in spelled:
+        assert text in usage
+
+
+def test_a_missing_login_is_named_as_spec_names_it(ready: Otpctl) -> None:
+    line = failed(ready("unlock", "--admin", "chiroadm"), 2)
+    assert "Missing argument 'LOGIN...'" in line
+
+
 def test_config_after_the_command_says_where_it_goes(ready: Otpctl, tmp_path: Path) -> None:
     # The usual slip: --config is the group's option (SPEC §5). "No such option" and a pointer
     # to the help of 'user list', which does not mention it, left the operator no wiser.
@@ -111,8 +138,8 @@ LATIN1 = "t\udce1ro"  # "tåro" typed on a Latin-1 terminal, as Python decodes s
         (("token", "disable", LATIN1), "'SERIAL'"),
         (("token", "enroll-soft", "--serial", LATIN1), "'--serial'"),
         (("unlock", "--admin", LATIN1, "taro"), "'--admin'"),
-        (("revoke", "--admin", "chiroadm", "taro", LATIN1), "'LOGINS...'"),
-        (("token", "delete", "--admin", "chiroadm", LATIN1), "'SERIALS...'"),
+        (("revoke", "--admin", "chiroadm", "taro", LATIN1), "'LOGIN...'"),
+        (("token", "delete", "--admin", "chiroadm", LATIN1), "'SERIAL...'"),
     ],
 )
 def test_an_argument_in_another_encoding_is_refused_before_anything_is_asked(
