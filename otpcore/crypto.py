@@ -150,6 +150,9 @@ def read_key(path: Path) -> SeedKey:
         raise KeyFileError(f"{path}: key file not found (run 'otpctl init')") from None
     except OSError as exc:
         raise _cannot("read", path, exc) from None
+    if stat.S_ISDIR(st.st_mode):
+        # Before its mode: a folder's 0755 is no key open to others, nor one to chmod 600.
+        raise _cannot("read", path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
     if stat.S_IMODE(st.st_mode) & 0o077:
         raise KeyFileError(f"{path}: key file is readable by group or others; chmod 600 it")
     _refuse_open_folder(path)

@@ -182,6 +182,21 @@ def test_a_key_file_otpctl_cannot_read_or_create_is_one_line_with_status_78(
     assert failed(ready("init"), 78) == line
 
 
+def test_a_key_file_naming_an_open_folder_is_not_told_to_be_chmodded(
+    ready: Otpctl, config: Path
+) -> None:
+    # key_file = "/var/lib/otpradius", the file's name forgotten: the folder's 0755 read as a
+    # key file open to others, and the advice was to chmod 600 the service's folder.
+    folder = config.parent / "keys"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    config.write_text(config.read_text() + '\n[secrets]\nkey_file = "keys"\n')
+    line = f"otpctl: error: {folder}: cannot read the key file: {os.strerror(errno.EISDIR)}"
+    for command in (("init",), ("user", "list"), ("key", "rotate")):
+        assert failed(ready(*command), 78) == line, command
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+
+
 def test_init_makes_no_key_in_a_folder_others_may_write_in(otpctl: Otpctl, config: Path) -> None:
     folder = config.parent / "keys"
     folder.mkdir(mode=0o700)
