@@ -39,19 +39,30 @@ def read_rows(
     as written (not stripped: a password may not lose its spaces unnoticed). ``check`` sees
     each row once its key is known to be new, and raises InvalidInput to refuse it.
     """
-    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
     try:
-        header = [name.strip() for name in (reader.fieldnames or [])]
+        header = [name.strip() for name in next(reader, [])]
         _check(header, source, columns, check_header)
-        reader.fieldnames = header
         rows: list[Row] = []
         seen: dict[str, int] = {}
-        for raw in reader:
-            line = reader.line_num
+        while True:
+            # A row is named by the line it begins on: a quote left open runs it on to the
+            # end of the file, and that last line is not where the operator must look.
+            line = reader.line_num + 1
+            raw = next(reader, None)
+            if raw is None:
+                break
+            if not raw:
+                continue  # a blank line
+            runs_on = (
+                f" (its quoted text runs on to line {reader.line_num})"
+                if reader.line_num > line
+                else ""
+            )
             try:
-                row = parse(_cells(raw), line)
+                row = parse(_cells(header, raw), line)
             except InvalidInput as exc:
-                raise ImportRefused(source, line, str(exc)) from None
+                raise ImportRefused(source, line, f"{exc}{runs_on}") from None
             value = key(row)
             if value in seen:
                 raise ImportRefused(source, line, f"{key_name} {value} repeats line {seen[value]}")
@@ -60,7 +71,7 @@ def read_rows(
                 try:
                     check(row)
                 except InvalidInput as exc:
-                    raise ImportRefused(source, line, str(exc)) from None
+                    raise ImportRefused(source, line, f"{exc}{runs_on}") from None
             rows.append(row)
     except csv.Error as exc:  # e.g. a field over the csv module's size limit
         raise ImportRefused(source, max(reader.line_num, 1), f"not valid CSV: {exc}") from None
@@ -86,17 +97,13 @@ def _check(
         raise ImportRefused(source, 1, missing)
 
 
-def _cells(row: dict[str | None, str | list[str] | None]) -> dict[str, str]:
-    """A DictReader row as column -> text, refusing a row of the wrong width."""
-    if None in row:
+def _cells(header: list[str], row: list[str]) -> dict[str, str]:
+    """A row as column -> text, refusing a row of the wrong width."""
+    if len(row) > len(header):
         raise InvalidInput("more fields than columns")
-    cells: dict[str, str] = {}
-    for name, value in row.items():
-        if not isinstance(value, str):
-            raise InvalidInput("fewer fields than columns")
-        if name is not None:
-            cells[name] = value
-    return cells
+    if len(row) < len(header):
+        raise InvalidInput("fewer fields than columns")
+    return dict(zip(header, row, strict=True))
 
 
 def _unknown_column(place: int, name: str, columns: Collection[str], header: bool) -> str:

@@ -372,6 +372,28 @@ def test_a_bad_user_row_refuses_the_file_with_its_line(otpctl: Otpctl, tmp_path:
     assert users(otpctl) == {}
 
 
+def test_a_quote_left_open_is_refused_at_the_line_it_opens_on(
+    otpctl: Otpctl, tmp_path: Path
+) -> None:
+    # The quote runs the row on to the end of the file: naming the line the row ended on sent
+    # the operator to the file's last line, which is fine, of a file of maybe 100,000.
+    path = tmp_path / "users.csv"
+    rows = [f"u{i},User {i},general,pw-user-{i}" for i in range(1, 41)]
+    rows[3] = 'u4,"User 4,general,pw-user-4'
+    path.write_text("login,name,class,password\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    line = failed(otpctl("user", "import", str(path)), 2)
+    assert line.startswith(f"otpctl: error: {path}:5: ")
+    assert line.endswith("(its quoted text runs on to line 41)")
+    assert users(otpctl) == {}
+    seeds = tmp_path / "seeds.csv"
+    lines = [f"7100000{i},{bytes(range(20 * i, 20 * i + 20)).hex()}" for i in range(1, 6)]
+    lines[1] = lines[1].replace(",", ',"')
+    seeds.write_text("serial,secret\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    line = failed(otpctl("token", "import", str(seeds)), 2)
+    assert line.startswith(f"otpctl: error: {seeds}:3: ")
+    assert line.endswith("(its quoted text runs on to line 6)")
+
+
 def test_user_import_update(otpctl: Otpctl, tmp_path: Path) -> None:
     ok(otpctl("token", "import", str(write_pskc(tmp_path, "plain"))))
     path = tmp_path / "users.csv"

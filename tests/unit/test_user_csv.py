@@ -250,11 +250,19 @@ def test_a_file_without_its_header_row_never_shows_a_password_it_starts_with() -
     assert "login, name, class, password, password_hash, start, serial" in str(error)
 
 
-def test_a_quoted_field_spanning_lines_is_refused_at_the_line_it_ends_on() -> None:
-    text = f'{HEADER}\nu0,Zero,,pw-1234,,\nu1,"One\nTwo",general,pw-1234,,\n'
+def test_a_quoted_field_spanning_lines_is_refused_at_the_line_it_begins_on() -> None:
+    # Where the quote opens is where the operator must look; the end may be the file's end.
+    text = f'{HEADER}\nu0,Zero,,pw-1234,,\nu1,"One\nTwo",general,pw-1234,,\nu2,Two,,pw-1234,,\n'
     error = refused(text)
-    assert error.line == 4
+    assert error.line == 3
     assert "name must be" in str(error)
+    assert str(error).endswith("(its quoted text runs on to line 4)")
+    # A row on one line after it is named by its own line, and blank lines count as lines.
+    error = refused(f'{HEADER}\nu0,Zero,,pw-1234,,\nu1,"One\nTwo",,pw-1234,,\n\nu1,One,,pw-1,,\n')
+    assert (error.line, str(error).endswith("(its quoted text runs on to line 4)")) == (3, True)
+    error = refused(f"{HEADER}\n\nu0,Zero,,pw-1234,,\n\nu1,One,boss,pw-1234,,\n")
+    assert error.line == 5
+    assert "runs on" not in str(error)
 
 
 # Hypothesis: any file of good rows parses back to its values, and one bad row anywhere
