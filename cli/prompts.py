@@ -6,6 +6,8 @@ the order an operator would be prompted. A secret is never echoed, printed or lo
 
 from __future__ import annotations
 
+import getpass
+import warnings
 from collections.abc import Callable
 from typing import Any, TextIO, TypeVar
 
@@ -62,9 +64,13 @@ class Secrets:
         # Typing a new password twice catches a typo a person cannot see; a pipe needs no
         # such check and would only have to repeat every line.
         confirm = new and stdin.isatty()
-        value: str = click.prompt(
-            prompt, hide_input=hidden, confirmation_prompt=confirm, type=str, err=True
-        )
+        with warnings.catch_warnings():
+            # With no terminal (cron, CI) getpass reads the pipe and says so in a line of its
+            # own; its Python warning would add two more, a source path among them.
+            warnings.simplefilter("ignore", getpass.GetPassWarning)
+            value: str = click.prompt(
+                prompt, hide_input=hidden, confirmation_prompt=confirm, type=str, err=True
+            )
         return value
 
     def _read_line(self) -> str | None:

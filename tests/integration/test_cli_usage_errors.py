@@ -297,6 +297,23 @@ def test_input_closed_at_a_prompt_is_one_line_and_status_130(tmp_path: Path, rea
     )
 
 
+def test_a_prompt_without_a_terminal_shows_no_python_warning(tmp_path: Path, ready: Otpctl) -> None:
+    # A script (cron, CI) with no terminal and no --password-stdin: getpass reads the pipe,
+    # but its GetPassWarning put two lines of Python, a source path among them, on stderr.
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "--config", str(tmp_path / "config.toml"),
+         "check", "taro", "--json"],
+        input=b"taro-pw-1\n",
+        capture_output=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+        start_new_session=True,  # no controlling terminal, as under cron
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert b"getpass" not in done.stderr
+    assert b"GetPassWarning" not in done.stderr
+
+
 def test_python_m_cli_main_runs_otpctl(tmp_path: Path) -> None:
     # As `python3 -m radiusd.main` runs the daemon from a checkout: without its own entry
     # point the module ran nothing and exited 0, so an `init` "succeeded" having made nothing.
