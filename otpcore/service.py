@@ -300,9 +300,7 @@ class Authenticator:
             # A request without an authenticator (otpctl check) is never resent: a random
             # stand-in consumes the State all the same.
             answer = item.request.request_id or secrets.token_bytes(16)
-            if not writer.take_challenge(key, answer) and not resent_meanwhile(
-                writer, item, key
-            ):
+            if not writer.take_challenge(key, answer) and not resent_meanwhile(writer, item, key):
                 return _bad_state()  # another request (or node) used this State first
         user = item.user
         if user is None:
