@@ -334,9 +334,15 @@ def _activation_otp(
     request_id: bytes | None = None,
 ) -> Decision:
     """Verify the OTP of the token being activated; failures count on the user, not the token."""
-    if token is not None and user.serial == token.serial and request_id is not None:
+    if (
+        token is not None
+        and user.serial == token.serial
+        and request_id is not None
+        and _refused_for_activation(token, now) is None
+    ):
         # Bound already: by this very answer if it is resent to another node after the first
-        # node's Accept was lost (its step is recorded with its Request Authenticator).
+        # node's Accept was lost (its step is recorded with its Request Authenticator). Not
+        # once the token is disabled, expired or suspended: a resent OTP answer is not either.
         again = _check_otp(token, code, now, policy, False, request_id)
         if again.result is Result.ACCEPT and not again.effects:
             return Decision(Result.ACCEPT, Reason.ACTIVATED, token.serial)

@@ -129,6 +129,35 @@ def test_a_challenge_begun_on_one_node_is_answered_on_another_and_only_once(
 
 
 @pytest.mark.service
+def test_an_activation_answer_resent_after_its_token_is_disabled_lets_nobody_in(
+    pg_site: Site,
+) -> None:
+    spec = ClientSpec(mode="challenge")
+    a, b = _start_nodes(pg_site, 2, spec)
+    user = pg_site.issued_user()
+    token = user.bound
+    with a.client() as on_a, b.client() as on_b:
+        serial_prompt = on_a.auth(user.login, user.password)
+        assert serial_prompt is not None
+        assert serial_prompt.code is Codes.ACCESS_CHALLENGE
+        otp_prompt = on_a.auth(user.login, token.serial, state=serial_prompt.state,
+                               sensitive=False)  # fmt: skip
+        assert otp_prompt is not None
+        assert otp_prompt.code is Codes.ACCESS_CHALLENGE
+        answer = on_a.build(user_name=user.login, password=token.code(), state=otp_prompt.state)
+        accept = on_a.exchange(answer).reply
+        assert accept is not None
+        assert accept.code is Codes.ACCESS_ACCEPT
+        # The token is reported stolen; A's Accept is taken as lost and the NAS asks B.
+        pg_site.app.admin("tests").set_disabled(token.serial, True)
+        resent = on_b.exchange(answer).reply
+        assert resent is not None
+        assert resent.code is Codes.ACCESS_REJECT
+    for node in (a, b):
+        node.stop()
+
+
+@pytest.mark.service
 def test_postgresql_stopped_under_load_means_no_accept_and_back_within_five_seconds(
     pg_site: Site,
 ) -> None:

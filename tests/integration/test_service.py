@@ -353,6 +353,29 @@ def test_an_activation_answer_resent_elsewhere_is_accepted_again(
     expect(other, Result.REJECT, Reason.BAD_STATE)
 
 
+@pytest.mark.parametrize("change", ["disabled", "expired", "suspended"])
+def test_an_activation_answer_resent_after_its_token_is_blocked_is_refused(
+    app: App, clock: FrozenClock, change: str
+) -> None:
+    """As a resent OTP answer is: a token disabled (stolen), expired or suspended since the
+    first answer bound it lets nobody in, resend or not (SPEC §3.6, §3.7)."""
+    question = _otp_question(app, clock)
+    answer = bytes(range(16))
+    first = login(app, "taro", code(clock), state=question, request_id=answer)
+    expect(first, Result.ACCEPT, Reason.ACTIVATED)
+    if change == "disabled":
+        app.admin().set_disabled(SERIAL, True)
+    elif change == "expired":
+        spec = TokenSpec(SERIAL, None, expires=clock(), given=frozenset({"expires"}))
+        app.admin().import_tokens([spec], update_existing=True)
+    else:
+        for _ in range(5):
+            login(app, "taro", PASSWORD + wrong_code(clock))
+        assert token(app).suspended
+    again = login(app, "taro", code(clock), state=question, request_id=answer)
+    expect(again, Result.REJECT, Reason.BAD_STATE)
+
+
 # A NAS resends to another node while the first node's commit is still under way (a slow
 # database): the copy was read before that commit and is committed after it. SPEC §4: "a
 # retransmission of the request that consumed a step (same Request Authenticator, recorded
