@@ -728,6 +728,13 @@ def _alive(pid: int) -> bool:
 # The client side
 
 
+def answered(reply: Reply | None, code: Codes) -> Reply:
+    """The reply, which must have come back, and with ``code``."""
+    assert reply is not None, f"no answer where {code.name} was expected"
+    assert reply.code is code
+    return reply
+
+
 @dataclass
 class Exchange:
     """One datagram sent, and what came back (None: no answer in time)."""

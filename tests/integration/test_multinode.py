@@ -22,7 +22,7 @@ import pytest
 
 from radiusd.packets import Codes, decode_reply, encode_request
 from tests.integration.conftest import pg_cluster_control
-from tests.integration.daemon import LEDGER, ClientSpec, Node, Site, fresh_secret
+from tests.integration.daemon import LEDGER, ClientSpec, Node, Site, answered, fresh_secret
 
 
 @pytest.fixture
@@ -137,22 +137,14 @@ def test_an_activation_answer_resent_after_its_token_is_disabled_lets_nobody_in(
     user = pg_site.issued_user()
     token = user.bound
     with a.client() as on_a, b.client() as on_b:
-        serial_prompt = on_a.auth(user.login, user.password)
-        assert serial_prompt is not None
-        assert serial_prompt.code is Codes.ACCESS_CHALLENGE
-        otp_prompt = on_a.auth(user.login, token.serial, state=serial_prompt.state,
-                               sensitive=False)  # fmt: skip
-        assert otp_prompt is not None
-        assert otp_prompt.code is Codes.ACCESS_CHALLENGE
-        answer = on_a.build(user_name=user.login, password=token.code(), state=otp_prompt.state)
-        accept = on_a.exchange(answer).reply
-        assert accept is not None
-        assert accept.code is Codes.ACCESS_ACCEPT
+        asked_serial = answered(on_a.auth(user.login, user.password), Codes.ACCESS_CHALLENGE)
+        serial = on_a.auth(user.login, token.serial, state=asked_serial.state, sensitive=False)
+        asked_otp = answered(serial, Codes.ACCESS_CHALLENGE)
+        answer = on_a.build(user_name=user.login, password=token.code(), state=asked_otp.state)
+        answered(on_a.exchange(answer).reply, Codes.ACCESS_ACCEPT)
         # The token is reported stolen; A's Accept is taken as lost and the NAS asks B.
         pg_site.app.admin("tests").set_disabled(token.serial, True)
-        resent = on_b.exchange(answer).reply
-        assert resent is not None
-        assert resent.code is Codes.ACCESS_REJECT
+        answered(on_b.exchange(answer).reply, Codes.ACCESS_REJECT)
     for node in (a, b):
         node.stop()
 
