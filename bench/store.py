@@ -66,17 +66,21 @@ def run(population: Population, cache_kib: int, mmap_mib: int) -> float:
     started = time.process_time()
     for first in range(0, len(work), BATCH):
         batch = work[first : first + BATCH]
-        periods: list[int] = []
+        tokens = []
         for login, serial in batch:
             token = store.token(serial)
             if store.user(login) is None or token is None:
                 raise SystemExit(f"{login} or {serial} missing from {population.database}")
-            periods.append(token.period)
+            tokens.append(token)
         with store.transaction() as writer:
             for offset, (login, serial) in enumerate(batch, start=first):
                 step = 1 if offset < half else 2
-                period = periods[offset - first]
-                if not writer.consume_step(login, serial, step, period, identities[offset]):
+                token = tokens[offset - first]
+                identity = identities[offset]
+                used = writer.consume_step(
+                    login, serial, step, token.period, identity, token.sealed_secret
+                )
+                if not used:
                     raise SystemExit(f"step {step} of {serial} was refused")
     spent = time.process_time() - started
     engine.dispose()

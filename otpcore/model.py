@@ -72,6 +72,7 @@ class Reason(StrEnum):
     NOT_AWAITING_ACTIVATION = "not_awaiting_activation"
     TOKEN_REVOKED = "token_revoked"  # revoked from the token while the request was decided
     PERIOD_CHANGED = "period_changed"  # the token's period changed while it was decided
+    SEED_CHANGED = "seed_changed"  # the token's seed was replaced while it was decided
     PAP_REQUIRED = "pap_required"
     INVALID_REQUEST = "invalid_request"
 
@@ -102,6 +103,9 @@ REASON_DESCRIPTIONS: dict[Reason, str] = {
     Reason.TOKEN_REVOKED: "the user was revoked from the token while the request was decided",
     Reason.PERIOD_CHANGED: (
         "an import changed the token's period while the request was decided (not counted)"
+    ),
+    Reason.SEED_CHANGED: (
+        "an import replaced the token's seed while the request was decided (not counted)"
     ),
     Reason.PAP_REQUIRED: "the request used CHAP or MS-CHAP; only PAP is supported",
     Reason.INVALID_REQUEST: "the request lacks User-Name or User-Password",

@@ -9,6 +9,7 @@ and one fsync serves a whole batch. Nothing is answered before its commit return
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import secrets
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from otpcore.decision import (
     decide,
     same_request,
 )
-from otpcore.errors import WriteConflict
+from otpcore.errors import KeyFileError, WriteConflict
 from otpcore.logfields import field as log_value
 from otpcore.model import InputMode, Reason, Result, Stage, Token, User
 from otpcore.policy import Policy
@@ -110,6 +111,9 @@ class Prepared:
     new_hash: str | None = field(default=None, repr=False)
     new_challenge: bytes | None = field(default=None, repr=False)
     expires: datetime | None = None
+    # The token's seed as sealed when the request was decided: a step is used only while the
+    # token still has that seed (see ``Authenticator._consume``).
+    sealed: bytes | None = field(default=None, repr=False)
 
     @property
     def writes(self) -> bool:
@@ -257,6 +261,7 @@ class Authenticator:
             new_hash=self._rehash(user, decision),
             new_challenge=new_challenge,
             expires=now + timedelta(seconds=self.policy.challenge_timeout),
+            sealed=record.sealed_secret if record is not None else None,
         )
 
     def commit(self, batch: Sequence[Prepared]) -> list[AuthOutcome]:
@@ -292,6 +297,50 @@ class Authenticator:
             return None
         return self.hashing.hash(decision.password)
 
+    def _consume(
+        self, writer: HotWriter, login: str, item: Prepared, effect: ConsumeStep, *, binding: bool
+    ) -> bool:
+        """Use the step of ``effect`` while the token still has the seed it was matched with.
+
+        A ``token import --update`` that replaced the seed (a leaked one, say) since the
+        request was decided refuses it: the code was the old seed's. A key rotation re-seals
+        the same seed, which is no reason to refuse: the step is then used under the seed as
+        sealed now.
+        """
+        sealed = item.sealed
+        for _ in range(2):  # the rows are locked now: nobody re-seals them a second time
+            if sealed is None:
+                return False
+            if writer.consume_step(
+                login,
+                effect.serial,
+                effect.step,
+                effect.period,
+                item.request.request_id,
+                sealed,
+                binding=binding,
+            ):
+                return True
+            standing = writer.standing(login, effect.serial)
+            now_sealed = standing.sealed_secret if standing is not None else None
+            if now_sealed == sealed or not self._same_seed(effect.serial, sealed, now_sealed):
+                return False
+            sealed = now_sealed
+        return False
+
+    def _same_seed(self, serial: str, sealed: bytes | None, other: bytes | None) -> bool:
+        """True when two sealed seeds of a token hold the same seed."""
+        if sealed is None or other is None:
+            return False
+        if sealed == other:
+            return True
+        try:
+            first = self.keyring.unseal(serial, sealed)
+            second = self.keyring.unseal(serial, other)
+        except KeyFileError:
+            return False
+        return hmac.compare_digest(first, second)
+
     def _apply(self, writer: HotWriter, item: Prepared, now: datetime) -> Decision:
         """Write one request's effects; returns the decision that stands after any lost race."""
         decision = item.decision
@@ -313,13 +362,8 @@ class Authenticator:
                 return _reject(Reason.USER_SUSPENDED, decision.serial)
         binding = any(isinstance(effect, Bind) for effect in decision.effects)
         for effect in decision.effects:
-            if isinstance(effect, ConsumeStep) and not writer.consume_step(
-                user.login,
-                effect.serial,
-                effect.step,
-                effect.period,
-                item.request.request_id,
-                binding=binding,
+            if isinstance(effect, ConsumeStep) and not self._consume(
+                writer, user.login, item, effect, binding=binding
             ):
                 standing = writer.standing(user.login, effect.serial)
                 if used_by_this_request(standing, effect, item.request):
@@ -327,6 +371,10 @@ class Authenticator:
                     # it (SPEC §4): answered as it was there, and nothing is written again.
                     return Decision(decision.result, decision.reason, decision.serial)
                 changed = changed_since(standing, effect.serial, binding, effect.period)
+                if changed is None and standing is not None:
+                    sealed = standing.sealed_secret
+                    if not self._same_seed(effect.serial, item.sealed, sealed):
+                        changed = Reason.SEED_CHANGED  # not a replay: nothing to count
                 if changed is not None:
                     return _reject(changed, effect.serial)
                 decision = decision.lost_race()

@@ -29,14 +29,15 @@ ADD_CHALLENGE = """INSERT INTO challenges (id, login, stage, serial, expires_at)
 # the token (a lost token); an activation only while the user is still unbound. The period
 # too: an import that changed it restated last_step in the new period's steps, and a step
 # counted in the old ones would land far from now (every right code a replay, or used ones
-# good again).
+# good again). And the seed: a code of the seed an import has just replaced (a leaked one)
+# must not open a login once the import has returned.
 CONSUME = """UPDATE tokens SET last_step = :step, fail_count = 0,
     last_request = :request WHERE serial = :serial AND last_step < :step
-    AND period = :period AND NOT suspended AND NOT disabled
+    AND period = :period AND sealed_secret = :sealed AND NOT suspended AND NOT disabled
     AND EXISTS (SELECT 1 FROM users AS u WHERE u.login = :login AND NOT u.suspended
         AND (u.serial = :serial OR (u.serial IS NULL AND :binding)))"""
 STANDING = """SELECT u.suspended, u.serial, t.suspended, t.disabled, t.serial IS NOT NULL,
-    t.last_step, t.last_request, t.period
+    t.last_step, t.last_request, t.period, t.sealed_secret
     FROM users AS u LEFT JOIN tokens AS t ON t.serial = :serial WHERE u.login = :login"""
 CHALLENGE_USED_BY = "SELECT used_by FROM challenges WHERE id = :id"
 USER_SUSPENDED = "SELECT suspended FROM users WHERE login = :login"

@@ -25,6 +25,7 @@ class Standing:
     last_step: int | None = None  # the token's last used step, and the request that used it
     last_request: bytes | None = field(default=None, repr=False)
     period: int | None = None  # the unit of last_step; None when the token is gone
+    sealed_secret: bytes | None = field(default=None, repr=False)  # None when the token is gone
 
 
 class HotWriter:
@@ -89,12 +90,15 @@ class HotWriter:
         step: int,
         period: int,
         request: bytes | None,
+        sealed: bytes,
         *,
         binding: bool = False,
     ) -> bool:
         """Record a used step later than the stored one, for a user still entitled to it.
 
-        ``step`` is counted in ``period`` seconds, which must still be the token's. The user
+        ``step`` is counted in ``period`` seconds, which must still be the token's, and was
+        matched with the seed ``sealed``, which must still be the token's (sealed as stored:
+        a key rotation re-seals it, which ``standing`` shows). The user
         must not be suspended and must be bound to the token, or unbound when ``binding`` (an
         activation). False if any of that changed, or somebody else won the step;
         ``standing`` tells which.
@@ -105,6 +109,7 @@ class HotWriter:
             "step": step,
             "period": period,
             "request": request,
+            "sealed": sealed,
             "binding": binding,
         }
         return int(self._store.run(sql.CONSUME, params).rowcount) == 1
@@ -116,7 +121,9 @@ class HotWriter:
         rows = self._store.run(sql.STANDING, params).fetchall()
         if not rows:
             return None
-        suspended, bound_to, token_suspended, disabled, exists, last_step, last, period = rows[0]
+        suspended, bound_to, token_suspended, disabled, exists, last_step, last, period, sealed = (
+            rows[0]
+        )
         return Standing(
             bool(suspended),
             bound_to,
@@ -126,6 +133,7 @@ class HotWriter:
             last_step,
             bytes(last) if last is not None else None,
             period,
+            bytes(sealed) if sealed is not None else None,
         )
 
     def challenge_used_by(self, challenge_id: bytes) -> bytes | None:

@@ -535,3 +535,31 @@ def test_batches_of_two_nodes_in_opposite_orders_never_deadlock(
         thread.join(timeout=120)
     assert failures == []
     assert sum(listing.fail_count for listing in nodes[0].admin().tokens()) == 2 * 40 * 4
+
+
+def test_a_login_decided_before_its_seed_was_replaced_is_refused_uncounted(
+    taro: App, clock: FrozenClock
+) -> None:
+    # A leaked seed is replaced by a vendor's new file: a code of the old seed decided just
+    # before must not open the login once the import has returned.
+    authenticator = taro.authenticator()
+    in_flight = authenticator.prepare(AuthRequest("taro", PASSWORD + code(clock)))
+    assert in_flight.decision.result is Result.ACCEPT
+    fresh = bytes(range(101, 121))
+    fix = f"serial,secret\n{SERIAL},{fresh.hex()}\n"
+    taro.admin().import_tokens(read_token_csv(fix, "fix.csv"), update_existing=True)
+    (outcome,) = authenticator.commit([in_flight])
+    assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.SEED_CHANGED)
+    assert token(taro).fail_count == 0  # nobody typed a wrong code: nothing to count
+    assert login(taro, "taro", PASSWORD + code(clock, secret=fresh)).reason is Reason.OK
+
+
+def test_a_login_decided_before_a_key_rotation_is_accepted(taro: App, clock: FrozenClock) -> None:
+    # A rotation re-seals every seed while logins go on (README): the seed is the same one,
+    # sealed anew, and a login decided under the old seal is no code of another seed.
+    authenticator = taro.authenticator()
+    in_flight = authenticator.prepare(AuthRequest("taro", PASSWORD + code(clock)))
+    rotate_key(taro.store, taro.settings.key_file, clock)
+    (outcome,) = authenticator.commit([in_flight])
+    assert (outcome.result, outcome.reason) == (Result.ACCEPT, Reason.OK)
+    assert login(taro, "taro", PASSWORD + code(clock)).reason is Reason.REPLAY
