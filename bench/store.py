@@ -24,6 +24,7 @@ import secrets
 import statistics
 import time
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event
@@ -63,6 +64,7 @@ def run(population: Population, cache_kib: int, mmap_mib: int) -> float:
     work = requests(population)
     half = len(work) // 2
     identities = [secrets.token_bytes(32) for _ in work]
+    now = datetime.now(UTC)
     started = time.process_time()
     for first in range(0, len(work), BATCH):
         batch = work[first : first + BATCH]
@@ -78,7 +80,7 @@ def run(population: Population, cache_kib: int, mmap_mib: int) -> float:
                 token = tokens[offset - first]
                 identity = identities[offset]
                 used = writer.consume_step(
-                    login, serial, step, token.period, identity, token.sealed_secret
+                    login, serial, step, token.period, identity, token.sealed_secret, now=now
                 )
                 if not used:
                     raise SystemExit(f"step {step} of {serial} was refused")

@@ -88,6 +88,8 @@ def changed_since(
         return Reason.TOKEN_SUSPENDED
     if standing.token_disabled:
         return Reason.TOKEN_DISABLED
+    if standing.token_expired:
+        return Reason.TOKEN_EXPIRED  # an update moved its expiry into the past meanwhile
     if period is not None and standing.period != period:
         return Reason.PERIOD_CHANGED
     return None

@@ -298,7 +298,14 @@ class Authenticator:
         return self.hashing.hash(decision.password)
 
     def _consume(
-        self, writer: HotWriter, login: str, item: Prepared, effect: ConsumeStep, *, binding: bool
+        self,
+        writer: HotWriter,
+        login: str,
+        item: Prepared,
+        effect: ConsumeStep,
+        now: datetime,
+        *,
+        binding: bool,
     ) -> bool:
         """Use the step of ``effect`` while the token still has the seed it was matched with.
 
@@ -318,10 +325,11 @@ class Authenticator:
                 effect.period,
                 item.request.request_id,
                 sealed,
+                now=now,
                 binding=binding,
             ):
                 return True
-            standing = writer.standing(login, effect.serial)
+            standing = writer.standing(login, effect.serial, now)
             now_sealed = standing.sealed_secret if standing is not None else None
             if now_sealed == sealed or not self._same_seed(effect.serial, sealed, now_sealed):
                 return False
@@ -363,9 +371,9 @@ class Authenticator:
         binding = any(isinstance(effect, Bind) for effect in decision.effects)
         for effect in decision.effects:
             if isinstance(effect, ConsumeStep) and not self._consume(
-                writer, user.login, item, effect, binding=binding
+                writer, user.login, item, effect, now, binding=binding
             ):
-                standing = writer.standing(user.login, effect.serial)
+                standing = writer.standing(user.login, effect.serial, now)
                 if used_by_this_request(standing, effect, item.request):
                     # This very request, resent to this node while another node committed
                     # it (SPEC §4): answered as it was there, and nothing is written again.
@@ -382,12 +390,12 @@ class Authenticator:
         for effect in decision.effects:
             if isinstance(effect, CountTokenFailure):
                 threshold = self.policy.lockout_threshold
-                counted = writer.count_token_failure(user.login, effect.serial, threshold)
+                counted = writer.count_token_failure(user.login, effect.serial, threshold, now)
                 if counted is None:
                     # Nothing counted: the token was suspended by other requests since this
                     # one was read (SPEC §2), or the user was revoked from it or deleted and
                     # is no longer one of its users. That is the reason to give.
-                    standing = writer.standing(user.login, effect.serial)
+                    standing = writer.standing(user.login, effect.serial, now)
                     changed = changed_since(standing, effect.serial, False)
                     return _reject(changed or Reason.TOKEN_SUSPENDED, effect.serial)
                 if counted:

@@ -30,23 +30,26 @@ ADD_CHALLENGE = """INSERT INTO challenges (id, login, stage, serial, expires_at)
 # too: an import that changed it restated last_step in the new period's steps, and a step
 # counted in the old ones would land far from now (every right code a replay, or used ones
 # good again). And the seed: a code of the seed an import has just replaced (a leaked one)
-# must not open a login once the import has returned.
+# must not open a login once the import has returned; nor a token whose expiry has passed
+# by then (an update may move it into the past).
 CONSUME = """UPDATE tokens SET last_step = :step, fail_count = 0,
     last_request = :request WHERE serial = :serial AND last_step < :step
     AND period = :period AND sealed_secret = :sealed AND NOT suspended AND NOT disabled
+    AND (expires IS NULL OR expires > :now)
     AND EXISTS (SELECT 1 FROM users AS u WHERE u.login = :login AND NOT u.suspended
         AND (u.serial = :serial OR (u.serial IS NULL AND :binding)))"""
 STANDING = """SELECT u.suspended, u.serial, t.suspended, t.disabled, t.serial IS NOT NULL,
-    t.last_step, t.last_request, t.period, t.sealed_secret
+    t.last_step, t.last_request, t.period, t.sealed_secret,
+    t.expires IS NOT NULL AND t.expires <= :now
     FROM users AS u LEFT JOIN tokens AS t ON t.serial = :serial WHERE u.login = :login"""
 CHALLENGE_USED_BY = "SELECT used_by FROM challenges WHERE id = :id"
 USER_SUSPENDED = "SELECT suspended FROM users WHERE login = :login"
 # Only from one of the token's users (SPEC §2): a wrong code decided as the user was revoked
 # from the token, or deleted, must not count against the users who still hold it; nor on a
-# token disabled meanwhile, where nothing is checked or counted (SPEC §3).
+# token disabled or expired meanwhile, where nothing is checked or counted (SPEC §3).
 TOKEN_FAILURE = """UPDATE tokens SET fail_count = fail_count + 1,
     suspended = (fail_count + 1 >= :threshold) WHERE serial = :serial AND NOT suspended
-    AND NOT disabled
+    AND NOT disabled AND (expires IS NULL OR expires > :now)
     AND EXISTS (SELECT 1 FROM users AS u WHERE u.login = :login AND u.serial = :serial)
     RETURNING suspended"""
 PASSWORD_FAILURE = """UPDATE users SET password_failures = password_failures + 1,

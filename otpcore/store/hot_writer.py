@@ -26,6 +26,7 @@ class Standing:
     last_request: bytes | None = field(default=None, repr=False)
     period: int | None = None  # the unit of last_step; None when the token is gone
     sealed_secret: bytes | None = field(default=None, repr=False)  # None when the token is gone
+    token_expired: bool = False  # its expiry had passed at the instant asked about
 
 
 class HotWriter:
@@ -92,13 +93,15 @@ class HotWriter:
         request: bytes | None,
         sealed: bytes,
         *,
+        now: datetime,
         binding: bool = False,
     ) -> bool:
         """Record a used step later than the stored one, for a user still entitled to it.
 
         ``step`` is counted in ``period`` seconds, which must still be the token's, and was
         matched with the seed ``sealed``, which must still be the token's (sealed as stored:
-        a key rotation re-seals it, which ``standing`` shows). The user
+        a key rotation re-seals it, which ``standing`` shows); its expiry must not have passed
+        at ``now``. The user
         must not be suspended and must be bound to the token, or unbound when ``binding`` (an
         activation). False if any of that changed, or somebody else won the step;
         ``standing`` tells which.
@@ -110,20 +113,21 @@ class HotWriter:
             "period": period,
             "request": request,
             "sealed": sealed,
+            "now": self._store.stored_instant(now),
             "binding": binding,
         }
         return int(self._store.run(sql.CONSUME, params).rowcount) == 1
 
-    def standing(self, login: str, serial: str) -> Standing | None:
-        """The user's and the token's state as a refused ``consume_step`` found them; None if
-        the user is gone."""
-        params = {"login": login, "serial": serial}
+    def standing(self, login: str, serial: str, now: datetime) -> Standing | None:
+        """The user's and the token's state as a refused ``consume_step`` found them at
+        ``now``; None if the user is gone."""
+        params = {"login": login, "serial": serial, "now": self._store.stored_instant(now)}
         rows = self._store.run(sql.STANDING, params).fetchall()
         if not rows:
             return None
-        suspended, bound_to, token_suspended, disabled, exists, last_step, last, period, sealed = (
-            rows[0]
-        )
+        row = rows[0]
+        suspended, bound_to, token_suspended, disabled, exists, last_step, last, period = row[:8]
+        sealed, expired = row[8:]
         return Standing(
             bool(suspended),
             bound_to,
@@ -134,6 +138,7 @@ class HotWriter:
             bytes(last) if last is not None else None,
             period,
             bytes(sealed) if sealed is not None else None,
+            bool(expired),
         )
 
     def challenge_used_by(self, challenge_id: bytes) -> bytes | None:
@@ -146,14 +151,21 @@ class HotWriter:
         rows = self._store.run(sql.USER_SUSPENDED, {"login": login}).fetchall()
         return bool(rows[0][0]) if rows else None
 
-    def count_token_failure(self, login: str, serial: str, threshold: int) -> bool | None:
+    def count_token_failure(
+        self, login: str, serial: str, threshold: int, now: datetime
+    ) -> bool | None:
         """One more failure on a token that is not suspended, by one of its users; True if
         that suspended it.
 
         None when nothing was counted: the token was suspended or disabled already, or
-        ``login`` is no longer bound to it (revoked, deleted).
+        expired at ``now``, or ``login`` is no longer bound to it (revoked, deleted).
         """
-        params = {"login": login, "serial": serial, "threshold": threshold}
+        params = {
+            "login": login,
+            "serial": serial,
+            "threshold": threshold,
+            "now": self._store.stored_instant(now),
+        }
         rows = self._store.run(sql.TOKEN_FAILURE, params).fetchall()
         return bool(rows[0][0]) if rows else None
 

@@ -318,7 +318,7 @@ def test_an_unlock_racing_the_failure_that_suspends_the_token_still_lifts_it(
     # The fifth wrong OTP is being written (a daemon's batch, not committed yet) while an
     # administrator unlocks hanako: the unlock must come after it and lift the token.
     with app.hot.transaction() as writer:
-        assert writer.count_token_failure("taro", SERIAL, 5) is True
+        assert writer.count_token_failure("taro", SERIAL, 5, clock()) is True
         unlock = threading.Thread(
             target=lambda: lifted.append(app.admin().unlock(ADMIN, CONFIRMATION, ["hanako"]))
         )

@@ -15,7 +15,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
@@ -563,3 +563,20 @@ def test_a_login_decided_before_a_key_rotation_is_accepted(taro: App, clock: Fro
     (outcome,) = authenticator.commit([in_flight])
     assert (outcome.result, outcome.reason) == (Result.ACCEPT, Reason.OK)
     assert login(taro, "taro", PASSWORD + code(clock)).reason is Reason.REPLAY
+
+
+def test_a_login_decided_before_its_token_was_made_expired_is_refused_uncounted(
+    taro: App, clock: FrozenClock
+) -> None:
+    # An update that ends a token's validity (the vendor's corrected expiry, already past):
+    # a login decided just before must not open once the import has returned (SPEC §3.6).
+    authenticator = taro.authenticator()
+    in_flight = authenticator.prepare(AuthRequest("taro", PASSWORD + code(clock)))
+    assert in_flight.decision.result is Result.ACCEPT
+    yesterday = (clock() - timedelta(days=1)).date().isoformat()
+    fix = f"serial,expires\n{SERIAL},{yesterday}\n"
+    specs = read_token_csv(fix, "fix.csv", update=True)
+    taro.admin().import_tokens(specs, update_existing=True)
+    (outcome,) = authenticator.commit([in_flight])
+    assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.TOKEN_EXPIRED)
+    assert token(taro).fail_count == 0  # an expired token counts nothing (SPEC §3.6)
