@@ -164,6 +164,9 @@ _REASONS_JA: dict[Reason, str] = {
     Reason.TOKEN_REVOKED: "認証の処理中にトークンが失効されました",
     Reason.PERIOD_CHANGED: "認証の処理中にトークンの時間間隔が変更されました（計数なし）",
     Reason.SEED_CHANGED: "認証の処理中にトークンのシードが置き換えられました（計数なし）",
+    Reason.USER_CHANGED: (
+        "認証の処理中に利用者のトークンまたは利用開始日が変更されました（計数なし）"
+    ),
     Reason.PAP_REQUIRED: "CHAP/MS-CHAP は使えません（PAP のみ）",
     Reason.INVALID_REQUEST: "User-Name または User-Password がありません",
 }

@@ -73,6 +73,7 @@ class Reason(StrEnum):
     TOKEN_REVOKED = "token_revoked"  # revoked from the token while the request was decided
     PERIOD_CHANGED = "period_changed"  # the token's period changed while it was decided
     SEED_CHANGED = "seed_changed"  # the token's seed was replaced while it was decided
+    USER_CHANGED = "user_changed"  # the user's token or start date changed while decided
     PAP_REQUIRED = "pap_required"
     INVALID_REQUEST = "invalid_request"
 
@@ -106,6 +107,10 @@ REASON_DESCRIPTIONS: dict[Reason, str] = {
     ),
     Reason.SEED_CHANGED: (
         "an import replaced the token's seed while the request was decided (not counted)"
+    ),
+    Reason.USER_CHANGED: (
+        "the user was bound to a token, issued one or revoked while the request was decided "
+        "(not counted)"
     ),
     Reason.PAP_REQUIRED: "the request used CHAP or MS-CHAP; only PAP is supported",
     Reason.INVALID_REQUEST: "the request lacks User-Name or User-Password",

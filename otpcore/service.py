@@ -363,11 +363,15 @@ class Authenticator:
         if user is None:
             return decision
         if item.rechecks_user:
-            suspended = writer.user_suspended(user.login)
-            if suspended is None:
+            current = writer.user(user.login)
+            if current is None:
                 return _reject(Reason.UNKNOWN_USER, decision.serial)  # deleted meanwhile
-            if suspended:
+            if current.suspended:
                 return _reject(Reason.USER_SUSPENDED, decision.serial)
+            if _otp_state_changed(user, current):
+                # Bound to a token or issued one meanwhile (an import, otpctl user issue):
+                # what the password alone opened, or asked for next, is no longer so.
+                return _reject(Reason.USER_CHANGED, decision.serial)
         binding = any(isinstance(effect, Bind) for effect in decision.effects)
         for effect in decision.effects:
             if isinstance(effect, ConsumeStep) and not self._consume(
@@ -439,6 +443,12 @@ class Authenticator:
                 stored, user.login, decision.next_stage.value, decision.serial, expires
             )
         return decision
+
+
+def _otp_state_changed(decided: User, now: User) -> bool:
+    """True when what decides the user's OTP state changed since the request was decided."""
+    before = (decided.serial, decided.start_date, decided.revoked)
+    return before != (now.serial, now.start_date, now.revoked)
 
 
 def _reject(reason: Reason, serial: str | None = None) -> Decision:

@@ -43,7 +43,6 @@ STANDING = """SELECT u.suspended, u.serial, t.suspended, t.disabled, t.serial IS
     t.expires IS NOT NULL AND t.expires <= :now
     FROM users AS u LEFT JOIN tokens AS t ON t.serial = :serial WHERE u.login = :login"""
 CHALLENGE_USED_BY = "SELECT used_by FROM challenges WHERE id = :id"
-USER_SUSPENDED = "SELECT suspended FROM users WHERE login = :login"
 # Only from one of the token's users (SPEC §2): a wrong code decided as the user was revoked
 # from the token, or deleted, must not count against the users who still hold it; nor on a
 # token disabled or expired meanwhile, where nothing is checked or counted (SPEC §3).

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from otpcore.model import User
 from otpcore.store import hot_sql as sql
 
 if TYPE_CHECKING:
@@ -146,10 +147,9 @@ class HotWriter:
         rows = self._store.run(sql.CHALLENGE_USED_BY, {"id": challenge_id}).fetchall()
         return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
 
-    def user_suspended(self, login: str) -> bool | None:
-        """True if the user is suspended now; None if the user is gone (deleted)."""
-        rows = self._store.run(sql.USER_SUSPENDED, {"login": login}).fetchall()
-        return bool(rows[0][0]) if rows else None
+    def user(self, login: str) -> User | None:
+        """The user as it stands now; None if the user is gone (deleted)."""
+        return self._store.user(login)
 
     def count_token_failure(
         self, login: str, serial: str, threshold: int, now: datetime

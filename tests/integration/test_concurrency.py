@@ -580,3 +580,31 @@ def test_a_login_decided_before_its_token_was_made_expired_is_refused_uncounted(
     (outcome,) = authenticator.commit([in_flight])
     assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.TOKEN_EXPIRED)
     assert token(taro).fail_count == 0  # an expired token counts nothing (SPEC §3.6)
+
+
+def _bind_by_import(app: App, clock: FrozenClock) -> None:
+    # A migration binds the user to the token he already carries (SPEC §7): active from now.
+    row = UserSpec("kojima", "Kojima", password=PASSWORD, serial=SERIAL)
+    onboarding.import_users(app.store, app.hashing, clock, [row], update=True)
+
+
+def _issue_today(app: App, clock: FrozenClock) -> None:
+    app.admin().issue("kojima", clock().date())  # activation from today
+
+
+@pytest.mark.parametrize("change", [_bind_by_import, _issue_today], ids=["bind", "issue"])
+def test_a_password_only_login_decided_before_a_token_was_given_is_refused(
+    app: App, clock: FrozenClock, change: Callable[[App, FrozenClock], None]
+) -> None:
+    # Unregistered, kojima is let in on his password alone (SPEC §3.3). An operator binds
+    # him to a token, or issues one, as his login is decided: once the command has
+    # returned, the password alone must not let him in.
+    import_token(app)
+    add_user(app, "kojima")
+    authenticator = app.authenticator()
+    in_flight = authenticator.prepare(AuthRequest("kojima", PASSWORD))
+    assert in_flight.decision.reason is Reason.PASSWORD_ONLY
+    change(app, clock)
+    (outcome,) = authenticator.commit([in_flight])
+    assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.USER_CHANGED)
+    assert user(app, "kojima").suspended is False  # nothing counted
