@@ -327,6 +327,7 @@ class Authenticator:
                 sealed,
                 now=now,
                 binding=binding,
+                revoked=item.user is not None and item.user.revoked,
             ):
                 return True
             standing = writer.standing(login, effect.serial, now)
@@ -387,6 +388,8 @@ class Authenticator:
                     sealed = standing.sealed_secret
                     if not self._same_seed(effect.serial, item.sealed, sealed):
                         changed = Reason.SEED_CHANGED  # not a replay: nothing to count
+                    elif binding and standing.user_revoked and not user.revoked:
+                        changed = Reason.TOKEN_REVOKED  # revoked as its activation was decided
                 if changed is not None:
                     return _reject(changed, effect.serial)
                 decision = decision.lost_race()

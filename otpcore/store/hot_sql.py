@@ -31,16 +31,19 @@ ADD_CHALLENGE = """INSERT INTO challenges (id, login, stage, serial, expires_at)
 # counted in the old ones would land far from now (every right code a replay, or used ones
 # good again). And the seed: a code of the seed an import has just replaced (a leaked one)
 # must not open a login once the import has returned; nor a token whose expiry has passed
-# by then (an update may move it into the past).
+# by then (an update may move it into the past). An activation binds only a user not
+# revoked since it was decided: a revoke of an issued user (a token lost in the post) must
+# not be undone by the finder's activation that commits just after it.
 CONSUME = """UPDATE tokens SET last_step = :step, fail_count = 0,
     last_request = :request WHERE serial = :serial AND last_step < :step
     AND period = :period AND sealed_secret = :sealed AND NOT suspended AND NOT disabled
     AND (expires IS NULL OR expires > :now)
     AND EXISTS (SELECT 1 FROM users AS u WHERE u.login = :login AND NOT u.suspended
-        AND (u.serial = :serial OR (u.serial IS NULL AND :binding)))"""
+        AND (u.serial = :serial
+            OR (u.serial IS NULL AND :binding AND (:revoked OR NOT u.revoked))))"""
 STANDING = """SELECT u.suspended, u.serial, t.suspended, t.disabled, t.serial IS NOT NULL,
     t.last_step, t.last_request, t.period, t.sealed_secret,
-    t.expires IS NOT NULL AND t.expires <= :now
+    t.expires IS NOT NULL AND t.expires <= :now, u.revoked
     FROM users AS u LEFT JOIN tokens AS t ON t.serial = :serial WHERE u.login = :login"""
 CHALLENGE_USED_BY = "SELECT used_by FROM challenges WHERE id = :id"
 # Only from one of the token's users (SPEC §2): a wrong code decided as the user was revoked

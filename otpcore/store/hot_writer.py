@@ -28,6 +28,7 @@ class Standing:
     period: int | None = None  # the unit of last_step; None when the token is gone
     sealed_secret: bytes | None = field(default=None, repr=False)  # None when the token is gone
     token_expired: bool = False  # its expiry had passed at the instant asked about
+    user_revoked: bool = False
 
 
 class HotWriter:
@@ -96,16 +97,17 @@ class HotWriter:
         *,
         now: datetime,
         binding: bool = False,
+        revoked: bool = False,
     ) -> bool:
         """Record a used step later than the stored one, for a user still entitled to it.
 
         ``step`` is counted in ``period`` seconds, which must still be the token's, and was
         matched with the seed ``sealed``, which must still be the token's (sealed as stored:
         a key rotation re-seals it, which ``standing`` shows); its expiry must not have passed
-        at ``now``. The user
-        must not be suspended and must be bound to the token, or unbound when ``binding`` (an
-        activation). False if any of that changed, or somebody else won the step;
-        ``standing`` tells which.
+        at ``now``. The user must not be suspended and must be bound to the token, or unbound
+        when ``binding`` (an activation), and then not revoked unless it was already when the
+        request was decided (``revoked``). False if any of that changed, or somebody else won
+        the step; ``standing`` tells which.
         """
         params = {
             "login": login,
@@ -116,6 +118,7 @@ class HotWriter:
             "sealed": sealed,
             "now": self._store.stored_instant(now),
             "binding": binding,
+            "revoked": revoked,
         }
         return int(self._store.run(sql.CONSUME, params).rowcount) == 1
 
@@ -128,7 +131,7 @@ class HotWriter:
             return None
         row = rows[0]
         suspended, bound_to, token_suspended, disabled, exists, last_step, last, period = row[:8]
-        sealed, expired = row[8:]
+        sealed, expired, revoked = row[8:]
         return Standing(
             bool(suspended),
             bound_to,
@@ -140,6 +143,7 @@ class HotWriter:
             period,
             bytes(sealed) if sealed is not None else None,
             bool(expired),
+            bool(revoked),
         )
 
     def challenge_used_by(self, challenge_id: bytes) -> bytes | None:

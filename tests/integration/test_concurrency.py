@@ -608,3 +608,29 @@ def test_a_password_only_login_decided_before_a_token_was_given_is_refused(
     (outcome,) = authenticator.commit([in_flight])
     assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.USER_CHANGED)
     assert user(app, "kojima").suspended is False  # nothing counted
+
+
+def test_an_activation_decided_before_its_user_was_revoked_binds_nothing(
+    app: App, clock: FrozenClock
+) -> None:
+    # The bank's letter said the token went out; it was lost in the post, and the bank
+    # revokes the issue as the finder types its code (SPEC §2: revoked, must activate again).
+    import_token(app)
+    add_admin(app)
+    add_user(app, "kojima")
+    app.admin().issue("kojima", clock().date())
+    authenticator = app.authenticator()
+    in_flight = authenticator.prepare(
+        AuthRequest("kojima", code(clock), InputMode.OTP), activation_serial=SERIAL
+    )
+    assert in_flight.decision.reason is Reason.ACTIVATED
+    app.admin().revoke(ADMIN, CONFIRMATION, ["kojima"])
+    (outcome,) = authenticator.commit([in_flight])
+    assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.TOKEN_REVOKED)
+    assert user(app, "kojima").state.value == "revoked"
+    assert user(app, "kojima").serial is None
+    assert token(app).fail_count == 0  # nobody typed a wrong code
+    # Revoked, the user activates again (SPEC §1), with the next code.
+    clock.advance(60)
+    reactivated = app.authenticator().activate("kojima", SERIAL, code(clock))
+    assert reactivated.reason is Reason.ACTIVATED
