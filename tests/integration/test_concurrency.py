@@ -30,7 +30,7 @@ from otpcore.errors import KeyFileError, Unavailable
 from otpcore.keys import rotate_key
 from otpcore.model import InputMode, Reason, Result
 from otpcore.ports import FrozenClock
-from otpcore.service import AuthRequest
+from otpcore.service import Authenticator, AuthRequest, Prepared
 from otpcore.token_csv import read_token_csv
 from otpcore.user_csv import UserSpec
 from otpcore.views import Imported
@@ -297,18 +297,30 @@ def test_a_wrong_code_decided_before_a_revoke_or_delete_counts_on_nobody(
     assert token(taro).fail_count == 0
 
 
-def test_an_activation_decided_before_its_token_was_deleted_binds_nothing(
-    app: App, clock: FrozenClock
-) -> None:
+def _activation_in_flight(app: App, clock: FrozenClock) -> tuple[Authenticator, Prepared]:
+    """kojima, issued the token today, with his activation decided and not yet committed."""
     import_token(app)
     add_admin(app)
     add_user(app, "kojima")
     app.admin().issue("kojima", clock().date())
+    request = AuthRequest("kojima", code(clock), InputMode.OTP)
+    return _decided(app, request, Reason.ACTIVATED, SERIAL)
+
+
+def _decided(
+    app: App, request: AuthRequest, expected: Reason, activation_serial: str | None = None
+) -> tuple[Authenticator, Prepared]:
+    """``request`` decided as ``expected`` and not yet committed, with its authenticator."""
     authenticator = app.authenticator()
-    in_flight = authenticator.prepare(
-        AuthRequest("kojima", code(clock), InputMode.OTP), activation_serial=SERIAL
-    )
-    assert in_flight.decision.reason is Reason.ACTIVATED
+    in_flight = authenticator.prepare(request, activation_serial=activation_serial)
+    assert in_flight.decision.reason is expected
+    return authenticator, in_flight
+
+
+def test_an_activation_decided_before_its_token_was_deleted_binds_nothing(
+    app: App, clock: FrozenClock
+) -> None:
+    authenticator, in_flight = _activation_in_flight(app, clock)
     app.admin().delete_tokens(ADMIN, CONFIRMATION, [SERIAL])
     (outcome,) = authenticator.commit([in_flight])
     assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.BAD_SERIAL)
@@ -537,14 +549,17 @@ def test_batches_of_two_nodes_in_opposite_orders_never_deadlock(
     assert sum(listing.fail_count for listing in nodes[0].admin().tokens()) == 2 * 40 * 4
 
 
+def _login_in_flight(taro: App, clock: FrozenClock) -> tuple[Authenticator, Prepared]:
+    """taro's login with the right code, decided as an Accept and not yet committed."""
+    return _decided(taro, AuthRequest("taro", PASSWORD + code(clock)), Reason.OK)
+
+
 def test_a_login_decided_before_its_seed_was_replaced_is_refused_uncounted(
     taro: App, clock: FrozenClock
 ) -> None:
     # A leaked seed is replaced by a vendor's new file: a code of the old seed decided just
     # before must not open the login once the import has returned.
-    authenticator = taro.authenticator()
-    in_flight = authenticator.prepare(AuthRequest("taro", PASSWORD + code(clock)))
-    assert in_flight.decision.result is Result.ACCEPT
+    authenticator, in_flight = _login_in_flight(taro, clock)
     fresh = bytes(range(101, 121))
     fix = f"serial,secret\n{SERIAL},{fresh.hex()}\n"
     taro.admin().import_tokens(read_token_csv(fix, "fix.csv"), update_existing=True)
@@ -557,8 +572,7 @@ def test_a_login_decided_before_its_seed_was_replaced_is_refused_uncounted(
 def test_a_login_decided_before_a_key_rotation_is_accepted(taro: App, clock: FrozenClock) -> None:
     # A rotation re-seals every seed while logins go on (README): the seed is the same one,
     # sealed anew, and a login decided under the old seal is no code of another seed.
-    authenticator = taro.authenticator()
-    in_flight = authenticator.prepare(AuthRequest("taro", PASSWORD + code(clock)))
+    authenticator, in_flight = _login_in_flight(taro, clock)
     rotate_key(taro.store, taro.settings.key_file, clock)
     (outcome,) = authenticator.commit([in_flight])
     assert (outcome.result, outcome.reason) == (Result.ACCEPT, Reason.OK)
@@ -570,9 +584,7 @@ def test_a_login_decided_before_its_token_was_made_expired_is_refused_uncounted(
 ) -> None:
     # An update that ends a token's validity (the vendor's corrected expiry, already past):
     # a login decided just before must not open once the import has returned (SPEC §3.6).
-    authenticator = taro.authenticator()
-    in_flight = authenticator.prepare(AuthRequest("taro", PASSWORD + code(clock)))
-    assert in_flight.decision.result is Result.ACCEPT
+    authenticator, in_flight = _login_in_flight(taro, clock)
     yesterday = (clock() - timedelta(days=1)).date().isoformat()
     fix = f"serial,expires\n{SERIAL},{yesterday}\n"
     specs = read_token_csv(fix, "fix.csv", update=True)
@@ -615,15 +627,7 @@ def test_an_activation_decided_before_its_user_was_revoked_binds_nothing(
 ) -> None:
     # The bank's letter said the token went out; it was lost in the post, and the bank
     # revokes the issue as the finder types its code (SPEC §2: revoked, must activate again).
-    import_token(app)
-    add_admin(app)
-    add_user(app, "kojima")
-    app.admin().issue("kojima", clock().date())
-    authenticator = app.authenticator()
-    in_flight = authenticator.prepare(
-        AuthRequest("kojima", code(clock), InputMode.OTP), activation_serial=SERIAL
-    )
-    assert in_flight.decision.reason is Reason.ACTIVATED
+    authenticator, in_flight = _activation_in_flight(app, clock)
     app.admin().revoke(ADMIN, CONFIRMATION, ["kojima"])
     (outcome,) = authenticator.commit([in_flight])
     assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.TOKEN_REVOKED)
