@@ -38,7 +38,7 @@ from otpcore.policy import Policy
 from otpcore.ports import Clock
 from otpcore.races import changed_since, resent_meanwhile, rows_written, used_by_this_request
 from otpcore.store.hot import HotStore, TokenRecord
-from otpcore.store.hot_writer import HotWriter
+from otpcore.store.hot_writer import HotWriter, Standing
 
 log = logging.getLogger(__name__)
 
@@ -306,8 +306,9 @@ class Authenticator:
         now: datetime,
         *,
         binding: bool,
-    ) -> bool:
-        """Use the step of ``effect`` while the token still has the seed it was matched with.
+    ) -> tuple[bool, Standing | None]:
+        """Use the step of ``effect`` while the token still has the seed it was matched with;
+        when refused, also the standing that tells why (None: the user is gone).
 
         A ``token import --update`` that replaced the seed (a leaked one, say) since the
         request was decided refuses it: the code was the old seed's. A key rotation re-seals
@@ -315,10 +316,9 @@ class Authenticator:
         sealed now.
         """
         sealed = item.sealed
+        standing = None
         for _ in range(2):  # the rows are locked now: nobody re-seals them a second time
-            if sealed is None:
-                return False
-            if writer.consume_step(
+            if sealed is not None and writer.consume_step(
                 login,
                 effect.serial,
                 effect.step,
@@ -329,13 +329,15 @@ class Authenticator:
                 binding=binding,
                 revoked=item.user is not None and item.user.revoked,
             ):
-                return True
+                return True, None
             standing = writer.standing(login, effect.serial, now)
             now_sealed = standing.sealed_secret if standing is not None else None
-            if now_sealed == sealed or not self._same_seed(effect.serial, sealed, now_sealed):
-                return False
+            if sealed is None or now_sealed == sealed:
+                break
+            if not self._same_seed(effect.serial, sealed, now_sealed):
+                break
             sealed = now_sealed
-        return False
+        return False, standing
 
     def _same_seed(self, serial: str, sealed: bytes | None, other: bytes | None) -> bool:
         """True when two sealed seeds of a token hold the same seed."""
@@ -375,25 +377,26 @@ class Authenticator:
                 return _reject(Reason.USER_CHANGED, decision.serial)
         binding = any(isinstance(effect, Bind) for effect in decision.effects)
         for effect in decision.effects:
-            if isinstance(effect, ConsumeStep) and not self._consume(
-                writer, user.login, item, effect, now, binding=binding
-            ):
-                standing = writer.standing(user.login, effect.serial, now)
-                if used_by_this_request(standing, effect, item.request):
-                    # This very request, resent to this node while another node committed
-                    # it (SPEC §4): answered as it was there, and nothing is written again.
-                    return Decision(decision.result, decision.reason, decision.serial)
-                changed = changed_since(standing, effect.serial, binding, effect.period)
-                if changed is None and standing is not None:
-                    sealed = standing.sealed_secret
-                    if not self._same_seed(effect.serial, item.sealed, sealed):
-                        changed = Reason.SEED_CHANGED  # not a replay: nothing to count
-                    elif binding and standing.user_revoked and not user.revoked:
-                        changed = Reason.TOKEN_REVOKED  # revoked as its activation was decided
-                if changed is not None:
-                    return _reject(changed, effect.serial)
-                decision = decision.lost_race()
-                break
+            if not isinstance(effect, ConsumeStep):
+                continue
+            used, standing = self._consume(writer, user.login, item, effect, now, binding=binding)
+            if used:
+                continue
+            if used_by_this_request(standing, effect, item.request):
+                # This very request, resent to this node while another node committed
+                # it (SPEC §4): answered as it was there, and nothing is written again.
+                return Decision(decision.result, decision.reason, decision.serial)
+            changed = changed_since(standing, effect.serial, binding, effect.period)
+            if changed is None and standing is not None:
+                sealed = standing.sealed_secret
+                if not self._same_seed(effect.serial, item.sealed, sealed):
+                    changed = Reason.SEED_CHANGED  # not a replay: nothing to count
+                elif binding and standing.user_revoked and not user.revoked:
+                    changed = Reason.TOKEN_REVOKED  # revoked as its activation was decided
+            if changed is not None:
+                return _reject(changed, effect.serial)
+            decision = decision.lost_race()
+            break
         for effect in decision.effects:
             if isinstance(effect, CountTokenFailure):
                 threshold = self.policy.lockout_threshold
