@@ -11,13 +11,13 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import cast
 
 from otpcore.app import build_app
 from otpcore.config import Settings
 from otpcore.errors import Unavailable
 from otphost.clock import system_clock
+from radiusd.client_box import ClientBox
 from radiusd.expiry import ExpiryWatch
 from radiusd.sockets import open_socket
 from radiusd.worker import Worker
@@ -94,7 +94,7 @@ async def _serve(
 
 
 def run_worker(
-    config_path: Path,
+    client_box: ClientBox,
     settings: Settings,
     ready_fd: int | None,
     *,
@@ -118,7 +118,7 @@ def run_worker(
         app = build_app(settings, system_clock, check_schema=False)
         reachable = False
     sockets = [open_socket(host, port) for host, port in settings.server.listen]
-    worker = Worker(config_path, settings, app)
+    worker = Worker(client_box, settings, app)
     # Status-Server waits for the health probe to find the database there.
     worker.healthy = reachable
     # What start-up built lives as long as the process: keep the collector from walking it

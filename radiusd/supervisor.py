@@ -26,6 +26,7 @@ from otpcore.config import Settings
 from otpcore.errors import OtpError
 from otpcore.logfields import field as field_value
 from otphost.settings import load_settings
+from radiusd.client_box import ClientBox
 from radiusd.notify import sd_notify
 from radiusd.process import run_worker
 
@@ -80,6 +81,7 @@ class Supervisor:
         # One monotonic instant per slot, written by its worker's loop (shared with the
         # forked workers; CLOCK_MONOTONIC is the same for every process); 0.0 until it beats.
         self.beats = mmap.mmap(-1, _BEAT.size * self.count)
+        self.client_box = ClientBox()
         self.watched = time.monotonic()  # when the heartbeats were last looked at
         self.resumed = 0.0  # when the supervisor last ran again after a pause
 
@@ -139,7 +141,7 @@ class Supervisor:
                 # still delivered then.
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS - {signal.SIGHUP})
                 status = run_worker(
-                    self.config_path,
+                    self.client_box,
                     self.settings,
                     write_fd,
                     check_expiry=slot == 0,
@@ -228,6 +230,8 @@ class Supervisor:
         sd_notify("RELOADING=1")
         try:
             fresh = load_settings(self.config_path)
+            # Before anything is logged as taken: a list too large to hand on is refused.
+            self.client_box.publish(fresh.clients)
         except OtpError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
         else:

@@ -15,15 +15,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from otpcore.app import App
 from otpcore.client_config import ClientConfig
 from otpcore.config import Settings
-from otpcore.errors import OtpError, Unavailable
+from otpcore.errors import Unavailable
 from otpcore.logfields import field
 from otpcore.service import AuthRequest, Prepared, needs_password_hash
-from otphost.settings import load_settings
+from radiusd.client_box import ClientBox
 from radiusd.clients import ClientTable
 from radiusd.dedup import Cached, DedupKey, DuplicateCache, InProgress
 from radiusd.drops import DropLog
@@ -99,8 +98,9 @@ def reject_hold(delay: float, spent: float) -> float:
 class Worker(Housekeeping):
     """One process's share of the server."""
 
-    def __init__(self, config_path: Path, settings: Settings, app: App) -> None:
-        self.config_path = config_path
+    def __init__(self, client_box: ClientBox, settings: Settings, app: App) -> None:
+        self.client_box = client_box
+        self.clients_taken = 0  # the generation of the box's list this worker serves
         self.settings = settings
         self.app = app
         self.clients = ClientTable(settings.clients)
@@ -359,15 +359,17 @@ class Worker(Housekeeping):
             self.idle.set()
 
     def reload_clients(self) -> None:
-        """Re-read ``[[clients]]`` from the configuration file (SIGHUP)."""
-        try:
-            fresh = load_settings(self.config_path)
-        except OtpError as exc:
-            log.error("reload failed, keeping the current clients: %s", exc)
+        """Serve the ``[[clients]]`` the supervisor last checked (SIGHUP)."""
+        taken = self.client_box.take(self.clients_taken)
+        if taken is None:
+            # A SIGHUP sent to a worker directly (pkill -HUP reaches every process): the
+            # file is read, checked and logged by the supervisor, which then signals us.
+            log.info("reload nothing_new: SIGHUP reloads through the main process")
             return
-        self.clients = ClientTable(fresh.clients)
-        self.dedup.set_clients(client.name for client in fresh.clients)
-        log.info("reload clients=%d", len(fresh.clients))
+        self.clients_taken, clients = taken
+        self.clients = ClientTable(clients)
+        self.dedup.set_clients(client.name for client in clients)
+        log.info("reload clients=%d", len(clients))
 
     async def stop(self) -> None:
         """Stop taking requests, answer what is in flight, then return."""

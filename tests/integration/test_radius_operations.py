@@ -195,6 +195,35 @@ def test_sighup_reloads_the_clients(site: Site) -> None:
             assert old_nas.status() is not None
 
 
+def _reloads(node: Node) -> int:
+    """How many workers have acted on a SIGHUP (either way) so far."""
+    text = node.log_text()
+    return text.count("reload nothing_new") + text.count("reload clients=2\n")
+
+
+def test_workers_serve_the_clients_the_supervisor_checked_not_the_file(site: Site) -> None:
+    # Workers read the file again on the SIGHUP the supervisor passed on: a file edited once
+    # more in between gave them clients the supervisor never checked or logged, and workers
+    # could serve different lists. A worker now reads nothing on SIGHUP.
+    with site.node(mode="split", workers=2) as node:
+        workers = wait_for_workers(node, 2)
+        newcomer = ClientSpec(name="newcomer", address="127.0.0.2/32", mode="otp")
+        with node.client(newcomer) as nas:
+            node.clients.append(newcomer)
+            node.write_config()
+            for worker in workers:
+                os.kill(worker, signal.SIGHUP)
+            deadline = time.monotonic() + 5
+            while _reloads(node) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert nas.silent(nas.build(code=Codes.STATUS_SERVER))
+            assert node.log_text().count("reload nothing_new") == 2
+            node.hangup()
+            assert node.wait_for_log("reload clients=2 added=newcomer")
+            wait_until_answered(nas, timeout=5)
+            assert node.worker_pids() == workers
+
+
 def test_a_reload_from_a_configuration_others_may_change_is_refused(site: Site) -> None:
     with site.node(mode="split") as node:
         newcomer = ClientSpec(name="newcomer", address="127.0.0.2/32", mode="otp")
