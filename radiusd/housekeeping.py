@@ -12,7 +12,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from otpcore.app import App
-from otpcore.errors import OtpError
+from otpcore.crypto import load_keyring
+from otpcore.errors import KeyFileError, OtpError
 from otpcore.logfields import field
 
 log = logging.getLogger("otpradius.server")
@@ -39,6 +40,10 @@ class Housekeeping:
 
     app: App
     healthy: bool
+    # Whether this worker says when the key file goes wrong under it (one worker does, so
+    # that the operator reads one line, not one per worker), and what it last found wrong.
+    watch_key_file: bool
+    key_trouble: str
     stopping: bool
     batch_running: bool
     batch_started: float
@@ -49,7 +54,7 @@ class Housekeeping:
     async def watch_health(self) -> None:
         """Probe the database every second; Status-Server is answered only while it answers."""
         loop = asyncio.get_running_loop()
-        probe: asyncio.Future[bool] | None = None
+        probe: asyncio.Future[tuple[bool, str]] | None = None
         purge: asyncio.Future[None] | None = None
         while not self.stopping:
             if probe is None:
@@ -58,7 +63,8 @@ class Housekeeping:
             done, _ = await asyncio.wait({probe}, timeout=STALL_S)
             answered = False
             if done:
-                answered, probe = probe.result(), None
+                (answered, key_trouble), probe = probe.result(), None
+                self._report_key_file(key_trouble)
             stalled = self._stalled(time.monotonic())
             ok = answered and not stalled
             if ok != self.healthy:
@@ -83,8 +89,34 @@ class Housekeeping:
         """True while the database thread has been on one batch for over STALL_S."""
         return self.batch_running and now - self.batch_started > STALL_S
 
-    def _probe(self) -> bool:
-        return self.app.hot.ping()
+    def _probe(self) -> tuple[bool, str]:
+        """Whether the database answers, and what is wrong with the key file ("" if nothing)."""
+        return self.app.hot.ping(), self._key_file_trouble()
+
+    def _key_file_trouble(self) -> str:
+        # The workers keep the key they read at start, so a key file deleted, emptied or opened
+        # to others under them changes no login: nothing said, the operator learnt of it only
+        # when a worker restarted (a hung one killed, say) and could not start, and the whole
+        # server stopped. Read each probe, as a worker restarted now would read it.
+        if not self.watch_key_file:
+            return ""
+        try:
+            load_keyring(self.app.settings.key_file)
+        except KeyFileError as exc:
+            return str(exc)
+        return ""
+
+    def _report_key_file(self, trouble: str) -> None:
+        """Say once when the key file becomes unusable, and once when it is usable again."""
+        if trouble == self.key_trouble:
+            return
+        if trouble and not self.key_trouble:
+            log.error("key file unusable error=%s: logins go on with the key read at start, "
+                      "but a worker or server started now cannot start; put the key file back",
+                      field(trouble))  # fmt: skip
+        elif not trouble:
+            log.warning("key file usable again")
+        self.key_trouble = trouble
 
     async def purge_challenges(self) -> None:
         """Delete expired challenges, a slice at a time, between the database thread's batches.

@@ -121,6 +121,8 @@ def run_worker(
     worker = Worker(client_box, settings, app)
     # Status-Server waits for the health probe to find the database there.
     worker.healthy = reachable
+    # The first worker, as for the expiry report: one line for the whole server.
+    worker.watch_key_file = check_expiry
     # What start-up built lives as long as the process: keep the collector from walking it
     # again and again, and collect young objects less often (requests make many, briefly).
     gc.collect()

@@ -129,6 +129,8 @@ class Worker(Housekeeping):
         self.batch_started = 0.0
         self.hashing_now = 0
         self.healthy = True
+        self.watch_key_file = False
+        self.key_trouble = ""
         self.delayed: dict[asyncio.TimerHandle, Callable[[], None]] = {}
         self.held: dict[str, int] = {}  # Rejects being held, by client name
         self.transports: list[asyncio.DatagramTransport] = []

@@ -366,6 +366,32 @@ def test_a_database_file_deleted_under_the_server_is_not_made_again(site: Site) 
         assert reply.code is Codes.ACCESS_ACCEPT
 
 
+def test_a_key_file_removed_under_the_server_is_said_once_and_logins_go_on(site: Site) -> None:
+    # Nothing was said: the workers keep the key they read, so the operator learnt of it only
+    # when a worker restarted (a hung one killed) could not start and the server stopped.
+    vera, wanda = site.active_user(), site.active_user()
+    kept = site.directory / "kept.key"
+    with site.node(mode="split", workers=2) as node, node.client() as nas:
+        node.mark()
+        site.key_file.rename(kept)
+        try:
+            assert node.wait_for_log("key file unusable")
+            time.sleep(2)  # more probes: still one line
+            reply = nas.auth(vera.login, vera.password + vera.bound.code())
+            assert reply is not None
+            assert reply.code is Codes.ACCESS_ACCEPT
+            assert nas.status() is not None  # the server can still decide every login
+        finally:
+            kept.rename(site.key_file)
+        assert node.wait_for_log("key file usable again")
+        log = node.new_log()
+        assert log.count("key file unusable") == 1, log
+        assert f"{site.key_file}: key file not found" in log, log
+        reply = nas.auth(wanda.login, wanda.password + wanda.bound.code())
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_ACCEPT
+
+
 @contextmanager
 def small_file_system(folder: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs mounted on ``folder`` (mode 0700) for the block; skips where mounts are
