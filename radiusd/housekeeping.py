@@ -10,6 +10,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from otpcore.app import App
 from otpcore.crypto import load_keyring
@@ -29,6 +30,15 @@ PURGE_INTERVAL_S = 60.0
 PURGE_SLICE = 2_000
 
 
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What one health probe found: "" where nothing is wrong."""
+
+    answered: bool  # the database answered and takes writes
+    key_file: str  # what is wrong with the key file as a worker starting now would read it
+    seeds: str  # why this worker's key does not open the database's seeds
+
+
 def lowest_priority() -> None:
     """Give the calling thread the lowest CPU priority (Linux schedules each thread)."""
     with contextlib.suppress(OSError):
@@ -44,6 +54,9 @@ class Housekeeping:
     # that the operator reads one line, not one per worker), and what it last found wrong.
     watch_key_file: bool
     key_trouble: str
+    # Why this worker's key does not open the seeds in the database ("" while it does): another
+    # node rotated the key, or a backup from before a rotation was restored.
+    seed_trouble: str
     stopping: bool
     batch_running: bool
     batch_started: float
@@ -54,7 +67,7 @@ class Housekeeping:
     async def watch_health(self) -> None:
         """Probe the database every second; Status-Server is answered only while it answers."""
         loop = asyncio.get_running_loop()
-        probe: asyncio.Future[tuple[bool, str]] | None = None
+        probe: asyncio.Future[Probe] | None = None
         purge: asyncio.Future[None] | None = None
         while not self.stopping:
             if probe is None:
@@ -63,8 +76,11 @@ class Housekeeping:
             done, _ = await asyncio.wait({probe}, timeout=STALL_S)
             answered = False
             if done:
-                (answered, key_trouble), probe = probe.result(), None
-                self._report_key_file(key_trouble)
+                found, probe = probe.result(), None
+                answered = found.answered
+                self._report_key_file(found.key_file)
+                if answered:
+                    self._report_seeds(found.seeds)
             stalled = self._stalled(time.monotonic())
             ok = answered and not stalled
             if ok != self.healthy:
@@ -89,9 +105,26 @@ class Housekeeping:
         """True while the database thread has been on one batch for over STALL_S."""
         return self.batch_running and now - self.batch_started > STALL_S
 
-    def _probe(self) -> tuple[bool, str]:
-        """Whether the database answers, and what is wrong with the key file ("" if nothing)."""
-        return self.app.hot.ping(), self._key_file_trouble()
+    def _probe(self) -> Probe:
+        """Whether the database answers, and whether the key file and this worker's key serve."""
+        answered = self.app.hot.ping()
+        seeds = self._seed_trouble() if answered else self.seed_trouble
+        return Probe(answered, self._key_file_trouble(), seeds)
+
+    def _seed_trouble(self) -> str:
+        # A node not yet given the key another node rotated to drops every OTP login (its
+        # NAS waits out each one), yet answered Status-Server, so the NAS kept sending logins
+        # here. One seed tells: a rotation re-seals them all in one transaction. Opening it
+        # also makes the ring read the key file again, which is how the node takes the new key.
+        try:
+            sample = self.app.hot.some_seed()
+            if sample is not None:
+                self.app.keyring.unseal(*sample)
+        except KeyFileError as exc:
+            return str(exc)
+        except OtpError:
+            return self.seed_trouble  # the database failed meanwhile: no new verdict
+        return ""
 
     def _key_file_trouble(self) -> str:
         # The workers keep the key they read at start, so a key file deleted, emptied or opened
@@ -117,6 +150,18 @@ class Housekeeping:
         elif not trouble:
             log.warning("key file usable again")
         self.key_trouble = trouble
+
+    def _report_seeds(self, trouble: str) -> None:
+        """Follow whether this worker's key opens the seeds; say it once for the server."""
+        if trouble == self.seed_trouble:
+            return
+        if self.watch_key_file and trouble and not self.seed_trouble:
+            log.error("key does not open the database's seeds error=%s: Status-Server goes "
+                      "unanswered and OTP logins are dropped until it does; give this node the "
+                      "rotated key file", field(trouble))  # fmt: skip
+        elif self.watch_key_file and not trouble:
+            log.warning("key opens the database's seeds again")
+        self.seed_trouble = trouble
 
     async def purge_challenges(self) -> None:
         """Delete expired challenges, a slice at a time, between the database thread's batches.

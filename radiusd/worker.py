@@ -131,6 +131,7 @@ class Worker(Housekeeping):
         self.healthy = True
         self.watch_key_file = False
         self.key_trouble = ""
+        self.seed_trouble = ""
         self.delayed: dict[asyncio.TimerHandle, Callable[[], None]] = {}
         self.held: dict[str, int] = {}  # Rejects being held, by client name
         self.transports: list[asyncio.DatagramTransport] = []
@@ -221,8 +222,10 @@ class Worker(Housekeeping):
         client's own Proxy-State makes each reply up to 4 KB, which cached would only take room
         from the answers that count.
         """
-        if not self.healthy or self._stalled(now) or self.stopping:
-            return  # no answer while the database is unreachable: the NAS fails over
+        if not self.healthy or self.seed_trouble or self._stalled(now) or self.stopping:
+            # No answer while the database is unreachable or the seeds do not open: the NAS
+            # fails over.
+            return
         answer = self.handler.admit(data, client)
         if not isinstance(answer, Answer):
             return  # not reached: the header said Status-Server, and so does the packet

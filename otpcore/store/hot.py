@@ -272,6 +272,12 @@ class HotStore:
         with self._guard():
             return self._token(serial)
 
+    def some_seed(self) -> tuple[str, bytes] | None:
+        """Any one token's serial and sealed seed, or None when there are no tokens."""
+        with self._guard():
+            rows = self.run(sql.SOME_SEED, {}).fetchall()
+        return (rows[0][0], bytes(rows[0][1])) if rows else None
+
     def _token(self, serial: str) -> TokenRecord | None:
         rows = self.run(sql.TOKEN, {"serial": serial}).fetchall()
         if not rows:

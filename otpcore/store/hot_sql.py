@@ -13,6 +13,8 @@ USER = """SELECT login, name, user_class, password_hash, serial, start_date, rev
     suspended, password_failures, activation_failures FROM users WHERE login = :login"""
 TOKEN = """SELECT serial, kind, algorithm, digits, period, sealed_secret, expires, last_step,
     drift, last_request, fail_count, suspended, disabled FROM tokens WHERE serial = :serial"""
+# Any one token: a rotation re-seals every seed at once, so one seed names the key of them all.
+SOME_SEED = "SELECT serial, sealed_secret FROM tokens LIMIT 1"
 CHALLENGE = "SELECT login, stage, serial, expires_at, used_by FROM challenges WHERE id = :id"
 TAKE_CHALLENGE = "UPDATE challenges SET used_by = :request WHERE id = :id AND used_by IS NULL"
 # Kept until they expire, used or not: a used one still answers its resent answer (SPEC §4).

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from otpcore.keys import rotate_key
 from radiusd.packets import Codes
 from tests.integration.conftest import pg_cluster_control
 from tests.integration.daemon import REPO_ROOT, ClientSpec, Node, RadiusClient, Site, _alive
@@ -390,6 +391,38 @@ def test_a_key_file_removed_under_the_server_is_said_once_and_logins_go_on(site:
         reply = nas.auth(wanda.login, wanda.password + wanda.bound.code())
         assert reply is not None
         assert reply.code is Codes.ACCESS_ACCEPT
+
+
+def test_a_node_whose_key_does_not_open_the_seeds_is_silent_until_given_the_rotated_key(
+    site: Site,
+) -> None:
+    # Another node rotated the key (its own copy of the key file), this one was not given the
+    # new one: every OTP login here was dropped, yet Status-Server was answered, so the NAS
+    # kept sending this node logins and waited each one out.
+    xena, yuri = site.active_user(), site.active_user()
+    other_node_key = site.directory / "other-node.key"
+    other_node_key.write_bytes(site.key_file.read_bytes())
+    other_node_key.chmod(0o600)
+    with site.node(mode="split", workers=2) as node, node.client() as nas:
+        assert nas.status() is not None
+        node.mark()
+        rotate_key(site.app.store, other_node_key, lambda: datetime.now(UTC))
+        assert node.wait_for_log("key does not open the database's seeds")
+        time.sleep(1.5)  # every worker's probe has run
+        for _ in range(4):  # each worker (the kernel picks one per source port)
+            with node.client() as other_port:
+                assert other_port.status(timeout=0.5) is None
+        assert nas.auth(xena.login, xena.password + xena.bound.code(), timeout=1) is None
+        os.replace(other_node_key, site.key_file)  # as README says: mv otpradius.key.new …
+        wait_until_answered(nas, timeout=10)
+        assert node.wait_for_log("key opens the database's seeds again")
+        reply = nas.auth(yuri.login, yuri.password + yuri.bound.code())
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_ACCEPT
+        log = node.new_log()
+        assert log.count("key does not open the database's seeds") == 1, log
+        assert "does not open with the key file" in log, log
+        assert "database unreachable" not in log, log
 
 
 @contextmanager

@@ -27,7 +27,13 @@ from otpcore.ports import FrozenClock
 from otpcore.service import AuthRequest
 from otpcore.store import make_engine
 from otpcore.token_csv import read_token_csv
-from tests.conftest import PG_URL_ENV, drop_database, require_service, scratch_database
+from tests.conftest import (
+    BOTH_BACKENDS,
+    PG_URL_ENV,
+    drop_database,
+    require_service,
+    scratch_database,
+)
 from tests.integration.daemon import Site
 from tests.integration.lifecycle import (
     PASSWORD,
@@ -202,6 +208,25 @@ def test_a_node_without_the_new_key_refuses_to_open_seeds(
     secret, algorithm = SEEDS["T-SHA1"]
     with pytest.raises(KeyFileError):  # fails closed: the request is not answered
         login(node_b, "t-sha1", PASSWORD + code(clock, secret=secret, algorithm=algorithm))
+
+
+@BOTH_BACKENDS
+def test_the_seed_the_health_probe_tries_tells_a_node_without_the_new_key(
+    tokens: App, make_app: Callable[..., App], clock: FrozenClock, tmp_path: Path
+) -> None:
+    # The daemon's probe opens one seed a second to stop answering Status-Server on a node
+    # whose key no longer opens the database's seeds.
+    node_b, _ = other_node(tokens, make_app, tmp_path)
+    sample = node_b.hot.some_seed()
+    assert sample is not None
+    assert sample[0] in SEEDS
+    assert node_b.keyring.unseal(*sample) == SEEDS[sample[0]][0]
+    rotate_key(tokens.store, tokens.settings.key_file, clock)
+    sample = node_b.hot.some_seed()
+    assert sample is not None
+    with pytest.raises(KeyFileError, match=f"seed of token {sample[0]}"):
+        node_b.keyring.unseal(*sample)
+    assert tokens.keyring.unseal(*sample)  # the node that rotated takes the new key itself
 
 
 def test_rotation_interrupted_after_the_commit(
