@@ -16,6 +16,7 @@ from otpcore.app import App
 from otpcore.crypto import load_keyring
 from otpcore.errors import KeyFileError, OtpError
 from otpcore.logfields import field
+from radiusd.clock_steps import ClockSteps
 
 log = logging.getLogger("otpradius.server")
 
@@ -57,6 +58,7 @@ class Housekeeping:
     # Why this worker's key does not open the seeds in the database ("" while it does): another
     # node rotated the key, or a backup from before a rotation was restored.
     seed_trouble: str
+    clock_steps: ClockSteps
     stopping: bool
     batch_running: bool
     batch_started: float
@@ -81,6 +83,8 @@ class Housekeeping:
                 self._report_key_file(found.key_file)
                 if answered:
                     self._report_seeds(found.seeds)
+            if self.watch_key_file:
+                self._report_clock_step(self.clock_steps.look())
             stalled = self._stalled(time.monotonic())
             ok = answered and not stalled
             if ok != self.healthy:
@@ -150,6 +154,15 @@ class Housekeeping:
         elif not trouble:
             log.warning("key file usable again")
         self.key_trouble = trouble
+
+    def _report_clock_step(self, step: float) -> None:
+        # Every code is checked against the wall clock: one stepped by more than a time step
+        # turns users' right codes into wrong ones, each counted, until it is right again, and
+        # a step back after the clock ran ahead makes the steps already used come round again.
+        if step:
+            log.warning("wall clock stepped %s seconds=%.1f: one-time passwords are checked "
+                        "against it; check its time source", "back" if step < 0 else "forward",
+                        abs(step))  # fmt: skip
 
     def _report_seeds(self, trouble: str) -> None:
         """Follow whether this worker's key opens the seeds; say it once for the server."""

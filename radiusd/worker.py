@@ -24,6 +24,7 @@ from otpcore.logfields import field
 from otpcore.service import AuthRequest, Prepared, needs_password_hash
 from radiusd.client_box import ClientBox
 from radiusd.clients import ClientTable
+from radiusd.clock_steps import ClockSteps
 from radiusd.dedup import Cached, DedupKey, DuplicateCache, InProgress
 from radiusd.drops import DropLog
 from radiusd.fairness import FairPool, FairQueue
@@ -132,6 +133,7 @@ class Worker(Housekeeping):
         self.watch_key_file = False
         self.key_trouble = ""
         self.seed_trouble = ""
+        self.clock_steps = ClockSteps()
         self.delayed: dict[asyncio.TimerHandle, Callable[[], None]] = {}
         self.held: dict[str, int] = {}  # Rejects being held, by client name
         self.transports: list[asyncio.DatagramTransport] = []
