@@ -15,6 +15,9 @@ import os
 import re
 import stat
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +33,10 @@ SEAL_VERSION = 1
 KEY_BYTES = 32
 _KID_BYTES = 8
 _NONCE_BYTES = 12
+# How often, at most, a seed naming a key the ring lacks re-reads the key file, per key id:
+# a node not yet given a rotated key, or a key file gone wrong, sees that seed with every
+# login of its token, and each must not read the file again.
+REREAD_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,10 @@ class Keyring:
     # so a running server keeps opening seeds after ``otpctl key rotate`` replaced the file.
     source: Path | None = None
     learned: dict[bytes, SeedKey] = field(default_factory=dict, repr=False, compare=False)
+    # Key ids whose re-read found no key: when, and why ("" when the file read but lacked it).
+    misses: dict[bytes, tuple[float, str]] = field(default_factory=dict, repr=False, compare=False)
+    reread_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    ticks: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
     def seal(self, serial: str, secret: bytes) -> bytes:
         """Encrypt a token secret for storage."""
@@ -72,27 +83,51 @@ class Keyring:
         kid = sealed[1 : 1 + _KID_BYTES]
         nonce = sealed[1 + _KID_BYTES : 1 + _KID_BYTES + _NONCE_BYTES]
         body = sealed[1 + _KID_BYTES + _NONCE_BYTES :]
-        key = self._key(kid)
-        if key is not None:
-            try:
-                return key.cipher.decrypt(nonce, body, _aad(serial, kid))
-            except InvalidTag:
-                pass
-        raise KeyFileError(f"the seed of token {serial} does not open with the key file")
-
-    def _key(self, kid: bytes) -> SeedKey | None:
-        for key in (self.current, *self.others, *self.learned.values()):
-            if key.kid == kid:
-                return key
-        if self.source is None:
-            return None
+        key, trouble = self._key(kid)
+        if key is None:
+            # With the reason a re-read failed, if it did: an operator told only that the key
+            # is not held hunts for a missing rotation when the file's mode is at fault.
+            why = f", and re-reading it failed: {trouble}" if trouble else ""
+            raise KeyFileError(
+                f"the seed of token {serial} names a key the key file does not hold{why}"
+            )
         try:
-            fresh = load_keyring(self.source)
-        except KeyFileError:
-            return None
-        for key in (fresh.current, *fresh.others):
-            self.learned.setdefault(key.kid, key)
-        return self.learned.get(kid)
+            return key.cipher.decrypt(nonce, body, _aad(serial, kid))
+        except InvalidTag:
+            raise KeyFileError(
+                f"the seed of token {serial} does not open with the key file"
+            ) from None
+
+    def _key(self, kid: bytes) -> tuple[SeedKey | None, str]:
+        """The key of ``kid``, re-reading the key file for one not held; else why it failed."""
+        for held in (self.current, *self.others):
+            if held.kid == kid:
+                return held, ""
+        key = self.learned.get(kid)
+        if key is not None or self.source is None:
+            return key, ""
+        with self.reread_lock:  # one thread reads; the others take what it found
+            key = self.learned.get(kid)
+            if key is not None:
+                return key, ""
+            now = self.ticks()
+            miss = self.misses.get(kid)
+            if miss is not None and now - miss[0] < REREAD_INTERVAL_S:
+                return None, miss[1]
+            trouble = ""
+            try:
+                for fresh in _reread(self.source):
+                    self.learned.setdefault(fresh.kid, fresh)
+            except KeyFileError as exc:
+                trouble = str(exc)
+            key = self.learned.get(kid)
+            if key is not None:
+                self.misses.pop(kid, None)
+                return key, ""
+            for stale in [k for k, (at, _) in self.misses.items() if now - at >= REREAD_INTERVAL_S]:
+                del self.misses[stale]
+            self.misses[kid] = (now, trouble)
+            return None, trouble
 
     def check_current(self) -> None:
         """Raise KeyFileError unless this ring still seals with the key file's key.
@@ -197,6 +232,22 @@ def _cannot(action: str, path: Path, exc: OSError) -> KeyFileError:
     # The system's reason only: the exception's own text repeats paths, not always this one.
     reason = exc.strerror or str(exc) or type(exc).__name__
     return KeyFileError(f"{path}: cannot {action} the key file: {reason}")
+
+
+def _reread(path: Path) -> tuple[SeedKey, ...]:
+    """The keys of a key file and its pending successor, for a running ring."""
+    # The pending key first: ``key rotate`` renames it over the key file right after its
+    # commit, and read the other way round, a re-read between the two would hold neither.
+    pending = pending_key_path(path)
+    keys: tuple[SeedKey, ...] = ()
+    if key_file_exists(pending):
+        try:
+            keys = (read_key(pending),)
+        except KeyFileError:
+            if key_file_exists(pending):
+                raise
+            # Renamed over the key file meanwhile: read there below.
+    return (*keys, read_key(path))
 
 
 def load_keyring(path: Path) -> Keyring:

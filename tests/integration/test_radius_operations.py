@@ -421,7 +421,7 @@ def test_a_node_whose_key_does_not_open_the_seeds_is_silent_until_given_the_rota
         assert reply.code is Codes.ACCESS_ACCEPT
         log = node.new_log()
         assert log.count("key does not open the database's seeds") == 1, log
-        assert "does not open with the key file" in log, log
+        assert "names a key the key file does not hold" in log, log
         assert "database unreachable" not in log, log
 
 

@@ -17,14 +17,14 @@ CLIENT = ClientConfig("vpn-gw-1", (ipaddress.ip_network("192.0.2.10/32"),), b"s"
 def test_a_key_file_error_says_what_failed(caplog: pytest.LogCaptureFixture) -> None:
     # A node left without the rotated key: every login is dropped, and the log is where the
     # operator learns why.
-    exc = KeyFileError("the seed of token 23456789 does not open with the key file")
+    exc = KeyFileError("the seed of token 23456789 names a key the key file does not hold")
     with caplog.at_level(logging.ERROR, logger="otpradius.auth"):
         answer = failed(exc, CLIENT, "chirodt")
     assert answer.reply is None
     assert answer.drop_reason == "error"
     assert caplog.messages == [
-        'auth error=KeyFileError detail="the seed of token 23456789 does not open with the key '
-        'file" user=chirodt client=vpn-gw-1'
+        'auth error=KeyFileError detail="the seed of token 23456789 names a key the key file '
+        'does not hold" user=chirodt client=vpn-gw-1'
     ]
 
 
