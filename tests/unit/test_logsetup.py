@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,9 @@ def _restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
     root.handlers[:] = handlers
     root.setLevel(level)
 
@@ -32,6 +36,74 @@ def test_syslog_without_its_socket_says_where_the_lines_go_instead(
     err = capsys.readouterr().err
     assert f"syslog = true but {missing} does not exist: logging to stderr" in err
     assert "auth result=accept" in err
+
+
+def stale_socket(path: Path, kind: socket.SocketKind) -> None:
+    """A socket file at ``path`` that nothing listens on (its syslog daemon died)."""
+    with socket.socket(socket.AF_UNIX, kind) as sock:
+        sock.bind(str(path))
+
+
+@pytest.mark.parametrize("left", ["datagram socket", "stream socket", "regular file"])
+def test_syslog_socket_nobody_listens_on_says_so_once_and_logs_to_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], left: str
+) -> None:
+    # Every line was lost, each replaced on stderr by logging's "--- Logging error ---" and a
+    # traceback of some thirty lines, and nothing said where the log had gone.
+    path = tmp_path / "log"
+    if left == "regular file":
+        path.write_text("")
+    else:
+        stale_socket(path, socket.SOCK_DGRAM if left == "datagram socket" else socket.SOCK_STREAM)
+    setup_logging(LoggingConfig(syslog=True, facility="authpriv", level="info"),
+                  syslog_socket=str(path))  # fmt: skip
+    logging.getLogger("otpradius.test").info("auth result=accept")
+    logging.getLogger("otpradius.test").info("auth result=reject")
+    err = capsys.readouterr().err
+    warning = f"syslog = true but {path} does not answer (Connection refused): logging to stderr"
+    assert err.count(warning) == 1
+    assert "auth result=accept" in err
+    assert "auth result=reject" in err
+    assert "Traceback" not in err
+    assert "Logging error" not in err
+
+
+def test_syslog_that_stops_after_start_sends_lines_to_stderr_until_it_is_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # syslogd dying under the running server turned every later line into a traceback, and
+    # the line itself was lost.
+    path = tmp_path / "log"
+    syslogd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    syslogd.bind(str(path))
+    syslogd.settimeout(2)
+    setup_logging(LoggingConfig(syslog=True, facility="authpriv", level="info"),
+                  syslog_socket=str(path))  # fmt: skip
+    log = logging.getLogger("otpradius.test")
+    log.info("auth result=accept")
+    assert b"auth result=accept" in syslogd.recv(4096)
+    syslogd.close()  # the socket file stays, as a dead syslogd leaves it
+    log.info("auth result=reject")
+    log.info("drop reason=unknown_client")
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "Logging error" not in err
+    stopped = f"syslog {path} does not answer (Connection refused): logging to stderr"
+    assert err.count(stopped) == 1
+    assert "auth result=reject" in err
+    assert "drop reason=unknown_client" in err
+    path.unlink()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as again:
+        again.bind(str(path))
+        again.settimeout(2)
+        log.info("auth result=challenge")
+        received = [again.recv(4096), again.recv(4096)]
+    back = f"syslog {path} answers again; 2 lines went to stderr meanwhile"
+    assert any(b"auth result=challenge" in line for line in received)
+    assert any(back.encode() in line for line in received)
+    err = capsys.readouterr().err
+    assert back in err
+    assert "auth result=challenge" not in err
 
 
 def test_stderr_chosen_in_the_file_is_not_warned_about(
