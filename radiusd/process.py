@@ -10,7 +10,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import cast
 
 from otpcore.app import build_app
@@ -27,6 +27,8 @@ log = logging.getLogger("otpradius.server")
 SWITCH_INTERVAL_S = 0.0005
 # How often the packet loop tells the supervisor it is still turning (see ``_beat``).
 HEARTBEAT_INTERVAL_S = 1.0
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_SIGNALS = (*_STOP_SIGNALS, signal.SIGHUP)
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -52,6 +54,67 @@ async def _beat(heartbeat: Callable[[], None]) -> None:
         await asyncio.sleep(HEARTBEAT_INTERVAL_S)
 
 
+def _noted(signo: int, frame: object) -> None:
+    """Python's part of a signal, which is nothing: its number reaches the loop by the wakeup
+    socket, written there by the interpreter whichever thread the kernel interrupted."""
+
+
+@contextlib.contextmanager
+def _signals(
+    loop: asyncio.AbstractEventLoop, stop: Callable[[], None], reload: Callable[[], None]
+) -> Iterator[None]:
+    """In the loop: SIGTERM and SIGINT call ``stop`` (once), SIGHUP calls ``reload``.
+
+    Not ``loop.add_signal_handler``: closing the loop, asyncio closes its wakeup socket before
+    it gives the signals back, and gives them back as they were (SIGINT raising
+    KeyboardInterrupt, SIGTERM ending the process). A stop signal that came again while a
+    worker ended (pkill run twice, Ctrl-C pressed again, or pkill once with the supervisor's
+    own SIGTERM after it) printed "Exception ignored when trying to write to the signal wakeup
+    fd" and a traceback, or made the worker fail with KeyboardInterrupt. Here the first stop
+    signal has the kernel ignore all three for the rest of the process's life, and leaving the
+    block does so too: whatever comes after, the worker ends as it began to.
+    """
+    receiver, sender = socket.socketpair()
+    receiver.setblocking(False)
+    sender.setblocking(False)
+    stopping = False
+
+    def take() -> None:
+        nonlocal stopping
+        try:
+            numbers = receiver.recv(256)
+        except BlockingIOError:
+            return
+        for number in numbers:
+            if stopping:
+                return
+            if number in _STOP_SIGNALS:
+                stopping = True
+                _ignore_signals()
+                stop()
+            elif number == signal.SIGHUP:
+                reload()
+
+    loop.add_reader(receiver.fileno(), take)
+    signal.set_wakeup_fd(sender.fileno(), warn_on_full_buffer=False)
+    try:
+        for signo in _SIGNALS:
+            signal.signal(signo, _noted)
+        yield
+    finally:
+        # Ignored before the socket is let go: none can be written to a closed one.
+        _ignore_signals()
+        signal.set_wakeup_fd(-1)
+        loop.remove_reader(receiver.fileno())
+        receiver.close()
+        sender.close()
+
+
+def _ignore_signals() -> None:
+    for signo in _SIGNALS:
+        signal.signal(signo, signal.SIG_IGN)
+
+
 async def _serve(
     worker: Worker,
     sockets: list[socket.socket],
@@ -65,32 +128,30 @@ async def _serve(
         transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(worker), sock=sock)
         worker.transports.append(transport)
     stop_requested = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop_requested.set)
-    loop.add_signal_handler(signal.SIGINT, stop_requested.set)
-    loop.add_signal_handler(signal.SIGHUP, worker.reload_clients)
-    # Blocked by the supervisor until now; a reload asked for meanwhile arrives here.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
-    health = asyncio.ensure_future(worker.watch_health())
-    watch = ExpiryWatch(worker.app, worker.settings.tokens.warn_days) if check_expiry else None
-    expiry = asyncio.ensure_future(watch.run()) if watch is not None else None
-    # Beside the loop's work until the process ends, through the stop too: the stop waits for
-    # answers in flight, and the supervisor must not take that wait for a hang.
-    beat = asyncio.ensure_future(_beat(heartbeat)) if heartbeat is not None else None
-    if ready_fd is not None:
-        os.write(ready_fd, b"R")
-        os.close(ready_fd)
-    await stop_requested.wait()
-    await worker.stop()
-    for task in (health, expiry, beat):
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    if watch is not None:
-        watch.shutdown()
-    worker.hash_pool.shutdown()
-    worker.probe_thread.shutdown(wait=True, cancel_futures=False)
-    worker.db_thread.shutdown(wait=True, cancel_futures=False)
+    with _signals(loop, stop_requested.set, worker.reload_clients):
+        # Blocked by the supervisor until now; a reload asked for meanwhile arrives here.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+        health = asyncio.ensure_future(worker.watch_health())
+        watch = ExpiryWatch(worker.app, worker.settings.tokens.warn_days) if check_expiry else None
+        expiry = asyncio.ensure_future(watch.run()) if watch is not None else None
+        # Beside the loop's work until the process ends, through the stop too: the stop waits for
+        # answers in flight, and the supervisor must not take that wait for a hang.
+        beat = asyncio.ensure_future(_beat(heartbeat)) if heartbeat is not None else None
+        if ready_fd is not None:
+            os.write(ready_fd, b"R")
+            os.close(ready_fd)
+        await stop_requested.wait()
+        await worker.stop()
+        for task in (health, expiry, beat):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if watch is not None:
+            watch.shutdown()
+        worker.hash_pool.shutdown()
+        worker.probe_thread.shutdown(wait=True, cancel_futures=False)
+        worker.db_thread.shutdown(wait=True, cancel_futures=False)
 
 
 def run_worker(

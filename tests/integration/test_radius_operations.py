@@ -3,6 +3,7 @@ database going away and coming back (SPEC §4, §6, §8)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -26,6 +27,7 @@ from tests.integration.daemon import REPO_ROOT, ClientSpec, Node, RadiusClient, 
 # argon2id parameters that make one verification take about a second.
 SLOW_HASHING = {"time_cost": 3, "memory_kib": 262_144, "parallelism": 1}
 SHORT_HANG = Path(__file__).with_name("short_hang")
+SLOW_WORKER_END = Path(__file__).with_name("slow_worker_end")
 
 
 @pytest.fixture
@@ -535,6 +537,52 @@ def test_sigterm_is_handled_at_once_while_a_worker_restart_waits(site: Site) -> 
         site.key_file.chmod(0o600)
     assert status == 0
     assert time.monotonic() - started < 2
+
+
+def signal_every_process(node: Node, signo: signal.Signals) -> None:
+    """Send ``signo`` to the supervisor and each of its workers, as ``pkill otp-radiusd`` does."""
+    assert node.process is not None
+    for pid in [node.process.pid, *node.worker_pids()]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signo)
+
+
+@pytest.mark.parametrize(
+    ("first", "again"),
+    [
+        (signal.SIGTERM, signal.SIGTERM),  # pkill otp-radiusd, run again before it is gone
+        (signal.SIGTERM, signal.SIGINT),  # pkill, then Ctrl-C
+        (signal.SIGINT, signal.SIGINT),  # Ctrl-C pressed again
+    ],
+    ids=["term-term", "term-int", "int-int"],
+)
+def test_a_stop_signal_repeated_while_the_server_stops_is_harmless(
+    site: Site, first: signal.Signals, again: signal.Signals
+) -> None:
+    # A worker whose stop signal came again in the last steps of its stop (pkill twice; or
+    # once, with the supervisor's own SIGTERM after pkill's) printed "Exception ignored when
+    # trying to write to the signal wakeup fd" and a traceback; a second SIGINT made it fail
+    # with KeyboardInterrupt. Those steps are slowed down here to be hit every time.
+    node = site.node(workers=2)
+    path = [str(SLOW_WORKER_END), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
+    node.start(env={"PYTHONPATH": os.pathsep.join(filter(None, path))})
+    assert node.process is not None
+    workers = wait_for_workers(node, 2)
+    try:
+        signal_every_process(node, first)
+        deadline = time.monotonic() + 20
+        while node.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            signal_every_process(node, again)
+        status = node.process.wait(5)
+    finally:
+        node.kill()
+    log = node.log_text()
+    assert status == 0, log
+    assert "Traceback" not in log, log
+    assert "worker failed" not in log, log
+    assert log.count(" stop signal=") == 1, log
+    assert not [pid for pid in workers if _alive(pid)]
 
 
 def test_workers_stop_when_the_supervisor_is_killed(site: Site) -> None:
