@@ -29,6 +29,7 @@ from otphost.settings import load_settings
 from radiusd.client_box import ClientBox
 from radiusd.notify import sd_notify
 from radiusd.process import run_worker
+from radiusd.syslog_sink import send_held
 
 log = logging.getLogger("otpradius.server")
 
@@ -108,6 +109,7 @@ class Supervisor:
                 return 1
             self._restart_due(now)
             self._kill_hung(now)
+            send_held()  # lines a busy syslog daemon could not take yet
             wake = min([now + WATCH_INTERVAL_S, *self.restarts.values()])
             info = signal.sigtimedwait(_SIGNALS, max(0.01, wake - now))
             if info is None or info.si_signo not in _SIGNALS:

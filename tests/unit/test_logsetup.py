@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 
 from otpcore.config import LoggingConfig
 from otpcore.logfields import field
+from radiusd import syslog_sink
 from radiusd.logsetup import setup_logging
 
 
@@ -104,6 +107,55 @@ def test_syslog_that_stops_after_start_sends_lines_to_stderr_until_it_is_back(
     err = capsys.readouterr().err
     assert back in err
     assert "auth result=challenge" not in err
+
+
+def received(syslogd: socket.socket) -> list[str]:
+    """Every line waiting at the syslog daemon's socket, after the sinks sent what they held."""
+    lines: list[str] = []
+    while True:
+        syslog_sink.send_held()
+        try:
+            lines.append(syslogd.recv(4096).decode())
+        except BlockingIOError:
+            syslog_sink.send_held()
+            try:
+                lines.append(syslogd.recv(4096).decode())
+            except BlockingIOError:
+                return lines
+
+
+def test_a_syslog_daemon_that_stops_reading_never_holds_up_the_thread_that_logs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Once ten lines were queued the next one waited for the daemon for ever: the packet loop
+    # logs every decision, so logins stopped, and the supervisor killed worker after worker
+    # as hung until the server stopped.
+    monkeypatch.setattr(syslog_sink, "HELD_LINES", 100)
+    path = tmp_path / "log"
+    syslogd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    syslogd.bind(str(path))
+    syslogd.setblocking(False)
+    setup_logging(LoggingConfig(syslog=True, facility="authpriv", level="info"),
+                  syslog_socket=str(path))  # fmt: skip
+    log = logging.getLogger("otpradius.test")
+    logger = threading.Thread(
+        target=lambda: [log.info("auth n=%d", n) for n in range(300)], daemon=True
+    )
+    logger.start()
+    logger.join(timeout=10)
+    assert not logger.is_alive(), "logging waited for a syslog daemon that reads nothing"
+    lines = received(syslogd)  # the daemon reads again
+    numbers = [int(m.group(1)) for line in lines if (m := re.search(r"auth n=(\d+)", line))]
+    taken = len(numbers)
+    assert numbers == list(range(taken))  # in order, none twice, the first ones kept
+    assert taken >= 100  # what the socket queued, and the hundred held
+    assert any(f"took no lines for a while: {300 - taken} dropped" in line for line in lines)
+    log.info("auth n=last")
+    assert any("auth n=last" in line for line in received(syslogd))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "Logging error" not in err
+    syslogd.close()
 
 
 def test_stderr_chosen_in_the_file_is_not_warned_about(

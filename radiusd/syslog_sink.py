@@ -1,0 +1,221 @@
+"""Log lines to the syslog daemon without ever waiting for it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import logging.handlers
+import os
+import socket
+import sys
+import weakref
+from collections import deque
+
+SYSLOG_FORMAT = "otp-radiusd[%(process)d]: %(message)s"
+STDERR_FORMAT = "%(asctime)s otp-radiusd[%(process)d] %(levelname)s %(message)s"
+# Lines held for a syslog daemon that takes none for now (about 2 MB of them); past that the
+# newest are dropped and counted.
+HELD_LINES = 10_000
+# How long a stopping process waits for the syslog daemon to take the lines still held.
+CLOSE_WAIT_S = 1.0
+
+# Every sink of this process, for ``send_held`` and for a forked child to forget what its
+# parent held (the parent sends those; sent by both, they would be logged twice).
+_SINKS: weakref.WeakSet[SyslogSink] = weakref.WeakSet()
+
+
+class SyslogSink(logging.Handler):
+    """Syslog through a socket that never blocks; stderr while the daemon does not answer.
+
+    A syslog daemon that stops reading (journald stalled on a slow disk, rsyslog whose queue
+    is full behind a remote target that is down) used to block the thread that logged once
+    ten datagrams were queued: the packet loop logs every decision, so logins stopped, the
+    supervisor killed the worker as hung, and after five such deaths the server stopped.
+    Here a line the daemon cannot take yet is held, in order, and sent before the next one
+    (or by ``send_held`` each second); past HELD_LINES the newest are dropped and counted,
+    and the count is said when the daemon takes lines again.
+
+    logging's own answer to a line that could not be sent is "--- Logging error ---" and a
+    traceback of some thirty lines on stderr, each time, and the line lost: a syslog daemon
+    that died under the server turned its log into tracebacks. Here the first line that cannot
+    be sent says so once, on stderr; that line and the next ones are written there instead,
+    while each is first offered to syslog again (a reconnection, which costs microseconds), and
+    the first one syslog takes again is followed by one line saying so, in both places.
+    """
+
+    def __init__(self, path: str, facility: int, kind: socket.SocketKind) -> None:
+        super().__init__()
+        self.path = path
+        self.facility = facility
+        self.kind = kind
+        self.setFormatter(logging.Formatter(SYSLOG_FORMAT))
+        self.fallback = stderr_handler()
+        self.diverted = 0  # lines written to stderr since syslog stopped answering
+        self.held: deque[bytes] = deque()
+        self.dropped = 0  # lines not held, the hold being full
+        self.sock: socket.socket | None = None
+        with contextlib.suppress(OSError):  # said by the first line that finds it so
+            self._socket()
+        _SINKS.add(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self._line(record)
+        except Exception:
+            super().handleError(record)  # a fault in a message, not syslog's: as logging says
+            return
+        try:
+            self._send_held()
+            if self.held or not self._send(line):
+                self._hold(line)
+        except OSError as error:
+            self._divert(record, error)
+            return
+        if self.diverted:
+            went = "line went" if self.diverted == 1 else "lines went"
+            note = _note(logging.INFO, "syslog %s answers again; %d %s to stderr meanwhile",
+                         self.path, self.diverted, went)  # fmt: skip
+            self.diverted = 0
+            self.fallback.handle(note)
+            self._offer(note)
+
+    def send_held(self) -> None:
+        """Send what the daemon can take now of the lines held for it."""
+        self.acquire()
+        try:
+            self._send_held()
+        except OSError:
+            pass  # not answering: said by the next line logged
+        finally:
+            self.release()
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            if self.held and self.sock is not None:
+                # A stopping process gives a slow daemon a moment, not for ever.
+                self.sock.settimeout(CLOSE_WAIT_S)
+                self._send_held()
+        except OSError:
+            pass
+        finally:
+            self._disconnect()
+            self.release()
+        super().close()
+        self.fallback.close()
+
+    def forget_held(self) -> None:
+        """Drop the lines held (in a forked child: its parent sends them)."""
+        self.held.clear()
+        self.dropped = 0
+
+    def _line(self, record: logging.LogRecord) -> bytes:
+        """The datagram of a record: priority, the line, and a NUL, as SysLogHandler sends it."""
+        handler = logging.handlers.SysLogHandler
+        severity = handler.priority_names[handler.priority_map.get(record.levelname, "warning")]
+        return f"<{self.facility << 3 | severity}>{self.format(record)}\000".encode()
+
+    def _send(self, line: bytes) -> bool:
+        """Send one line; False when the daemon cannot take it yet. OSError: not answering."""
+        try:
+            self._socket().sendall(line)
+        except BlockingIOError:
+            return False
+        except OSError:
+            # A restarted daemon leaves the old socket refusing: connect again, once.
+            self._disconnect()
+            try:
+                self._socket().sendall(line)
+            except BlockingIOError:
+                return False
+            except OSError:
+                self._disconnect()
+                raise
+        return True
+
+    def _send_held(self) -> None:
+        while self.held:
+            if not self._send(self.held[0]):
+                return
+            self.held.popleft()
+        if self.dropped:
+            note = _note(logging.WARNING, "syslog %s took no lines for a while: %d dropped",
+                         self.path, self.dropped)  # fmt: skip
+            if self._send(self._line(note)):
+                self.dropped = 0
+
+    def _hold(self, line: bytes) -> None:
+        if len(self.held) < HELD_LINES:
+            self.held.append(line)
+        else:
+            self.dropped += 1
+
+    def _offer(self, record: logging.LogRecord) -> None:
+        line = self._line(record)
+        try:
+            if self.held or not self._send(line):
+                self._hold(line)
+        except OSError:
+            pass
+
+    def _divert(self, record: logging.LogRecord, error: OSError) -> None:
+        if not self.diverted:
+            self.fallback.handle(_note(logging.WARNING, "syslog %s does not answer (%s): "
+                                       "logging to stderr until it does", self.path,
+                                       reason(error)))  # fmt: skip
+        self.diverted += 1
+        self.fallback.handle(record)
+
+    def _socket(self) -> socket.socket:
+        """The socket to the daemon, connected again if it was let go."""
+        if self.sock is not None:
+            return self.sock
+        sock = socket.socket(socket.AF_UNIX, self.kind)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        # A stream socket's line may go out in part, and the rest must follow it: only a
+        # datagram is all or nothing. /dev/log is a datagram socket wherever syslog runs.
+        if self.kind == socket.SOCK_DGRAM:
+            sock.setblocking(False)
+        self.sock = sock
+        return sock
+
+    def _disconnect(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def send_held() -> None:
+    """Send what the syslog daemon can take now of the lines held for it, in every sink."""
+    for sink in list(_SINKS):
+        sink.send_held()
+
+
+def _forget_in_child() -> None:
+    for sink in list(_SINKS):
+        sink.forget_held()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
+def stderr_handler() -> logging.Handler:
+    """A handler writing lines to stderr, with their time and level."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(STDERR_FORMAT))
+    return handler
+
+
+def _note(level: int, message: str, *args: object) -> logging.LogRecord:
+    """A line about the log itself, handed to a handler directly (never through a logger,
+    which would bring it back to the handler that is failing)."""
+    return logging.LogRecord("otpradius", level, __file__, 0, message, args, None)
+
+
+def reason(error: OSError) -> str:
+    """The system's words for an error, for a log line."""
+    return error.strerror or type(error).__name__
