@@ -60,6 +60,7 @@ class Housekeeping:
     # node rotated the key, or a backup from before a rotation was restored.
     seed_trouble: str
     clock_steps: ClockSteps
+    outages: int  # how many times a request found the database unreachable
     stopping: bool
     batch_running: bool
     batch_started: float
@@ -72,15 +73,19 @@ class Housekeeping:
         loop = asyncio.get_running_loop()
         probe: asyncio.Future[Probe] | None = None
         purge: asyncio.Future[None] | None = None
+        outages = 0
         while not self.stopping:
             if probe is None:
                 probe = loop.run_in_executor(self.probe_thread, self._probe)
+                outages = self.outages
             # Waited for at most STALL_S: a probe that hangs must not keep the last verdict.
             done, _ = await asyncio.wait({probe}, timeout=STALL_S)
             answered = False
             if done:
                 found, probe = probe.result(), None
-                answered = found.answered
+                # Not when a request found the database unreachable while the probe ran: its
+                # answer may be from before, and would call the database reachable again.
+                answered = found.answered and self.outages == outages
                 self._report_key_file(found.key_file)
                 if answered:
                     self._report_seeds(found.seeds)

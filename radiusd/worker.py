@@ -134,6 +134,7 @@ class Worker(Housekeeping):
         self.key_trouble = ""
         self.seed_trouble = ""
         self.clock_steps = ClockSteps()
+        self.outages = 0
         self.delayed: dict[asyncio.TimerHandle, Callable[[], None]] = {}
         self.held: dict[str, int] = {}  # Rejects being held, by client name
         self.transports: list[asyncio.DatagramTransport] = []
@@ -315,6 +316,8 @@ class Worker(Housekeeping):
     def _deliver(
         self, transport: asyncio.DatagramTransport, key: DedupKey, answer: Answer, arrived: float
     ) -> None:
+        if answer.unavailable:
+            self.outages += 1
         if answer.unavailable and self.healthy:
             # With the reason: a full disk or a read-only file is no network fault.
             log.warning("database unreachable error=%s", field(answer.cause))

@@ -133,8 +133,12 @@ class HotStore:
     def _file_replaced(self) -> bool:
         """True when the SQLite path no longer names the file this thread's connection opened:
         the file was deleted, or another put in its place, under the running daemon."""
-        opened = getattr(self._local, "file", None)
-        return self._database_path is not None and self._file_identity() != opened
+        if self._database_path is None:
+            return False
+        # Gone is gone, even to a connection the pool kept open on the old file: it would
+        # have recorded "no file" as the one it opened.
+        found = self._file_identity()
+        return found is None or found != getattr(self._local, "file", None)
 
     def _discard(self) -> None:
         fairy = getattr(self._local, "fairy", None)
