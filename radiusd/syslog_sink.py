@@ -117,21 +117,19 @@ class SyslogSink(logging.Handler):
 
     def _send(self, line: bytes) -> bool:
         """Send one line; False when the daemon cannot take it yet. OSError: not answering."""
-        try:
-            self._socket().sendall(line)
-        except BlockingIOError:
-            return False
-        except OSError:
-            # A restarted daemon leaves the old socket refusing: connect again, once.
-            self._disconnect()
+        # A second try on a new connection: a restarted daemon leaves the old socket refusing.
+        for last in (False, True):
             try:
                 self._socket().sendall(line)
             except BlockingIOError:
                 return False
             except OSError:
                 self._disconnect()
-                raise
-        return True
+                if last:
+                    raise
+            else:
+                return True
+        return False  # not reached: the second try returns or raises
 
     def _send_held(self) -> None:
         while self.held:
