@@ -261,8 +261,12 @@ def test_ctrl_c_at_a_prompt_is_one_line_and_status_130(tmp_path: Path, ready: Ot
 
 
 # Sends SIGINT to itself as click starts to load, as a Ctrl-C typed in the first second does.
+# Ctrl-C as a terminal delivers it: the runner's own signal state (a mask or SIG_IGN, which a
+# child inherits) once made the SIGINT below vanish and the command print its help.
 _INTERRUPTED_WHILE_LOADING = """
 import builtins, os, signal, sys
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+signal.signal(signal.SIGINT, signal.default_int_handler)
 load = builtins.__import__
 def loading(name, *args, **kwargs):
     if name == "click":
