@@ -17,7 +17,7 @@ from otpcore.crypto import load_keyring
 from otpcore.errors import KeyFileError, OtpError
 from otpcore.logfields import field
 from radiusd.clock_steps import ClockSteps
-from radiusd.syslog_sink import send_held
+from radiusd.held_lines import send_held
 
 log = logging.getLogger("otpradius.server")
 
@@ -89,7 +89,7 @@ class Housekeeping:
                 self._report_key_file(found.key_file)
                 if answered:
                     self._report_seeds(found.seeds)
-            send_held()  # lines a busy syslog daemon could not take yet
+            send_held()  # lines a busy syslog daemon or stderr reader could not take yet
             if self.watch_key_file:
                 self._report_clock_step(self.clock_steps.look())
             stalled = self._stalled(time.monotonic())

@@ -7,7 +7,8 @@ import logging.handlers
 import socket
 
 from otpcore.config import LoggingConfig
-from radiusd.syslog_sink import SyslogSink, reason, stderr_handler
+from radiusd.stderr_sink import stderr_handler
+from radiusd.syslog_sink import SyslogSink, reason
 
 _FACILITIES = logging.handlers.SysLogHandler.facility_names
 

@@ -27,9 +27,9 @@ from otpcore.errors import OtpError
 from otpcore.logfields import field as field_value
 from otphost.settings import load_settings
 from radiusd.client_box import ClientBox
+from radiusd.held_lines import send_held
 from radiusd.notify import sd_notify
 from radiusd.process import run_worker
-from radiusd.syslog_sink import send_held
 
 log = logging.getLogger("otpradius.server")
 
@@ -109,7 +109,7 @@ class Supervisor:
                 return 1
             self._restart_due(now)
             self._kill_hung(now)
-            send_held()  # lines a busy syslog daemon could not take yet
+            send_held()  # lines a busy syslog daemon or stderr reader could not take yet
             wake = min([now + WATCH_INTERVAL_S, *self.restarts.values()])
             info = signal.sigtimedwait(_SIGNALS, max(0.01, wake - now))
             if info is None or info.si_signo not in _SIGNALS:

@@ -5,23 +5,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import logging.handlers
-import os
 import socket
-import sys
-import weakref
-from collections import deque
+
+from radiusd.held_lines import CLOSE_WAIT_S, HeldLines, register
+from radiusd.stderr_sink import stderr_handler
 
 SYSLOG_FORMAT = "otp-radiusd[%(process)d]: %(message)s"
-STDERR_FORMAT = "%(asctime)s otp-radiusd[%(process)d] %(levelname)s %(message)s"
-# Lines held for a syslog daemon that takes none for now (about 2 MB of them); past that the
-# newest are dropped and counted.
-HELD_LINES = 10_000
-# How long a stopping process waits for the syslog daemon to take the lines still held.
-CLOSE_WAIT_S = 1.0
-
-# Every sink of this process, for ``send_held`` and for a forked child to forget what its
-# parent held (the parent sends those; sent by both, they would be logged twice).
-_SINKS: weakref.WeakSet[SyslogSink] = weakref.WeakSet()
 
 
 class SyslogSink(logging.Handler):
@@ -51,12 +40,11 @@ class SyslogSink(logging.Handler):
         self.setFormatter(logging.Formatter(SYSLOG_FORMAT))
         self.fallback = stderr_handler()
         self.diverted = 0  # lines written to stderr since syslog stopped answering
-        self.held: deque[bytes] = deque()
-        self.dropped = 0  # lines not held, the hold being full
+        self.held = HeldLines()
         self.sock: socket.socket | None = None
         with contextlib.suppress(OSError):  # said by the first line that finds it so
             self._socket()
-        _SINKS.add(self)
+        register(self)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -67,7 +55,7 @@ class SyslogSink(logging.Handler):
         try:
             self._send_held()
             if self.held or not self._send(line):
-                self._hold(line)
+                self.held.hold(line)
         except OSError as error:
             self._divert(record, error)
             return
@@ -106,8 +94,7 @@ class SyslogSink(logging.Handler):
 
     def forget_held(self) -> None:
         """Drop the lines held (in a forked child: its parent sends them)."""
-        self.held.clear()
-        self.dropped = 0
+        self.held.forget()
 
     def _line(self, record: logging.LogRecord) -> bytes:
         """The datagram of a record: priority, the line, and a NUL, as SysLogHandler sends it."""
@@ -132,27 +119,22 @@ class SyslogSink(logging.Handler):
         return False  # not reached: the second try returns or raises
 
     def _send_held(self) -> None:
-        while self.held:
-            if not self._send(self.held[0]):
+        lines = self.held.lines
+        while lines:
+            if not self._send(lines[0]):
                 return
-            self.held.popleft()
-        if self.dropped:
+            lines.popleft()
+        if self.held.dropped:
             note = _note(logging.WARNING, "syslog %s took no lines for a while: %d dropped",
-                         self.path, self.dropped)  # fmt: skip
+                         self.path, self.held.dropped)  # fmt: skip
             if self._send(self._line(note)):
-                self.dropped = 0
-
-    def _hold(self, line: bytes) -> None:
-        if len(self.held) < HELD_LINES:
-            self.held.append(line)
-        else:
-            self.dropped += 1
+                self.held.dropped = 0
 
     def _offer(self, record: logging.LogRecord) -> None:
         line = self._line(record)
         try:
             if self.held or not self._send(line):
-                self._hold(line)
+                self.held.hold(line)
         except OSError:
             pass
 
@@ -185,27 +167,6 @@ class SyslogSink(logging.Handler):
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-
-
-def send_held() -> None:
-    """Send what the syslog daemon can take now of the lines held for it, in every sink."""
-    for sink in list(_SINKS):
-        sink.send_held()
-
-
-def _forget_in_child() -> None:
-    for sink in list(_SINKS):
-        sink.forget_held()
-
-
-os.register_at_fork(after_in_child=_forget_in_child)
-
-
-def stderr_handler() -> logging.Handler:
-    """A handler writing lines to stderr, with their time and level."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(STDERR_FORMAT))
-    return handler
 
 
 def _note(level: int, message: str, *args: object) -> logging.LogRecord:

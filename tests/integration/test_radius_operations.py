@@ -4,11 +4,13 @@ database going away and coming back (SPEC §4, §6, §8)."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -109,6 +111,47 @@ def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(site: Site) 
         reply = nas.auth(nina.login, nina.password + nina.bound.code())
         assert reply is not None
         assert reply.code is Codes.ACCESS_ACCEPT
+
+
+def test_a_stderr_nobody_reads_holds_up_no_login(site: Site) -> None:
+    # Under systemd with syslog = false, stderr is journald's stream socket. Once journald
+    # stalled and the buffer filled, the packet loop waited on the next decision's line for
+    # ever: logins stopped, and the supervisor killed worker after worker as hung.
+    users = [site.active_user() for _ in range(120)]
+    node = site.node(mode="split", workers=1)
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 16384)  # what some eighty decisions fill
+    os.set_blocking(read_end, False)
+
+    def spawn(env: dict[str, str]) -> None:
+        node.process = subprocess.Popen(
+            [sys.executable, "-m", "radiusd.main", "--config", str(node.config_path),
+             "--stderr"],
+            stdin=subprocess.DEVNULL, stdout=write_end, stderr=write_end, cwd=node.directory,
+            env=env, start_new_session=True,
+        )  # fmt: skip
+
+    node._spawn = spawn  # type: ignore[method-assign]
+    try:
+        with node, node.client() as nas:
+            os.close(write_end)
+            for user in users:
+                reply = nas.auth(user.login, user.password + user.bound.code(), timeout=3.0)
+                assert reply is not None, "a login went unanswered behind a full stderr"
+                assert reply.code is Codes.ACCESS_ACCEPT
+            logged = b""
+            deadline = time.monotonic() + 10
+            # The reader reads again: every decision arrives, the held ones within a second.
+            while logged.count(b" auth result=accept ") < len(users):
+                assert time.monotonic() < deadline, logged.decode()[-2000:]
+                with contextlib.suppress(BlockingIOError):
+                    logged += os.read(read_end, 65536)
+                time.sleep(0.01)
+            for user in users:
+                assert f" user={user.login} ".encode() in logged
+            node.log_path.write_bytes(logged)  # swept for secrets as every node's log is
+    finally:
+        os.close(read_end)
 
 
 def test_a_hung_worker_is_killed_and_replaced(site: Site) -> None:

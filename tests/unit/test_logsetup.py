@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import re
 import socket
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +17,7 @@ import pytest
 
 from otpcore.config import LoggingConfig
 from otpcore.logfields import field
-from radiusd import syslog_sink
+from radiusd import held_lines
 from radiusd.logsetup import setup_logging
 
 
@@ -113,11 +117,11 @@ def received(syslogd: socket.socket) -> list[str]:
     """Every line waiting at the syslog daemon's socket, after the sinks sent what they held."""
     lines: list[str] = []
     while True:
-        syslog_sink.send_held()
+        held_lines.send_held()
         try:
             lines.append(syslogd.recv(4096).decode())
         except BlockingIOError:
-            syslog_sink.send_held()
+            held_lines.send_held()
             try:
                 lines.append(syslogd.recv(4096).decode())
             except BlockingIOError:
@@ -130,7 +134,7 @@ def test_a_syslog_daemon_that_stops_reading_never_holds_up_the_thread_that_logs(
     # Once ten lines were queued the next one waited for the daemon for ever: the packet loop
     # logs every decision, so logins stopped, and the supervisor killed worker after worker
     # as hung until the server stopped.
-    monkeypatch.setattr(syslog_sink, "HELD_LINES", 100)
+    monkeypatch.setattr(held_lines, "HELD_LINES", 100)
     path = tmp_path / "log"
     syslogd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     syslogd.bind(str(path))
@@ -156,6 +160,96 @@ def test_a_syslog_daemon_that_stops_reading_never_holds_up_the_thread_that_logs(
     assert "Traceback" not in err
     assert "Logging error" not in err
     syslogd.close()
+
+
+@pytest.fixture
+def stalled_reader(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """stderr as a pipe of 16 KiB whose reader reads nothing until asked to, and the daemon's
+    logging set up to write there; the pipe's read end."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 16384)
+    os.set_blocking(read_end, False)
+    stream = os.fdopen(write_end, "w", encoding="utf-8")
+    monkeypatch.setattr(sys, "stderr", stream)
+    setup_logging(LoggingConfig(syslog=False, facility="authpriv", level="info"))
+    yield read_end
+    for handler in logging.getLogger().handlers:
+        handler.close()
+    stream.close()
+    os.close(read_end)
+
+
+def drained(read_end: int) -> list[str]:
+    """Every line the reader reads once it reads again, after the sinks wrote what they held."""
+    data = b""
+    quiet = 0
+    while quiet < 2:
+        held_lines.send_held()
+        try:
+            data += os.read(read_end, 65536)
+            quiet = 0
+        except BlockingIOError:
+            quiet += 1
+    return data.decode().splitlines()
+
+
+def log_from_a_thread(lines: int) -> threading.Thread:
+    """Log ``lines`` decisions from a thread of their own, as the packet loop does; joined."""
+    log = logging.getLogger("otpradius.test")
+
+    def run() -> None:
+        for n in range(lines):
+            log.info("auth result=accept n=%d %s", n, "x" * 80)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    return thread
+
+
+def test_a_stderr_reader_that_stops_reading_never_holds_up_the_thread_that_logs(
+    stalled_reader: int,
+) -> None:
+    # Under systemd stderr is journald's stream socket: once journald stalled and the buffer
+    # filled, the next decision's line waited for it for ever, and with it the packet loop.
+    assert not log_from_a_thread(600).is_alive(), "logging waited for a stderr nobody reads"
+    lines = drained(stalled_reader)
+    numbers = [int(m.group(1)) for line in lines if (m := re.search(r" n=(\d+) ", line))]
+    assert numbers == list(range(600))  # every line, in order, none twice, none cut
+    assert all(line.endswith("x" * 80) for line in lines)
+
+
+def test_a_stderr_reader_stalled_past_the_hold_gets_the_count_of_lines_dropped(
+    stalled_reader: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(held_lines, "HELD_LINES", 50)
+    assert not log_from_a_thread(600).is_alive(), "logging waited for a stderr nobody reads"
+    lines = drained(stalled_reader)
+    numbers = [int(m.group(1)) for line in lines if (m := re.search(r" n=(\d+) ", line))]
+    taken = len(numbers)
+    assert numbers == list(range(taken))  # the first ones kept, in order
+    assert 50 <= taken < 600  # what the pipe queued, and the fifty held
+    assert any(f"stderr took no lines for a while: {600 - taken} dropped" in line
+               for line in lines)  # fmt: skip
+
+
+def test_a_stopping_process_gives_a_slow_stderr_reader_its_held_lines(
+    stalled_reader: int,
+) -> None:
+    assert not log_from_a_thread(300).is_alive(), "logging waited for a stderr nobody reads"
+    (sink,) = [h for h in logging.getLogger().handlers if h.__module__.startswith("radiusd")]
+    data = b""
+    closer = threading.Thread(target=sink.close)
+    closer.start()
+    while True:  # the reader reads again, slowly, while the process stops
+        done = not closer.is_alive()
+        try:
+            data += os.read(stalled_reader, 65536)
+        except BlockingIOError:
+            if done:
+                break
+        time.sleep(0.01)
+    assert data.decode().count("auth result=accept") == 300
 
 
 def test_stderr_chosen_in_the_file_is_not_warned_about(
