@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import select
+import stat
 import sys
 import time
 from typing import TextIO
@@ -96,18 +97,24 @@ class StderrSink(logging.Handler):
         except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
             return -1
         if fd != self._fd:
-            self._poll = select.poll()
-            self._poll.register(fd, select.POLLOUT)
             self._fd = fd
+            self._poll = None
+            try:
+                regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            except OSError:
+                regular = False  # closed: the write says so
+            if not regular:  # a file takes every line at once; a poll would only cost time
+                self._poll = select.poll()
+                self._poll.register(fd, select.POLLOUT)
         return fd
 
     def _ready(self) -> bool:
         # Any event: room for a line, or an error that the write then reports.
-        return self._poll is not None and bool(self._poll.poll(0))
+        return self._poll is None or bool(self._poll.poll(0))
 
     def _wait(self, fd: int, deadline: float) -> bool:
         left = max(0.0, deadline - time.monotonic())
-        return self._poll is not None and bool(self._poll.poll(int(left * 1000) + 1))
+        return self._poll is None or bool(self._poll.poll(int(left * 1000) + 1))
 
     def _push(self, fd: int, line: bytes) -> bytes:
         """Write what stderr takes now of ``line``; the rest."""
