@@ -95,8 +95,9 @@ class RequestHandler:
             other_method = request.has_chap or request.has_eap
             reason = Reason.PAP_REQUIRED if other_method else Reason.INVALID_REQUEST
             return self._early(request, client, source, login, reason)
-        if not login:
-            return self._early(request, client, source, "", Reason.INVALID_REQUEST)
+        if not login or not request.user_name_utf8:
+            # A name that is not UTF-8 is logged as its escaped octets, and looked up nowhere.
+            return self._early(request, client, source, login, Reason.INVALID_REQUEST)
         try:
             password = request.password.decode("utf-8")
         except UnicodeDecodeError:

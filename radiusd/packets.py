@@ -112,6 +112,9 @@ class Request:
     nas_ip: str | None
     calling_station_id: str | None
     has_eap: bool = False
+    # False when User-Name was not UTF-8: user_name then shows its non-ASCII octets escaped,
+    # for the log only, and the request is refused rather than looked up.
+    user_name_utf8: bool = True
     hidden_password: bytes | None = field(default=None, repr=False)  # as on the wire
 
     def identity(self, client_name: str) -> bytes:
@@ -187,6 +190,7 @@ def decode_request(data: bytes, secret: bytes) -> Request:
     if code is None:
         raise MalformedPacket("unknown code" if raw_code not in _KNOWN_CODES else "not a request")
     user_name: str | None = None
+    user_name_utf8 = True
     cipher: bytes | None = None
     state: bytes | None = None
     mac_at = -1
@@ -200,7 +204,7 @@ def decode_request(data: bytes, secret: bytes) -> Request:
         if kind == _USER_NAME:
             if user_name is not None:
                 raise MalformedPacket("duplicate user-name")
-            user_name = _strict_text(data[start:stop])
+            user_name, user_name_utf8 = _user_name(data[start:stop])
         elif kind == _USER_PASSWORD:
             if cipher is not None:
                 raise MalformedPacket("duplicate user-password")
@@ -244,6 +248,7 @@ def decode_request(data: bytes, secret: bytes) -> Request:
         and mac_matches(data[:length], mac_at, authenticator, secret),
         has_chap=has_chap,
         has_eap=has_eap,
+        user_name_utf8=user_name_utf8,
         nas_identifier=nas_identifier,
         nas_ip=nas_ip,
         calling_station_id=calling_station_id,
@@ -251,12 +256,17 @@ def decode_request(data: bytes, secret: bytes) -> Request:
     )
 
 
-def _strict_text(value: bytes) -> str:
+def _user_name(value: bytes) -> tuple[str, bool]:
+    """The User-Name as text, and whether it was UTF-8 (if not, non-ASCII octets are escaped)."""
     try:
-        return value.decode("utf-8")
+        return value.decode("utf-8"), True
     except UnicodeDecodeError:
-        # RFC 8044 "text" must be UTF-8; a name we cannot represent makes the request unusable.
-        raise MalformedPacket("bad user-name encoding") from None
+        # RFC 8044 "text" is UTF-8, but the NAS passes on whatever octets the user's client
+        # sent (an old one typing Shift_JIS). Such a request is well formed: it is answered
+        # with a Reject, as a password that is not UTF-8 is. Dropped, it went unanswered, and
+        # a NAS whose requests go unanswered takes the server for dead and fails over, or
+        # falls back to its local accounts: anyone at the login page could do that at will.
+        return value.decode("ascii", "backslashreplace"), False
 
 
 def _ipv4(value: bytes) -> str:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from radiusd.packets import Codes, encode_request
+from radiusd.packets import Attr, Codes, encode_request
 from tests.conftest import require_service
-from tests.integration.daemon import REPO_ROOT, ClientSpec, Node, RadiusClient, Site
+from tests.integration.daemon import REPO_ROOT, ClientSpec, Node, RadiusClient, Site, answered
 from tests.integration.turns import let_go, turn_held
 
 SMALL_DEDUP_CACHE = Path(__file__).with_name("small_dedup_cache")
@@ -152,6 +152,25 @@ def test_chap_ms_chap_and_eap_get_a_pap_only_reject(site: Site) -> None:
         assert reply.reply_message == PAP_ONLY
         assert [d["reason"] for d in node.decisions()] == ["pap_required"] * 4
     assert site.token(dave.bound.serial).fail_count == 0
+
+
+def test_a_login_that_is_not_utf8_gets_a_reject_not_silence(site: Site) -> None:
+    """What a user types is not the NAS's to vouch for: a name in another encoding is refused
+    as a password that is not UTF-8 is, since a NAS whose requests go unanswered fails over
+    or falls back to its local accounts."""
+    shift_jis = [(Attr.USER_NAME, "たろう".encode("shift_jis"))]
+    with site.node(mode="auto") as node, node.client() as nas:
+        first = nas.request(password="pw-" + secrets.token_urlsafe(9), extra_attributes=shift_jis)
+        assert first.reply is not None
+        assert first.reply.code is Codes.ACCESS_REJECT
+        # Without a User-Password too, as any request without one is answered.
+        assert answered(nas.request(extra_attributes=shift_jis).reply, Codes.ACCESS_REJECT)
+        # A retransmission is answered from the cache, not decided again.
+        assert nas.exchange(first.request).reply == first.reply
+        decisions = node.decisions()
+        assert [d["reason"] for d in decisions] == ["invalid_request"] * 2
+        assert decisions[0]["user"] == r"\x82\xbd\x82\xeb\x82\xa4"
+        assert nas.status() is not None
 
 
 def test_eap_without_message_authenticator_is_dropped_whatever_the_client_allows(
@@ -407,7 +426,6 @@ def hostile_datagrams(secret: bytes, rng: random.Random) -> list[bytes]:
         )
     )
     found.append(encode_request(secret, user_name="u", extra_attributes=[(80, bytes(15))]))
-    found.append(encode_request(secret, extra_attributes=[(1, b"\xff\xfe")]))  # bad UTF-8 name
     found.append(resized(valid + bytes(5000)))  # longer than any RADIUS packet
     for _ in range(120):  # random data, some of it starting like a request
         blob = rng.randbytes(rng.randrange(0, 700))

@@ -163,7 +163,6 @@ MALFORMED = [
     (packet(1, attr(2, bytes(15))), "bad user-password length"),
     (packet(1, attr(2, bytes(17))), "bad user-password length"),
     (packet(1, attr(2, bytes(144))), "bad user-password length"),
-    (packet(1, attr(1, b"\xff\xfe")), "bad user-name encoding"),
     (packet(1, attr(4, b"\x0a\x00\x00")), "bad nas-ip-address length"),
 ]
 
@@ -177,6 +176,13 @@ def test_malformed_requests_are_refused_with_a_reason(data: bytes, reason: str) 
     with pytest.raises(MalformedPacket) as caught:
         decode_request(data, SECRET)
     assert caught.value.reason == reason
+
+
+def test_a_user_name_that_is_not_utf8_decodes_flagged_and_escaped() -> None:
+    request = decode_request(packet(1, attr(1, "たろう".encode("shift_jis"))), SECRET)
+    assert not request.user_name_utf8
+    assert request.user_name == "\\x82\\xbd\\x82\\xeb\\x82\\xa4"
+    assert decode_request(packet(1, attr(1, "たろう".encode())), SECRET).user_name_utf8
 
 
 # --- passwords -----------------------------------------------------------------------------------
