@@ -89,12 +89,18 @@ class RequestHandler:
     def to_auth(self, request: Request, client: ClientConfig, source: str) -> AuthRequest | Answer:
         """The otpcore request, or a Reject decided from the packet alone."""
         login = request.user_name or ""
+        other_method = request.has_chap or request.has_eap
         if request.password is None:
             # The method first (SPEC §4): a NAS set up for CHAP must learn that PAP is needed,
             # whatever else its request lacks.
-            other_method = request.has_chap or request.has_eap
             reason = Reason.PAP_REQUIRED if other_method else Reason.INVALID_REQUEST
             return self._early(request, client, source, login, reason)
+        if other_method:
+            # RFC 2865 §4.1: never User-Password and CHAP-Password together. And EAP we do
+            # not speak (RFC 2869 §5.13: Reject it): answered as PAP, its NAS would get a
+            # Challenge or Accept without the EAP-Message it waits for. Which credential was
+            # meant is not ours to guess.
+            return self._early(request, client, source, login, Reason.INVALID_REQUEST)
         if not login or not request.user_name_utf8:
             # A name that is not UTF-8 is logged as its escaped octets, and looked up nowhere.
             return self._early(request, client, source, login, Reason.INVALID_REQUEST)

@@ -154,6 +154,26 @@ def test_chap_ms_chap_and_eap_get_a_pap_only_reject(site: Site) -> None:
     assert site.token(dave.bound.serial).fail_count == 0
 
 
+def test_user_password_beside_chap_ms_chap_or_eap_is_rejected_unread(site: Site) -> None:
+    """RFC 2865 §4.1 forbids User-Password with CHAP-Password, and EAP is not spoken here:
+    a request carrying both methods is refused, even with the right password and code."""
+    frank = site.active_user()
+    others = [
+        [(3, b"\x07" + secrets.token_bytes(16))],
+        [(26, (311).to_bytes(4, "big") + bytes((25, 52)) + secrets.token_bytes(50))],
+        [(79, bytes((2, 0, 0, 10, 1)) + b"frank")],
+    ]
+    with site.node(mode="split") as node, node.client() as nas:
+        code = frank.bound.code()
+        for extra in others:
+            reply = nas.auth(frank.login, frank.password + code, extra_attributes=extra)
+            answered(reply, Codes.ACCESS_REJECT)
+        assert [d["reason"] for d in node.decisions()] == ["invalid_request"] * 3
+        # Nothing was checked or spent: the same code alone, PAP only, still gets in.
+        answered(nas.auth(frank.login, frank.password + code), Codes.ACCESS_ACCEPT)
+    assert site.token(frank.bound.serial).fail_count == 0
+
+
 def test_a_login_that_is_not_utf8_gets_a_reject_not_silence(site: Site) -> None:
     """What a user types is not the NAS's to vouch for: a name in another encoding is refused
     as a password that is not UTF-8 is, since a NAS whose requests go unanswered fails over
