@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import logging.handlers
+import select
 import socket
+import time
 
 from radiusd.held_lines import CLOSE_WAIT_S, HeldLines, register
 from radiusd.stderr_sink import stderr_handler
@@ -54,8 +56,7 @@ class SyslogSink(logging.Handler):
             return
         try:
             self._send_held()
-            if self.held or not self._send(line):
-                self.held.hold(line)
+            self._send_or_hold(line)
         except OSError as error:
             self._divert(record, error)
             return
@@ -80,10 +81,14 @@ class SyslogSink(logging.Handler):
     def close(self) -> None:
         self.acquire()
         try:
-            if self.held and self.sock is not None:
-                # A stopping process gives a slow daemon a moment, not for ever.
-                self.sock.settimeout(CLOSE_WAIT_S)
-                self._send_held()
+            # A stopping process gives a slow daemon a moment, not for ever.
+            deadline = time.monotonic() + CLOSE_WAIT_S
+            while self.held and self.sock is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                if select.select([], [self.sock], [], left)[1]:
+                    self._send_held()
         except OSError:
             pass
         finally:
@@ -102,41 +107,62 @@ class SyslogSink(logging.Handler):
         severity = handler.priority_names[handler.priority_map.get(record.levelname, "warning")]
         return f"<{self.facility << 3 | severity}>{self.format(record)}\000".encode()
 
-    def _send(self, line: bytes) -> bool:
-        """Send one line; False when the daemon cannot take it yet. OSError: not answering."""
+    def _send(self, line: bytes) -> bytes:
+        """Send what the daemon takes now of ``line``; the rest. OSError: not answering."""
         # A second try on a new connection: a restarted daemon leaves the old socket refusing.
         for last in (False, True):
             try:
-                self._socket().sendall(line)
-            except BlockingIOError:
-                return False
+                return self._push(self._socket(), line)
             except OSError:
                 self._disconnect()
                 if last:
                     raise
-            else:
-                return True
-        return False  # not reached: the second try returns or raises
+        return line  # not reached: the second try returns or raises
+
+    def _push(self, sock: socket.socket, line: bytes) -> bytes:
+        if self.kind == socket.SOCK_DGRAM:
+            try:
+                sock.send(line)  # a datagram goes whole or not at all
+            except BlockingIOError:
+                return line
+            return b""
+        # A stream takes a line in parts, a page at a time while it has room; the rest of a
+        # line goes out first next time.
+        while line:
+            try:
+                sent = sock.send(line[: select.PIPE_BUF], socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            line = line[sent:]
+        return line
+
+    def _send_or_hold(self, line: bytes) -> None:
+        if self.held:
+            self.held.hold(line)
+        elif rest := self._send(line):
+            self.held.lines.append(rest)
 
     def _send_held(self) -> None:
         lines = self.held.lines
         while lines:
-            if not self._send(lines[0]):
+            rest = self._send(lines[0])
+            if rest:
+                lines[0] = rest
                 return
             lines.popleft()
         if self.held.dropped:
             note = _note(logging.WARNING, "syslog %s took no lines for a while: %d dropped",
                          self.path, self.held.dropped)  # fmt: skip
-            if self._send(self._line(note)):
+            line = self._line(note)
+            rest = self._send(line)
+            if rest != line:  # said, in whole or in part: the rest follows
                 self.held.dropped = 0
+                if rest:
+                    lines.append(rest)
 
     def _offer(self, record: logging.LogRecord) -> None:
-        line = self._line(record)
-        try:
-            if self.held or not self._send(line):
-                self.held.hold(line)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            self._send_or_hold(self._line(record))
 
     def _divert(self, record: logging.LogRecord, error: OSError) -> None:
         if not self.diverted:
@@ -156,8 +182,7 @@ class SyslogSink(logging.Handler):
         except OSError:
             sock.close()
             raise
-        # A stream socket's line may go out in part, and the rest must follow it: only a
-        # datagram is all or nothing. /dev/log is a datagram socket wherever syslog runs.
+        # A datagram socket never waits; a stream socket's sends say MSG_DONTWAIT each.
         if self.kind == socket.SOCK_DGRAM:
             sock.setblocking(False)
         self.sock = sock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -159,6 +160,55 @@ def test_a_syslog_daemon_that_stops_reading_never_holds_up_the_thread_that_logs(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "Logging error" not in err
+    syslogd.close()
+
+
+def test_a_stream_syslog_daemon_that_stops_reading_never_holds_up_the_thread_that_logs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A /dev/log of the stream kind (syslog-ng's unix-stream source) was written to blocking:
+    # once its buffer was full the next decision's line waited for the daemon for ever.
+    monkeypatch.setattr(held_lines, "HELD_LINES", 100)
+    path = tmp_path / "log"
+    syslogd = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    syslogd.bind(str(path))
+    syslogd.listen(4)
+    setup_logging(LoggingConfig(syslog=True, facility="authpriv", level="info"),
+                  syslog_socket=str(path))  # fmt: skip
+    log = logging.getLogger("otpradius.test")
+    logger = threading.Thread(
+        target=lambda: [log.info("auth n=%d %s", n, "x" * 80) for n in range(5000)], daemon=True
+    )
+    logger.start()
+    logger.join(timeout=10)
+    assert not logger.is_alive(), "logging waited for a syslog daemon that reads nothing"
+    syslogd.setblocking(False)
+    connections = []  # the probe that found the socket's kind, then the sink's
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            connections.append(syslogd.accept()[0])
+    data = b""
+    quiet = 0
+    while quiet < 2:  # the daemon reads again
+        held_lines.send_held()
+        quiet += 1
+        for connection in connections:
+            with contextlib.suppress(BlockingIOError):
+                while chunk := connection.recv(65536, socket.MSG_DONTWAIT):
+                    data += chunk
+                    quiet = 0
+    lines = data.decode().split("\0")
+    numbers = [int(m.group(1)) for line in lines if (m := re.search(r"auth n=(\d+) ", line))]
+    taken = len(numbers)
+    assert numbers == list(range(taken))  # in order, none twice, none cut, the first ones kept
+    assert all(line.endswith("x" * 80) for line in lines if "auth n=" in line)
+    assert 100 <= taken < 5000  # what the socket queued, and the hundred held
+    assert any(f"took no lines for a while: {5000 - taken} dropped" in line for line in lines)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "Logging error" not in err
+    for connection in connections:
+        connection.close()
     syslogd.close()
 
 
