@@ -88,7 +88,11 @@ class SyslogSink(logging.Handler):
                 if left <= 0:
                     break
                 if select.select([], [self.sock], [], left)[1]:
+                    before = len(self.held.lines)
                     self._send_held()
+                    if len(self.held.lines) == before:
+                        # A datagram socket polls writable while the daemon's queue is full.
+                        time.sleep(0.01)
         except OSError:
             pass
         finally:
