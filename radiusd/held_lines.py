@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import weakref
 from collections import deque
@@ -69,3 +70,9 @@ def _forget_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
+
+
+def note(level: int, message: str, *args: object) -> logging.LogRecord:
+    """A line about the log itself, handed to a handler directly (never through a logger,
+    which would bring it back to the handler that is failing)."""
+    return logging.LogRecord("otpradius", level, __file__, 0, message, args, None)

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import TextIO
 
-from radiusd.held_lines import CLOSE_WAIT_S, HeldLines, register
+from radiusd.held_lines import CLOSE_WAIT_S, HeldLines, note, register
 
 STDERR_FORMAT = "%(asctime)s otp-radiusd[%(process)d] %(levelname)s %(message)s"
 
@@ -138,10 +138,9 @@ class StderrSink(logging.Handler):
                 return
             lines.popleft()
         if self.held.dropped:
-            note = logging.LogRecord("otpradius", logging.WARNING, __file__, 0,
-                                     "stderr took no lines for a while: %d dropped",
-                                     (self.held.dropped,), None)  # fmt: skip
-            rest = self._push(fd, (self.format(note) + "\n").encode())
+            dropped = note(logging.WARNING, "stderr took no lines for a while: %d dropped",
+                           self.held.dropped)
+            rest = self._push(fd, (self.format(dropped) + "\n").encode())
             self.held.dropped = 0
             if rest:
                 lines.append(rest)

@@ -9,7 +9,7 @@ import select
 import socket
 import time
 
-from radiusd.held_lines import CLOSE_WAIT_S, HeldLines, register
+from radiusd.held_lines import CLOSE_WAIT_S, HeldLines, note, register
 from radiusd.stderr_sink import stderr_handler
 
 SYSLOG_FORMAT = "otp-radiusd[%(process)d]: %(message)s"
@@ -62,11 +62,11 @@ class SyslogSink(logging.Handler):
             return
         if self.diverted:
             went = "line went" if self.diverted == 1 else "lines went"
-            note = _note(logging.INFO, "syslog %s answers again; %d %s to stderr meanwhile",
-                         self.path, self.diverted, went)  # fmt: skip
+            back = note(logging.INFO, "syslog %s answers again; %d %s to stderr meanwhile",
+                          self.path, self.diverted, went)  # fmt: skip
             self.diverted = 0
-            self.fallback.handle(note)
-            self._offer(note)
+            self.fallback.handle(back)
+            self._offer(back)
 
     def send_held(self) -> None:
         """Send what the daemon can take now of the lines held for it."""
@@ -155,9 +155,9 @@ class SyslogSink(logging.Handler):
                 return
             lines.popleft()
         if self.held.dropped:
-            note = _note(logging.WARNING, "syslog %s took no lines for a while: %d dropped",
-                         self.path, self.held.dropped)  # fmt: skip
-            line = self._line(note)
+            dropped = note(logging.WARNING, "syslog %s took no lines for a while: %d dropped",
+                            self.path, self.held.dropped)  # fmt: skip
+            line = self._line(dropped)
             rest = self._send(line)
             if rest != line:  # said, in whole or in part: the rest follows
                 self.held.dropped = 0
@@ -170,7 +170,7 @@ class SyslogSink(logging.Handler):
 
     def _divert(self, record: logging.LogRecord, error: OSError) -> None:
         if not self.diverted:
-            self.fallback.handle(_note(logging.WARNING, "syslog %s does not answer (%s): "
+            self.fallback.handle(note(logging.WARNING, "syslog %s does not answer (%s): "
                                        "logging to stderr until it does", self.path,
                                        reason(error)))  # fmt: skip
         self.diverted += 1
@@ -196,12 +196,6 @@ class SyslogSink(logging.Handler):
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-
-
-def _note(level: int, message: str, *args: object) -> logging.LogRecord:
-    """A line about the log itself, handed to a handler directly (never through a logger,
-    which would bring it back to the handler that is failing)."""
-    return logging.LogRecord("otpradius", level, __file__, 0, message, args, None)
 
 
 def reason(error: OSError) -> str:
