@@ -59,6 +59,11 @@ INBOX_LIMIT = 5_000
 # client's Rejects are not sent, as its other requests are dropped in a flood; each still
 # goes into the duplicate cache (bounded as a whole), where a retransmission finds it.
 HELD_LIMIT = 5_000
+# A password check still queued this long after its request arrived is dropped unhashed. Its
+# NAS has given up by then (3 to 5 s a try, three or four tries; FreeRADIUS as a proxy waits
+# 20 s): hashed anyway, a queue of 2,000 at 30 ms each took every answer past the NAS's window
+# in a 9:00 storm, and the CPU went to logins nobody waited for while the live ones queued.
+HASH_WAIT_LIMIT_S = 20.0
 STOP_WAIT_S = 10.0
 
 
@@ -248,7 +253,10 @@ class Worker(Housekeeping):
 
     def _hash_job(self, job: _Job) -> None:
         """In a hash thread: prepare, then hand the result back to the loop."""
-        result = self._prepare(job)
+        if time.monotonic() - job.arrived > HASH_WAIT_LIMIT_S:
+            result: Prepared | Answer = Answer(None, drop_reason="queued_too_long")
+        else:
+            result = self._prepare(job)
         assert self.loop is not None  # noqa: S101 - set before the sockets open
         self.loop.call_soon_threadsafe(self._prepared, job, result)
 

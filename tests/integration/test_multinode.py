@@ -22,7 +22,17 @@ import pytest
 
 from radiusd.packets import Codes, decode_reply, encode_request
 from tests.integration.conftest import pg_cluster_control
-from tests.integration.daemon import LEDGER, ClientSpec, Node, Site, answered, fresh_secret
+from tests.integration.daemon import (
+    LEDGER,
+    REPO_ROOT,
+    ClientSpec,
+    Node,
+    Site,
+    answered,
+    fresh_secret,
+)
+
+SHORT_HASH_WAIT = Path(__file__).with_name("short_hash_wait")
 
 
 @pytest.fixture
@@ -313,6 +323,38 @@ def test_a_flood_from_one_client_does_not_delay_another_clients_login(
     assert reply is not None, "the good client's login got no answer within 2 s"
     assert reply.code is Codes.ACCESS_ACCEPT
     assert elapsed < 2.0
+    node.stop()
+
+
+def test_a_storm_of_password_checks_never_hashes_a_login_its_nas_gave_up_on(
+    sqlite_site: Site,
+) -> None:
+    # A 9:00 storm larger than the hash threads can take: the checks queued past the limit
+    # (shortened to 0.5 s here; 20 s as shipped) are dropped unhashed, so the server catches up
+    # at once and the next login is answered, instead of waiting behind seconds of hashes for
+    # requests whose NAS stopped waiting long ago.
+    nas_spec = ClientSpec(name="vpn", address="127.0.0.2/32", secret=fresh_secret(), mode="split")
+    hashing = {"time_cost": 3, "memory_kib": 32768, "parallelism": 1}
+    node = sqlite_site.node(clients=[nas_spec], workers=1, hashing=hashing)
+    path = [str(SHORT_HASH_WAIT), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
+    node.start(env={"PYTHONPATH": os.pathsep.join(filter(None, path))})
+    user = sqlite_site.active_user()
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.bind(("127.0.0.2", 0))
+    sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 1024 * 1024)
+    secret = nas_spec.secret.encode()
+    for number in range(400):
+        data = encode_request(secret, user_name=f"nobody{number}", password="x" * 20,
+                              identifier=number % 256)  # fmt: skip
+        sender.sendto(data, node.address)
+    sender.close()
+    time.sleep(1.0)  # the storm's checks are past the limit now, all but a few still queued
+    # Hashed one after another, the 400 checks (75 ms each, two threads) would take 15 s.
+    with node.client(nas_spec) as nas:
+        reply = nas.auth(user.login, user.password + user.bound.code(), timeout=3.0)
+    assert reply is not None, "the login after the storm got no answer within 3 s"
+    assert reply.code is Codes.ACCESS_ACCEPT
+    assert node.wait_for_log("drop reason=queued_too_long")
     node.stop()
 
 
