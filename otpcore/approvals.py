@@ -63,13 +63,16 @@ class ApprovedOperations:
         denied: PermissionDenied | None = None
         stored: str | None = None
         limit = self.policy.confirmation_lockout_threshold
+        attempts: int | None = None
         with self.store.transaction() as repo:
             row = repo.user(admin_login)
             unfit = _unfit(row, admin_login, limit)
             # Counted before the password is checked: runs started together get no more tries
             # between them than one after another would.
-            if unfit is None and not repo.take_confirmation_attempt(admin_login, limit):
-                unfit = _unfit(repo.user(admin_login), admin_login, 0)
+            if unfit is None:
+                attempts = repo.take_confirmation_attempt(admin_login, limit)
+                if attempts is None:
+                    unfit = _unfit(repo.user(admin_login), admin_login, 0)
             if unfit is not None:
                 reason, denied = unfit
                 repo.audit(now, admin_login, action, targets, "denied", self._run_as(reason))
@@ -86,6 +89,14 @@ class ApprovedOperations:
         with self.store.transaction() as repo:
             detail = self._run_as("wrong confirmation password")
             repo.audit(now, admin_login, action, targets, "denied", detail)
+        if attempts is not None and attempts >= limit:
+            # Said now, not at the next try: the operator learns that retyping is no use and
+            # what to run instead while the one who can reset it is still at hand.
+            raise PermissionDenied(
+                f"wrong confirmation password for {admin_login}; it is now locked after "
+                f"{attempts} wrong attempts; reset it with "
+                f"'otpctl user passwd {admin_login} --confirmation'"
+            )
         raise PermissionDenied(f"wrong confirmation password for {admin_login}")
 
     def unlock(self, admin_login: str, confirmation: str, logins: Sequence[str]) -> list[UserView]:

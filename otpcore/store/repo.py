@@ -226,17 +226,19 @@ class Repo:
         """Delete expired challenges; returns how many."""
         return self._execute(delete(ChallengeRow).where(ChallengeRow.expires_at <= now)).rowcount
 
-    def take_confirmation_attempt(self, login: str, limit: int) -> bool:
-        """Count one confirmation attempt before it is checked; False once ``limit`` are counted."""
+    def take_confirmation_attempt(self, login: str, limit: int) -> int | None:
+        """Count one confirmation attempt before it is checked: the attempts counted with it,
+        or None once ``limit`` are counted."""
         # The limit is tested in the statement that counts: runs in parallel cannot each read
         # a count below the limit and then all check their password.
         statement = (
             update(UserRow)
             .where(UserRow.login == login, UserRow.confirmation_failures < limit)
             .values(confirmation_failures=UserRow.confirmation_failures + 1)
+            .returning(UserRow.confirmation_failures)
             .execution_options(synchronize_session=False)
         )
-        return self._execute(statement).rowcount == 1
+        return self._execute(statement).scalar_one_or_none()
 
     def clear_confirmation_attempts(self, login: str) -> None:
         """Forget the counted confirmation attempts after a right one."""

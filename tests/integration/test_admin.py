@@ -217,7 +217,9 @@ def test_parallel_guesses_get_no_more_tries_than_the_limit(suspended: App) -> No
     # One try was left: eight runs at once get that one between them, and no more.
     assert hashing.checked == 1
     assert len(refusals) == 8
-    assert sum("locked" in refusal for refusal in refusals) == 7
+    # The seven turned away are told it is locked; so is the one that used the last try.
+    assert sum("is locked after 5" in refusal for refusal in refusals) == 7
+    assert sum("is now locked after 5" in refusal for refusal in refusals) == 1
     with pytest.raises(PermissionDenied, match="locked"):
         admin.unlock(ADMIN, CONFIRMATION, ["taro"])
     assert token(suspended).suspended

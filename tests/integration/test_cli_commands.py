@@ -901,8 +901,15 @@ def test_a_wrong_confirmation_password_changes_nothing_and_is_audited(
 
 def test_five_wrong_confirmations_lock_the_admin(bound: Otpctl) -> None:
     args = ("unlock", "--admin", "hanskodt", "jirodt", "--password-stdin")
-    for _ in range(5):
-        failed(bound(*args, input="not-it\n"), 5)
+    for _ in range(4):
+        assert failed(bound(*args, input="not-it\n"), 5) == (
+            "otpctl: error: wrong confirmation password for hanskodt"
+        )
+    # The attempt that locks it says so, and what to run: retyping is no use from here on.
+    assert failed(bound(*args, input="not-it\n"), 5) == (
+        "otpctl: error: wrong confirmation password for hanskodt; it is now locked after 5 "
+        "wrong attempts; reset it with 'otpctl user passwd hanskodt --confirmation'"
+    )
     locked = bound(*args, input=f"{CONFIRMATIONS['hanskodt']}\n")
     assert "locked" in failed(locked, 5)
     # The command the message names runs as it stands (it lacked the login before).
