@@ -97,7 +97,10 @@ def init(obj: CliContext) -> None:
     url = safe_url(settings.database_url)
     _create_private(settings)
 
-    present = _database(settings, lambda store: upgrade(store.engine, only_if_empty=True))
+    recorded_by = (obj.clock(), operator())
+    present = _database(
+        settings, lambda store: upgrade(store.engine, only_if_empty=True, recorded_by=recorded_by)
+    )
     if present is None:
         click.echo(f"Created the database schema (revision {head_revision()}) in {url}.")
     elif present == head_revision():
@@ -133,7 +136,7 @@ def db_upgrade(obj: CliContext) -> None:
     _create_private(settings)
 
     def migrate(store: Store) -> tuple[str | None, str | None]:
-        before = upgrade(store.engine)
+        before = upgrade(store.engine, recorded_by=(obj.clock(), operator()))
         return before, current_revision(store.engine)
 
     before, after = _database(settings, migrate)

@@ -110,6 +110,9 @@ class ChallengeRow(Base):
     used_by: Mapped[bytes | None] = mapped_column(LargeBinary(16))
 
 
+ACTOR_MAX = 128  # AuditRow.actor's length
+
+
 class AuditRow(Base):
     """An admin operation or state change."""
 
@@ -117,7 +120,7 @@ class AuditRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
-    actor: Mapped[str] = mapped_column(String(128))
+    actor: Mapped[str] = mapped_column(String(ACTOR_MAX))
     action: Mapped[str] = mapped_column(String(32))
     targets: Mapped[str] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String(32))

@@ -18,7 +18,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 import otpcore.store.engine as setup
 from otpcore.errors import Busy, StorageError, Unavailable
 from otpcore.store.engine import READ_ONLY
-from otpcore.store.models import AuditRow, ChallengeRow, TokenRow, UserRow
+from otpcore.store.models import ACTOR_MAX, AuditRow, ChallengeRow, TokenRow, UserRow
 from otpcore.store.turnstile import Turnstile, writers_turnstile
 
 # PostgreSQL advisory lock taken by every transaction that seals seeds (any fixed number
@@ -29,7 +29,6 @@ SEALING_LOCK_KEY = 0x6F7470_7365616C  # "otp" "seal"
 # An import names its logins or serials in its audit event up to this many rows; a larger one
 # says how many in its detail (a million names in one event would help nobody read it).
 AUDIT_IMPORT_TARGETS_MAX = 100
-ACTOR_MAX = 128  # AuditRow.actor
 IMPORT_SCAN_ROWS = 5000  # rows fetched at a time when an import reads the whole inventory
 # SQLite's primary result codes for a database file that cannot take or hold the write: a
 # full disk, a read-only file or mount, an I/O error. Not a database away for a while.

@@ -6,13 +6,15 @@ one query, and Alembic's import alone costs a tenth of a second at each start.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, insert, inspect, text
 
 from otpcore.errors import StorageError
 from otpcore.store.engine import READ_ONLY
+from otpcore.store.models import ACTOR_MAX, AuditRow
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -35,9 +37,19 @@ def _config() -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, target: str = "head", *, only_if_empty: bool = False) -> str | None:
+def upgrade(
+    engine: Engine,
+    target: str = "head",
+    *,
+    only_if_empty: bool = False,
+    recorded_by: tuple[datetime, str] | None = None,
+) -> str | None:
     """Apply every migration not yet applied, up to ``target`` (the newest by default), or
-    with ``only_if_empty`` only to a database without a schema; the revision found before."""
+    with ``only_if_empty`` only to a database without a schema; the revision found before.
+
+    With ``recorded_by`` (the instant and the actor), a change of revision writes a
+    ``db_upgrade`` audit event in the same transaction as the migration.
+    """
     from alembic import command
 
     cfg = _config()
@@ -54,6 +66,16 @@ def upgrade(engine: Engine, target: str = "head", *, only_if_empty: bool = False
         if before is None or not only_if_empty:
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, target)
+            after = _revision(connection)
+            if recorded_by is not None and after != before:
+                # In the migration's transaction: a schema change the audit does not show
+                # cannot happen, and neither can an event for a change rolled back.
+                at, actor = recorded_by
+                connection.execute(
+                    insert(AuditRow).values(at=at, actor=actor[:ACTOR_MAX], action="db_upgrade",
+                                            targets="", outcome="ok",
+                                            detail=f"from {before or 'empty'} to {after}")
+                )  # fmt: skip
     return before
 
 

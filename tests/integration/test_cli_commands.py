@@ -255,6 +255,14 @@ def test_db_upgrade_creates_or_keeps_the_schema(otpctl: Otpctl, config: Path) ->
     # Owner-only, as init makes it: it will hold password hashes and sealed seeds.
     assert stat.S_IMODE((config.parent / "otpradius.db").stat().st_mode) == 0o600
     assert "already at revision" in ok(otpctl("db", "upgrade")).stdout
+    # The change of schema is audited, under the account that ran it; leaving it is not (nor
+    # is init's, which finds the schema made: it is run here for the key the audit needs).
+    ok(otpctl("init"))
+    events = as_json(otpctl("audit", "--json"))
+    assert [(e["action"], e["outcome"], e["detail"]) for e in events] == [
+        ("db_upgrade", "ok", f"from empty to {head_revision()}")
+    ]
+    assert events[0]["actor"].startswith("otpctl:")
 
 
 def database_at(otpctl: Otpctl, config: Path, revision: str) -> tuple[Path, Engine]:
@@ -285,6 +293,8 @@ def test_a_database_of_the_previous_revision_is_refused_until_upgraded(
     upgraded = ok(otpctl("db", "upgrade")).stdout
     assert f"from 0001 to revision {head_revision()}" in upgraded
     ok(otpctl("user", "list"))
+    upgrades = [e for e in as_json(otpctl("audit", "--json")) if e["action"] == "db_upgrade"]
+    assert [e["detail"] for e in upgrades] == [f"from 0001 to {head_revision()}"]
     engine = make_engine(f"sqlite:///{database}")
     with engine.connect() as connection:
         rows = connection.execute(text("SELECT login, used_by FROM challenges")).all()
