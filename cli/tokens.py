@@ -91,23 +91,27 @@ def import_tokens(
     name = shown_path(file)
     if psk is not None and pskc_password:
         raise InvalidInput("give either --psk or --pskc-password, not both")
-    if psk == "-":
-        psk = Secrets(password_stdin).ask(say(lang, "prompt_psk", file=name)).strip()
-    key = parse_psk(psk) if psk is not None else None
     admin = obj.admin()  # a database problem shows before anyone types a password in vain
     data = read_import_file(file)
     chosen = file_format or detect_format(data)
     if chosen == "csv":
-        if key is not None or pskc_password:
+        # Refused before any prompt: asked for a key, an operator would go and find one for a
+        # file that has none to decrypt.
+        if psk is not None or pskc_password:
+            given = "--psk" if psk is not None else "--pskc-password"
+            how = "given --format csv" if file_format else "its content is not XML"
             raise InvalidInput(
-                f"{name}: --psk and --pskc-password are for PSKC files; this one is read as CSV"
+                f"{name}: {given} applies only to PSKC files; this one is read as CSV ({how})"
             )
         specs = read_token_csv(import_text(data, file), name, update=update)
     else:
+        secrets = Secrets(password_stdin)
+        if psk == "-":
+            psk = secrets.ask(say(lang, "prompt_psk", file=name)).strip()
+        key = parse_psk(psk) if psk is not None else None
         password = None
         if pskc_password:
-            prompt = say(lang, "prompt_pskc_password", file=name)
-            password = Secrets(password_stdin).ask(prompt)
+            password = secrets.ask(say(lang, "prompt_pskc_password", file=name))
         with progress_bar(say(lang, "progress_pskc")) as progress:
             specs = read_pskc(data, name, psk=key, password=password, progress=progress)
     with progress_bar(say(lang, "progress_tokens")) as progress:

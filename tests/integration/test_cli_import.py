@@ -261,6 +261,31 @@ def test_psk_errors_name_the_option_and_never_the_key(otpctl: Otpctl, tmp_path: 
     assert serials(otpctl) == []
 
 
+@pytest.mark.parametrize(
+    ("options", "given"),
+    [
+        (["--psk", "-"], "--psk"),
+        (["--psk", "-", "--password-stdin"], "--psk"),
+        (["--pskc-password"], "--pskc-password"),
+        (["--pskc-password", "--password-stdin"], "--pskc-password"),
+        (["--psk", "-", "--format", "csv"], "--psk"),
+    ],
+)
+def test_a_csv_file_is_refused_with_a_pskc_secret_before_it_is_asked_for(
+    otpctl: Otpctl, tmp_path: Path, options: list[str], given: str
+) -> None:
+    # An operator asked for a key goes and finds one, for a file with nothing to decrypt.
+    csv_file = tmp_path / "seeds.csv"
+    csv_file.write_text(f"serial,secret\n61000009,{bytes(range(20)).hex()}\n", encoding="utf-8")
+    result = otpctl("token", "import", str(csv_file), *options, input=f"{RFC_PSK.hex()}\n")
+    line = failed(result, 2)
+    assert line.startswith(f"otpctl: error: {csv_file}: {given} applies only to PSKC files")
+    assert "read as CSV" in line
+    assert "Pre-shared key" not in result.output  # no prompt was shown
+    assert "Password of" not in result.output
+    assert serials(otpctl) == []
+
+
 def test_a_pskc_update_changes_only_what_the_file_states(otpctl: Otpctl, tmp_path: Path) -> None:
     first = tmp_path / "first.csv"
     seed = SECRETS["61000001"].hex()
