@@ -10,7 +10,7 @@ import json
 import os
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -201,11 +201,21 @@ AUDIT_COLUMNS = ("at", "actor", "action", "targets", "outcome", "detail")
 # Values
 
 
+def local_time(value: datetime) -> datetime:
+    """An aware instant in the host's time zone (``TZ``), or in UTC where that zone cannot
+    hold it: an expiry of 9999-12-31 23:00 UTC is past year 9999 in Japan or India, and
+    ``astimezone()`` raises OverflowError there. Either way the zone's name goes with it."""
+    try:
+        return value.astimezone()
+    except OverflowError:
+        return value.astimezone(UTC)
+
+
 def format_instant(value: datetime | None, lang: Lang, *, seconds: bool = False) -> str:
     """An instant in the local time zone, as the manual writes it (2021年09月30日 09時00分 JST)."""
     if value is None:
         return MISSING
-    local = value.astimezone()  # operators read local time; JSON keeps UTC ISO 8601
+    local = local_time(value)  # operators read local time; JSON keeps UTC ISO 8601
     # The zone always shows: on a host kept in UTC, a bare 00時00分 is read as Japan time.
     if lang is Lang.JA:
         pattern = "%Y年%m月%d日 %H時%M分" + ("%S秒" if seconds else "") + " %Z"

@@ -696,6 +696,44 @@ def test_a_missing_import_file_is_one_line(ready: Otpctl, tmp_path: Path) -> Non
     assert "cannot read" in failed(ready("token", "import", str(tmp_path / "none.csv")), 2)
 
 
+def test_an_expiry_past_year_9999_in_the_local_zone_shows_in_utc(
+    ready: Otpctl, config: Path
+) -> None:
+    # 9999-12-31 23:00 UTC is 04:30 on 1 January 10000 in India: no datetime holds that, and
+    # every table showing the token, or a user of it, failed with an OverflowError.
+    seeds = config.parent / "far.csv"
+    seeds.write_text(
+        "serial,secret,expires\n"
+        f"12345678,{SECRETS['12345678'].hex()},9999-12-31T23:00:00Z\n"
+        f"23456789,{SECRETS['23456789'].hex()},2030-09-30\n",
+        encoding="utf-8",
+    )
+    ok(ready("token", "import", str(seeds)))
+    people = config.parent / "people.csv"
+    people.write_text(
+        "login,name,password,serial\nfar,Far,far-pw-1,12345678\nnear,Near,near-pw-1,23456789\n",
+        encoding="utf-8",
+    )
+    ok(ready("user", "import", str(people)))
+    base = [*otpctl_program(), "--config", str(config)]
+
+    def run(*args: str) -> str:
+        done = subprocess.run([*base, *args], env={**os.environ, "TZ": "Asia/Kolkata"},
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        assert (done.returncode, done.stderr) == (0, ""), done.stderr
+        return done.stdout
+
+    tokens = run("token", "list", "--lang", "en")
+    assert "9999-12-31 23:00 UTC" in tokens
+    assert "2030-09-30 05:30 IST" in tokens  # an expiry the zone can hold stays local
+    assert "9999年12月31日 23時00分 UTC" in run("token", "list", "--lang", "ja")
+    assert "9999-12-31 23:00 UTC" in run("user", "show", "far", "--lang", "en")
+    assert "9999-12-31 23:00 UTC" in run("user", "list", "--lang", "en")
+    assert "2030-09-30 05:30 IST" in run("user", "show", "near", "--lang", "en")
+    listed = json.loads(run("token", "list", "--json"))
+    assert listed[0]["expires"] == "9999-12-31T23:00:00+00:00"  # JSON was always UTC
+
+
 def test_token_disable_and_enable(bound: Otpctl, codes: Codes) -> None:
     disabled = as_json(bound("token", "disable", "23456789", "--json"))
     assert disabled["disabled"] is True
