@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 
 import click
 
@@ -20,6 +21,8 @@ from cli.output import (
     UNLOCK_COLUMNS,
     Lang,
     echo_json,
+    format_instant,
+    local_time,
     output_options,
     shown,
     token_table,
@@ -29,7 +32,7 @@ from cli.params import utf8_text
 from cli.prompts import Secrets, password_stdin_option
 from otpcore.admin import Admin
 from otpcore.errors import NotFound
-from otpcore.model import InputMode, OtpState, Reason, Result, Stage
+from otpcore.model import InputMode, OtpState, Reason, Result, Stage, service_start
 from otpcore.service import AuthOutcome, AuthRequest
 from otpcore.views import UserView
 
@@ -103,14 +106,28 @@ def not_awaiting_hint(admin: Admin, login: str) -> str:
     if user.serial is not None:
         return f": {login} already has token {user.serial}; revoke it first"
     if user.state is OtpState.ISSUED and user.start_date is not None:
-        start = user.start_date.isoformat()
-        return f": {login}'s service starts on {start}: activation opens that day"
+        when = start_instant(user.start_date)
+        return f": {login}'s service starts at {when}: activation opens then"
     if user.state is OtpState.UNREGISTERED:
         return (
             f": no token was issued to {login}; "
             f"run 'otpctl user issue {login} --start YYYY-MM-DD' first"
         )
     return ""
+
+
+def start_instant(start_date: date) -> str:
+    """When activation opens for a start date, in the host's zone and named, as the decision
+    reads it (``service_start``): ``2026-12-01 09:00 JST (2026-12-01 00:00 UTC)``.
+
+    A bare date is read as a local day, and activation does not open at local midnight: at
+    09:00 in Japan, the evening before in New York. The UTC form follows in any zone but UTC.
+    """
+    start = service_start(start_date)
+    shown_local = format_instant(start, Lang.EN)
+    if local_time(start).utcoffset():
+        return f"{shown_local} ({start_date.isoformat()} 00:00 UTC)"
+    return shown_local
 
 
 @click.command("check")

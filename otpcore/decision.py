@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import datetime
 
 from otpcore.codes import is_code, read_code
 from otpcore.model import (
@@ -20,6 +20,7 @@ from otpcore.model import (
     Stage,
     Token,
     User,
+    service_start,
     user_state,
 )
 from otpcore.policy import Policy, UnregisteredPolicy
@@ -186,7 +187,7 @@ def _login(
         if policy.unregistered is UnregisteredPolicy.REJECT:
             return Decision(Result.REJECT, Reason.UNREGISTERED_REJECTED, effects=reset)
         return Decision(Result.ACCEPT, Reason.PASSWORD_ONLY, effects=reset, password=verified)
-    if state is OtpState.ISSUED and user.start_date is not None and _today(now) < user.start_date:
+    if state is OtpState.ISSUED and not _service_started(user, now):
         return Decision(Result.ACCEPT, Reason.PASSWORD_ONLY, effects=reset, password=verified)
     # Issued with the start date reached, or revoked: activation begins.
     return Decision(
@@ -290,12 +291,13 @@ def _awaiting_activation(user: User, now: datetime) -> bool:
         return False
     if user.revoked:
         return True
-    return user.start_date is not None and _today(now) >= user.start_date
+    return _service_started(user, now)
 
 
-def _today(now: datetime) -> date:
-    """The UTC date of an instant: start dates begin at 00:00 UTC whatever offset ``now`` has."""
-    return now.astimezone(UTC).date()
+def _service_started(user: User, now: datetime) -> bool:
+    """True once the user's start date has begun (``service_start``: 00:00 UTC of that day,
+    whatever offset ``now`` has); False with no start date."""
+    return user.start_date is not None and now >= service_start(user.start_date)
 
 
 def _refused_for_activation(token: Token | None, now: datetime) -> Decision | None:

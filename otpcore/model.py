@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
 
 
@@ -172,6 +172,17 @@ class User:
     suspended: bool = False
     password_failures: int = 0
     activation_failures: int = 0
+
+
+def service_start(start_date: date) -> datetime:
+    """The instant a service start date (利用開始日) begins: 00:00 UTC of that day.
+
+    The one reading of a start date: the decision opens activation at this instant and
+    ``otpctl`` names it (in the host's zone) when it refuses an activation before it. A date
+    alone, as in the bank's letter, is a UTC day, the same on every node whatever its time
+    zone (09:00 in Japan).
+    """
+    return datetime.combine(start_date, time(0), UTC)
 
 
 def user_state(user: User, token: Token | None, now: datetime) -> OtpState:

@@ -799,23 +799,34 @@ def test_activate_exits_non_zero_unless_activated(bound: Otpctl, codes: Codes) -
     assert unknown.stdout.startswith("reject: bad_serial")
 
 
+@pytest.mark.parametrize(
+    ("zone", "opens"),
+    [
+        # Zones without summer time, so that the start date's season does not matter.
+        ("Asia/Kolkata", "{start} 05:30 IST ({start} 00:00 UTC)"),
+        ("Asia/Tokyo", "{start} 09:00 JST ({start} 00:00 UTC)"),
+        ("UTC", "{start} 00:00 UTC"),
+    ],
+)
 def test_activate_before_the_start_date_says_when_activation_opens(
-    bound: Otpctl, codes: Codes
+    bound: Otpctl, config: Path, codes: Codes, zone: str, opens: str
 ) -> None:
     # The manual's order: issue with the start date of the bank's letter, then activate. A
-    # day early, "not issued or revoked" sent the operator looking for a mistake not made.
+    # day early, "not issued or revoked" sent the operator looking for a mistake not made;
+    # a bare date was then read as local midnight, 05:30 early in India, 9 hours in Japan.
     start = (datetime.now(UTC).date() + timedelta(days=4)).isoformat()
     ok(bound("user", "issue", "saburodt", "--start", start))
-    early = bound(
-        "activate", "saburodt", "98765432", "--password-stdin",
-        input=f"{codes.fresh('98765432')}\n",
-    )  # fmt: skip
+    command = [*otpctl_program(), "--config", str(config), "activate", "saburodt", "98765432"]
+    early = subprocess.run([*command, "--password-stdin"], input=f"{codes.fresh('98765432')}\n",
+                           env={**os.environ, "TZ": zone, "LANG": "C.UTF-8"},
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    assert early.returncode == 1, early.stderr
     assert early.stdout.startswith("reject: not_awaiting_activation")
     assert "not issued or revoked" not in early.stdout
-    assert failed(early, 1) == (
+    assert early.stderr.splitlines() == [
         "otpctl: error: activation refused: not_awaiting_activation: "
-        f"saburodt's service starts on {start}: activation opens that day"
-    )
+        f"saburodt's service starts at {opens.format(start=start)}: activation opens then"
+    ]
     assert users_by_login(bound)["saburodt"]["state"] == "issued"
 
 

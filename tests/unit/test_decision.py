@@ -38,6 +38,7 @@ from otpcore.model import (
     TokenKind,
     User,
     UserClass,
+    service_start,
     user_state,
 )
 from otpcore.policy import Policy, UnregisteredPolicy
@@ -244,6 +245,23 @@ def test_issued_start_date_boundary(now: datetime, reason: Reason) -> None:
 def test_activation_opens_at_the_utc_start_date(now: datetime, reason: Reason) -> None:
     user = make_user(start_date=START)
     assert run(user, TOKEN, SERIAL, stage=Stage.ACTIVATION_SERIAL, now=now).reason is reason
+
+
+def test_the_service_starts_at_00_00_utc_of_the_start_date() -> None:
+    assert service_start(START) == datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
+    assert service_start(START) == datetime(2026, 12, 1, 9, 0, tzinfo=JST)
+    assert service_start(date(9999, 12, 31)).tzinfo is UTC
+
+
+@given(st.datetimes(timezones=st.just(UTC)), st.dates())
+def test_activation_opens_exactly_at_the_service_start(now: datetime, start: date) -> None:
+    # otpctl names service_start() when it refuses: the decision must open at that instant.
+    user = make_user(start_date=start)
+    started = now >= service_start(start)
+    login = run(user, None, PASSWORD, now=now).reason
+    assert login is (Reason.SERIAL_CHALLENGE if started else Reason.PASSWORD_ONLY)
+    serial = run(user, TOKEN, SERIAL, stage=Stage.ACTIVATION_SERIAL, now=now).reason
+    assert (serial is Reason.NOT_AWAITING_ACTIVATION) is not started
 
 
 @pytest.mark.parametrize("state", [OtpState.ISSUED, OtpState.REVOKED])
