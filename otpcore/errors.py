@@ -59,6 +59,11 @@ class Busy(Unavailable):
         super().__init__(f"database busy: another writer held it for over {seconds:g} s; try again")
 
 
+class RowsHeld(Unavailable):
+    """A user's, token's or challenge's row stayed locked by another transaction (an import,
+    an administrator's open session) past the hot path's lock wait."""
+
+
 class WriteConflict(Unavailable):
     """The database failed a write transaction that met another in a lock cycle; it may be
     run again as it was."""

@@ -31,14 +31,14 @@ from otpcore.decision import (
     decide,
     same_request,
 )
-from otpcore.errors import KeyFileError, WriteConflict
+from otpcore.errors import KeyFileError, RowsHeld, WriteConflict
 from otpcore.logfields import field as log_value
 from otpcore.model import InputMode, Reason, Result, Stage, Token, User
 from otpcore.policy import Policy
 from otpcore.ports import Clock
 from otpcore.races import changed_since, resent_meanwhile, rows_written, used_by_this_request
-from otpcore.store.hot import HotStore, TokenRecord
-from otpcore.store.hot_writer import HotWriter, Standing
+from otpcore.store.hot import LOCK_WAIT_MS, HotStore, TokenRecord
+from otpcore.store.hot_writer import HeldRows, HotWriter, Standing
 
 log = logging.getLogger(__name__)
 
@@ -198,12 +198,12 @@ class Authenticator:
 
     def authenticate(self, request: AuthRequest) -> AuthOutcome:
         """Decide one request and commit what it changes before returning."""
-        return self.commit([self.prepare(request)])[0]
+        return _written(self.commit([self.prepare(request)])[0])
 
     def activate(self, login: str, serial: str, otp: str) -> AuthOutcome:
         """Activation by serial and OTP in one step (SPEC §3.5), for portals without challenges."""
         request = AuthRequest(login, otp, InputMode.OTP)
-        return self.commit([self.prepare(request, activation_serial=serial)])[0]
+        return _written(self.commit([self.prepare(request, activation_serial=serial)])[0])
 
     def prepare(self, request: AuthRequest, *, activation_serial: str | None = None) -> Prepared:
         """Read what the request concerns and decide it; nothing is written."""
@@ -264,18 +264,33 @@ class Authenticator:
             sealed=record.sealed_secret if record is not None else None,
         )
 
-    def commit(self, batch: Sequence[Prepared]) -> list[AuthOutcome]:
-        """Write the effects of every prepared request in one transaction; their outcomes."""
+    def commit(self, batch: Sequence[Prepared]) -> list[AuthOutcome | NotWritten]:
+        """Write the effects of every prepared request in one transaction; their outcomes, or
+        NotWritten for a request whose rows another transaction kept locked."""
         if not any(item.writes for item in batch):
             return [_outcome(item, item.decision) for item in batch]
         now = self.clock()
         attempt = 1
+        skip_held = False
         while True:
             try:
                 with self.hot.transaction() as writer:
+                    held = HeldRows()
                     if not self.hot.sqlite:  # SQLite's one writer at a time forms no cycle
-                        writer.lock(*rows_written(batch))
-                    return [_outcome(item, self._apply(writer, item, now)) for item in batch]
+                        held = writer.lock(*rows_written(batch), skip_held=skip_held)
+                    if held:
+                        _log_held(held)
+                    return [
+                        NOT_WRITTEN if held and held.touches(*rows_written([item]))
+                        else _outcome(item, self._apply(writer, item, now))
+                        for item in batch
+                    ]  # fmt: skip
+            except RowsHeld:
+                if skip_held:
+                    raise
+                # Written again without the requests whose rows are held: the others must
+                # not wait for an import or a forgotten session to end.
+                skip_held = True
             except WriteConflict:
                 if attempt == WRITE_ATTEMPTS:
                     raise
@@ -463,6 +478,37 @@ def _reject(reason: Reason, serial: str | None = None) -> Decision:
 
 def _bad_state() -> Decision:
     return _reject(Reason.BAD_STATE)
+
+
+@dataclass(frozen=True, slots=True)
+class NotWritten:
+    """A request decided but not written: a row it writes stayed locked by another
+    transaction. Nothing of it took effect; its client should ask again."""
+
+
+NOT_WRITTEN = NotWritten()
+
+
+def _written(outcome: AuthOutcome | NotWritten) -> AuthOutcome:
+    """The outcome of a request committed alone, or RowsHeld when it could not be."""
+    if isinstance(outcome, NotWritten):
+        raise RowsHeld(
+            "the user's or token's row is locked by another transaction (an import, another "
+            f"session) and stayed so for over {LOCK_WAIT_MS / 1000:g} s: nothing was changed; "
+            "try again"
+        )
+    return outcome
+
+
+def _log_held(held: HeldRows) -> None:
+    """Name the rows held, so that whoever holds them can be found."""
+    shown = [f"user={log_value(login)}" for login in sorted(held.logins)[:5]]
+    shown += [f"serial={log_value(serial)}" for serial in sorted(held.serials)[:5]]
+    more = len(held.logins) + len(held.serials) - len(shown)
+    log.warning("rows locked by another transaction for over %g s, their requests not "
+                "written: %s%s%s", LOCK_WAIT_MS / 1000, " ".join(shown),
+                f" and {more} more" if more > 0 else "",
+                f" challenges={len(held.challenges)}" if held.challenges else "")  # fmt: skip
 
 
 def _outcome(item: Prepared, decision: Decision) -> AuthOutcome:

@@ -21,7 +21,7 @@ from otpcore.client_config import ClientConfig
 from otpcore.config import Settings
 from otpcore.errors import Unavailable
 from otpcore.logfields import field
-from otpcore.service import AuthRequest, Prepared, needs_password_hash
+from otpcore.service import AuthRequest, NotWritten, Prepared, needs_password_hash
 from radiusd.client_box import ClientBox
 from radiusd.clients import ClientTable
 from radiusd.clock_steps import ClockSteps
@@ -316,6 +316,11 @@ class Worker(Housekeeping):
         except Exception as exc:
             return answers + [(job, failed(exc, job.client, job.auth.login)) for job, _ in prepared]
         for (job, _), outcome in zip(prepared, outcomes, strict=True):
+            if isinstance(outcome, NotWritten):
+                # No answer: the NAS asks again, by when the row may be free. The database is
+                # not gone, so the node stays in service for everyone else.
+                answers.append((job, Answer(None, drop_reason="row_locked")))
+                continue
             answer = self.handler.reply(job.request, job.client, outcome, job.key.address,
                                         job.started)  # fmt: skip
             answers.append((job, answer))

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from otpcore.errors import Unavailable, WriteConflict
+from otpcore.errors import RowsHeld, Unavailable, WriteConflict
 from otpcore.model import Algorithm, TokenKind, User, UserClass
 from otpcore.store import hot_sql as sql
 from otpcore.store.engine import SQLITE_BUSY_TIMEOUT_S, driver_reason
@@ -37,6 +37,12 @@ WAL_RESTART_WAIT_MS = 100
 # them again with each of its rows: 8.7 page reads a request instead of 3.7. The cache grows
 # only as pages are read, so a small database never takes all of it.
 HOT_CACHE_KIB = 32 * 1024
+# How long a PostgreSQL statement of the hot path waits for a row lock. Another node's batch
+# holds one for milliseconds; a row held longer is an import, an administrator's session left
+# open, a tool of the bank's: waiting for it stopped every login of the node behind one user's.
+# Longer than PostgreSQL's deadlock_timeout (1 s by default), so that a lock cycle is still
+# found and its batch written again whole.
+LOCK_WAIT_MS = 1500
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +120,7 @@ class HotStore:
                 connection.execute(f"PRAGMA cache_size=-{HOT_CACHE_KIB}")
             else:
                 connection.autocommit = True  # reads need no transaction; writes BEGIN
+                connection.execute(f"SET lock_timeout = {LOCK_WAIT_MS}")
             self._local.fairy = fairy
             self._local.connection = connection
             self._local.generation = self._generation
@@ -175,6 +182,10 @@ class HotStore:
             if _is_driver_error(exc) and getattr(exc, "sqlstate", None) in _CONFLICTS:
                 # Rolled back, and the connection is sound: not a sign of a database gone.
                 raise WriteConflict(f"write conflict: {type(exc).__name__}") from None
+            if _is_driver_error(exc) and getattr(exc, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+                raise RowsHeld(
+                    f"a row stayed locked by another transaction for over {LOCK_WAIT_MS} ms"
+                ) from None
             if _is_driver_error(exc):
                 self._generation += 1
                 self._discard()
@@ -364,6 +375,7 @@ class HotStore:
 # PostgreSQL's deadlock_detected and serialization_failure: the transaction lost a race and
 # was rolled back whole.
 _CONFLICTS = frozenset({"40P01", "40001"})
+_LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout passed
 
 
 def _is_driver_error(exc: Exception) -> bool:

@@ -78,6 +78,10 @@ LOCK_TOKENS_PG = """SELECT serial FROM tokens WHERE serial = ANY(:serials) ORDER
     FOR UPDATE"""
 LOCK_CHALLENGES_PG = """SELECT id FROM challenges WHERE id = ANY(:ids) ORDER BY id
     FOR UPDATE"""
+# The same, taking only the rows no other transaction holds (after a lock wait timed out).
+LOCK_USERS_FREE_PG = LOCK_USERS_PG + " SKIP LOCKED"
+LOCK_TOKENS_FREE_PG = LOCK_TOKENS_PG + " SKIP LOCKED"
+LOCK_CHALLENGES_FREE_PG = LOCK_CHALLENGES_PG + " SKIP LOCKED"
 SHARERS = "SELECT login FROM users WHERE serial = :serial ORDER BY login"
 AUDIT = """INSERT INTO audit_events (at, actor, action, targets, outcome, detail)
     VALUES (:at, :actor, :action, :targets, :outcome, :detail)"""

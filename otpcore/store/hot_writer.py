@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from otpcore.model import User
 from otpcore.store import hot_sql as sql
@@ -31,6 +31,24 @@ class Standing:
     user_revoked: bool = False
 
 
+@dataclass(slots=True)
+class HeldRows:
+    """Rows a batch wanted to lock and another transaction held (or that no longer exist)."""
+
+    logins: set[str] = field(default_factory=set)
+    serials: set[str] = field(default_factory=set)
+    challenges: set[bytes] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.logins or self.serials or self.challenges)
+
+    def touches(self, logins: Sequence[str], serials: Sequence[str],
+                challenges: Sequence[bytes]) -> bool:
+        """True when any of these rows is among the held ones."""
+        return (not self.logins.isdisjoint(logins) or not self.serials.isdisjoint(serials)
+                or not self.challenges.isdisjoint(challenges))  # fmt: skip
+
+
 class HotWriter:
     """The atomic statements, inside a ``HotStore.transaction``."""
 
@@ -38,10 +56,16 @@ class HotWriter:
         self._store = store
 
     def lock(
-        self, logins: Sequence[str], serials: Sequence[str], challenges: Sequence[bytes] = ()
-    ) -> None:
+        self,
+        logins: Sequence[str],
+        serials: Sequence[str],
+        challenges: Sequence[bytes] = (),
+        *,
+        skip_held: bool = False,
+    ) -> HeldRows:
         """Lock the users', the tokens' and then the challenges' rows a batch is about to
-        write, each by key.
+        write, each by key; with ``skip_held``, only those no other transaction holds, and
+        return the others (none otherwise: a wait past the lock timeout raises RowsHeld).
 
         A batch writes its requests' rows in the order the requests came; another node's
         batch may write the same rows in another order, and on PostgreSQL the two would
@@ -51,14 +75,31 @@ class HotWriter:
         send their answers to two nodes in opposite orders. SQLite needs nothing: its write
         lock already admits one transaction at a time.
         """
+        held = HeldRows()
         if self._store.sqlite:
-            return
+            return held
         if logins:
-            self._store.run(sql.LOCK_USERS_PG, {"logins": sorted(set(logins))}).fetchall()
+            held.logins = self._take(sql.LOCK_USERS_PG, sql.LOCK_USERS_FREE_PG, "logins",
+                                     logins, skip_held)  # fmt: skip
         if serials:
-            self._store.run(sql.LOCK_TOKENS_PG, {"serials": sorted(set(serials))}).fetchall()
+            held.serials = self._take(sql.LOCK_TOKENS_PG, sql.LOCK_TOKENS_FREE_PG, "serials",
+                                      serials, skip_held)  # fmt: skip
         if challenges:
-            self._store.run(sql.LOCK_CHALLENGES_PG, {"ids": sorted(set(challenges))}).fetchall()
+            held.challenges = self._take(sql.LOCK_CHALLENGES_PG, sql.LOCK_CHALLENGES_FREE_PG,
+                                         "ids", challenges, skip_held)  # fmt: skip
+        return held
+
+    def _take(
+        self, waiting: str, free: str, name: str, keys: Sequence[Any], skip_held: bool
+    ) -> set[Any]:
+        """Lock these rows (or, with ``skip_held``, the free ones); the keys not locked."""
+        wanted = sorted(set(keys))
+        rows = self._store.run(free if skip_held else waiting, {name: wanted}).fetchall()
+        if not skip_held:
+            return set()
+        # Not returned: held by another transaction, or deleted meanwhile.
+        taken = {bytes(row[0]) if isinstance(row[0], memoryview) else row[0] for row in rows}
+        return {key for key in wanted if key not in taken}
 
     def take_challenge(self, challenge_id: bytes, request: bytes) -> bool:
         """Consume a challenge for the answer ``request``; False if another answer already did."""

@@ -26,7 +26,7 @@ from otpcore.app import App
 from otpcore.model import InputMode, Reason, Result
 from otpcore.ports import FrozenClock
 from otpcore.service import AuthOutcome, AuthRequest, Prepared, challenge_key
-from otpcore.store.hot_writer import HotWriter
+from otpcore.store.hot_writer import HeldRows, HotWriter
 from otpcore.user_csv import UserSpec
 from otpcore.views import Imported
 from tests.conftest import PG_URL_ENV, drop_database, require_service
@@ -140,7 +140,8 @@ def test_answers_to_the_same_states_in_opposite_orders_on_two_nodes_do_not_deadl
         if not took[mine].is_set():
             took[mine].set()
             # Each holds its first State before either goes on to its second.
-            took["down" if mine == "up" else "up"].wait(2)
+            # Less than the hot path's lock wait: a row held longer is another matter.
+            took["down" if mine == "up" else "up"].wait(0.5)
         return taken
 
     monkeypatch.setattr(HotWriter, "take_challenge", take_then_wait)
@@ -182,9 +183,9 @@ def test_a_batch_caught_in_a_lock_cycle_with_another_transaction_is_written_agai
     locking = threading.Event()
     lock = HotWriter.lock
 
-    def announced_lock(self: HotWriter, *keys: Any) -> None:
+    def announced_lock(self: HotWriter, *keys: Any, **options: Any) -> HeldRows:
         locking.set()
-        lock(self, *keys)
+        return lock(self, *keys, **options)
 
     monkeypatch.setattr(HotWriter, "lock", announced_lock)
     outcome: list[object] = []

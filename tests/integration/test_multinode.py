@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from radiusd.packets import Codes, decode_reply, encode_request
 from tests.integration.conftest import pg_cluster_control
@@ -385,4 +386,41 @@ def test_a_flooding_client_still_gets_the_cached_answer_to_a_resent_login(
         again = nas.exchange(login, timeout=2.0)
     assert node.wait_for_log("drop reason=overload")
     assert again.reply_bytes == first.reply_bytes, "no answer to the resend during the flood"
+    node.stop()
+
+
+def test_a_row_locked_by_another_session_costs_that_users_login_not_the_nodes(
+    pg_site: Site,
+) -> None:
+    # An administrator's psql session left open on a user's row (or an update import of many
+    # users in progress) held up the node's whole batch, and every login behind it, until the
+    # node called the database unreachable. Now only that user's request waits, 1.5 s, and
+    # goes unanswered with nothing written; the NAS asks again.
+    held_user, other = pg_site.active_user(), pg_site.active_user()
+    node = pg_site.node(workers=1, mode="split").start()
+    engine = create_engine(pg_site.database_url)
+    try:
+        with engine.connect() as session, node.client() as nas:
+            lock = text("SELECT login FROM users WHERE login = :login FOR UPDATE")
+            session.execute(lock, {"login": held_user.login})  # and the transaction stays open
+            blocked = nas.build(user_name=held_user.login,
+                                password=held_user.password + held_user.bound.code())  # fmt: skip
+            nas.send(blocked)
+            time.sleep(0.1)  # in the batch that meets the lock
+            reply = nas.auth(other.login, other.password + other.bound.code(), timeout=3.0)
+            assert reply is not None, "a login behind the locked row got no answer within 3 s"
+            assert reply.code is Codes.ACCESS_ACCEPT
+            assert nas.receive(blocked, timeout=1.0) is None  # dropped: the NAS asks again
+            assert nas.status() is not None  # the node stays in service
+            session.rollback()  # the session ends; its lock with it
+            # Nothing of the dropped request was written: its code is still good.
+            again = nas.exchange(blocked, timeout=3.0)
+        assert again.reply is not None
+        assert again.reply.code is Codes.ACCESS_ACCEPT
+    finally:
+        engine.dispose()
+    assert node.wait_for_log("drop reason=row_locked")
+    assert node.wait_for_log(f"rows locked by another transaction for over 1.5 s, their "
+                             f"requests not written: user={held_user.login}")  # fmt: skip
+    assert "database unreachable" not in node.log_text()
     node.stop()
