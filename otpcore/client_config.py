@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from otpcore.config_checks import Checker, SecretReader, resolve
+from otpcore.config_checks import Checker, SecretReader
 from otpcore.model import InputMode
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -130,7 +130,7 @@ def _client_secret(
     if "secret" in item:
         secret = str(item["secret"]).encode("utf-8")
     else:
-        path = resolve(base, item["secret_file"])
+        path = check.path(f"{where} secret_file", base, item["secret_file"])
         try:
             secret = read_secret(path).strip()
         except OSError as exc:

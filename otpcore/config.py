@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from otpcore.client_config import ClientConfig, parse_clients
-from otpcore.config_checks import Checker, SecretReader, resolve
+from otpcore.config_checks import Checker, SecretReader
 from otpcore.crypto import HashingParams
 from otpcore.errors import ConfigError
 from otpcore.policy import Policy, UnregisteredPolicy
@@ -151,6 +151,9 @@ def settings_from_bytes(raw: bytes, source: Path, read_secret: SecretReader) -> 
     except ValueError:
         # Python's own limit on the digits of an integer it converts, which tomllib lets out.
         raise ConfigError(f"{source}: invalid TOML: an integer of over 4300 digits") from None
+    except RecursionError:
+        # tomllib reads nested arrays and inline tables by recursion.
+        raise ConfigError(f"{source}: invalid TOML: arrays or tables nested too deeply") from None
     return parse_settings(data, source, read_secret)
 
 
@@ -168,7 +171,9 @@ def parse_settings(data: dict[str, Any], source: Path, read_secret: SecretReader
     server = _server(check, _table(check, data, "server"))
     database = _table(check, data, "database")
     secrets_table = _table(check, data, "secrets")
-    key_file = resolve(base, secrets_table.get("key_file", "otpradius.key"))
+    key_file = check.path(
+        "[secrets] key_file", base, secrets_table.get("key_file", "otpradius.key")
+    )
     return Settings(
         source=source,
         server=server,
@@ -201,6 +206,9 @@ def _database_url(check: Checker, base: Path, url: Any) -> str:
         )
     parsed = make_url(url)
     database = parsed.database
+    if "\x00" in url:
+        # No file has such a name; Python raises ValueError, not OSError, for one.
+        raise check.fail("[database] url", "contains a NUL character")
     if parsed.get_backend_name() == "sqlite" and database in (None, "", ":memory:"):
         # Each connection would get an empty database of its own: init would create a schema
         # that is gone when it exits, and the server would know no user.

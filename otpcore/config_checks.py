@@ -44,6 +44,14 @@ class Checker:
         if not isinstance(item, types):
             raise self.fail(where, f"expected {_type_names(types)}, got {type(item).__name__}")
 
+    def path(self, where: str, base: Path, value: str) -> Path:
+        """The path ``value`` names (relative ones from ``base``), refused if it holds a NUL."""
+        # No file has such a name, and Python raises ValueError, not OSError, for one: the
+        # daemon ended on a SIGHUP instead of keeping its running clients.
+        if "\x00" in value:
+            raise self.fail(where, "contains a NUL character")
+        return resolve(base, value)
+
     def between(self, where: str, value: int, minimum: int, maximum: int) -> int:
         """The value, refused unless within ``minimum`` and ``maximum``."""
         # No key is open-ended: TOML integers reach Python unbounded, SQLite binds 64 bits.

@@ -285,6 +285,32 @@ def test_a_reload_from_a_configuration_others_may_change_is_refused(site: Site) 
         node.config_path.chmod(0o640)
 
 
+@pytest.mark.parametrize(
+    "broken",
+    [
+        # A NUL in a path: Python refuses to hand it to the system (ValueError, not OSError).
+        '[[clients]]\nname = "nas"\naddress = "127.0.0.2/32"\nsecret_file = "nas\\u0000.secret"\n',
+        '[database]\nurl = "sqlite:///otpradius\\u0000.db"\n',
+        # Nesting deeper than the TOML parser's recursion goes.
+        "deep = " + "[" * 5000 + "]" * 5000 + "\n",
+    ],
+    ids=["nul_in_secret_file", "nul_in_database_path", "deep_nesting"],
+)
+def test_a_reload_of_any_broken_file_keeps_the_server_running(site: Site, broken: str) -> None:
+    # Such a file ended the supervisor on SIGHUP, and the workers with it: every VPN login
+    # failed until someone restarted the service.
+    with site.node(mode="split") as node, node.client() as nas:
+        running = node.config_path.read_text(encoding="utf-8")
+        node.config_path.write_text(broken, encoding="utf-8")
+        node.hangup()
+        assert node.wait_for_log("reload refused")
+        (line,) = [x for x in node.log_text().splitlines() if "reload refused" in x]
+        assert str(node.config_path) in line
+        assert "Traceback" not in node.log_text()
+        assert nas.status() is not None
+        node.config_path.write_text(running, encoding="utf-8")
+
+
 def test_a_reload_while_a_worker_starts_is_taken_by_it_and_does_not_end_it(site: Site) -> None:
     # A SIGHUP forwarded to a worker still starting (before its handler was in place) ended
     # it, and the death counted towards the quick deaths that stop the server.

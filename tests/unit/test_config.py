@@ -249,6 +249,23 @@ def test_an_integer_too_long_for_python_to_read_is_a_configuration_error() -> No
     assert str(caught.value) == f"{SOURCE}: invalid TOML: an integer of over 4300 digits"
 
 
+def test_arrays_nested_deeper_than_the_parser_goes_are_a_configuration_error() -> None:
+    raw = b"deep = " + b"[" * 5000 + b"]" * 5000 + b"\n"
+    with pytest.raises(ConfigError) as caught:
+        settings_from_bytes(raw, SOURCE, no_secret_files)
+    assert str(caught.value) == f"{SOURCE}: invalid TOML: arrays or tables nested too deeply"
+
+
+def test_a_secret_file_named_with_a_nul_is_a_configuration_error(tmp_path: Path) -> None:
+    data = with_client(secret=None, secret_file="vpn\x00.secret")
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(data, tmp_path / "config.toml", read_secret_file)
+    message = str(caught.value)
+    assert message == (
+        f"{tmp_path / 'config.toml'}: [[clients]] 'vpn-gw-1' secret_file: contains a NUL character"
+    )
+
+
 def test_a_client_secret_repr_does_not_show_it() -> None:
     assert "testing123" not in repr(parse(with_client()).clients[0])
 
@@ -331,6 +348,11 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["require_message_authenticator", "boolean"],
     ),
     "client secret as int": (with_client(secret=1234), ["[[clients]] #1 secret", "string"]),
+    "NUL in the database path": (
+        {"database": {"url": "sqlite:///otpradius\x00.db"}},
+        ["[database] url", "NUL"],
+    ),
+    "NUL in the key file": ({"secrets": {"key_file": "otp\x00.key"}}, ["[secrets] key_file"]),
     "not a database URL": ({"database": {"url": "not a url"}}, ["[database] url", "not a"]),
     "unsupported database": (
         {"database": {"url": "mysql://otp:hunter2@db/otp"}},
