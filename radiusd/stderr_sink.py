@@ -138,8 +138,9 @@ class StderrSink(logging.Handler):
                 return
             lines.popleft()
         if self.held.dropped:
-            dropped = note(logging.WARNING, "stderr took no lines for a while: %d dropped",
-                           self.held.dropped)
+            dropped = note(
+                logging.WARNING, "stderr took no lines for a while: %d dropped", self.held.dropped
+            )
             rest = self._push(fd, (self.format(dropped) + "\n").encode())
             self.held.dropped = 0
             if rest:

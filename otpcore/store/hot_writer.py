@@ -42,8 +42,9 @@ class HeldRows:
     def __bool__(self) -> bool:
         return bool(self.logins or self.serials or self.challenges)
 
-    def touches(self, logins: Sequence[str], serials: Sequence[str],
-                challenges: Sequence[bytes]) -> bool:
+    def touches(
+        self, logins: Sequence[str], serials: Sequence[str], challenges: Sequence[bytes]
+    ) -> bool:
         """True when any of these rows is among the held ones."""
         return (not self.logins.isdisjoint(logins) or not self.serials.isdisjoint(serials)
                 or not self.challenges.isdisjoint(challenges))  # fmt: skip
