@@ -63,6 +63,11 @@ class AuthRequest:
     state: bytes | None = field(default=None, repr=False)
     request_id: bytes | None = field(default=None, repr=False)
     client: str = ""  # the RADIUS client's name; "" for otpctl, in-process
+    # The instant the request arrived, from the clock the shell hands the core, read as its
+    # packet was: the request is judged at it (its code's step, expiry and start dates, its
+    # State's lifetime), however long it then waited for a hash thread or behind a batch's
+    # commit. None: judged when ``prepare`` reads the clock (otpctl, in-process).
+    received: datetime | None = None
     # The stored challenge this request's State answers, if it carries one: hashed once, as
     # reading, the batch's row locks and the write each need it.
     challenge_key: bytes | None = field(init=False, default=None, repr=False)
@@ -114,6 +119,9 @@ class Prepared:
     # The token's seed as sealed when the request was decided: a step is used only while the
     # token still has that seed (see ``Authenticator._consume``).
     sealed: bytes | None = field(default=None, repr=False)
+    # The instant it was judged at (its ``received``): its writes check expiries at it too,
+    # so a boundary passed while it waited for the commit does not undo the decision.
+    judged_at: datetime | None = None
 
     @property
     def writes(self) -> bool:
@@ -206,8 +214,9 @@ class Authenticator:
         return _written(self.commit([self.prepare(request, activation_serial=serial)])[0])
 
     def prepare(self, request: AuthRequest, *, activation_serial: str | None = None) -> Prepared:
-        """Read what the request concerns and decide it; nothing is written."""
-        now = self.clock()
+        """Read what the request concerns and decide it, at the instant it was received;
+        nothing is written."""
+        now = request.received if request.received is not None else self.clock()
         stage, serial = Stage.LOGIN, None
         if activation_serial is not None:
             stage, serial = Stage.ACTIVATION_OTP, read_serial(activation_serial)
@@ -262,6 +271,7 @@ class Authenticator:
             new_challenge=new_challenge,
             expires=now + timedelta(seconds=self.policy.challenge_timeout),
             sealed=record.sealed_secret if record is not None else None,
+            judged_at=now,
         )
 
     def commit(self, batch: Sequence[Prepared]) -> list[AuthOutcome | NotWritten]:
@@ -282,7 +292,7 @@ class Authenticator:
                         _log_held(held)
                     return [
                         NOT_WRITTEN if held and held.touches(*rows_written([item]))
-                        else _outcome(item, self._apply(writer, item, now))
+                        else _outcome(item, self._apply(writer, item, item.judged_at or now, now))
                         for item in batch
                     ]  # fmt: skip
             except RowsHeld:
@@ -367,8 +377,14 @@ class Authenticator:
             return False
         return hmac.compare_digest(first, second)
 
-    def _apply(self, writer: HotWriter, item: Prepared, now: datetime) -> Decision:
-        """Write one request's effects; returns the decision that stands after any lost race."""
+    def _apply(
+        self, writer: HotWriter, item: Prepared, now: datetime, written: datetime
+    ) -> Decision:
+        """Write one request's effects; returns the decision that stands after any lost race.
+
+        ``now`` is the instant the request was judged at, which the conditional writes check
+        expiries against; ``written`` is the commit's, for the audit.
+        """
         decision = item.decision
         key = item.request.challenge_key
         if item.consume_state and key is not None:
@@ -429,20 +445,20 @@ class Authenticator:
                         f"token {effect.serial} after {self.policy.lockout_threshold} "
                         "consecutive wrong OTPs"
                     )
-                    writer.audit(now, self.actor, "suspend", sharers, "ok", detail)
+                    writer.audit(written, self.actor, "suspend", sharers, "ok", detail)
                     log.warning("token suspended serial=%s users=%s", log_value(effect.serial),
                                 ",".join(log_value(login) for login in sharers))  # fmt: skip
             elif isinstance(effect, CountPasswordFailure):
                 threshold = self.policy.password_lockout_threshold
                 if writer.count_password_failure(user.login, threshold):
                     detail = f"{threshold} consecutive wrong passwords"
-                    writer.audit(now, self.actor, "suspend", [user.login], "ok", detail)
+                    writer.audit(written, self.actor, "suspend", [user.login], "ok", detail)
                     log.warning("user suspended user=%s cause=password", log_value(user.login))
             elif isinstance(effect, CountActivationFailure):
                 threshold = self.policy.lockout_threshold
                 if writer.count_activation_failure(user.login, threshold):
                     detail = f"{threshold} consecutive failed activations"
-                    writer.audit(now, self.actor, "suspend", [user.login], "ok", detail)
+                    writer.audit(written, self.actor, "suspend", [user.login], "ok", detail)
                     log.warning("user suspended user=%s cause=activation", log_value(user.login))
             elif isinstance(effect, ResetPasswordFailures):
                 # Not only when the user was read with failures: a wrong password may have
@@ -453,7 +469,7 @@ class Authenticator:
                 if not writer.bind(user.login, effect.serial):
                     return _reject(Reason.NOT_AWAITING_ACTIVATION, effect.serial)
                 detail = f"serial {effect.serial}"
-                writer.audit(now, self.actor, "activate", [user.login], "ok", detail)
+                writer.audit(written, self.actor, "activate", [user.login], "ok", detail)
         verified = user.password_hash
         if item.new_hash is not None and verified and decision.result is not Result.REJECT:
             writer.set_password_hash(user.login, item.new_hash, verified)

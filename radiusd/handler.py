@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from otpcore.client_config import ClientConfig
 from otpcore.errors import KeyFileError, OtpError, Unavailable
@@ -86,8 +87,17 @@ class RequestHandler:
             return Answer(encode_reply(request, Codes.ACCESS_ACCEPT, client.secret))
         return request
 
-    def to_auth(self, request: Request, client: ClientConfig, source: str) -> AuthRequest | Answer:
-        """The otpcore request, or a Reject decided from the packet alone."""
+    def to_auth(
+        self,
+        request: Request,
+        client: ClientConfig,
+        source: str,
+        received: datetime | None = None,
+    ) -> AuthRequest | Answer:
+        """The otpcore request, or a Reject decided from the packet alone.
+
+        ``received``: the instant the datagram was read, which the request is judged at.
+        """
         login = request.user_name or ""
         other_method = request.has_chap or request.has_eap
         if request.password is None:
@@ -109,7 +119,9 @@ class RequestHandler:
         except UnicodeDecodeError:
             return self._early(request, client, source, login, Reason.INVALID_REQUEST)
         identity = request.identity(client.name)
-        return AuthRequest(login, password, client.mode, request.state, identity, client.name)
+        return AuthRequest(
+            login, password, client.mode, request.state, identity, client.name, received
+        )
 
     def _early(
         self, request: Request, client: ClientConfig, source: str, login: str, reason: Reason

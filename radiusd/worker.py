@@ -158,6 +158,11 @@ class Worker(Housekeeping):
         """Check a datagram and queue it, answer a duplicate from the cache, or drop it."""
         host, port = str(addr[0]), int(addr[1])
         now = time.monotonic()
+        # The instant the request is judged at, read now rather than when a thread gets to
+        # it: behind a batch's commit or a queue of password hashes, a code of the step it
+        # was typed in would be checked against a later one, and an expiry or start date
+        # passed meanwhile would decide it.
+        received = self.app.clock()
         client = self.clients.match(host)
         if client is None:
             self.drops.drop("unknown_client", host, now)
@@ -200,7 +205,7 @@ class Worker(Housekeeping):
             self._deliver(transport, key, admitted, now)
             return
         started = time.perf_counter()
-        auth = self.handler.to_auth(admitted, client, host)
+        auth = self.handler.to_auth(admitted, client, host, received)
         if isinstance(auth, Answer):
             self._deliver(transport, key, auth, now)
             return

@@ -840,6 +840,76 @@ def test_expiry_at_the_instant(app: App, clock: FrozenClock) -> None:
     assert not user(app, "taro").suspended
 
 
+# The instant a request is judged at: when it was received, however long it then waited
+
+
+def test_a_code_received_in_its_step_is_judged_there_when_decided_two_steps_later(
+    shared: App, clock: FrozenClock
+) -> None:
+    # Requests waiting behind a batch's commit, or for a hash thread: decided at the clock of
+    # the moment the worker got to them, a code typed in step N was checked against N+2,
+    # outside the window, and rejected as wrong (and counted).
+    received = clock()
+    step = time_step(received, 60)
+    typed = PASSWORD + code(clock)
+    clock.advance(120)
+    assert time_step(clock(), 60) == step + 2
+    request = AuthRequest("taro", typed, InputMode.SPLIT, received=received)
+    expect(shared.authenticator().authenticate(request), Result.ACCEPT, Reason.OK)
+    assert shared.hot.token(SERIAL).last_step == step  # type: ignore[union-attr]
+    assert token(shared).fail_count == 0
+    # Judged when decided, a code of step N is outside the window of N+2.
+    typed = PASSWORD + code(clock, offset=-2)
+    expect(login(shared, "hanako", typed), Result.REJECT, Reason.BAD_OTP)
+
+
+def test_an_expiry_passed_while_a_request_waited_does_not_decide_it(
+    app: App, clock: FrozenClock
+) -> None:
+    expires = clock() + timedelta(days=10)
+    import_token(app, expires=expires)
+    add_user(app, "taro")
+    activated(app, clock, "taro")
+    clock.now = just_before(expires)
+    received = clock()
+    request = AuthRequest("taro", PASSWORD + code(clock), InputMode.SPLIT, received=received)
+    clock.now = expires + timedelta(seconds=1)  # before it is decided
+    prepared = app.authenticator().prepare(request)
+    clock.now = expires + timedelta(seconds=2)  # and before its batch commits
+    (outcome,) = app.authenticator().commit([prepared])
+    expect(outcome, Result.ACCEPT, Reason.OK)
+    # A request received after the expiry is refused, however early it is decided.
+    late = AuthRequest("taro", PASSWORD + code(clock), InputMode.SPLIT, received=expires)
+    clock.now = just_before(expires)
+    expect(app.authenticator().authenticate(late), Result.REJECT, Reason.TOKEN_EXPIRED)
+
+
+def test_a_start_date_reached_while_a_request_waited_does_not_decide_it(
+    app: App, clock: FrozenClock
+) -> None:
+    import_token(app)
+    add_user(app, "taro")
+    app.admin().issue("taro", date(2026, 12, 2))
+    start = datetime(2026, 12, 2, tzinfo=UTC)
+    request = AuthRequest("taro", PASSWORD, InputMode.CHALLENGE, received=just_before(start))
+    clock.now = start + timedelta(seconds=1)
+    expect(app.authenticator().authenticate(request), Result.ACCEPT, Reason.PASSWORD_ONLY)
+    request = AuthRequest("taro", PASSWORD, InputMode.CHALLENGE, received=start)
+    expect(app.authenticator().authenticate(request), Result.CHALLENGE, Reason.SERIAL_CHALLENGE)
+
+
+def test_a_challenge_answered_in_time_is_not_expired_by_the_wait(
+    shared: App, clock: FrozenClock
+) -> None:
+    asked = login(shared, "taro", PASSWORD, InputMode.CHALLENGE)
+    clock.advance(119)
+    received = clock()
+    answer = code(clock)
+    clock.advance(2)  # 121 s after the challenge
+    request = AuthRequest("taro", answer, InputMode.CHALLENGE, asked.state, received=received)
+    expect(shared.authenticator().authenticate(request), Result.ACCEPT, Reason.OK)
+
+
 def test_disabled_token(shared: App, clock: FrozenClock) -> None:
     shared.admin().set_disabled(SERIAL, True)
     expect(login(shared, "taro", PASSWORD + code(clock)), Result.REJECT, Reason.TOKEN_DISABLED)
