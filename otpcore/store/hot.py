@@ -194,6 +194,42 @@ class HotStore:
                 raise Unavailable(f"database unavailable: {driver_reason(exc)}") from None
             raise
 
+    def _read(self, statement: str, params: dict[str, Any]) -> list[Any]:
+        """The rows of one of ``hot_sql``'s reads.
+
+        Outside a transaction, a read that finds this thread's connection broken runs once
+        more on a fresh connection: PostgreSQL restarted, failed over to a standby, or a
+        proxy dropped the connection while it was idle, and the first request after that
+        must not fail for a connection that was dead before it began. Nothing was written on
+        it, so nothing can be applied twice. Inside a transaction nothing is tried again
+        (see ``_may_retry``).
+        """
+        try:
+            return list(self.run(statement, params).fetchall())
+        except Exception as exc:
+            if not self._may_retry(exc):
+                raise
+        self._reconnect()
+        return list(self.run(statement, params).fetchall())
+
+    def _may_retry(self, exc: Exception) -> bool:
+        """True when ``exc`` is this thread's connection found broken outside a transaction:
+        the one failure a statement may be run again for, once, on a fresh connection.
+
+        Never inside a transaction: what it wrote went with the connection, and running the
+        rest on another would apply it half (or, tried whole, twice for a commit that was in
+        fact done). A SQLite connection is a file, not a link that breaks.
+        """
+        if self.sqlite or getattr(self._local, "pinned", None) is not None:
+            return False
+        return connection_lost(exc, getattr(self._local, "connection", None))
+
+    def _reconnect(self) -> None:
+        """Drop this thread's connection, and have every other thread drop its own before its
+        next use: a restart or a failover broke them all."""
+        self._generation += 1
+        self._discard()
+
     # Reads (never under the write lock)
 
     @contextmanager
@@ -225,33 +261,55 @@ class HotStore:
 
     def ping(self) -> bool:
         """True when the database answers and takes writes; on SQLite also moves the WAL into
-        the database file.
+        the database file. When False, ``failure`` says why (a PostgreSQL that answers but is
+        read-only names that).
 
         The checkpoint is PASSIVE: it never waits for, nor blocks, a reader or a writer.
         """
         try:
             with self._guard():
-                if not self.sqlite:
-                    return bool(self.run(sql.WRITABLE_PG, {}).fetchall()[0][0])
-                # One row: busy flag, pages in the WAL, pages copied into the database.
-                rows = self.run("PRAGMA wal_checkpoint(PASSIVE)", {}).fetchall()
-                if self._file_replaced():
-                    # Connections keep the file they opened: deleted, it takes logins that
-                    # no one will see again; replaced (a restore), it hides every change made
-                    # in the new one. Every thread opens the path again before its next use.
-                    self._generation += 1
-                    raise Unavailable("database file deleted or replaced")
-                self._wal_pages = max(0, int(rows[0][1])) if rows else 0
+                if self.sqlite:
+                    self._checkpoint()
+                else:
+                    self._check_writable()
         except Exception as exc:
             self.failure = str(exc) if isinstance(exc, Unavailable) else type(exc).__name__
             return False
         self.failure = ""
         return True
 
+    def _check_writable(self) -> None:
+        """Raise Unavailable, saying why, when this PostgreSQL server takes no writes."""
+        rows = self._read(sql.READ_ONLY_PG, {})
+        in_recovery, read_only = rows[0] if rows else (False, "off")
+        refused = ""
+        if in_recovery:
+            refused = "the server is a standby in recovery"
+        elif str(read_only) != "off":
+            refused = "transaction_read_only is on"
+        if refused:
+            # Every accepting decision would fail to commit: not reachable, and said why.
+            # Every thread's connection ends before its next use, as when a connection fails:
+            # one opened again may reach the server that takes writes (the new primary that
+            # the address leads to once a failover is done).
+            self._generation += 1
+            raise Unavailable(f"database read-only: {refused}")
+
+    def _checkpoint(self) -> None:
+        # One row: busy flag, pages in the WAL, pages copied into the database.
+        rows = self.run("PRAGMA wal_checkpoint(PASSIVE)", {}).fetchall()
+        if self._file_replaced():
+            # Connections keep the file they opened: deleted, it takes logins that no one
+            # will see again; replaced (a restore), it hides every change made in the new
+            # one. Every thread opens the path again before its next use.
+            self._generation += 1
+            raise Unavailable("database file deleted or replaced")
+        self._wal_pages = max(0, int(rows[0][1])) if rows else 0
+
     def challenge(self, challenge_id: bytes) -> ChallengeRecord | None:
         """A pending challenge, read but not consumed."""
         with self._guard():
-            rows = self.run(sql.CHALLENGE, {"id": challenge_id}).fetchall()
+            rows = self._read(sql.CHALLENGE, {"id": challenge_id})
         if not rows:
             return None
         login, stage, serial, expires_at, used_by = rows[0]
@@ -263,7 +321,7 @@ class HotStore:
         if not sql.storable(login):
             return None
         with self._guard():
-            rows = self.run(sql.USER, {"login": login}).fetchall()
+            rows = self._read(sql.USER, {"login": login})
         if not rows:
             return None
         row = rows[0]
@@ -290,11 +348,11 @@ class HotStore:
     def some_seed(self) -> tuple[str, bytes] | None:
         """Any one token's serial and sealed seed, or None when there are no tokens."""
         with self._guard():
-            rows = self.run(sql.SOME_SEED, {}).fetchall()
+            rows = self._read(sql.SOME_SEED, {})
         return (rows[0][0], bytes(rows[0][1])) if rows else None
 
     def _token(self, serial: str) -> TokenRecord | None:
-        rows = self.run(sql.TOKEN, {"serial": serial}).fetchall()
+        rows = self._read(sql.TOKEN, {"serial": serial})
         if not rows:
             return None
         row = rows[0]
@@ -338,11 +396,8 @@ class HotStore:
         """One write transaction; committed when the block ends, rolled back if it raises."""
         turn = self._turnstile.turn() if self._turnstile is not None else contextlib.nullcontext()
         with turn, self._guard():
-            connection = self._connection()
-            if self.sqlite and self._wal_pages > self.wal_restart_pages:
-                self._restart_wal(connection)
+            connection = self._begin()
             cursor = connection.cursor()
-            cursor.execute("BEGIN IMMEDIATE" if self.sqlite else "BEGIN")
             self._local.pinned = connection
             try:
                 yield HotWriter(self)
@@ -352,6 +407,25 @@ class HotStore:
             finally:
                 self._local.pinned = None
             cursor.execute("COMMIT")
+
+    def _begin(self) -> Any:
+        """This thread's connection, a write transaction begun on it.
+
+        A BEGIN that finds the connection broken (see ``_read``) is sent once more on a fresh
+        connection: nothing was written on the dead one.
+        """
+        connection = self._connection()
+        if self.sqlite and self._wal_pages > self.wal_restart_pages:
+            self._restart_wal(connection)
+        try:
+            connection.cursor().execute("BEGIN IMMEDIATE" if self.sqlite else "BEGIN")
+        except Exception as exc:
+            if not self._may_retry(exc):
+                raise
+            self._reconnect()
+            connection = self._connection()
+            connection.cursor().execute("BEGIN")
+        return connection
 
     def _restart_wal(self, connection: Any) -> None:
         # SQLite starts the WAL over only when a commit finds it wholly copied back; a writer
@@ -376,6 +450,19 @@ class HotStore:
 # was rolled back whole.
 _CONFLICTS = frozenset({"40P01", "40001"})
 _LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout passed
+
+
+def connection_lost(exc: Exception, connection: Any) -> bool:
+    """True when ``exc`` is the driver's word that ``connection`` is gone: psycopg's
+    OperationalError or InterfaceError (a terminated backend, a server that closed the link,
+    a connection closed already), with the connection closed since. An error a statement
+    caused leaves its connection open."""
+    if not _is_driver_error(exc):
+        return False
+    kinds = {kind.__name__ for kind in type(exc).__mro__}
+    if not kinds & {"OperationalError", "InterfaceError"}:
+        return False
+    return connection is not None and bool(getattr(connection, "closed", False))
 
 
 def _is_driver_error(exc: Exception) -> bool:

@@ -86,9 +86,9 @@ SHARERS = "SELECT login FROM users WHERE serial = :serial ORDER BY login"
 AUDIT = """INSERT INTO audit_events (at, actor, action, targets, outcome, detail)
     VALUES (:at, :actor, :action, :targets, :outcome, :detail)"""
 # A server that answers but refuses every write serves no login: a standby the address led to
-# after a failover, or a database set read-only. The health probe must not call it reachable.
-WRITABLE_PG = """SELECT NOT pg_is_in_recovery()
-    AND current_setting('transaction_read_only') = 'off'"""
+# after a failover, or a database set read-only. The health probe must not call it reachable,
+# and says which of the two it found.
+READ_ONLY_PG = "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')"
 
 
 def storable(key: str) -> bool:

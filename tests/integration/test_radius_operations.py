@@ -24,7 +24,15 @@ from sqlalchemy.engine import make_url
 from otpcore.keys import rotate_key
 from radiusd.packets import Codes
 from tests.integration.conftest import pg_cluster_control
-from tests.integration.daemon import REPO_ROOT, ClientSpec, Node, RadiusClient, Site, _alive
+from tests.integration.daemon import (
+    REPO_ROOT,
+    ClientSpec,
+    Node,
+    RadiusClient,
+    Site,
+    TestUser,
+    _alive,
+)
 
 # argon2id parameters that make one verification take about a second.
 SLOW_HASHING = {"time_cost": 3, "memory_kib": 262_144, "parallelism": 1}
@@ -785,6 +793,76 @@ def test_a_database_that_refuses_writes_is_unreachable_until_it_takes_them_again
         assert reply is not None
         assert reply.code is Codes.ACCESS_ACCEPT
         assert node.new_log().count("database reachable again") == 1
+
+
+@pytest.mark.service
+def test_a_read_only_database_is_said_so_and_status_server_goes_silent(pg_site: Site) -> None:
+    # The probe alone, no login to fail first: it finds the database read-only, says so (not
+    # only "unreachable"), and the server goes silent to Status-Server until it takes writes.
+    user = pg_site.active_user()
+    with pg_site.node(mode="split", workers=1) as node, node.client() as nas:
+        time.sleep(1.5)  # the first health probe has connected (not ended while it connects)
+        node.mark()
+        with read_only(pg_site):
+            assert node.wait_for_log("database unreachable", timeout=5), node.new_log()
+            assert nas.status(timeout=0.5) is None
+        line = next(line for line in node.new_log().splitlines() if "unreachable" in line)
+        assert 'error="database read-only: transaction_read_only is on"' in line, line
+        wait_until_answered(nas, timeout=10)
+        reply = nas.auth(user.login, user.password + user.bound.code())
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_ACCEPT
+
+
+def terminate_connections(site: Site) -> int:
+    """End every connection to the site's database (but the one asking), as a PostgreSQL
+    restart, a failover or a proxy's idle timeout ends them; waits until they are gone."""
+    admin = create_engine(site.database_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            ended = connection.execute(
+                text(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) "
+                    "FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+    finally:
+        admin.dispose()
+    return int(ended)
+
+
+@pytest.mark.service
+@pytest.mark.parametrize("mode", ["split", "otp"])
+def test_connections_dropped_between_two_logins_cost_the_second_nothing(
+    pg_site: Site, mode: str
+) -> None:
+    # The first request after the server dropped the node's idle connections read (or began
+    # its batch) on a dead one and was dropped, and the log said the database was unreachable
+    # and then reachable again. Split mode reads in a hash thread; OTP mode (no password
+    # hash) reads and writes in the database thread.
+    first, second = pg_site.active_user(), pg_site.active_user()
+
+    def text_for(user: TestUser) -> str:
+        return user.bound.code() if mode == "otp" else user.password + user.bound.code()
+
+    with pg_site.node(mode=mode, workers=1) as node, node.client() as nas:
+        reply = nas.auth(first.login, text_for(first))
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_ACCEPT
+        time.sleep(1.5)  # the first health probe has connected (not ended while it connects)
+        node.mark()
+        assert terminate_connections(pg_site) >= 2  # at least the request path's and the probe's
+        reply = nas.auth(second.login, text_for(second))
+        assert reply is not None, node.new_log()
+        assert reply.code is Codes.ACCESS_ACCEPT
+        time.sleep(1.5)  # a health probe on its own dropped connection
+        assert nas.status(timeout=1) is not None
+        log = node.new_log()
+    assert "unreachable" not in log, log
+    assert [(d["result"], d["user"]) for d in node.decisions(new=True)] == [
+        ("accept", second.login)
+    ]
 
 
 def test_readiness_reload_and_stop_are_notified_to_systemd(site: Site, tmp_path: Path) -> None:
