@@ -56,7 +56,7 @@ class Settings:
 
     source: Path
     server: ServerConfig
-    database_url: str
+    database_url: str = field(repr=False)  # may carry the database password
     key_file: Path
     policy: Policy
     hashing: HashingParams

@@ -20,11 +20,10 @@ import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from otpcore.config import Settings
 from otpcore.errors import OtpError
 from otpcore.logfields import field as field_value
+from otpcore.store.engine import url_has_password
 from otphost.settings import load_settings
 from radiusd.client_box import ClientBox
 from radiusd.held_lines import send_held
@@ -376,6 +375,6 @@ def warn_readable_secrets(config_path: Path, settings: Settings) -> None:
         log.warning("readable secrets config=%s clients=%s: others on this host can read "
                     "their shared secrets; chmod 640 it or use secret_file", config_path,
                     ",".join(inline))  # fmt: skip
-    if make_url(settings.database_url).password:
+    if url_has_password(settings.database_url):
         log.warning("readable secrets config=%s: others on this host can read the database "
                     "password in [database] url; chmod 640 it", config_path)  # fmt: skip

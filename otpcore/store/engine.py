@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -50,9 +50,28 @@ def make_engine(url: str, *, pool_size: int = 5, unpooled: bool = False) -> Engi
     )
 
 
+# Connection parameters whose values are secrets. libpq (and so psycopg) takes them in the
+# URL's query as well as before the host: ``postgresql+psycopg://app@db/otp?password=…``.
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+_MASK = "***"
+
+
 def safe_url(url: str | URL) -> str:
-    """A database URL fit to print: any password in it masked."""
-    return make_url(url).render_as_string(hide_password=True)
+    """A database URL fit to print: any password in it masked, in the query too."""
+    parsed = make_url(url)
+    shown = parsed.set(query={}).render_as_string(hide_password=True)
+    if not parsed.query:
+        return shown
+    pairs = [
+        (key, _MASK if key in _SECRET_PARAMETERS else value) for key, value in parsed.query.items()
+    ]
+    return f"{shown}?{urlencode(pairs, doseq=True, safe='*')}"
+
+
+def url_has_password(url: str | URL) -> bool:
+    """True when a database URL holds a password, before the host or in its query."""
+    parsed = make_url(url)
+    return bool(parsed.password) or any(key in _SECRET_PARAMETERS for key in parsed.query)
 
 
 def driver_reason(exc: BaseException) -> str:

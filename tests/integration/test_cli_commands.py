@@ -356,6 +356,25 @@ def test_init_and_db_upgrade_say_unavailable_when_postgresql_does_not_answer(
         ), line
 
 
+def test_a_database_password_given_as_a_url_parameter_is_never_shown(tmp_path: Path) -> None:
+    # libpq takes the password (and a client key's passphrase) in the URL's query as well as
+    # before the host; either way it is a secret, in an error line as in a success line.
+    url = (
+        "postgresql+psycopg://otpradius@127.0.0.1:9/otpradius"
+        "?password=Pg-Secret-4711&sslpassword=Key-Phrase-0815&connect_timeout=2"
+    )
+    otpctl = otpctl_runner(write_config(tmp_path, f'\n[database]\nurl = "{url}"\n'))
+    for command in (["user", "list"], ["init"], ["db", "upgrade"]):
+        result = otpctl(*command)
+        line = failed(result, 69)
+        assert "Pg-Secret-4711" not in result.output
+        assert "Key-Phrase-0815" not in result.output
+        assert line.startswith(
+            "otpctl: error: postgresql+psycopg://otpradius@127.0.0.1:9/otpradius?"
+        ), line
+        assert "?password=***&sslpassword=***&connect_timeout=2:" in line, line
+
+
 def test_a_command_before_init_says_to_run_init(otpctl: Otpctl) -> None:
     assert "otpctl init" in failed(otpctl("user", "list"), 74)
 
