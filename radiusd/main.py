@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import sys
 from pathlib import Path
 
@@ -35,11 +36,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stderr", action="store_true", help="log to stderr, not syslog")
     parser.add_argument("--check", action="store_true", help="validate the setup and exit")
     args = parser.parse_args(argv)
+    forbid_core_dumps()
     try:
         return _run(args.config, check=args.check, force_stderr=args.stderr)
     except OtpError as exc:
         print(f"otp-radiusd: error: {exc}", file=sys.stderr)
         return exc.exit_code
+
+
+def forbid_core_dumps() -> None:
+    """Keep this process and its workers from ever writing a core dump."""
+    # Before any secret is read: a dump holds the seed key, the clients' shared secrets and
+    # the passwords being checked, and the shell or unit that started us may allow dumps.
+    # The hard limit too, so nothing in the process can raise it again; workers inherit it.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def _run(config: Path, *, check: bool, force_stderr: bool) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import resource
 import signal
 import socket
 import sqlite3
@@ -899,3 +900,26 @@ def test_the_server_deletes_expired_challenges_and_keeps_live_ones(site: Site) -
         assert site.app.hot.challenge((0).to_bytes(20, "big")) is None
         assert site.app.hot.challenge((2_499).to_bytes(20, "big")) is None
         assert site.app.hot.challenge(b"live" * 5) is not None
+
+
+def _core_limit(pid: int) -> list[str]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max core file size"):
+            return line.split()[4:6]
+    raise AssertionError(f"no core limit in /proc/{pid}/limits")
+
+
+def test_no_process_of_the_server_may_leave_a_core_dump(site: Site) -> None:
+    # A core dump holds the seed key, the shared secrets and the passwords being checked;
+    # started from a shell that allows them, the server must still never write one.
+    soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+    try:
+        node = site.node(workers=1).start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
+    with node, node.client() as nas:
+        assert nas.status() is not None
+        (worker,) = node.worker_pids()
+        assert _core_limit(node.process.pid) == ["0", "0"]
+        assert _core_limit(worker) == ["0", "0"]
