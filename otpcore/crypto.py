@@ -165,9 +165,13 @@ def pending_key_path(path: Path) -> Path:
 
 def read_secret_file(path: Path) -> bytes:
     """A client's ``secret_file``; OSError if it cannot be read or others may read it."""
+    found = path.stat()
+    if not stat.S_ISREG(found.st_mode):
+        # A FIFO or a device would block the read: at a reload, the supervisor with it.
+        raise OSError(errno.EINVAL, "not a regular file")
     # Group access is allowed (root:otpradius 0640 is the usual way to hand a service a
     # secret); a NAS secret anyone on the host can read is not a secret.
-    if stat.S_IMODE(path.stat().st_mode) & 0o007:
+    if stat.S_IMODE(found.st_mode) & 0o007:
         raise OSError(errno.EACCES, "readable or writable by others; chmod 640 or 600 it")
     # Nor one that others may replace with a secret of their choosing, taken at the next
     # reload; the sticky bit keeps them from renaming over a file that is not theirs.
@@ -188,6 +192,9 @@ def read_key(path: Path) -> SeedKey:
     if stat.S_ISDIR(st.st_mode):
         # Before its mode: a folder's 0755 is no key open to others, nor one to chmod 600.
         raise _cannot("read", path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
+    if not stat.S_ISREG(st.st_mode):
+        # A FIFO or a device would block the read, and with it the server's start.
+        raise _cannot("read", path, OSError(errno.EINVAL, "not a regular file"))
     if stat.S_IMODE(st.st_mode) & 0o077:
         raise KeyFileError(f"{path}: key file is readable by group or others; chmod 600 it")
     _refuse_open_folder(path)

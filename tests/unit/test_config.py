@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -404,3 +405,15 @@ def test_an_ipv4_mapped_client_address_is_read_as_the_ipv4_address(
     # kept as an IPv6 network, the client would match no request at all.
     (client,) = parse(with_client(address=written)).clients
     assert client.networks == (ipaddress.ip_network(meant),)
+
+
+def test_a_secret_file_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
+    # Read as a file, a FIFO nobody writes blocks for ever: at a reload, the supervisor.
+    os.mkfifo(tmp_path / "vpn.secret", 0o600)
+    data = with_client(secret=None, secret_file="vpn.secret")
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(data, tmp_path / "config.toml", read_secret_file)
+    assert str(caught.value) == (
+        f"{tmp_path / 'config.toml'}: [[clients]] 'vpn-gw-1' secret_file: "
+        f"{tmp_path / 'vpn.secret'}: not a regular file"
+    )

@@ -283,3 +283,12 @@ def test_a_rotation_finishing_during_the_re_read_is_still_picked_up(
 
     monkeypatch.setattr(crypto, "read_key", renamed_first)
     assert ring.unseal(SERIAL, sealed) == SEED
+
+
+def test_a_key_file_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
+    # Read as a file, a FIFO nobody writes would hold the server's start for ever.
+    path = tmp_path / "otpradius.key"
+    os.mkfifo(path, 0o600)
+    with pytest.raises(KeyFileError) as caught:
+        read_key(path)
+    assert str(caught.value) == f"{path}: cannot read the key file: not a regular file"
