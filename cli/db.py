@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from cli.context import CliContext, operator
 from otpcore.app import ensure_database_file, open_store
 from otpcore.config import Settings
-from otpcore.crypto import key_file_exists, pending_key_path, read_key
+from otpcore.crypto import pending_key_path, read_key
 from otpcore.errors import (
     Interrupted,
     InvalidInput,
@@ -25,7 +25,7 @@ from otpcore.errors import (
     StorageError,
     Unavailable,
 )
-from otpcore.keys import create_key, prepare_rotation, rotate_key, sealed_seed_count
+from otpcore.keys import create_key, key_files_held, prepare_rotation, rotate, sealed_seed_count
 from otpcore.store import Store
 from otpcore.store.backup import Backup, backup_database
 from otpcore.store.engine import create_private_sqlite_file, driver_reason, safe_url
@@ -221,20 +221,23 @@ def key_rotate(obj: CliContext, prepare: bool) -> None:
             "then run 'otpctl key rotate' here."
         )
         return
-    app = obj.app()
-    key_file = app.settings.key_file
-    prepared = key_file_exists(pending_key_path(key_file))
-    count = rotate_key(app.store, key_file, app.clock, operator())
-    kid = read_key(key_file).kid.hex()
+    key_file = obj.settings().key_file
+    # The start's checks read the key files too: not while another rotation on this host
+    # renames its key over them. Whether the key was prepared, and its id, as the rotation
+    # found and left the key files under its locks: read before or after, they could be
+    # another rotation's.
+    with key_files_held(key_file):
+        app = obj.app()
+        rotation = rotate(app.store, key_file, app.clock, operator())
     click.echo(
-        f"Re-sealed {count} seed(s) under a new key, id {kid}; {key_file} replaced. Back it up "
-        "apart from the database, labelled with that id."
+        f"Re-sealed {rotation.count} seed(s) under a new key, id {rotation.kid.hex()}; "
+        f"{key_file} replaced. Back it up apart from the database, labelled with that id."
     )
     if app.store.engine.dialect.name != "sqlite":
         # Other nodes share the database, each with a copy of the key: the step they still
         # need was said only in README.
         next_key = pending_key_path(key_file).name
-        if prepared:
+        if rotation.prepared:
             click.echo(
                 f"On every other node, move its {next_key} over its {key_file.name} (it opens "
                 "the seeds with either meanwhile; a later --prepare would overwrite it)."

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from otpcore.approvals import PRIVILEGED, ApprovedOperations
 from otpcore.crypto import Keyring, PasswordHashing
@@ -16,6 +17,7 @@ from otpcore.ports import Clock
 from otpcore.progress import Progress
 from otpcore.store import Repo, Store
 from otpcore.store.models import TokenRow, UserRow
+from otpcore.store.repo import key_taken
 from otpcore.token_csv import TokenSpec
 from otpcore.token_import import TokenImport
 from otpcore.views import (
@@ -108,6 +110,15 @@ class Admin(ApprovedOperations):
                 created_at=now,
             )
             repo.session.add(row)
+            try:
+                repo.session.flush()
+            except IntegrityError as exc:
+                # Another add of the same login committed after the look above (PostgreSQL
+                # lets both look, then holds this insert until that one commits): the same
+                # refusal as when it came first. Raised here, it rolls this transaction back.
+                if key_taken(exc):
+                    raise AlreadyExists(f"user {login} already exists") from None
+                raise
             repo.audit(now, self.actor, "user_add", [login], "ok", f"class {user_class.value}")
             repo.session.flush()
             return user_view(row, None, now)
@@ -133,7 +144,9 @@ class Admin(ApprovedOperations):
         """Record that a token was issued to the user, with its service start date."""
         now = self.clock()
         with self.store.transaction() as repo:
-            row = _user(repo, login)
+            # Locked: a login (an activation binding a token, a failure counted) or another
+            # command writing the user meanwhile would be overwritten, or checked stale.
+            row = _user(repo, login, lock=True)
             if row.serial is not None:
                 raise StateError(f"user {login} already has token {row.serial}; revoke it first")
             row.start_date = start
@@ -151,7 +164,8 @@ class Admin(ApprovedOperations):
         new_hash = self.hashing.hash(password)
         now = self.clock()
         with self.store.transaction() as repo:
-            row = _user(repo, login)
+            # Locked, then compared again: the other password may be changing right now.
+            row = _user(repo, login, lock=True)
             if _other_hash(row, confirmation=confirmation) != other:  # set meanwhile: again
                 self._refuse_same(password, _other_hash(row, confirmation=confirmation))
             if confirmation:
@@ -217,7 +231,9 @@ class Admin(ApprovedOperations):
         and whether it was not so already."""
         now = self.clock()
         with self.store.transaction() as repo:
-            row = repo.token(serial)
+            # Locked: an enable or disable committing meanwhile would leave the token as that
+            # one said, while this one reported it already so and changed nothing.
+            row = repo.token(serial, lock=True)
             if row is None:
                 raise NotFound(f"token {serial} is not in the inventory")
             changed = row.disabled != disabled
@@ -244,8 +260,8 @@ def _other_hash(row: UserRow, *, confirmation: bool) -> str | None:
     return row.password_hash if confirmation else row.confirmation_hash
 
 
-def _user(repo: Repo, login: str) -> UserRow:
-    row = repo.user(login)
+def _user(repo: Repo, login: str, *, lock: bool = False) -> UserRow:
+    row = repo.user(login, lock=lock)
     if row is None:
         raise NotFound(f"no user {login}")
     return row

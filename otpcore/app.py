@@ -96,9 +96,14 @@ def ensure_database_file(url: str) -> None:
     # SQLite keeps using a -wal or -shm file it finds, with the mode it has: one left by a
     # daemon killed while the database was open to others stays so after a chmod of the
     # database alone, and the -wal then takes every new password hash.
-    beside = [Path(f"{real}{suffix}") for suffix in ("-wal", "-shm")]
-    for file in (path, *(item for item in beside if item.exists())):
-        _refuse_open_to_others(file)
+    _refuse_open_to_others(path)
+    for file in (Path(f"{real}{suffix}") for suffix in ("-wal", "-shm")):
+        try:
+            _refuse_open_to_others(file)
+        except FileNotFoundError:
+            # None, or SQLite removed it just now, as it does when the last connection to the
+            # database closes (another otpctl ending beside this one).
+            continue
 
 
 def _refuse_open_to_others(path: Path) -> None:

@@ -3,11 +3,23 @@
 Rotation writes the new key beside the old one (``KEY.new``), re-seals every seed under it
 in one transaction, and only then moves it over the old key. A crash at any point leaves
 both files, and every seed opens with one of them; the next rotation finishes the job.
+
+Rotations, and ``--prepare``, on one host take turns on the key file's folder, from before
+they read a key file to after the rename that ends a rotation; within that, a rotation reads
+the key files only once it holds the database's sealing lock. A second rotation started
+beside the first then re-seals under a key of its own the seeds the first one left, rather
+than reading a key file the first is replacing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import logging
 import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import bindparam, func, select, update
@@ -26,6 +38,9 @@ from otpcore.ports import Clock
 from otpcore.store import Store
 from otpcore.store.models import TokenRow
 from otpcore.store.schema import current_revision
+
+log = logging.getLogger(__name__)
+_holding = threading.local()  # the key folders this thread holds (``key_files_held``)
 
 # Seeds read and re-sealed at a time, all in the one transaction.
 ROTATION_SLICE = 1_000
@@ -56,6 +71,54 @@ def sealed_seed_count(store: Store) -> int:
         return repo.session.scalar(select(func.count()).select_from(TokenRow)) or 0
 
 
+@dataclass(frozen=True)
+class Rotation:
+    """What a rotation did: how many seeds it re-sealed, under which key."""
+
+    count: int
+    kid: bytes  # the new key's id, now the key file's
+    prepared: bool  # the new key was there before (``--prepare``, or a rotation cut short)
+
+
+@contextlib.contextmanager
+def key_files_held(path: Path) -> Iterator[None]:
+    """Hold the key file's folder against other rotations and ``--prepare`` on this host.
+
+    Held from before a key file is read to after a rotation's rename: the database's lock ends
+    with the commit, before the rename, and a rotation let in there would read the old key
+    file and the pending one, which the first one is about to rename away. ``flock`` on the
+    folder itself, so no lock file is left beside the key; where the folder cannot be locked
+    the rotation goes on, its seeds still ordered by the database's lock. A thread that holds
+    the folder already (otpctl, around the checks of its start) holds it on.
+    """
+    folder = os.path.realpath(path.parent)
+    held: set[str] = _holding.__dict__.setdefault("folders", set())
+    if folder in held:
+        yield
+        return
+    descriptor: int | None = None
+    try:
+        descriptor = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another key rotation is running on this host; waiting for it to end")
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+    except OSError:
+        pass  # a folder that cannot be opened: read_key says what is wrong with it
+    except BaseException:  # Ctrl-C while waiting
+        if descriptor is not None:
+            os.close(descriptor)
+        raise
+    held.add(folder)
+    try:
+        yield
+    finally:
+        held.discard(folder)
+        if descriptor is not None:
+            os.close(descriptor)  # lets the lock go
+
+
 def prepare_rotation(path: Path) -> tuple[Path, bool]:
     """Write the next key beside the key file, sealing nothing; its path, and whether it is new.
 
@@ -63,27 +126,39 @@ def prepare_rotation(path: Path) -> tuple[Path, bool]:
     before any seed is sealed under it, or their logins fail until it does. A node that holds
     ``KEY.new`` opens seeds sealed under it at once (see ``load_keyring``).
     """
-    read_key(path)  # the current key must be sound before a successor is made
-    pending = pending_key_path(path)
-    if key_file_exists(pending):
-        read_key(pending)
-        return pending, False
-    write_new_key(pending, owner_of=path)
-    return pending, True
+    with key_files_held(path):  # not a pending key a rotation is renaming away
+        read_key(path)  # the current key must be sound before a successor is made
+        pending = pending_key_path(path)
+        if key_file_exists(pending):
+            read_key(pending)
+            return pending, False
+        write_new_key(pending, owner_of=path)
+        return pending, True
 
 
 def rotate_key(store: Store, path: Path, clock: Clock, actor: str = "otpctl") -> int:
     """Re-seal every seed under a new key and make it current; returns how many seeds."""
-    current = read_key(path)
+    return rotate(store, path, clock, actor).count
+
+
+def rotate(store: Store, path: Path, clock: Clock, actor: str = "otpctl") -> Rotation:
+    """Re-seal every seed under a new key and make it current (see ``Rotation``)."""
+    with key_files_held(path):
+        return _rotate(store, path, clock, actor)
+
+
+def _rotate(store: Store, path: Path, clock: Clock, actor: str) -> Rotation:
     pending = pending_key_path(path)
-    new: SeedKey = (
-        read_key(pending) if key_file_exists(pending) else write_new_key(pending, owner_of=path)
-    )
-    old = Keyring(current)
-    target = Keyring(new, (current,))
     count = 0
     with store.transaction() as repo:
         repo.lock_inventory()  # an import committing after this read would seal under `old`
+        # The key files only now: a rotation that held the lock before this one has renamed
+        # its key over the key file, and this one starts from that key.
+        current = read_key(path)
+        prepared = key_file_exists(pending)
+        new: SeedKey = read_key(pending) if prepared else write_new_key(pending, owner_of=path)
+        old = Keyring(current)
+        target = Keyring(new, (current,))
         last = ""
         while True:
             # In serial order, as every other writer locks tokens (no deadlock on PostgreSQL),
@@ -125,4 +200,4 @@ def rotate_key(store: Store, path: Path, clock: Clock, actor: str = "otpctl") ->
         raise KeyFileError(
             f"{path}: replaced, but its folder could not be synced to disk: {exc.strerror or exc}"
         ) from None
-    return count
+    return Rotation(count, new.kid, prepared)

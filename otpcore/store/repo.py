@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import CursorResult, Engine, String, any_, bindparam, delete, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -35,6 +35,22 @@ IMPORT_SCAN_ROWS = 5000  # rows fetched at a time when an import reads the whole
 _SQLITE_STORAGE_FAILURES = frozenset(
     {sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR}
 )
+# A row whose key another transaction has (or has just) written: SQLite's extended result codes
+# and PostgreSQL's unique_violation.
+_SQLITE_KEY_TAKEN = frozenset(
+    {sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE}
+)
+_PG_UNIQUE_VIOLATION = "23505"
+
+
+def key_taken(exc: IntegrityError) -> bool:
+    """Whether an insert failed because a row with the same key or unique value is present:
+    on PostgreSQL, one another transaction committed after this one looked for it."""
+    cause = exc.orig
+    return (
+        getattr(cause, "sqlstate", None) == _PG_UNIQUE_VIOLATION
+        or getattr(cause, "sqlite_errorcode", None) in _SQLITE_KEY_TAKEN
+    )
 
 
 class Repo:
@@ -45,12 +61,23 @@ class Repo:
 
     # Reads
 
-    def user(self, login: str) -> UserRow | None:
-        """The user with this login, or None."""
-        return self.session.scalars(select(UserRow).where(UserRow.login == login)).first()
+    def user(self, login: str, *, lock: bool = False) -> UserRow | None:
+        """The user with this login, or None; ``lock``: for update.
 
-    def token(self, serial: str) -> TokenRow | None:
-        """The token with this serial, or None."""
+        A row read to be written back must be locked (see ``tokens``): on PostgreSQL another
+        admin command, or a login, writing it between the read and the write would otherwise
+        be overwritten, or decided on from what it no longer holds. SQLite's write lock,
+        taken when the transaction begins, keeps every other writer out already.
+        """
+        query = select(UserRow).where(UserRow.login == login)
+        if lock:
+            query = query.with_for_update().execution_options(populate_existing=True)
+        return self.session.scalars(query).first()
+
+    def token(self, serial: str, *, lock: bool = False) -> TokenRow | None:
+        """The token with this serial, or None; ``lock``: for update (see ``user``)."""
+        if lock:
+            return self.session.get(TokenRow, serial, with_for_update=True, populate_existing=True)
         return self.session.get(TokenRow, serial)
 
     def users(self, logins: Sequence[str] | None = None, *, lock: bool = False) -> list[UserRow]:
