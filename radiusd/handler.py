@@ -20,7 +20,14 @@ from otpcore.logfields import field
 from otpcore.model import Reason, Result
 from otpcore.service import AuthOutcome, AuthRequest
 from radiusd.messages import reply_text
-from radiusd.packets import Codes, MalformedPacket, Request, decode_request, encode_reply
+from radiusd.packets import (
+    Codes,
+    MalformedPacket,
+    Request,
+    UnexpectedCode,
+    decode_request,
+    encode_reply,
+)
 
 log = logging.getLogger("otpradius.auth")
 
@@ -78,6 +85,9 @@ class RequestHandler:
         """The decoded request, or the answer to send now (a drop, or Status-Server's Accept)."""
         try:
             request = decode_request(data, client.secret)
+        except UnexpectedCode as exc:
+            # Well formed, only sent to the wrong port (accounting, most often): not malformed.
+            return Answer(None, drop_reason=f"unexpected_code:{exc.name}")
         except MalformedPacket as exc:
             return Answer(None, drop_reason=f"malformed:{exc.reason}")
         refused = admission_problem(request, client)

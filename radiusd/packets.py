@@ -82,6 +82,22 @@ _REPLY_CODES: Final = {
     int(c): c for c in (Codes.ACCESS_ACCEPT, Codes.ACCESS_REJECT, Codes.ACCESS_CHALLENGE)
 }
 _KNOWN_CODES: Final = frozenset(int(c) for c in Codes)
+# Other RADIUS packets a NAS may send here by mistake (RFC 2866, 5176, 5997): well formed, only
+# not for this port. Named in the log, so an operator sees which setting of the NAS to fix.
+_OTHER_CODES: Final = {
+    2: "Access-Accept",
+    3: "Access-Reject",
+    4: "Accounting-Request",
+    5: "Accounting-Response",
+    11: "Access-Challenge",
+    13: "Status-Client",
+    40: "Disconnect-Request",
+    41: "Disconnect-ACK",
+    42: "Disconnect-NAK",
+    43: "CoA-Request",
+    44: "CoA-ACK",
+    45: "CoA-NAK",
+}
 _MAC_PLACEHOLDER: Final = bytes((_MESSAGE_AUTHENTICATOR, 2 + _BLOCK)) + _ZERO_MAC
 
 
@@ -91,6 +107,14 @@ class MalformedPacket(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class UnexpectedCode(MalformedPacket):
+    """A RADIUS packet of a kind this server does not serve; `name` is its code's name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("not a request")
+        self.name = name
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +212,8 @@ def decode_request(data: bytes, secret: bytes) -> Request:
     raw_code, identifier, length, authenticator = _header(data)
     code = _REQUEST_CODES.get(raw_code)
     if code is None:
-        raise MalformedPacket("unknown code" if raw_code not in _KNOWN_CODES else "not a request")
+        name = _OTHER_CODES.get(raw_code)
+        raise MalformedPacket("unknown code") if name is None else UnexpectedCode(name)
     user_name: str | None = None
     user_name_utf8 = True
     cipher: bytes | None = None

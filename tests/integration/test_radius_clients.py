@@ -156,6 +156,29 @@ def test_radclient_challenge_round_trip(site: Site) -> None:
         assert [d["reason"] for d in node.decisions()] == ["otp_challenge", "ok"]
 
 
+def test_radclient_accounting_sent_to_the_auth_port_is_named_in_the_log(site: Site) -> None:
+    # A NAS given this server for accounting too (one host, one port): RFC 2866 packets are not
+    # ours to answer, but the operator must read that the NAS sends accounting here, not that
+    # it sends malformed packets.
+    tool = require_command("radclient")
+    alice = site.active_user()
+    with site.node(mode="split") as node:
+        done = subprocess.run(
+            [tool, "-x", "-r", "1", "-t", "1", f"127.0.0.1:{node.port}", "acct",
+             node.client_spec.secret],
+            input=f"User-Name = {quoted(alice.login)}\nAcct-Status-Type = Start\n"
+            "Acct-Session-Id = \"s1\"\n",
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )  # fmt: skip
+        assert "Received" not in done.stdout, done.stdout
+        assert node.wait_for_log("drop reason=unexpected_code:Accounting-Request "), node.log_text()
+        assert "malformed" not in node.log_text()
+        assert node.decisions() == []
+
+
 # A FreeRADIUS server in front of otp-radiusd, proxying every request to it
 
 

@@ -19,6 +19,7 @@ from radiusd.packets import (
     Codes,
     MalformedPacket,
     Request,
+    UnexpectedCode,
     attribute_name,
     decode_reply,
     decode_request,
@@ -176,6 +177,15 @@ def test_malformed_requests_are_refused_with_a_reason(data: bytes, reason: str) 
     with pytest.raises(MalformedPacket) as caught:
         decode_request(data, SECRET)
     assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("code", "name"), [(4, "Accounting-Request"), (43, "CoA-Request"), (2, "Access-Accept")]
+)
+def test_a_radius_packet_of_another_kind_is_named_not_called_unknown(code: int, name: str) -> None:
+    with pytest.raises(UnexpectedCode) as caught:
+        decode_request(packet(code, NAME), SECRET)
+    assert caught.value.name == name
 
 
 def test_a_user_name_that_is_not_utf8_decodes_flagged_and_escaped() -> None:
