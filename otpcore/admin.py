@@ -32,6 +32,10 @@ from otpcore.views import (
 
 MAX_LOGIN = 128
 MAX_NAME = 256
+# A login password travels in User-Password, at most 128 bytes (RFC 2865 §5.2), and in split
+# mode with up to 8 OTP digits after it: a longer one could never log in, each try counted as
+# a wrong password.
+MAX_PASSWORD_BYTES = 120
 
 
 def check_login(login: str) -> str:
@@ -50,6 +54,17 @@ def check_name(value: str) -> str:
     if not name or len(name) > MAX_NAME or not name.isprintable():
         raise InvalidInput(f"name must be 1 to {MAX_NAME} printable characters")
     return name
+
+
+def check_password_length(value: str) -> str:
+    """A login password RADIUS can carry with a code after it, or InvalidInput saying why."""
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_PASSWORD_BYTES:
+        raise InvalidInput(
+            f"password is {size} bytes in UTF-8; a login password may have at most "
+            f"{MAX_PASSWORD_BYTES}: RADIUS carries 128 bytes of password and code together"
+        )
+    return value
 
 
 class Admin(ApprovedOperations):
@@ -90,6 +105,7 @@ class Admin(ApprovedOperations):
             raise InvalidInput(f"{article} {user_class.value} user needs a confirmation password")
         if confirmation is not None and confirmation == password:
             raise InvalidInput("the confirmation password must differ from the login password")
+        check_password_length(password)
         password_hash = self.hashing.hash(password)
         confirmation_hash = self.hashing.hash(confirmation) if confirmation else None
         now = self.clock()
@@ -158,6 +174,8 @@ class Admin(ApprovedOperations):
 
     def set_password(self, login: str, password: str, *, confirmation: bool = False) -> None:
         """Set a user's login password, or a master/admin user's confirmation password."""
+        if not confirmation:  # never sent over RADIUS: any length
+            check_password_length(password)
         with self.store.reading() as repo:
             other = _other_hash(_user(repo, login), confirmation=confirmation)
         self._refuse_same(password, other)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from otpcore.admin import check_login, check_name
+from otpcore.admin import check_login, check_name, check_password_length
 from otpcore.crypto import check_phc
 from otpcore.csv_rows import read_rows
 from otpcore.errors import InvalidInput
@@ -24,7 +24,6 @@ from otpcore.model import UserClass
 from otpcore.token_csv import parse_serial
 
 MAX_HASH = 256
-MAX_PASSWORD = 1024
 _COLUMNS = ("login", "name", "class", "password", "password_hash", "start", "serial")
 
 
@@ -73,14 +72,14 @@ def _serial(value: str) -> str:
 
 
 def check_password(value: str) -> str:
-    """A login password as given: not empty, no surrounding spaces, printable."""
+    """A login password as given: not empty, no surrounding spaces, printable, short enough."""
     if not value:
         raise InvalidInput("password is empty")
     if value != value.strip():
         raise InvalidInput("password has leading or trailing spaces")
-    if len(value) > MAX_PASSWORD or not value.isprintable():
-        raise InvalidInput(f"password must be 1 to {MAX_PASSWORD} printable characters")
-    return value
+    if not value.isprintable():
+        raise InvalidInput("password must be printable characters")
+    return check_password_length(value)
 
 
 def read_user_csv(text: str, source: str) -> list[UserSpec]:

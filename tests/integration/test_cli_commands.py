@@ -504,6 +504,31 @@ def test_user_add_refuses_an_administrator_without_a_confirmation_password(
     assert line == f"otpctl: error: {article} {user_class} user needs a confirmation password"
 
 
+@pytest.mark.parametrize(
+    ("password", "size"), [("p" * 121, 121), ("あ" * 41, 123)], ids=["ascii", "japanese"]
+)
+def test_a_login_password_radius_cannot_carry_is_refused(
+    ready: Otpctl, config: Path, password: str, size: int
+) -> None:
+    # User-Password holds 128 bytes, and split mode puts up to 8 digits after the password:
+    # a longer one was stored, and every login of the user failed as a wrong password.
+    message = (
+        f"password is {size} bytes in UTF-8; a login password may have at most 120: RADIUS "
+        "carries 128 bytes of password and code together"
+    )
+    add = ("user", "add", "taro", "--name", "Taro", "--class", "general", "--password-stdin")
+    assert failed(ready(*add, input=f"{password}\n"), 2) == f"otpctl: error: {message}"
+    ok(ready(*add, input=f"{password[: 120 // len(password[0].encode())]}\n"))  # at the bound
+    passwd = ("user", "passwd", "taro", "--password-stdin")
+    assert failed(ready(*passwd, input=f"{password}\n"), 2) == f"otpctl: error: {message}"
+    users = config.parent / "long.csv"
+    users.write_text(f"login,name,class,password\njiro,Jiro,general,{password}\n", "utf-8")
+    assert failed(ready("user", "import", str(users)), 2) == f"otpctl: error: {users}:2: {message}"
+    # A confirmation password never travels over RADIUS: any length.
+    admin = ("user", "add", "shiro", "--name", "Shiro", "--class", "admin", "--password-stdin")
+    ok(ready(*admin, input=f"shiro-pw-1\n{password}\n"))
+
+
 @pytest.mark.parametrize("name", ["", "   ", "Taro\nadmin-by-name", "Taro\tYamada"])
 def test_user_add_refuses_a_name_user_import_refuses(ready: Otpctl, name: str) -> None:
     result = ready("user", "add", "taro", "--name", name, "--class", "general",
