@@ -80,8 +80,12 @@ def activate(
     Exits 0 only when the token is now bound to the user.
     """
     authenticator = obj.authenticator()
-    otp = Secrets(password_stdin).ask(say(lang, "prompt_otp", serial=serial))
-    outcome = authenticator.activate(login, serial, otp)
+    # Refused whatever the code (issued for a later start date, already bound, suspended):
+    # said before a code is asked for, so that nobody reads one off the token for nothing.
+    outcome = authenticator.activation_refusal(login, serial)
+    if outcome is None:
+        otp = Secrets(password_stdin).ask(say(lang, "prompt_otp", serial=serial))
+        outcome = authenticator.activate(login, serial, otp)
     print_outcome(outcome, as_json, lang)
     if outcome.result is Result.ACCEPT and outcome.reason is Reason.ACTIVATED:
         ctx.exit(0)

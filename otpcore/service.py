@@ -213,6 +213,16 @@ class Authenticator:
         request = AuthRequest(login, otp, InputMode.OTP)
         return _written(self.commit([self.prepare(request, activation_serial=serial)])[0])
 
+    def activation_refusal(self, login: str, serial: str) -> AuthOutcome | None:
+        """The Reject an activation of ``serial`` for ``login`` meets whatever its OTP, when that
+        Reject counts nothing (not awaiting activation, a suspension, an unknown user); None
+        when the OTP is what decides. Nothing is written."""
+        item = self.prepare(AuthRequest(login, "", InputMode.OTP), activation_serial=serial)
+        decision = item.decision
+        if decision.result is Result.REJECT and not decision.effects:
+            return _outcome(item, decision)
+        return None
+
     def prepare(self, request: AuthRequest, *, activation_serial: str | None = None) -> Prepared:
         """Read what the request concerns and decide it, at the instant it was received;
         nothing is written."""

@@ -874,6 +874,24 @@ def test_activate_before_the_start_date_says_when_activation_opens(
     assert users_by_login(bound)["saburodt"]["state"] == "issued"
 
 
+def test_activate_refused_whatever_the_code_asks_for_none(bound: Otpctl, codes: Codes) -> None:
+    # Prompted at a terminal, the operator read a code off the customer's token, typed it, and
+    # only then learned that no code could have helped.
+    start = (datetime.now(UTC).date() + timedelta(days=4)).isoformat()
+    ok(bound("user", "issue", "saburodt", "--start", start))
+    for login, serial in (("saburodt", "98765432"), ("chirodt", "23456789")):
+        refused = bound("activate", login, serial, input="")  # no code to give
+        assert "One-time password" not in refused.output
+        assert failed(refused, 1).startswith(
+            "otpctl: error: activation refused: not_awaiting_activation: "
+        )
+    # Where the code decides (a wrong one is counted), it is asked for as before.
+    ok(bound("user", "issue", "saburodt", "--start", today()))
+    wrong = bound("activate", "saburodt", "98765432", input="000000\n")
+    assert "One-time password shown on token 98765432" in wrong.output
+    assert wrong.stdout.startswith("reject: ")
+
+
 def test_activate_of_a_user_with_no_token_issued_says_to_issue_one(bound: Otpctl) -> None:
     add = ("user", "add", "goro", "--name", "Goro", "--class", "general", "--password-stdin")
     ok(bound(*add, input="goro-pw-1\n"))
