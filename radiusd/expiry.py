@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from otpcore.app import App
 from otpcore.errors import OtpError
@@ -14,7 +14,8 @@ from otpcore.logfields import field
 log = logging.getLogger("otpradius.server")
 
 EXPIRY_INTERVAL_S = 24 * 3600.0
-# How long after its expiry a token is still named by the daily expiry warning.
+# How long after its expiry a token is still named by the first check a worker makes; later
+# checks name the tokens that expired since the last check that ran.
 EXPIRED_REPORTED_FOR = timedelta(days=1)
 
 
@@ -27,6 +28,10 @@ class ExpiryWatch:
         # Its own thread: the check may wait for the database as long as any admin command,
         # and must hold up neither the requests nor the health probe meanwhile.
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="expiry")
+        # The instant of the last check that ran. Checks lie a little over a day apart (the
+        # next one starts a day after this one ended) and one may fail: a look-back of one
+        # day missed a token that expired in the gap, and never said it expired.
+        self.checked: datetime | None = None
 
     async def run(self) -> None:
         """Check now, then once an interval, until cancelled."""
@@ -48,10 +53,14 @@ class ExpiryWatch:
             log.error("expiry check failed: %s", exc)
             return
         now = self.app.clock()
+        since = now - EXPIRED_REPORTED_FOR
+        if self.checked is not None:
+            since = min(self.checked, now)  # a clock stepped back hides no token still ahead
+        self.checked = now
         for token in tokens:
-            # Said on the day it expires, not every day after: a warning repeated for each
-            # token that ever expired would bury the ones still ahead.
-            if token.expires is None or token.expires <= now - EXPIRED_REPORTED_FOR:
+            # Said once, at the first check after it expires, not every day after: a warning
+            # repeated for each token that ever expired would bury the ones still ahead.
+            if token.expires is None or token.expires <= since:
                 continue
             left = token.expires - now
             state = "expired" if left <= timedelta(0) else f"expires_in_days={left.days}"

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from otpcore.app import App
+from otpcore.ports import FrozenClock
+from radiusd.expiry import ExpiryWatch
 from tests.integration.daemon import Site
+from tests.integration.lifecycle import import_token
 
 
 @pytest.fixture
@@ -52,3 +56,44 @@ def test_the_expiry_check_runs_in_a_worker_never_in_the_supervisor(site: Site) -
         writer = re.search(r"otp-radiusd\[(\d+)\]", line)
         assert writer is not None
         assert int(writer.group(1)) in node.worker_pids()
+
+
+def _expiry_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    lines = [r.getMessage() for r in caplog.records if "token expiring" in r.getMessage()]
+    caplog.clear()
+    return lines
+
+
+def test_a_token_expiring_between_two_daily_checks_is_said_expired_once(
+    app: App, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A daily check starts a day after the last one ended, so checks lie a little more than a
+    # day apart; a check may also fail (the database away) and leave a day out. A token that
+    # expired in such a gap was past the one-day look-back at the next check: its "expired"
+    # line, the one monitoring waits for, never came.
+    expires = datetime(2026, 12, 2, tzinfo=UTC)
+    import_token(app, "EXPIRING", expires=expires)
+    watch = ExpiryWatch(app, warn_days=30)
+    caplog.set_level("WARNING", logger="otpradius.server")
+    clock.now = expires - timedelta(milliseconds=10)
+    watch.warn_expiring_tokens()
+    assert [line.split()[-2] for line in _expiry_lines(caplog)] == ["expires_in_days=0"]
+    clock.now += timedelta(days=1, milliseconds=40)  # the next check, its run time later
+    watch.warn_expiring_tokens()
+    assert [line.split()[-2] for line in _expiry_lines(caplog)] == ["expired"]
+    clock.now += timedelta(days=1)
+    watch.warn_expiring_tokens()
+    assert _expiry_lines(caplog) == []  # said once, not every day after
+
+    # A check that failed leaves its day to the next one that runs.
+    later = datetime(2026, 12, 20, tzinfo=UTC)
+    import_token(app, "LATER", secret=bytes(range(40, 60)), expires=later)
+    clock.now = later - timedelta(hours=1)
+    watch.warn_expiring_tokens()
+    _expiry_lines(caplog)
+    clock.now += timedelta(days=2)  # yesterday's check found the database unreachable
+    watch.warn_expiring_tokens()
+    assert [line.split()[1:] for line in _expiry_lines(caplog)] == [
+        ["expiring", "serial=LATER", "expires=2026-12-20T00:00:00+00:00", "expired", "users=-"]
+    ]
+    watch.shutdown()
