@@ -295,6 +295,19 @@ def test_password_guessing_is_stopped_by_the_password_lockout(sqlite_site: Site)
     node.stop()
 
 
+def flood_unknown_users(secret: bytes, address: tuple[str, int], count: int) -> None:
+    """Send ``count`` logins of unknown users from 127.0.0.2 back to back, each costing the
+    server a full password hash."""
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.bind(("127.0.0.2", 0))
+    sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 1024 * 1024)
+    for number in range(count):
+        data = encode_request(secret, user_name=f"nobody{number}", password="x" * 20,
+                              identifier=number % 256)  # fmt: skip
+        sender.sendto(data, address)
+    sender.close()
+
+
 def test_a_flood_from_one_client_does_not_delay_another_clients_login(
     sqlite_site: Site,
 ) -> None:
@@ -304,15 +317,7 @@ def test_a_flood_from_one_client_does_not_delay_another_clients_login(
     hashing = {"time_cost": 1, "memory_kib": 8192, "parallelism": 1}
     node = sqlite_site.node(clients=[flood, good], workers=1, hashing=hashing).start()
     user = sqlite_site.active_user()
-    secret = flood.secret.encode()
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sender.bind(("127.0.0.2", 0))
-    sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 1024 * 1024)
-    for number in range(10_000):
-        data = encode_request(secret, user_name=f"nobody{number}", password="x" * 20,
-                              identifier=number % 256)  # fmt: skip
-        sender.sendto(data, node.address)
-    sender.close()
+    flood_unknown_users(flood.secret.encode(), node.address, 10_000)
     # Behind the fair queue the login waits for the flood's datagrams ahead of it in the
     # socket to be read and refused, well under a NAS's 3 to 5 s; in one queue it would wait
     # for 10,000 password hashes, tens of seconds. 2 s, not 1: CI runs on a busy host have
@@ -340,15 +345,7 @@ def test_a_storm_of_password_checks_never_hashes_a_login_its_nas_gave_up_on(
     path = [str(SHORT_HASH_WAIT), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
     node.start(env={"PYTHONPATH": os.pathsep.join(filter(None, path))})
     user = sqlite_site.active_user()
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sender.bind(("127.0.0.2", 0))
-    sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 1024 * 1024)
-    secret = nas_spec.secret.encode()
-    for number in range(400):
-        data = encode_request(secret, user_name=f"nobody{number}", password="x" * 20,
-                              identifier=number % 256)  # fmt: skip
-        sender.sendto(data, node.address)
-    sender.close()
+    flood_unknown_users(nas_spec.secret.encode(), node.address, 400)
     time.sleep(1.0)  # the storm's checks are past the limit now, all but a few still queued
     # Hashed one after another, the 400 checks (75 ms each, two threads) would take 15 s.
     with node.client(nas_spec) as nas:
@@ -374,15 +371,7 @@ def test_a_flooding_client_still_gets_the_cached_answer_to_a_resent_login(
         first = nas.exchange(login)
         assert first.reply is not None
         assert first.reply.code is Codes.ACCESS_ACCEPT
-        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sender.bind(("127.0.0.2", 0))
-        sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 1024 * 1024)
-        secret = flood.secret.encode()
-        for number in range(5_000):
-            data = encode_request(secret, user_name=f"nobody{number}", password="x" * 20,
-                                  identifier=number % 256)  # fmt: skip
-            sender.sendto(data, node.address)
-        sender.close()
+        flood_unknown_users(flood.secret.encode(), node.address, 5_000)
         again = nas.exchange(login, timeout=2.0)
     assert node.wait_for_log("drop reason=overload")
     assert again.reply_bytes == first.reply_bytes, "no answer to the resend during the flood"

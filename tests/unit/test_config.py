@@ -167,13 +167,18 @@ def test_secret_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
     assert settings.clients[0].secret == b"from-a-file-secret"
 
 
+def refusal_of_secret_file(tmp_path: Path, name: str = "vpn.secret") -> str:
+    """The configuration error of a client whose ``secret_file`` is ``name`` in ``tmp_path``."""
+    data = with_client(secret=None, secret_file=name)
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(data, tmp_path / "config.toml", read_secret_file)
+    return str(caught.value)
+
+
 def test_a_secret_file_others_can_read_is_refused(tmp_path: Path) -> None:
     (tmp_path / "vpn.secret").write_bytes(b"from-a-file-secret\n")
     (tmp_path / "vpn.secret").chmod(0o644)
-    data = with_client(secret=None, secret_file="vpn.secret")
-    with pytest.raises(ConfigError) as caught:
-        parse_settings(data, tmp_path / "config.toml", read_secret_file)
-    assert str(caught.value) == (
+    assert refusal_of_secret_file(tmp_path) == (
         f"{tmp_path / 'config.toml'}: [[clients]] 'vpn-gw-1' secret_file: "
         f"{tmp_path / 'vpn.secret'}: readable or writable by others; chmod 640 or 600 it"
     )
@@ -410,10 +415,7 @@ def test_an_ipv4_mapped_client_address_is_read_as_the_ipv4_address(
 def test_a_secret_file_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
     # Read as a file, a FIFO nobody writes blocks for ever: at a reload, the supervisor.
     os.mkfifo(tmp_path / "vpn.secret", 0o600)
-    data = with_client(secret=None, secret_file="vpn.secret")
-    with pytest.raises(ConfigError) as caught:
-        parse_settings(data, tmp_path / "config.toml", read_secret_file)
-    assert str(caught.value) == (
+    assert refusal_of_secret_file(tmp_path) == (
         f"{tmp_path / 'config.toml'}: [[clients]] 'vpn-gw-1' secret_file: "
         f"{tmp_path / 'vpn.secret'}: not a regular file"
     )
