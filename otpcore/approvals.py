@@ -72,7 +72,9 @@ class ApprovedOperations:
             if unfit is None:
                 attempts = repo.take_confirmation_attempt(admin_login, limit)
                 if attempts is None:
-                    unfit = _unfit(repo.user(admin_login), admin_login, 0)
+                    # Read again, locked and fresh: the row read above is the session's copy,
+                    # from before runs beside this one counted the last attempts.
+                    unfit = _unfit(repo.user(admin_login, lock=True), admin_login, 0)
             if unfit is not None:
                 reason, denied = unfit
                 repo.audit(now, admin_login, action, targets, "denied", self._run_as(reason))
