@@ -21,6 +21,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from otpcore.errors import RowsHeld
+from otpcore.model import InputMode, Reason, Result
+from otpcore.service import AuthRequest
 from radiusd.packets import Codes, decode_reply, encode_request
 from tests.integration.conftest import pg_cluster_control
 from tests.integration.daemon import (
@@ -413,3 +416,25 @@ def test_a_row_locked_by_another_session_costs_that_users_login_not_the_nodes(
                              f"requests not written: user={held_user.login}")  # fmt: skip
     assert "database unreachable" not in node.log_text()
     node.stop()
+
+
+def test_a_check_whose_row_another_session_holds_changes_nothing_and_says_so(
+    pg_site: Site,
+) -> None:
+    # otpctl check and activate decide one request alone: told to try again, nothing written.
+    user = pg_site.active_user()
+    code = user.bound.code()
+    request = AuthRequest(user.login, user.password + code, InputMode.SPLIT)
+    engine = create_engine(pg_site.database_url)
+    try:
+        with engine.connect() as session:
+            lock = text("SELECT login FROM users WHERE login = :login FOR UPDATE")
+            session.execute(lock, {"login": user.login})
+            with pytest.raises(RowsHeld, match=r"locked by another transaction.*try again"):
+                pg_site.app.authenticator("tests").authenticate(request)
+            session.rollback()
+    finally:
+        engine.dispose()
+    # Not consumed: the same code logs in once the session has let go.
+    outcome = pg_site.app.authenticator("tests").authenticate(request)
+    assert (outcome.result, outcome.reason) == (Result.ACCEPT, Reason.OK)

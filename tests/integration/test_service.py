@@ -9,12 +9,10 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
 
 from otpcore.app import App
 from otpcore.config import HashingParams
 from otpcore.crypto import PasswordHashing
-from otpcore.errors import RowsHeld
 from otpcore.model import InputMode, OtpState, Reason, Result, Stage
 from otpcore.ports import FrozenClock
 from otpcore.service import AuthOutcome, AuthRequest, challenge_key
@@ -1022,19 +1020,3 @@ def test_every_reject_costs_the_same_hashing(
         outcome = login(app, name, password, mode)
         assert outcome.result is Result.REJECT, (name, outcome.reason)
         assert counting.verifications - before == budget, (name, outcome.reason)
-
-
-def test_a_login_whose_row_another_session_holds_changes_nothing_and_says_so(
-    shared: App, clock: FrozenClock
-) -> None:
-    if shared.hot.sqlite:
-        pytest.skip("SQLite has no row locks: its one writer is waited for (busy_timeout)")
-    engine = shared.store.engine
-    with engine.connect() as session:
-        session.execute(text("SELECT login FROM users WHERE login = 'taro' FOR UPDATE"))
-        with pytest.raises(RowsHeld, match=r"locked by another transaction.*try again"):
-            login(shared, "taro", PASSWORD + code(clock))
-        session.rollback()
-    # Not consumed, not counted: the same code logs in once the session has let go.
-    expect(login(shared, "taro", PASSWORD + code(clock)), Result.ACCEPT, Reason.OK)
-    assert token(shared).fail_count == 0
