@@ -102,7 +102,9 @@ def _networks(
             written = ipaddress.ip_interface(text).ip
         except ValueError:
             raise check.fail(f"{where} address", f"{item!r} is not an address or CIDR") from None
-        if written != network.network_address:
+        # By value: ip_interface drops a zone ("fe80::1%eth0") that ip_network keeps, and
+        # the two would never compare equal for a link-local gateway written alone.
+        if int(written) != int(network.network_address):
             widened.append(text)
         networks.append(_ipv4_form(network))
     if not networks:

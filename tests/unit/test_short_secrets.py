@@ -75,7 +75,9 @@ def test_an_address_with_host_bits_is_warned_about_as_the_network_it_admits(
     ]
 
 
-@pytest.mark.parametrize("address", ["192.0.2.10", "192.0.2.0/24", ["10.0.0.1/32", "::1"]])
+@pytest.mark.parametrize(
+    "address", ["192.0.2.10", "192.0.2.0/24", ["10.0.0.1/32", "::1"], "fe80::1%eth0"]
+)
 def test_an_address_without_host_bits_is_not(
     address: str | list[str], caplog: pytest.LogCaptureFixture
 ) -> None:
