@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import click
 
 from cli.context import CliContext
-from cli.output import Lang, audit_table, echo_json, output_options
+from cli.output import Lang, echo_audit, echo_json_list, output_options
 
 pass_cli = click.make_pass_decorator(CliContext)
 
@@ -24,11 +24,12 @@ pass_cli = click.make_pass_decorator(CliContext)
 @pass_cli
 def audit(obj: CliContext, since: datetime | None, as_json: bool, lang: Lang) -> None:
     """Admin operations and state changes: time, actor, action, targets, outcome."""
-    events = obj.admin().audit(_local_midnight(since) if since is not None else None)
+    admin = obj.admin()
+    start = _local_midnight(since) if since is not None else None
     if as_json:
-        echo_json([event.as_json() for event in events])
+        echo_json_list(event.as_json() for event in admin.each_event(start))
     else:
-        click.echo(audit_table(events, lang))
+        echo_audit(admin.each_event(start), lang)
 
 
 def _local_midnight(day: datetime) -> datetime | None:

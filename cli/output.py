@@ -6,10 +6,12 @@ Labels come from the bank's manual so that an operator sees the words of its scr
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -65,10 +67,45 @@ def echo_json(value: object) -> None:
     Outside strings JSON holds only printable ASCII and line breaks, so whatever else the
     text holds is inside a string, and its ``\\uXXXX`` escape reads back as the same value.
     """
+    click.echo(_json_text(value))
+
+
+def echo_json_list(items: Iterable[object]) -> None:
+    """Print values as one JSON list, the same text as ``echo_json`` of the list, written an
+    item at a time: a listing of a million users is never held whole."""
+    out = _Lines()
+    first = True
+    for item in items:
+        # An item's lines indented by two: as json.dumps lays out a list's items.
+        text = _json_text(item).replace("\n", "\n  ")
+        out.add(("[\n  " if first else ",\n  ") + text)
+        first = False
+    out.add("[]" if first else "\n]")
+    out.flush(end="\n")
+
+
+def _json_text(value: object) -> str:
     text = json.dumps(value, ensure_ascii=False, indent=2)
     if not text.replace("\n", "").isprintable():
         text = "".join(c if c == "\n" or c.isprintable() else json.dumps(c)[1:-1] for c in text)
-    click.echo(text)
+    return text
+
+
+class _Lines:
+    """Text written to standard output in pieces of some size: one write per line of a
+    million-row listing costs seconds."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        if len(self.parts) >= 1000:
+            self.flush()
+
+    def flush(self, end: str = "") -> None:
+        click.echo("".join(self.parts) + end, nl=False)
+        self.parts.clear()
 
 
 def shown(text: str) -> str:
@@ -289,6 +326,8 @@ def audit_cells(event: AuditEvent, lang: Lang) -> dict[str, str]:
 
 def display_width(text: str) -> int:
     """Columns a terminal gives the text: wide (CJK) characters take two."""
+    if text.isascii():
+        return len(text)
     return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
 
 
@@ -299,26 +338,90 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     the rest of its own line only.
     """
     body = [[shown(cell) for cell in row] for row in rows]
+    return "\n".join(_table_lines(headers, body, _column_widths(headers, body)))
+
+
+def echo_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """Print ``render_table`` of the rows, a row at a time: until the last row has given the
+    columns' widths, the rows are held compressed (a million users' rows in a few MB)."""
+    spool = _Spool()
+    widths = [display_width(h) for h in headers]
+    for row in rows:
+        cells = [shown(cell) for cell in row]
+        widths = [max(w, display_width(cell)) for w, cell in zip(widths, cells, strict=True)]
+        # A shown cell holds no tab or line break (both are escaped), so they can part cells
+        # and rows.
+        spool.add("\t".join(cells))
+    widths = [min(w, PADDED_WIDTH) for w in widths]
+    out = _Lines()
+    body = (line.split("\t") for line in spool.lines())
+    for line in _table_lines(headers, body, widths):
+        out.add(line + "\n")
+    out.flush()
+
+
+class _Spool:
+    """Lines kept zlib-compressed in memory, to be read back once in order."""
+
+    def __init__(self) -> None:
+        self._compressor = zlib.compressobj(1)
+        self._chunks: list[bytes] = []
+        self._pending: list[str] = []
+        self._size = 0
+
+    def add(self, line: str) -> None:
+        self._pending.append(line)
+        self._size += len(line)
+        if self._size >= 1 << 16:
+            self._compress()
+
+    def _compress(self) -> None:
+        if self._pending:
+            text = "".join(line + "\n" for line in self._pending)
+            self._chunks.append(self._compressor.compress(text.encode("utf-8", "surrogatepass")))
+            self._pending.clear()
+            self._size = 0
+
+    def lines(self) -> Iterator[str]:
+        self._compress()
+        self._chunks.append(self._compressor.flush())
+        decompressor = zlib.decompressobj()
+        rest = ""
+        for chunk in self._chunks:
+            text = rest + decompressor.decompress(chunk).decode("utf-8", "surrogatepass")
+            *whole, rest = text.split("\n")
+            yield from whole
+        self._chunks.clear()
+
+
+def _column_widths(headers: Sequence[str], body: Iterable[Sequence[str]]) -> list[int]:
     widths = [display_width(h) for h in headers]
     for row in body:
         widths = [max(w, display_width(cell)) for w, cell in zip(widths, row, strict=True)]
     # Padded to the widest cell, one refused unlock given a login of 100,000 characters made
     # every line of ``otpctl audit`` that long: gigabytes for a year's events.
-    widths = [min(w, PADDED_WIDTH) for w in widths]
-    lines = []
-    for row in (list(headers), *body):
+    return [min(w, PADDED_WIDTH) for w in widths]
+
+
+def _table_lines(
+    headers: Sequence[str], body: Iterable[Sequence[str]], widths: Sequence[int]
+) -> Iterator[str]:
+    for row in itertools.chain([list(headers)], body):
         # Pad by display width, not len(): 利用者名 is four characters but eight columns.
         pairs = zip(row, widths, strict=True)
-        lines.append(
-            "  ".join(cell + " " * max(0, w - display_width(cell)) for cell, w in pairs).rstrip()
-        )
-    return "\n".join(lines)
+        yield "  ".join(cell + " " * max(0, w - display_width(cell)) for cell, w in pairs).rstrip()
 
 
 def table(lang: Lang, columns: Sequence[str], cells: Iterable[dict[str, str]]) -> str:
     """A table of the named columns from per-row cell dicts."""
     headers = [HEADERS[lang][column] for column in columns]
     return render_table(headers, ([row[column] for column in columns] for row in cells))
+
+
+def echo_listing(lang: Lang, columns: Sequence[str], cells: Iterable[dict[str, str]]) -> None:
+    """``table`` printed a row at a time (see ``echo_table``)."""
+    headers = [HEADERS[lang][column] for column in columns]
+    echo_table(headers, ([row[column] for column in columns] for row in cells))
 
 
 def user_table(views: Iterable[UserView], lang: Lang, columns: Sequence[str] = USER_COLUMNS) -> str:
@@ -345,6 +448,16 @@ def token_table(tokens: Iterable[TokenListing], lang: Lang) -> str:
     return table(lang, TOKEN_COLUMNS, (token_cells(token, lang) for token in tokens))
 
 
-def audit_table(events: Iterable[AuditEvent], lang: Lang) -> str:
-    """Audit events in time order."""
-    return table(lang, AUDIT_COLUMNS, (audit_cells(event, lang) for event in events))
+def echo_users(views: Iterable[UserView], lang: Lang) -> None:
+    """Print ``user_table`` of the users, a row at a time."""
+    echo_listing(lang, USER_COLUMNS, (user_cells(view, lang) for view in views))
+
+
+def echo_tokens(tokens: Iterable[TokenListing], lang: Lang) -> None:
+    """Print ``token_table`` of the tokens, a row at a time."""
+    echo_listing(lang, TOKEN_COLUMNS, (token_cells(token, lang) for token in tokens))
+
+
+def echo_audit(events: Iterable[AuditEvent], lang: Lang) -> None:
+    """Print audit events in time order, a row at a time."""
+    echo_listing(lang, AUDIT_COLUMNS, (audit_cells(event, lang) for event in events))

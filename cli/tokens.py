@@ -10,7 +10,7 @@ import click
 from cli.context import CliContext
 from cli.files import echo_imported, import_text, read_import_file, shown_path
 from cli.messages import say
-from cli.output import Lang, echo_json, output_options, token_table
+from cli.output import Lang, echo_json, echo_json_list, echo_tokens, output_options
 from cli.params import utf8_text
 from cli.progress import progress_bar
 from cli.prompts import Secrets, password_stdin_option
@@ -252,11 +252,11 @@ def _remove(png: Path | None) -> None:
 @pass_cli
 def list_tokens(obj: CliContext, days: int | None, as_json: bool, lang: Lang) -> None:
     """The inventory: serial, kind, algorithm, digits, period, expiry, users, state."""
-    tokens = obj.admin().tokens(days)
+    admin = obj.admin()
     if as_json:
-        echo_json([item.as_json() for item in tokens])
+        echo_json_list(item.as_json() for item in admin.each_token(days))
     else:
-        click.echo(token_table(tokens, lang))
+        echo_tokens(admin.each_token(days), lang)
 
 
 @token.command("disable")

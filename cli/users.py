@@ -14,11 +14,12 @@ from cli.output import (
     CLASS_LABELS,
     Lang,
     echo_json,
+    echo_json_list,
+    echo_users,
     format_date,
     lang_option,
     output_options,
     user_detail,
-    user_table,
 )
 from cli.params import utf8_text
 from cli.progress import progress_bar
@@ -119,11 +120,11 @@ def import_user_file(obj: CliContext, file: Path, update: bool, as_json: bool, l
 @pass_cli
 def list_users(obj: CliContext, as_json: bool, lang: Lang) -> None:
     """Every user: login, name, class, serial, state, suspended, token expiry."""
-    views = obj.admin().users()
+    admin = obj.admin()
     if as_json:
-        echo_json([view.as_json() for view in views])
+        echo_json_list(view.as_json() for view in admin.each_user())
     else:
-        click.echo(user_table(views, lang))
+        echo_users(admin.each_user(), lang)
 
 
 @user.command("show")

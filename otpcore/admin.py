@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from otpcore.approvals import PRIVILEGED, ApprovedOperations
+from otpcore.convert import listed
 from otpcore.crypto import Keyring, PasswordHashing
 from otpcore.errors import AlreadyExists, InvalidInput, NotFound, StateError
 from otpcore.model import UserClass
@@ -16,7 +16,7 @@ from otpcore.policy import Policy
 from otpcore.ports import Clock
 from otpcore.progress import Progress
 from otpcore.store import Repo, Store
-from otpcore.store.models import TokenRow, UserRow
+from otpcore.store.models import UserRow
 from otpcore.store.repo import key_taken
 from otpcore.token_csv import TokenSpec
 from otpcore.token_import import TokenImport
@@ -28,6 +28,7 @@ from otpcore.views import (
     audit_event,
     token_listing,
     user_view,
+    view_of,
 )
 
 MAX_LOGIN = 128
@@ -36,6 +37,10 @@ MAX_NAME = 256
 # mode with up to 8 OTP digits after it: a longer one could never log in, each try counted as
 # a wrong password.
 MAX_PASSWORD_BYTES = 120
+# Listings read this many rows at a time, each slice in a read of its own. A million users
+# read at once held 3 GB in otpctl, on the host that runs the daemon; and one read kept open
+# while a pager waits would keep SQLite from checkpointing the daemon's writes behind it.
+LISTING_SLICE = 2000
 
 
 def check_login(login: str) -> str:
@@ -141,13 +146,20 @@ class Admin(ApprovedOperations):
 
     def users(self) -> list[UserView]:
         """Every user, by login."""
+        return list(self.each_user())
+
+    def each_user(self) -> Iterator[UserView]:
+        """Every user, by login, read a slice at a time (see ``LISTING_SLICE``)."""
         now = self.clock()
-        with self.store.reading() as repo:
-            tokens = {row.serial: row for row in repo.tokens()}
-            return [
-                user_view(row, tokens.get(row.serial) if row.serial else None, now)
-                for row in repo.users()
-            ]
+        after: str | None = None
+        while True:
+            with self.store.reading() as repo:
+                page = repo.users_page(after, LISTING_SLICE)
+                views = [view_of(*listed(row), now) for row in page]
+            yield from views
+            if len(views) < LISTING_SLICE:
+                return
+            after = views[-1].login
 
     def user(self, login: str) -> UserView:
         """One user."""
@@ -228,21 +240,23 @@ class Admin(ApprovedOperations):
 
     def tokens(self, expiring_within_days: int | None = None) -> list[TokenListing]:
         """The inventory, or only tokens whose expiry falls within the next N days."""
-        now = self.clock()
-        with self.store.reading() as repo:
-            query = select(TokenRow).order_by(TokenRow.serial)
-            if expiring_within_days is not None:
-                horizon = now + timedelta(days=expiring_within_days)
-                query = (
-                    query.where(TokenRow.expires.is_not(None), TokenRow.expires <= horizon)
-                    .order_by(None)
-                    .order_by(TokenRow.expires, TokenRow.serial)
-                )  # soonest first
-            rows = list(repo.session.scalars(query))
-            # A report names a few tokens out of maybe a million: fetch only their users.
-            wanted = None if expiring_within_days is None else [row.serial for row in rows]
-            bindings = repo.bindings(wanted)
-            return [token_listing(row, bindings.get(row.serial, [])) for row in rows]
+        return list(self.each_token(expiring_within_days))
+
+    def each_token(self, expiring_within_days: int | None = None) -> Iterator[TokenListing]:
+        """``tokens``, read a slice at a time: by serial, or soonest expiry first."""
+        horizon = None
+        if expiring_within_days is not None:
+            horizon = self.clock() + timedelta(days=expiring_within_days)
+        after: tuple[datetime | None, str] | None = None
+        while True:
+            with self.store.reading() as repo:
+                rows = repo.tokens_page(after, LISTING_SLICE, horizon)
+                bindings = repo.bindings([row.serial for row in rows])
+                listings = [token_listing(row, bindings.get(row.serial, [])) for row in rows]
+            yield from listings
+            if len(listings) < LISTING_SLICE:
+                return
+            after = (listings[-1].expires, listings[-1].serial)
 
     def set_disabled(self, serial: str, disabled: bool) -> tuple[TokenListing, bool]:
         """Block a token in the inventory (e.g. reported stolen), or lift the block: the token,
@@ -269,8 +283,19 @@ class Admin(ApprovedOperations):
 
     def audit(self, since: datetime | None = None) -> list[AuditEvent]:
         """Audit events in time order."""
-        with self.store.reading() as repo:
-            return [audit_event(row) for row in repo.audit_events(since)]
+        return list(self.each_event(since))
+
+    def each_event(self, since: datetime | None = None) -> Iterator[AuditEvent]:
+        """``audit``, read a slice at a time."""
+        after: int | None = None
+        while True:
+            with self.store.reading() as repo:
+                rows = repo.audit_events(since, after, LISTING_SLICE)
+                events = [(row.id, audit_event(row)) for row in rows]
+            yield from (event for _, event in events)
+            if len(events) < LISTING_SLICE:
+                return
+            after = events[-1][0]
 
 
 def _other_hash(row: UserRow, *, confirmation: bool) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from otpcore.crypto import Keyring
 from otpcore.model import Algorithm, Token, TokenKind, User, UserClass
 from otpcore.store.hot import TokenRecord
@@ -51,3 +53,35 @@ def to_token(row: TokenRow, keyring: Keyring) -> Token:
 def token_view(row: TokenRow) -> Token:
     """The domain token of a row without its secret, for listings and state."""
     return token_of(row, b"")
+
+
+def listed(row: Any) -> tuple[User, Token | None]:
+    """The user and bound token (its secret left out) of a row of ``Repo.users_page``."""
+    user = User(
+        login=row.login,
+        name=row.name,
+        user_class=UserClass(row.user_class),
+        serial=row.serial,
+        start_date=row.start_date,
+        revoked=row.revoked,
+        suspended=row.suspended,
+        password_failures=row.password_failures,
+        activation_failures=row.activation_failures,
+    )
+    if row.token_serial is None:
+        return user, None
+    token = Token(
+        serial=row.token_serial,
+        kind=TokenKind(row.kind),
+        algorithm=Algorithm(row.algorithm),
+        digits=row.digits,
+        period=row.period,
+        secret=b"",
+        expires=row.expires,
+        last_step=row.last_step,
+        drift=row.drift,
+        fail_count=row.fail_count,
+        suspended=row.token_suspended,
+        disabled=row.disabled,
+    )
+    return user, token

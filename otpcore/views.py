@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 
 from otpcore.convert import to_user, token_view
-from otpcore.model import OtpState, Token, UserClass, shows_suspended, user_state
+from otpcore.model import OtpState, Token, User, UserClass, shows_suspended, user_state
 from otpcore.store.models import AuditRow, TokenRow, UserRow
 
 
@@ -111,17 +111,20 @@ def _iso(value: datetime | None) -> str | None:
 
 def user_view(row: UserRow, token: TokenRow | None, now: datetime) -> UserView:
     """The listing row of a user, given the token bound to it (if any)."""
-    bound: Token | None = token_view(token) if token is not None else None
-    user = to_user(row)
+    return view_of(to_user(row), token_view(token) if token is not None else None, now)
+
+
+def view_of(user: User, bound: Token | None, now: datetime) -> UserView:
+    """The listing row of a domain user and the token bound to it (if any)."""
     return UserView(
-        login=row.login,
-        name=row.name,
-        user_class=UserClass(row.user_class),
-        serial=row.serial,
+        login=user.login,
+        name=user.name,
+        user_class=user.user_class,
+        serial=user.serial,
         state=user_state(user, bound, now),
         suspended=shows_suspended(user, bound),
         token_expires=bound.expires if bound is not None else None,
-        start_date=row.start_date,
+        start_date=user.start_date,
         token_disabled=bound is not None and bound.disabled,
     )
 

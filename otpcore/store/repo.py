@@ -9,7 +9,20 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Engine, String, any_, bindparam, delete, select, text, update
+from sqlalchemy import (
+    CursorResult,
+    Engine,
+    Row,
+    String,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -53,6 +66,32 @@ def key_taken(exc: IntegrityError) -> bool:
     )
 
 
+# What a listing of users reads of each user and its token: plain rows, as a million ORM
+# objects cost four times the reading; no password hash, which a listing never shows.
+LISTED_USER = (
+    UserRow.login,
+    UserRow.name,
+    UserRow.user_class,
+    UserRow.serial,
+    UserRow.start_date,
+    UserRow.revoked,
+    UserRow.suspended,
+    UserRow.password_failures,
+    UserRow.activation_failures,
+    TokenRow.serial.label("token_serial"),
+    TokenRow.kind,
+    TokenRow.algorithm,
+    TokenRow.digits,
+    TokenRow.period,
+    TokenRow.expires,
+    TokenRow.last_step,
+    TokenRow.drift,
+    TokenRow.fail_count,
+    TokenRow.suspended.label("token_suspended"),
+    TokenRow.disabled,
+)
+
+
 class Repo:
     """Reads and atomic conditional writes within one transaction."""
 
@@ -89,6 +128,19 @@ class Repo:
             query = query.with_for_update()
         return list(self.session.scalars(query))
 
+    def users_page(self, after: str | None, limit: int) -> list[Row[Any]]:
+        """Up to ``limit`` users whose login sorts after ``after`` (from the first when None),
+        by login, each with the token bound to it: the columns of ``LISTED_USER``."""
+        query = (
+            select(*LISTED_USER)
+            .outerjoin(TokenRow, TokenRow.serial == UserRow.serial)
+            .order_by(UserRow.login)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(UserRow.login > after)
+        return list(self.session.execute(query))
+
     def some_token(self) -> TokenRow | None:
         """Any one token, or None when there are none."""
         return self.session.scalars(select(TokenRow).limit(1)).first()
@@ -105,6 +157,29 @@ class Repo:
             query = query.where(TokenRow.serial.in_(list(serials)))
         if lock:
             query = query.with_for_update()
+        return list(self.session.scalars(query))
+
+    def tokens_page(
+        self, after: tuple[datetime | None, str] | None, limit: int, horizon: datetime | None
+    ) -> list[TokenRow]:
+        """Up to ``limit`` tokens after ``after`` (their expiry and serial; from the first
+        when None): by serial, or with ``horizon`` only those expiring by then, soonest first."""
+        query = select(TokenRow).limit(limit)
+        if horizon is None:
+            query = query.order_by(TokenRow.serial)
+            if after is not None:
+                query = query.where(TokenRow.serial > after[1])
+            return list(self.session.scalars(query))
+        query = query.where(TokenRow.expires.is_not(None), TokenRow.expires <= horizon)
+        query = query.order_by(TokenRow.expires, TokenRow.serial)
+        if after is not None:
+            expires, serial = after
+            query = query.where(
+                or_(
+                    TokenRow.expires > expires,
+                    and_(TokenRow.expires == expires, TokenRow.serial > serial),
+                )
+            )
         return list(self.session.scalars(query))
 
     def sharers(self, serials: Sequence[str]) -> list[UserRow]:
@@ -229,11 +304,16 @@ class Repo:
         found = self.session.scalar(latest.order_by(AuditRow.id.desc()).limit(1))
         return found or 0
 
-    def audit_events(self, since: datetime | None = None) -> list[AuditRow]:
-        """Audit events in time order, optionally from an instant on."""
-        query = select(AuditRow).order_by(AuditRow.id)
+    def audit_events(
+        self, since: datetime | None = None, after: int | None = None, limit: int | None = None
+    ) -> list[AuditRow]:
+        """Audit events in the order written, optionally from an instant on, after the event
+        numbered ``after``, at most ``limit`` of them."""
+        query = select(AuditRow).order_by(AuditRow.id).limit(limit)
         if since is not None:
             query = query.where(AuditRow.at >= since)
+        if after is not None:
+            query = query.where(AuditRow.id > after)
         return list(self.session.scalars(query))
 
     # Writes (the authentication path's atomic statements live in ``hot.py``)
