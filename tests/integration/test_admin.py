@@ -632,7 +632,8 @@ def test_revoking_the_last_user_of_a_suspended_token_lets_it_be_activated_again(
 
 def test_revoking_one_sharer_leaves_the_suspended_token_to_the_others(suspended: App) -> None:
     suspended.admin().revoke(ADMIN, CONFIRMATION, ["taro"])
-    # hanako still uses it: lifting its suspension is unlock's, with her or taro selected.
+    # hanako still uses it: lifting its suspension is unlock's, with her selected (taro, revoked,
+    # no longer reaches the token).
     assert token(suspended).suspended
     assert token(suspended).users == ("hanako",)
     assert user(suspended, "hanako").suspended
