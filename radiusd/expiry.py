@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from otpcore.app import App
 from otpcore.errors import OtpError
 from otpcore.logfields import field
+from otpcore.views import TokenListing
 
 log = logging.getLogger("otpradius.server")
 
@@ -17,6 +18,10 @@ EXPIRY_INTERVAL_S = 24 * 3600.0
 # How long after its expiry a token is still named by the first check a worker makes; later
 # checks name the tokens that expired since the last check that ran.
 EXPIRED_REPORTED_FOR = timedelta(days=1)
+# Tokens a check names a line each; the rest it counts in one line. A bank's tokens bought in
+# one lot expire on one day: a line for each of a million would bury every other line of the
+# log, every day for warn_days days.
+EXPIRY_LINES_MAX = 1000
 
 
 class ExpiryWatch:
@@ -44,32 +49,45 @@ class ExpiryWatch:
             await asyncio.sleep(EXPIRY_INTERVAL_S)
 
     def warn_expiring_tokens(self) -> None:
-        """Log one warning line per token expiring within ``warn_days``."""
+        """Log a warning line for each token expiring within ``warn_days`` (the first
+        ``EXPIRY_LINES_MAX`` of them, soonest first; one line counts the rest)."""
         if self.warn_days <= 0:
-            return
-        try:
-            tokens = self.app.admin("radiusd").tokens(expiring_within_days=self.warn_days)
-        except OtpError as exc:
-            log.error("expiry check failed: %s", exc)
             return
         now = self.app.clock()
         since = now - EXPIRED_REPORTED_FOR
         if self.checked is not None:
             since = min(self.checked, now)  # a clock stepped back hides no token still ahead
+        named = unnamed = 0
+        try:
+            # Read a slice at a time: a million tokens due held a worker's memory a gigabyte
+            # larger once a day.
+            for token in self.app.admin("radiusd").each_token(self.warn_days):
+                # Said once, at the first check after it expires, not every day after: a
+                # warning repeated for each token that ever expired would bury the ones ahead.
+                if token.expires is None or token.expires <= since:
+                    continue
+                if named == EXPIRY_LINES_MAX:
+                    unnamed += 1
+                    continue
+                named += 1
+                self._name(token, token.expires, now)
+        except OtpError as exc:
+            log.error("expiry check failed: %s", exc)
+            return
+        finally:
+            if unnamed:
+                log.warning("token expiring more=%d: otpctl token list --expiring-within %d "
+                            "names them all", unnamed, self.warn_days)  # fmt: skip
         self.checked = now
-        for token in tokens:
-            # Said once, at the first check after it expires, not every day after: a warning
-            # repeated for each token that ever expired would bury the ones still ahead.
-            if token.expires is None or token.expires <= since:
-                continue
-            left = token.expires - now
-            state = "expired" if left <= timedelta(0) else f"expires_in_days={left.days}"
-            # To the second: an operator needs no microseconds, and six digits of them in a
-            # log line read like a one-time password to anyone grepping for one.
-            expires = token.expires.isoformat(timespec="seconds")
-            users = ",".join(field(login) for login in token.users) or "-"
-            log.warning("token expiring serial=%s expires=%s %s users=%s", field(token.serial),
-                        expires, state, users)  # fmt: skip
+
+    def _name(self, token: TokenListing, expires: datetime, now: datetime) -> None:
+        left = expires - now
+        state = "expired" if left <= timedelta(0) else f"expires_in_days={left.days}"
+        # To the second: an operator needs no microseconds, and six digits of them in a log
+        # line read like a one-time password to anyone grepping for one.
+        users = ",".join(field(login) for login in token.users) or "-"
+        log.warning("token expiring serial=%s expires=%s %s users=%s", field(token.serial),
+                    expires.isoformat(timespec="seconds"), state, users)  # fmt: skip
 
     def shutdown(self) -> None:
         """Let the thread go without waiting: the check writes nothing."""

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+import otpcore.admin as admin_module
 from otpcore.app import App
 from otpcore.ports import FrozenClock
+from radiusd import expiry
 from radiusd.expiry import ExpiryWatch
 from tests.integration.daemon import Site
 from tests.integration.lifecycle import import_token
@@ -95,5 +97,28 @@ def test_a_token_expiring_between_two_daily_checks_is_said_expired_once(
     watch.warn_expiring_tokens()
     assert [line.split()[1:] for line in _expiry_lines(caplog)] == [
         ["expiring", "serial=LATER", "expires=2026-12-20T00:00:00+00:00", "expired", "users=-"]
+    ]
+    watch.shutdown()
+
+
+def test_a_lot_of_tokens_expiring_together_is_counted_past_the_first_named(
+    app: App, clock: FrozenClock, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bank's tokens bought in one lot expire on one day: a line each for a million of them,
+    # every day for warn_days days, would bury every other line of the log.
+    monkeypatch.setattr(expiry, "EXPIRY_LINES_MAX", 3)
+    monkeypatch.setattr(admin_module, "LISTING_SLICE", 2)  # and read across slices
+    start = datetime(2026, 12, 2, tzinfo=UTC)
+    for index in range(7):
+        expires = start + timedelta(days=7 - index)
+        import_token(app, f"LOT{index}", secret=bytes(range(index, index + 20)), expires=expires)
+    watch = ExpiryWatch(app, warn_days=30)
+    caplog.set_level("WARNING", logger="otpradius.server")
+    clock.now = start
+    watch.warn_expiring_tokens()
+    lines = _expiry_lines(caplog)
+    assert [line.split()[2] for line in lines[:3]] == ["serial=LOT6", "serial=LOT5", "serial=LOT4"]
+    assert lines[3:] == [
+        "token expiring more=4: otpctl token list --expiring-within 30 names them all"
     ]
     watch.shutdown()
