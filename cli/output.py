@@ -171,6 +171,7 @@ ACTION_LABELS_JA = {
     "token_delete": "トークン削除",
     "key_rotate": "暗号鍵更新",
     "db_backup": "データベースバックアップ",
+    "db_upgrade": "データベース更新",
 }
 OUTCOME_LABELS_JA = {"ok": "成功", "denied": "拒否", "refused": "実行不可"}
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import stat
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -1216,10 +1217,15 @@ def test_audit_lists_operations(bound: Otpctl) -> None:
     from cli.output import ACTION_LABELS_JA, OUTCOME_LABELS_JA
 
     written = {"user_add", "user_import", "issue", "passwd", "token_import", "token_disable",
-               "token_enable", "activate", "suspend", "unlock", "revoke", "key_rotate",
-               "db_backup"}  # fmt: skip
-    assert written <= set(ACTION_LABELS_JA)
+               "token_enable", "activate", "suspend", "unlock", "revoke", "user_delete",
+               "token_delete", "key_rotate", "db_backup", "db_upgrade"}  # fmt: skip
+    assert written | set(actions) <= set(ACTION_LABELS_JA)
     assert {"ok", "denied", "refused"} <= set(OUTCOME_LABELS_JA)
+    # The schema's creation by init is the first event: shown in Japanese like the others.
+    japanese = ok(bound("audit", "--lang", "ja")).stdout.splitlines()
+    assert "データベース更新" in japanese[1], japanese[1]
+    shown = [re.split(r" {2,}", line)[2] for line in japanese[1:]]
+    assert set(shown) <= set(ACTION_LABELS_JA.values()), shown
 
 
 def test_the_audit_names_the_account_that_ran_the_command_not_its_environment(
