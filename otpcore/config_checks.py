@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ class Checker:
         if isinstance(item, bool) and bool not in types:
             raise self.fail(where, f"expected {_type_names(types)}, got a boolean")
         if not isinstance(item, types):
-            raise self.fail(where, f"expected {_type_names(types)}, got {type(item).__name__}")
+            got = _type_names((type(item),))
+            raise self.fail(where, f"expected {_type_names(types)}, got {got}")
 
     def path(self, where: str, base: Path, value: str) -> Path:
         """The path ``value`` names (relative ones from ``base``), refused if it holds a NUL."""
@@ -63,6 +65,8 @@ class Checker:
 def _type_names(types: tuple[type, ...]) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}
     names |= {list: "a list", dict: "a table"}
+    # TOML's dates and times, as a value written unquoted (start = 2026-12-01) reads.
+    names |= {datetime: "a date and time", date: "a date", time: "a time"}
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 

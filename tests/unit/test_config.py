@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -281,7 +282,18 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
     "unknown key": ({"policy": {"otp_windw": 1}}, ["[policy] otp_windw", "unknown key"]),
     "boolean for an int": ({"policy": {"otp_window": True}}, ["[policy] otp_window", "boolean"]),
     "boolean for workers": ({"server": {"workers": False}}, ["[server] workers", "boolean"]),
-    "string for an int": ({"hashing": {"time_cost": "2"}}, ["[hashing] time_cost", "integer"]),
+    "string for an int": (
+        {"hashing": {"time_cost": "2"}},
+        ["[hashing] time_cost: expected an integer, got a string"],
+    ),
+    "list for an int": (
+        {"policy": {"otp_window": [1]}},
+        ["[policy] otp_window: expected an integer, got a list"],
+    ),
+    "date for a string": (
+        {"database": {"url": date(2026, 12, 1)}},
+        ["[database] url: expected a string, got a date"],
+    ),
     "float for an int": (
         {"policy": {"lockout_threshold": 5.0}},
         ["[policy] lockout_threshold", "integer"],
@@ -353,7 +365,10 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
         with_client(require_message_authenticator="yes"),
         ["require_message_authenticator", "boolean"],
     ),
-    "client secret as int": (with_client(secret=1234), ["[[clients]] #1 secret", "string"]),
+    "client secret as int": (
+        with_client(secret=1234),
+        ["[[clients]] #1 secret: expected a string, got an integer"],
+    ),
     "NUL in the database path": (
         {"database": {"url": "sqlite:///otpradius\x00.db"}},
         ["[database] url", "NUL"],
