@@ -21,7 +21,15 @@ import pytest
 
 from radiusd.packets import Attr, Codes, encode_request
 from tests.conftest import require_service
-from tests.integration.daemon import REPO_ROOT, ClientSpec, Node, RadiusClient, Site, answered
+from tests.integration.daemon import (
+    REPO_ROOT,
+    ClientSpec,
+    Node,
+    RadiusClient,
+    Site,
+    answered,
+    fresh_name,
+)
 from tests.integration.turns import let_go, turn_held
 
 SMALL_DEDUP_CACHE = Path(__file__).with_name("small_dedup_cache")
@@ -501,7 +509,7 @@ def test_ipv6_listener_answers(site: Site) -> None:
 
 def test_a_japanese_login_is_logged_as_typed(site: Site) -> None:
     # What an operator greps syslog for: the login as the user typed it, not its escapes.
-    login = "山田-" + secrets.token_hex(3)
+    login = fresh_name("山田-")
     with site.node(mode="split") as node, node.client() as nas:
         reject = nas.auth(login, "パスワード123456")
         assert reject is not None
