@@ -20,12 +20,11 @@ from otpcore.crypto import pending_key_path, read_key
 from otpcore.errors import (
     Interrupted,
     InvalidInput,
-    KeyFileError,
     OtpError,
     StorageError,
     Unavailable,
 )
-from otpcore.keys import create_key, key_files_held, prepare_rotation, rotate, sealed_seed_count
+from otpcore.keys import create_key, key_files_held, key_needed, prepare_rotation, rotate
 from otpcore.store import Store
 from otpcore.store.backup import Backup, backup_database
 from otpcore.store.engine import create_private_sqlite_file, driver_reason, safe_url
@@ -73,12 +72,9 @@ def _refuse_a_key_for_sealed_seeds(settings: Settings) -> None:
     parsed = make_url(settings.database_url)
     if parsed.get_backend_name() == "sqlite" and not Path(str(parsed.database)).exists():
         return  # a new database: opening it now would create it
-    count = _database(settings, sealed_seed_count)
-    if count:
-        raise KeyFileError(
-            f"{settings.key_file}: key file not found, but the database holds {count} seed(s) "
-            "sealed under a key: restore that key file (a new key would open none of them)"
-        )
+    needed = _database(settings, lambda store: key_needed(store, settings.key_file))
+    if needed is not None:
+        raise needed
 
 
 @click.command("init")

@@ -12,8 +12,9 @@ from sqlalchemy.exc import OperationalError
 from otpcore.admin import Admin
 from otpcore.config import Settings
 from otpcore.crypto import Keyring, PasswordHashing, load_keyring
-from otpcore.errors import ConfigError, KeyFileError, StorageError, Unavailable
+from otpcore.errors import ConfigError, KeyFileError, KeyFileMissing, StorageError, Unavailable
 from otpcore.folders import open_to_others
+from otpcore.keys import key_needed
 from otpcore.ports import Clock
 from otpcore.service import Authenticator
 from otpcore.store import Store, make_engine
@@ -64,7 +65,18 @@ def build_app(
     store = open_store(settings)
     if check_schema:
         ensure_schema_current(store)
-    keyring = load_keyring(settings.key_file)
+    try:
+        keyring = load_keyring(settings.key_file)
+    except KeyFileMissing:
+        if not check_schema:  # the database may not answer: say no more than the file's error
+            raise
+        # "run 'otpctl init'" for a database restored without its key would have the
+        # operator make a key that opens none of its seeds: init refuses, and says so.
+        needed = key_needed(store, settings.key_file)
+        if needed is not None:
+            raise needed from None
+        missing = f"{settings.key_file}: key file not found (run 'otpctl init')"
+        raise KeyFileMissing(missing) from None
     if check_schema:
         ensure_key_opens_seeds(store, keyring, settings.key_file)
     hashing = PasswordHashing(settings.hashing)
@@ -156,7 +168,17 @@ def ensure_key_opens_seeds(store: Store, keyring: Keyring, key_file: Path) -> No
     try:
         keyring.unseal(token.serial, token.sealed_secret)
     except KeyFileError:
+        # Both ids: key files are backed up labelled with theirs, and a database copy opens
+        # only with the key whose id its backup printed.
+        wanted = keyring.sealed_kid(token.sealed_secret).hex()
+        held = keyring.current.kid.hex()
+        if wanted == held:
+            raise KeyFileError(
+                f"{key_file}: does not open the seeds in the database: token {token.serial}'s "
+                f"seed names this file's key, {held}, and does not open with it (damaged)"
+            ) from None
         raise KeyFileError(
-            f"{key_file}: does not open the seeds in the database (token {token.serial}): "
-            "a wrong key file, or one from before a 'key rotate'"
+            f"{key_file}: does not open the seeds in the database: it is key {held}, and "
+            f"token {token.serial}'s seed is sealed under key {wanted}; restore the key file "
+            "with that id (this one is another, or from before or after a 'key rotate')"
         ) from None

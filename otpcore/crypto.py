@@ -26,12 +26,12 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from otpcore.errors import InvalidInput, KeyFileError
+from otpcore.errors import InvalidInput, KeyFileError, KeyFileMissing
 from otpcore.folders import open_to_others
 
 SEAL_VERSION = 1
 KEY_BYTES = 32
-_KID_BYTES = 8
+KID_BYTES = 8
 _NONCE_BYTES = 12
 # How often, at most, a seed naming a key the ring lacks re-reads the key file, per key id:
 # a node not yet given a rotated key, or a key file gone wrong, sees that seed with every
@@ -50,7 +50,7 @@ class SeedKey:
     def __post_init__(self) -> None:
         # Derived once: a server opens a seed for every request, an import every seed held.
         # AESGCM keeps no state between calls, so threads may share it.
-        object.__setattr__(self, "kid", hashlib.sha256(self.key).digest()[:_KID_BYTES])
+        object.__setattr__(self, "kid", hashlib.sha256(self.key).digest()[:KID_BYTES])
         object.__setattr__(self, "cipher", AESGCM(self.key))
 
 
@@ -78,11 +78,11 @@ class Keyring:
 
     def unseal(self, serial: str, sealed: bytes) -> bytes:
         """Decrypt a stored token secret; raises KeyFileError if no key of the ring opens it."""
-        if len(sealed) < 1 + _KID_BYTES + _NONCE_BYTES + 16 or sealed[0] != SEAL_VERSION:
+        if len(sealed) < 1 + KID_BYTES + _NONCE_BYTES + 16 or sealed[0] != SEAL_VERSION:
             raise KeyFileError(f"sealed seed of token {serial} has an unknown format")
-        kid = sealed[1 : 1 + _KID_BYTES]
-        nonce = sealed[1 + _KID_BYTES : 1 + _KID_BYTES + _NONCE_BYTES]
-        body = sealed[1 + _KID_BYTES + _NONCE_BYTES :]
+        kid = sealed[1 : 1 + KID_BYTES]
+        nonce = sealed[1 + KID_BYTES : 1 + KID_BYTES + _NONCE_BYTES]
+        body = sealed[1 + KID_BYTES + _NONCE_BYTES :]
         key, trouble = self._key(kid)
         if key is None:
             # With the reason a re-read failed, if it did: an operator told only that the key
@@ -151,7 +151,7 @@ class Keyring:
 
     def sealed_kid(self, sealed: bytes) -> bytes:
         """The key id a sealed seed names."""
-        return sealed[1 : 1 + _KID_BYTES]
+        return sealed[1 : 1 + KID_BYTES]
 
 
 def _aad(serial: str, kid: bytes) -> bytes:
@@ -186,7 +186,9 @@ def read_key(path: Path) -> SeedKey:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise KeyFileError(f"{path}: key file not found (run 'otpctl init')") from None
+        # What to do depends on the database (run init, or restore the key its seeds need):
+        # build_app says which. A running server's log says only this.
+        raise KeyFileMissing(f"{path}: key file not found") from None
     except OSError as exc:
         raise _cannot("read", path, exc) from None
     if stat.S_ISDIR(st.st_mode):

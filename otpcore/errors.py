@@ -7,6 +7,7 @@ in one place each.
     OtpError
     ├── ConfigError          a configuration file or key is wrong, or a file open to others
     ├── KeyFileError         the seed key file is missing, unreadable or too open
+    │   └── KeyFileMissing   there is no key file at the configured path
     ├── StorageError         the database cannot be reached or refused a write
     │   └── Unavailable      the database is unreachable right now (fail closed)
     │       └── Busy         another writer kept it past the busy timeout
@@ -38,6 +39,10 @@ class KeyFileError(OtpError):
     """The seed key file is missing, malformed or readable by others."""
 
     exit_code = 78
+
+
+class KeyFileMissing(KeyFileError):
+    """No key file at the configured path: before ``otpctl init``, or one lost or moved."""
 
 
 class StorageError(OtpError):

@@ -25,6 +25,7 @@ from pathlib import Path
 from sqlalchemy import bindparam, func, select, update
 
 from otpcore.crypto import (
+    KID_BYTES,
     Keyring,
     SeedKey,
     fsync_dir,
@@ -33,7 +34,7 @@ from otpcore.crypto import (
     read_key,
     write_new_key,
 )
-from otpcore.errors import KeyFileError
+from otpcore.errors import KeyFileError, KeyFileMissing
 from otpcore.ports import Clock
 from otpcore.store import Store
 from otpcore.store.models import TokenRow
@@ -69,6 +70,30 @@ def sealed_seed_count(store: Store) -> int:
     # The table alone, no column: a schema at an older revision is counted all the same.
     with store.reading() as repo:
         return repo.session.scalar(select(func.count()).select_from(TokenRow)) or 0
+
+
+def sealing_key_ids(store: Store) -> list[str]:
+    """The ids (hex) of the keys the database's seeds are sealed under, as each seed names it."""
+    if current_revision(store.engine) is None:
+        return []
+    # A sealed seed is a version byte, then the key's id: read from the column, not opened.
+    kid = func.substr(TokenRow.sealed_secret, 2, KID_BYTES)
+    with store.reading() as repo:
+        return sorted(bytes(value).hex() for value in repo.session.scalars(select(kid).distinct()))
+
+
+def key_needed(store: Store, path: Path) -> KeyFileMissing | None:
+    """The error for the key file at ``path`` not being there while the database holds seeds
+    (restored without it, say): which key they are sealed under, as key backups are labelled.
+    None when the database holds none: a new key will do."""
+    count = sealed_seed_count(store)
+    if not count:
+        return None
+    return KeyFileMissing(
+        f"{path}: key file not found, but the database holds {count} seed(s) sealed under key "
+        f"{', '.join(sealing_key_ids(store))}: restore the key file with that id (a new key "
+        "would open none of them)"
+    )
 
 
 @dataclass(frozen=True)

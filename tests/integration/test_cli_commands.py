@@ -220,11 +220,16 @@ def test_init_never_makes_a_new_key_for_a_database_that_holds_seeds(
     ok(otpctl("init"))
     ok(otpctl("token", "enroll-soft", "--serial", "S1"))
     key = config.parent / "otpradius.key"
+    wanted = hashlib.sha256(key.read_bytes()).hexdigest()[:16]  # the id key backups carry
     key.rename(config.parent / "elsewhere.key")  # a database restored without its key file
-    assert failed(otpctl("init"), 78) == (
+    asked_back = (
         f"otpctl: error: {key}: key file not found, but the database holds 1 seed(s) sealed "
-        "under a key: restore that key file (a new key would open none of them)"
+        f"under key {wanted}: restore the key file with that id (a new key would open none "
+        "of them)"
     )
+    assert failed(otpctl("init"), 78) == asked_back
+    # Every other command says the same, rather than send the operator to init.
+    assert failed(otpctl("user", "list"), 78) == asked_back
     assert not key.exists()
     (config.parent / "elsewhere.key").rename(key)
     assert "already exists: left as it is" in ok(otpctl("init")).stdout

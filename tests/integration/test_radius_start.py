@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import signal
 import socket
@@ -212,10 +213,15 @@ def test_a_database_in_a_folder_others_may_write_in_is_refused_at_check_and_star
         site.directory.chmod(0o700)
 
 
+def key_id(path: Path) -> str:
+    """A key file's id, as ``otpctl key rotate`` and ``db backup`` print it (README)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
 def test_a_key_file_that_does_not_open_the_seeds_is_refused_at_check_and_start(
     site: Site, tmp_path: Path
 ) -> None:
-    site.active_user()
+    serial = site.active_user().bound.serial
     other_key = tmp_path / "other.key"
     create_key(other_key)
     node = site.node()
@@ -224,8 +230,46 @@ def test_a_key_file_that_does_not_open_the_seeds_is_refused_at_check_and_start(
     for args in (("--check",), ()):
         refused = run_daemon(node, *args)
         assert refused.returncode == 78
-        (line,) = refused.stderr.splitlines()
-        assert line.startswith(f"otp-radiusd: error: {other_key}: does not open the seeds")
+        # Both ids: the key file to restore is the one whose backup is labelled with the
+        # seeds' id (a database copy from before a rotation, beside the rotated key, say).
+        assert refused.stderr.splitlines() == [
+            f"otp-radiusd: error: {other_key}: does not open the seeds in the database: it is "
+            f"key {key_id(other_key)}, and token {serial}'s seed is sealed under key "
+            f"{key_id(site.key_file)}; restore the key file with that id (this one is "
+            "another, or from before or after a 'key rotate')"
+        ]
+
+
+def test_a_missing_key_file_is_asked_back_by_its_id_once_the_database_holds_seeds(
+    site: Site, tmp_path: Path
+) -> None:
+    # A database restored without its key: "run 'otpctl init'" sent the operator to a
+    # command that refuses to make a key for it, and named no key to look for.
+    node = site.node()
+    wanted = key_id(site.key_file)
+    kept = tmp_path / "kept.key"
+    site.key_file.rename(kept)
+    try:  # no seed yet: any new key will do
+        refused = run_daemon(node, "--check")
+        assert refused.returncode == 78
+        assert refused.stderr.splitlines() == [
+            f"otp-radiusd: error: {site.key_file}: key file not found (run 'otpctl init')"
+        ]
+    finally:
+        kept.rename(site.key_file)
+    site.active_user()
+    site.key_file.rename(kept)
+    try:
+        refused = run_daemon(node, "--check")
+        assert refused.returncode == 78
+        assert refused.stderr.splitlines() == [
+            f"otp-radiusd: error: {site.key_file}: key file not found, but the database holds "
+            f"1 seed(s) sealed under key {wanted}: restore the key file with that id (a new "
+            "key would open none of them)"
+        ]
+    finally:
+        kept.rename(site.key_file)
+    assert run_daemon(node, "--check").returncode == 0
 
 
 @pytest.mark.parametrize("mode", [0o777, 0o1777], ids=["open", "sticky"])

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from otpcore.app import App
 from otpcore.crypto import Keyring, PasswordHashing, load_keyring, pending_key_path, read_key
 from otpcore.errors import KeyFileError, StorageError
-from otpcore.keys import create_key, prepare_rotation, rotate_key
+from otpcore.keys import create_key, key_needed, prepare_rotation, rotate_key, sealing_key_ids
 from otpcore.model import Algorithm, Reason, Result
 from otpcore.ports import FrozenClock
 from otpcore.service import AuthRequest
@@ -120,6 +120,24 @@ def test_rotation_reseals_every_seed(
     (event,) = [e for e in tokens.admin().audit() if e.action == "key_rotate"]
     moved = f"from key {old_key.kid.hex()} to key {new_key.kid.hex()}"
     assert event.detail == f"3 seeds re-sealed {moved}"
+
+
+@BOTH_BACKENDS
+def test_a_missing_key_file_names_the_key_the_seeds_are_sealed_under(
+    tokens: App, clock: FrozenClock
+) -> None:
+    key_file = tokens.settings.key_file
+    old = read_key(key_file).kid.hex()
+    assert sealing_key_ids(tokens.store) == [old]
+    rotate_key(tokens.store, key_file, clock)
+    new = read_key(key_file).kid.hex()
+    assert sealing_key_ids(tokens.store) == [new]
+    needed = key_needed(tokens.store, key_file)
+    assert needed is not None
+    assert str(needed) == (
+        f"{key_file}: key file not found, but the database holds 3 seed(s) sealed under key "
+        f"{new}: restore the key file with that id (a new key would open none of them)"
+    )
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

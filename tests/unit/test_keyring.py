@@ -117,7 +117,7 @@ def unreadable(path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def removed(path: Path, _: pytest.MonkeyPatch) -> str:
     path.unlink()
-    return "key file not found (run 'otpctl init')"
+    return "key file not found"
 
 
 Breakage = Callable[[Path, pytest.MonkeyPatch], str]
