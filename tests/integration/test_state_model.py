@@ -322,12 +322,11 @@ class Lifecycle(RuleBasedStateMachine):
 
     # Activation (SPEC §3.5), as otpctl activate and over RADIUS
 
-    def expected_activation(self, login: str, serial: str, kind: str) -> tuple[Result, Reason]:
-        """The outcome of an activation of ``serial`` by ``login`` with a code; applied."""
-        m, now = self.m, self.clock()
-        user, token = m.users[login], m.tokens.get(serial)
-        if user.suspended:
-            return Result.REJECT, Reason.USER_SUSPENDED
+    def serial_refusal(
+        self, login: str, token: ModelToken | None, now: datetime
+    ) -> tuple[Result, Reason] | None:
+        """How an activation naming ``token`` is refused before any code is read; applied."""
+        m = self.m
         if not m.awaiting(login, now):
             return Result.REJECT, Reason.NOT_AWAITING_ACTIVATION
         if token is None or token.disabled or token.expired(now):
@@ -335,6 +334,18 @@ class Lifecycle(RuleBasedStateMachine):
             return Result.REJECT, Reason.BAD_SERIAL
         if token.suspended:
             return Result.REJECT, Reason.TOKEN_SUSPENDED
+        return None
+
+    def expected_activation(self, login: str, serial: str, kind: str) -> tuple[Result, Reason]:
+        """The outcome of an activation of ``serial`` by ``login`` with a code; applied."""
+        m, now = self.m, self.clock()
+        user, token = m.users[login], m.tokens.get(serial)
+        if user.suspended:
+            return Result.REJECT, Reason.USER_SUSPENDED
+        refusal = self.serial_refusal(login, token, now)
+        if refusal is not None:
+            return refusal
+        assert token is not None
         reason, step = m.match(serial, typed_code(serial, kind, now), now)
         if step is None:
             m.activation_failure(login)
@@ -527,15 +538,8 @@ class Lifecycle(RuleBasedStateMachine):
         if user.suspended:
             return Result.REJECT, Reason.USER_SUSPENDED
         if pending.prompt is Stage.ACTIVATION_SERIAL:
-            token = m.tokens.get(serial)
-            if not m.awaiting(login, now):
-                return Result.REJECT, Reason.NOT_AWAITING_ACTIVATION
-            if token is None or token.disabled or token.expired(now):
-                m.activation_failure(login)
-                return Result.REJECT, Reason.BAD_SERIAL
-            if token.suspended:
-                return Result.REJECT, Reason.TOKEN_SUSPENDED
-            return Result.CHALLENGE, Reason.ACTIVATION_OTP_CHALLENGE
+            refusal = self.serial_refusal(login, m.tokens.get(serial), now)
+            return refusal or (Result.CHALLENGE, Reason.ACTIVATION_OTP_CHALLENGE)
         state = m.state(login, now)
         if state is OtpState.EXPIRED:
             return Result.REJECT, Reason.TOKEN_EXPIRED
