@@ -12,17 +12,21 @@ from otpcore.store.models import TokenRow, UserRow
 
 def to_user(row: UserRow) -> User:
     """The domain user of a row."""
+    return _user(row, row.password_hash)
+
+
+def _user(source: Any, password_hash: str | None) -> User:
     return User(
-        login=row.login,
-        name=row.name,
-        user_class=UserClass(row.user_class),
-        password_hash=row.password_hash,
-        serial=row.serial,
-        start_date=row.start_date,
-        revoked=row.revoked,
-        suspended=row.suspended,
-        password_failures=row.password_failures,
-        activation_failures=row.activation_failures,
+        login=source.login,
+        name=source.name,
+        user_class=UserClass(source.user_class),
+        password_hash=password_hash,
+        serial=source.serial,
+        start_date=source.start_date,
+        revoked=source.revoked,
+        suspended=source.suspended,
+        password_failures=source.password_failures,
+        activation_failures=source.activation_failures,
     )
 
 
@@ -57,31 +61,5 @@ def token_view(row: TokenRow) -> Token:
 
 def listed(row: Any) -> tuple[User, Token | None]:
     """The user and bound token (its secret left out) of a row of ``Repo.users_page``."""
-    user = User(
-        login=row.login,
-        name=row.name,
-        user_class=UserClass(row.user_class),
-        serial=row.serial,
-        start_date=row.start_date,
-        revoked=row.revoked,
-        suspended=row.suspended,
-        password_failures=row.password_failures,
-        activation_failures=row.activation_failures,
-    )
-    if row.token_serial is None:
-        return user, None
-    token = Token(
-        serial=row.token_serial,
-        kind=TokenKind(row.kind),
-        algorithm=Algorithm(row.algorithm),
-        digits=row.digits,
-        period=row.period,
-        secret=b"",
-        expires=row.expires,
-        last_step=row.last_step,
-        drift=row.drift,
-        fail_count=row.fail_count,
-        suspended=row.token_suspended,
-        disabled=row.disabled,
-    )
-    return user, token
+    token = token_of(row.token, b"") if row.token.serial is not None else None
+    return _user(row.user, None), token
