@@ -440,6 +440,25 @@ def test_a_seed_copied_onto_another_serial_does_not_open(tokens: App) -> None:
         keyring.unseal("T-SHA1", bytes(tampered))
 
 
+def test_a_start_on_damaged_seeds_says_the_key_is_the_right_one(
+    tokens: App, make_app: Callable[..., App]
+) -> None:
+    # Told "restore the key file with that id", an operator holding that very key would
+    # hunt for another copy of it.
+    with closing(sqlite3.connect(db_path(tokens))) as db, db:
+        for serial, sealed in db.execute("SELECT serial, sealed_secret FROM tokens").fetchall():
+            damaged = bytes(sealed[:-1]) + bytes([sealed[-1] ^ 1])
+            db.execute("UPDATE tokens SET sealed_secret = ? WHERE serial = ?", (damaged, serial))
+    key_file = tokens.settings.key_file
+    held = read_key(key_file).kid.hex()
+    with pytest.raises(KeyFileError) as caught:
+        make_app()
+    message = str(caught.value)
+    assert message.startswith(f"{key_file}: does not open the seeds in the database: token ")
+    assert message.endswith(f"'s seed names this file's key, {held}, and does not open with it "
+                            "(damaged)")  # fmt: skip
+
+
 # No seed in clear
 
 
