@@ -192,8 +192,8 @@ class ApprovedOperations:
                 # must not remove the accounts above it.
                 for row in selected:
                     if UserClass(row.user_class) is UserClass.MASTER:
-                        raise StateError(f"{row.login} is a master user: only a master user "
-                                         "may delete it")  # fmt: skip
+                        raise PermissionDenied(f"{row.login} is a master user: only a master "
+                                               "user may delete it")  # fmt: skip
             serials = sorted({row.serial for row in selected if row.serial})
             tokens = {row.serial: row for row in repo.tokens(serials, lock=True)}
             deleted = [
@@ -261,15 +261,17 @@ class ApprovedOperations:
     def _refusal_audited(
         self, admin_login: str, action: str, logins: Sequence[str]
     ) -> Iterator[None]:
-        """Audit an approved operation that was then refused (an unknown user, a wrong state)."""
+        """Audit an approved operation that was then refused (an unknown user, a wrong state)
+        or denied (a user above the approver's class)."""
         try:
             yield
-        except (NotFound, StateError, InvalidInput) as exc:
+        except (NotFound, StateError, InvalidInput, PermissionDenied) as exc:
+            outcome = "denied" if isinstance(exc, PermissionDenied) else "refused"
             # Its own transaction: the operation's was rolled back with everything in it.
             with self.store.transaction() as repo:
                 targets = list(dict.fromkeys(logins))
                 detail = self._run_as(str(exc))
-                repo.audit(self.clock(), admin_login, action, targets, "refused", detail)
+                repo.audit(self.clock(), admin_login, action, targets, outcome, detail)
             raise
 
 

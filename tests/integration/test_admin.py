@@ -441,9 +441,11 @@ def test_only_a_master_user_deletes_a_master_user(app: App) -> None:
     add_user(app, "boss2", UserClass.MASTER)
     add_admin(app)
     add_user(app, "taro")
-    with pytest.raises(StateError, match="boss is a master user"):
+    with pytest.raises(PermissionDenied, match="boss is a master user"):
         app.admin().delete_users(ADMIN, CONFIRMATION, ["taro", "boss"])
     assert [v.login for v in app.admin().users()] == ["boss", "boss2", ADMIN, "taro"]
+    (event,) = [e for e in app.admin().audit() if e.action == "user_delete"]
+    assert (event.actor, event.targets, event.outcome) == (ADMIN, ("taro", "boss"), "denied")
     app.admin().delete_users("boss2", CONFIRMATION, ["boss", ADMIN, "taro"])
     assert [v.login for v in app.admin().users()] == ["boss2"]
 
