@@ -45,9 +45,16 @@ def import_text(data: bytes, path: Path) -> str:
 def echo_imported(done: Imported, name: str, lang: Lang, as_json: bool, message: str) -> None:
     """Report an import: how many rows, and with ``--update`` how many of them were new."""
     if as_json:
-        echo_json({"file": name, "imported": done.total, "added": done.added,
-                   "updated": done.updated})  # fmt: skip
+        report: dict[str, object] = {"file": name, "imported": done.total, "added": done.added,
+                                     "updated": done.updated}  # fmt: skip
+        if done.unconfirmed:
+            report["unconfirmed"] = list(done.unconfirmed)
+        echo_json(report)
     else:
         # With --update the count alone hid whether anything was new.
         click.echo(say(lang, message, count=done.total, file=name, added=done.added,
                        updated=done.updated))  # fmt: skip
+        if done.unconfirmed:
+            # An import carries no confirmation password (SPEC §7): until one is set, these
+            # users cannot approve an unlock or revoke, which an operator finds out then.
+            click.echo(say(lang, "unconfirmed", logins=", ".join(done.unconfirmed)))

@@ -82,6 +82,12 @@ _MESSAGES: dict[str, dict[Lang, str]] = {
         Lang.EN: "Imported {count} user(s) from {file}.",
         Lang.JA: "{file} から {count} 件の利用者を登録しました。",
     },
+    "unconfirmed": {
+        Lang.EN: "No confirmation password yet (set it with otpctl user passwd LOGIN "
+        "--confirmation): {logins}",
+        Lang.JA: "確認用パスワードが未設定です（otpctl user passwd LOGIN --confirmation で"
+        "設定してください）: {logins}",
+    },
     "users_updated": {
         Lang.EN: "Imported {count} user(s) from {file}: {added} added, {updated} updated.",
         Lang.JA: "{file} から {count} 件の利用者を登録しました"

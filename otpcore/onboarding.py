@@ -101,6 +101,12 @@ def import_users(
             # Who gains approval rights is named however large the file: a promotion must
             # not hide among ten thousand customers.
             privileged = [row.login for row in rows if row.user_class in PRIVILEGED]
+            unconfirmed = [
+                user.login
+                for start in range(0, len(privileged), CHUNK)
+                for user in repo.users(privileged[start : start + CHUNK])
+                if user.confirmation_hash is None
+            ]
             repo.audit(
                 now,
                 actor,
@@ -113,7 +119,7 @@ def import_users(
         raise ImportRefused(
             source, None, "a login or token changed while importing; nothing was imported"
         ) from None
-    return Imported(added=len(rows) - len(present), updated=len(present))
+    return Imported(len(rows) - len(present), len(present), tuple(unconfirmed))
 
 
 def _check_unique(rows: Sequence[UserSpec], source: str) -> None:

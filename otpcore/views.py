@@ -17,6 +17,9 @@ class Imported:
 
     added: int
     updated: int
+    # Master and admin users of a user import who have no confirmation password yet: they
+    # cannot approve an unlock or revoke until one is set.
+    unconfirmed: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:

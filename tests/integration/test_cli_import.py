@@ -361,7 +361,12 @@ def test_a_user_csv_imports_with_the_expected_states(otpctl: Otpctl, tmp_path: P
         encoding="utf-8",
     )
     result = ok(otpctl("user", "import", str(path)))
-    assert f"Imported 4 user(s) from {path}." in result.stdout
+    assert result.stdout.splitlines() == [
+        f"Imported 4 user(s) from {path}.",
+        # The import gives an admin user no confirmation password: it cannot approve yet.
+        "No confirmation password yet (set it with otpctl user passwd LOGIN --confirmation): "
+        "ichiro",
+    ]
     assert result.stderr == ""  # no progress bar: stderr is not a terminal
     rows = users(otpctl)
     assert {login: (r["class"], r["state"], r["serial"]) for login, r in rows.items()} == {

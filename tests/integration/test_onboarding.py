@@ -64,7 +64,8 @@ def test_users_import_with_their_states(app: App) -> None:
         "satoi,Sato Ichiro,admin,second-pw-2,,2027-04-01,\n"
         f"yamadat,Yamada Taro,general,third-pw-3,,,{SERIAL}\n"
     )
-    assert run_import(app, text) == Imported(4, 0)
+    # Imported master and admin users still need their confirmation password: named.
+    assert run_import(app, text) == Imported(4, 0, ("chirodt", "satoi"))
     users = {u.login: u for u in app.admin().users()}
     assert {login: (u.user_class, u.state, u.serial) for login, u in users.items()} == {
         "chirodt": (UserClass.MASTER, OtpState.UNREGISTERED, None),
