@@ -31,9 +31,9 @@ from cli.output import (
 from cli.params import utf8_text
 from cli.prompts import Secrets, password_stdin_option
 from otpcore.admin import Admin
+from otpcore.attempts import AuthOutcome, AuthRequest
 from otpcore.errors import NotFound
 from otpcore.model import InputMode, OtpState, Reason, Result, Stage, service_start
-from otpcore.service import AuthOutcome, AuthRequest
 from otpcore.views import UserView
 
 pass_cli = click.make_pass_decorator(CliContext)

@@ -7,14 +7,11 @@ request, worker or node may have written the same rows between the two.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+from otpcore.attempts import AuthRequest, Prepared
 from otpcore.decision import ConsumeStep, CountTokenFailure, same_request
 from otpcore.model import Reason
 from otpcore.store.hot_writer import HotWriter, Standing
-
-if TYPE_CHECKING:
-    from otpcore.service import AuthRequest, Prepared
 
 
 def rows_written(batch: Sequence[Prepared]) -> tuple[list[str], list[str], list[bytes]]:

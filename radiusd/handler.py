@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from otpcore.attempts import AuthOutcome, AuthRequest
 from otpcore.client_config import ClientConfig
 from otpcore.errors import KeyFileError, OtpError, Unavailable
 from otpcore.logfields import field
 from otpcore.model import Reason, Result
-from otpcore.service import AuthOutcome, AuthRequest
 from radiusd.messages import reply_text
 from radiusd.packets import (
     Codes,

@@ -17,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from otpcore.app import App
+from otpcore.attempts import AuthRequest, NotWritten, Prepared, needs_password_hash
 from otpcore.client_config import ClientConfig
 from otpcore.config import Settings
 from otpcore.errors import Unavailable
 from otpcore.logfields import field
-from otpcore.service import AuthRequest, NotWritten, Prepared, needs_password_hash
 from radiusd.client_box import ClientBox
 from radiusd.clients import ClientTable
 from radiusd.clock_steps import ClockSteps

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from otpcore.app import App
+from otpcore.attempts import AuthOutcome, AuthRequest
 from otpcore.model import Algorithm, InputMode, Reason, Result, TokenKind, UserClass
 from otpcore.ports import FrozenClock
-from otpcore.service import AuthOutcome, AuthRequest
 from otpcore.token_csv import TokenSpec
 from otpcore.totp import hotp, time_step
 from otpcore.views import TokenListing, UserView

@@ -24,13 +24,14 @@ import pytest
 
 import otpcore.onboarding as onboarding
 from otpcore.app import App, build_app
+from otpcore.attempts import AuthRequest, Prepared
 from otpcore.config import parse_settings
 from otpcore.crypto import Keyring, pending_key_path, read_key
 from otpcore.errors import KeyFileError, Unavailable
 from otpcore.keys import rotate_key
 from otpcore.model import InputMode, Reason, Result
 from otpcore.ports import FrozenClock
-from otpcore.service import Authenticator, AuthRequest, Prepared
+from otpcore.service import Authenticator
 from otpcore.token_csv import read_token_csv
 from otpcore.user_csv import UserSpec
 from otpcore.views import Imported

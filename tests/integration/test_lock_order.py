@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 
 import otpcore.onboarding as onboarding
 from otpcore.app import App
+from otpcore.attempts import AuthOutcome, AuthRequest, Prepared, challenge_key
 from otpcore.model import InputMode, Reason, Result
 from otpcore.ports import FrozenClock
-from otpcore.service import AuthOutcome, AuthRequest, Prepared, challenge_key
 from otpcore.store.hot_writer import HeldRows, HotWriter
 from otpcore.user_csv import UserSpec
 from otpcore.views import Imported

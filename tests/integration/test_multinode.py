@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from otpcore.attempts import AuthRequest
 from otpcore.errors import RowsHeld
 from otpcore.model import InputMode, Reason, Result
-from otpcore.service import AuthRequest
 from radiusd.packets import Codes, decode_reply, encode_request
 from tests.integration.conftest import pg_cluster_control
 from tests.integration.daemon import (

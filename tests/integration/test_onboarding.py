@@ -12,11 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from otpcore.app import App
+from otpcore.attempts import AuthRequest
 from otpcore.enroll import new_software_token, otpauth_uri, qr_png
 from otpcore.errors import ImportRefused, PermissionDenied
 from otpcore.model import OtpState, Reason, Result, UserClass
 from otpcore.onboarding import import_users
-from otpcore.service import AuthRequest
 from otpcore.token_csv import TokenSpec
 from otpcore.totp import totp
 from otpcore.user_csv import read_user_csv

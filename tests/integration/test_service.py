@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otpcore.app import App
+from otpcore.attempts import AuthOutcome, AuthRequest, challenge_key
 from otpcore.config import HashingParams
 from otpcore.crypto import PasswordHashing
 from otpcore.model import InputMode, OtpState, Reason, Result, Stage
 from otpcore.ports import FrozenClock
-from otpcore.service import AuthOutcome, AuthRequest, challenge_key
 from otpcore.token_csv import TokenSpec
 from otpcore.totp import time_step
 from tests.conftest import BOTH_BACKENDS

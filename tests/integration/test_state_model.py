@@ -30,13 +30,13 @@ from hypothesis.stateful import (
 )
 
 from otpcore.app import App, build_app
+from otpcore.attempts import AuthOutcome, AuthRequest
 from otpcore.config import parse_settings
 from otpcore.errors import StateError
 from otpcore.keys import create_key
 from otpcore.model import Algorithm, InputMode, OtpState, Reason, Result, Stage, TokenKind
 from otpcore.onboarding import import_users
 from otpcore.ports import FrozenClock
-from otpcore.service import AuthOutcome, AuthRequest
 from otpcore.store import make_engine
 from otpcore.store.engine import create_private_sqlite_file
 from otpcore.store.schema import upgrade
