@@ -141,6 +141,10 @@ def decide(
     if stage is Stage.OTP:
         if state is OtpState.EXPIRED:
             return _reject(Reason.TOKEN_EXPIRED, user.serial)
+        if state is OtpState.REVOKED:
+            # Revoked between the challenge and its answer (a token reported lost meanwhile):
+            # the State is sound, the user's token is what went.
+            return _reject(Reason.TOKEN_REVOKED)
         if state is not OtpState.ACTIVE or bound is None:
             return _reject(Reason.BAD_STATE, user.serial)
         # The token may have been suspended or disabled since the challenge was sent.

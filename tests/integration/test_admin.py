@@ -632,6 +632,23 @@ def test_revoking_the_last_user_of_a_suspended_token_lets_it_be_activated_again(
     assert user(app, "taro").state is OtpState.ACTIVE
 
 
+def test_a_challenge_answered_after_a_revoke_is_refused_as_revoked(
+    app: App, clock: FrozenClock
+) -> None:
+    # A token reported lost while its user was at the OTP prompt: the operator reading the
+    # log must see why the answer failed, not a State that looks forged.
+    import_token(app)
+    add_user(app, "taro")
+    add_admin(app)
+    activated(app, clock, "taro")
+    question = login(app, "taro", PASSWORD, InputMode.CHALLENGE)
+    assert question.state is not None
+    app.admin().revoke(ADMIN, CONFIRMATION, ["taro"])
+    answer = login(app, "taro", code(clock), InputMode.CHALLENGE, question.state)
+    assert (answer.result, answer.reason) == (Result.REJECT, Reason.TOKEN_REVOKED)
+    assert token(app).fail_count == 0
+
+
 def test_revoking_one_sharer_leaves_the_suspended_token_to_the_others(suspended: App) -> None:
     suspended.admin().revoke(ADMIN, CONFIRMATION, ["taro"])
     # hanako still uses it: lifting its suspension is unlock's, with her selected (taro, revoked,

@@ -543,6 +543,8 @@ class Lifecycle(RuleBasedStateMachine):
         state = m.state(login, now)
         if state is OtpState.EXPIRED:
             return Result.REJECT, Reason.TOKEN_EXPIRED
+        if state is OtpState.REVOKED:
+            return Result.REJECT, Reason.TOKEN_REVOKED
         if state is not OtpState.ACTIVE:
             return Result.REJECT, Reason.BAD_STATE
         token = m.tokens[user.serial or ""]

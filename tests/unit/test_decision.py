@@ -482,8 +482,16 @@ def test_challenge_answer_to_a_token_suspended_meanwhile_is_not_checked(
         assert decision.effects == ()
 
 
-def test_challenge_answer_for_a_user_no_longer_active_is_bad_state() -> None:
+def test_challenge_answer_for_a_user_revoked_meanwhile_is_token_revoked() -> None:
+    # The operator's log says why the dialogue failed: the token was revoked during it.
     decision = run(make_user(revoked=True), None, code(TOKEN), stage=Stage.OTP)
+    assert (decision.result, decision.reason) == (Result.REJECT, Reason.TOKEN_REVOKED)
+    assert decision.effects == ()
+
+
+def test_challenge_answer_for_a_user_no_longer_active_is_bad_state() -> None:
+    # Deleted and added again under the same login: the dialogue is not this user's.
+    decision = run(make_user(), None, code(TOKEN), stage=Stage.OTP)
     assert (decision.result, decision.reason) == (Result.REJECT, Reason.BAD_STATE)
     assert decision.effects == ()
 
