@@ -6,6 +6,7 @@ Labels come from the bank's manual so that an operator sees the words of its scr
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -329,6 +330,13 @@ def display_width(text: str) -> int:
     """Columns a terminal gives the text: wide (CJK) characters take two."""
     if text.isascii():
         return len(text)
+    return _wide_text_width(text)
+
+
+# Cached: a Japanese listing measures the same few labels (一般ユーザ, サービス利用中) for
+# each of a million rows, twice.
+@functools.lru_cache(maxsize=4096)
+def _wide_text_width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
 
 
