@@ -258,6 +258,22 @@ class Admin(ApprovedOperations):
                 return
             after = (listings[-1].expires, listings[-1].serial)
 
+    def expiring_tokens(
+        self, since: datetime, within_days: int, limit: int
+    ) -> tuple[list[TokenListing], int]:
+        """The first ``limit`` tokens expiring after ``since`` and within the next
+        ``within_days`` days, soonest first, and how many more expire then."""
+        horizon = self.clock() + timedelta(days=within_days)
+        # One read of ``limit`` rows and a count on the expiry index: the daemon's daily check
+        # names that many, and read every token of the window (and every one that had
+        # expired before it) to count the rest, a million rows a day for one lot.
+        with self.store.reading() as repo:
+            rows = repo.tokens_page(None, limit, horizon, since)
+            bindings = repo.bindings([row.serial for row in rows])
+            named = [token_listing(row, bindings.get(row.serial, [])) for row in rows]
+            more = repo.count_expiring(since, horizon) - len(named) if len(named) == limit else 0
+        return named, more
+
     def set_disabled(self, serial: str, disabled: bool) -> tuple[TokenListing, bool]:
         """Block a token in the inventory (e.g. reported stolen), or lift the block: the token,
         and whether it was not so already."""

@@ -57,27 +57,23 @@ class ExpiryWatch:
         since = now - EXPIRED_REPORTED_FOR
         if self.checked is not None:
             since = min(self.checked, now)  # a clock stepped back hides no token still ahead
-        named = unnamed = 0
+        # Said once, at the first check after it expires, not every day after: a warning
+        # repeated for each token that ever expired would bury the ones ahead.
         try:
-            # Read a slice at a time: a million tokens due held a worker's memory a gigabyte
-            # larger once a day.
-            for token in self.app.admin("radiusd").each_token(self.warn_days):
-                # Said once, at the first check after it expires, not every day after: a
-                # warning repeated for each token that ever expired would bury the ones ahead.
-                if token.expires is None or token.expires <= since:
-                    continue
-                if named == EXPIRY_LINES_MAX:
-                    unnamed += 1
-                    continue
-                named += 1
-                self._name(token, token.expires, now)
+            named, more = self.app.admin("radiusd").expiring_tokens(
+                since, self.warn_days, EXPIRY_LINES_MAX
+            )
         except OtpError as exc:
             log.error("expiry check failed: %s", exc)
             return
-        finally:
-            if unnamed:
-                log.warning("token expiring more=%d: otpctl token list --expiring-within %d "
-                            "names them all", unnamed, self.warn_days)  # fmt: skip
+        # Said once, at the first check after it expires, not every day after: a warning
+        # repeated for each token that ever expired would bury the ones ahead.
+        for token in named:
+            if token.expires is not None:  # always set within a window of expiry
+                self._name(token, token.expires, now)
+        if more:
+            log.warning("token expiring more=%d: otpctl token list --expiring-within %d "
+                        "names them all", more, self.warn_days)  # fmt: skip
         self.checked = now
 
     def _name(self, token: TokenListing, expires: datetime, now: datetime) -> None:

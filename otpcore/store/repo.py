@@ -17,6 +17,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
+    func,
     literal,
     select,
     text,
@@ -175,10 +176,15 @@ class Repo:
         return list(self.session.scalars(query))
 
     def tokens_page(
-        self, after: tuple[datetime | None, str] | None, limit: int, horizon: datetime | None
+        self,
+        after: tuple[datetime | None, str] | None,
+        limit: int,
+        horizon: datetime | None,
+        since: datetime | None = None,
     ) -> list[TokenRow]:
         """Up to ``limit`` tokens after ``after`` (their expiry and serial; from the first
-        when None): by serial, or with ``horizon`` only those expiring by then, soonest first."""
+        when None): by serial, or with ``horizon`` only those expiring by then (and after
+        ``since`` if given), soonest first."""
         query = select(TokenRow).limit(limit)
         if horizon is None:
             query = query.order_by(TokenRow.serial)
@@ -186,6 +192,8 @@ class Repo:
                 query = query.where(TokenRow.serial > after[1])
             return list(self.session.scalars(query))
         query = query.where(TokenRow.expires.is_not(None), TokenRow.expires <= horizon)
+        if since is not None:
+            query = query.where(TokenRow.expires > since)
         query = query.order_by(TokenRow.expires, TokenRow.serial)
         if after is not None:
             # As a row value: the index on the expiry (which holds the serial too) is then
@@ -196,6 +204,11 @@ class Repo:
                 > tuple_(literal(after[0], UtcDateTime()), literal(after[1], String()))
             )
         return list(self.session.scalars(query))
+
+    def count_expiring(self, since: datetime, horizon: datetime) -> int:
+        """How many tokens expire after ``since`` and by ``horizon``."""
+        window = TokenRow.expires > since, TokenRow.expires <= horizon
+        return self.session.scalar(select(func.count()).select_from(TokenRow).where(*window)) or 0
 
     def sharers(self, serials: Sequence[str]) -> list[UserRow]:
         """Every user bound to one of these serials."""

@@ -3,16 +3,21 @@ then daily, one line per token."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 import otpcore.admin as admin_module
 from otpcore.app import App
+from otpcore.model import Algorithm, TokenKind
 from otpcore.ports import FrozenClock
+from otpcore.token_csv import TokenSpec
 from radiusd import expiry
 from radiusd.expiry import ExpiryWatch
 from tests.integration.daemon import Site
@@ -121,4 +126,60 @@ def test_a_lot_of_tokens_expiring_together_is_counted_past_the_first_named(
     assert lines[3:] == [
         "token expiring more=4: otpctl token list --expiring-within 30 names them all"
     ]
+    watch.shutdown()
+
+
+def _import_lot(app: App, prefix: str, count: int, expires: datetime) -> None:
+    def seed(index: int) -> bytes:
+        return hashlib.sha256(f"{prefix}{index}".encode()).digest()[:20]
+
+    specs = [
+        TokenSpec(f"{prefix}{i:04d}", seed(i), TokenKind.HARDWARE, Algorithm.SHA1, 6, 60, expires)
+        for i in range(count)
+    ]
+    app.admin().import_tokens(specs)
+
+
+def _statements_of_a_check(app: App, watch: ExpiryWatch) -> int:
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(app.store.engine, "before_cursor_execute", count)
+    try:
+        watch.warn_expiring_tokens()
+    finally:
+        event.remove(app.store.engine, "before_cursor_execute", count)
+    return len(statements)
+
+
+@pytest.mark.parametrize("expired", [True, False])
+def test_the_daily_check_reads_no_more_for_more_tokens(
+    app: App,
+    clock: FrozenClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    expired: bool,
+) -> None:
+    # A million tokens of one lot, expired last year (or expiring this month): the daily check
+    # read every one of them, 3,000 statements and 23 s a day on the first worker, to name
+    # none (or 1,000 and count the rest).
+    monkeypatch.setattr(expiry, "EXPIRY_LINES_MAX", 3)
+    monkeypatch.setattr(admin_module, "LISTING_SLICE", 2)
+    lot = clock() - timedelta(days=400) if expired else clock() + timedelta(days=10)
+    watch = ExpiryWatch(app, warn_days=30)
+    caplog.set_level("WARNING", logger="otpradius.server")
+    _import_lot(app, "A", 6, lot)
+    few = _statements_of_a_check(app, watch)
+    lines = _expiry_lines(caplog)
+    _import_lot(app, "B", 30, lot)
+    many = _statements_of_a_check(app, watch)
+    more = _expiry_lines(caplog)
+    assert many == few
+    if expired:
+        assert lines == more == []
+    else:
+        assert len(lines) == len(more) == 4
+        assert more[-1].startswith("token expiring more=33: ")
     watch.shutdown()
