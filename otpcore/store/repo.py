@@ -25,7 +25,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Bundle, InstrumentedAttribute, Session
 
@@ -62,6 +62,8 @@ _SQLITE_KEY_TAKEN = frozenset(
     {sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE}
 )
 _PG_UNIQUE_VIOLATION = "23505"
+# PostgreSQL's read_only_sql_transaction: a write on a standby or a read-only session.
+_PG_READ_ONLY = "25006"
 
 
 def key_taken(exc: IntegrityError) -> bool:
@@ -462,6 +464,13 @@ class Store:
                 where = setup.safe_url(self.engine.url)
                 raise StorageError(f"{where}: {setup.driver_reason(cause)}") from None
             raise Unavailable(f"database unavailable: {type(cause).__name__}") from None
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != _PG_READ_ONLY:
+                raise
+            # A standby that the address leads to during a failover, or a database set
+            # read-only: like a server away, it takes no write now, and the command may be
+            # run again once the primary is back (not a bug of otpctl's).
+            raise Unavailable(f"database read-only: {setup.driver_reason(exc)}") from None
 
     def dispose(self) -> None:
         """Close every pooled connection, and the lock files of the writers' turn."""

@@ -9,14 +9,17 @@ PostgreSQL only: a SQLite file has no server to drop a connection.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from otpcore.app import App
 from otpcore.errors import Unavailable
 from otpcore.store import hot_sql
+from tests.integration.cli_support import config_text, failed, ok, otpctl_runner, write_config
 from tests.integration.lifecycle import add_user
 
 pytestmark = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
@@ -198,3 +201,26 @@ def test_a_standby_fails_the_probe_naming_it(app: App, monkeypatch: pytest.Monke
     monkeypatch.setattr(hot_sql, "READ_ONLY_PG", "SELECT true, 'on'")
     assert not app.hot.ping()
     assert app.hot.failure == "database read-only: the server is a standby in recovery"
+
+
+def test_an_admin_command_on_a_server_that_takes_no_writes_says_so_with_status_69(
+    tmp_path: Path, database_tables: dict[str, dict[str, Any]]
+) -> None:
+    # After a failover the address may lead to a standby for a while: every write of an admin
+    # command failed there with "unexpected InternalError (a bug)" and status 1, where a
+    # database that cannot take the command is status 69, to be tried again.
+    url = str(database_tables["database"]["url"])
+    run = otpctl_runner(write_config(tmp_path, f'\n[database]\nurl = "{url}"\n'))
+    ok(run("init"))
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text(f"serial,secret\nT-1,{bytes(range(1, 21)).hex()}\n", encoding="utf-8")
+    ok(run("token", "import", str(tokens)))
+    # A session the server makes read-only, as a standby's are (libpq's options parameter).
+    options = {"options": "-c default_transaction_read_only=on"}
+    standby = make_url(url).update_query_dict(options).render_as_string(hide_password=False)
+    config = tmp_path / "standby.toml"
+    config.write_text(config_text() + f'\n[database]\nurl = "{standby}"\n', encoding="utf-8")
+    line = failed(otpctl_runner(config)("token", "disable", "T-1"), 69)
+    assert line.startswith("otpctl: error: database read-only: "), line
+    listed = ok(run("token", "list", "--json")).stdout
+    assert '"disabled": false' in listed
