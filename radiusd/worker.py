@@ -200,6 +200,14 @@ class Worker(Housekeeping):
         if self.stopping:
             self.dedup.finish(key, None, now)
             return
+        if code == Codes.ACCESS_REQUEST and (not self.healthy or self._stalled(now)):
+            # Not decided: a standby the address led to after a failover still answers reads,
+            # so an unknown or suspended login was rejected from what may be stale rows, and
+            # the NAS took that Reject instead of asking the server it fails over to. The
+            # health probe, not a request, finds the database back.
+            self.dedup.finish(key, None, now)
+            self.drops.drop("database_unavailable", host, now, client.name)
+            return
         admitted = self.handler.admit(data, client)
         if isinstance(admitted, Answer):
             self._deliver(transport, key, admitted, now)

@@ -33,6 +33,7 @@ from tests.integration.daemon import (
     Site,
     TestUser,
     _alive,
+    fresh_name,
 )
 
 # argon2id parameters that make one verification take about a second.
@@ -811,6 +812,28 @@ def test_a_read_only_database_is_said_so_and_status_server_goes_silent(pg_site: 
         assert 'error="database read-only: transaction_read_only is on"' in line, line
         wait_until_answered(nas, timeout=10)
         reply = nas.auth(user.login, user.password + user.bound.code())
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_ACCEPT
+
+
+@pytest.mark.service
+def test_a_read_only_database_decides_no_login_from_its_rows(pg_site: Site) -> None:
+    # A standby still answers reads: a login it does not know (imported on the primary just
+    # before the failover, not yet replicated there) was rejected, and the NAS took that
+    # Reject instead of asking the server it fails over to.
+    user = pg_site.active_user()
+    with pg_site.node(mode="otp", workers=1) as node, node.client() as nas:
+        time.sleep(1.5)  # the first health probe has connected (not ended while it connects)
+        node.mark()
+        with read_only(pg_site):
+            assert node.wait_for_log("database unreachable", timeout=5), node.new_log()
+            assert nas.auth(fresh_name("u"), "123456", timeout=1.5) is None
+            assert "drop reason=database_unavailable" in node.new_log()
+        wait_until_answered(nas, timeout=10)
+        reply = nas.auth(fresh_name("u"), "123456")
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_REJECT
+        reply = nas.auth(user.login, user.bound.code())
         assert reply is not None
         assert reply.code is Codes.ACCESS_ACCEPT
 
