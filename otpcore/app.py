@@ -12,7 +12,14 @@ from sqlalchemy.exc import OperationalError
 from otpcore.admin import Admin
 from otpcore.config import Settings
 from otpcore.crypto import Keyring, PasswordHashing, load_keyring
-from otpcore.errors import ConfigError, KeyFileError, KeyFileMissing, StorageError, Unavailable
+from otpcore.errors import (
+    ConfigError,
+    KeyFileError,
+    KeyFileMissing,
+    OtherKey,
+    StorageError,
+    Unavailable,
+)
 from otpcore.folders import open_to_others
 from otpcore.keys import key_needed
 from otpcore.ports import Clock
@@ -177,7 +184,7 @@ def ensure_key_opens_seeds(store: Store, keyring: Keyring, key_file: Path) -> No
                 f"{key_file}: does not open the seeds in the database: token {token.serial}'s "
                 f"seed names this file's key, {held}, and does not open with it (damaged)"
             ) from None
-        raise KeyFileError(
+        raise OtherKey(
             f"{key_file}: does not open the seeds in the database: it is key {held}, and "
             f"token {token.serial}'s seed is sealed under key {wanted}; restore the key file "
             "with that id (this one is another, or from before or after a 'key rotate')"

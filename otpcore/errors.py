@@ -45,6 +45,11 @@ class KeyFileMissing(KeyFileError):
     """No key file at the configured path: before ``otpctl init``, or one lost or moved."""
 
 
+class OtherKey(KeyFileError):
+    """The key file's key is not the one the database's seeds are sealed under (a rotation
+    on another node, a database copy from before or after one)."""
+
+
 class StorageError(OtpError):
     """The database refused an operation."""
 

@@ -15,7 +15,7 @@ from typing import cast
 
 from otpcore.app import build_app
 from otpcore.config import Settings
-from otpcore.errors import Unavailable
+from otpcore.errors import OtherKey, Unavailable
 from otphost.clock import system_clock
 from radiusd.client_box import ClientBox
 from radiusd.expiry import ExpiryWatch
@@ -167,9 +167,20 @@ def run_worker(
     ``check_expiry``: this worker logs the tokens nearing expiry, at start and then daily.
     ``heartbeat``: called from the packet loop every ``HEARTBEAT_INTERVAL_S`` while it runs.
     """
+    seed_trouble = ""
     try:
         app = build_app(settings, system_clock)
         reachable = True
+    except OtherKey as exc:
+        # A worker restarted (a hung one killed, say) after another node rotated the key and
+        # before this node was given it: dying here again and again would stop the whole
+        # server, where the workers still running wait, silent, for the key file, and take it
+        # by themselves. The server's own start still refuses such a key (an operator is there).
+        log.warning("worker started with a key that does not open the database's seeds: %s",
+                    exc)  # fmt: skip
+        app = build_app(settings, system_clock, check_schema=False)
+        reachable = True
+        seed_trouble = str(exc)
     except Unavailable as exc:
         # A worker restarted while the database is away (the others serving on, silent): dying
         # here again and again would count as a worker that cannot start and stop the whole
@@ -182,6 +193,7 @@ def run_worker(
     worker = Worker(client_box, settings, app)
     # Status-Server waits for the health probe to find the database there.
     worker.healthy = reachable
+    worker.seed_trouble = seed_trouble
     # The first worker, as for the expiry report: one line for the whole server.
     worker.watch_key_file = check_expiry
     # What start-up built lives as long as the process: keep the collector from walking it

@@ -506,6 +506,42 @@ def test_a_node_whose_key_does_not_open_the_seeds_is_silent_until_given_the_rota
         assert "database unreachable" not in log, log
 
 
+def test_a_worker_restarted_before_the_node_has_the_rotated_key_waits_for_it(site: Site) -> None:
+    # The replacement of a worker that died (a hung one killed, say) after another node
+    # rotated the key refused to start, again and again, until the supervisor stopped the
+    # whole server, where the workers still running would have taken the key file by
+    # themselves once given it.
+    zack = site.active_user()
+    other_node_key = site.directory / "other-node.key"
+    other_node_key.write_bytes(site.key_file.read_bytes())
+    other_node_key.chmod(0o600)
+    with site.node(mode="split", workers=2) as node, node.client() as nas:
+        workers = wait_for_workers(node, 2)
+        rotate_key(site.app.store, other_node_key, lambda: datetime.now(UTC))
+        assert node.wait_for_log("key does not open the database's seeds")
+        node.mark()
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        assert node.wait_for_log("worker started with a key that does not open the database's "
+                                 "seeds", timeout=10)  # fmt: skip
+        replacements = wait_for_workers(node, 2)
+        time.sleep(2)  # long enough for the replacements to have died again, as they did
+        assert node.running, node.new_log()
+        assert node.worker_pids() == replacements
+        for _ in range(4):  # each worker (the kernel picks one per source port)
+            with node.client() as other_port:
+                assert other_port.status(timeout=0.5) is None
+        os.replace(other_node_key, site.key_file)
+        wait_until_answered(nas, timeout=10)
+        for _ in range(4):
+            with node.client() as other_port:
+                assert other_port.status(timeout=3) is not None
+        reply = nas.auth(zack.login, zack.password + zack.bound.code())
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_ACCEPT
+        assert "Traceback" not in node.log_text()
+
+
 @contextmanager
 def small_file_system(folder: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs mounted on ``folder`` (mode 0700) for the block; skips where mounts are
