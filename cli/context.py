@@ -62,7 +62,7 @@ class CliContext:
         if self._app is None:
             # check and activate commit through the daemon's own path: a worker stuck in
             # its commit (a dead disk) must make them fail as busy, as any other write does.
-            wait = engine_setup.SQLITE_BUSY_TIMEOUT_S
+            wait = engine_setup.BUSY_TIMEOUT_S
             self._app = build_app(self.settings(), self.clock, turn_wait=wait)
         return self._app
 

@@ -63,10 +63,11 @@ class Unavailable(StorageError):
 
 
 class Busy(Unavailable):
-    """Another writer kept the database (or the writers' turn) for the whole busy timeout."""
+    """Another writer kept the database (or the writers' turn, or on PostgreSQL a row the
+    operation writes) for the whole busy timeout."""
 
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"database busy: another writer held it for over {seconds:g} s; try again")
+    def __init__(self, seconds: float, held: str = "another writer held it") -> None:
+        super().__init__(f"database busy: {held} for over {seconds:g} s; try again")
 
 
 class RowsHeld(Unavailable):

@@ -10,7 +10,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
-SQLITE_BUSY_TIMEOUT_S = 60.0
+# How long a write waits for SQLite's lock (or the writers' turn before it), and an otpctl
+# command on PostgreSQL for a row another transaction holds, before it fails as busy.
+BUSY_TIMEOUT_S = 60.0
 READ_ONLY = "otpradius_read_only"  # execution option: a transaction that never writes
 # libpq connection parameters: give up a connect after 5 s, notice a silent peer by
 # keepalives after about 20 s idle, and drop a connection whose data goes unacknowledged
@@ -45,9 +47,25 @@ def make_engine(url: str, *, pool_size: int = 5, unpooled: bool = False) -> Engi
     # Pinned, whatever the server's default_transaction_isolation: the conditional writes
     # and the sealing lock are reasoned in READ COMMITTED, where a statement run after a
     # lock is granted sees what the lock's previous holder committed.
-    return create_engine(
+    engine = create_engine(
         url, future=True, connect_args=network, isolation_level="READ COMMITTED", **pooling
     )
+    if not unpooled:  # the authentication path sets its own, far shorter wait
+        event.listen(engine, "connect", _row_wait)
+    return engine
+
+
+def _row_wait(dbapi_connection: Any, _record: Any) -> None:
+    # A row held by a transaction that never ends (a psql session left open after SELECT …
+    # FOR UPDATE) made an otpctl command wait for ever, where on SQLite it fails as busy.
+    # Read when connecting, not when imported: a test shortens it.
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True  # a SET in a transaction would go with its rollback
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    finally:
+        dbapi_connection.autocommit = autocommit
 
 
 # Connection parameters whose values are secrets. libpq (and so psycopg) takes them in the
@@ -105,7 +123,7 @@ def create_private_sqlite_file(url: str) -> bool:
 def _sqlite_engine(url: str, pooling: dict[str, Any]) -> Engine:
     engine = create_engine(
         url,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "isolation_level": None},
+        connect_args={"timeout": BUSY_TIMEOUT_S, "isolation_level": None},
         future=True,
         **pooling,
     )
@@ -130,7 +148,7 @@ def _sqlite_engine(url: str, pooling: dict[str, Any]) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from otpcore.errors import RowsHeld, Unavailable, WriteConflict
 from otpcore.model import Algorithm, TokenKind, User, UserClass
 from otpcore.store import hot_sql as sql
-from otpcore.store.engine import SQLITE_BUSY_TIMEOUT_S, driver_reason
+from otpcore.store.engine import BUSY_TIMEOUT_S, driver_reason
 from otpcore.store.hot_writer import HotWriter
 from otpcore.store.turnstile import writers_turnstile
 
@@ -443,7 +443,7 @@ class HotStore:
             if not _is_driver_error(exc):
                 raise
         finally:
-            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+            cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
 
 
 # PostgreSQL's deadlock_detected and serialization_failure: the transaction lost a race and

@@ -64,6 +64,7 @@ _SQLITE_KEY_TAKEN = frozenset(
 _PG_UNIQUE_VIOLATION = "23505"
 # PostgreSQL's read_only_sql_transaction: a write on a standby or a read-only session.
 _PG_READ_ONLY = "25006"
+_PG_LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout passed
 
 
 def key_taken(exc: IntegrityError) -> bool:
@@ -427,7 +428,7 @@ class Store:
 
     def _writers_turnstile(self) -> Turnstile | None:
         # Read when made, not when imported: a test shortens the timeout.
-        return writers_turnstile(self.engine, wait=setup.SQLITE_BUSY_TIMEOUT_S)
+        return writers_turnstile(self.engine, wait=setup.BUSY_TIMEOUT_S)
 
     @contextmanager
     def transaction(self) -> Iterator[Repo]:
@@ -457,7 +458,10 @@ class Store:
             cause = getattr(exc, "orig", None) or exc
             if getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
                 # SQLite's busy timeout ran out: another writer kept its lock all that time.
-                raise Busy(setup.SQLITE_BUSY_TIMEOUT_S) from None
+                raise Busy(setup.BUSY_TIMEOUT_S) from None
+            if getattr(cause, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE:
+                held = "another transaction held a row it writes"
+                raise Busy(setup.BUSY_TIMEOUT_S, held) from None
             if (getattr(cause, "sqlite_errorcode", None) or 0) & 0xFF in _SQLITE_STORAGE_FAILURES:
                 # The file, not a server: no wait makes a full disk or a read-only file take
                 # the write, and "unavailable" sent the operator looking for one.

@@ -25,6 +25,7 @@ import pytest
 from click.testing import Result
 from sqlalchemy import create_engine, text
 
+import otpcore.store.engine as engine_setup
 from otpcore.crypto import HashingParams, PasswordHashing
 from otpcore.store import hot_sql
 from tests.conftest import FAST_HASHING
@@ -267,3 +268,31 @@ def test_token_disable_waits_for_a_logins_failure_and_shows_the_token_with_both(
     (listed,) = as_json(otpctl("token", "list", "--json"))
     assert (listed["disabled"], listed["fail_count"]) == (True, 1)  # the command's, the login's
     assert shown == listed  # what the command printed is the token as it left it
+
+
+# a row held for good
+
+
+def test_a_row_held_past_the_busy_timeout_fails_the_command_as_busy(
+    otpctl: Otpctl, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A psql session left open after SELECT … FOR UPDATE made the command wait for ever; on
+    # SQLite a write fails as busy after the busy timeout, with exit status 69, to be tried
+    # again (the holder waits here for 1 s, not the 60 s of the timeout, to keep this short).
+    monkeypatch.setattr(engine_setup, "BUSY_TIMEOUT_S", 1.0)
+    holder = ("SELECT serial FROM tokens WHERE serial = :serial FOR UPDATE", {"serial": SERIAL})
+    with held(url, holder):
+        started = time.monotonic()
+        result = otpctl("token", "disable", SERIAL)
+        elapsed = time.monotonic() - started
+        assert failed(result, 69) == (
+            "otpctl: error: database busy: another transaction held a row it writes for over "
+            "1 s; try again"
+        )
+        assert elapsed < 15
+        # A command that reads waits for no row.
+        (listed,) = as_json(otpctl("token", "list", "--json"))
+        assert listed["disabled"] is False
+    assert ok(otpctl("token", "disable", SERIAL)).stdout == f"Disabled token {SERIAL}.\n"
+    events = as_json(otpctl("audit", "--json"))
+    assert [e["outcome"] for e in events if e["action"] == "token_disable"] == ["ok"]

@@ -98,7 +98,7 @@ def test_a_write_that_cannot_have_the_turn_in_the_busy_timeout_fails_and_writes_
     (folder / "more.csv").write_text(f"serial,secret\nB1,{bytes(range(1, 21)).hex()}\n")
     (folder / "users.csv").write_text("login,name,password\njiro,Jiro,jiro-pw-1\n")
     before = everything(otpctl)
-    monkeypatch.setattr(engine_setup, "SQLITE_BUSY_TIMEOUT_S", SHORT_TIMEOUT_S)
+    monkeypatch.setattr(engine_setup, "BUSY_TIMEOUT_S", SHORT_TIMEOUT_S)
     with turn_held(folder / "otpradius.db-writer"):
         started = time.monotonic()
         if command == "unlock":
@@ -122,7 +122,7 @@ def test_check_fails_as_busy_instead_of_waiting_for_a_writer_that_never_lets_go(
 ) -> None:
     # check commits through the daemon's own path, in the turn; a worker stuck in fdatasync on
     # a dead disk keeps that turn for good (the holder lets go after 30 s, not to hang here).
-    monkeypatch.setattr(engine_setup, "SQLITE_BUSY_TIMEOUT_S", SHORT_TIMEOUT_S)
+    monkeypatch.setattr(engine_setup, "BUSY_TIMEOUT_S", SHORT_TIMEOUT_S)
     with turn_held(folder / "otpradius.db-writer"):
         started = time.monotonic()
         # The password alone lets an admin without a token in: a commit resets its failures.
@@ -138,7 +138,7 @@ def test_sqlites_own_busy_timeout_gives_the_same_error(
 ) -> None:
     # A tool of the operator's own holding SQLite's write lock, outside the turn. otpctl's
     # start (schema revision, key check) only reads, and does not wait for that lock.
-    monkeypatch.setattr(engine_setup, "SQLITE_BUSY_TIMEOUT_S", SHORT_TIMEOUT_S)
+    monkeypatch.setattr(engine_setup, "BUSY_TIMEOUT_S", SHORT_TIMEOUT_S)
     other = sqlite3.connect(folder / "otpradius.db", isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
