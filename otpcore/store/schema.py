@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 # Every migration of this release, oldest first; tests/unit/test_schema.py keeps them equal
 # to Alembic's. A database at a revision not listed was upgraded by a later release.
-REVISIONS = ("0001", "0002", "0003")
+REVISIONS = ("0001", "0002", "0003", "0004")
 HEAD = REVISIONS[-1]
 _MIGRATIONS = Path(__file__).with_name("migrations")
 # PostgreSQL advisory lock held while the schema is created or upgraded (a number the
