@@ -129,16 +129,28 @@ class Keyring:
             self.misses[kid] = (now, trouble)
             return None, trouble
 
-    def check_current(self) -> None:
+    def check_current(self, seeds_kid: bytes | None = None) -> None:
         """Raise KeyFileError unless this ring still seals with the key file's key.
 
         Called by a command that seals seeds, inside its transaction: a seed sealed under a
         key that ``otpctl key rotate`` has just retired would never open again.
+        ``seeds_kid``: the key id one of the database's seeds names (None without seeds).
         """
         if self.source is None:
             return
         pending = pending_key_path(self.source)
         if key_file_exists(pending):
+            if seeds_kid is not None and read_key(pending).kid == seeds_kid:
+                # Another node finished the rotation this node was prepared for (or this
+                # host's rotation committed and stopped before renaming the key): the seeds
+                # are sealed under the pending key already, and re-sealing every one of them
+                # again, as 'key rotate' would, only holds up the logins for nothing.
+                raise KeyFileError(
+                    f"{pending}: the database's seeds are already sealed under this key, the "
+                    "rotation having been finished (on another node, or here before it could "
+                    f"replace the key file); move it over the key file (mv {pending} "
+                    f"{self.source}), then run this again (nothing was written)"
+                )
             raise KeyFileError(
                 f"{pending}: a key rotation is unfinished; run 'otpctl key rotate' to finish "
                 "it, then run this again (nothing was written)"

@@ -61,7 +61,10 @@ class TokenImport:
         try:
             with self.store.transaction() as repo:
                 repo.lock_inventory()
-                self.keyring.check_current()  # under the lock: no rotation can slip in now
+                # Under the lock: no rotation can slip in now.
+                sample = repo.some_token()
+                kid = self.keyring.sealed_kid(sample.sealed_secret) if sample else None
+                self.keyring.check_current(kid)
                 present = repo.existing_serials([spec.serial for spec in specs])
                 if present and not update_existing:
                     first = next(spec for spec in specs if spec.serial in present)

@@ -28,7 +28,7 @@ from otpcore.attempts import AuthRequest, Prepared
 from otpcore.config import parse_settings
 from otpcore.crypto import Keyring, pending_key_path, read_key
 from otpcore.errors import KeyFileError, Unavailable
-from otpcore.keys import rotate_key
+from otpcore.keys import prepare_rotation, rotate_key
 from otpcore.model import InputMode, Reason, Result
 from otpcore.ports import FrozenClock
 from otpcore.service import Authenticator
@@ -481,6 +481,36 @@ def test_an_unfinished_rotation_stops_an_import(app: App, clock: FrozenClock) ->
     assert app.admin().tokens() == []
 
 
+def test_a_rotation_another_node_finished_stops_an_import_asking_for_the_key_to_be_moved(
+    app: App, make_app: Callable[..., App], clock: FrozenClock
+) -> None:
+    # This node was given the next key (key rotate --prepare on another node, the file copied
+    # here), the other node rotated, and the key has not been moved into place here yet. The
+    # import said to run 'key rotate', which would re-seal every seed once more for nothing.
+    import_token(app, "T-1")
+    other_node = app.settings.key_file.with_name("other-node.key")
+    other_node.write_bytes(app.settings.key_file.read_bytes())
+    other_node.chmod(0o600)
+    prepared, _ = prepare_rotation(other_node)
+    given = pending_key_path(app.settings.key_file)
+    given.write_bytes(prepared.read_bytes())
+    given.chmod(0o600)
+    rotate_key(app.store, other_node, clock)
+    with pytest.raises(KeyFileError) as refused:
+        import_token(make_app(), "T-2")
+    assert str(refused.value) == (
+        f"{given}: the database's seeds are already sealed under this key, the rotation having "
+        "been finished (on another node, or here before it could replace the key file); move "
+        f"it over the key file (mv {given} {app.settings.key_file}), then run this again "
+        "(nothing was written)"
+    )
+    assert [listing.serial for listing in app.admin().tokens()] == ["T-1"]
+    os.replace(given, app.settings.key_file)
+    import_token(make_app(), "T-2")
+    assert _opens_with_the_current_key(app, "T-1")
+    assert _opens_with_the_current_key(app, "T-2")
+
+
 def test_a_rotation_waits_for_an_import_in_progress(
     app: App, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -488,8 +518,8 @@ def test_a_rotation_waits_for_an_import_in_progress(
     inside, release = threading.Event(), threading.Event()
     checked = Keyring.check_current
 
-    def pause_after_the_check(self: Keyring) -> None:
-        checked(self)
+    def pause_after_the_check(self: Keyring, seeds_kid: bytes | None = None) -> None:
+        checked(self, seeds_kid)
         inside.set()
         release.wait(timeout=30)
 
