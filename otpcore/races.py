@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from otpcore.attempts import AuthRequest, Prepared
-from otpcore.decision import ConsumeStep, CountTokenFailure, same_request
-from otpcore.model import Reason
+from otpcore.decision import ConsumeStep, CountTokenFailure, Decision, same_request
+from otpcore.model import Reason, Result
 from otpcore.store.hot_writer import HotWriter, Standing
 
 
@@ -34,15 +34,22 @@ def rows_written(batch: Sequence[Prepared]) -> tuple[list[str], list[str], list[
     return sorted(logins), sorted(serials), sorted(challenges)
 
 
+def asks_next(decision: Decision) -> bool:
+    """True for the next question after an activation's right serial: it writes nothing,
+    so the answer that led to it may be answered again with a question of its own."""
+    return decision.result is Result.CHALLENGE and not decision.effects
+
+
 def resent_meanwhile(writer: HotWriter, item: Prepared, state: bytes) -> bool:
     """True when the State was consumed meanwhile by this same answer, resent to this node
     while another node committed it; only an answer that uses a step may then go on, to
-    find that step used by it (a wrong code's failure was counted there already)."""
+    find that step used by it (a wrong code's failure was counted there already), or a
+    right serial, to be asked for the code."""
     request_id = item.request.request_id
     uses_a_step = any(isinstance(effect, ConsumeStep) for effect in item.decision.effects)
     return (
         request_id is not None
-        and uses_a_step
+        and (uses_a_step or asks_next(item.decision))
         and same_request(writer.challenge_used_by(state), request_id)
     )
 

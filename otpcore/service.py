@@ -43,7 +43,13 @@ from otpcore.logfields import field as log_value
 from otpcore.model import InputMode, Reason, Result, Stage, Token, User
 from otpcore.policy import Policy
 from otpcore.ports import Clock
-from otpcore.races import changed_since, resent_meanwhile, rows_written, used_by_this_request
+from otpcore.races import (
+    asks_next,
+    changed_since,
+    resent_meanwhile,
+    rows_written,
+    used_by_this_request,
+)
 from otpcore.store.hot import LOCK_WAIT_MS, HotStore, TokenRecord
 from otpcore.store.hot_writer import HeldRows, HotWriter, Standing
 
@@ -137,18 +143,31 @@ class Authenticator:
         elif stage is not Stage.ACTIVATION_OTP:
             serial = user.serial
         record = self.hot.token(serial) if serial else None
-        if resent and (record is None or not same_request(record.last_request, request.request_id)):
-            # The first answer did not use a step (a wrong code, a serial): deciding it again
-            # would count its failure again, once per copy an attacker chose to send.
+        asked_serial = stage is Stage.ACTIVATION_SERIAL
+        if (
+            resent
+            and not asked_serial
+            and (record is None or not same_request(record.last_request, request.request_id))
+        ):
+            # The first answer did not use a step (a wrong code): deciding it again would
+            # count its failure again, once per copy an attacker chose to send.
             return Prepared(request, _bad_state())
         token = self._unseal(record) if record is not None else None
         credentials = Credentials(request.password, request.mode, stage, request.request_id)
         verify = _CountingVerifier(self.hashing)
         decision = decide(user, token, credentials, now, self.policy, verify)
-        if resent and not (decision.result is Result.ACCEPT and not decision.effects):
+        again = (
+            asks_next(decision)
+            if asked_serial
+            else (decision.result is Result.ACCEPT and not decision.effects)
+        )
+        if resent and not again:
             # A copy of the answer that used this State is the same code for the same step
-            # and changes nothing. Anything else under a used State (a later code, a wrong
-            # one) is a new answer to a challenge that is gone, not a resend (SPEC §4).
+            # and changes nothing, or the same right serial, whose next question counts
+            # nothing (the first node's reply was lost; the copy is asked for the code on a
+            # State of its own). Anything else under a used State (a later code, a wrong one,
+            # a wrong serial, counted once already) is a new answer to a challenge that is
+            # gone, not a resend (SPEC §4).
             return Prepared(request, _bad_state())
         if decision.result is Result.REJECT:
             self._burn(request, hash_budget(request) - verify.calls)

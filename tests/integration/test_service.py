@@ -353,6 +353,46 @@ def test_an_activation_answer_resent_elsewhere_is_accepted_again(
     expect(other, Result.REJECT, Reason.BAD_STATE)
 
 
+def _serial_question(app: App, clock: FrozenClock) -> bytes:
+    """taro, issued today, has given the password: the State of the question for the serial."""
+    import_token(app)
+    add_user(app, "taro")
+    app.admin().issue("taro", clock().date())
+    return _serial_prompt(app, "taro")
+
+
+def test_a_serial_resent_elsewhere_is_asked_for_the_code_again(
+    app: App, clock: FrozenClock
+) -> None:
+    # The first node's question for the code was lost, and the NAS sent the serial again, to
+    # another node: it was refused as a used State, and the user had to start over.
+    question = _serial_question(app, clock)
+    answer = bytes(range(16))
+    first = login(app, "taro", SERIAL, state=question, request_id=answer)
+    again = login(app, "taro", SERIAL, state=question, request_id=answer)
+    for outcome in (first, again):
+        expect(outcome, Result.CHALLENGE, Reason.ACTIVATION_OTP_CHALLENGE)
+    assert again.state is not None
+    assert again.state != first.state
+    other = login(app, "taro", SERIAL, state=question, request_id=bytes(16))
+    expect(other, Result.REJECT, Reason.BAD_STATE)
+    activated = login(app, "taro", code(clock), state=again.state, request_id=bytes(range(1, 17)))
+    expect(activated, Result.ACCEPT, Reason.ACTIVATED)
+    assert user(app, "taro").state is OtpState.ACTIVE
+
+
+def test_a_wrong_serial_resent_elsewhere_is_counted_once(app: App, clock: FrozenClock) -> None:
+    question = _serial_question(app, clock)
+    answer = bytes(range(16))
+    first = login(app, "taro", "99999999", state=question, request_id=answer)
+    expect(first, Result.REJECT, Reason.BAD_SERIAL)
+    again = login(app, "taro", "99999999", state=question, request_id=answer)
+    expect(again, Result.REJECT, Reason.BAD_STATE)
+    stored = app.hot.user("taro")
+    assert stored is not None
+    assert stored.activation_failures == 1
+
+
 @pytest.mark.parametrize("change", ["disabled", "expired", "suspended"])
 def test_an_activation_answer_resent_after_its_token_is_blocked_is_refused(
     app: App, clock: FrozenClock, change: str
@@ -391,6 +431,19 @@ def _both_nodes(app: App, request: AuthRequest) -> tuple[AuthOutcome, AuthOutcom
     (first,) = node_a.commit([node_a.prepare(request)])
     (again,) = node_b.commit([on_b])
     return first, again
+
+
+def test_a_serial_resent_while_another_node_commits_it_is_asked_for_the_code_too(
+    app: App, clock: FrozenClock
+) -> None:
+    question = _serial_question(app, clock)
+    request = AuthRequest("taro", SERIAL, InputMode.CHALLENGE, question, RESENT)
+    first, again = _both_nodes(app, request)
+    for outcome in (first, again):
+        expect(outcome, Result.CHALLENGE, Reason.ACTIVATION_OTP_CHALLENGE)
+    assert again.state is not None
+    activated = login(app, "taro", code(clock), state=again.state, request_id=bytes(16))
+    expect(activated, Result.ACCEPT, Reason.ACTIVATED)
 
 
 @pytest.fixture
