@@ -195,12 +195,13 @@ def read_secret_file(path: Path) -> bytes:
 
 def read_key(path: Path) -> SeedKey:
     """Read one key file, refusing one that group or others can read."""
+    missing = f"{path}: key file not found"
     try:
         st = path.stat()
     except FileNotFoundError:
         # What to do depends on the database (run init, or restore the key its seeds need):
         # build_app says which. A running server's log says only this.
-        raise KeyFileMissing(f"{path}: key file not found") from None
+        raise KeyFileMissing(missing) from None
     except OSError as exc:
         raise _cannot("read", path, exc) from None
     if stat.S_ISDIR(st.st_mode):
@@ -214,6 +215,11 @@ def read_key(path: Path) -> SeedKey:
     _refuse_open_folder(path)
     try:
         data = path.read_bytes()
+    except FileNotFoundError:
+        # Moved away between the two looks: the same missing file, said the same way (the
+        # server's "key file unusable" line, and what to do about it, must not depend on
+        # which look the move fell between).
+        raise KeyFileMissing(missing) from None
     except OSError as exc:
         raise _cannot("read", path, exc) from None
     if len(data) != KEY_BYTES:

@@ -21,7 +21,7 @@ from otpcore.crypto import (
     read_key,
     write_new_key,
 )
-from otpcore.errors import KeyFileError
+from otpcore.errors import KeyFileError, KeyFileMissing
 from otpcore.keys import prepare_rotation
 
 SERIAL = "23456789"
@@ -292,3 +292,21 @@ def test_a_key_file_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) ->
     with pytest.raises(KeyFileError) as caught:
         read_key(path)
     assert str(caught.value) == f"{path}: cannot read the key file: not a regular file"
+
+
+def test_a_key_file_moved_away_as_it_is_read_is_said_to_be_missing(
+    key_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Moved between the look at its mode and the read (an operator's mv, a restore), it was
+    # "cannot read the key file: No such file or directory" instead of the missing file the
+    # server's log, and the advice that goes with it, name.
+    read_bytes = Path.read_bytes
+
+    def moved(self: Path) -> bytes:
+        os.replace(self, self.with_name("kept.key"))
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", moved)
+    with pytest.raises(KeyFileMissing) as caught:
+        read_key(key_file)
+    assert str(caught.value) == f"{key_file}: key file not found"
