@@ -533,9 +533,9 @@ def test_a_worker_restarted_before_the_node_has_the_rotated_key_waits_for_it(sit
                 assert other_port.status(timeout=0.5) is None
         os.replace(other_node_key, site.key_file)
         wait_until_answered(nas, timeout=10)
-        for _ in range(4):
+        for _ in range(4):  # each worker takes the key at its own next probe
             with node.client() as other_port:
-                assert other_port.status(timeout=3) is not None
+                wait_until_answered(other_port, timeout=10)
         reply = nas.auth(zack.login, zack.password + zack.bound.code())
         assert reply is not None
         assert reply.code is Codes.ACCESS_ACCEPT
@@ -837,6 +837,9 @@ def test_a_database_that_refuses_writes_is_unreachable_until_it_takes_them_again
 def test_a_read_only_database_is_said_so_and_status_server_goes_silent(pg_site: Site) -> None:
     # The probe alone, no login to fail first: it finds the database read-only, says so (not
     # only "unreachable"), and the server goes silent to Status-Server until it takes writes.
+    # And to logins: a standby still answers reads, and a login it did not know (imported on
+    # the primary just before the failover, not yet replicated there) was rejected, so the
+    # NAS took that Reject instead of asking the server it fails over to.
     user = pg_site.active_user()
     with pg_site.node(mode="split", workers=1) as node, node.client() as nas:
         time.sleep(1.5)  # the first health probe has connected (not ended while it connects)
@@ -844,32 +847,12 @@ def test_a_read_only_database_is_said_so_and_status_server_goes_silent(pg_site: 
         with read_only(pg_site):
             assert node.wait_for_log("database unreachable", timeout=5), node.new_log()
             assert nas.status(timeout=0.5) is None
+            assert nas.auth(fresh_name("u"), "not-a-user-pw", timeout=1.5) is None
+            assert "drop reason=database_unavailable" in node.new_log()
         line = next(line for line in node.new_log().splitlines() if "unreachable" in line)
         assert 'error="database read-only: transaction_read_only is on"' in line, line
         wait_until_answered(nas, timeout=10)
         reply = nas.auth(user.login, user.password + user.bound.code())
-        assert reply is not None
-        assert reply.code is Codes.ACCESS_ACCEPT
-
-
-@pytest.mark.service
-def test_a_read_only_database_decides_no_login_from_its_rows(pg_site: Site) -> None:
-    # A standby still answers reads: a login it does not know (imported on the primary just
-    # before the failover, not yet replicated there) was rejected, and the NAS took that
-    # Reject instead of asking the server it fails over to.
-    user = pg_site.active_user()
-    with pg_site.node(mode="otp", workers=1) as node, node.client() as nas:
-        time.sleep(1.5)  # the first health probe has connected (not ended while it connects)
-        node.mark()
-        with read_only(pg_site):
-            assert node.wait_for_log("database unreachable", timeout=5), node.new_log()
-            assert nas.auth(fresh_name("u"), "123456", timeout=1.5) is None
-            assert "drop reason=database_unavailable" in node.new_log()
-        wait_until_answered(nas, timeout=10)
-        reply = nas.auth(fresh_name("u"), "123456")
-        assert reply is not None
-        assert reply.code is Codes.ACCESS_REJECT
-        reply = nas.auth(user.login, user.bound.code())
         assert reply is not None
         assert reply.code is Codes.ACCESS_ACCEPT
 
