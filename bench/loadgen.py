@@ -123,11 +123,14 @@ def run(
             key = (slot, packets[next_index][1])
             if key in outstanding:
                 break  # its identifier is still in flight: wait for the answer
+            # Read the clocks before the send: the reply can be queued (and stamped) before
+            # sendto returns to us, as the answering side may run while we wait for the call.
+            leaving = (time.perf_counter(), time.time())
             try:
                 socks[slot].sendto(packets[next_index], target)
             except BlockingIOError:
                 break
-            outstanding[key] = (time.perf_counter(), time.time())
+            outstanding[key] = leaving
             next_index += 1
             result.sent += 1
         wait = 0.0005 if rate is not None else 0.05
