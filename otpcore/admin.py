@@ -9,9 +9,10 @@ from sqlalchemy.exc import IntegrityError
 
 from otpcore.approvals import PRIVILEGED, ApprovedOperations
 from otpcore.convert import listed
-from otpcore.crypto import Keyring, PasswordHashing
+from otpcore.crypto import Keyring
 from otpcore.errors import AlreadyExists, InvalidInput, NotFound, StateError
 from otpcore.model import UserClass
+from otpcore.passwords import PasswordHashing
 from otpcore.policy import Policy
 from otpcore.ports import Clock
 from otpcore.progress import Progress

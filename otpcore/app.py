@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 
 from otpcore.admin import Admin
 from otpcore.config import Settings
-from otpcore.crypto import Keyring, PasswordHashing, load_keyring
+from otpcore.crypto import Keyring, load_keyring
 from otpcore.errors import (
     ConfigError,
     KeyFileError,
@@ -22,6 +22,7 @@ from otpcore.errors import (
 )
 from otpcore.folders import open_to_others
 from otpcore.keys import key_needed
+from otpcore.passwords import PasswordHashing
 from otpcore.ports import Clock
 from otpcore.service import Authenticator
 from otpcore.store import Store, make_engine

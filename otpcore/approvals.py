@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from otpcore.convert import to_user, token_view
-from otpcore.crypto import PasswordHashing
 from otpcore.errors import InvalidInput, NotFound, PermissionDenied, StateError
 from otpcore.lockout import plan_unlock
 from otpcore.model import OtpState, UserClass, user_state
+from otpcore.passwords import PasswordHashing
 from otpcore.policy import Policy
 from otpcore.ports import Clock
 from otpcore.store import Repo, Store

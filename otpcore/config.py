@@ -20,8 +20,8 @@ from sqlalchemy.exc import ArgumentError
 
 from otpcore.client_config import ClientConfig, parse_clients
 from otpcore.config_checks import Checker, SecretReader
-from otpcore.crypto import HashingParams
 from otpcore.errors import ConfigError
+from otpcore.passwords import HashingParams
 from otpcore.policy import Policy, UnregisteredPolicy
 
 

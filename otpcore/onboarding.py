@@ -29,9 +29,9 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 
 from otpcore.approvals import PRIVILEGED, release_unused
-from otpcore.crypto import PasswordHashing
 from otpcore.errors import ImportRefused
 from otpcore.model import UserClass
+from otpcore.passwords import PasswordHashing
 from otpcore.ports import Clock
 from otpcore.progress import Progress, Ticker
 from otpcore.store import Repo, Store

@@ -25,7 +25,7 @@ from otpcore.attempts import (
 )
 from otpcore.codes import read_serial
 from otpcore.convert import token_of
-from otpcore.crypto import Keyring, PasswordHashing
+from otpcore.crypto import Keyring
 from otpcore.decision import (
     Bind,
     ConsumeStep,
@@ -41,6 +41,7 @@ from otpcore.decision import (
 from otpcore.errors import KeyFileError, RowsHeld, WriteConflict
 from otpcore.logfields import field as log_value
 from otpcore.model import InputMode, Reason, Result, Stage, Token, User
+from otpcore.passwords import PasswordHashing
 from otpcore.policy import Policy
 from otpcore.ports import Clock
 from otpcore.races import (

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from otpcore.admin import check_login, check_name, check_password_length
-from otpcore.crypto import check_phc
 from otpcore.csv_rows import read_rows
 from otpcore.errors import InvalidInput
 from otpcore.model import UserClass
+from otpcore.passwords import check_phc
 from otpcore.token_csv import parse_serial
 
 MAX_HASH = 256

@@ -47,9 +47,9 @@ from bench.workspace import free_port
 from otpcore.admin import Admin
 from otpcore.app import App, build_app
 from otpcore.config import parse_settings
-from otpcore.crypto import HashingParams, PasswordHashing
 from otpcore.keys import create_key
 from otpcore.model import Algorithm, Reason, Result, TokenKind, UserClass
+from otpcore.passwords import HashingParams, PasswordHashing
 from otpcore.store import make_engine
 from otpcore.store.engine import create_private_sqlite_file
 from otpcore.store.schema import upgrade

@@ -19,7 +19,7 @@ import otpcore.approvals as approvals_module
 import otpcore.token_import as token_import_module
 from otpcore.admin import Admin
 from otpcore.app import App
-from otpcore.crypto import HashingParams, Keyring, PasswordHashing
+from otpcore.crypto import Keyring
 from otpcore.errors import (
     AlreadyExists,
     ImportRefused,
@@ -30,6 +30,7 @@ from otpcore.errors import (
 )
 from otpcore.model import Algorithm, InputMode, OtpState, Reason, Result, TokenKind, UserClass
 from otpcore.onboarding import import_users
+from otpcore.passwords import HashingParams, PasswordHashing
 from otpcore.ports import FrozenClock
 from otpcore.token_csv import TokenSpec, read_token_csv
 from otpcore.token_import import IMPORT_CHUNK, TokenImport

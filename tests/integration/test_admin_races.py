@@ -26,7 +26,7 @@ from click.testing import Result
 from sqlalchemy import create_engine, text
 
 import otpcore.store.engine as engine_setup
-from otpcore.crypto import HashingParams, PasswordHashing
+from otpcore.passwords import HashingParams, PasswordHashing
 from otpcore.store import hot_sql
 from tests.conftest import FAST_HASHING
 from tests.integration.cli_support import (

@@ -24,8 +24,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from otpcore.crypto import HashingParams, Keyring, PasswordHashing, pending_key_path, read_key
+from otpcore.crypto import Keyring, pending_key_path, read_key
 from otpcore.keys import rotate_key
+from otpcore.passwords import HashingParams, PasswordHashing
 from otpcore.store import Store, make_engine
 from otpcore.store.models import UserRow
 from otpcore.store.turnstile import SUFFIX

@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 
 from otpcore.app import App
 from otpcore.attempts import AuthOutcome, AuthRequest, challenge_key
-from otpcore.config import HashingParams
-from otpcore.crypto import PasswordHashing
 from otpcore.model import InputMode, OtpState, Reason, Result, Stage
+from otpcore.passwords import HashingParams, PasswordHashing
 from otpcore.ports import FrozenClock
 from otpcore.token_csv import TokenSpec
 from otpcore.totp import time_step

@@ -20,10 +20,11 @@ from sqlalchemy.engine import make_url
 
 from otpcore.app import App
 from otpcore.attempts import AuthRequest
-from otpcore.crypto import Keyring, PasswordHashing, load_keyring, pending_key_path, read_key
+from otpcore.crypto import Keyring, load_keyring, pending_key_path, read_key
 from otpcore.errors import KeyFileError, StorageError
 from otpcore.keys import create_key, key_needed, prepare_rotation, rotate_key, sealing_key_ids
 from otpcore.model import Algorithm, Reason, Result
+from otpcore.passwords import PasswordHashing
 from otpcore.ports import FrozenClock
 from otpcore.store import make_engine
 from otpcore.token_csv import read_token_csv

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from otpcore.config import ConfigFile, check_access, parse_settings, settings_from_bytes
-from otpcore.crypto import HashingParams, read_secret_file
+from otpcore.crypto import read_secret_file
 from otpcore.errors import ConfigError
 from otpcore.model import InputMode
+from otpcore.passwords import HashingParams
 from otpcore.policy import Policy, UnregisteredPolicy
 
 SOURCE = Path("/etc/otpradius/config.toml")

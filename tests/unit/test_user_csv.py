@@ -14,9 +14,9 @@ from argon2.low_level import hash_secret, verify_secret
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otpcore.crypto import check_phc
 from otpcore.errors import ImportRefused, InvalidInput
 from otpcore.model import UserClass
+from otpcore.passwords import check_phc
 from otpcore.user_csv import UserSpec, read_user_csv
 
 PHC = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1).hash("correct horse")
