@@ -18,7 +18,7 @@ from otpcore.ports import Clock
 from otpcore.progress import Progress
 from otpcore.store import Repo, Store
 from otpcore.store.models import UserRow
-from otpcore.store.repo import key_taken
+from otpcore.store.sessions import key_taken
 from otpcore.token_csv import TokenSpec
 from otpcore.token_import import TokenImport
 from otpcore.views import (

@@ -27,7 +27,7 @@ from urllib.parse import quote
 from otpcore.errors import AlreadyExists, Interrupted, InvalidInput, StorageError
 from otpcore.ports import Clock
 from otpcore.store.engine import driver_reason, safe_url
-from otpcore.store.repo import Store
+from otpcore.store.sessions import Store
 
 # PostgreSQL has its own tools for this, which also cover its write-ahead log and replicas.
 NOT_SQLITE = "otpctl db backup copies an SQLite database; back up PostgreSQL with pg_dump"
