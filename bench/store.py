@@ -31,7 +31,7 @@ from sqlalchemy import event
 
 from bench.peak import Population, onboard, restore
 from bench.workspace import PEAK_USERS, SERVER_CPU, temporary_workspace
-from otpcore.store import hot
+from otpcore.store import hot_connections
 from otpcore.store.engine import make_engine
 from otpcore.store.hot import HotStore
 
@@ -60,7 +60,7 @@ def run(population: Population, cache_kib: int, mmap_mib: int) -> float:
         cursor.close()
 
     # HotStore sets the cache size itself as it opens its connection, after this hook.
-    hot.HOT_CACHE_KIB = cache_kib
+    hot_connections.HOT_CACHE_KIB = cache_kib
     store = HotStore(engine)
     work = requests(population)
     half = len(work) // 2
@@ -98,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--peak-users", type=int, default=PEAK_USERS, help="two requests each")
     parser.add_argument(
-        "--cache-kib", type=int, default=hot.HOT_CACHE_KIB, help="SQLite page cache size"
+        "--cache-kib",
+        type=int,
+        default=hot_connections.HOT_CACHE_KIB,
+        help="SQLite page cache size",
     )
     parser.add_argument("--mmap-mib", type=int, default=0, help="memory-mapped reads, up to")
     parser.add_argument("--keep", action="store_true", help="keep the workspaces")

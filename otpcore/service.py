@@ -51,7 +51,8 @@ from otpcore.races import (
     rows_written,
     used_by_this_request,
 )
-from otpcore.store.hot import LOCK_WAIT_MS, HotStore, TokenRecord
+from otpcore.store.hot import HotStore, TokenRecord
+from otpcore.store.hot_connections import LOCK_WAIT_MS
 from otpcore.store.hot_writer import HeldRows, HotWriter, Standing
 
 log = logging.getLogger(__name__)

@@ -1,17 +1,16 @@
-"""The authentication hot path's SQL, on plain DBAPI connections.
+"""The authentication hot path's reads, health probe and write transactions, on plain DBAPI
+connections.
 
 Building an ORM or Core statement costs several hundred microseconds a request; these few
-fixed statements run straight on the driver instead, with one connection per thread. The
-tables are the same as in ``models.py`` (Alembic owns them); the statements are the same
-single conditional writes as in ``repo.py``, so several processes and nodes stay correct.
+fixed statements run straight on the driver instead, with one connection per thread (see
+``hot_connections.py``). The tables are the same as in ``models.py`` (Alembic owns them); the
+statements are the same single conditional writes as in ``repo.py``, so several processes and
+nodes stay correct. On SQLite the WAL is checkpointed here too, from the health probe.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,29 +19,18 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from otpcore.errors import RowsHeld, Unavailable, WriteConflict
+from otpcore.errors import Unavailable
 from otpcore.model import Algorithm, TokenKind, User, UserClass
 from otpcore.store import hot_sql as sql
-from otpcore.store.engine import BUSY_TIMEOUT_S, driver_reason
+from otpcore.store.engine import BUSY_TIMEOUT_S
+from otpcore.store.hot_connections import HotConnections, is_driver_error
 from otpcore.store.hot_writer import HotWriter
 from otpcore.store.turnstile import writers_turnstile
 
-_NAMED = re.compile(r":(\w+)")
 # A WAL past this many pages (64 MiB of 4 KiB pages) is restarted by the next commit.
 WAL_RESTART_PAGES = 16_384
 # How long that restart may wait for readers before it gives up until the next probe.
 WAL_RESTART_WAIT_MS = 100
-# The page cache of a request path connection, in KiB. SQLite's default (2 MiB) does not hold
-# the inner pages of the users' and tokens' B-trees at a million users, so a request read
-# them again with each of its rows: 8.7 page reads a request instead of 3.7. The cache grows
-# only as pages are read, so a small database never takes all of it.
-HOT_CACHE_KIB = 32 * 1024
-# How long a PostgreSQL statement of the hot path waits for a row lock. Another node's batch
-# holds one for milliseconds; a row held longer is an import, an administrator's session left
-# open, a tool of the bank's: waiting for it stopped every login of the node behind one user's.
-# Longer than PostgreSQL's deadlock_timeout (1 s by default), so that a lock cycle is still
-# found and its batch written again whole.
-LOCK_WAIT_MS = 1500
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +63,7 @@ class ChallengeRecord:
     used_by: bytes | None = field(default=None, repr=False)  # the answer that consumed it
 
 
-class HotStore:
+class HotStore(HotConnections):
     """Reads and atomic writes of the authentication path, one DBAPI connection per thread.
 
     ``turn_wait`` bounds the wait for the writers' turn on SQLite (then Busy): ``otpctl
@@ -84,151 +72,13 @@ class HotStore:
     """
 
     def __init__(self, engine: Engine, turn_wait: float | None = None) -> None:
-        self.engine = engine
-        self.sqlite = engine.dialect.name == "sqlite"
-        self._local = threading.local()
-        self._sql: dict[str, str] = {}
-        # Bumped when a connection fails: every thread then drops its own connection before
-        # the next use, so a database restart costs one request rather than one per thread.
-        self._generation = 0
+        turnstile = writers_turnstile(engine, turn_wait)
+        super().__init__(engine, turnstile.database if turnstile is not None else None)
         self.wal_restart_pages = WAL_RESTART_PAGES
         self._wal_pages = 0  # as the last checkpoint found it
-        self._turnstile = writers_turnstile(engine, turn_wait)
-        # The file the SQLite connections open, to notice it deleted or replaced (see ping).
-        self._database_path = self._turnstile.database if self._turnstile is not None else None
+        self._turnstile = turnstile
         # Why the last health probe failed, for the log: the driver's first line, never a value.
         self.failure = ""
-
-    # Connections
-
-    def _connection(self) -> Any:
-        connection: Any = getattr(self._local, "connection", None)
-        if connection is not None and self._local.generation != self._generation:
-            self._discard()
-            connection = None
-        if connection is None:
-            try:
-                fairy = self.engine.raw_connection()
-            except Exception as exc:
-                raise Unavailable(f"database unavailable: {driver_reason(exc)}") from None
-            connection = fairy.driver_connection
-            if self.sqlite:
-                # No checkpoint at commit: copying the WAL back into the database file and
-                # syncing it would stall one commit by many milliseconds now and then; the
-                # daemon checkpoints from its health probe instead (see ``ping``).
-                connection.execute("PRAGMA wal_autocheckpoint=0")
-                connection.execute(f"PRAGMA cache_size=-{HOT_CACHE_KIB}")
-            else:
-                connection.autocommit = True  # reads need no transaction; writes BEGIN
-                connection.execute(f"SET lock_timeout = {LOCK_WAIT_MS}")
-            self._local.fairy = fairy
-            self._local.connection = connection
-            self._local.generation = self._generation
-            self._local.file = self._file_identity()
-        return connection
-
-    def _file_identity(self) -> tuple[int, int] | None:
-        """The device and inode the SQLite path names now (None: no such file, or not SQLite)."""
-        if self._database_path is None:
-            return None
-        try:
-            found = os.stat(self._database_path)
-        except OSError:
-            return None
-        return (found.st_dev, found.st_ino)
-
-    def _file_replaced(self) -> bool:
-        """True when the SQLite path no longer names the file this thread's connection opened:
-        the file was deleted, or another put in its place, under the running daemon."""
-        if self._database_path is None:
-            return False
-        # Gone is gone, even to a connection the pool kept open on the old file: it would
-        # have recorded "no file" as the one it opened.
-        found = self._file_identity()
-        return found is None or found != getattr(self._local, "file", None)
-
-    def _discard(self) -> None:
-        fairy = getattr(self._local, "fairy", None)
-        self._local.connection = None
-        self._local.fairy = None
-        if fairy is not None:
-            with contextlib.suppress(Exception):  # it is being thrown away anyway
-                fairy.invalidate()
-
-    def _text(self, statement: str) -> str:
-        sql = self._sql.get(statement)
-        if sql is None:
-            sql = statement if self.sqlite else _NAMED.sub(r"%(\1)s", statement)
-            self._sql[statement] = sql
-        return sql
-
-    def run(self, statement: str, params: dict[str, Any]) -> Any:
-        """Run one of ``hot_sql``'s statements on this thread's connection: the driver's cursor."""
-        # Inside a transaction, its own connection: when another thread's connection failed
-        # meanwhile, a fresh one here would run the rest outside the transaction.
-        connection = getattr(self._local, "pinned", None) or self._connection()
-        cursor = connection.cursor()
-        cursor.execute(self._text(statement), params)
-        return cursor
-
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        try:
-            yield
-        except Unavailable:
-            self._discard()
-            raise
-        except Exception as exc:
-            if _is_driver_error(exc) and getattr(exc, "sqlstate", None) in _CONFLICTS:
-                # Rolled back, and the connection is sound: not a sign of a database gone.
-                raise WriteConflict(f"write conflict: {type(exc).__name__}") from None
-            if _is_driver_error(exc) and getattr(exc, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
-                raise RowsHeld(
-                    f"a row stayed locked by another transaction for over {LOCK_WAIT_MS} ms"
-                ) from None
-            if _is_driver_error(exc):
-                self._generation += 1
-                self._discard()
-                # The driver's reason, not only its class: "database or disk is full" and
-                # "connection refused" call for different hands.
-                raise Unavailable(f"database unavailable: {driver_reason(exc)}") from None
-            raise
-
-    def _read(self, statement: str, params: dict[str, Any]) -> list[Any]:
-        """The rows of one of ``hot_sql``'s reads.
-
-        Outside a transaction, a read that finds this thread's connection broken runs once
-        more on a fresh connection: PostgreSQL restarted, failed over to a standby, or a
-        proxy dropped the connection while it was idle, and the first request after that
-        must not fail for a connection that was dead before it began. Nothing was written on
-        it, so nothing can be applied twice. Inside a transaction nothing is tried again
-        (see ``_may_retry``).
-        """
-        try:
-            return list(self.run(statement, params).fetchall())
-        except Exception as exc:
-            if not self._may_retry(exc):
-                raise
-        self._reconnect()
-        return list(self.run(statement, params).fetchall())
-
-    def _may_retry(self, exc: Exception) -> bool:
-        """True when ``exc`` is this thread's connection found broken outside a transaction:
-        the one failure a statement may be run again for, once, on a fresh connection.
-
-        Never inside a transaction: what it wrote went with the connection, and running the
-        rest on another would apply it half (or, tried whole, twice for a commit that was in
-        fact done). A SQLite connection is a file, not a link that breaks.
-        """
-        if self.sqlite or getattr(self._local, "pinned", None) is not None:
-            return False
-        return connection_lost(exc, getattr(self._local, "connection", None))
-
-    def _reconnect(self) -> None:
-        """Drop this thread's connection, and have every other thread drop its own before its
-        next use: a restart or a failover broke them all."""
-        self._generation += 1
-        self._discard()
 
     # Reads (never under the write lock)
 
@@ -440,36 +290,7 @@ class HotStore:
             cursor.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
         except Exception as exc:
             # Housekeeping must not fail the batch that follows; the probe tries again.
-            if not _is_driver_error(exc):
+            if not is_driver_error(exc):
                 raise
         finally:
             cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-
-
-# PostgreSQL's deadlock_detected and serialization_failure: the transaction lost a race and
-# was rolled back whole.
-_CONFLICTS = frozenset({"40P01", "40001"})
-_LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout passed
-
-
-def connection_lost(exc: Exception, connection: Any) -> bool:
-    """True when ``exc`` is the driver's word that ``connection`` is gone: psycopg's
-    OperationalError or InterfaceError (a terminated backend, a server that closed the link,
-    a connection closed already), with the connection closed since. An error a statement
-    caused leaves its connection open."""
-    if not _is_driver_error(exc):
-        return False
-    kinds = {kind.__name__ for kind in type(exc).__mro__}
-    if not kinds & {"OperationalError", "InterfaceError"}:
-        return False
-    return connection is not None and bool(getattr(connection, "closed", False))
-
-
-def _is_driver_error(exc: Exception) -> bool:
-    """True for the DBAPI's own errors (sqlite3.Error, psycopg.Error): the database failed."""
-    module = type(exc).__module__.split(".")[0]
-    return module in {"sqlite3", "psycopg", "psycopg2"} or type(exc).__name__ in {
-        "OperationalError",
-        "InterfaceError",
-        "DatabaseError",
-    }
