@@ -81,7 +81,7 @@ class Prepared:
     new_challenge: bytes | None = field(default=None, repr=False)
     expires: datetime | None = None
     # The token's seed as sealed when the request was decided: a step is used only while the
-    # token still has that seed (see ``Authenticator._consume``).
+    # token still has that seed (see ``EffectWriter._consume``).
     sealed: bytes | None = field(default=None, repr=False)
     # The instant it was judged at (its ``received``): its writes check expiries at it too,
     # so a boundary passed while it waited for the commit does not undo the decision.

@@ -3,16 +3,17 @@
 ``prepare`` reads without holding any lock and decides (it may hash a password); ``commit``
 writes the effects of many prepared requests in one transaction (group commit), each as a
 single conditional statement, so the outcome stays right with several processes and nodes
-and one fsync serves a whole batch. Nothing is answered before its commit returns.
+and one fsync serves a whole batch. Nothing is answered before its commit returns. The
+transaction, its row locks and its retries are here; what each request writes in it is
+``EffectWriter``'s (``effects.py``).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import secrets
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from otpcore.attempts import (
     NOT_WRITTEN,
@@ -20,40 +21,23 @@ from otpcore.attempts import (
     AuthRequest,
     NotWritten,
     Prepared,
-    challenge_key,
     hash_budget,
 )
 from otpcore.codes import read_serial
 from otpcore.convert import token_of
 from otpcore.crypto import Keyring
-from otpcore.decision import (
-    Bind,
-    ConsumeStep,
-    CountActivationFailure,
-    CountPasswordFailure,
-    CountTokenFailure,
-    Credentials,
-    Decision,
-    ResetPasswordFailures,
-    decide,
-    same_request,
-)
-from otpcore.errors import KeyFileError, RowsHeld, WriteConflict
+from otpcore.decision import Credentials, Decision, decide, same_request
+from otpcore.effects import EffectWriter, bad_state, reject
+from otpcore.errors import RowsHeld, WriteConflict
 from otpcore.logfields import field as log_value
 from otpcore.model import InputMode, Reason, Result, Stage, Token, User
 from otpcore.passwords import PasswordHashing
 from otpcore.policy import Policy
 from otpcore.ports import Clock
-from otpcore.races import (
-    asks_next,
-    changed_since,
-    resent_meanwhile,
-    rows_written,
-    used_by_this_request,
-)
+from otpcore.races import asks_next, rows_written
 from otpcore.store.hot import HotStore, TokenRecord
 from otpcore.store.hot_connections import LOCK_WAIT_MS
-from otpcore.store.hot_writer import HeldRows, HotWriter, Standing
+from otpcore.store.hot_writer import HeldRows
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +78,7 @@ class Authenticator:
         self.policy = policy
         self.clock = clock
         self.actor = actor
+        self._effects = EffectWriter(keyring, policy, actor)
 
     def authenticate(self, request: AuthRequest) -> AuthOutcome:
         """Decide one request and commit what it changes before returning."""
@@ -126,20 +111,20 @@ class Authenticator:
         if request.challenge_key is not None:
             challenge = self.hot.challenge(request.challenge_key)
             if challenge is None:
-                return Prepared(request, _bad_state())
+                return Prepared(request, bad_state())
             if challenge.used_by is not None:
                 # Used already: only the answer that used it, resent to this node after the
                 # first node's reply was lost, may be decided again (SPEC §4).
                 if not same_request(challenge.used_by, request.request_id):
-                    return Prepared(request, _bad_state())
+                    return Prepared(request, bad_state())
                 consume_state, resent = False, True
             if challenge.login != request.login or challenge.expires_at <= now:
-                return Prepared(request, _bad_state(), consume_state=consume_state)
+                return Prepared(request, bad_state(), consume_state=consume_state)
             stage, serial = Stage(challenge.stage), challenge.serial
         user = self.hot.user(request.login)
         if user is None:
             self._burn(request, hash_budget(request))
-            return Prepared(request, _reject(Reason.UNKNOWN_USER))
+            return Prepared(request, reject(Reason.UNKNOWN_USER))
         if stage is Stage.ACTIVATION_SERIAL:
             serial = read_serial(request.password)
         elif stage is not Stage.ACTIVATION_OTP:
@@ -153,7 +138,7 @@ class Authenticator:
         ):
             # The first answer did not use a step (a wrong code): deciding it again would
             # count its failure again, once per copy an attacker chose to send.
-            return Prepared(request, _bad_state())
+            return Prepared(request, bad_state())
         token = self._unseal(record) if record is not None else None
         credentials = Credentials(request.password, request.mode, stage, request.request_id)
         verify = _CountingVerifier(self.hashing)
@@ -170,7 +155,7 @@ class Authenticator:
             # State of its own). Anything else under a used State (a later code, a wrong one,
             # a wrong serial, counted once already) is a new answer to a challenge that is
             # gone, not a resend (SPEC §4).
-            return Prepared(request, _bad_state())
+            return Prepared(request, bad_state())
         if decision.result is Result.REJECT:
             self._burn(request, hash_budget(request) - verify.calls)
         new_challenge = (
@@ -206,7 +191,8 @@ class Authenticator:
                         _log_held(held)
                     return [
                         NOT_WRITTEN if held and held.touches(*rows_written([item]))
-                        else _outcome(item, self._apply(writer, item, item.judged_at or now, now))
+                        else _outcome(item, self._effects.apply(writer, item,
+                                                                item.judged_at or now, now))
                         for item in batch
                     ]  # fmt: skip
             except RowsHeld:
@@ -235,179 +221,6 @@ class Authenticator:
         if decision.result is Result.REJECT or not self.hashing.needs_rehash(user.password_hash):
             return None
         return self.hashing.hash(decision.password)
-
-    def _consume(
-        self,
-        writer: HotWriter,
-        login: str,
-        item: Prepared,
-        effect: ConsumeStep,
-        now: datetime,
-        *,
-        binding: bool,
-    ) -> tuple[bool, Standing | None]:
-        """Use the step of ``effect`` while the token still has the seed it was matched with;
-        when refused, also the standing that tells why (None: the user is gone).
-
-        A ``token import --update`` that replaced the seed (a leaked one, say) since the
-        request was decided refuses it: the code was the old seed's. A key rotation re-seals
-        the same seed, which is no reason to refuse: the step is then used under the seed as
-        sealed now.
-        """
-        sealed = item.sealed
-        standing = None
-        for _ in range(2):  # the rows are locked now: nobody re-seals them a second time
-            if sealed is not None and writer.consume_step(
-                login,
-                effect.serial,
-                effect.step,
-                effect.period,
-                item.request.request_id,
-                sealed,
-                now=now,
-                binding=binding,
-                revoked=item.user is not None and item.user.revoked,
-            ):
-                return True, None
-            standing = writer.standing(login, effect.serial, now)
-            now_sealed = standing.sealed_secret if standing is not None else None
-            if sealed is None or now_sealed == sealed:
-                break
-            if not self._same_seed(effect.serial, sealed, now_sealed):
-                break
-            sealed = now_sealed
-        return False, standing
-
-    def _same_seed(self, serial: str, sealed: bytes | None, other: bytes | None) -> bool:
-        """True when two sealed seeds of a token hold the same seed."""
-        if sealed is None or other is None:
-            return False
-        if sealed == other:
-            return True
-        try:
-            first = self.keyring.unseal(serial, sealed)
-            second = self.keyring.unseal(serial, other)
-        except KeyFileError:
-            return False
-        return hmac.compare_digest(first, second)
-
-    def _apply(
-        self, writer: HotWriter, item: Prepared, now: datetime, written: datetime
-    ) -> Decision:
-        """Write one request's effects; returns the decision that stands after any lost race.
-
-        ``now`` is the instant the request was judged at, which the conditional writes check
-        expiries against; ``written`` is the commit's, for the audit.
-        """
-        decision = item.decision
-        key = item.request.challenge_key
-        if item.consume_state and key is not None:
-            # A request without an authenticator (otpctl check) is never resent: a random
-            # stand-in consumes the State all the same.
-            answer = item.request.request_id or secrets.token_bytes(16)
-            if not writer.take_challenge(key, answer) and not resent_meanwhile(writer, item, key):
-                return _bad_state()  # another request (or node) used this State first
-        user = item.user
-        if user is None:
-            return decision
-        if item.rechecks_user:
-            current = writer.user(user.login)
-            if current is None:
-                return _reject(Reason.UNKNOWN_USER, decision.serial)  # deleted meanwhile
-            if current.suspended:
-                return _reject(Reason.USER_SUSPENDED, decision.serial)
-            if _otp_state_changed(user, current):
-                # Bound to a token or issued one meanwhile (an import, otpctl user issue):
-                # what the password alone opened, or asked for next, is no longer so.
-                return _reject(Reason.USER_CHANGED, decision.serial)
-        binding = any(isinstance(effect, Bind) for effect in decision.effects)
-        for effect in decision.effects:
-            if not isinstance(effect, ConsumeStep):
-                continue
-            used, standing = self._consume(writer, user.login, item, effect, now, binding=binding)
-            if used:
-                continue
-            if used_by_this_request(standing, effect, item.request):
-                # This very request, resent to this node while another node committed
-                # it (SPEC §4): answered as it was there, and nothing is written again.
-                return Decision(decision.result, decision.reason, decision.serial)
-            changed = changed_since(standing, effect.serial, binding, effect.period)
-            if changed is None and standing is not None:
-                sealed = standing.sealed_secret
-                if not self._same_seed(effect.serial, item.sealed, sealed):
-                    changed = Reason.SEED_CHANGED  # not a replay: nothing to count
-                elif binding and standing.user_revoked and not user.revoked:
-                    changed = Reason.TOKEN_REVOKED  # revoked as its activation was decided
-            if changed is not None:
-                return _reject(changed, effect.serial)
-            decision = decision.lost_race()
-            break
-        for effect in decision.effects:
-            if isinstance(effect, CountTokenFailure):
-                threshold = self.policy.lockout_threshold
-                counted = writer.count_token_failure(user.login, effect.serial, threshold, now)
-                if counted is None:
-                    # Nothing counted: the token was suspended by other requests since this
-                    # one was read (SPEC §2), or the user was revoked from it or deleted and
-                    # is no longer one of its users. That is the reason to give.
-                    standing = writer.standing(user.login, effect.serial, now)
-                    changed = changed_since(standing, effect.serial, False)
-                    return _reject(changed or Reason.TOKEN_SUSPENDED, effect.serial)
-                if counted:
-                    sharers = writer.sharers(effect.serial)
-                    detail = (
-                        f"token {effect.serial} after {self.policy.lockout_threshold} "
-                        "consecutive wrong OTPs"
-                    )
-                    writer.audit(written, self.actor, "suspend", sharers, "ok", detail)
-                    log.warning("token suspended serial=%s users=%s", log_value(effect.serial),
-                                ",".join(log_value(login) for login in sharers))  # fmt: skip
-            elif isinstance(effect, CountPasswordFailure):
-                threshold = self.policy.password_lockout_threshold
-                if writer.count_password_failure(user.login, threshold):
-                    detail = f"{threshold} consecutive wrong passwords"
-                    writer.audit(written, self.actor, "suspend", [user.login], "ok", detail)
-                    log.warning("user suspended user=%s cause=password", log_value(user.login))
-            elif isinstance(effect, CountActivationFailure):
-                threshold = self.policy.lockout_threshold
-                if writer.count_activation_failure(user.login, threshold):
-                    detail = f"{threshold} consecutive failed activations"
-                    writer.audit(written, self.actor, "suspend", [user.login], "ok", detail)
-                    log.warning("user suspended user=%s cause=activation", log_value(user.login))
-            elif isinstance(effect, ResetPasswordFailures):
-                # Not only when the user was read with failures: a wrong password may have
-                # committed since (earlier in this batch, on another node). The statement
-                # writes nothing when there is nothing to clear.
-                writer.reset_password_failures(user.login)
-            elif isinstance(effect, Bind):
-                if not writer.bind(user.login, effect.serial):
-                    return _reject(Reason.NOT_AWAITING_ACTIVATION, effect.serial)
-                detail = f"serial {effect.serial}"
-                writer.audit(written, self.actor, "activate", [user.login], "ok", detail)
-        verified = user.password_hash
-        if item.new_hash is not None and verified and decision.result is not Result.REJECT:
-            writer.set_password_hash(user.login, item.new_hash, verified)
-        if item.new_challenge is not None and decision.next_stage is not None:
-            expires = item.expires or now
-            stored = challenge_key(item.request.client, item.new_challenge)
-            writer.add_challenge(
-                stored, user.login, decision.next_stage.value, decision.serial, expires
-            )
-        return decision
-
-
-def _otp_state_changed(decided: User, now: User) -> bool:
-    """True when what decides the user's OTP state changed since the request was decided."""
-    before = (decided.serial, decided.start_date, decided.revoked)
-    return before != (now.serial, now.start_date, now.revoked)
-
-
-def _reject(reason: Reason, serial: str | None = None) -> Decision:
-    return Decision(Result.REJECT, reason, serial)
-
-
-def _bad_state() -> Decision:
-    return _reject(Reason.BAD_STATE)
 
 
 def _written(outcome: AuthOutcome | NotWritten) -> AuthOutcome:
