@@ -30,7 +30,7 @@ from bench.workspace import (
     spread,
     temporary_workspace,
 )
-from radiusd.packets import Codes
+from radiusd.wire import Codes
 
 
 def run(population: Population, rate: float, seconds: float, copy: Path | None) -> str:

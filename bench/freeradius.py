@@ -113,7 +113,8 @@ class FreeRadius:
     def _wait_ready(self) -> None:
         import socket
 
-        from radiusd.packets import Codes, encode_request
+        from radiusd.nas import encode_request
+        from radiusd.wire import Codes
 
         deadline = time.monotonic() + 20
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

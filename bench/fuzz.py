@@ -34,7 +34,8 @@ from otpcore.store.schema import upgrade
 from otpcore.token_csv import TokenSpec
 from otpcore.totp import totp
 from radiusd.handler import RequestHandler
-from radiusd.packets import Attr, Codes, decode_reply, encode_request
+from radiusd.nas import decode_reply, encode_request
+from radiusd.wire import Attr, Codes
 
 SECRET = b"fuzzing-shared-secret-0123"
 PASSWORD = "Fuzz-Passw0rd"

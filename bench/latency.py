@@ -34,7 +34,7 @@ from bench.workspace import (
     temporary_workspace,
     write_config,
 )
-from radiusd.packets import Codes
+from radiusd.wire import Codes
 
 TARGET_MS = 10.0
 

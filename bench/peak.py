@@ -39,7 +39,7 @@ from bench.workspace import (
     spread,
     temporary_workspace,
 )
-from radiusd.packets import Codes
+from radiusd.wire import Codes
 
 
 @dataclass

@@ -43,7 +43,8 @@ from bench.workspace import (
     status_packets,
     temporary_workspace,
 )
-from radiusd.packets import Codes, encode_request
+from radiusd.nas import encode_request
+from radiusd.wire import Codes
 
 
 def argon2_bound(seconds: float, threads: int) -> tuple[float, float]:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.workspace import SECRET, Workspace
-from radiusd.packets import Codes, encode_request
+from radiusd.nas import encode_request
+from radiusd.wire import Codes
 
 
 @dataclass

@@ -27,7 +27,8 @@ from bench.server import start_server
 from bench.workspace import OTP_SOURCE, SECRET, build_workspace
 from otpcore.model import Algorithm
 from otpcore.totp import hotp
-from radiusd.packets import Codes, encode_request
+from radiusd.nas import encode_request
+from radiusd.wire import Codes
 
 PERIOD = 30
 LOST_AFTER_S = 5.0

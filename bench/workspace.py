@@ -23,7 +23,8 @@ from argon2 import PasswordHasher, Type
 
 from otpcore.model import Algorithm
 from otpcore.totp import hotp, time_step
-from radiusd.packets import Codes, encode_request
+from radiusd.nas import encode_request
+from radiusd.wire import Codes
 
 SECRET = "bench-shared-secret-0123456789"
 PASSWORD = "Bench-Passw0rd!"

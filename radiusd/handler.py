@@ -20,14 +20,8 @@ from otpcore.errors import KeyFileError, OtpError, Unavailable
 from otpcore.logfields import field
 from otpcore.model import Reason, Result
 from radiusd.messages import reply_text
-from radiusd.packets import (
-    Codes,
-    MalformedPacket,
-    Request,
-    UnexpectedCode,
-    decode_request,
-    encode_reply,
-)
+from radiusd.packets import Request, UnexpectedCode, decode_request, encode_reply
+from radiusd.wire import Codes, MalformedPacket
 
 log = logging.getLogger("otpradius.auth")
 

@@ -1,68 +1,38 @@
-"""RADIUS datagrams <-> typed values (RFC 2865, 2869, 3579, 5997); the only module using pyrad.
+"""The server's side of the RADIUS codec (RFC 2865, 2869, 3579, 5997): requests in, replies out.
 
 Requests are parsed by hand: every length is checked before it is trusted, User-Password is
 decrypted to raw bytes (pyrad's decoder silently drops invalid UTF-8) and Message-Authenticator is
 verified wherever it stands. Anything structurally wrong raises MalformedPacket, and nothing else
 escapes decode_request, so the server can count the packet, log the reason and drop it.
-pyrad only supplies attribute names from the package dictionary; its Packet never leaves here.
+The layout both directions share is radiusd/wire.py; a NAS's side of the codec, radiusd/nas.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-import io
-import secrets
 import socket
-import struct
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum
-from functools import cache
-from importlib import resources
-from typing import Any, Final
+from typing import Final
 
-from pyrad.dictionary import Dictionary
+from radiusd.hiding import BLOCK, mac_matches, response_authenticator, reveal_password
+from radiusd.wire import (
+    MAC_PLACEHOLDER,
+    MAX_VALUE_LENGTH,
+    REPLY_CODES,
+    REQUEST_CODES,
+    Attr,
+    Codes,
+    MalformedPacket,
+    assemble,
+    attribute,
+    seal,
+    split_attributes,
+    unpack_header,
+)
 
-from radiusd.hiding import hide_password, mac_matches, response_authenticator, reveal_password
-
-HEADER_LENGTH: Final = 20
-MAX_PACKET_LENGTH: Final = 4096
-MAX_VALUE_LENGTH: Final = 253
 MAX_PASSWORD_LENGTH: Final = 128
-_HEADER = struct.Struct("!BBH16s")
-_LENGTH_FIELD = struct.Struct("!H")
-_BLOCK: Final = 16
-_ZERO_MAC: Final = bytes(16)
 _MICROSOFT: Final = (311).to_bytes(4, "big")
 _MS_CHAP_TYPES: Final = frozenset({1, 11, 25})  # MS-CHAP-Response, -Challenge, MS-CHAP2-Response
-
-
-class Codes(IntEnum):
-    """RADIUS packet codes otpradius sends or accepts."""
-
-    ACCESS_REQUEST = 1
-    ACCESS_ACCEPT = 2
-    ACCESS_REJECT = 3
-    ACCESS_CHALLENGE = 11
-    STATUS_SERVER = 12
-
-
-class Attr(IntEnum):
-    """Attribute types otpradius reads or writes (names as in radiusd/dictionary)."""
-
-    USER_NAME = 1
-    USER_PASSWORD = 2
-    CHAP_PASSWORD = 3
-    NAS_IP_ADDRESS = 4
-    REPLY_MESSAGE = 18
-    STATE = 24
-    VENDOR_SPECIFIC = 26
-    CALLING_STATION_ID = 31
-    NAS_IDENTIFIER = 32
-    PROXY_STATE = 33
-    EAP_MESSAGE = 79
-    MESSAGE_AUTHENTICATOR = 80
 
 
 # Plain ints for the decode loop: comparing against enum members costs an attribute lookup each.
@@ -77,11 +47,6 @@ _NAS_IDENTIFIER: Final = int(Attr.NAS_IDENTIFIER)
 _PROXY_STATE: Final = int(Attr.PROXY_STATE)
 _EAP_MESSAGE: Final = int(Attr.EAP_MESSAGE)
 _MESSAGE_AUTHENTICATOR: Final = int(Attr.MESSAGE_AUTHENTICATOR)
-_REQUEST_CODES: Final = {int(c): c for c in (Codes.ACCESS_REQUEST, Codes.STATUS_SERVER)}
-_REPLY_CODES: Final = {
-    int(c): c for c in (Codes.ACCESS_ACCEPT, Codes.ACCESS_REJECT, Codes.ACCESS_CHALLENGE)
-}
-_KNOWN_CODES: Final = frozenset(int(c) for c in Codes)
 # Other RADIUS packets a NAS may send here by mistake (RFC 2866, 5176, 5997): well formed, only
 # not for this port. Named in the log, so an operator sees which setting of the NAS to fix.
 _OTHER_CODES: Final = {
@@ -98,15 +63,6 @@ _OTHER_CODES: Final = {
     44: "CoA-ACK",
     45: "CoA-NAK",
 }
-_MAC_PLACEHOLDER: Final = bytes((_MESSAGE_AUTHENTICATOR, 2 + _BLOCK)) + _ZERO_MAC
-
-
-class MalformedPacket(Exception):
-    """A datagram that is not a well-formed RADIUS packet; `reason` is short and secret-free."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class UnexpectedCode(MalformedPacket):
@@ -160,57 +116,10 @@ class Request:
         return digest.digest()[:16]
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A decoded reply, as a client (or a test) sees it."""
-
-    code: Codes
-    identifier: int
-    reply_message: str | None
-    state: bytes | None
-    proxy_states: tuple[bytes, ...]
-    attribute_types: tuple[int, ...]
-    message_authenticator_valid: bool
-    response_authenticator_valid: bool
-
-
-def parse_header(data: bytes) -> tuple[int, int]:
-    """Return (code, identifier) after checking only the length rules of RFC 2865 §3."""
-    code, identifier, _length, _authenticator = _header(data)
-    return code, identifier
-
-
-def _header(data: bytes) -> tuple[int, int, int, bytes]:
-    if len(data) < HEADER_LENGTH:
-        raise MalformedPacket("truncated")
-    code, identifier, length, authenticator = _HEADER.unpack_from(data)
-    if length < HEADER_LENGTH or length > MAX_PACKET_LENGTH:
-        raise MalformedPacket("bad length")
-    if length > len(data):
-        raise MalformedPacket("truncated")
-    # Octets past `length` are padding per RFC 2865 §3 and are ignored by every caller.
-    return code, identifier, length, authenticator
-
-
-def _attributes(data: bytes, end: int) -> list[tuple[int, int, int]]:
-    """Split data[20:end] into (type, value start, value end), checking every length."""
-    found: list[tuple[int, int, int]] = []
-    pos = HEADER_LENGTH
-    while pos < end:
-        if end - pos < 2:
-            raise MalformedPacket("bad attribute length")
-        size = data[pos + 1]
-        if size < 2 or pos + size > end:
-            raise MalformedPacket("bad attribute length")
-        found.append((data[pos], pos + 2, pos + size))
-        pos += size
-    return found
-
-
 def decode_request(data: bytes, secret: bytes) -> Request:
     """Decode and verify a request datagram; raise MalformedPacket (only) when it is malformed."""
-    raw_code, identifier, length, authenticator = _header(data)
-    code = _REQUEST_CODES.get(raw_code)
+    raw_code, identifier, length, authenticator = unpack_header(data)
+    code = REQUEST_CODES.get(raw_code)
     if code is None:
         name = _OTHER_CODES.get(raw_code)
         raise MalformedPacket("unknown code") if name is None else UnexpectedCode(name)
@@ -225,7 +134,7 @@ def decode_request(data: bytes, secret: bytes) -> Request:
     nas_identifier: str | None = None
     nas_ip: str | None = None
     calling_station_id: str | None = None
-    for kind, start, stop in _attributes(data, length):
+    for kind, start, stop in split_attributes(data, length):
         if kind == _USER_NAME:
             if user_name is not None:
                 raise MalformedPacket("duplicate user-name")
@@ -237,7 +146,7 @@ def decode_request(data: bytes, secret: bytes) -> Request:
         elif kind == _MESSAGE_AUTHENTICATOR:
             if mac_at >= 0:
                 raise MalformedPacket("duplicate message-authenticator")
-            if stop - start != _BLOCK:
+            if stop - start != BLOCK:
                 raise MalformedPacket("bad message-authenticator length")
             mac_at = start
         elif kind == _STATE:
@@ -318,16 +227,10 @@ def _is_ms_chap(value: bytes) -> bool:
 
 
 def _reveal_password(cipher: bytes, secret: bytes, authenticator: bytes) -> bytes:
-    if len(cipher) < _BLOCK or len(cipher) > MAX_PASSWORD_LENGTH or len(cipher) % _BLOCK:
+    if len(cipher) < BLOCK or len(cipher) > MAX_PASSWORD_LENGTH or len(cipher) % BLOCK:
         raise MalformedPacket("bad user-password length")
     # The sender pads with NULs to a 16-octet boundary; trailing NULs are not part of a password.
     return reveal_password(cipher, secret, authenticator).rstrip(b"\x00")
-
-
-def _attribute(kind: int, value: bytes) -> bytes:
-    if len(value) > MAX_VALUE_LENGTH:
-        raise ValueError(f"attribute {kind} longer than {MAX_VALUE_LENGTH} octets")
-    return bytes((kind, len(value) + 2)) + value
 
 
 def _text_chunks(text: str) -> list[bytes]:
@@ -344,18 +247,6 @@ def _text_chunks(text: str) -> list[bytes]:
     return chunks
 
 
-def _assemble(code: int, identifier: int, authenticator: bytes, body: bytes) -> bytes:
-    if HEADER_LENGTH + len(body) > MAX_PACKET_LENGTH:
-        raise ValueError("packet longer than 4096 octets")
-    return struct.pack("!BBH", code, identifier, HEADER_LENGTH + len(body)) + authenticator + body
-
-
-def _seal(draft: bytes, secret: bytes) -> bytes:
-    """Fill in the Message-Authenticator that leads the (zeroed) attributes of a draft packet."""
-    mac = hmac.digest(secret, draft, "md5")
-    return draft[: HEADER_LENGTH + 2] + mac + draft[HEADER_LENGTH + 2 + _BLOCK :]
-
-
 def encode_reply(
     request: Request,
     code: Codes,
@@ -365,93 +256,15 @@ def encode_reply(
     state: bytes | None = None,
 ) -> bytes:
     """Build a reply: Message-Authenticator first, State, Reply-Message, then Proxy-State echoes."""
-    if code not in _REPLY_CODES:
+    if code not in REPLY_CODES:
         raise ValueError("not a reply code")
-    parts = [_MAC_PLACEHOLDER]
+    parts = [MAC_PLACEHOLDER]
     if state is not None:
-        parts.append(_attribute(_STATE, state))
+        parts.append(attribute(_STATE, state))
     if reply_message:
-        parts.extend(_attribute(Attr.REPLY_MESSAGE, chunk) for chunk in _text_chunks(reply_message))
-    parts.extend(_attribute(_PROXY_STATE, value) for value in request.proxy_states)
+        parts.extend(attribute(Attr.REPLY_MESSAGE, chunk) for chunk in _text_chunks(reply_message))
+    parts.extend(attribute(_PROXY_STATE, value) for value in request.proxy_states)
     # RFC 3579 §3.2: a reply's MAC is computed with the Request Authenticator in the header.
-    draft = _assemble(code, request.identifier, request.authenticator, b"".join(parts))
-    sealed = _seal(draft, secret)
+    draft = assemble(code, request.identifier, request.authenticator, b"".join(parts))
+    sealed = seal(draft, secret)
     return sealed[:4] + response_authenticator(sealed, request.authenticator, secret) + sealed[20:]
-
-
-def encode_request(
-    secret: bytes,
-    *,
-    code: Codes = Codes.ACCESS_REQUEST,
-    user_name: str | None = None,
-    password: bytes | str | None = None,
-    state: bytes | None = None,
-    proxy_states: Sequence[bytes] = (),
-    nas_identifier: str | None = None,
-    extra_attributes: Sequence[tuple[int, bytes]] = (),
-    message_authenticator: bool = True,
-    identifier: int | None = None,
-    authenticator: bytes | None = None,
-) -> bytes:
-    """Build an Access-Request or Status-Server datagram (for tests, benchmarks and clients)."""
-    if code not in _REQUEST_CODES:
-        raise ValueError("not a request code")
-    identifier = secrets.randbelow(256) if identifier is None else identifier
-    authenticator = secrets.token_bytes(_BLOCK) if authenticator is None else authenticator
-    if len(authenticator) != _BLOCK:
-        raise ValueError("authenticator must be 16 octets")
-    parts = [_MAC_PLACEHOLDER] if message_authenticator else []
-    if user_name is not None:
-        parts.append(_attribute(_USER_NAME, user_name.encode("utf-8")))
-    if password is not None:
-        clear = password.encode("utf-8") if isinstance(password, str) else password
-        parts.append(_attribute(_USER_PASSWORD, hide_password(clear, secret, authenticator)))
-    if state is not None:
-        parts.append(_attribute(_STATE, state))
-    if nas_identifier is not None:
-        parts.append(_attribute(_NAS_IDENTIFIER, nas_identifier.encode("utf-8")))
-    parts.extend(_attribute(kind, value) for kind, value in extra_attributes)
-    parts.extend(_attribute(_PROXY_STATE, value) for value in proxy_states)
-    draft = _assemble(code, identifier, authenticator, b"".join(parts))
-    return _seal(draft, secret) if message_authenticator else draft
-
-
-def decode_reply(data: bytes, secret: bytes, request_authenticator: bytes) -> Reply:
-    """Decode a reply to a request with `request_authenticator`, checking both authenticators."""
-    raw_code, identifier, length, authenticator = _header(data)
-    code = _REPLY_CODES.get(raw_code)
-    if code is None:
-        raise MalformedPacket("unknown code" if raw_code not in _KNOWN_CODES else "not a reply")
-    attributes = _attributes(data, length)
-    packet = data[:length]
-    messages = [data[a:b] for kind, a, b in attributes if kind == Attr.REPLY_MESSAGE]
-    states = [data[a:b] for kind, a, b in attributes if kind == _STATE]
-    macs = [a for kind, a, b in attributes if kind == _MESSAGE_AUTHENTICATOR and b - a == _BLOCK]
-    expected = response_authenticator(packet, request_authenticator, secret)
-    return Reply(
-        code=code,
-        identifier=identifier,
-        reply_message=b"".join(messages).decode("utf-8", "replace") if messages else None,
-        state=states[0] if states else None,
-        proxy_states=tuple(data[a:b] for kind, a, b in attributes if kind == _PROXY_STATE),
-        attribute_types=tuple(kind for kind, _a, _b in attributes),
-        message_authenticator_valid=len(macs) == 1
-        and mac_matches(packet, macs[0], request_authenticator, secret),
-        response_authenticator_valid=hmac.compare_digest(expected, authenticator),
-    )
-
-
-@cache
-def _dictionary() -> Any:
-    # The dictionary ships as package data so an installed otpradius finds it without a path.
-    text = resources.files("radiusd").joinpath("dictionary").read_text(encoding="utf-8")
-    return Dictionary(io.StringIO(text))
-
-
-def attribute_name(code: int, vendor: int = 0) -> str:
-    """Return an attribute's dictionary name, or a FreeRADIUS-style Attr-N for unknown ones."""
-    key: int | tuple[int, int] = code if vendor == 0 else (vendor, code)
-    index = _dictionary().attrindex
-    if index.HasBackward(key):
-        return str(index.GetBackward(key))
-    return f"Attr-{code}" if vendor == 0 else f"Vendor-{vendor}-Attr-{code}"

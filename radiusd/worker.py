@@ -30,7 +30,8 @@ from radiusd.drops import DropLog
 from radiusd.fairness import FairPool, FairQueue
 from radiusd.handler import Answer, RequestHandler, failed, unavailable
 from radiusd.housekeeping import Housekeeping, lowest_priority
-from radiusd.packets import Codes, MalformedPacket, Request, parse_header
+from radiusd.packets import Request
+from radiusd.wire import Codes, MalformedPacket, parse_header
 
 log = logging.getLogger("otpradius.server")
 

@@ -56,15 +56,9 @@ from otpcore.store.schema import upgrade
 from otpcore.token_csv import TokenSpec
 from otpcore.totp import hotp, time_step
 from otpcore.views import TokenListing, UserView
-from radiusd.packets import (
-    Attr,
-    Codes,
-    MalformedPacket,
-    Reply,
-    decode_reply,
-    decode_request,
-    encode_request,
-)
+from radiusd.nas import Reply, decode_reply, encode_request
+from radiusd.packets import decode_request
+from radiusd.wire import Attr, Codes, MalformedPacket
 from tests.conftest import FAST_HASHING
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from radiusd.packets import Codes
+from radiusd.wire import Codes
 from tests.integration.cli_support import ok, otpctl_runner, write_config
 from tests.integration.daemon import Site
 

@@ -21,7 +21,8 @@ from otpcore.ports import FrozenClock
 from otpcore.token_csv import TokenSpec
 from otpcore.totp import totp
 from radiusd.handler import RequestHandler
-from radiusd.packets import Attr, Codes, decode_reply, encode_request
+from radiusd.nas import decode_reply, encode_request
+from radiusd.wire import Attr, Codes
 
 SECRET = b"hostile-test-secret-0123"
 PASSWORD = "Corr3ct-Horse"

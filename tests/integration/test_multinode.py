@@ -24,7 +24,8 @@ from sqlalchemy import create_engine, text
 from otpcore.attempts import AuthRequest
 from otpcore.errors import RowsHeld
 from otpcore.model import InputMode, Reason, Result
-from radiusd.packets import Codes, decode_reply, encode_request
+from radiusd.nas import decode_reply, encode_request
+from radiusd.wire import Codes
 from tests.integration.conftest import pg_cluster_control
 from tests.integration.daemon import (
     LEDGER,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from otpcore.model import OtpState
-from radiusd.packets import Codes
+from radiusd.wire import Codes
 from tests.integration.daemon import ClientSpec, Site
 
 LOG_KEYS = ["result", "reason", "user", "client", "src", "mode", "serial", "ms"]

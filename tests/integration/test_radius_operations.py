@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from otpcore.keys import rotate_key
-from radiusd.packets import Codes
+from radiusd.wire import Codes
 from tests.integration.conftest import pg_cluster_control
 from tests.integration.daemon import (
     REPO_ROOT,

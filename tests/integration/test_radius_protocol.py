@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from radiusd.packets import Attr, Codes, encode_request
+from radiusd.nas import encode_request
+from radiusd.wire import Attr, Codes
 from tests.conftest import require_service
 from tests.integration.daemon import (
     REPO_ROOT,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from otpcore.keys import create_key
-from radiusd.packets import Codes
+from radiusd.wire import Codes
 from tests.integration.daemon import REPO_ROOT, Node, Site
 
 START_TIMEOUT_S = 20.0

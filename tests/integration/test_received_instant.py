@@ -14,7 +14,8 @@ from otpcore.app import App
 from otpcore.ports import FrozenClock
 from otpcore.totp import time_step
 from radiusd.client_box import ClientBox
-from radiusd.packets import Codes, decode_reply, encode_request
+from radiusd.nas import decode_reply, encode_request
+from radiusd.wire import Codes
 from radiusd.worker import Worker
 from tests.integration.lifecycle import activated, add_user, code, import_token
 

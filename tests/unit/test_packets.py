@@ -13,18 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from radiusd.hiding import hide_password, response_authenticator
-from radiusd.packets import (
+from radiusd.nas import decode_reply, encode_request
+from radiusd.packets import Request, UnexpectedCode, decode_request, encode_reply
+from radiusd.wire import (
     MAX_PACKET_LENGTH,
     Attr,
     Codes,
     MalformedPacket,
-    Request,
-    UnexpectedCode,
     attribute_name,
-    decode_reply,
-    decode_request,
-    encode_reply,
-    encode_request,
     parse_header,
 )
 
