@@ -24,12 +24,12 @@ from cli.output import (
     format_instant,
     local_time,
     output_options,
-    shown,
     token_table,
     user_table,
 )
 from cli.params import utf8_text
 from cli.prompts import Secrets, password_stdin_option
+from cli.tables import shown
 from otpcore.admin import Admin
 from otpcore.attempts import AuthOutcome, AuthRequest
 from otpcore.errors import NotFound

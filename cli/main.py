@@ -19,7 +19,7 @@ from cli.audit import audit
 from cli.context import CONFIG_ENV, DEFAULT_CONFIG, CliContext
 from cli.db import db, init, key
 from cli.entry import INTERRUPTED
-from cli.output import shown
+from cli.tables import shown
 from cli.tokens import token
 from cli.users import user
 from otpcore.errors import OtpError

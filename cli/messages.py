@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from cli.output import Lang, shown
+from cli.output import Lang
+from cli.tables import shown
 from otpcore.model import REASON_DESCRIPTIONS, Reason
 
 _MESSAGES: dict[str, dict[Lang, str]] = {

@@ -2,30 +2,27 @@
 
 Labels come from the bank's manual so that an operator sees the words of its screens:
 ログインID, 利用者名, 利用者区分, シリアル番号, ワンタイムパスワード状態 …
+How a table is laid out on the terminal, whatever its terms, is cli/tables.py.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
 import json
 import os
-import unicodedata
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
 import click
 
+from cli.tables import Lines, display_width, echo_table, render_table, shown
 from otpcore.model import OtpState, TokenKind, UserClass
 from otpcore.views import AuditEvent, TokenListing, UserView
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 MISSING = "-"  # the manual's screens show a dash where there is no value
-PADDED_WIDTH = 64  # columns a table pads a column to, at most (a serial fits; see render_table)
 
 
 class Lang(StrEnum):
@@ -74,7 +71,7 @@ def echo_json(value: object) -> None:
 def echo_json_list(items: Iterable[object]) -> None:
     """Print values as one JSON list, the same text as ``echo_json`` of the list, written an
     item at a time: a listing of a million users is never held whole."""
-    out = _Lines()
+    out = Lines()
     first = True
     for item in items:
         # An item's lines indented by two: as json.dumps lays out a list's items.
@@ -90,37 +87,6 @@ def _json_text(value: object) -> str:
     if not text.replace("\n", "").isprintable():
         text = "".join(c if c == "\n" or c.isprintable() else json.dumps(c)[1:-1] for c in text)
     return text
-
-
-class _Lines:
-    """Text written to standard output in pieces of some size: one write per line of a
-    million-row listing costs seconds."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def add(self, text: str) -> None:
-        self.parts.append(text)
-        if len(self.parts) >= 1000:
-            self.flush()
-
-    def flush(self, end: str = "") -> None:
-        click.echo("".join(self.parts) + end, nl=False)
-        self.parts.clear()
-
-
-def shown(text: str) -> str:
-    """A value as a terminal may show it: every character ``str.isprintable`` refuses (a
-    control character, an escape sequence's ESC, a line break, a bidi override) as its
-    Python escape (``\\x1b``, ``\\n``, ``\\u202e``).
-
-    Logins, names and serials are checked when stored, but an audit event also records what
-    a refused command was given (``--admin``, the logins, a file name): printed raw, a line
-    break there would forge a row of ``otpctl audit``, an escape sequence rewrite the screen.
-    """
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # Labels
@@ -324,101 +290,6 @@ def audit_cells(event: AuditEvent, lang: Lang) -> dict[str, str]:
 
 
 # Tables
-
-
-def display_width(text: str) -> int:
-    """Columns a terminal gives the text: wide (CJK) characters take two."""
-    if text.isascii():
-        return len(text)
-    return _wide_text_width(text)
-
-
-# Cached: a Japanese listing measures the same few labels (一般ユーザ, サービス利用中) for
-# each of a million rows, twice.
-@functools.lru_cache(maxsize=4096)
-def _wide_text_width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
-
-
-def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """Left-aligned columns two spaces apart, padded by display width.
-
-    A column is padded to at most ``PADDED_WIDTH``: a longer cell is printed whole and shifts
-    the rest of its own line only.
-    """
-    body = [[shown(cell) for cell in row] for row in rows]
-    return "\n".join(_table_lines(headers, body, _column_widths(headers, body)))
-
-
-def echo_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
-    """Print ``render_table`` of the rows, a row at a time: until the last row has given the
-    columns' widths, the rows are held compressed (a million users' rows in a few MB)."""
-    spool = _Spool()
-    widths = [display_width(h) for h in headers]
-    for row in rows:
-        cells = [shown(cell) for cell in row]
-        widths = [max(w, display_width(cell)) for w, cell in zip(widths, cells, strict=True)]
-        # A shown cell holds no tab or line break (both are escaped), so they can part cells
-        # and rows.
-        spool.add("\t".join(cells))
-    widths = [min(w, PADDED_WIDTH) for w in widths]
-    out = _Lines()
-    body = (line.split("\t") for line in spool.lines())
-    for line in _table_lines(headers, body, widths):
-        out.add(line + "\n")
-    out.flush()
-
-
-class _Spool:
-    """Lines kept zlib-compressed in memory, to be read back once in order."""
-
-    def __init__(self) -> None:
-        self._compressor = zlib.compressobj(1)
-        self._chunks: list[bytes] = []
-        self._pending: list[str] = []
-        self._size = 0
-
-    def add(self, line: str) -> None:
-        self._pending.append(line)
-        self._size += len(line)
-        if self._size >= 1 << 16:
-            self._compress()
-
-    def _compress(self) -> None:
-        if self._pending:
-            text = "".join(line + "\n" for line in self._pending)
-            self._chunks.append(self._compressor.compress(text.encode("utf-8", "surrogatepass")))
-            self._pending.clear()
-            self._size = 0
-
-    def lines(self) -> Iterator[str]:
-        self._compress()
-        self._chunks.append(self._compressor.flush())
-        decompressor = zlib.decompressobj()
-        rest = ""
-        for chunk in self._chunks:
-            text = rest + decompressor.decompress(chunk).decode("utf-8", "surrogatepass")
-            *whole, rest = text.split("\n")
-            yield from whole
-        self._chunks.clear()
-
-
-def _column_widths(headers: Sequence[str], body: Iterable[Sequence[str]]) -> list[int]:
-    widths = [display_width(h) for h in headers]
-    for row in body:
-        widths = [max(w, display_width(cell)) for w, cell in zip(widths, row, strict=True)]
-    # Padded to the widest cell, one refused unlock given a login of 100,000 characters made
-    # every line of ``otpctl audit`` that long: gigabytes for a year's events.
-    return [min(w, PADDED_WIDTH) for w in widths]
-
-
-def _table_lines(
-    headers: Sequence[str], body: Iterable[Sequence[str]], widths: Sequence[int]
-) -> Iterator[str]:
-    for row in itertools.chain([list(headers)], body):
-        # Pad by display width, not len(): 利用者名 is four characters but eight columns.
-        pairs = zip(row, widths, strict=True)
-        yield "  ".join(cell + " " * max(0, w - display_width(cell)) for cell, w in pairs).rstrip()
 
 
 def table(lang: Lang, columns: Sequence[str], cells: Iterable[dict[str, str]]) -> str:

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cli.output import echo_json, echo_json_list, echo_table, render_table
+from cli.output import echo_json, echo_json_list
+from cli.tables import echo_table, render_table
 
 # Cells as logins, names and audit details may hold them: CJK (two columns wide), tabs, line
 # breaks and other controls (printed escaped), and cells past the padded width.
