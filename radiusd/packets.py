@@ -1,18 +1,24 @@
-"""The server's side of the RADIUS codec (RFC 2865, 2869, 3579, 5997): requests in, replies out.
+"""The server's side of the RADIUS codec (RFC 2865, 2869, 3579, 5997); the only module using pyrad.
 
 Requests are parsed by hand: every length is checked before it is trusted, User-Password is
 decrypted to raw bytes (pyrad's decoder silently drops invalid UTF-8) and Message-Authenticator is
 verified wherever it stands. Anything structurally wrong raises MalformedPacket, and nothing else
 escapes decode_request, so the server can count the packet, log the reason and drop it.
 The layout both directions share is radiusd/wire.py; a NAS's side of the codec, radiusd/nas.py.
+pyrad only supplies attribute names from the package dictionary; its Packet never leaves here.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import socket
 from dataclasses import dataclass, field
-from typing import Final
+from functools import cache
+from importlib import resources
+from typing import Any, Final
+
+from pyrad.dictionary import Dictionary
 
 from radiusd.hiding import BLOCK, mac_matches, response_authenticator, reveal_password
 from radiusd.wire import (
@@ -268,3 +274,19 @@ def encode_reply(
     draft = assemble(code, request.identifier, request.authenticator, b"".join(parts))
     sealed = seal(draft, secret)
     return sealed[:4] + response_authenticator(sealed, request.authenticator, secret) + sealed[20:]
+
+
+@cache
+def _dictionary() -> Any:
+    # The dictionary ships as package data so an installed otpradius finds it without a path.
+    text = resources.files("radiusd").joinpath("dictionary").read_text(encoding="utf-8")
+    return Dictionary(io.StringIO(text))
+
+
+def attribute_name(code: int, vendor: int = 0) -> str:
+    """Return an attribute's dictionary name, or a FreeRADIUS-style Attr-N for unknown ones."""
+    key: int | tuple[int, int] = code if vendor == 0 else (vendor, code)
+    index = _dictionary().attrindex
+    if index.HasBackward(key):
+        return str(index.GetBackward(key))
+    return f"Attr-{code}" if vendor == 0 else f"Vendor-{vendor}-Attr-{code}"

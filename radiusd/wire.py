@@ -1,22 +1,16 @@
-"""RADIUS packet layout both directions share (RFC 2865, 3579, 5997); the only module using pyrad.
+"""RADIUS packet layout both directions share (RFC 2865, 3579, 5997).
 
 Packet codes and attribute types, the header and attribute framing with every length checked
 before it is trusted, and a packet's assembly with its Message-Authenticator. The server's side
 of the codec is radiusd/packets.py, a NAS's is radiusd/nas.py; both build on this.
-pyrad only supplies attribute names from the package dictionary; its Packet never leaves here.
 """
 
 from __future__ import annotations
 
 import hmac
-import io
 import struct
 from enum import IntEnum
-from functools import cache
-from importlib import resources
-from typing import Any, Final
-
-from pyrad.dictionary import Dictionary
+from typing import Final
 
 from radiusd.hiding import BLOCK
 
@@ -121,19 +115,3 @@ def seal(draft: bytes, secret: bytes) -> bytes:
     """Fill in the Message-Authenticator that leads the (zeroed) attributes of a draft packet."""
     mac = hmac.digest(secret, draft, "md5")
     return draft[: HEADER_LENGTH + 2] + mac + draft[HEADER_LENGTH + 2 + BLOCK :]
-
-
-@cache
-def _dictionary() -> Any:
-    # The dictionary ships as package data so an installed otpradius finds it without a path.
-    text = resources.files("radiusd").joinpath("dictionary").read_text(encoding="utf-8")
-    return Dictionary(io.StringIO(text))
-
-
-def attribute_name(code: int, vendor: int = 0) -> str:
-    """Return an attribute's dictionary name, or a FreeRADIUS-style Attr-N for unknown ones."""
-    key: int | tuple[int, int] = code if vendor == 0 else (vendor, code)
-    index = _dictionary().attrindex
-    if index.HasBackward(key):
-        return str(index.GetBackward(key))
-    return f"Attr-{code}" if vendor == 0 else f"Vendor-{vendor}-Attr-{code}"

@@ -313,7 +313,7 @@ class Repo:
             query = query.where(AuditRow.id > after)
         return list(self.session.scalars(query))
 
-    # Writes (the authentication path's atomic statements live in ``hot.py``)
+    # Writes (the authentication path's atomic statements live in ``hot_sql.py``)
 
     def delete_users(self, logins: Sequence[str]) -> None:
         """Delete users and the challenges pending for them."""

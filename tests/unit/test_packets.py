@@ -14,15 +14,14 @@ from hypothesis import strategies as st
 
 from radiusd.hiding import hide_password, response_authenticator
 from radiusd.nas import decode_reply, encode_request
-from radiusd.packets import Request, UnexpectedCode, decode_request, encode_reply
-from radiusd.wire import (
-    MAX_PACKET_LENGTH,
-    Attr,
-    Codes,
-    MalformedPacket,
+from radiusd.packets import (
+    Request,
+    UnexpectedCode,
     attribute_name,
-    parse_header,
+    decode_request,
+    encode_reply,
 )
+from radiusd.wire import MAX_PACKET_LENGTH, Attr, Codes, MalformedPacket, parse_header
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"testing123"
