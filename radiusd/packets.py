@@ -20,7 +20,13 @@ from typing import Any, Final
 
 from pyrad.dictionary import Dictionary
 
-from radiusd.hiding import BLOCK, mac_matches, response_authenticator, reveal_password
+from radiusd.hiding import (
+    BLOCK,
+    MAX_PASSWORD_LENGTH,
+    mac_matches,
+    response_authenticator,
+    reveal_password,
+)
 from radiusd.wire import (
     MAC_PLACEHOLDER,
     MAX_VALUE_LENGTH,
@@ -36,7 +42,6 @@ from radiusd.wire import (
     unpack_header,
 )
 
-MAX_PASSWORD_LENGTH: Final = 128
 _MICROSOFT: Final = (311).to_bytes(4, "big")
 _MS_CHAP_TYPES: Final = frozenset({1, 11, 25})  # MS-CHAP-Response, -Challenge, MS-CHAP2-Response
 

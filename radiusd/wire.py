@@ -12,13 +12,12 @@ import struct
 from enum import IntEnum
 from typing import Final
 
-from radiusd.hiding import BLOCK
+from radiusd.hiding import BLOCK, HEADER_LENGTH
 
-HEADER_LENGTH: Final = 20
 MAX_PACKET_LENGTH: Final = 4096
 MAX_VALUE_LENGTH: Final = 253
 _HEADER = struct.Struct("!BBH16s")
-_ZERO_MAC: Final = bytes(16)
+_ZERO_MAC: Final = bytes(BLOCK)
 
 
 class Codes(IntEnum):
