@@ -59,8 +59,10 @@ _MESSAGES: dict[str, dict[Lang, str]] = {
         Lang.JA: "利用者 {login}（{name}、{user_class}）を登録しました。",
     },
     "user_issued": {
-        Lang.EN: "Issued a token to {login}: service starts on {start}.",
-        Lang.JA: "{login} にトークンを発行しました（利用開始日 {start}）。",
+        Lang.EN: "Issued a token to {login}: service starts on {start}; "
+        "activation opens at {opens}.",
+        Lang.JA: "{login} にトークンを発行しました"
+        "（利用開始日 {start}、利用開始登録は {opens} から）。",
     },
     "login_password_set": {
         Lang.EN: "Set the login password of {login}.",

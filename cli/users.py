@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from cli.admin_ops import start_instant
 from cli.context import CliContext, operator
 from cli.files import echo_imported, import_text, read_import_file, shown_path
 from cli.messages import say
@@ -17,6 +18,7 @@ from cli.output import (
     echo_json_list,
     echo_users,
     format_date,
+    format_instant,
     lang_option,
     output_options,
     user_detail,
@@ -27,7 +29,7 @@ from cli.prompts import Secrets, password_stdin_option
 from otpcore.admin import Admin, check_login
 from otpcore.approvals import PRIVILEGED
 from otpcore.errors import AlreadyExists, NotFound, StateError
-from otpcore.model import UserClass
+from otpcore.model import UserClass, service_start
 from otpcore.onboarding import import_users
 from otpcore.user_csv import read_user_csv
 
@@ -157,7 +159,11 @@ def issue(obj: CliContext, login: str, start: datetime, as_json: bool, lang: Lan
     if as_json:
         echo_json(view.as_json())
     else:
-        click.echo(say(lang, "user_issued", login=login, start=format_date(start.date(), lang)))
+        day = start.date()
+        # East of UTC a start date opens after local midnight (09:00 in Japan): an operator
+        # who issues with today's date to activate at once must see when it really opens.
+        opens = start_instant(day) if lang is Lang.EN else format_instant(service_start(day), lang)
+        click.echo(say(lang, "user_issued", login=login, start=format_date(day, lang), opens=opens))
 
 
 @user.command("passwd")

@@ -880,6 +880,25 @@ def test_activate_before_the_start_date_says_when_activation_opens(
     assert users_by_login(bound)["saburodt"]["state"] == "issued"
 
 
+def test_issue_says_when_activation_opens_in_the_hosts_zone(bound: Otpctl, config: Path) -> None:
+    # Issued with today's date to activate at once, a user in Japan waits until 09:00: the
+    # start date is a UTC day. Before, only the date was printed, and activate then refused.
+    start = datetime.now(UTC).date().isoformat()
+    command = [*otpctl_program(), "--config", str(config), "user", "issue", "saburodt"]
+    env = {**os.environ, "TZ": "Asia/Tokyo", "LANG": "C.UTF-8"}
+    said = subprocess.run([*command, "--start", start], env=env,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert said.returncode == 0, said.stderr
+    assert said.stdout == (
+        f"Issued a token to saburodt: service starts on {start}; "
+        f"activation opens at {start} 09:00 JST ({start} 00:00 UTC).\n"
+    )
+    said_ja = subprocess.run([*command, "--start", start, "--lang", "ja"], env=env,
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    year, month, day = start.split("-")
+    assert f"利用開始登録は {year}年{month}月{day}日 09時00分 JST から" in said_ja.stdout
+
+
 def test_activate_refused_whatever_the_code_asks_for_none(bound: Otpctl, codes: Codes) -> None:
     # Prompted at a terminal, the operator read a code off the customer's token, typed it, and
     # only then learned that no code could have helped.
