@@ -20,6 +20,14 @@ _MESSAGES: dict[str, dict[Lang, str]] = {
         Lang.EN: "New confirmation password for {login}",
         Lang.JA: "{login} の新しい確認用パスワード",
     },
+    "prompt_repeat_password": {
+        Lang.EN: "Repeat the new login password for {login}",
+        Lang.JA: "{login} の新しいログインパスワード（もう一度）",
+    },
+    "prompt_repeat_confirmation": {
+        Lang.EN: "Repeat the new confirmation password for {login}",
+        Lang.JA: "{login} の新しい確認用パスワード（もう一度）",
+    },
     "prompt_admin_confirmation": {
         Lang.EN: "Confirmation password of {login}",
         Lang.JA: "{login} の確認用パスワード",

@@ -35,17 +35,19 @@ class Secrets:
         self.from_stdin = from_stdin
         self._lines: TextIO | None = None
 
-    def ask(self, prompt: str, *, hidden: bool = True, new: bool = False) -> str:
-        """One answer; ``new`` asks a person twice (a password being set), ``hidden`` no echo."""
-        answer = self.ask_optional(prompt, hidden=hidden, new=new)
+    def ask(self, prompt: str, *, hidden: bool = True, repeat: str | None = None) -> str:
+        """One answer; with ``repeat`` a person types it twice (a password being set)."""
+        answer = self.ask_optional(prompt, hidden=hidden, repeat=repeat)
         if answer is None:
             raise InvalidInput(f"standard input ended before the answer to {prompt!r}")
         return answer
 
-    def ask_optional(self, prompt: str, *, hidden: bool = True, new: bool = False) -> str | None:
+    def ask_optional(
+        self, prompt: str, *, hidden: bool = True, repeat: str | None = None
+    ) -> str | None:
         """One answer, or None when ``--password-stdin`` input has run out."""
         try:
-            answer = self._answer(prompt, hidden=hidden, new=new)
+            answer = self._answer(prompt, hidden=hidden, repeat=repeat)
             # Piped in a C.UTF-8 locale, stdin decodes with surrogateescape: no error yet.
             if answer is not None:
                 answer.encode("utf-8")
@@ -57,13 +59,15 @@ class Secrets:
             ) from None
         return answer
 
-    def _answer(self, prompt: str, *, hidden: bool, new: bool) -> str | None:
+    def _answer(self, prompt: str, *, hidden: bool, repeat: str | None) -> str | None:
         if self.from_stdin:
             return self._read_line()
         stdin = click.get_text_stream("stdin")
         # Typing a new password twice catches a typo a person cannot see; a pipe needs no
-        # such check and would only have to repeat every line.
-        confirm = new and stdin.isatty()
+        # such check and would only have to repeat every line. The second prompt names what
+        # to type again: a bare "Repeat for confirmation" after the login password was taken
+        # for the confirmation password (確認用パスワード), which is another secret.
+        confirm: str | bool = repeat if repeat is not None and stdin.isatty() else False
         with warnings.catch_warnings():
             # With no terminal (cron, CI) getpass reads the pipe and says so in a line of its
             # own; its Python warning would add two more, a source path among them.

@@ -72,10 +72,16 @@ def add(
     admin = obj.admin()
     _refuse_present(admin, login)  # before anyone types a password in vain
     secrets = Secrets(password_stdin)
-    password = secrets.ask(say(lang, "prompt_new_password", login=login), new=True)
+    password = secrets.ask(
+        say(lang, "prompt_new_password", login=login),
+        repeat=say(lang, "prompt_repeat_password", login=login),
+    )
     confirmation = None
     if cls in PRIVILEGED:
-        confirmation = secrets.ask(say(lang, "prompt_new_confirmation", login=login), new=True)
+        confirmation = secrets.ask(
+            say(lang, "prompt_new_confirmation", login=login),
+            repeat=say(lang, "prompt_repeat_confirmation", login=login),
+        )
     view = admin.add_user(login, name, cls, password, confirmation)
     if as_json:
         echo_json(view.as_json())
@@ -184,8 +190,11 @@ def passwd(
     present = admin.user(login)  # NotFound before anyone types a password in vain
     if confirmation and present.user_class not in PRIVILEGED:
         raise StateError(f"user {login} is {present.user_class.value}: no confirmation password")
-    key = "prompt_new_confirmation" if confirmation else "prompt_new_password"
-    secret = Secrets(password_stdin).ask(say(lang, key, login=login), new=True)
+    which = "confirmation" if confirmation else "password"
+    secret = Secrets(password_stdin).ask(
+        say(lang, f"prompt_new_{which}", login=login),
+        repeat=say(lang, f"prompt_repeat_{which}", login=login),
+    )
     admin.set_password(login, secret, confirmation=confirmation)
     done = "confirmation_password_set" if confirmation else "login_password_set"
     click.echo(say(lang, done, login=login))

@@ -10,8 +10,10 @@ import errno
 import hashlib
 import json
 import os
+import pty
 import pwd
 import re
+import select
 import stat
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -480,6 +482,60 @@ def test_user_add_prompts_without_echo(ready: Otpctl) -> None:
     assert "typed-login-pw" not in result.output
     assert "typed-confirmation-pw" not in result.output
     assert "Created user hanskodt" in result.stdout
+
+
+def _on_terminal(args: list[str], config: Path, answers: list[tuple[str, str]]) -> str:
+    """Run the installed otpctl on a pseudo-terminal, typing each answer after its prompt."""
+    leader, follower = pty.openpty()
+    env = {**os.environ, "LANG": "C.UTF-8"}
+    command = [*otpctl_program(), "--config", str(config), *args]
+    process = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    shown = ""
+    pending = list(answers)
+    while True:
+        ready, _, _ = select.select([leader], [], [], 30)
+        if not ready:
+            process.kill()
+            break
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk.decode("utf-8", "replace")
+        if pending and shown.rstrip().endswith(pending[0][0] + ":"):
+            os.write(leader, pending.pop(0)[1].encode() + b"\n")
+    os.close(leader)
+    assert process.wait(timeout=30) == 0, shown
+    return shown
+
+
+def test_user_add_at_a_terminal_names_each_password_it_asks_again(
+    ready: Otpctl, config: Path
+) -> None:
+    # Typed at a terminal, each new password is asked twice. The second prompt was a bare
+    # "Repeat for confirmation", which after the login password an operator took for the
+    # confirmation password (確認用パスワード) and typed that instead.
+    prompts = [
+        "New login password for kenjidt",
+        "Repeat the new login password for kenjidt",
+        "New confirmation password for kenjidt",
+        "Repeat the new confirmation password for kenjidt",
+    ]
+    answers = ["login-pw-1", "login-pw-1", "confirm-pw-2", "confirm-pw-2"]
+    shown = _on_terminal(
+        ["user", "add", "kenjidt", "--name", "Kenji", "--class", "admin"],
+        config,
+        list(zip(prompts, answers, strict=True)),
+    )
+    assert [line.rstrip(": ") for line in shown.splitlines() if "password" in line] == prompts
+    assert "Created user kenjidt" in shown
+    assert "login-pw-1" not in shown  # not echoed
+    assert "confirm-pw-2" not in shown
+    check = ready("check", "kenjidt", "--password-stdin", "--json", input="login-pw-1\n")
+    assert json.loads(check.stdout)["result"] == "accept"
 
 
 def test_password_stdin_needs_a_line_per_secret(ready: Otpctl) -> None:
