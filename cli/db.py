@@ -86,10 +86,12 @@ def init(obj: CliContext) -> None:
     if not os.path.lexists(settings.key_file):
         _refuse_a_key_for_sealed_seeds(settings)
     created = create_key(settings.key_file)
+    # The id labels the copy of the key that goes with the database's backups (see db backup).
+    kid = read_key(settings.key_file).kid.hex()
     if created:
-        click.echo(f"Created key file {settings.key_file} (mode 0600).")
+        click.echo(f"Created key file {settings.key_file} (mode 0600), key id {kid}.")
     else:
-        click.echo(f"Key file {settings.key_file} already exists: left as it is.")
+        click.echo(f"Key file {settings.key_file} (key id {kid}) already exists: left as it is.")
     url = safe_url(settings.database_url)
     _create_private(settings)
 

@@ -155,7 +155,9 @@ def suspend_shared_token(otpctl: Otpctl, codes: Codes) -> None:
 
 def test_init_creates_the_key_and_schema_and_never_overwrites(otpctl: Otpctl, config: Path) -> None:
     first = ok(otpctl("init")).stdout
-    assert "Created key file" in first
+    kid = hashlib.sha256((config.parent / "otpradius.key").read_bytes()).hexdigest()[:16]
+    # The id README's backup steps label the key's copy with, as key rotate and db backup say.
+    assert f"Created key file {config.parent / 'otpradius.key'} (mode 0600), key id {kid}." in first
     assert "Created the database schema" in first
     key = config.parent / "otpradius.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
