@@ -95,7 +95,11 @@ class Supervisor:
             log.error("start failed: a worker did not become ready")
             self._stop_children()
             return 1
-        listen = ",".join(f"{host}:{port}" for host, port in self.settings.server.listen)
+        # As the configuration writes them: an IPv6 host in brackets, or its port runs into it.
+        listen = ",".join(
+            f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            for host, port in self.settings.server.listen
+        )
         log.info("start workers=%d listen=%s clients=%d", self.count, listen,
                  len(self.settings.clients))  # fmt: skip
         warn_readable_secrets(self.config_path, self.settings)

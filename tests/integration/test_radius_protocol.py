@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import os
 import random
+import re
 import secrets
 import socket
 import struct
@@ -506,6 +507,8 @@ def test_ipv6_listener_answers(site: Site) -> None:
         assert reply.code is Codes.ACCESS_ACCEPT
         (decision,) = node.decisions()
         assert decision["src"] == "::1"
+        # Each listener as the configuration writes it: "::1:1812" reads as an address.
+        assert re.search(r" listen=127\.0\.0\.1:\d+,\[::1\]:\d+ ", node.log_text())
 
 
 def test_a_japanese_login_is_logged_as_typed(site: Site) -> None:
