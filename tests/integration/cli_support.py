@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import pty
+import select
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,6 +68,44 @@ def otpctl_program() -> list[str]:
     if found is None:
         pytest.fail("otpctl is not installed: pip install -e .")
     return [found]
+
+
+STREAMS = ("stdin", "stdout", "stderr")
+
+
+def run_on_terminal(
+    args: Sequence[str],
+    config: Path,
+    *,
+    on: Collection[str] = ("stdin", "stdout", "stderr"),
+    answers: Sequence[tuple[str, str]] = (),
+) -> tuple[int, str]:
+    """Run the installed otpctl with the streams named in ``on`` on a pseudo-terminal, typing
+    each answer once its prompt shows; (exit status, what the terminal showed)."""
+    leader, follower = pty.openpty()
+    streams = {name: follower if name in on else subprocess.DEVNULL for name in STREAMS}
+    env = {**os.environ, "OTPRADIUS_CONFIG": str(config), "LANG": "C.UTF-8"}
+    process = subprocess.Popen([*otpctl_program(), *args], env=env, **streams)
+    os.close(follower)
+    shown = bytearray()
+    pending = list(answers)
+    while True:
+        ready, _, _ = select.select([leader], [], [], 60)
+        if not ready:
+            process.kill()
+            break
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+        text = shown.decode("utf-8", "replace").rstrip()
+        if pending and text.endswith(pending[0][0] + ":"):
+            os.write(leader, pending.pop(0)[1].encode() + b"\n")
+    os.close(leader)
+    return process.wait(timeout=60), shown.decode("utf-8", "replace")
 
 
 def today() -> str:

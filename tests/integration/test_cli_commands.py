@@ -10,10 +10,8 @@ import errno
 import hashlib
 import json
 import os
-import pty
 import pwd
 import re
-import select
 import stat
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -38,6 +36,7 @@ from tests.integration.cli_support import (
     ok,
     otpctl_program,
     otpctl_runner,
+    run_on_terminal,
     today,
     write_config,
 )
@@ -486,34 +485,6 @@ def test_user_add_prompts_without_echo(ready: Otpctl) -> None:
     assert "Created user hanskodt" in result.stdout
 
 
-def _on_terminal(args: list[str], config: Path, answers: list[tuple[str, str]]) -> str:
-    """Run the installed otpctl on a pseudo-terminal, typing each answer after its prompt."""
-    leader, follower = pty.openpty()
-    env = {**os.environ, "LANG": "C.UTF-8"}
-    command = [*otpctl_program(), "--config", str(config), *args]
-    process = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower, env=env)
-    os.close(follower)
-    shown = ""
-    pending = list(answers)
-    while True:
-        ready, _, _ = select.select([leader], [], [], 30)
-        if not ready:
-            process.kill()
-            break
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        shown += chunk.decode("utf-8", "replace")
-        if pending and shown.rstrip().endswith(pending[0][0] + ":"):
-            os.write(leader, pending.pop(0)[1].encode() + b"\n")
-    os.close(leader)
-    assert process.wait(timeout=30) == 0, shown
-    return shown
-
-
 def test_user_add_at_a_terminal_names_each_password_it_asks_again(
     ready: Otpctl, config: Path
 ) -> None:
@@ -527,11 +498,12 @@ def test_user_add_at_a_terminal_names_each_password_it_asks_again(
         "Repeat the new confirmation password for kenjidt",
     ]
     answers = ["login-pw-1", "login-pw-1", "confirm-pw-2", "confirm-pw-2"]
-    shown = _on_terminal(
+    status, shown = run_on_terminal(
         ["user", "add", "kenjidt", "--name", "Kenji", "--class", "admin"],
         config,
-        list(zip(prompts, answers, strict=True)),
+        answers=list(zip(prompts, answers, strict=True)),
     )
+    assert status == 0, shown
     assert [line.rstrip(": ") for line in shown.splitlines() if "password" in line] == prompts
     assert "Created user kenjidt" in shown
     assert "login-pw-1" not in shown  # not echoed

@@ -6,8 +6,6 @@ from ``oathtool`` given the URI's secret, as a phone would compute them.
 
 from __future__ import annotations
 
-import os
-import pty
 import re
 import stat
 import subprocess
@@ -27,6 +25,7 @@ from tests.integration.cli_support import (
     ok,
     otpctl_program,
     otpctl_runner,
+    run_on_terminal,
     today,
     write_config,
 )
@@ -216,28 +215,9 @@ def test_a_generated_serial_that_collides_is_drawn_again(
 def test_the_installed_otpctl_colours_the_qr_only_on_a_terminal(
     otpctl: Otpctl, config: Path
 ) -> None:
-    leader, follower = pty.openpty()
-    env = {**os.environ, "OTPRADIUS_CONFIG": str(config), "LANG": "C.UTF-8"}
-    process = subprocess.Popen(
-        [*otpctl_program(), "token", "enroll-soft"],
-        stdin=subprocess.DEVNULL,
-        stdout=follower,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    os.close(follower)
-    shown = bytearray()
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(leader)
-    assert process.wait(timeout=60) == 0
-    assert b"\x1b[30;107m" in shown  # black on white, whatever the terminal's theme
+    status, shown = run_on_terminal(["token", "enroll-soft"], config, on=["stdout"])
+    assert status == 0, shown
+    assert "\x1b[30;107m" in shown  # black on white, whatever the terminal's theme
     piped = subprocess.run(
         [*otpctl_program(), "--config", str(config), "token", "enroll-soft"],
         capture_output=True,

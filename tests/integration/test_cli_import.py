@@ -10,10 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import pty
 import resource
-import select
 import signal
 import subprocess
 import sys
@@ -35,6 +32,7 @@ from tests.integration.cli_support import (
     ok,
     otpctl_program,
     otpctl_runner,
+    run_on_terminal,
     today,
     write_config,
 )
@@ -454,35 +452,6 @@ def test_user_import_update(otpctl: Otpctl, tmp_path: Path) -> None:
 # The installed otpctl on a terminal: a progress bar on stderr, and none otherwise
 
 
-def run_on_terminal(args: list[str], config: Path) -> tuple[int, str]:
-    """Run the installed otpctl with stderr on a pseudo-terminal; (status, what it showed)."""
-    leader, follower = pty.openpty()
-    env = {**os.environ, "OTPRADIUS_CONFIG": str(config), "LANG": "C.UTF-8"}
-    process = subprocess.Popen(
-        [*otpctl_program(), *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=follower,
-        env=env,
-    )
-    os.close(follower)
-    shown = bytearray()
-    while True:
-        ready, _, _ = select.select([leader], [], [], 60)
-        if not ready:
-            process.kill()
-            break
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(leader)
-    return process.wait(timeout=60), shown.decode("utf-8", "replace")
-
-
 def test_the_installed_otpctl_draws_a_bar_only_on_a_terminal(
     otpctl: Otpctl, config: Path, tmp_path: Path
 ) -> None:
@@ -490,17 +459,19 @@ def test_the_installed_otpctl_draws_a_bar_only_on_a_terminal(
     seeds = (hashlib.sha1(i.to_bytes(4)).hexdigest() for i in range(12_000))  # noqa: S324
     lines = ["serial,secret"] + [f"B{i:05d},{seed}" for i, seed in enumerate(seeds)]
     tokens.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    status, shown = run_on_terminal(["token", "import", str(tokens)], config)
+    status, shown = run_on_terminal(["token", "import", str(tokens)], config, on=["stderr"])
     assert status == 0, shown
     assert "Importing tokens" in shown
     assert "12000/12000" in shown
-    status, shown = run_on_terminal(["token", "import", str(write_pskc(tmp_path, "plain"))], config)
+    status, shown = run_on_terminal(
+        ["token", "import", str(write_pskc(tmp_path, "plain"))], config, on=["stderr"]
+    )
     assert status == 0, shown
     assert "Reading and decrypting the PSKC file" in shown
     assert "4/4" in shown  # two packages, two keys
     people = tmp_path / "people.csv"
     people.write_text("login,name,password\nbar1,Bar One,pw-bar-1\n", encoding="utf-8")
-    status, shown = run_on_terminal(["user", "import", str(people)], config)
+    status, shown = run_on_terminal(["user", "import", str(people)], config, on=["stderr"])
     assert status == 0, shown
     assert "Importing users" in shown
     # The same command with stderr on a pipe: nothing at all.
