@@ -108,7 +108,8 @@ class Decision:
         return Decision(Result.REJECT, self.replay_reason, self.serial, effects=self.on_replay)
 
 
-def _reject(reason: Reason, serial: str | None = None, *effects: Effect) -> Decision:
+def reject(reason: Reason, serial: str | None = None, *effects: Effect) -> Decision:
+    """A Reject for ``reason``, with the effects it writes (none unless given)."""
     return Decision(Result.REJECT, reason, serial, effects=effects)
 
 
@@ -126,9 +127,9 @@ def decide(
     the token named by the serial (None if there is no such token).
     """
     if user is None:
-        return _reject(Reason.UNKNOWN_USER)
+        return reject(Reason.UNKNOWN_USER)
     if user.suspended:
-        return _reject(Reason.USER_SUSPENDED, user.serial)
+        return reject(Reason.USER_SUSPENDED, user.serial)
     stage = credentials.stage
     if stage is Stage.ACTIVATION_SERIAL:
         return _activation_serial(user, token, now)
@@ -140,18 +141,18 @@ def decide(
     state = user_state(user, bound, now)
     if stage is Stage.OTP:
         if state is OtpState.EXPIRED:
-            return _reject(Reason.TOKEN_EXPIRED, user.serial)
+            return reject(Reason.TOKEN_EXPIRED, user.serial)
         if state is OtpState.REVOKED:
             # Revoked between the challenge and its answer (a token reported lost meanwhile):
             # the State is sound, the user's token is what went.
-            return _reject(Reason.TOKEN_REVOKED)
+            return reject(Reason.TOKEN_REVOKED)
         if state is not OtpState.ACTIVE or bound is None:
-            return _reject(Reason.BAD_STATE, user.serial)
+            return reject(Reason.BAD_STATE, user.serial)
         # The token may have been suspended or disabled since the challenge was sent.
         if bound.disabled:
-            return _reject(Reason.TOKEN_DISABLED, bound.serial)
+            return reject(Reason.TOKEN_DISABLED, bound.serial)
         if bound.suspended:
-            return _reject(Reason.TOKEN_SUSPENDED, bound.serial)
+            return reject(Reason.TOKEN_SUSPENDED, bound.serial)
         return _check_otp(
             bound, credentials.text.strip(), now, policy, True, credentials.request_id
         )
@@ -174,17 +175,17 @@ def _login(
     text = credentials.text
     trusted = credentials.mode is InputMode.OTP  # the portal checked the password itself
     if state is OtpState.EXPIRED:
-        return _reject(Reason.TOKEN_EXPIRED, user.serial)
+        return reject(Reason.TOKEN_EXPIRED, user.serial)
     if state is OtpState.ACTIVE:
         assert token is not None  # noqa: S101 - ACTIVE implies a bound, loaded token
         if token.disabled:
-            return _reject(Reason.TOKEN_DISABLED, token.serial)
+            return reject(Reason.TOKEN_DISABLED, token.serial)
         if token.suspended:
-            return _reject(Reason.TOKEN_SUSPENDED, token.serial)
+            return reject(Reason.TOKEN_SUSPENDED, token.serial)
         return _login_active(user, token, credentials, now, policy, verify)
 
     if not trusted and not _password(user, text, verify):
-        return _reject(Reason.BAD_PASSWORD, user.serial, CountPasswordFailure())
+        return reject(Reason.BAD_PASSWORD, user.serial, CountPasswordFailure())
     reset: tuple[Effect, ...] = () if trusted else (ResetPasswordFailures(),)
     verified = None if trusted else text
     if state is OtpState.UNREGISTERED:
@@ -220,7 +221,7 @@ def _login_active(
         if len(text) > digits and _password(user, text[:-digits], verify):
             otp = _check_otp(token, text[-digits:], now, policy, True, credentials.request_id)
             return replace(otp, password=text[:-digits])
-        return _reject(Reason.BAD_PASSWORD, token.serial, CountPasswordFailure())
+        return reject(Reason.BAD_PASSWORD, token.serial, CountPasswordFailure())
     if mode is InputMode.AUTO:
         tail = text[-digits:]
         if len(text) > digits and is_code(tail) and _password(user, text[:-digits], verify):
@@ -235,7 +236,7 @@ def _login_active(
             effects=(ResetPasswordFailures(),),
             password=text,
         )
-    return _reject(Reason.BAD_PASSWORD, token.serial, CountPasswordFailure())
+    return reject(Reason.BAD_PASSWORD, token.serial, CountPasswordFailure())
 
 
 def _check_otp(
@@ -250,7 +251,7 @@ def _check_otp(
     failure = (*reset, CountTokenFailure(token.serial))
     ascii_code = read_code(code)  # typed full-width, or in another script: the same code
     if ascii_code is None or len(ascii_code) != token.digits:
-        return _reject(Reason.MALFORMED_OTP, token.serial, *failure)
+        return reject(Reason.MALFORMED_OTP, token.serial, *failure)
     step = time_step(now, token.period)
     matched = match_step(
         token.secret,
@@ -262,13 +263,13 @@ def _check_otp(
         last_step=token.last_step,
     )
     if matched is None:
-        return _reject(Reason.BAD_OTP, token.serial, *failure)
+        return reject(Reason.BAD_OTP, token.serial, *failure)
     if matched <= token.last_step:
         if _retransmission(token, matched, request_id):
             # The same request, resent to another node after the first consumed the step:
             # it is answered as it was, and nothing is written again.
             return Decision(Result.ACCEPT, Reason.OK, token.serial)
-        return _reject(Reason.REPLAY, token.serial, *failure)
+        return reject(Reason.REPLAY, token.serial, *failure)
     return Decision(
         Result.ACCEPT,
         Reason.OK,
@@ -307,18 +308,18 @@ def _service_started(user: User, now: datetime) -> bool:
 def _refused_for_activation(token: Token | None, now: datetime) -> Decision | None:
     """The Reject of an activation onto ``token`` (None: an unknown serial), else None."""
     if token is None or token.disabled or token.expired_at(now):
-        return _reject(Reason.BAD_SERIAL, None, CountActivationFailure())
+        return reject(Reason.BAD_SERIAL, None, CountActivationFailure())
     if token.suspended:
         # SPEC §2: while a token is suspended nothing is counted; §3.5 counts an unknown,
         # disabled or expired serial. Counting this one would suspend a user for asking to
         # join a token whose sharers are waiting for an unlock.
-        return _reject(Reason.TOKEN_SUSPENDED, token.serial)
+        return reject(Reason.TOKEN_SUSPENDED, token.serial)
     return None
 
 
 def _activation_serial(user: User, token: Token | None, now: datetime) -> Decision:
     if not _awaiting_activation(user, now):
-        return _reject(Reason.NOT_AWAITING_ACTIVATION, user.serial)
+        return reject(Reason.NOT_AWAITING_ACTIVATION, user.serial)
     refused = _refused_for_activation(token, now)
     if refused is not None:
         return refused
@@ -353,14 +354,14 @@ def _activation_otp(
         if again.result is Result.ACCEPT and not again.effects:
             return Decision(Result.ACCEPT, Reason.ACTIVATED, token.serial)
     if not _awaiting_activation(user, now):
-        return _reject(Reason.NOT_AWAITING_ACTIVATION, user.serial)
+        return reject(Reason.NOT_AWAITING_ACTIVATION, user.serial)
     refused = _refused_for_activation(token, now)
     if refused is not None:
         return refused
     assert token is not None  # noqa: S101 - refused above when it is None
     otp = _check_otp(token, code, now, policy, False)
     if otp.result is not Result.ACCEPT:
-        return _reject(otp.reason, token.serial, CountActivationFailure())
+        return reject(otp.reason, token.serial, CountActivationFailure())
     return Decision(
         Result.ACCEPT,
         Reason.ACTIVATED,

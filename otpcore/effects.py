@@ -23,6 +23,7 @@ from otpcore.decision import (
     CountTokenFailure,
     Decision,
     ResetPasswordFailures,
+    reject,
 )
 from otpcore.errors import KeyFileError
 from otpcore.logfields import field as log_value
@@ -206,11 +207,6 @@ def _otp_state_changed(decided: User, now: User) -> bool:
     """True when what decides the user's OTP state changed since the request was decided."""
     before = (decided.serial, decided.start_date, decided.revoked)
     return before != (now.serial, now.start_date, now.revoked)
-
-
-def reject(reason: Reason, serial: str | None = None) -> Decision:
-    """A Reject for ``reason`` that writes nothing."""
-    return Decision(Result.REJECT, reason, serial)
 
 
 def bad_state() -> Decision:

@@ -26,8 +26,8 @@ from otpcore.attempts import (
 from otpcore.codes import read_serial
 from otpcore.convert import token_of
 from otpcore.crypto import Keyring
-from otpcore.decision import Credentials, Decision, decide, same_request
-from otpcore.effects import EffectWriter, bad_state, reject
+from otpcore.decision import Credentials, Decision, decide, reject, same_request
+from otpcore.effects import EffectWriter, bad_state
 from otpcore.errors import RowsHeld, WriteConflict
 from otpcore.logfields import field as log_value
 from otpcore.model import InputMode, Reason, Result, Stage, Token, User
