@@ -26,6 +26,7 @@ from otpcore.logfields import field as field_value
 from otpcore.store.engine import url_has_password
 from otphost.settings import load_settings
 from radiusd.client_box import ClientBox
+from radiusd.clients import zone_exists, zone_of
 from radiusd.held_lines import send_held
 from radiusd.notify import sd_notify
 from radiusd.process import run_worker
@@ -345,8 +346,9 @@ def _describe(exc: BaseException) -> str:
 
 
 def warn_weak_clients(settings: Settings) -> None:
-    """Log a warning for every client whose shared secret is 12 octets or fewer, and for every
-    address of one that admits more than it names; and for a configuration with no client."""
+    """Log a warning for every client whose shared secret is 12 octets or fewer, for every
+    address of one that admits more than it names or names a link this host does not have;
+    and for a configuration with no client."""
     if not settings.clients:
         # Valid (clients can be added and reloaded later), but a server that drops every
         # request, each with a drop line, looks broken to whoever did not mean it.
@@ -362,6 +364,13 @@ def warn_weak_clients(settings: Settings) -> None:
             log.warning("wide address client=%s address=%s: admits all of %s; write %s/%d "
                         "for that host alone", field_value(client.name), written, network,
                         written.split("/")[0], network.max_prefixlen)  # fmt: skip
+        for network in client.networks:
+            zone = zone_of(network)
+            if zone is not None and not zone_exists(zone):
+                # A typo in the zone ("eht0") would leave the NAS unanswered with no other sign.
+                log.warning("unknown zone client=%s address=%s: this host has no interface %s; "
+                            "its requests are dropped", field_value(client.name), network,
+                            field_value(zone))  # fmt: skip
 
 
 def warn_readable_secrets(config_path: Path, settings: Settings) -> None:

@@ -23,7 +23,7 @@ from otpcore.config import Settings
 from otpcore.errors import Unavailable
 from otpcore.logfields import field
 from radiusd.client_box import ClientBox
-from radiusd.clients import ClientTable
+from radiusd.clients import ClientTable, source_host
 from radiusd.clock_steps import ClockSteps
 from radiusd.dedup import Cached, DedupKey, DuplicateCache, InProgress
 from radiusd.drops import DropLog
@@ -157,7 +157,7 @@ class Worker(Housekeeping):
         self, transport: asyncio.DatagramTransport, data: bytes, addr: tuple[str | int, ...]
     ) -> None:
         """Check a datagram and queue it, answer a duplicate from the cache, or drop it."""
-        host, port = str(addr[0]), int(addr[1])
+        host, port = source_host(addr), int(addr[1])
         now = time.monotonic()
         # The instant the request is judged at, read now rather than when a thread gets to
         # it: behind a batch's commit or a queue of password hashes, a code of the step it

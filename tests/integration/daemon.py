@@ -763,8 +763,10 @@ class RadiusClient:
         self.server = server
         self.secret = secret
         self.timeout = timeout
-        self.sock = socket.socket(_family(server[0]), socket.SOCK_DGRAM)
-        self.sock.bind((source, 0))
+        family = _family(server[0])
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        # Resolved, so that a link-local source keeps its zone (bind ignores "%eth0" in text).
+        self.sock.bind(socket.getaddrinfo(source, 0, family, socket.SOCK_DGRAM)[0][4])
 
     def __enter__(self) -> RadiusClient:
         return self

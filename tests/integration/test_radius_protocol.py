@@ -8,6 +8,7 @@ its first attribute, a valid Response Authenticator and the request's Proxy-Stat
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 import random
 import re
@@ -509,6 +510,48 @@ def test_ipv6_listener_answers(site: Site) -> None:
         assert decision["src"] == "::1"
         # Each listener as the configuration writes it: "::1:1812" reads as an address.
         assert re.search(r" listen=127\.0\.0\.1:\d+,\[::1\]:\d+ ", node.log_text())
+
+
+def link_local_address() -> tuple[str, str] | None:
+    """A usable link-local IPv6 address of this host and its interface, if it has one."""
+    try:
+        lines = Path("/proc/net/if_inet6").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        # address, index, prefix length, scope, flags, name; scope 0x20 is the link's
+        hexed, _, _, scope, flags, name = line.split()
+        if int(scope, 16) == 0x20 and not int(flags, 16) & 0x48:  # not tentative nor failed
+            address = ":".join(hexed[i : i + 4] for i in range(0, 32, 4))
+            return str(ipaddress.ip_address(address)), name
+    return None
+
+
+def test_a_nas_on_a_link_local_address_is_answered_on_its_link(site: Site) -> None:
+    """A VPN gateway on the same link, known by fe80::…%eth0: the reply must carry the zone,
+    and the same address on another link (another machine) is not that client."""
+    found = link_local_address()
+    require_service("a link-local IPv6 address", found is not None)
+    assert found is not None
+    address, interface = found
+    fred = site.active_user()
+    gateway = ClientSpec(name="gw", address=f"{address}%{interface}", mode="split")
+    elsewhere = ClientSpec(name="elsewhere", address=f"{address}%lo", mode="split")
+    zoned = f"{address}%{interface}"
+    with site.node(clients=[ClientSpec(), gateway], listen=("127.0.0.1", "::")) as node:
+        with RadiusClient((zoned, node.port), gateway.secret.encode(), source=zoned) as nas:
+            assert nas.status() is not None
+            reply = nas.auth(fred.login, fred.password + fred.bound.code())
+            assert reply is not None
+            assert reply.code is Codes.ACCESS_ACCEPT
+        (decision,) = node.decisions()
+        assert decision["client"] == "gw"
+        assert decision["src"] == zoned
+    with site.node(clients=[ClientSpec(), elsewhere], listen=("127.0.0.1", "::")) as node:
+        with RadiusClient((zoned, node.port), elsewhere.secret.encode(), source=zoned) as nas:
+            assert nas.status(timeout=1.0) is None
+        assert node.wait_for_log(f"drop reason=unknown_client src={zoned}")
+        assert node.decisions() == []
 
 
 def test_a_japanese_login_is_logged_as_typed(site: Site) -> None:

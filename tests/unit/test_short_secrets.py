@@ -1,9 +1,11 @@
 """Warnings about the clients at start and on reload: a shared secret of 12 octets or fewer
-(SPEC §4), an address whose host bits widen it to a whole network, and no client at all."""
+(SPEC §4), an address whose host bits widen it to a whole network or whose zone names no
+interface of the host, and no client at all."""
 
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 
 import pytest
@@ -76,12 +78,33 @@ def test_an_address_with_host_bits_is_warned_about_as_the_network_it_admits(
 
 
 @pytest.mark.parametrize(
-    "address", ["192.0.2.10", "192.0.2.0/24", ["10.0.0.1/32", "::1"], "fe80::1%eth0"]
+    "address",
+    [
+        "192.0.2.10",
+        "192.0.2.0/24",
+        ["10.0.0.1/32", "::1"],
+        "fe80::1%lo",
+        f"fe80::%{socket.if_nametoindex('lo')}/64",
+    ],
 )
 def test_an_address_without_host_bits_is_not(
     address: str | list[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     assert address_warnings(address, caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("address", "zone"), [("fe80::1%eht0", "eht0"), ("fe80::%4000000/64", "4000000")]
+)
+def test_a_zone_naming_no_interface_of_the_host_is_warned_about(
+    address: str, zone: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A typo in the interface leaves the NAS unanswered; the warning is the only sign of it."""
+    network = address if "/" in address else f"{address}/128"
+    assert address_warnings(address, caplog) == [
+        f"unknown zone client=gw address={network}: this host has no interface {zone}; "
+        "its requests are dropped"
+    ]
 
 
 def test_a_configuration_without_clients_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
