@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from radiusd.worker import reject_hold, reject_wait
+from radiusd.reject_delay import reject_hold, reject_wait
 
 
 @pytest.mark.parametrize("delay", [0.05, 1.0, 10.0])
