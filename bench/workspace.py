@@ -70,7 +70,8 @@ def _port_free(host: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as probe:
         try:
-            probe.bind((host, port))
+            # Resolved: bind() leaves out the zone of a link-local "fe80::1%eth0" written as text.
+            probe.bind(socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)[0][4])
         except OSError:
             return False
     return True

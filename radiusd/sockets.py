@@ -18,7 +18,7 @@ def open_socket(host: str, port: int) -> socket.socket:
     sock = _udp_socket(host)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-    sock.bind((host, port))
+    sock.bind(_endpoint(host, port))
     sock.setblocking(False)
     return sock
 
@@ -34,7 +34,7 @@ def ensure_free(host: str, port: int) -> None:
     endpoint = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     probe = _udp_socket(host)
     try:
-        probe.bind((host, port))
+        probe.bind(_endpoint(host, port))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise ListenError(
@@ -45,6 +45,27 @@ def ensure_free(host: str, port: int) -> None:
         raise ListenError(f"[server] listen {endpoint}: cannot bind: {reason}") from None
     finally:
         probe.close()
+
+
+def _endpoint(host: str, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
+    """The address to bind, with the interface of a link-local one (``fe80::1%eth0``).
+
+    Resolved rather than passed as text: bind() leaves the zone of "fe80::1%eth0" out and
+    the kernel refuses a link-local address without one.
+    """
+    if "%" not in host:
+        return (host, port)
+    try:
+        found = socket.getaddrinfo(
+            host, port, socket.AF_INET6, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST
+        )
+    except socket.gaierror:
+        zone = host.partition("%")[2]
+        raise ListenError(
+            f"[server] listen [{host}]:{port}: cannot bind: this host has no interface {zone}"
+        ) from None
+    address: tuple[str, int, int, int] = found[0][4]  # type: ignore[assignment]
+    return address
 
 
 def _udp_socket(host: str) -> socket.socket:

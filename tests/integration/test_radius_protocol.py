@@ -554,6 +554,22 @@ def test_a_nas_on_a_link_local_address_is_answered_on_its_link(site: Site) -> No
         assert node.decisions() == []
 
 
+def test_a_listener_on_a_link_local_address_answers_there(site: Site) -> None:
+    """``listen = ["[fe80::1%eth0]:1812"]``: bound on that link, as the start line says."""
+    found = link_local_address()
+    require_service("a link-local IPv6 address", found is not None)
+    assert found is not None
+    zoned = "%".join(found)
+    fred = site.active_user()
+    gateway = ClientSpec(name="gw", address=zoned, mode="split")
+    with site.node(clients=[ClientSpec(), gateway], listen=("127.0.0.1", zoned)) as node:
+        with RadiusClient((zoned, node.port), gateway.secret.encode(), source=zoned) as nas:
+            reply = nas.auth(fred.login, fred.password + fred.bound.code())
+            assert reply is not None
+            assert reply.code is Codes.ACCESS_ACCEPT
+        assert f",[{zoned}]:{node.port} " in node.log_text()
+
+
 def test_a_japanese_login_is_logged_as_typed(site: Site) -> None:
     # What an operator greps syslog for: the login as the user typed it, not its escapes.
     login = fresh_name("山田-")

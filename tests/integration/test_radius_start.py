@@ -97,6 +97,20 @@ def test_an_address_not_on_this_host_is_refused_by_name(site: Site) -> None:
     ]
 
 
+def test_a_link_local_address_on_no_interface_of_this_host_is_refused_by_name(
+    site: Site,
+) -> None:
+    node = site.node()
+    node.hosts = ("fe80::1%eht0",)  # a typo of eth0
+    node.write_config()
+    refused = run_daemon(node)
+    assert refused.returncode == 69
+    assert refused.stderr.splitlines() == [
+        f"otp-radiusd: error: [server] listen [fe80::1%eht0]:{node.port}: cannot bind: "
+        "this host has no interface eht0"
+    ]
+
+
 def test_a_configuration_error_names_the_key_and_exits_78(site: Site) -> None:
     node = site.node()
     node.config_path.write_text(
