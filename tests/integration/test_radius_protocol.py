@@ -512,62 +512,57 @@ def test_ipv6_listener_answers(site: Site) -> None:
         assert re.search(r" listen=127\.0\.0\.1:\d+,\[::1\]:\d+ ", node.log_text())
 
 
-def link_local_address() -> tuple[str, str] | None:
-    """A usable link-local IPv6 address of this host and its interface, if it has one."""
+@pytest.fixture
+def link_local() -> str:
+    """A usable link-local IPv6 address of this host with its interface (fe80::…%eth0)."""
     try:
         lines = Path("/proc/net/if_inet6").read_text().splitlines()
     except OSError:
-        return None
+        lines = []
     for line in lines:
         # address, index, prefix length, scope, flags, name; scope 0x20 is the link's
         hexed, _, _, scope, flags, name = line.split()
         if int(scope, 16) == 0x20 and not int(flags, 16) & 0x48:  # not tentative nor failed
-            address = ":".join(hexed[i : i + 4] for i in range(0, 32, 4))
-            return str(ipaddress.ip_address(address)), name
-    return None
+            address = ipaddress.ip_address(":".join(hexed[i : i + 4] for i in range(0, 32, 4)))
+            return f"{address}%{name}"
+    require_service("a link-local IPv6 address", False)
+    raise AssertionError("unreachable")
 
 
-def test_a_nas_on_a_link_local_address_is_answered_on_its_link(site: Site) -> None:
+def test_a_nas_on_a_link_local_address_is_answered_on_its_link(site: Site, link_local: str) -> None:
     """A VPN gateway on the same link, known by fe80::…%eth0: the reply must carry the zone,
     and the same address on another link (another machine) is not that client."""
-    found = link_local_address()
-    require_service("a link-local IPv6 address", found is not None)
-    assert found is not None
-    address, interface = found
     fred = site.active_user()
-    gateway = ClientSpec(name="gw", address=f"{address}%{interface}", mode="split")
-    elsewhere = ClientSpec(name="elsewhere", address=f"{address}%lo", mode="split")
-    zoned = f"{address}%{interface}"
+    gateway = ClientSpec(name="gw", address=link_local, mode="split")
+    elsewhere = ClientSpec(name="elsewhere", address=link_local.split("%")[0] + "%lo")
     with site.node(clients=[ClientSpec(), gateway], listen=("127.0.0.1", "::")) as node:
-        with RadiusClient((zoned, node.port), gateway.secret.encode(), source=zoned) as nas:
+        with RadiusClient(
+            (link_local, node.port), gateway.secret.encode(), source=link_local
+        ) as nas:
             assert nas.status() is not None
-            reply = nas.auth(fred.login, fred.password + fred.bound.code())
-            assert reply is not None
-            assert reply.code is Codes.ACCESS_ACCEPT
+            answered(nas.auth(fred.login, fred.password + fred.bound.code()), Codes.ACCESS_ACCEPT)
         (decision,) = node.decisions()
         assert decision["client"] == "gw"
-        assert decision["src"] == zoned
+        assert decision["src"] == link_local
     with site.node(clients=[ClientSpec(), elsewhere], listen=("127.0.0.1", "::")) as node:
-        with RadiusClient((zoned, node.port), elsewhere.secret.encode(), source=zoned) as nas:
+        with RadiusClient(
+            (link_local, node.port), elsewhere.secret.encode(), source=link_local
+        ) as nas:
             assert nas.status(timeout=1.0) is None
-        assert node.wait_for_log(f"drop reason=unknown_client src={zoned}")
+        assert node.wait_for_log(f"drop reason=unknown_client src={link_local}")
         assert node.decisions() == []
 
 
-def test_a_listener_on_a_link_local_address_answers_there(site: Site) -> None:
+def test_a_listener_on_a_link_local_address_answers_there(site: Site, link_local: str) -> None:
     """``listen = ["[fe80::1%eth0]:1812"]``: bound on that link, as the start line says."""
-    found = link_local_address()
-    require_service("a link-local IPv6 address", found is not None)
-    assert found is not None
-    zoned = "%".join(found)
     fred = site.active_user()
-    gateway = ClientSpec(name="gw", address=zoned, mode="split")
-    with site.node(clients=[ClientSpec(), gateway], listen=("127.0.0.1", zoned)) as node:
-        with RadiusClient((zoned, node.port), gateway.secret.encode(), source=zoned) as nas:
-            reply = nas.auth(fred.login, fred.password + fred.bound.code())
-            assert reply is not None
-            assert reply.code is Codes.ACCESS_ACCEPT
-        assert f",[{zoned}]:{node.port} " in node.log_text()
+    gateway = ClientSpec(name="gw", address=link_local, mode="split")
+    with site.node(clients=[ClientSpec(), gateway], listen=("127.0.0.1", link_local)) as node:
+        with RadiusClient(
+            (link_local, node.port), gateway.secret.encode(), source=link_local
+        ) as nas:
+            answered(nas.auth(fred.login, fred.password + fred.bound.code()), Codes.ACCESS_ACCEPT)
+        assert f",[{link_local}]:{node.port} " in node.log_text()
 
 
 def test_a_japanese_login_is_logged_as_typed(site: Site) -> None:

@@ -84,30 +84,25 @@ def test_a_port_held_by_another_program_is_refused(site: Site) -> None:
     assert f"[server] listen 127.0.0.1:{node.port}: address already in use" in refused.stderr
 
 
-def test_an_address_not_on_this_host_is_refused_by_name(site: Site) -> None:
-    node = site.node()
-    # TEST-NET-1 (RFC 5737) is never assigned to a local interface.
-    node.hosts = ("192.0.2.1",)
-    node.write_config()
-    refused = run_daemon(node)
-    assert refused.returncode == 69
-    assert refused.stderr.splitlines() == [
-        f"otp-radiusd: error: [server] listen 192.0.2.1:{node.port}: cannot bind: "
-        "Cannot assign requested address"
-    ]
-
-
-def test_a_link_local_address_on_no_interface_of_this_host_is_refused_by_name(
-    site: Site,
+@pytest.mark.parametrize(
+    ("host", "endpoint", "reason"),
+    [
+        # TEST-NET-1 (RFC 5737) is never assigned to a local interface.
+        ("192.0.2.1", "192.0.2.1", "Cannot assign requested address"),
+        # A link-local address on an interface the host lacks (a typo of eth0).
+        ("fe80::1%eht0", "[fe80::1%eht0]", "this host has no interface eht0"),
+    ],
+)
+def test_an_address_not_on_this_host_is_refused_by_name(
+    site: Site, host: str, endpoint: str, reason: str
 ) -> None:
     node = site.node()
-    node.hosts = ("fe80::1%eht0",)  # a typo of eth0
+    node.hosts = (host,)
     node.write_config()
     refused = run_daemon(node)
     assert refused.returncode == 69
     assert refused.stderr.splitlines() == [
-        f"otp-radiusd: error: [server] listen [fe80::1%eht0]:{node.port}: cannot bind: "
-        "this host has no interface eht0"
+        f"otp-radiusd: error: [server] listen {endpoint}:{node.port}: cannot bind: {reason}"
     ]
 
 
