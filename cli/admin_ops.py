@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 
 import click
 
@@ -80,12 +81,13 @@ def activate(
     Exits 0 only when the token is now bound to the user.
     """
     authenticator = obj.authenticator()
+    decisions = obj.decision_log("activate")
     # Refused whatever the code (issued for a later start date, already bound, suspended):
     # said before a code is asked for, so that nobody reads one off the token for nothing.
-    outcome = authenticator.activation_refusal(login, serial)
+    outcome = decisions.decide(partial(authenticator.activation_refusal, login, serial))
     if outcome is None:
         otp = Secrets(password_stdin).ask(say(lang, "prompt_otp", serial=serial))
-        outcome = authenticator.activate(login, serial, otp)
+        outcome = decisions.decide(partial(authenticator.activate, login, serial, otp))
     print_outcome(outcome, as_json, lang)
     if outcome.result is Result.ACCEPT and outcome.reason is Reason.ACTIVATED:
         ctx.exit(0)
@@ -158,9 +160,11 @@ def check(
     authenticator = obj.authenticator()
     secrets = Secrets(password_stdin)
     password = secrets.ask(say(lang, "prompt_password", login=login))
+    decisions = obj.decision_log(InputMode.CHALLENGE.value)
     # Challenge mode: the password alone first, each further factor in its own answer,
     # so that the prompts come one at a time as on the bank's screens.
-    outcome = authenticator.authenticate(AuthRequest(login, password, InputMode.CHALLENGE))
+    first = AuthRequest(login, password, InputMode.CHALLENGE)
+    outcome = decisions.decide(partial(authenticator.authenticate, first))
     for _ in range(MAX_ROUNDS):
         if outcome.result is not Result.CHALLENGE:
             break
@@ -171,7 +175,7 @@ def check(
         if answer is None:
             break
         request = AuthRequest(login, answer, InputMode.CHALLENGE, state=outcome.state)
-        outcome = authenticator.authenticate(request)
+        outcome = decisions.decide(partial(authenticator.authenticate, request))
     print_outcome(outcome, as_json, lang)
     status = exit_status(outcome)
     if status != 0:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import otpcore.store.engine as engine_setup
+from cli.decision_log import DecisionLog
 from otpcore.admin import Admin
 from otpcore.app import App, build_app
 from otpcore.config import Settings
@@ -73,6 +74,10 @@ class CliContext:
     def authenticator(self) -> Authenticator:
         """The authentication use case, as ``otpctl check`` and ``activate`` run it."""
         return self.app().authenticator(operator())
+
+    def decision_log(self, mode: str) -> DecisionLog:
+        """Where ``check`` and ``activate`` log each decision, as the daemon does (SPEC §9)."""
+        return DecisionLog(self.settings().logging, operator(), mode)
 
     def close(self) -> None:
         """Release the database connections, if any were opened."""

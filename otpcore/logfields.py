@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from otpcore.attempts import AuthOutcome
+
 
 def field(value: str | None) -> str:
     """A log value that cannot break the key=value line: quoted when it has odd characters."""
@@ -20,3 +22,12 @@ def _escaped(char: str) -> str:
     if char.isprintable():
         return char
     return char.encode("unicode_escape").decode("ascii")
+
+
+def decision_line(outcome: AuthOutcome, client: str, source: str, mode: str, ms: float) -> str:
+    """The one log line of a decision (SPEC §9); never a password, OTP or secret."""
+    return (
+        f"auth result={outcome.result.value} reason={outcome.reason.value} "
+        f"user={field(outcome.login)} client={field(client)} src={source} mode={mode} "
+        f"serial={field(outcome.serial)} ms={ms:.1f}"
+    )

@@ -17,7 +17,7 @@ from datetime import datetime
 from otpcore.attempts import AuthOutcome, AuthRequest
 from otpcore.client_config import ClientConfig
 from otpcore.errors import KeyFileError, OtpError, Unavailable
-from otpcore.logfields import field
+from otpcore.logfields import decision_line, field
 from otpcore.model import Reason, Result
 from radiusd.messages import reply_text
 from radiusd.packets import Request, UnexpectedCode, decode_request, encode_reply
@@ -192,14 +192,6 @@ def admission_problem(request: Request, client: ClientConfig) -> str | None:
 
 def log_decision(outcome: AuthOutcome, client: ClientConfig, source: str, started: float) -> None:
     """The one log line of a decision (SPEC §9); never a password, OTP or secret."""
-    log.info(
-        "auth result=%s reason=%s user=%s client=%s src=%s mode=%s serial=%s ms=%.1f",
-        outcome.result.value,
-        outcome.reason.value,
-        field(outcome.login),
-        field(client.name),
-        source,
-        client.mode.value,
-        field(outcome.serial),
-        (time.perf_counter() - started) * 1000,
-    )
+    if log.isEnabledFor(logging.INFO):  # built only to be written: level = "warning" skips it
+        ms = (time.perf_counter() - started) * 1000
+        log.info("%s", decision_line(outcome, client.name, source, client.mode.value, ms))

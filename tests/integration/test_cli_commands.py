@@ -6,14 +6,17 @@ otpcore's own TOTP) for the wall clock, which is the clock otpctl reads.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
 import pwd
 import re
+import socket
 import stat
 import subprocess
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,9 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine, text
 
+from cli import decision_log
 from cli import users as cli_users
+from cli.context import operator
 from cli.main import cli
 from otpcore.store import make_engine
 from otpcore.store.engine import create_private_sqlite_file
@@ -995,6 +1000,119 @@ def test_check_runs_an_activation_by_challenges(bound: Otpctl, codes: Codes) -> 
     )
     assert as_json(result) == {"result": "accept", "reason": "activated"}
     assert users_by_login(bound)["saburodt"]["serial"] == "98765432"
+
+
+@pytest.fixture
+def syslog(bound: Otpctl, config: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Syslog]:
+    """``syslog = true``, with a syslog daemon's datagram socket in the test's folder."""
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("syslog = false", "syslog = true"),
+        encoding="utf-8",
+    )
+    path = config.parent / "dev-log"
+    monkeypatch.setattr(decision_log, "SYSLOG_SOCKET", str(path))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.setblocking(False)
+
+        def received() -> list[str]:
+            lines = []
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    lines.append(sock.recv(65536).decode("utf-8"))
+            return lines
+
+        yield received
+
+
+Syslog = Callable[[], list[str]]
+AUTHPRIV_INFO = 10 << 3 | 6
+
+
+def test_check_logs_each_decision_to_syslog_as_the_daemon_does(
+    bound: Otpctl, syslog: Syslog, codes: Codes
+) -> None:
+    """A login run from the command line is a real one (it counts, it uses the step): the
+    monitoring that reads the daemon's lines sees it, with who ran it and nothing secret."""
+    wrong = codes.wrong("23456789")
+    result = check(bound, "chirodt", wrong)
+    assert result.exit_code == 1
+    lines = syslog()
+    head = f"<{AUTHPRIV_INFO}>otpctl[{os.getpid()}]: auth "
+    tail = f"user=chirodt client={operator()} src=local mode=challenge serial=23456789 ms="
+    assert [line.startswith(head) for line in lines] == [True, True]
+    assert [line.removeprefix(head).split(" user=")[0] for line in lines] == [
+        "result=challenge reason=otp_challenge",
+        "result=reject reason=bad_otp",
+    ]
+    assert all(f" {tail}" in line and line.endswith("\000") for line in lines)
+    assert not any(PASSWORDS["chirodt"] in line or wrong in line for line in lines)
+
+
+def test_activate_logs_its_decision_to_syslog(bound: Otpctl, syslog: Syslog, codes: Codes) -> None:
+    ok(bound("user", "issue", "saburodt", "--start", today()))
+    code = codes.fresh("98765432")
+    ok(bound("activate", "saburodt", "98765432", "--password-stdin", input=f"{code}\n"))
+    refused = bound("activate", "saburodt", "98765432", "--password-stdin", input="")
+    assert refused.exit_code == 1
+    assert [line.split(": auth ")[1].split(" ms=")[0] for line in syslog()] == [
+        f"result=accept reason=activated user=saburodt client={operator()} src=local "
+        "mode=activate serial=98765432",
+        f"result=reject reason=not_awaiting_activation user=saburodt client={operator()} "
+        "src=local mode=activate serial=98765432",
+    ]
+
+
+def test_check_logs_to_a_syslog_daemon_on_a_stream_socket(
+    bound: Otpctl, syslog: Syslog, config: Path, codes: Codes
+) -> None:
+    """syslog-ng and some rsyslog setups take /dev/log as a stream: each line ends in NUL."""
+    path = config.parent / "dev-log"
+    path.unlink()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        listener.listen(8)
+        assert check(bound, "chirodt", codes.wrong("23456789")).exit_code == 1
+        listener.settimeout(1.0)
+        received = []
+        for _ in range(2):
+            connection, _ = listener.accept()
+            with connection:
+                received.append(connection.recv(65536).decode("utf-8"))
+    assert [line.split(" user=")[0].split(": auth ")[1] for line in received] == [
+        "result=challenge reason=otp_challenge",
+        "result=reject reason=bad_otp",
+    ]
+
+
+def test_check_logs_nothing_with_syslog_off_or_below_the_level(
+    bound: Otpctl, syslog: Syslog, config: Path, codes: Codes
+) -> None:
+    for setting in ("syslog = false", 'level = "warning"'):
+        text = config.read_text(encoding="utf-8").replace("syslog = true", setting)
+        config.write_text(text, encoding="utf-8")
+        assert check(bound, "chirodt", codes.wrong("23456789")).exit_code == 1
+        assert syslog() == []
+
+
+def test_check_without_a_syslog_daemon_says_so_once_and_still_answers(
+    bound: Otpctl,
+    syslog: Syslog,
+    config: Path,
+    codes: Codes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    (config.parent / "dev-log").unlink()
+    result = check(bound, "chirodt", codes.wrong("23456789"))  # two decisions, one warning
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {"result": "reject", "reason": "bad_otp"}
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            f"syslog = true but {decision_log.SYSLOG_SOCKET} does not exist: "
+            "the decision is not logged",
+        )
+    ]
 
 
 def test_a_replayed_code_is_rejected(bound: Otpctl, codes: Codes) -> None:
