@@ -194,4 +194,5 @@ def log_decision(outcome: AuthOutcome, client: ClientConfig, source: str, starte
     """The one log line of a decision (SPEC §9); never a password, OTP or secret."""
     if log.isEnabledFor(logging.INFO):  # built only to be written: level = "warning" skips it
         ms = (time.perf_counter() - started) * 1000
-        log.info("%s", decision_line(outcome, client.name, source, client.mode.value, ms))
+        # Passed with no arguments, so logging applies no %-formatting to a login with a "%".
+        log.info(decision_line(outcome, client.name, source, client.mode.value, ms))

@@ -16,9 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from otpcore.attempts import AuthOutcome
+from otpcore.client_config import ClientConfig
 from otpcore.config import LoggingConfig
 from otpcore.logfields import field
+from otpcore.model import InputMode, Reason, Result
 from radiusd import held_lines
+from radiusd.handler import log_decision
 from radiusd.logsetup import setup_logging
 
 
@@ -336,3 +340,19 @@ def test_a_log_value_keeps_printable_text_and_escapes_the_rest(
     value: str | None, shown: str
 ) -> None:
     assert field(value) == shown
+
+
+def test_a_decision_line_is_written_as_built_whatever_the_login_holds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A "%" in a login must not be taken for a format: the line would be mangled, or fail.
+    client = ClientConfig(name="vpn-gw-1", networks=(), secret=b"s" * 16, mode=InputMode.SPLIT)
+    outcome = AuthOutcome(Result.REJECT, Reason.BAD_OTP, "100%s-off%d", "23456789")
+    with caplog.at_level(logging.INFO, logger="otpradius.auth"):
+        log_decision(outcome, client, "192.0.2.10", time.perf_counter())
+    (line,) = [record.getMessage() for record in caplog.records]
+    assert re.fullmatch(
+        r"auth result=reject reason=bad_otp user=100%s-off%d client=vpn-gw-1 src=192\.0\.2\.10 "
+        r"mode=split serial=23456789 ms=\d+\.\d",
+        line,
+    )
