@@ -14,7 +14,7 @@ from otpcore.errors import OtpError
 from otphost.clock import system_clock
 from otphost.settings import load_settings
 from radiusd.logsetup import setup_logging
-from radiusd.sockets import ensure_free
+from radiusd.sockets import ensure_free, ensure_local
 from radiusd.supervisor import Supervisor, warn_readable_secrets, warn_weak_clients
 
 DEFAULT_CONFIG = "/etc/otpradius/config.toml"
@@ -59,6 +59,8 @@ def _run(config: Path, *, check: bool, force_stderr: bool) -> int:
     # Fail at start, not in a worker: the key file, the database and its schema.
     build_app(settings, system_clock).store.dispose()
     if check:
+        for host, port in settings.server.listen:
+            ensure_local(host, port)  # the port itself is the running daemon's
         # Said once it is usable: a start that fails says only why, in one line.
         warn_readable_secrets(config, settings)
         print(f"otp-radiusd: {config}: configuration, key file and database are usable")

@@ -47,6 +47,24 @@ def ensure_free(host: str, port: int) -> None:
         probe.close()
 
 
+def ensure_local(host: str, port: int) -> None:
+    """Raise ListenError unless ``host`` is an address of this host (its port is not tried).
+
+    For ``--check``, which runs beside the serving daemon: the port is the daemon's, but an
+    address that is not (or no longer) this host's fails the next start all the same.
+    """
+    probe = _udp_socket(host)
+    try:
+        address = _endpoint(host, port)
+        probe.bind((address[0], 0, *address[2:]))
+    except OSError as exc:
+        endpoint = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        reason = exc.strerror or type(exc).__name__
+        raise ListenError(f"[server] listen {endpoint}: cannot bind: {reason}") from None
+    finally:
+        probe.close()
+
+
 def _endpoint(host: str, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
     """The address to bind, with the interface of a link-local one (``fe80::1%eth0``).
 

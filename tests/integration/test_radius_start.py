@@ -96,14 +96,16 @@ def test_a_port_held_by_another_program_is_refused(site: Site) -> None:
 def test_an_address_not_on_this_host_is_refused_by_name(
     site: Site, host: str, endpoint: str, reason: str
 ) -> None:
+    """At start, and by --check before it (which tries the address, never the port)."""
     node = site.node()
     node.hosts = (host,)
     node.write_config()
-    refused = run_daemon(node)
-    assert refused.returncode == 69
-    assert refused.stderr.splitlines() == [
-        f"otp-radiusd: error: [server] listen {endpoint}:{node.port}: cannot bind: {reason}"
-    ]
+    for args in ([], ["--check"]):
+        refused = run_daemon(node, *args)
+        assert refused.returncode == 69
+        assert refused.stderr.splitlines() == [
+            f"otp-radiusd: error: [server] listen {endpoint}:{node.port}: cannot bind: {reason}"
+        ]
 
 
 def test_a_configuration_error_names_the_key_and_exits_78(site: Site) -> None:
