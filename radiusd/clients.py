@@ -1,4 +1,5 @@
-"""Which configured client a source address belongs to, decided before anything is decoded."""
+"""Which configured client a source address belongs to, decided before anything is decoded;
+and the interface a link-local source came in on, which its reply must leave by."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import socket
 from collections.abc import Sequence
 
 from otpcore.client_config import ClientConfig
+from otpcore.zones import plain_zone
+
+Peer = tuple[str, int] | tuple[str, int, int, int]
 
 
 class ClientTable:
@@ -14,11 +18,17 @@ class ClientTable:
 
     def __init__(self, clients: Sequence[ClientConfig]) -> None:
         entries = [(network, client) for client in clients for network in client.networks]
-        # At one length, an address on a named link before the same address on any link.
-        entries.sort(key=lambda entry: (entry[0].prefixlen, zone_of(entry[0]) is not None))
-        entries.reverse()
+        # Longest prefix first; at one length an address on a named link before the same
+        # address on any link; otherwise in the file's order (the sort is stable).
+        entries.sort(key=lambda entry: (entry[0].prefixlen, zone_of(entry[0]) is not None),
+                     reverse=True)  # fmt: skip
         self._entries = entries
         self._cache: dict[str, ClientConfig | None] = {}
+        # Interface index to name and back, as datagrams arrived on them: the name is what
+        # configuration and logs say, the index what a reply is sent by; neither costs a
+        # system call a datagram.
+        self._names: dict[int, str] = {}
+        self._indexes: dict[str, int] = {}
 
     def match(self, host: str) -> ClientConfig | None:
         """The client for a source address (``fe80::1%eth0`` with its zone), or None."""
@@ -48,21 +58,36 @@ class ClientTable:
         self._cache[host] = found
         return found
 
+    def source_host(self, addr: tuple[str | int, ...]) -> str:
+        """A datagram's source address as text, with its zone if it has one (``fe80::1%eth0``).
 
-def source_host(addr: tuple[str | int, ...]) -> str:
-    """A datagram's source address as text, with its zone when it has one (``fe80::1%eth0``).
+        A link-local address names no host without its interface: the same address on
+        another link is another machine.
+        """
+        host = str(addr[0])
+        if len(addr) < 4 or not addr[3]:
+            return host
+        index = int(addr[3])
+        name = self._names.get(index)
+        if name is None:
+            name = _interface_name(index)
+            self._names[index] = name
+            self._indexes[name] = index
+        return f"{host}%{name}"
 
-    A link-local address names no host without its interface: a reply sent to it without the
-    zone fails, and the same address on another link is another machine.
-    """
-    host = str(addr[0])
-    if len(addr) < 4 or not addr[3] or "%" in host:
-        return host
-    index = int(addr[3])
-    try:
-        return f"{host}%{socket.if_indextoname(index)}"
-    except OSError:  # the interface has gone since the datagram arrived
-        return f"{host}%{index}"
+    def reply_address(self, host: str, port: int) -> Peer:
+        """Where a reply to ``host`` goes: a zoned one by the index of its interface.
+
+        As text, "fe80::1%eth0" is sent with no interface at all (Python's sendto leaves the
+        zone out), and leaves by whichever link the routing table lists first.
+        """
+        if "%" not in host:
+            return (host, port)
+        address, _, zone = host.partition("%")
+        index = self._indexes.get(zone)
+        if index is None:  # a request that came in before a reload replaced this table
+            index = int(zone) if zone.isascii() and zone.isdigit() else interface_index(zone) or 0
+        return (address, port, 0, index)
 
 
 def zone_of(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
@@ -73,7 +98,7 @@ def zone_of(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | Non
 
 def zone_exists(zone: str) -> bool:
     """Whether this host has the interface a zone names."""
-    return _zone_index(zone) is not None
+    return interface_index(zone) is not None
 
 
 def same_zone(network: ipaddress.IPv4Network | ipaddress.IPv6Network, zone: str | None) -> bool:
@@ -85,16 +110,26 @@ def same_zone(network: ipaddress.IPv4Network | ipaddress.IPv6Network, zone: str 
         return False
     if wanted == zone:
         return True
-    index = _zone_index(wanted)
-    return index is not None and index == _zone_index(zone)
+    index = interface_index(wanted)
+    return index is not None and index == interface_index(zone)
 
 
-def _zone_index(zone: str) -> int | None:
+def interface_index(zone: str) -> int | None:
     """The index of the interface a zone names as a name (``eth0``) or a number, if it exists."""
     try:
-        if zone.isdigit():
+        if zone.isascii() and zone.isdigit():
             socket.if_indextoname(int(zone))
             return int(zone)
         return socket.if_nametoindex(zone)
-    except (OSError, OverflowError):
+    except (OSError, OverflowError, ValueError):
         return None
+
+
+def _interface_name(index: int) -> str:
+    """The name of an interface, or its index where it has gone or its name is unusual (one
+    that could break a key=value log line)."""
+    try:
+        name = socket.if_indextoname(index)
+    except OSError:
+        return str(index)
+    return name if plain_zone(name) else str(index)

@@ -6,6 +6,7 @@ import errno
 import socket
 
 from otpcore.errors import ListenError
+from radiusd.clients import interface_index
 
 
 def open_socket(host: str, port: int) -> socket.socket:
@@ -66,24 +67,20 @@ def ensure_local(host: str, port: int) -> None:
 
 
 def _endpoint(host: str, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
-    """The address to bind, with the interface of a link-local one (``fe80::1%eth0``).
+    """The address to bind, with the index of a link-local one's interface (``fe80::1%eth0``).
 
-    Resolved rather than passed as text: bind() leaves the zone of "fe80::1%eth0" out and
-    the kernel refuses a link-local address without one.
+    As text, bind() leaves the zone out, and the kernel refuses a link-local address
+    without one.
     """
     if "%" not in host:
         return (host, port)
-    try:
-        found = socket.getaddrinfo(
-            host, port, socket.AF_INET6, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST
-        )
-    except socket.gaierror:
-        zone = host.partition("%")[2]
+    address, _, zone = host.partition("%")
+    index = interface_index(zone)
+    if index is None:
         raise ListenError(
             f"[server] listen [{host}]:{port}: cannot bind: this host has no interface {zone}"
-        ) from None
-    address: tuple[str, int, int, int] = found[0][4]  # type: ignore[assignment]
-    return address
+        )
+    return (address, port, 0, index)
 
 
 def _udp_socket(host: str) -> socket.socket:

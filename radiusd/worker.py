@@ -23,7 +23,7 @@ from otpcore.config import Settings
 from otpcore.errors import Unavailable
 from otpcore.logfields import field
 from radiusd.client_box import ClientBox
-from radiusd.clients import ClientTable, source_host
+from radiusd.clients import ClientTable
 from radiusd.clock_steps import ClockSteps
 from radiusd.dedup import Cached, DedupKey, DuplicateCache, InProgress
 from radiusd.drops import DropLog
@@ -137,7 +137,7 @@ class Worker(Housekeeping):
         self, transport: asyncio.DatagramTransport, data: bytes, addr: tuple[str | int, ...]
     ) -> None:
         """Check a datagram and queue it, answer a duplicate from the cache, or drop it."""
-        host, port = source_host(addr), int(addr[1])
+        host, port = self.clients.source_host(addr), int(addr[1])
         now = time.monotonic()
         # The instant the request is judged at, read now rather than when a thread gets to
         # it: behind a batch's commit or a queue of password hashes, a code of the step it
@@ -154,7 +154,7 @@ class Worker(Housekeeping):
             self.drops.drop(f"malformed:{exc.reason}", host, now, client.name)
             return
         if code == Codes.STATUS_SERVER:
-            self._status(transport, data, client, (host, port), now)
+            self._status(transport, data, client, host, addr, now)
             return
         key = DedupKey(host, port, identifier, data[4:20], client.name)
         if code == Codes.ACCESS_REQUEST and (
@@ -168,7 +168,7 @@ class Worker(Housekeeping):
             # NAS would count an accepted login as failed.
             known = self.dedup.known(key, now)
             if isinstance(known, Cached):
-                transport.sendto(known.response, (host, port))
+                transport.sendto(known.response, addr)
             elif known is None:
                 self.drops.drop("overload", host, now, client.name)
             return
@@ -176,7 +176,7 @@ class Worker(Housekeeping):
         if isinstance(verdict, InProgress):
             return
         if isinstance(verdict, Cached):
-            transport.sendto(verdict.response, (host, port))
+            transport.sendto(verdict.response, addr)
             return
         if self.stopping:
             self.dedup.finish(key, None, now)
@@ -214,7 +214,8 @@ class Worker(Housekeeping):
         transport: asyncio.DatagramTransport,
         data: bytes,
         client: ClientConfig,
-        source: tuple[str, int],
+        host: str,
+        peer: tuple[str | int, ...],
         now: float,
     ) -> None:
         """Answer a Status-Server at once, every copy, without the duplicate cache.
@@ -232,9 +233,9 @@ class Worker(Housekeeping):
         if not isinstance(answer, Answer):
             return  # not reached: the header said Status-Server, and so does the packet
         if answer.reply is not None:
-            transport.sendto(answer.reply, source)
+            transport.sendto(answer.reply, peer)
         elif answer.drop_reason:
-            self.drops.drop(answer.drop_reason, source[0], now, client.name)
+            self.drops.drop(answer.drop_reason, host, now, client.name)
 
     def _prepare(self, job: _Job) -> Prepared | Answer:
         """In the hash pool: read and decide a request that may verify a password."""
@@ -366,7 +367,9 @@ class Worker(Housekeeping):
         # early.
         self.dedup.finish(key, reply, time.monotonic())
         if not transport.is_closing():
-            transport.sendto(reply, (key.address, key.port))
+            # With the index of a link-local NAS's interface, which the text of its address
+            # does not carry to sendto.
+            transport.sendto(reply, self.clients.reply_address(key.address, key.port))
 
     def _busy(self) -> bool:
         return bool(self.batch_running or self.inbox or self.ready or self.hashing_now)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from otpcore.config import parse_settings
-from radiusd.clients import ClientTable, source_host
+from radiusd.clients import ClientTable
 
 
 def no_secret_files(path: Path) -> bytes:
@@ -66,16 +66,38 @@ def test_an_address_on_a_named_link_is_preferred_to_the_same_address_on_any() ->
         assert names(clients, "fe80::1%lo", "fe80::1%eth9", "fe80::1") == ["lo", "any", "any"]
 
 
+def test_a_zoned_network_written_with_host_bits_keeps_its_link() -> None:
+    # ip_network("fe80::1%lo/64", strict=False) alone gives fe80::/64 on every link.
+    clients = table(("gw", "fe80::1%lo/64"))
+    assert names(clients, "fe80::7%lo", "fe80::7%eth9") == ["gw", None]
+
+
+def test_the_same_link_under_two_spellings_goes_to_the_first_client_in_the_file() -> None:
+    index = socket.if_nametoindex("lo")
+    for first, second in (("fe80::1%lo", f"fe80::1%{index}"), (f"fe80::1%{index}", "fe80::1%lo")):
+        clients = table(("first", first), ("second", second))
+        assert names(clients, "fe80::1%lo") == ["first"]
+
+
+LO = socket.if_nametoindex("lo")
+
+
 @pytest.mark.parametrize(
-    ("addr", "host"),
+    ("addr", "host", "reply"),
     [
-        (("192.0.2.10", 1812), "192.0.2.10"),
-        (("2001:db8::5", 1812, 0, 0), "2001:db8::5"),
-        (("fe80::1", 1812, 0, socket.if_nametoindex("lo")), "fe80::1%lo"),
-        (("fe80::1", 1812, 0, 4000000), "fe80::1%4000000"),  # an interface gone meanwhile
+        (("192.0.2.10", 1812), "192.0.2.10", ("192.0.2.10", 1812)),
+        (("2001:db8::5", 1812, 0, 0), "2001:db8::5", ("2001:db8::5", 1812)),
+        (("fe80::1", 1812, 0, LO), "fe80::1%lo", ("fe80::1", 1812, 0, LO)),
+        # An interface gone since: its index stands for it, and the reply goes by it.
+        (("fe80::1", 1812, 0, 4000000), "fe80::1%4000000", ("fe80::1", 1812, 0, 4000000)),
     ],
 )
-def test_a_source_address_keeps_the_zone_a_reply_needs(
-    addr: tuple[str | int, ...], host: str
+def test_a_reply_goes_by_the_interface_its_request_came_in_on(
+    addr: tuple[str | int, ...], host: str, reply: tuple[str | int, ...]
 ) -> None:
-    assert source_host(addr) == host
+    """As text, "fe80::1%lo" reaches sendto without its zone: the reply needs the index."""
+    clients = table(("gw", "192.0.2.0/24"))
+    assert clients.source_host(addr) == host
+    assert clients.reply_address(host, 1812) == reply
+    # Answered after a reload replaced the table, which has not seen the request come in.
+    assert table(("gw", "192.0.2.0/24")).reply_address(host, 1812) == reply
