@@ -9,6 +9,7 @@ from typing import Any
 
 from otpcore.config_checks import Checker, SecretReader
 from otpcore.model import InputMode
+from otpcore.zones import with_zone, zone_problem
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -102,6 +103,10 @@ def _networks(
             written = ipaddress.ip_interface(text).ip
         except ValueError:
             raise check.fail(f"{where} address", f"{item!r} is not an address or CIDR") from None
+        if problem := zone_problem(text):
+            raise check.fail(f"{where} address", f"{item!r}: {problem}")
+        if isinstance(network, ipaddress.IPv6Network):
+            network = with_zone(network, text)
         # By value: ip_interface drops a zone ("fe80::1%eth0") that ip_network keeps, and
         # the two would never compare equal for a link-local gateway written alone.
         if int(written) != int(network.network_address):

@@ -23,6 +23,7 @@ from otpcore.config_checks import Checker, SecretReader
 from otpcore.errors import ConfigError
 from otpcore.passwords import HashingParams
 from otpcore.policy import Policy, UnregisteredPolicy
+from otpcore.zones import zone_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +265,8 @@ def parse_endpoint(item: str, check: Checker) -> tuple[str, int]:
         ipaddress.ip_address(host)
     except ValueError:
         raise check.fail("[server] listen", f"{host!r} is not an IP address") from None
+    if problem := zone_problem(host):
+        raise check.fail("[server] listen", f"{item!r}: {problem}")
     return host, int(port_text)
 
 

@@ -341,6 +341,14 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
     ),
     "listen not strings": ({"server": {"listen": [1812]}}, ["[server] listen"]),
     "listen to nothing": ({"server": {"listen": []}}, ["[server] listen: no address given"]),
+    "listen with a zone on a global address": (
+        {"server": {"listen": ["[fd00::2%eth0]:1812"]}},
+        ["[server] listen: '[fd00::2%eth0]:1812': a zone (%interface) is only for a link-local"],
+    ),
+    "listen with a zone no interface could have": (
+        {"server": {"listen": ["[fe80::1%eth 0]:1812"]}},
+        ["[server] listen", "'eth 0' is not an interface name or index"],
+    ),
     "clients not an array": ({"clients": {"name": "x"}}, ["[[clients]]", "array"]),
     "client missing name": (with_client(name=None), ["[[clients]] #1 name", "missing"]),
     "client missing address": (
@@ -360,6 +368,24 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
     "client bad CIDR": (with_client(address="10.0.0.0/33"), ["'vpn-gw-1' address", "CIDR"]),
     "client not an address": (with_client(address="vpn.example"), ["'vpn-gw-1' address"]),
     "client empty address list": (with_client(address=[]), ["'vpn-gw-1' address"]),
+    # A zone is matched against the interface a datagram came in on, which only link-local
+    # sources have: on another address the client would never be answered.
+    "client zone on a global address": (
+        with_client(address="2001:db8::1%eth0"),
+        ["'vpn-gw-1' address: '2001:db8::1%eth0': a zone (%interface) is only for a link-local"],
+    ),
+    "client zone on an IPv4-mapped address": (
+        with_client(address="::ffff:192.0.2.1%eth0"),
+        ["'vpn-gw-1' address", "only for a link-local address (fe80::/10)"],
+    ),
+    "client zone in other digits": (
+        with_client(address="fe80::1%²"),
+        ["'vpn-gw-1' address: 'fe80::1%²': '²' is not an interface name or index"],
+    ),
+    "client zone longer than an interface name": (
+        with_client(address="fe80::%" + "e" * 16 + "/64"),
+        ["'vpn-gw-1' address", f"'{'e' * 16}' is not an interface name or index"],
+    ),
     "client bad mode": (with_client(mode="pap"), ["'vpn-gw-1' mode", "split"]),
     "client unknown key": (with_client(port=1812), ["[[clients]] #1 port", "unknown key"]),
     "client wrong type": (
