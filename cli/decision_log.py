@@ -3,6 +3,7 @@ daemon's go: a login run from the command line is a real one, and monitoring rea
 
 from __future__ import annotations
 
+import errno
 import logging
 import logging.handlers
 import os
@@ -66,12 +67,19 @@ class DecisionLog:
 
 def _send(message: bytes) -> None:
     """One line to the local syslog daemon, on whichever kind of socket it listens."""
+    sock = _connected(socket.SOCK_DGRAM)
+    with sock:
+        sock.sendall(message)
+
+
+def _connected(kind: socket.SocketKind) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, kind)
+    sock.settimeout(2.0)  # a syslog daemon that stopped reading must not hang otpctl
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.connect(SYSLOG_SOCKET)
-            sock.send(message)
-    except OSError:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(2.0)  # a syslog daemon that stopped reading must not hang otpctl
-            sock.connect(SYSLOG_SOCKET)
-            sock.sendall(message)
+        sock.connect(SYSLOG_SOCKET)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EPROTOTYPE and kind == socket.SOCK_DGRAM:
+            return _connected(socket.SOCK_STREAM)  # syslog-ng's unix-stream(), say
+        raise
+    return sock

@@ -342,10 +342,8 @@ def test_a_log_value_keeps_printable_text_and_escapes_the_rest(
     assert field(value) == shown
 
 
-def test_a_decision_line_is_written_as_built_whatever_the_login_holds(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    # A "%" in a login must not be taken for a format: the line would be mangled, or fail.
+def test_the_daemon_writes_the_decision_line_of_spec_9(caplog: pytest.LogCaptureFixture) -> None:
+    # Built once for both shells (otpctl check logs it too); a "%" in a login stays as typed.
     client = ClientConfig(name="vpn-gw-1", networks=(), secret=b"s" * 16, mode=InputMode.SPLIT)
     outcome = AuthOutcome(Result.REJECT, Reason.BAD_OTP, "100%s-off%d", "23456789")
     with caplog.at_level(logging.INFO, logger="otpradius.auth"):
