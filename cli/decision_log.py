@@ -17,6 +17,8 @@ from otpcore.config import LoggingConfig
 from otpcore.logfields import decision_line
 
 SYSLOG_SOCKET = "/dev/log"
+# A syslog daemon that stopped reading must not hang otpctl: it gives up on the line after this.
+SEND_TIMEOUT_S = 2.0
 _INFO = logging.handlers.SysLogHandler.LOG_INFO
 _FACILITIES = logging.handlers.SysLogHandler.facility_names
 
@@ -60,7 +62,7 @@ class DecisionLog:
                 if isinstance(exc, FileNotFoundError):
                     problem = "does not exist"
                 else:
-                    problem = f"does not answer ({exc.strerror or type(exc).__name__})"
+                    problem = f"does not answer ({exc.strerror or str(exc) or type(exc).__name__})"
                 log.warning("syslog = true but %s %s: the decision is not logged",
                             SYSLOG_SOCKET, problem)  # fmt: skip
 
@@ -74,7 +76,7 @@ def _send(message: bytes) -> None:
 
 def _connected(kind: socket.SocketKind) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, kind)
-    sock.settimeout(2.0)  # a syslog daemon that stopped reading must not hang otpctl
+    sock.settimeout(SEND_TIMEOUT_S)
     try:
         sock.connect(SYSLOG_SOCKET)
     except OSError as exc:

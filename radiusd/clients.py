@@ -132,4 +132,5 @@ def _interface_name(index: int) -> str:
         name = socket.if_indextoname(index)
     except OSError:
         return str(index)
-    return name if plain_zone(name) else str(index)
+    # A name of digits alone would be read back as another interface's index.
+    return name if plain_zone(name) and not name.isdigit() else str(index)

@@ -24,9 +24,10 @@ from otpcore.config import Settings
 from otpcore.errors import OtpError
 from otpcore.logfields import field as field_value
 from otpcore.store.engine import url_has_password
+from otpcore.zones import with_zone
 from otphost.settings import load_settings
 from radiusd.client_box import ClientBox
-from radiusd.clients import zone_exists, zone_of
+from radiusd.clients import interface_index, zone_exists, zone_of
 from radiusd.held_lines import send_held
 from radiusd.notify import sd_notify
 from radiusd.process import run_worker
@@ -361,6 +362,8 @@ def warn_weak_clients(settings: Settings) -> None:
         for written in client.widened:
             # "192.0.2.10/24" reads as one gateway, and admits 254 other hosts with its secret.
             network = ipaddress.ip_network(written, strict=False)
+            if isinstance(network, ipaddress.IPv6Network):
+                network = with_zone(network, written)  # "fe80::/64" alone reads as every link
             log.warning("wide address client=%s address=%s: admits all of %s; write %s/%d "
                         "for that host alone", field_value(client.name), written, network,
                         written.split("/")[0], network.max_prefixlen)  # fmt: skip
@@ -371,6 +374,26 @@ def warn_weak_clients(settings: Settings) -> None:
                 log.warning("unknown zone client=%s address=%s: this host has no interface %s; "
                             "its requests are dropped", field_value(client.name), network,
                             field_value(zone))  # fmt: skip
+    _warn_links_named_twice(settings)
+
+
+def _warn_links_named_twice(settings: Settings) -> None:
+    """Warn about one network on one link given to two clients, its interface written once by
+    name and once by index (fe80::1%eth0, fe80::1%2): the configuration cannot tell them
+    apart, and only the first client in the file is ever matched."""
+    seen: dict[tuple[object, int, int], tuple[str, object]] = {}
+    for client in settings.clients:
+        for network in client.networks:
+            zone = zone_of(network)
+            index = interface_index(zone) if zone is not None else None
+            if index is None:
+                continue
+            place = (int(network.network_address), network.prefixlen, index)
+            first = seen.setdefault(place, (client.name, network))
+            if first[0] != client.name:
+                log.warning("same link client=%s address=%s: client=%s has it already, as %s; "
+                            "this client is never matched there", field_value(client.name),
+                            network, field_value(first[0]), first[1])  # fmt: skip
 
 
 def warn_readable_secrets(config_path: Path, settings: Settings) -> None:

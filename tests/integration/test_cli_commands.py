@@ -16,6 +16,7 @@ import re
 import socket
 import stat
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1112,6 +1113,51 @@ def test_check_without_a_syslog_daemon_says_so_once_and_still_answers(
             f"syslog = true but {decision_log.SYSLOG_SOCKET} does not exist: "
             "the decision is not logged",
         )
+    ]
+
+
+def syslog_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "otpradius.otpctl"]
+
+
+def test_check_gives_up_on_a_syslog_daemon_that_stopped_reading(
+    bound: Otpctl,
+    syslog: Syslog,
+    config: Path,
+    codes: Codes,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its queue full, a datagram send would wait for ever: the line is given up instead."""
+    monkeypatch.setattr(decision_log, "SEND_TIMEOUT_S", 0.2)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as filler:
+        filler.connect(str(config.parent / "dev-log"))
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            for _ in range(10_000):
+                filler.send(b"<14>x: queued")
+        started = time.monotonic()
+        result = check(bound, "chirodt", codes.wrong("23456789"))
+    assert time.monotonic() - started < 5
+    assert json.loads(result.stdout) == {"result": "reject", "reason": "bad_otp"}
+    assert syslog_warnings(caplog) == [
+        f"syslog = true but {decision_log.SYSLOG_SOCKET} does not answer (timed out): "
+        "the decision is not logged"
+    ]
+
+
+def test_check_names_what_a_dead_syslog_daemon_left(
+    bound: Otpctl, syslog: Syslog, config: Path, codes: Codes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A socket file nobody listens on any more: refused, said as such."""
+    path = config.parent / "dev-log"
+    path.unlink()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as gone:
+        gone.bind(str(path))
+    assert check(bound, "chirodt", codes.wrong("23456789")).exit_code == 1
+    assert syslog_warnings(caplog) == [
+        f"syslog = true but {decision_log.SYSLOG_SOCKET} does not answer (Connection refused): "
+        "the decision is not logged"
     ]
 
 

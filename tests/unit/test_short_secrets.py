@@ -115,3 +115,33 @@ def test_a_configuration_without_clients_is_warned_about(caplog: pytest.LogCaptu
         "no clients: every request is dropped until [[clients]] names one and the server is "
         "reloaded"
     ]
+
+
+def test_one_link_given_to_two_clients_by_name_and_by_index_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The configuration cannot tell fe80::1%lo from fe80::1%1; only the first is matched."""
+    index = socket.if_nametoindex("lo")
+    clients = [
+        {"name": "gw", "address": "fe80::1%lo", "secret": "a-secret-of-sixteen+"},
+        {"name": "gw-2", "address": f"fe80::1%{index}", "secret": "a-secret-of-sixteen+"},
+        {"name": "gw-3", "address": "fe80::1%4000000", "secret": "a-secret-of-sixteen+"},
+    ]
+    settings = parse_settings({"clients": clients}, SOURCE, no_secret_files)
+    with caplog.at_level(logging.WARNING, logger="otpradius.server"):
+        warn_weak_clients(settings)
+    assert [record.getMessage() for record in caplog.records] == [
+        "unknown zone client=gw-3 address=fe80::1%4000000/128: this host has no interface "
+        "4000000; its requests are dropped",
+        f"same link client=gw-2 address=fe80::1%{index}/128: client=gw has it already, as "
+        "fe80::1%lo/128; this client is never matched there",
+    ]
+
+
+def test_a_wide_link_local_address_is_warned_about_on_its_own_link(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert address_warnings("fe80::1%lo/64", caplog) == [
+        "wide address client=gw address=fe80::1%lo/64: admits all of fe80::%lo/64; "
+        "write fe80::1%lo/128 for that host alone"
+    ]
