@@ -20,6 +20,7 @@ import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from otpcore.client_config import IpNetwork
 from otpcore.config import Settings
 from otpcore.errors import OtpError
 from otpcore.logfields import field as field_value
@@ -381,7 +382,7 @@ def _warn_links_named_twice(settings: Settings) -> None:
     """Warn about one network on one link given to two clients, its interface written once by
     name and once by index (fe80::1%eth0, fe80::1%2): the configuration cannot tell them
     apart, and only the first client in the file is ever matched."""
-    seen: dict[tuple[object, int, int], tuple[str, object]] = {}
+    seen: dict[tuple[int, int, int], tuple[str, IpNetwork]] = {}
     for client in settings.clients:
         for network in client.networks:
             zone = zone_of(network)
