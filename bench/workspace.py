@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import os
 import random
 import secrets
@@ -72,7 +73,11 @@ def _port_free(host: str, port: int) -> bool:
         try:
             # Resolved: bind() leaves out the zone of a link-local "fe80::1%eth0" written as text.
             probe.bind(socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)[0][4])
-        except OSError:
+        except socket.gaierror as exc:  # a zone naming no interface, say: no port would do
+            raise SystemExit(f"cannot listen on {host}: {exc.strerror}") from None
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise SystemExit(f"cannot listen on {host}: {exc.strerror}") from None
             return False
     return True
 
