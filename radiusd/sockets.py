@@ -6,7 +6,7 @@ import errno
 import socket
 
 from otpcore.errors import ListenError
-from radiusd.clients import interface_index
+from radiusd.clients import Peer, interface_index
 
 
 def open_socket(host: str, port: int) -> socket.socket:
@@ -32,18 +32,16 @@ def ensure_free(host: str, port: int) -> None:
     a test instance on another database) would silently get part of the logins. A socket
     bound without the option is refused while anyone holds the port.
     """
-    endpoint = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     probe = _udp_socket(host)
     try:
         probe.bind(_endpoint(host, port))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise ListenError(
-                f"[server] listen {endpoint}: address already in use "
+                f"[server] listen {shown_endpoint(host, port)}: address already in use "
                 "(is another otp-radiusd or RADIUS server running?)"
             ) from None
-        reason = exc.strerror or type(exc).__name__
-        raise ListenError(f"[server] listen {endpoint}: cannot bind: {reason}") from None
+        raise _cannot_bind(host, port, exc) from None
     finally:
         probe.close()
 
@@ -59,14 +57,12 @@ def ensure_local(host: str, port: int) -> None:
         address = _endpoint(host, port)
         probe.bind((address[0], 0, *address[2:]))
     except OSError as exc:
-        endpoint = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        reason = exc.strerror or type(exc).__name__
-        raise ListenError(f"[server] listen {endpoint}: cannot bind: {reason}") from None
+        raise _cannot_bind(host, port, exc) from None
     finally:
         probe.close()
 
 
-def _endpoint(host: str, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
+def _endpoint(host: str, port: int) -> Peer:
     """The address to bind, with the index of a link-local one's interface (``fe80::1%eth0``).
 
     As text, bind() leaves the zone out, and the kernel refuses a link-local address
@@ -77,10 +73,19 @@ def _endpoint(host: str, port: int) -> tuple[str, int] | tuple[str, int, int, in
     address, _, zone = host.partition("%")
     index = interface_index(zone)
     if index is None:
-        raise ListenError(
-            f"[server] listen [{host}]:{port}: cannot bind: this host has no interface {zone}"
-        )
+        raise _cannot_bind(host, port, f"this host has no interface {zone}")
     return (address, port, 0, index)
+
+
+def _cannot_bind(host: str, port: int, why: OSError | str) -> ListenError:
+    reason = why if isinstance(why, str) else why.strerror or type(why).__name__
+    return ListenError(f"[server] listen {shown_endpoint(host, port)}: cannot bind: {reason}")
+
+
+def shown_endpoint(host: str, port: int) -> str:
+    """A listen address as the configuration writes it: an IPv6 host in brackets, or its port
+    runs into it ("::1:1812" reads as an address)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _udp_socket(host: str) -> socket.socket:

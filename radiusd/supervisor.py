@@ -32,6 +32,7 @@ from radiusd.clients import interface_index, zone_exists, zone_of
 from radiusd.held_lines import send_held
 from radiusd.notify import sd_notify
 from radiusd.process import run_worker
+from radiusd.sockets import shown_endpoint
 
 log = logging.getLogger("otpradius.server")
 
@@ -98,11 +99,7 @@ class Supervisor:
             log.error("start failed: a worker did not become ready")
             self._stop_children()
             return 1
-        # As the configuration writes them: an IPv6 host in brackets, or its port runs into it.
-        listen = ",".join(
-            f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            for host, port in self.settings.server.listen
-        )
+        listen = ",".join(shown_endpoint(host, port) for host, port in self.settings.server.listen)
         log.info("start workers=%d listen=%s clients=%d", self.count, listen,
                  len(self.settings.clients))  # fmt: skip
         warn_readable_secrets(self.config_path, self.settings)
