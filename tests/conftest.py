@@ -19,6 +19,7 @@ from otpcore.ports import FrozenClock
 from otpcore.store import make_engine
 from otpcore.store.engine import create_private_sqlite_file
 from otpcore.store.schema import upgrade
+from tests.cluster_turns import TURNS
 
 PG_URL_ENV = "OTPRADIUS_TEST_PG_URL"
 # Modules whose tests run on both databases say: pytestmark = BOTH_BACKENDS
@@ -28,6 +29,14 @@ _TABLES = ("challenges", "audit_events", "users", "tokens")
 # Cheap argon2id parameters keep the suite fast; the default cost is measured by the bench.
 FAST_HASHING = {"time_cost": 1, "memory_kib": 64, "parallelism": 1}
 T0 = datetime(2026, 12, 1, 0, 0, 30, tzinfo=UTC)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[object]:
+    """Run each test, its fixtures' set-up and tear-down included, in its turn on the
+    PostgreSQL cluster (tests/cluster_turns.py)."""
+    with TURNS.turn(alone=item.get_closest_marker("stops_postgresql") is not None):
+        return (yield)
 
 
 def require_service(name: str, available: bool) -> None:

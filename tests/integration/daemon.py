@@ -14,8 +14,8 @@ of one site serve the same database (the multi-node layout of SPEC §8). Time is
 tokens have a 30-second period, a fresh serial per call, and codes for "now".
 
 Every password, OTP, seed and shared secret the harness creates or sends goes into ``LEDGER``;
-each node, when stopped, asserts that its log contains none of them, and the last module of the
-suite sweeps every log of the session again.
+each node, when stopped, asserts that its log contains none of them, and after each test
+process's last test conftest.py sweeps every log it wrote again.
 """
 
 from __future__ import annotations

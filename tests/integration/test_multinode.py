@@ -165,6 +165,7 @@ def test_an_activation_answer_resent_after_its_token_is_disabled_lets_nobody_in(
 
 
 @pytest.mark.service
+@pytest.mark.stops_postgresql
 def test_postgresql_stopped_under_load_means_no_accept_and_back_within_five_seconds(
     pg_site: Site,
 ) -> None:

@@ -726,6 +726,7 @@ def test_workers_stop_when_the_supervisor_is_killed(site: Site) -> None:
 
 
 @pytest.mark.service
+@pytest.mark.stops_postgresql
 def test_database_unreachable_means_no_accept_and_service_resumes(pg_site: Site) -> None:
     pia, quinn = pg_site.active_user(), pg_site.active_user()
     control = pg_cluster_control()
@@ -751,6 +752,7 @@ def test_database_unreachable_means_no_accept_and_service_resumes(pg_site: Site)
 
 
 @pytest.mark.service
+@pytest.mark.stops_postgresql
 def test_a_worker_that_dies_while_the_database_is_away_does_not_stop_the_server(
     pg_site: Site,
 ) -> None:
