@@ -82,9 +82,15 @@ def test_a_backup_taken_while_serving_restores_every_committed_change(tmp_path: 
 
 @contextmanager
 def _snapshot(folder: Path) -> Iterator[sqlite3.Connection]:
-    """A read transaction on the site's database, begun now and held until rolled back."""
+    """A read transaction on the site's database, begun now and held until rolled back.
+
+    What was written before it is copied into the database file first: the site's users and
+    tokens, which the daemon's own checkpoint may not have reached yet on a busy machine.
+    """
     connection = sqlite3.connect(folder / "otpradius.db", isolation_level=None)
     try:
+        (busy, _, _) = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert busy == 0, "the write-ahead log could not be copied back before the snapshot"
         connection.execute("BEGIN")
         connection.execute("SELECT count(*) FROM tokens").fetchall()
         yield connection
