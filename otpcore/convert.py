@@ -15,6 +15,11 @@ def to_user(row: UserRow) -> User:
     return _user(row, row.password_hash)
 
 
+def user_of(source: Any) -> User:
+    """The domain user of a row of ``LISTED_USER``'s user columns (no password hash)."""
+    return _user(source, None)
+
+
 def _user(source: Any, password_hash: str | None) -> User:
     return User(
         login=source.login,
@@ -62,4 +67,4 @@ def token_view(row: TokenRow) -> Token:
 def listed(row: Any) -> tuple[User, Token | None]:
     """The user and bound token (its secret left out) of a row of ``Repo.users_page``."""
     token = token_of(row.token, b"") if row.token.serial is not None else None
-    return _user(row.user, None), token
+    return user_of(row.user), token

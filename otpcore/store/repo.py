@@ -113,6 +113,46 @@ class Repo:
             query = query.with_for_update()
         return list(self.session.scalars(query))
 
+    def user_classes(self, logins: Sequence[str], *, lock: bool = False) -> dict[str, str]:
+        """login -> class of each of these users that exists; ``lock``: for update, in one
+        statement and in login order, as ``users`` locks them."""
+        query = (
+            select(UserRow.login, UserRow.user_class)
+            .where(UserRow.login.in_(list(logins)))
+            .order_by(UserRow.login)
+        )
+        if lock:
+            query = query.with_for_update()
+        return {login: user_class for login, user_class in self.session.execute(query)}
+
+    def user_states(
+        self, logins: Sequence[str] | None = None, *, serials: Sequence[str] | None = None
+    ) -> list[Any]:
+        """The listed columns of users (``LISTED_USER``'s first bundle) by login: these
+        logins, or every user bound to one of ``serials``.
+
+        Plain rows, for operations over many users (an unlock of tens of thousands): ORM
+        objects cost several times the reading, in a transaction every login waits behind.
+        """
+        query = select(LISTED_USER[0]).order_by(UserRow.login)
+        if logins is not None:
+            query = query.where(UserRow.login.in_(list(logins)))
+        if serials is not None:
+            query = query.where(UserRow.serial.in_(list(serials)))
+        return list(self.session.scalars(query))
+
+    def token_states(self, serials: Sequence[str], *, lock: bool = False) -> list[Any]:
+        """The listed columns of these tokens (``LISTED_USER``'s second bundle), by serial;
+        ``lock``: for update (see ``tokens``)."""
+        query = (
+            select(LISTED_USER[1])
+            .where(TokenRow.serial.in_(list(serials)))
+            .order_by(TokenRow.serial)
+        )
+        if lock:
+            query = query.with_for_update()
+        return list(self.session.scalars(query))
+
     def users_page(self, after: str | None, limit: int) -> list[Row[Any]]:
         """Up to ``limit`` users whose login sorts after ``after`` (from the first when None),
         by login, each with the token bound to it: the columns of ``LISTED_USER``."""
@@ -314,6 +354,26 @@ class Repo:
         return list(self.session.scalars(query))
 
     # Writes (the authentication path's atomic statements live in ``hot_sql.py``)
+
+    def clear_user_failures(self, logins: Sequence[str]) -> None:
+        """Lift these users' own suspension and reset their password and activation counts."""
+        if logins:
+            self._execute(
+                update(UserRow)
+                .where(UserRow.login.in_(list(logins)))
+                .values(suspended=False, password_failures=0, activation_failures=0)
+                .execution_options(synchronize_session=False)
+            )
+
+    def clear_token_failures(self, serials: Sequence[str]) -> None:
+        """Lift these tokens' suspension and reset their count of wrong codes."""
+        if serials:
+            self._execute(
+                update(TokenRow)
+                .where(TokenRow.serial.in_(list(serials)))
+                .values(suspended=False, fail_count=0)
+                .execution_options(synchronize_session=False)
+            )
 
     def delete_users(self, logins: Sequence[str]) -> None:
         """Delete users and the challenges pending for them."""

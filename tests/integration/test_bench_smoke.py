@@ -123,6 +123,14 @@ def test_the_flood_prints_a_row_per_run() -> None:
     assert row, done.stdout
 
 
+def test_the_unlock_bench_lifts_every_suspended_user_in_each_run() -> None:
+    # It stops with an error if otpctl fails or leaves any of them suspended.
+    done = run_bench("bench.unlock", "--users", "300", "--unlock", "120", "--runs", "2")
+    rows = re.findall(r"^\| run \d \| [\d.]+ \| \d+ \| [\d.]+ \|$", done.stdout, re.M)
+    assert len(rows) == 2, done.stdout
+    assert "| unlock of 120 of 300 users |" in done.stdout
+
+
 def test_the_commit_probe_prints_both_sync_modes() -> None:
     done = run_bench("bench.commit", "--commits", "30")
     rows = [line for line in done.stdout.splitlines() if line.startswith("| FULL")

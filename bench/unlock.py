@@ -1,0 +1,148 @@
+"""How long a mass unlock keeps every login waiting.
+
+    python -m bench.unlock [--users 100000] [--unlock 40000] [--runs 3]
+
+After an attack that sent wrong codes for many logins, an operator unlocks thousands of users
+with one ``otpctl unlock``. It is one transaction, and on SQLite every login of every worker
+waits for its write lock meanwhile; a worker that waits over 5 s marks the database
+unreachable. Onboards ``--users`` users once (as ``python -m bench`` does), then for each run
+puts the database back, suspends the first ``--unlock`` users and their tokens as five wrong
+codes would, and unlocks them all in one command while a probe on another connection begins
+and commits an empty write transaction every 10 ms. It prints the command's wall time and
+peak memory and the longest time the probe waited for the write lock: a login's commit would
+have waited as long.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import closing
+from pathlib import Path
+
+from bench.peak import Population, onboard, restore
+from bench.workspace import otpctl, temporary_workspace
+
+ADMIN = "bench-admin"
+ADMIN_PASSWORDS = "Bench-Admin-Login-1\nBench-Admin-Confirm-1\n"
+CONFIRMATION = "Bench-Admin-Confirm-1\n"
+
+
+def suspend(database: Path, logins: list[str], serials: list[str]) -> None:
+    """Suspend these users and their tokens as five wrong codes each would have."""
+    with closing(sqlite3.connect(database)) as connection, connection:
+        connection.executemany(
+            "UPDATE tokens SET suspended = 1, fail_count = 5 WHERE serial = ?",
+            [(serial,) for serial in serials],
+        )
+        connection.executemany(
+            "UPDATE users SET suspended = 1, password_failures = 5 WHERE login = ?",
+            [(login,) for login in logins],
+        )
+    with closing(sqlite3.connect(database)) as connection:
+        # Into the database file, as the daemon's checkpoint would have copied them.
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+class WriteLockProbe:
+    """Begins and commits an empty write transaction every 10 ms; the longest wait."""
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+        self.longest = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def __enter__(self) -> WriteLockProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        connection = sqlite3.connect(self.database, isolation_level=None, timeout=600)
+        try:
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute("COMMIT")
+                self.longest = max(self.longest, time.perf_counter() - started)
+                self._stop.wait(0.01)
+        finally:
+            connection.close()
+
+
+def run(population: Population, count: int) -> tuple[float, float, float]:
+    """One unlock of ``count`` suspended users: wall seconds, peak MiB, longest lock wait."""
+    restore(population)
+    workspace = population.workspace
+    logins = [workspace.login(index) for index in range(count)]
+    suspend(population.database, logins, [workspace.serial(index) for index in range(count)])
+    command = ["otpctl", "--config", str(workspace.config), "unlock", "--admin", ADMIN]
+    with tempfile.TemporaryFile() as answer, tempfile.TemporaryFile() as output:
+        answer.write(CONFIRMATION.encode())
+        answer.seek(0)
+        with WriteLockProbe(population.database) as probe:
+            started = time.perf_counter()
+            process = subprocess.Popen(
+                [*command, "--password-stdin", *logins],
+                stdin=answer,
+                stdout=subprocess.DEVNULL,
+                stderr=output,
+            )
+            # wait4, not wait: the command's own peak memory, not the largest of any child's.
+            _, status, usage = os.wait4(process.pid, 0)
+            took = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        output.seek(0)
+        error = output.read().decode(errors="replace").strip()
+    if process.returncode != 0:
+        sys.exit(f"bench.unlock: otpctl unlock failed: {error}")
+    with closing(sqlite3.connect(population.database)) as connection:
+        (left,) = connection.execute("SELECT count(*) FROM users WHERE suspended").fetchone()
+    if left:
+        sys.exit(f"bench.unlock: {left} users still suspended after the unlock")
+    return took, usage.ru_maxrss / 1024, probe.longest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the unlocks and print a markdown table."""
+    parser = argparse.ArgumentParser(prog="python -m bench.unlock", description=__doc__)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--unlock", type=int, default=40_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="keep the workspace")
+    args = parser.parse_args(argv)
+    if not 0 < args.unlock <= args.users:
+        parser.error("--unlock must be between 1 and --users")
+    with temporary_workspace(args.keep) as root:
+        population = onboard(root, args.users, 1)
+        otpctl(root, "user", "add", ADMIN, "--name", "Bench", "--class", "admin",
+               "--password-stdin", stdin=ADMIN_PASSWORDS)  # fmt: skip
+        # Into the copy every run starts from.
+        with closing(sqlite3.connect(population.database)) as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        shutil.copyfile(population.database, population.pristine)
+        results = [run(population, args.unlock) for _ in range(args.runs)]
+    print(f"| unlock of {args.unlock:,} of {args.users:,} users | wall s | peak MiB | "
+          "longest wait for the write lock, s |")  # fmt: skip
+    print("| --- | --- | --- | --- |")
+    for index, (took, peak, longest) in enumerate(results, 1):
+        print(f"| run {index} | {took:.2f} | {peak:.0f} | {longest:.2f} |")
+    print(f"| median | {statistics.median(r[0] for r in results):.2f} | | "
+          f"{statistics.median(r[2] for r in results):.2f} |")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
