@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from otpcore.convert import to_user, token_of, token_view, user_of
+from otpcore.convert import token_of, user_of
 from otpcore.errors import InvalidInput, NotFound, PermissionDenied, StateError
 from otpcore.lockout import UnlockPlan, plan_unlock
 from otpcore.model import OtpState, Token, User, UserClass, user_state
@@ -23,7 +23,7 @@ from otpcore.policy import Policy
 from otpcore.ports import Clock
 from otpcore.store import Repo, Store
 from otpcore.store.models import UserRow
-from otpcore.views import TokenListing, UserView, token_listing, user_view, view_of
+from otpcore.views import TokenListing, UserView, token_listing, view_of
 
 PRIVILEGED = frozenset({UserClass.MASTER, UserClass.ADMIN})
 
@@ -131,34 +131,30 @@ class ApprovedOperations:
         self.confirm(admin_login, confirmation, "revoke", logins)
         now = self.clock()
         with self._refusal_audited(admin_login, "revoke", logins), self.store.transaction() as repo:
-            _approver(repo, admin_login, logins)
             # Locked, as for unlock: an activation may be binding one of them meanwhile.
-            selected = _users(repo, logins, lock=True)
-            # Read in one statement and held here: one read a user, and the write of each
-            # user flushed on its own before the next read, kept ten thousand users' revoke
-            # 14 s in the writers' turn, where every login of every node waited.
-            serials = sorted({row.serial for row in selected if row.serial is not None})
-            tokens = {token.serial: token for token in repo.tokens(serials)}
-            revoked: list[UserView] = []
-            for row in selected:
-                token = tokens.get(row.serial) if row.serial else None
-                state = user_state(to_user(row), token_view(token) if token else None, now)
+            _approver(repo, admin_login, logins)
+            # Plain rows and one UPDATE, as for unlock: logins wait behind this transaction.
+            selected = [user_of(row) for row in _user_rows(repo, logins)]
+            serials = sorted({user.serial for user in selected if user.serial is not None})
+            tokens = {row.serial: token_of(row, b"") for row in repo.token_states(serials)}
+            for user in selected:
+                token = tokens.get(user.serial) if user.serial else None
+                state = user_state(user, token, now)
                 if state not in (OtpState.ACTIVE, OtpState.EXPIRED, OtpState.ISSUED):
-                    raise StateError(f"user {row.login} is {state.value}: nothing to revoke")
-            for row in selected:
-                token = tokens.get(row.serial) if row.serial else None
-                before = row.serial
-                row.serial = None
-                row.revoked = True
-                row.activation_failures = 0
-                view = user_view(row, None, now)
+                    raise StateError(f"user {user.login} is {state.value}: nothing to revoke")
+            repo.revoke_users([user.login for user in selected])
+            revoked: list[UserView] = []
+            for user in selected:
+                token = tokens.get(user.serial) if user.serial else None
+                after = replace(user, serial=None, revoked=True, activation_failures=0)
+                view = view_of(after, None, now)
                 # The result screen shows the serial and expiry the user had.
                 revoked.append(
                     UserView(
                         view.login,
                         view.name,
                         view.user_class,
-                        before,
+                        user.serial,
                         view.state,
                         view.suspended,
                         token.expires if token else None,
@@ -185,21 +181,22 @@ class ApprovedOperations:
                 # The approval would vanish with its approver; another admin must do it.
                 raise StateError(f"{admin_login} cannot delete itself: ask another admin")
             approver = _approver(repo, admin_login, logins)
-            selected = _users(repo, logins, lock=True)
+            selected = [user_of(row) for row in _user_rows(repo, logins)]
             if approver is not UserClass.MASTER:
                 # An admin user serves under the master users (the manual's hierarchy): it
                 # must not remove the accounts above it.
-                for row in selected:
-                    if UserClass(row.user_class) is UserClass.MASTER:
-                        raise PermissionDenied(f"{row.login} is a master user: only a master "
+                for user in selected:
+                    if user.user_class is UserClass.MASTER:
+                        raise PermissionDenied(f"{user.login} is a master user: only a master "
                                                "user may delete it")  # fmt: skip
-            serials = sorted({row.serial for row in selected if row.serial})
-            tokens = {row.serial: row for row in repo.tokens(serials, lock=True)}
+            serials = sorted({user.serial for user in selected if user.serial})
+            locked = repo.token_states(serials, lock=True)
+            tokens = {row.serial: token_of(row, b"") for row in locked}
             deleted = [
-                user_view(row, tokens.get(row.serial) if row.serial else None, now)
-                for row in selected
+                view_of(user, tokens.get(user.serial) if user.serial else None, now)
+                for user in selected
             ]
-            repo.delete_users([row.login for row in selected])
+            repo.delete_users([user.login for user in selected])
             self._unbound(repo, now, admin_login, "user_delete", deleted)
             return deleted
 
@@ -287,17 +284,11 @@ def release_unused(repo: Repo, serials: Sequence[str]) -> list[str]:
     # of a token's last two users (a revoke and a delete, say) would otherwise each see the
     # other's user still bound, and neither would release it. Locked first, the second one
     # waits, and then sees the first one's change.
-    locked = repo.tokens(serials, lock=True)
-    still_bound = {row.serial for row in repo.sharers(serials)}
-    released: list[str] = []
-    for row in locked:
-        if row.serial in still_bound:
-            continue
-        if row.suspended:
-            released.append(row.serial)
-        row.suspended = False
-        row.fail_count = 0
-    return released
+    locked = repo.token_states(serials, lock=True)
+    still_bound = set(repo.bindings(serials))
+    unbound = [row for row in locked if row.serial not in still_bound]
+    repo.clear_token_failures([row.serial for row in unbound])
+    return [row.serial for row in unbound if row.suspended]
 
 
 def _approver(repo: Repo, admin_login: str, logins: Sequence[str] = ()) -> UserClass:
@@ -313,13 +304,9 @@ def _approver(repo: Repo, admin_login: str, logins: Sequence[str] = ()) -> UserC
     return UserClass(approver)
 
 
-def _users(repo: Repo, logins: Sequence[str], *, lock: bool = False) -> list[UserRow]:
-    rows = {row.login: row for row in repo.users(_named(logins), lock=lock)}
-    return [rows[login] for login in _all_found(logins, rows)]
-
-
 def _user_rows(repo: Repo, logins: Sequence[str]) -> list[Any]:
-    """``_users`` as plain rows of ``Repo.user_states``."""
+    """The named users, once each in the order named, as plain rows of ``Repo.user_states``;
+    NotFound names the first login that does not exist."""
     rows = {row.login: row for row in repo.user_states(_named(logins))}
     return [rows[login] for login in _all_found(logins, rows)]
 

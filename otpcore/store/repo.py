@@ -104,18 +104,16 @@ class Repo:
             return self.session.get(TokenRow, serial, with_for_update=True, populate_existing=True)
         return self.session.get(TokenRow, serial)
 
-    def users(self, logins: Sequence[str] | None = None, *, lock: bool = False) -> list[UserRow]:
-        """Users by login (all when None), ordered by login; ``lock``: for update."""
+    def users(self, logins: Sequence[str] | None = None) -> list[UserRow]:
+        """Users by login (all when None), ordered by login."""
         query = select(UserRow).order_by(UserRow.login)
         if logins is not None:
             query = query.where(UserRow.login.in_(list(logins)))
-        if lock:
-            query = query.with_for_update()
         return list(self.session.scalars(query))
 
     def user_classes(self, logins: Sequence[str], *, lock: bool = False) -> dict[str, str]:
         """login -> class of each of these users that exists; ``lock``: for update, in one
-        statement and in login order, as ``users`` locks them."""
+        statement and in login order, so that operations over the same users cannot deadlock."""
         query = (
             select(UserRow.login, UserRow.user_class)
             .where(UserRow.login.in_(list(logins)))
@@ -362,6 +360,17 @@ class Repo:
                 update(UserRow)
                 .where(UserRow.login.in_(list(logins)))
                 .values(suspended=False, password_failures=0, activation_failures=0)
+                .execution_options(synchronize_session=False)
+            )
+
+    def revoke_users(self, logins: Sequence[str]) -> None:
+        """Unbind these users from their tokens (state revoked) and reset their activation
+        count."""
+        if logins:
+            self._execute(
+                update(UserRow)
+                .where(UserRow.login.in_(list(logins)))
+                .values(serial=None, revoked=True, activation_failures=0)
                 .execution_options(synchronize_session=False)
             )
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import require_command
 
 REPO = Path(__file__).resolve().parents[2]
@@ -123,12 +125,14 @@ def test_the_flood_prints_a_row_per_run() -> None:
     assert row, done.stdout
 
 
-def test_the_unlock_bench_lifts_every_suspended_user_in_each_run() -> None:
-    # It stops with an error if otpctl fails or leaves any of them suspended.
-    done = run_bench("bench.unlock", "--users", "300", "--unlock", "120", "--runs", "2")
+@pytest.mark.parametrize(("action", "runs"), [("unlock", 2), ("revoke", 1), ("delete", 1)])
+def test_the_approvals_bench_takes_every_user_in_each_run(action: str, runs: int) -> None:
+    # It stops with an error if otpctl fails or leaves any of the users untaken.
+    done = run_bench("bench.approvals", "--action", action, "--users", "300", "--count", "120",
+                     "--runs", str(runs))  # fmt: skip
     rows = re.findall(r"^\| run \d \| [\d.]+ \| \d+ \| [\d.]+ \|$", done.stdout, re.M)
-    assert len(rows) == 2, done.stdout
-    assert "| unlock of 120 of 300 users |" in done.stdout
+    assert len(rows) == runs, done.stdout
+    assert f"| {action} of 120 of 300 users |" in done.stdout
 
 
 def test_the_commit_probe_prints_both_sync_modes() -> None:

@@ -1,16 +1,17 @@
-"""How long a mass unlock keeps every login waiting.
+"""How long an approved operation over many users keeps every login waiting.
 
-    python -m bench.unlock [--users 100000] [--unlock 40000] [--runs 3]
+    python -m bench.approvals [--action unlock|revoke|delete] [--users 100000] [--count 40000]
+                              [--runs 3]
 
 After an attack that sent wrong codes for many logins, an operator unlocks thousands of users
-with one ``otpctl unlock``. It is one transaction, and on SQLite every login of every worker
-waits for its write lock meanwhile; a worker that waits over 5 s marks the database
-unreachable. Onboards ``--users`` users once (as ``python -m bench`` does), then for each run
-puts the database back, suspends the first ``--unlock`` users and their tokens as five wrong
-codes would, and unlocks them all in one command while a probe on another connection begins
-and commits an empty write transaction every 10 ms. It prints the command's wall time and
-peak memory and the longest time the probe waited for the write lock: a login's commit would
-have waited as long.
+with one ``otpctl unlock``; a recalled batch of tokens is revoked the same way. Each is one
+transaction, and on SQLite every login of every worker waits for its write lock meanwhile; a
+worker that waits over 5 s marks the database unreachable. Onboards ``--users`` users once (as
+``python -m bench`` does), then for each run puts the database back, suspends the first
+``--count`` users and their tokens as five wrong codes would, and unlocks, revokes or deletes
+them all in one command while a probe on another connection begins and commits an empty write
+transaction every 10 ms. It prints the command's wall time and peak memory and the longest
+time the probe waited for the write lock: a login's commit would have waited as long.
 """
 
 from __future__ import annotations
@@ -82,13 +83,22 @@ class WriteLockProbe:
             connection.close()
 
 
-def run(population: Population, count: int) -> tuple[float, float, float]:
-    """One unlock of ``count`` suspended users: wall seconds, peak MiB, longest lock wait."""
+COMMANDS = {"unlock": ["unlock"], "revoke": ["revoke"], "delete": ["user", "delete"]}
+# What is left of the users afterwards if the command did not take them all.
+LEFT = {
+    "unlock": "SELECT count(*) FROM users WHERE suspended AND login IN ({})",
+    "revoke": "SELECT count(*) FROM users WHERE serial IS NOT NULL AND login IN ({})",
+    "delete": "SELECT count(*) FROM users WHERE login IN ({})",
+}
+
+
+def run(population: Population, action: str, count: int) -> tuple[float, float, float]:
+    """One ``action`` over ``count`` suspended users: wall seconds, peak MiB, longest wait."""
     restore(population)
     workspace = population.workspace
     logins = [workspace.login(index) for index in range(count)]
     suspend(population.database, logins, [workspace.serial(index) for index in range(count)])
-    command = ["otpctl", "--config", str(workspace.config), "unlock", "--admin", ADMIN]
+    command = ["otpctl", "--config", str(workspace.config), *COMMANDS[action], "--admin", ADMIN]
     with tempfile.TemporaryFile() as answer, tempfile.TemporaryFile() as output:
         answer.write(CONFIRMATION.encode())
         answer.seek(0)
@@ -107,24 +117,33 @@ def run(population: Population, count: int) -> tuple[float, float, float]:
         output.seek(0)
         error = output.read().decode(errors="replace").strip()
     if process.returncode != 0:
-        sys.exit(f"bench.unlock: otpctl unlock failed: {error}")
+        sys.exit(f"bench.approvals: otpctl {action} failed: {error}")
+    left = 0
     with closing(sqlite3.connect(population.database)) as connection:
-        (left,) = connection.execute("SELECT count(*) FROM users WHERE suspended").fetchone()
+        for start in range(0, len(logins), 500):
+            part = logins[start : start + 500]
+            query = LEFT[action].format(",".join("?" * len(part)))
+            left += connection.execute(query, part).fetchone()[0]
     if left:
-        sys.exit(f"bench.unlock: {left} users still suspended after the unlock")
+        sys.exit(f"bench.approvals: {left} of the users were not taken by otpctl {action}")
     return took, usage.ru_maxrss / 1024, probe.longest
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the unlocks and print a markdown table."""
-    parser = argparse.ArgumentParser(prog="python -m bench.unlock", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.approvals",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--action", choices=sorted(COMMANDS), default="unlock")
     parser.add_argument("--users", type=int, default=100_000)
-    parser.add_argument("--unlock", type=int, default=40_000)
+    parser.add_argument("--count", type=int, default=40_000, help="users the command takes")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
     args = parser.parse_args(argv)
-    if not 0 < args.unlock <= args.users:
-        parser.error("--unlock must be between 1 and --users")
+    if not 0 < args.count <= args.users:
+        parser.error("--count must be between 1 and --users")
     with temporary_workspace(args.keep) as root:
         population = onboard(root, args.users, 1)
         otpctl(root, "user", "add", ADMIN, "--name", "Bench", "--class", "admin",
@@ -133,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         with closing(sqlite3.connect(population.database)) as connection:
             connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         shutil.copyfile(population.database, population.pristine)
-        results = [run(population, args.unlock) for _ in range(args.runs)]
-    print(f"| unlock of {args.unlock:,} of {args.users:,} users | wall s | peak MiB | "
+        results = [run(population, args.action, args.count) for _ in range(args.runs)]
+    print(f"| {args.action} of {args.count:,} of {args.users:,} users | wall s | peak MiB | "
           "longest wait for the write lock, s |")  # fmt: skip
     print("| --- | --- | --- | --- |")
     for index, (took, peak, longest) in enumerate(results, 1):
