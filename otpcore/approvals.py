@@ -12,7 +12,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 from otpcore.convert import token_of, user_of
 from otpcore.errors import InvalidInput, NotFound, PermissionDenied, StateError
@@ -109,10 +108,7 @@ class ApprovedOperations:
         now = self.clock()
         with self._refusal_audited(admin_login, "unlock", logins), self.store.transaction() as repo:
             # Locked: the daemons count failures on these rows meanwhile (SPEC §8).
-            _approver(repo, admin_login, logins)
-            # Plain rows and set-wide updates: every login of every node waits behind this
-            # transaction, and ORM objects kept an unlock of 40,000 users in it for 8 s.
-            selected = [user_of(row) for row in _user_rows(repo, logins)]
+            _, selected = _approved(repo, admin_login, logins)
             serials = sorted({user.serial for user in selected if user.serial is not None})
             locked = repo.token_states(serials, lock=True)
             tokens = {row.serial: token_of(row, b"") for row in locked}
@@ -132,9 +128,7 @@ class ApprovedOperations:
         now = self.clock()
         with self._refusal_audited(admin_login, "revoke", logins), self.store.transaction() as repo:
             # Locked, as for unlock: an activation may be binding one of them meanwhile.
-            _approver(repo, admin_login, logins)
-            # Plain rows and one UPDATE, as for unlock: logins wait behind this transaction.
-            selected = [user_of(row) for row in _user_rows(repo, logins)]
+            _, selected = _approved(repo, admin_login, logins)
             serials = sorted({user.serial for user in selected if user.serial is not None})
             tokens = {row.serial: token_of(row, b"") for row in repo.token_states(serials)}
             for user in selected:
@@ -180,8 +174,7 @@ class ApprovedOperations:
             if admin_login in logins:
                 # The approval would vanish with its approver; another admin must do it.
                 raise StateError(f"{admin_login} cannot delete itself: ask another admin")
-            approver = _approver(repo, admin_login, logins)
-            selected = [user_of(row) for row in _user_rows(repo, logins)]
+            approver, selected = _approved(repo, admin_login, logins)
             if approver is not UserClass.MASTER:
                 # An admin user serves under the master users (the manual's hierarchy): it
                 # must not remove the accounts above it.
@@ -291,37 +284,36 @@ def release_unused(repo: Repo, serials: Sequence[str]) -> list[str]:
     return [row.serial for row in unbound if row.suspended]
 
 
-def _approver(repo: Repo, admin_login: str, logins: Sequence[str] = ()) -> UserClass:
-    """The approving administrator's class, locked with ``logins`` and checked again.
+def _approver(repo: Repo, admin_login: str) -> UserClass:
+    """The approving administrator's class, locked and checked again."""
+    return _checked(admin_login, repo.user_classes([admin_login], lock=True).get(admin_login))
 
-    Locked in one statement with the users the operation takes, so in one order: two
-    administrators deleting each other at once must not both succeed, the second approved by
-    an account that is gone.
+
+def _approved(repo: Repo, admin_login: str, logins: Sequence[str]) -> tuple[UserClass, list[User]]:
+    """The approving administrator's class, checked again, and the named users once each in
+    the order named; NotFound names the first login that does not exist.
+
+    All are read and locked in one statement, so in one order: two administrators deleting
+    each other at once must not both succeed, the second approved by an account that is gone.
+    Plain rows, not ORM objects: every login of every node waits behind these transactions,
+    and ORM objects kept an unlock of 40,000 users in one for 7 s.
     """
-    approver = repo.user_classes([*logins, admin_login], lock=True).get(admin_login)
-    if approver is None or UserClass(approver) not in PRIVILEGED:
-        raise StateError(f"{admin_login} is no longer a master or admin user")
-    return UserClass(approver)
-
-
-def _user_rows(repo: Repo, logins: Sequence[str]) -> list[Any]:
-    """The named users, once each in the order named, as plain rows of ``Repo.user_states``;
-    NotFound names the first login that does not exist."""
-    rows = {row.login: row for row in repo.user_states(_named(logins))}
-    return [rows[login] for login in _all_found(logins, rows)]
-
-
-def _named(logins: Sequence[str]) -> list[str]:
-    if not logins:
+    wanted = list(dict.fromkeys(logins))
+    rows = {row.login: row for row in repo.user_states([*wanted, admin_login], lock=True)}
+    approver = rows.get(admin_login)
+    approver_class = _checked(admin_login, approver.user_class if approver else None)
+    if not wanted:
         raise InvalidInput("name at least one user")
-    return list(dict.fromkeys(logins))
-
-
-def _all_found(logins: Sequence[str], found: Mapping[str, object]) -> list[str]:
-    for login in logins:
-        if login not in found:
+    for login in wanted:
+        if login not in rows:
             raise NotFound(f"no user {login}")
-    return list(dict.fromkeys(logins))
+    return approver_class, [user_of(rows[login]) for login in wanted]
+
+
+def _checked(admin_login: str, user_class: str | None) -> UserClass:
+    if user_class is None or UserClass(user_class) not in PRIVILEGED:
+        raise StateError(f"{admin_login} is no longer a master or admin user")
+    return UserClass(user_class)
 
 
 def _unlocked(

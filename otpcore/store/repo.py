@@ -124,10 +124,15 @@ class Repo:
         return {login: user_class for login, user_class in self.session.execute(query)}
 
     def user_states(
-        self, logins: Sequence[str] | None = None, *, serials: Sequence[str] | None = None
+        self,
+        logins: Sequence[str] | None = None,
+        *,
+        serials: Sequence[str] | None = None,
+        lock: bool = False,
     ) -> list[Any]:
         """The listed columns of users (``LISTED_USER``'s first bundle) by login: these
-        logins, or every user bound to one of ``serials``.
+        logins, or every user bound to one of ``serials``; ``lock``: for update, in one
+        statement and in login order.
 
         Plain rows, for operations over many users (an unlock of tens of thousands): ORM
         objects cost several times the reading, in a transaction every login waits behind.
@@ -137,6 +142,8 @@ class Repo:
             query = query.where(UserRow.login.in_(list(logins)))
         if serials is not None:
             query = query.where(UserRow.serial.in_(list(serials)))
+        if lock:
+            query = query.with_for_update()
         return list(self.session.scalars(query))
 
     def token_states(self, serials: Sequence[str], *, lock: bool = False) -> list[Any]:
