@@ -286,7 +286,8 @@ def release_unused(repo: Repo, serials: Sequence[str]) -> list[str]:
 
 def _approver(repo: Repo, admin_login: str) -> UserClass:
     """The approving administrator's class, locked and checked again."""
-    return _checked(admin_login, repo.user_classes([admin_login], lock=True).get(admin_login))
+    rows = repo.user_states([admin_login], lock=True)
+    return _checked(admin_login, rows[0].user_class if rows else None)
 
 
 def _approved(repo: Repo, admin_login: str, logins: Sequence[str]) -> tuple[UserClass, list[User]]:

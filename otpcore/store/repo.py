@@ -111,18 +111,6 @@ class Repo:
             query = query.where(UserRow.login.in_(list(logins)))
         return list(self.session.scalars(query))
 
-    def user_classes(self, logins: Sequence[str], *, lock: bool = False) -> dict[str, str]:
-        """login -> class of each of these users that exists; ``lock``: for update, in one
-        statement and in login order, so that operations over the same users cannot deadlock."""
-        query = (
-            select(UserRow.login, UserRow.user_class)
-            .where(UserRow.login.in_(list(logins)))
-            .order_by(UserRow.login)
-        )
-        if lock:
-            query = query.with_for_update()
-        return {login: user_class for login, user_class in self.session.execute(query)}
-
     def user_states(
         self,
         logins: Sequence[str] | None = None,

@@ -455,9 +455,13 @@ def test_only_a_master_user_deletes_a_master_user(app: App) -> None:
     assert [v.login for v in app.admin().users()] == ["boss2"]
 
 
-@pytest.mark.parametrize("operation", ["unlock", "revoke"])
+@pytest.mark.parametrize(
+    ("operation", "targets"),
+    # A token delete checks the approver before it looks for the serial.
+    [("unlock", ["taro"]), ("revoke", ["taro"]), ("delete_tokens", ["NO-SUCH-SERIAL"])],
+)
 def test_an_approval_by_an_admin_deleted_meanwhile_is_refused(
-    suspended: App, monkeypatch: pytest.MonkeyPatch, operation: str
+    suspended: App, monkeypatch: pytest.MonkeyPatch, operation: str, targets: list[str]
 ) -> None:
     add_user(suspended, "adm2", UserClass.ADMIN)
     confirm = Admin.confirm
@@ -472,7 +476,7 @@ def test_an_approval_by_an_admin_deleted_meanwhile_is_refused(
     monkeypatch.setattr(Admin, "confirm", confirm_while_deleted)
     before = snapshot(suspended)
     with pytest.raises(StateError, match=f"{ADMIN} is no longer a master or admin user"):
-        getattr(suspended.admin(), operation)(ADMIN, CONFIRMATION, ["taro"])
+        getattr(suspended.admin(), operation)(ADMIN, CONFIRMATION, targets)
     users, tokens = before
     assert snapshot(suspended) == ([v for v in users if v.login != ADMIN], tokens)
 
