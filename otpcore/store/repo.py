@@ -350,32 +350,25 @@ class Repo:
 
     def clear_user_failures(self, logins: Sequence[str]) -> None:
         """Lift these users' own suspension and reset their password and activation counts."""
-        if logins:
-            self._execute(
-                update(UserRow)
-                .where(UserRow.login.in_(list(logins)))
-                .values(suspended=False, password_failures=0, activation_failures=0)
-                .execution_options(synchronize_session=False)
-            )
+        self._set(UserRow.login, logins, suspended=False, password_failures=0,
+                  activation_failures=0)  # fmt: skip
 
     def revoke_users(self, logins: Sequence[str]) -> None:
         """Unbind these users from their tokens (state revoked) and reset their activation
         count."""
-        if logins:
-            self._execute(
-                update(UserRow)
-                .where(UserRow.login.in_(list(logins)))
-                .values(serial=None, revoked=True, activation_failures=0)
-                .execution_options(synchronize_session=False)
-            )
+        self._set(UserRow.login, logins, serial=None, revoked=True, activation_failures=0)
 
     def clear_token_failures(self, serials: Sequence[str]) -> None:
         """Lift these tokens' suspension and reset their count of wrong codes."""
-        if serials:
+        self._set(TokenRow.serial, serials, suspended=False, fail_count=0)
+
+    def _set(self, key: InstrumentedAttribute[str], keys: Sequence[str], **values: Any) -> None:
+        """Set ``values`` in one UPDATE on the rows whose ``key`` is one of ``keys``."""
+        if keys:
             self._execute(
-                update(TokenRow)
-                .where(TokenRow.serial.in_(list(serials)))
-                .values(suspended=False, fail_count=0)
+                update(key.class_)
+                .where(key.in_(list(keys)))
+                .values(**values)
                 .execution_options(synchronize_session=False)
             )
 
