@@ -1,7 +1,7 @@
 """How long an approved operation over many users keeps every login waiting.
 
-    python -m bench.approvals [--action unlock|revoke|delete] [--users 100000] [--count 40000]
-                              [--runs 3]
+    python -m bench.approvals [--action unlock|revoke|delete|delete-tokens] [--users 100000]
+                              [--count 40000] [--runs 3]
 
 After an attack that sent wrong codes for many logins, an operator unlocks thousands of users
 with one ``otpctl unlock``; a recalled batch of tokens is revoked the same way. Each is one
@@ -9,7 +9,8 @@ transaction, and on SQLite every login of every worker waits for its write lock 
 worker that waits over 5 s marks the database unreachable. Onboards ``--users`` users once (as
 ``python -m bench`` does), then for each run puts the database back, suspends the first
 ``--count`` users and their tokens as five wrong codes would, and unlocks, revokes or deletes
-them all in one command while a probe on another connection begins and commits an empty write
+them all in one command (``delete-tokens``: deletes the users first, then their tokens
+with ``otpctl token delete``) while a probe on another connection begins and commits an empty write
 transaction every 10 ms. It prints the command's wall time and peak memory and the longest
 time the probe waited for the write lock: a login's commit would have waited as long.
 """
@@ -83,21 +84,41 @@ class WriteLockProbe:
             connection.close()
 
 
-COMMANDS = {"unlock": ["unlock"], "revoke": ["revoke"], "delete": ["user", "delete"]}
-# What is left of the users afterwards if the command did not take them all.
+COMMANDS = {
+    "unlock": ["unlock"],
+    "revoke": ["revoke"],
+    "delete": ["user", "delete"],
+    "delete-tokens": ["token", "delete"],
+}
+# What is left of the users (tokens) afterwards if the command did not take them all.
 LEFT = {
     "unlock": "SELECT count(*) FROM users WHERE suspended AND login IN ({})",
     "revoke": "SELECT count(*) FROM users WHERE serial IS NOT NULL AND login IN ({})",
     "delete": "SELECT count(*) FROM users WHERE login IN ({})",
+    "delete-tokens": "SELECT count(*) FROM tokens WHERE serial IN ({})",
 }
 
 
+def unbind(database: Path, logins: list[str]) -> None:
+    """Delete these users, so that their tokens can be deleted (not timed)."""
+    with closing(sqlite3.connect(database)) as connection, connection:
+        connection.executemany("DELETE FROM users WHERE login = ?", [(x,) for x in logins])
+    with closing(sqlite3.connect(database)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 def run(population: Population, action: str, count: int) -> tuple[float, float, float]:
-    """One ``action`` over ``count`` suspended users: wall seconds, peak MiB, longest wait."""
+    """One ``action`` over ``count`` suspended users (or their tokens): wall seconds, peak
+    MiB, longest wait."""
     restore(population)
     workspace = population.workspace
     logins = [workspace.login(index) for index in range(count)]
-    suspend(population.database, logins, [workspace.serial(index) for index in range(count)])
+    serials = [workspace.serial(index) for index in range(count)]
+    suspend(population.database, logins, serials)
+    targets = logins
+    if action == "delete-tokens":
+        unbind(population.database, logins)
+        targets = serials
     command = ["otpctl", "--config", str(workspace.config), *COMMANDS[action], "--admin", ADMIN]
     with tempfile.TemporaryFile() as answer, tempfile.TemporaryFile() as output:
         answer.write(CONFIRMATION.encode())
@@ -105,7 +126,7 @@ def run(population: Population, action: str, count: int) -> tuple[float, float, 
         with WriteLockProbe(population.database) as probe:
             started = time.perf_counter()
             process = subprocess.Popen(
-                [*command, "--password-stdin", *logins],
+                [*command, "--password-stdin", *targets],
                 stdin=answer,
                 stdout=subprocess.DEVNULL,
                 stderr=output,
@@ -120,12 +141,12 @@ def run(population: Population, action: str, count: int) -> tuple[float, float, 
         sys.exit(f"bench.approvals: otpctl {action} failed: {error}")
     left = 0
     with closing(sqlite3.connect(population.database)) as connection:
-        for start in range(0, len(logins), 500):
-            part = logins[start : start + 500]
+        for start in range(0, len(targets), 500):
+            part = targets[start : start + 500]
             query = LEFT[action].format(",".join("?" * len(part)))
             left += connection.execute(query, part).fetchone()[0]
     if left:
-        sys.exit(f"bench.approvals: {left} of the users were not taken by otpctl {action}")
+        sys.exit(f"bench.approvals: {left} of {len(targets)} were not taken by otpctl {action}")
     return took, usage.ru_maxrss / 1024, probe.longest
 
 

@@ -40,7 +40,6 @@ from otpcore.user_csv import UserSpec
 from otpcore.views import Imported
 
 CHUNK = 5000  # rows per executemany, and per progress report while writing
-RELEASE_CHUNK = 500  # tokens left without users released at a time (bounds the IN (…) list)
 
 
 def import_users(
@@ -95,17 +94,12 @@ def import_users(
                     [_changed_values(row, hashes) for row in chunk],
                 )
                 ticker.advance(len(chunk))
-            released: list[str] = []
-            for start in range(0, len(left), RELEASE_CHUNK):
-                released += release_unused(repo, left[start : start + RELEASE_CHUNK])
+            released = release_unused(repo, left)
             # Who gains approval rights is named however large the file: a promotion must
             # not hide among ten thousand customers.
             privileged = [row.login for row in rows if row.user_class in PRIVILEGED]
             unconfirmed = [
-                user.login
-                for start in range(0, len(privileged), CHUNK)
-                for user in repo.users(privileged[start : start + CHUNK])
-                if user.confirmation_hash is None
+                user.login for user in repo.users(privileged) if user.confirmation_hash is None
             ]
             repo.audit(
                 now,

@@ -125,7 +125,10 @@ def test_the_flood_prints_a_row_per_run() -> None:
     assert row, done.stdout
 
 
-@pytest.mark.parametrize(("action", "runs"), [("unlock", 2), ("revoke", 1), ("delete", 1)])
+@pytest.mark.parametrize(
+    ("action", "runs"),
+    [("unlock", 2), ("revoke", 1), ("delete", 1), ("delete-tokens", 1)],
+)
 def test_the_approvals_bench_takes_every_user_in_each_run(action: str, runs: int) -> None:
     # It stops with an error if otpctl fails or leaves any of the users untaken.
     done = run_bench("bench.approvals", "--action", action, "--users", "300", "--count", "120",
