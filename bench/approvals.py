@@ -1,7 +1,7 @@
 """How long an approved operation over many users keeps every login waiting.
 
-    python -m bench.approvals [--action unlock|revoke|delete|delete-tokens] [--users 100000]
-                              [--count 40000] [--runs 3]
+    python -m bench.approvals [--action unlock|revoke|delete|delete-tokens|key-rotate]
+                              [--users 100000] [--count 40000] [--runs 3]
 
 After an attack that sent wrong codes for many logins, an operator unlocks thousands of users
 with one ``otpctl unlock``; a recalled batch of tokens is revoked the same way. Each is one
@@ -10,9 +10,11 @@ worker that waits over 5 s marks the database unreachable. Onboards ``--users`` 
 ``python -m bench`` does), then for each run puts the database back, suspends the first
 ``--count`` users and their tokens as five wrong codes would, and unlocks, revokes or deletes
 them all in one command (``delete-tokens``: deletes the users first, then their tokens
-with ``otpctl token delete``) while a probe on another connection begins and commits an empty write
-transaction every 10 ms. It prints the command's wall time and peak memory and the longest
-time the probe waited for the write lock: a login's commit would have waited as long.
+with ``otpctl token delete``; ``key-rotate``: re-seals every token's seed with ``otpctl key
+rotate``, from the onboarding's key file each run) while a probe on another connection
+begins and commits an empty write transaction every 10 ms. It prints the command's wall
+time and peak memory and the longest time the probe waited for the write lock: a login's
+commit would have waited as long.
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ from pathlib import Path
 
 from bench.peak import Population, onboard, restore
 from bench.workspace import otpctl, temporary_workspace
+from otpcore.crypto import read_key
 
 ADMIN = "bench-admin"
+KEY_FILE = "otpradius.key"
+PRISTINE_KEY = "pristine.key"
 ADMIN_PASSWORDS = "Bench-Admin-Login-1\nBench-Admin-Confirm-1\n"
 CONFIRMATION = "Bench-Admin-Confirm-1\n"
 
@@ -89,6 +94,7 @@ COMMANDS = {
     "revoke": ["revoke"],
     "delete": ["user", "delete"],
     "delete-tokens": ["token", "delete"],
+    "key-rotate": ["key", "rotate"],
 }
 # What is left of the users (tokens) afterwards if the command did not take them all.
 LEFT = {
@@ -97,6 +103,8 @@ LEFT = {
     "delete": "SELECT count(*) FROM users WHERE login IN ({})",
     "delete-tokens": "SELECT count(*) FROM tokens WHERE serial IN ({})",
 }
+# The seeds still sealed under the key the rotation started from (its id after the version).
+LEFT_SEALED = "SELECT count(*) FROM tokens WHERE substr(sealed_secret, 2, 8) = ?"
 
 
 def unbind(database: Path, logins: list[str]) -> None:
@@ -105,6 +113,14 @@ def unbind(database: Path, logins: list[str]) -> None:
         connection.executemany("DELETE FROM users WHERE login = ?", [(x,) for x in logins])
     with closing(sqlite3.connect(database)) as connection:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def put_key_back(population: Population) -> bytes:
+    """Put back the key file onboarding left, which the restored seeds name; its key id."""
+    root = population.workspace.root
+    Path(f"{root / KEY_FILE}.new").unlink(missing_ok=True)
+    shutil.copy2(root / PRISTINE_KEY, root / KEY_FILE)
+    return read_key(root / KEY_FILE).kid
 
 
 def run(population: Population, action: str, count: int) -> tuple[float, float, float]:
@@ -119,14 +135,19 @@ def run(population: Population, action: str, count: int) -> tuple[float, float, 
     if action == "delete-tokens":
         unbind(population.database, logins)
         targets = serials
-    command = ["otpctl", "--config", str(workspace.config), *COMMANDS[action], "--admin", ADMIN]
+    command = ["otpctl", "--config", str(workspace.config), *COMMANDS[action]]
+    if action == "key-rotate":
+        kid = put_key_back(population)
+        targets = []
+    else:
+        command += ["--admin", ADMIN, "--password-stdin"]
     with tempfile.TemporaryFile() as answer, tempfile.TemporaryFile() as output:
         answer.write(CONFIRMATION.encode())
         answer.seek(0)
         with WriteLockProbe(population.database) as probe:
             started = time.perf_counter()
             process = subprocess.Popen(
-                [*command, "--password-stdin", *targets],
+                [*command, *targets],
                 stdin=answer,
                 stdout=subprocess.DEVNULL,
                 stderr=output,
@@ -141,12 +162,14 @@ def run(population: Population, action: str, count: int) -> tuple[float, float, 
         sys.exit(f"bench.approvals: otpctl {action} failed: {error}")
     left = 0
     with closing(sqlite3.connect(population.database)) as connection:
+        if action == "key-rotate":
+            left = connection.execute(LEFT_SEALED, (kid,)).fetchone()[0]
         for start in range(0, len(targets), 500):
             part = targets[start : start + 500]
             query = LEFT[action].format(",".join("?" * len(part)))
             left += connection.execute(query, part).fetchone()[0]
     if left:
-        sys.exit(f"bench.approvals: {left} of {len(targets)} were not taken by otpctl {action}")
+        sys.exit(f"bench.approvals: {left} were not taken by otpctl {action}")
     return took, usage.ru_maxrss / 1024, probe.longest
 
 
@@ -173,9 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         with closing(sqlite3.connect(population.database)) as connection:
             connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         shutil.copyfile(population.database, population.pristine)
+        shutil.copy2(root / KEY_FILE, root / PRISTINE_KEY)
         results = [run(population, args.action, args.count) for _ in range(args.runs)]
-    print(f"| {args.action} of {args.count:,} of {args.users:,} users | wall s | peak MiB | "
-          "longest wait for the write lock, s |")  # fmt: skip
+    what = f"{args.count:,} of {args.users:,} users"
+    if args.action == "key-rotate":
+        what = f"the seeds of {args.users:,} users"
+    print(f"| {args.action} of {what} | wall s | peak MiB | longest wait for the write lock, s |")
     print("| --- | --- | --- | --- |")
     for index, (took, peak, longest) in enumerate(results, 1):
         print(f"| run {index} | {took:.2f} | {peak:.0f} | {longest:.2f} |")

@@ -281,15 +281,21 @@ def load_keyring(path: Path) -> Keyring:
     return Keyring(current, others, source=path)
 
 
-def write_new_key(path: Path, owner_of: Path | None = None) -> SeedKey:
-    """Create a fresh key file with mode 0600; never overwrites an existing file.
+def new_key() -> SeedKey:
+    """A fresh random seed key (not yet in any file)."""
+    return SeedKey(os.urandom(KEY_BYTES))
+
+
+def write_new_key(path: Path, owner_of: Path | None = None, key: SeedKey | None = None) -> SeedKey:
+    """Create a key file with mode 0600, of ``key`` or a fresh one; never overwrites an
+    existing file.
 
     ``owner_of``: a key file whose owner and group the new one takes, where this process may
     give them (root may): a rotation run as root must not leave the daemon's own user with a
     key file it cannot read.
     """
     _refuse_open_folder(path)
-    key = SeedKey(os.urandom(KEY_BYTES))
+    key = key or new_key()
     try:
         _write_linked(path, key.key, owner_of)
     except OSError as exc:

@@ -5,16 +5,24 @@ in one transaction, and only then moves it over the old key. A crash at any poin
 both files, and every seed opens with one of them; the next rotation finishes the job.
 
 Rotations, and ``--prepare``, on one host take turns on the key file's folder, from before
-they read a key file to after the rename that ends a rotation; within that, a rotation reads
-the key files only once it holds the database's sealing lock. A second rotation started
-beside the first then re-seals under a key of its own the seeds the first one left, rather
-than reading a key file the first is replacing.
+they read a key file to after the rename that ends a rotation; within that, a rotation takes
+its keys from the files only once it holds the database's sealing lock. A second rotation
+started beside the first then re-seals under a key of its own the seeds the first one left,
+rather than reading a key file the first is replacing.
+
+Before it takes that lock, a rotation seals every seed under the key it expects to write (the
+prepared one, or one it makes), reading the tokens a slice at a time; in the lock it writes
+those whose sealed seed is still the one it read, and seals again only the rest (a seed an
+import replaced meanwhile, a token added, a key another rotation wrote first). Sealing in the
+lock kept the logins that must write waiting nearly twice as long: 12.5 s against 7.2 s at a
+million tokens.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import threading
@@ -22,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select
 
 from otpcore.crypto import (
     KID_BYTES,
@@ -30,6 +38,7 @@ from otpcore.crypto import (
     SeedKey,
     fsync_dir,
     key_file_exists,
+    new_key,
     pending_key_path,
     read_key,
     write_new_key,
@@ -45,13 +54,16 @@ _holding = threading.local()  # the key folders this thread holds (``key_files_h
 
 # Seeds read and re-sealed at a time, all in the one transaction.
 ROTATION_SLICE = 1_000
-# Run on the connection once per slice with every row's values: the ORM's bulk update spent
-# more on its own bookkeeping than on the seeds.
-_RESEAL = (
-    update(TokenRow)
-    .where(TokenRow.serial == bindparam("key"))
-    .values(sealed_secret=bindparam("sealed"))
-)
+# Seeds read and sealed ahead at a time, each slice a read transaction of its own (a long one
+# would keep the server's checkpoints from emptying the WAL).
+STAGING_SLICE = 5_000
+# Run on the driver's cursor once per slice with every row's values: building SQLAlchemy's
+# parameters took a third of the time the logins waited.
+_RESEAL = {
+    "sqlite": "UPDATE tokens SET sealed_secret = :sealed WHERE serial = :key",
+    "postgresql": "UPDATE tokens SET sealed_secret = %(sealed)s WHERE serial = %(key)s",
+}
+_DIGEST_BYTES = 16  # of a sealed seed, to know it unchanged without holding it twice
 
 
 def create_key(path: Path) -> bool:
@@ -174,16 +186,28 @@ def rotate(store: Store, path: Path, clock: Clock, actor: str = "otpctl") -> Rot
 
 def _rotate(store: Store, path: Path, clock: Clock, actor: str) -> Rotation:
     pending = pending_key_path(path)
+    # The key it will write (or the one prepared), and every seed sealed under it ahead.
+    ahead = read_key(pending) if key_file_exists(pending) else new_key()
+    staged = _staged(store, Keyring(read_key(path)), ahead)
     count = 0
     with store.transaction() as repo:
         repo.lock_inventory()  # an import committing after this read would seal under `old`
-        # The key files only now: a rotation that held the lock before this one has renamed
+        # The key files again now: a rotation that held the lock before this one has renamed
         # its key over the key file, and this one starts from that key.
         current = read_key(path)
         prepared = key_file_exists(pending)
-        new: SeedKey = read_key(pending) if prepared else write_new_key(pending, owner_of=path)
+        if prepared:
+            new: SeedKey = read_key(pending)
+        else:
+            # Not the key file itself: without the folder's lock, the key read ahead may be
+            # the pending key of a rotation that has since renamed it into place.
+            fresh = ahead if ahead.key != current.key else None
+            new = write_new_key(pending, owner_of=path, key=fresh)
+        if new.key != ahead.key:
+            staged = {}  # sealed under a key this rotation does not write
         old = Keyring(current)
         target = Keyring(new, (current,))
+        reseal = _RESEAL[repo.session.get_bind().dialect.name]
         last = ""
         while True:
             # In serial order, as every other writer locks tokens (no deadlock on PostgreSQL),
@@ -201,10 +225,14 @@ def _rotate(store: Store, path: Path, clock: Clock, actor: str) -> Rotation:
                 break
             resealed = []
             for serial, sealed in rows:
+                ready = staged.get(serial)
+                if ready is not None and ready[:_DIGEST_BYTES] == _digest(sealed):
+                    resealed.append({"key": serial, "sealed": ready[_DIGEST_BYTES:]})
+                    continue
                 opener = target if target.sealed_kid(sealed) == new.kid else old
                 secret = opener.unseal(serial, sealed)
                 resealed.append({"key": serial, "sealed": target.seal(serial, secret)})
-            repo.session.connection().execute(_RESEAL, resealed)
+            repo.session.connection().exec_driver_sql(reseal, resealed)
             count += len(rows)
             last = rows[-1].serial
         # The ids say which key file opens a backup from either side of this rotation.
@@ -226,3 +254,33 @@ def _rotate(store: Store, path: Path, clock: Clock, actor: str) -> Rotation:
             f"{path}: replaced, but its folder could not be synced to disk: {exc.strerror or exc}"
         ) from None
     return Rotation(count, new.kid, prepared)
+
+
+def _staged(store: Store, old: Keyring, new: SeedKey) -> dict[str, bytes]:
+    """serial -> the digest of its sealed seed, then that seed sealed under ``new``, for
+    every seed the ring ``old`` (or ``new``) opens; read outside any write transaction."""
+    target = Keyring(new, (old.current,))
+    staged: dict[str, bytes] = {}
+    last = ""
+    while True:
+        with store.reading() as repo:
+            rows = repo.session.execute(
+                select(TokenRow.serial, TokenRow.sealed_secret)
+                .where(TokenRow.serial > last)
+                .order_by(TokenRow.serial)
+                .limit(STAGING_SLICE)
+            ).all()
+        if not rows:
+            return staged
+        for serial, sealed in rows:
+            opener = target if target.sealed_kid(sealed) == new.kid else old
+            try:
+                secret = opener.unseal(serial, sealed)
+            except KeyFileError:
+                continue  # the locked pass tries again, and says why it cannot
+            staged[serial] = _digest(sealed) + target.seal(serial, secret)
+        last = rows[-1].serial
+
+
+def _digest(sealed: bytes) -> bytes:
+    return hashlib.blake2b(sealed, digest_size=_DIGEST_BYTES).digest()

@@ -127,15 +127,17 @@ def test_the_flood_prints_a_row_per_run() -> None:
 
 @pytest.mark.parametrize(
     ("action", "runs"),
-    [("unlock", 2), ("revoke", 1), ("delete", 1), ("delete-tokens", 1)],
+    [("unlock", 2), ("revoke", 1), ("delete", 1), ("delete-tokens", 1), ("key-rotate", 2)],
 )
 def test_the_approvals_bench_takes_every_user_in_each_run(action: str, runs: int) -> None:
-    # It stops with an error if otpctl fails or leaves any of the users untaken.
+    # It stops with an error if otpctl fails or leaves any of the users (or seeds) untaken;
+    # a second rotation must start from the key the restored seeds name.
     done = run_bench("bench.approvals", "--action", action, "--users", "300", "--count", "120",
                      "--runs", str(runs))  # fmt: skip
     rows = re.findall(r"^\| run \d \| [\d.]+ \| \d+ \| [\d.]+ \|$", done.stdout, re.M)
     assert len(rows) == runs, done.stdout
-    assert f"| {action} of 120 of 300 users |" in done.stdout
+    what = "the seeds of 300 users" if action == "key-rotate" else "120 of 300 users"
+    assert f"| {action} of {what} |" in done.stdout
 
 
 def test_the_commit_probe_prints_both_sync_modes() -> None:

@@ -13,21 +13,24 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 
+import otpcore.keys as keys_module
 from otpcore.app import App
 from otpcore.attempts import AuthRequest
 from otpcore.crypto import Keyring, load_keyring, pending_key_path, read_key
 from otpcore.errors import KeyFileError, StorageError
 from otpcore.keys import create_key, key_needed, prepare_rotation, rotate_key, sealing_key_ids
-from otpcore.model import Algorithm, Reason, Result
+from otpcore.model import Algorithm, Reason, Result, TokenKind
 from otpcore.passwords import PasswordHashing
 from otpcore.ports import FrozenClock
 from otpcore.store import make_engine
-from otpcore.token_csv import read_token_csv
+from otpcore.store.repo import Repo
+from otpcore.token_csv import TokenSpec, read_token_csv
 from tests.conftest import (
     BOTH_BACKENDS,
     PG_URL_ENV,
@@ -170,6 +173,69 @@ def test_a_rotation_in_slices_reseals_every_seed_once(
         assert event.detail == f"5 seeds re-sealed {moved}"
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_rotation_seals_ahead_and_in_the_lock_only_the_seeds_changed_meanwhile(
+    backend: str, tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The logins that must write wait for the rotation's lock: the seeds are sealed under the
+    # next key before it is taken. A seed an import replaced after that, or a token imported
+    # after it, must not get the staged seal of what the row held before (a leaked seed
+    # replaced would come back): those are sealed again in the lock, and only those.
+    monkeypatch.setattr("otpcore.keys.ROTATION_SLICE", 2)
+    monkeypatch.setattr("otpcore.keys.STAGING_SLICE", 2)
+    if backend == "sqlite":
+        site = Site.sqlite(tmp_path)
+    else:
+        url = os.environ.get(PG_URL_ENV)
+        require_service(f"postgresql ({PG_URL_ENV})", bool(url))
+        assert url is not None
+        site = Site.postgresql(url, tmp_path)
+    with site:
+        tokens = {token.serial: token.secret for token in (site.add_token() for _ in range(5))}
+        replaced = sorted(tokens)[2]
+        locked: list[bool] = []
+        sealed_in_lock: list[str] = []
+        added: list[str] = []
+        changed: list[bool] = []
+        stage = keys_module._staged
+
+        def stage_then_change(*args: Any) -> dict[str, bytes]:
+            staged = stage(*args)
+            tokens[replaced] = os.urandom(20)
+            spec = TokenSpec(replaced, tokens[replaced], TokenKind.SOFTWARE, Algorithm.SHA1,
+                             6, 30, None)  # fmt: skip
+            site.app.admin("tests").import_tokens([spec], update_existing=True)
+            token = site.add_token()
+            tokens[token.serial] = token.secret
+            added.append(token.serial)
+            changed.append(True)  # the imports' own locks and seals are done
+            return staged
+
+        lock_inventory = Repo.lock_inventory
+
+        def lock_noted(repo: Repo) -> None:
+            lock_inventory(repo)
+            locked.extend(changed)
+
+        seal = Keyring.seal
+
+        def seal_noted(ring: Keyring, serial: str, secret: bytes) -> bytes:
+            if locked:
+                sealed_in_lock.append(serial)
+            return seal(ring, serial, secret)
+
+        monkeypatch.setattr(keys_module, "_staged", stage_then_change)
+        monkeypatch.setattr(Repo, "lock_inventory", lock_noted)
+        monkeypatch.setattr(Keyring, "seal", seal_noted)
+        key_file = site.app.settings.key_file
+        assert rotate_key(site.app.store, key_file, clock) == 6
+        new_key = Keyring(read_key(key_file))
+        with site.app.store.reading() as repo:
+            sealed = {serial: blob for serial, _, blob in repo.sealed_seeds()}
+        assert {serial: new_key.unseal(serial, blob) for serial, blob in sealed.items()} == tokens
+        assert sorted(sealed_in_lock) == sorted([replaced, *added])
+
+
 def test_a_rotation_run_as_root_leaves_the_key_to_its_owner(
     tokens: App, clock: FrozenClock
 ) -> None:
@@ -283,6 +349,34 @@ def test_rotation_interrupted_before_the_commit(
 ) -> None:
     key_file = tokens.settings.key_file
     before = sealed_seeds(tokens)
+    monkeypatch.setattr("otpcore.keys.ROTATION_SLICE", 1)  # a write a seed
+    writes: list[str] = []
+
+    def killed_at_the_second_write(*args: Any) -> None:
+        if args[2].startswith("UPDATE tokens SET sealed_secret"):
+            writes.append(args[2])
+            if len(writes) == 2:
+                raise RuntimeError("killed")
+
+    event.listen(tokens.store.engine, "before_cursor_execute", killed_at_the_second_write)
+    try:
+        with pytest.raises(RuntimeError, match="killed"):
+            rotate_key(tokens.store, key_file, clock)
+    finally:
+        event.remove(tokens.store.engine, "before_cursor_execute", killed_at_the_second_write)
+    assert sealed_seeds(tokens) == before  # rolled back: nothing half re-sealed
+    assert pending_key_path(key_file).exists()
+    every_token_verifies(make_app(), clock)
+    assert rotate_key(tokens.store, key_file, clock) == 3
+    assert not pending_key_path(key_file).exists()
+    every_token_verifies(make_app(), clock)
+
+
+def test_a_rotation_interrupted_while_sealing_ahead_leaves_everything_as_it_was(
+    tokens: App, make_app: Callable[..., App], clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_file = tokens.settings.key_file
+    before = sealed_seeds(tokens)
     calls: list[str] = []
     real_seal = Keyring.seal
 
@@ -296,11 +390,10 @@ def test_rotation_interrupted_before_the_commit(
         patch.setattr(Keyring, "seal", failing_seal)
         with pytest.raises(RuntimeError, match="killed"):
             rotate_key(tokens.store, key_file, clock)
-    assert sealed_seeds(tokens) == before  # rolled back: nothing half re-sealed
-    assert pending_key_path(key_file).exists()
+    assert sealed_seeds(tokens) == before
+    assert not pending_key_path(key_file).exists()  # the next key was only in memory
     every_token_verifies(make_app(), clock)
     assert rotate_key(tokens.store, key_file, clock) == 3
-    assert not pending_key_path(key_file).exists()
     every_token_verifies(make_app(), clock)
 
 
@@ -309,11 +402,12 @@ def test_the_new_keys_name_is_on_disk_before_any_seed_is_sealed_under_it(
 ) -> None:
     # A power cut loses what the folder has not synced: the link naming the new key, once
     # the seeds sealed under that key are committed, would be the only key they open with.
-    # No test can cut the power, so the calls are watched, each still made for real.
+    # No test can cut the power, so the calls are watched, each still made for real. (The
+    # seeds are sealed in memory before the link; none is written before it is synced.)
     key_file = tokens.settings.key_file
     folder = key_file.parent.stat()
     events: list[str] = []
-    real_fsync, real_link, real_seal = os.fsync, os.link, Keyring.seal
+    real_fsync, real_link = os.fsync, os.link
 
     def fsync(fd: int) -> None:
         real_fsync(fd)
@@ -324,17 +418,20 @@ def test_the_new_keys_name_is_on_disk_before_any_seed_is_sealed_under_it(
         real_link(source, target)
         events.append(f"linked {Path(target).name}")
 
-    def seal(self: Keyring, serial: str, secret: bytes) -> bytes:
-        events.append("sealed")
-        return real_seal(self, serial, secret)
+    def written(*args: Any) -> None:
+        if args[2].startswith("UPDATE tokens SET sealed_secret"):
+            events.append("sealed seeds written")
 
-    with monkeypatch.context() as patch:
-        patch.setattr(os, "fsync", fsync)
-        patch.setattr(os, "link", link)
-        patch.setattr(Keyring, "seal", seal)
-        assert rotate_key(tokens.store, key_file, clock) == 3
+    event.listen(tokens.store.engine, "before_cursor_execute", written)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "fsync", fsync)
+            patch.setattr(os, "link", link)
+            assert rotate_key(tokens.store, key_file, clock) == 3
+    finally:
+        event.remove(tokens.store.engine, "before_cursor_execute", written)
     linked = events.index(f"linked {pending_key_path(key_file).name}")
-    assert "folder synced" in events[linked : events.index("sealed")], events
+    assert "folder synced" in events[linked : events.index("sealed seeds written")], events
 
 
 def test_a_disk_full_while_writing_the_new_key_leaves_no_key_behind(
