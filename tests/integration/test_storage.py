@@ -144,6 +144,16 @@ def test_a_missing_key_file_names_the_key_the_seeds_are_sealed_under(
     )
 
 
+def site_on(backend: str, tmp_path: Path) -> Site:
+    """A site on SQLite, or on a fresh PostgreSQL database (skips, or fails in CI, without)."""
+    if backend == "sqlite":
+        return Site.sqlite(tmp_path)
+    url = os.environ.get(PG_URL_ENV)
+    require_service(f"postgresql ({PG_URL_ENV})", bool(url))
+    assert url is not None
+    return Site.postgresql(url, tmp_path)
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_rotation_in_slices_reseals_every_seed_once(
     backend: str, tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
@@ -151,14 +161,7 @@ def test_a_rotation_in_slices_reseals_every_seed_once(
     # Seeds are read and re-sealed a slice at a time (1,000; 2 here), in serial order and all
     # in one transaction: none may be skipped, or sealed twice, at a slice's edge.
     monkeypatch.setattr("otpcore.keys.ROTATION_SLICE", 2)
-    if backend == "sqlite":
-        site = Site.sqlite(tmp_path)
-    else:
-        url = os.environ.get(PG_URL_ENV)
-        require_service(f"postgresql ({PG_URL_ENV})", bool(url))
-        assert url is not None
-        site = Site.postgresql(url, tmp_path)
-    with site:
+    with site_on(backend, tmp_path) as site:
         tokens = {token.serial: token.secret for token in (site.add_token() for _ in range(5))}
         key_file = site.app.settings.key_file
         old_key = read_key(key_file)
@@ -183,14 +186,7 @@ def test_a_rotation_seals_ahead_and_in_the_lock_only_the_seeds_changed_meanwhile
     # replaced would come back): those are sealed again in the lock, and only those.
     monkeypatch.setattr("otpcore.keys.ROTATION_SLICE", 2)
     monkeypatch.setattr("otpcore.keys.STAGING_SLICE", 2)
-    if backend == "sqlite":
-        site = Site.sqlite(tmp_path)
-    else:
-        url = os.environ.get(PG_URL_ENV)
-        require_service(f"postgresql ({PG_URL_ENV})", bool(url))
-        assert url is not None
-        site = Site.postgresql(url, tmp_path)
-    with site:
+    with site_on(backend, tmp_path) as site:
         tokens = {token.serial: token.secret for token in (site.add_token() for _ in range(5))}
         replaced = sorted(tokens)[2]
         locked: list[bool] = []
