@@ -295,7 +295,7 @@ def write_new_key(path: Path, owner_of: Path | None = None, key: SeedKey | None 
     key file it cannot read.
     """
     _refuse_open_folder(path)
-    key = key or new_key()
+    key = key if key is not None else new_key()
     try:
         _write_linked(path, key.key, owner_of)
     except OSError as exc:
