@@ -97,7 +97,7 @@ class Store:
                 # the write, and "unavailable" sent the operator looking for one.
                 where = setup.safe_url(self.engine.url)
                 raise StorageError(f"{where}: {setup.driver_reason(cause)}") from None
-            raise Unavailable(f"database unavailable: {type(cause).__name__}") from None
+            raise Unavailable(f"database unavailable: {setup.driver_reason(cause)}") from None
         except DBAPIError as exc:
             if getattr(exc.orig, "sqlstate", None) != _PG_READ_ONLY:
                 raise

@@ -224,3 +224,22 @@ def test_an_admin_command_on_a_server_that_takes_no_writes_says_so_with_status_6
     assert line.startswith("otpctl: error: database read-only: "), line
     listed = ok(run("token", "list", "--json")).stdout
     assert '"disabled": false' in listed
+
+
+def test_an_admin_transaction_whose_connection_ends_says_why(app: App) -> None:
+    # otpctl said "database unavailable: AdminShutdown" (or OperationalError: an unlock of
+    # more users than a statement takes), which names nothing an operator can act on; the
+    # hot path's failures already gave the driver's first line.
+    add_user(app, "taro")
+
+    def admin_transaction() -> None:
+        with app.store.transaction() as repo:
+            repo.user("taro")
+            assert terminate_backends(app, "idle in transaction") == 1
+            repo.user("taro")
+
+    with pytest.raises(Unavailable) as failed:
+        admin_transaction()
+    assert str(failed.value) == (
+        "database unavailable: AdminShutdown: terminating connection due to administrator command"
+    )
