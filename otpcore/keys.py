@@ -188,7 +188,7 @@ def _rotate(store: Store, path: Path, clock: Clock, actor: str) -> Rotation:
     pending = pending_key_path(path)
     # The key it will write (or the one prepared), and every seed sealed under it ahead.
     ahead = read_key(pending) if key_file_exists(pending) else new_key()
-    staged = _staged(store, Keyring(read_key(path)), ahead)
+    staged = _staged(store, read_key(path), ahead)
     count = 0
     with store.transaction() as repo:
         repo.lock_inventory()  # an import committing after this read would seal under `old`
@@ -205,8 +205,7 @@ def _rotate(store: Store, path: Path, clock: Clock, actor: str) -> Rotation:
             new = write_new_key(pending, owner_of=path, key=fresh)
         if new.key != ahead.key:
             staged = {}  # sealed under a key this rotation does not write
-        old = Keyring(current)
-        target = Keyring(new, (current,))
+        target = Keyring(new, (current,))  # opens the seeds under either key
         reseal = _RESEAL[repo.session.get_bind().dialect.name]
         last = ""
         while True:
@@ -229,8 +228,7 @@ def _rotate(store: Store, path: Path, clock: Clock, actor: str) -> Rotation:
                 if ready is not None and ready[:_DIGEST_BYTES] == _digest(sealed):
                     resealed.append({"key": serial, "sealed": ready[_DIGEST_BYTES:]})
                     continue
-                opener = target if target.sealed_kid(sealed) == new.kid else old
-                secret = opener.unseal(serial, sealed)
+                secret = target.unseal(serial, sealed)
                 resealed.append({"key": serial, "sealed": target.seal(serial, secret)})
             repo.session.connection().exec_driver_sql(reseal, resealed)
             count += len(rows)
@@ -256,10 +254,10 @@ def _rotate(store: Store, path: Path, clock: Clock, actor: str) -> Rotation:
     return Rotation(count, new.kid, prepared)
 
 
-def _staged(store: Store, old: Keyring, new: SeedKey) -> dict[str, bytes]:
+def _staged(store: Store, current: SeedKey, new: SeedKey) -> dict[str, bytes]:
     """serial -> the digest of its sealed seed, then that seed sealed under ``new``, for
-    every seed the ring ``old`` (or ``new``) opens; read outside any write transaction."""
-    target = Keyring(new, (old.current,))
+    every seed sealed under ``current`` or ``new``; read outside any write transaction."""
+    target = Keyring(new, (current,))
     staged: dict[str, bytes] = {}
     last = ""
     while True:
@@ -273,9 +271,8 @@ def _staged(store: Store, old: Keyring, new: SeedKey) -> dict[str, bytes]:
         if not rows:
             return staged
         for serial, sealed in rows:
-            opener = target if target.sealed_kid(sealed) == new.kid else old
             try:
-                secret = opener.unseal(serial, sealed)
+                secret = target.unseal(serial, sealed)
             except KeyFileError:
                 continue  # the locked pass tries again, and says why it cannot
             staged[serial] = _digest(sealed) + target.seal(serial, secret)
