@@ -29,6 +29,7 @@ SEAL_VERSION = 1
 KEY_BYTES = 32
 KID_BYTES = 8
 _NONCE_BYTES = 12
+TAG_BYTES = 16  # AES-GCM's authentication tag, which ends every sealed seed
 # How often, at most, a seed naming a key the ring lacks re-reads the key file, per key id:
 # a node not yet given a rotated key, or a key file gone wrong, sees that seed with every
 # login of its token, and each must not read the file again.
@@ -74,7 +75,7 @@ class Keyring:
 
     def unseal(self, serial: str, sealed: bytes) -> bytes:
         """Decrypt a stored token secret; raises KeyFileError if no key of the ring opens it."""
-        if len(sealed) < 1 + KID_BYTES + _NONCE_BYTES + 16 or sealed[0] != SEAL_VERSION:
+        if len(sealed) < 1 + KID_BYTES + _NONCE_BYTES + TAG_BYTES or sealed[0] != SEAL_VERSION:
             raise KeyFileError(f"sealed seed of token {serial} has an unknown format")
         kid = sealed[1 : 1 + KID_BYTES]
         nonce = sealed[1 + KID_BYTES : 1 + KID_BYTES + _NONCE_BYTES]
@@ -160,6 +161,13 @@ class Keyring:
     def sealed_kid(self, sealed: bytes) -> bytes:
         """The key id a sealed seed names."""
         return sealed[1 : 1 + KID_BYTES]
+
+
+def seal_tag(sealed: bytes) -> bytes:
+    """What tells this sealing of a seed from any other: the authentication tag it ends with."""
+    # Every seal draws a fresh nonce, so two seals of any seeds share a tag by a chance of
+    # 2**-128; a value written without the key opens with no key, whatever its tag.
+    return sealed[-TAG_BYTES:]
 
 
 def _aad(serial: str, kid: bytes) -> bytes:

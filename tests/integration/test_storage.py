@@ -341,31 +341,55 @@ def test_rotation_interrupted_after_the_commit(
 
 
 def test_rotation_interrupted_before_the_commit(
-    tokens: App, make_app: Callable[..., App], clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+    tokens: App, make_app: Callable[..., App], clock: FrozenClock
 ) -> None:
+    # SQLite re-seals the whole table in one statement: it has written every seed when the
+    # command is killed, and the transaction still takes back each one.
     key_file = tokens.settings.key_file
     before = sealed_seeds(tokens)
-    monkeypatch.setattr("otpcore.keys.ROTATION_SLICE", 1)  # a write a seed
     writes: list[str] = []
 
-    def killed_at_the_second_write(*args: Any) -> None:
+    def killed_after_the_first_write(*args: Any) -> None:
         if args[2].startswith("UPDATE tokens SET sealed_secret"):
             writes.append(args[2])
-            if len(writes) == 2:
-                raise RuntimeError("killed")
+            raise RuntimeError("killed")
 
-    event.listen(tokens.store.engine, "before_cursor_execute", killed_at_the_second_write)
+    event.listen(tokens.store.engine, "after_cursor_execute", killed_after_the_first_write)
     try:
         with pytest.raises(RuntimeError, match="killed"):
             rotate_key(tokens.store, key_file, clock)
     finally:
-        event.remove(tokens.store.engine, "before_cursor_execute", killed_at_the_second_write)
+        event.remove(tokens.store.engine, "after_cursor_execute", killed_after_the_first_write)
+    assert len(writes) == 1
     assert sealed_seeds(tokens) == before  # rolled back: nothing half re-sealed
     assert pending_key_path(key_file).exists()
     every_token_verifies(make_app(), clock)
     assert rotate_key(tokens.store, key_file, clock) == 3
     assert not pending_key_path(key_file).exists()
     every_token_verifies(make_app(), clock)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_rotation_meeting_a_seed_no_key_opens_names_its_token_and_writes_nothing(
+    backend: str, tmp_path: Path, clock: FrozenClock
+) -> None:
+    # A key file that is not the database's (a restore from the wrong backup, say): the
+    # rotation must stop at the first seed it cannot open, say which, and re-seal none.
+    with site_on(backend, tmp_path) as site:
+        serials = sorted(site.add_token().serial for _ in range(3))
+        with site.app.store.reading() as repo:
+            before = {serial: blob for serial, _, blob in repo.sealed_seeds()}
+        key_file = site.app.settings.key_file
+        key_file.unlink()
+        create_key(key_file)
+        with pytest.raises(KeyFileError) as caught:
+            rotate_key(site.app.store, key_file, clock)
+        assert str(caught.value) == (
+            f"the seed of token {serials[0]} names a key the key file does not hold"
+        )
+        with site.app.store.reading() as repo:
+            assert {serial: blob for serial, _, blob in repo.sealed_seeds()} == before
+        assert not [e for e in site.app.admin().audit() if e.action == "key_rotate"]
 
 
 def test_a_rotation_interrupted_while_sealing_ahead_leaves_everything_as_it_was(
