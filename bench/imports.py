@@ -9,7 +9,8 @@ inventory those two made, most of it comparing seeds with the inventory's; then 
 re-sealing every seed (one transaction too, which holds up the logins that write meanwhile).
 Prints seconds per phase: first the core's phases in-process, then the same three files and
 the rotation through the installed ``otpctl`` on another fresh database (process start, file
-reading and detection included). ``--pskc-only`` runs just the PSKC file through ``otpctl``.
+reading and detection included), each with the command's peak memory. ``--pskc-only`` runs
+just the PSKC file through ``otpctl``.
 
 The PSKC file is written here, as RFC 6030 §6.1 lays it out (IV before each CBC ciphertext, an
 HMAC-SHA1 ValueMAC over both, the MAC key encrypted under the pre-shared key), not by a library.
@@ -27,7 +28,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -234,7 +234,14 @@ def through_otpctl(folder: Path, users_text: str | None, pskc: bytes) -> None:
         commands = {label: args for label, args in commands.items() if "seeds.pskc" in label}
     for label, args in commands.items():
         command = [program, "--config", config, *args]
-        timed(label, partial(subprocess.run, command, cwd=folder, check=True, capture_output=True))
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL)
+        # wait4, not wait: the command's own peak memory.
+        _, status, usage = os.wait4(process.pid, 0)
+        took = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"bench/imports.py: {label} failed")
+        print(f"{label:<46} {took:7.2f} s, {usage.ru_maxrss / 1024:5.0f} MiB at most", flush=True)
 
 
 if __name__ == "__main__":

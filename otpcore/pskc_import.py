@@ -58,7 +58,7 @@ from otpcore.pskc_crypto import (
     DerivationFailed,
     Encrypted,
 )
-from otpcore.pskc_reader import Container, KeyRecord, MalformedPskc, read_container
+from otpcore.pskc_reader import Container, KeyRecord, MalformedPskc, read_document
 from otpcore.pskc_scan import Scan, scan_pskc
 from otpcore.token_csv import (
     DEFAULT_PERIOD,
@@ -145,8 +145,7 @@ def _parse(data: bytes, source: str, ticker: Ticker, scan: Scan) -> Container:
     """The file's records, or ImportRefused naming the line of the key package at fault."""
     try:
         # scan_pskc refused any DOCTYPE, so there are no entities to expand: safe to parse.
-        root = ElementTree.fromstring(data)  # noqa: S314
-        return read_container(root, ticker.advance)
+        return read_document(data, ticker.advance)
     except ElementTree.ParseError as exc:  # expat accepted it: only a second opinion
         raise ImportRefused(source, None, f"not a valid PSKC file: {exc}") from None
     except MalformedPskc as exc:
