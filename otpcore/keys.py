@@ -59,7 +59,7 @@ from otpcore.store.schema import current_revision
 log = logging.getLogger(__name__)
 _holding = threading.local()  # the key folders this thread holds (``key_files_held``)
 
-# Seeds read and re-sealed at a time, all in the one transaction.
+# Seeds locked and re-sealed at a time on PostgreSQL, all in the one transaction.
 ROTATION_SLICE = 1_000
 # Seeds read and sealed ahead at a time, each slice a read transaction of its own (a long one
 # would keep the server's checkpoints from emptying the WAL).
@@ -243,11 +243,8 @@ def _reseal_in_one_statement(repo: Repo, staged: dict[str, bytes], target: Keyri
     failed: list[BaseException] = []
 
     def resealed(serial: str, sealed: bytes) -> bytes:
-        ready = staged.get(serial)
-        if ready is not None and ready[:TAG_BYTES] == seal_tag(sealed):
-            return ready[TAG_BYTES:]
         try:
-            return target.seal(serial, target.unseal(serial, sealed))
+            return _new_seal(staged, target, serial, sealed)
         except BaseException as exc:
             failed.append(exc)  # SQLite would say only that a function of ours failed
             raise
@@ -284,17 +281,22 @@ def _reseal_in_slices(repo: Repo, staged: dict[str, bytes], target: Keyring) -> 
         ).all()
         if not rows:
             return count
-        resealed = []
-        for serial, sealed in rows:
-            ready = staged.get(serial)
-            if ready is not None and ready[:TAG_BYTES] == seal_tag(sealed):
-                resealed.append({"key": serial, "sealed": ready[TAG_BYTES:]})
-                continue
-            secret = target.unseal(serial, sealed)
-            resealed.append({"key": serial, "sealed": target.seal(serial, secret)})
+        resealed = [
+            {"key": serial, "sealed": _new_seal(staged, target, serial, sealed)}
+            for serial, sealed in rows
+        ]
         repo.session.connection().exec_driver_sql(_RESEAL, resealed)
         count += len(rows)
         last = rows[-1].serial
+
+
+def _new_seal(staged: dict[str, bytes], target: Keyring, serial: str, sealed: bytes) -> bytes:
+    """The seal staged for a row if its seed is still the one staged, else its seed sealed
+    again; KeyFileError for a seed no key of ``target`` opens."""
+    ready = staged.get(serial)
+    if ready is not None and ready[:TAG_BYTES] == seal_tag(sealed):
+        return ready[TAG_BYTES:]
+    return target.seal(serial, target.unseal(serial, sealed))
 
 
 def _staged(store: Store, current: SeedKey, new: SeedKey) -> dict[str, bytes]:

@@ -158,8 +158,9 @@ def site_on(backend: str, tmp_path: Path) -> Site:
 def test_a_rotation_in_slices_reseals_every_seed_once(
     backend: str, tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Seeds are read and re-sealed a slice at a time (1,000; 2 here), in serial order and all
-    # in one transaction: none may be skipped, or sealed twice, at a slice's edge.
+    # On PostgreSQL seeds are locked and re-sealed a slice at a time (1,000; 2 here), in serial
+    # order and all in one transaction: none may be skipped, or sealed twice, at a slice's
+    # edge. SQLite re-seals the table in one statement, which must take every row once too.
     monkeypatch.setattr("otpcore.keys.ROTATION_SLICE", 2)
     with site_on(backend, tmp_path) as site:
         tokens = {token.serial: token.secret for token in (site.add_token() for _ in range(5))}
