@@ -122,8 +122,9 @@ class _Names(dict[str, str]):
 def read_document(data: bytes, package_done: Callable[[], None]) -> Container:
     """The records of a PSKC document; ``package_done`` is called after each package.
 
-    Raises ``xml.etree.ElementTree.ParseError`` for a document that is not well-formed XML, and
-    ``MalformedPskc`` for one that is not the PSKC it claims to be.
+    Only for a document ``scan_pskc`` has passed, which refuses any DOCTYPE and so any entity
+    to expand. Raises ``xml.etree.ElementTree.ParseError`` for a document that is not
+    well-formed XML, and ``MalformedPskc`` for one that is not the PSKC it claims to be.
     """
     reader = _Reader()
     parser: XMLPullParser[Element] = XMLPullParser(events=("start", "end"))
