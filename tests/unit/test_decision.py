@@ -761,6 +761,16 @@ def test_a_code_shared_by_two_steps_leaves_the_next_login_its_own_step() -> None
     assert consumed(second) == ConsumeStep(SERIAL, 59_061_241, 30)
 
 
+def test_a_code_shared_with_the_step_just_used_stands_for_the_other_step() -> None:
+    # Typed twice within one step, the twin code is the next step's code, which is unused.
+    token = make_token(period=30)
+    at = datetime.fromtimestamp(59_061_240 * 30 + 10, UTC)
+    token = record(token, run(active_user(), token, PASSWORD + "963181", now=at))
+    again = run(active_user(), token, PASSWORD + "963181", now=at + timedelta(seconds=5))
+    assert (again.result, again.reason) == (Result.ACCEPT, Reason.OK)
+    assert consumed(again) == ConsumeStep(SERIAL, 59_061_241, 30)
+
+
 def test_lost_race_turns_an_accept_into_a_counted_replay() -> None:
     decision = run(active_user(), TOKEN, PASSWORD + code(TOKEN))
     lost = decision.lost_race()
@@ -860,3 +870,287 @@ def test_retransmission_needs_the_right_password() -> None:
     token = make_token(last_step=step(TOKEN), last_request=request)
     decision = run(active_user(), token, "wrong" + code(TOKEN), request_id=request)
     assert decision.reason is Reason.BAD_PASSWORD
+
+
+# What the shells read off a decision besides its result: the serial of the log line (SPEC §9),
+# the verified password for a rehash (SPEC §8), and the resets a right password earns.
+
+SUSPENDED_TOKEN = make_token(suspended=True, fail_count=5)
+DISABLED_TOKEN = make_token(disabled=True)
+EXPIRED_TOKEN = make_token(expires=NOW)
+USED_TOKEN = make_token(last_step=step(TOKEN))
+WRONG = "000000" if code(TOKEN) != "000000" else "111111"
+RESENT = bytes(range(16))  # the Request Authenticator recorded with the used step
+RESENT_TOKEN = replace(USED_TOKEN, last_request=RESENT)
+
+SERIAL_CASES: dict[str, tuple[Callable[[], Decision], Result, Reason, str | None]] = {
+    "suspended user": (
+        lambda: run(active_user(suspended=True), TOKEN, PASSWORD + code(TOKEN)),
+        Result.REJECT, Reason.USER_SUSPENDED, SERIAL,
+    ),
+    "expired at login": (
+        lambda: run(active_user(), EXPIRED_TOKEN, PASSWORD + code(TOKEN)),
+        Result.REJECT, Reason.TOKEN_EXPIRED, SERIAL,
+    ),
+    "disabled at login": (
+        lambda: run(active_user(), DISABLED_TOKEN, PASSWORD + code(TOKEN)),
+        Result.REJECT, Reason.TOKEN_DISABLED, SERIAL,
+    ),
+    "suspended token at login": (
+        lambda: run(active_user(), SUSPENDED_TOKEN, PASSWORD + code(TOKEN)),
+        Result.REJECT, Reason.TOKEN_SUSPENDED, SERIAL,
+    ),
+    "wrong password": (
+        lambda: run(active_user(), TOKEN, "wrong" + code(TOKEN)),
+        Result.REJECT, Reason.BAD_PASSWORD, SERIAL,
+    ),
+    "wrong password, challenge mode": (
+        lambda: run(active_user(), TOKEN, "wrong", InputMode.CHALLENGE),
+        Result.REJECT, Reason.BAD_PASSWORD, SERIAL,
+    ),
+    "malformed code": (
+        lambda: run(active_user(), TOKEN, PASSWORD + "12ab56"),
+        Result.REJECT, Reason.MALFORMED_OTP, SERIAL,
+    ),
+    "wrong code": (
+        lambda: run(active_user(), TOKEN, PASSWORD + WRONG),
+        Result.REJECT, Reason.BAD_OTP, SERIAL,
+    ),
+    "replay": (
+        lambda: run(active_user(), USED_TOKEN, PASSWORD + code(TOKEN)),
+        Result.REJECT, Reason.REPLAY, SERIAL,
+    ),
+    "accept": (
+        lambda: run(active_user(), TOKEN, PASSWORD + code(TOKEN)),
+        Result.ACCEPT, Reason.OK, SERIAL,
+    ),
+    "otp challenge": (
+        lambda: run(active_user(), TOKEN, PASSWORD, InputMode.CHALLENGE),
+        Result.CHALLENGE, Reason.OTP_CHALLENGE, SERIAL,
+    ),
+    "answer, expired": (
+        lambda: run(active_user(), EXPIRED_TOKEN, code(TOKEN), stage=Stage.OTP),
+        Result.REJECT, Reason.TOKEN_EXPIRED, SERIAL,
+    ),
+    "answer, disabled": (
+        lambda: run(active_user(), DISABLED_TOKEN, code(TOKEN), stage=Stage.OTP),
+        Result.REJECT, Reason.TOKEN_DISABLED, SERIAL,
+    ),
+    "answer, suspended token": (
+        lambda: run(active_user(), SUSPENDED_TOKEN, code(TOKEN), stage=Stage.OTP),
+        Result.REJECT, Reason.TOKEN_SUSPENDED, SERIAL,
+    ),
+    "answer, token gone from the inventory": (
+        lambda: run(active_user(), None, code(TOKEN), stage=Stage.OTP),
+        Result.REJECT, Reason.BAD_STATE, SERIAL,
+    ),
+    "activation onto a suspended token": (
+        lambda: _serial(ISSUED, SUSPENDED_TOKEN),
+        Result.REJECT, Reason.TOKEN_SUSPENDED, SERIAL,
+    ),
+    "serial from a user who is bound": (
+        lambda: _serial(active_user(), TOKEN),
+        Result.REJECT, Reason.NOT_AWAITING_ACTIVATION, SERIAL,
+    ),
+    "activation answer from a user who is bound": (
+        lambda: _activation_otp(active_user(), TOKEN, code(TOKEN)),
+        Result.REJECT, Reason.NOT_AWAITING_ACTIVATION, SERIAL,
+    ),
+    "activation, wrong code": (
+        lambda: _activation_otp(ISSUED, TOKEN, WRONG),
+        Result.REJECT, Reason.BAD_OTP, SERIAL,
+    ),
+    "activated": (
+        lambda: _activation_otp(ISSUED, TOKEN, code(TOKEN)),
+        Result.ACCEPT, Reason.ACTIVATED, SERIAL,
+    ),
+    "lost race": (
+        lambda: run(active_user(), TOKEN, PASSWORD + code(TOKEN)).lost_race(),
+        Result.REJECT, Reason.REPLAY, SERIAL,
+    ),
+    "resent request": (
+        lambda: run(active_user(), RESENT_TOKEN, PASSWORD + code(TOKEN), request_id=RESENT),
+        Result.ACCEPT, Reason.OK, SERIAL,
+    ),
+    "resent activation answer": (
+        lambda: run(active_user(), RESENT_TOKEN, code(TOKEN), stage=Stage.ACTIVATION_OTP,
+                    request_id=RESENT),
+        Result.ACCEPT, Reason.ACTIVATED, SERIAL,
+    ),
+    "unknown serial": (
+        lambda: _serial(ISSUED, None),
+        Result.REJECT, Reason.BAD_SERIAL, None,
+    ),
+    "unregistered, wrong password": (
+        lambda: run(make_user(), None, "wrong"),
+        Result.REJECT, Reason.BAD_PASSWORD, None,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(SERIAL_CASES))
+def test_every_decision_about_a_token_names_its_serial(case: str) -> None:
+    # The log line's serial= (SPEC §9) is how an operator finds the token behind a Reject.
+    decide_it, result, reason, serial = SERIAL_CASES[case]
+    decision = decide_it()
+    assert (decision.result, decision.reason, decision.serial) == (result, reason, serial)
+
+
+PASSWORD_CASES: dict[str, tuple[Callable[[], Decision], Reason, str | None]] = {
+    "split": (
+        lambda: run(active_user(), TOKEN, PASSWORD + code(TOKEN)),
+        Reason.OK, PASSWORD,
+    ),
+    "split, wrong code": (
+        lambda: run(active_user(), TOKEN, PASSWORD + WRONG),
+        Reason.BAD_OTP, PASSWORD,
+    ),
+    "auto with the code": (
+        lambda: run(active_user(), TOKEN, PASSWORD + code(TOKEN), InputMode.AUTO),
+        Reason.OK, PASSWORD,
+    ),
+    "auto, password alone": (
+        lambda: run(active_user(), TOKEN, PASSWORD, InputMode.AUTO),
+        Reason.OTP_CHALLENGE, PASSWORD,
+    ),
+    "challenge": (
+        lambda: run(active_user(), TOKEN, PASSWORD, InputMode.CHALLENGE),
+        Reason.OTP_CHALLENGE, PASSWORD,
+    ),
+    "unregistered": (
+        lambda: run(make_user(), None, PASSWORD),
+        Reason.PASSWORD_ONLY, PASSWORD,
+    ),
+    "issued, before the start": (
+        lambda: run(make_user(start_date=START + timedelta(days=1)), None, PASSWORD),
+        Reason.PASSWORD_ONLY, PASSWORD,
+    ),
+    "activation begun": (
+        lambda: run(ISSUED, None, PASSWORD),
+        Reason.SERIAL_CHALLENGE, PASSWORD,
+    ),
+    "otp mode": (
+        lambda: run(active_user(), TOKEN, code(TOKEN), InputMode.OTP),
+        Reason.OK, None,
+    ),
+    "otp mode, unregistered": (
+        lambda: run(make_user(), None, code(TOKEN), InputMode.OTP),
+        Reason.PASSWORD_ONLY, None,
+    ),
+    "otp mode, issued before the start": (
+        lambda: run(make_user(start_date=START + timedelta(days=1)), None, "x", InputMode.OTP),
+        Reason.PASSWORD_ONLY, None,
+    ),
+    "otp mode, activation begun": (
+        lambda: run(ISSUED, None, code(TOKEN), InputMode.OTP),
+        Reason.SERIAL_CHALLENGE, None,
+    ),
+    "wrong password": (
+        lambda: run(active_user(), TOKEN, "wrong" + code(TOKEN)),
+        Reason.BAD_PASSWORD, None,
+    ),
+    "challenge answer": (
+        lambda: run(active_user(), TOKEN, code(TOKEN), stage=Stage.OTP),
+        Reason.OK, None,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(PASSWORD_CASES))
+def test_a_decision_carries_the_password_it_verified_and_no_other(case: str) -> None:
+    # The service rehashes this password when the [hashing] cost changed (SPEC §8): the
+    # password part of a split text, never the code, and nothing it did not verify itself.
+    decide_it, reason, password = PASSWORD_CASES[case]
+    decision = decide_it()
+    assert decision.reason is reason
+    assert decision.password == password
+
+
+def test_a_challenge_answer_resets_the_password_failures_its_password_earned() -> None:
+    # The password was right when the challenge was sent; a wrong one typed meanwhile by
+    # someone else must not stay counted once the owner completes the login.
+    accepted = run(active_user(password_failures=3), TOKEN, code(TOKEN), stage=Stage.OTP)
+    assert accepted.effects == (
+        ResetPasswordFailures(),
+        ConsumeStep(SERIAL, step(TOKEN), TOKEN.period),
+    )
+    wrong = run(active_user(), TOKEN, WRONG, stage=Stage.OTP)
+    assert wrong.effects == (ResetPasswordFailures(), CountTokenFailure(SERIAL))
+
+
+def test_otp_mode_touches_no_password_counter() -> None:
+    accepted = run(active_user(), TOKEN, code(TOKEN), InputMode.OTP)
+    assert accepted.effects == (ConsumeStep(SERIAL, step(TOKEN), TOKEN.period),)
+    wrong = run(active_user(), TOKEN, WRONG, InputMode.OTP)
+    assert wrong.effects == (CountTokenFailure(SERIAL),)
+
+
+def test_auto_with_the_code_resets_the_password_failures() -> None:
+    decision = run(active_user(), TOKEN, PASSWORD + code(TOKEN), InputMode.AUTO)
+    assert decision.effects == (
+        ResetPasswordFailures(),
+        ConsumeStep(SERIAL, step(TOKEN), TOKEN.period),
+    )
+
+
+def test_unregistered_refused_by_policy_still_resets_a_right_password() -> None:
+    policy = Policy(unregistered=UnregisteredPolicy.REJECT)
+    decision = run(make_user(), None, PASSWORD, policy=policy)
+    assert (decision.reason, decision.effects) == (
+        Reason.UNREGISTERED_REJECTED,
+        (ResetPasswordFailures(),),
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "stage", "text"),
+    [
+        (InputMode.AUTO, Stage.LOGIN, PASSWORD + "{}"),
+        (InputMode.OTP, Stage.LOGIN, "{}"),
+        (InputMode.CHALLENGE, Stage.OTP, "{}"),
+    ],
+    ids=["auto", "otp-mode", "challenge-answer"],
+)
+def test_a_resent_request_is_accepted_again_in_every_mode(
+    mode: InputMode, stage: Stage, text: str
+) -> None:
+    # SPEC §4: resent to another node after the first consumed the step, the same request
+    # (same Request Authenticator) is answered Accept again, and nothing is written.
+    request = bytes(range(16))
+    typed = text.format(code(TOKEN))
+    first = run(active_user(), TOKEN, typed, mode, stage, request_id=request)
+    token = replace(record(TOKEN, first), last_request=request)
+    again = run(active_user(), token, typed, mode, stage, request_id=request)
+    assert (again.result, again.reason, again.effects) == (Result.ACCEPT, Reason.OK, ())
+    other = run(active_user(), token, typed, mode, stage, request_id=bytes(16))
+    assert other.reason is Reason.REPLAY
+
+
+def test_another_users_answer_with_the_request_id_of_a_used_step_is_a_replay() -> None:
+    # The resend path of activation is for the user the step bound. A second user awaiting
+    # activation who sends the same code under the same Request Authenticator is refused
+    # and counted, not accepted without a binding.
+    request = bytes(range(16))
+    used = replace(USED_TOKEN, last_request=request)
+    decision = run(ISSUED, used, code(TOKEN), stage=Stage.ACTIVATION_OTP, request_id=request)
+    assert (decision.result, decision.reason) == (Result.REJECT, Reason.REPLAY)
+    assert decision.effects == (CountActivationFailure(),)
+
+
+UNUSABLE_SINCE: dict[str, dict[str, object]] = {
+    "expired": {"expires": NOW},
+    "disabled": {"disabled": True},
+    "suspended": {"suspended": True},
+}
+
+
+@pytest.mark.parametrize("change", list(UNUSABLE_SINCE))
+def test_an_activation_answer_resent_after_its_token_went_unusable_is_refused(
+    change: str,
+) -> None:
+    # As a resent OTP answer is: the token's state now decides, not the first Accept.
+    request = bytes(range(16))
+    token = replace(USED_TOKEN, last_request=request, **UNUSABLE_SINCE[change])
+    bound = replace(ISSUED, serial=SERIAL)
+    again = run(bound, token, code(TOKEN), stage=Stage.ACTIVATION_OTP, request_id=request)
+    assert again.result is Result.REJECT

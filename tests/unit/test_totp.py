@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -92,6 +93,18 @@ def test_time_step_refuses_a_naive_datetime() -> None:
     # A naive datetime would be read as the host's local time (pyotp's trap).
     with pytest.raises(ValueError, match="timezone"):
         time_step(datetime(2026, 12, 1, 0, 0, 0), 30)  # noqa: DTZ001
+
+
+class _NoOffset(tzinfo):
+    """A zone that knows no offset: Python counts such a datetime as naive."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+
+def test_time_step_refuses_a_datetime_whose_zone_has_no_offset() -> None:
+    with pytest.raises(ValueError, match="timezone"):
+        time_step(datetime(2026, 12, 1, 0, 0, 0, tzinfo=_NoOffset()), 30)
 
 
 # oathtool: our codes equal an independent implementation's for random secrets.
@@ -235,7 +248,15 @@ def test_a_code_shared_with_the_next_step_does_not_use_that_step_up() -> None:
     assert _match_after(TWIN_CODE, TWIN_STEP + 1, last_step=TWIN_STEP) == TWIN_STEP + 1
 
 
+def test_in_the_later_twin_step_the_code_stands_for_that_step() -> None:
+    # The nearest step to now wins, not the earliest: taking s-1 would leave s unused and
+    # let the same code in again.
+    assert _match_after(TWIN_CODE, TWIN_STEP + 1, last_step=-1) == TWIN_STEP + 1
+
+
 def test_a_code_shared_with_a_used_step_is_still_fresh() -> None:
+    # Typed again in the step it was used in, the code stands for the next step.
+    assert _match_after(TWIN_CODE, TWIN_STEP, last_step=TWIN_STEP) == TWIN_STEP + 1
     assert _match_after(TWIN_CODE, TWIN_STEP + 1, last_step=TWIN_STEP) == TWIN_STEP + 1
     assert _match_after(TWIN_CODE, TWIN_STEP + 2, last_step=TWIN_STEP) == TWIN_STEP + 1
 
@@ -257,3 +278,30 @@ def test_hmac_key_shows_the_codes_of_the_seed_it_stands_for(
     key = hmac_key(secret, algorithm)
     assert hotp(key, counter, 8, algorithm) == hotp(secret, counter, 8, algorithm)
     assert not key.endswith(b"\0")
+
+
+_DIGESTS = {
+    Algorithm.SHA1: hashlib.sha1,
+    Algorithm.SHA256: hashlib.sha256,
+    Algorithm.SHA512: hashlib.sha512,
+}
+
+
+@pytest.mark.parametrize("algorithm", list(Algorithm))
+@pytest.mark.parametrize("extra", [-1, 0, 1, 64])
+def test_hmac_key_at_the_edge_of_the_hash_block(algorithm: Algorithm, extra: int) -> None:
+    # RFC 2104 §2: a key as long as the block is used as it is; one byte longer is hashed.
+    # Random seeds seldom reach 65 or 129 bytes, so the edge is drawn on purpose.
+    block = _DIGESTS[algorithm]().block_size
+    secret = bytes(range(1, 256))[: block + extra]
+    key = hmac_key(secret, algorithm)
+    expected = secret if extra <= 0 else _DIGESTS[algorithm](secret).digest()
+    assert key == expected.rstrip(b"\0")
+    for counter in (0, 1, 2**32):
+        assert hotp(key, counter, 8, algorithm) == hotp(secret, counter, 8, algorithm)
+
+
+@pytest.mark.parametrize("algorithm", list(Algorithm))
+def test_hmac_key_drops_only_the_zero_bytes_hmac_pads_with(algorithm: Algorithm) -> None:
+    assert hmac_key(b"seed X\0\0", algorithm) == b"seed X"
+    assert hmac_key(b"\0seed\0 \0", algorithm) == b"\0seed\0 "
