@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from radiusd.dedup import (
+    _ENTRY_OVERHEAD,
     DEFAULT_MAX_BYTES,
     IN_PROGRESS,
     NEW,
@@ -122,6 +123,73 @@ def test_expiry_removes_every_stale_entry_at_once() -> None:
     assert len(cache) == 1
 
 
+def test_expiry_takes_the_stale_entries_and_keeps_the_fresh_ones() -> None:
+    # A request still being processed heads the share; answered ones, stale and fresh,
+    # follow it. One pass takes every stale answer and leaves the rest remembered.
+    cache = DuplicateCache([NAS], ttl=30.0)
+    waiting = KEY._replace(port=1)
+    assert cache.begin(waiting, 0.0) is NEW
+    keys = [KEY._replace(port=2 + i) for i in range(10)]
+    for i, key in enumerate(keys):
+        answered(cache, key, REPLY, float(i))
+    verdicts = [cache.known(key, 35.5) for key in keys]
+    assert verdicts == [None] * 6 + [Cached(REPLY)] * 4
+    assert cache.known(waiting, 35.5) is IN_PROGRESS
+    assert len(cache) == 5
+
+
+def test_expired_entries_give_their_room_back() -> None:
+    # After each quiet spell the whole cache holds a new burst as large as it, so a
+    # retransmission of the burst's first request is still answered from it.
+    cache = DuplicateCache(["a", "b"], ttl=30.0, max_entries=8, max_bytes=8 * 600)
+    for burst, start in enumerate((0.0, 100.0, 200.0, 300.0)):
+        keys = [DedupKey("192.0.2.1", burst, i, AUTH, "ab"[i % 2]) for i in range(8)]
+        for i, key in enumerate(keys):
+            answered(cache, key, REPLY, start + i / 100)
+        assert [cache.known(key, start + 1) for key in keys] == [Cached(REPLY)] * 8, burst
+
+
+@pytest.mark.parametrize("bound", ["entries", "bytes"])
+def test_a_share_that_expired_is_counted_at_what_it_has_left(bound: str) -> None:
+    # a's entries expire while b's are fresh. The cache counts exactly what remains, so it
+    # neither grows past its limit nor pushes out an entry it has room for.
+    probe = DuplicateCache(["a"])
+    answered(probe, KEY._replace(client="a"), REPLY, 0.0)
+    entry = held(probe)
+    limits = {"max_entries": 10} if bound == "entries" else {"max_bytes": 10 * entry}
+    cache = DuplicateCache(["a", "b"], ttl=30.0, **limits)
+    a_old, a_new, b_keys = (
+        [DedupKey("192.0.2.1", 1, first + i, AUTH, client) for i in range(5)]
+        for first, client in ((0, "a"), (100, "a"), (0, "b"))
+    )
+    for keys, start in ((a_old, 0.0), (b_keys, 20.0), (a_new, 31.0)):
+        for i, key in enumerate(keys):
+            answered(cache, key, REPLY, start + i / 100)
+    assert [cache.known(key, 32.0) for key in (*a_new, *b_keys)] == [Cached(REPLY)] * 10
+    assert (len(cache), held(cache)) == (10, 10 * entry)
+    # Full at both parts: b's next request pushes out b's own oldest.
+    answered(cache, DedupKey("192.0.2.1", 1, 200, AUTH, "b"), REPLY, 32.0)
+    assert cache.known(b_keys[0], 32.5) is None
+    assert [cache.known(key, 32.5) for key in (*a_new, *b_keys[1:])] == [Cached(REPLY)] * 9
+    assert (len(cache), held(cache)) == (10, 10 * entry)
+
+
+def test_a_client_over_its_part_in_bytes_gives_its_own_entries_first() -> None:
+    # b's large replies (a Proxy-State echoed back) took the room a left; when a needs it,
+    # b's oldest go, though b has fewer entries than a and none of them alone is large.
+    big = b"\x02" + bytes(1_499)
+    cache = DuplicateCache(["a", "b"], max_entries=100, max_bytes=20_000)
+    b_keys = [DedupKey("192.0.2.2", 1, i, AUTH, "b") for i in range(8)]
+    for i, key in enumerate(b_keys):
+        answered(cache, key, big, float(i))
+    a_keys = [DedupKey("192.0.2.1", 1, i, AUTH, "a") for i in range(32)]
+    for i, key in enumerate(a_keys):
+        answered(cache, key, REPLY, 10.0 + i / 100)
+    assert [cache.known(key, 11.0) for key in a_keys] == [Cached(REPLY)] * 32
+    assert [cache.known(key, 11.0) for key in b_keys[:2]] == [None, None]
+    assert cache.known(b_keys[-1], 11.0) == Cached(big)
+
+
 @pytest.mark.parametrize(("ttl", "max_entries"), [(0.0, 10), (-1.0, 10), (30.0, 0)])
 def test_nonsense_limits_are_refused(ttl: float, max_entries: int) -> None:
     with pytest.raises(ValueError, match="must be"):
@@ -213,6 +281,15 @@ def cost(cache: DuplicateCache, client: str | None = None) -> int:
     return sum(s.cost for name, s in shares.items() if client is None or name == client)
 
 
+def held(cache: DuplicateCache) -> int:
+    """The bytes the entries take, counted from the entries themselves."""
+    return sum(
+        len(key) + len(entry) + _ENTRY_OVERHEAD
+        for share in cache._shares.values()
+        for key, entry in share.entries.items()
+    )
+
+
 def answered(cache: DuplicateCache, key: DedupKey, reply: bytes, now: float) -> None:
     assert cache.begin(key, now) is NEW
     cache.finish(key, reply, now)
@@ -255,27 +332,35 @@ def test_a_client_filling_its_share_never_pushes_out_another_clients_entry(
     assert cache.begin(waiting, 29.5) is IN_PROGRESS
 
 
+# A request now and then, or a burst; or a pause past the window, after which every entry of
+# the shares still asked about expires.
+_gaps = st.sampled_from([0.0, 0.0, 0.0, 0.001, 31.0])
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     clients=st.integers(1, 40),
     requests=st.lists(
-        st.tuples(st.integers(0, 39), st.integers(0, 65535), st.integers(20, 4096)), max_size=400
+        st.tuples(st.integers(0, 39), st.integers(0, 65535), st.integers(20, 4096), _gaps),
+        max_size=400,
     ),
 )
 def test_the_whole_cache_stays_within_its_bounds_however_many_clients(
-    clients: int, requests: list[tuple[int, int, int]]
+    clients: int, requests: list[tuple[int, int, int, float]]
 ) -> None:
     names = [f"nas-{n}" for n in range(clients)]
     cache = DuplicateCache(names, max_entries=120, max_bytes=200_000)
     share_entries, share_bytes = cache.share_limits()
     assert share_entries * clients <= 120
     assert share_bytes * clients <= 200_000
-    for n, (client, port, size) in enumerate(requests):
+    now = 0.0
+    for n, (client, port, size, gap) in enumerate(requests):
+        now += gap
         key = DedupKey("192.0.2.1", port, n % 256, n.to_bytes(16, "big"), names[client % clients])
-        if cache.begin(key, n / 1000) is NEW:
-            cache.finish(key, b"\x02" + bytes(size - 1), n / 1000)
-    assert len(cache) <= 120
-    assert cost(cache) <= 200_000
+        if cache.begin(key, now) is NEW:
+            cache.finish(key, b"\x02" + bytes(size - 1), now)
+        assert len(cache) <= 120
+        assert held(cache) <= 200_000
 
 
 def test_the_limits_are_split_equally_between_the_clients() -> None:

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import hmac
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,64 @@ def test_parse_header_rejects_bad_lengths(data: bytes, reason: str) -> None:
     assert caught.value.reason == reason
 
 
+def _filler(octets: int) -> bytes:
+    """Proxy-State attributes that take exactly ``octets`` octets (at least 2 left over)."""
+    body = b""
+    while octets - len(body) > 255:
+        body += attr(33, bytes(253))
+    return body + attr(33, bytes(octets - len(body) - 2))
+
+
+def test_a_request_of_exactly_4096_octets_is_decoded() -> None:
+    # RFC 2865 §3: 4096 is the largest packet, not the first too large one.
+    raw = packet(1, NAME + PASSWORD + _filler(4096 - 20 - len(NAME + PASSWORD)))
+    assert len(raw) == MAX_PACKET_LENGTH
+    request = decode_request(raw, SECRET)
+    assert (request.user_name, request.password, request.length) == ("alice", b"secret", 4096)
+    assert sum(len(state) + 2 for state in request.proxy_states) == 4096 - 45
+
+
+def test_a_reply_of_exactly_4096_octets_is_encoded() -> None:
+    states = _filler(4096 - 20 - 18)
+    proxy_states = []
+    while states:
+        proxy_states.append(states[2 : states[1]])
+        states = states[states[1] :]
+    request = replace(_request(), proxy_states=tuple(proxy_states))
+    raw = encode_reply(request, Codes.ACCESS_REJECT, SECRET)
+    assert len(raw) == MAX_PACKET_LENGTH
+    assert decode_reply(raw, SECRET, request.authenticator).proxy_states == request.proxy_states
+
+
+def test_the_attributes_the_log_and_the_challenge_read_are_decoded() -> None:
+    attributes = (
+        MA_ZERO + NAME + PASSWORD + attr(24, b"\x00state\xff") + attr(32, b"nas-\xff1")
+        + attr(31, b"00-11-22-33-44-55") + attr(4, bytes((192, 0, 2, 7)))
+        + attr(79, b"\x02\x01\x00\x05\x01")
+    )  # fmt: skip
+    request = decode_request(signed(1, attributes), SECRET)
+    assert request.state == b"\x00state\xff"
+    assert request.nas_identifier == "nas-\ufffd1"  # not UTF-8: shown, not refused
+    assert request.calling_station_id == "00-11-22-33-44-55"
+    assert request.nas_ip == "192.0.2.7"
+    assert request.has_eap
+    assert request.message_authenticator_valid
+    plain = decode_request(packet(1, NAME + PASSWORD), SECRET)
+    assert (plain.state, plain.nas_identifier, plain.calling_station_id) == (None, None, None)
+    assert not plain.has_eap
+    assert not plain.has_message_authenticator
+
+
+@pytest.mark.parametrize("password", [b"X", b"pass\x00X", b"passXX", bytes(range(1, 17))])
+def test_only_the_padding_nuls_are_taken_off_a_password(password: bytes) -> None:
+    hidden = attr(2, hide_password(password, SECRET, AUTH))
+    assert decode_request(packet(1, NAME + hidden), SECRET).password == password
+
+
+def test_a_header_alone_is_a_whole_packet() -> None:
+    assert parse_header(packet(1, b"")) == (1, 1)
+
+
 def test_octets_past_the_length_field_are_ignored() -> None:
     raw = signed(1, MA_ZERO + NAME + PASSWORD) + b"\xff" * 7
     assert parse_header(raw) == (1, 1)
@@ -248,10 +307,18 @@ MICROSOFT = (311).to_bytes(4, "big")
         (NAME + attr(26, MICROSOFT + attr(7, bytes(4))), False),
         (NAME + attr(26, (9).to_bytes(4, "big") + attr(25, bytes(4))), False),
         (NAME + attr(26, MICROSOFT[:3]), False),
+        (NAME + attr(26, MICROSOFT + attr(7, bytes(4)) + attr(8, b"") + attr(25, bytes(50))), True),
+        (NAME + attr(26, MICROSOFT + attr(25, b"")), True),
+        (NAME + attr(26, MICROSOFT + bytes((7, 1)) + attr(25, bytes(50))), False),
+        (NAME + attr(26, MICROSOFT + bytes((7, 0)) + attr(25, bytes(50))), False),
+        (NAME + attr(26, MICROSOFT + attr(7, bytes(4)) + bytes((25,))), False),
         (NAME + PASSWORD, False),
     ],
-    ids=["chap", "ms-chap2", "ms-chap", "ms-other", "other-vendor", "short-vsa", "pap"],
-)
+    ids=[
+        "chap", "ms-chap2", "ms-chap", "ms-other", "other-vendor", "short-vsa", "ms-chap2-third",
+        "ms-chap2-empty", "after-a-too-short-length", "after-a-zero-length", "cut-short", "pap",
+    ],
+)  # fmt: skip
 def test_chap_and_ms_chap_are_detected(attributes: bytes, has_chap: bool) -> None:
     assert decode_request(packet(1, attributes), SECRET).has_chap is has_chap
 
