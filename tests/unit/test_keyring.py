@@ -310,3 +310,44 @@ def test_a_key_file_moved_away_as_it_is_read_is_said_to_be_missing(
     with pytest.raises(KeyFileMissing) as caught:
         read_key(key_file)
     assert str(caught.value) == f"{key_file}: key file not found"
+
+
+# The sealed-seed format (SPEC §8): what a database written by an earlier release holds.
+
+FORMAT_KEY = SeedKey(bytes(range(32)))
+# Version 1, the key's id, a nonce, and AES-256-GCM of the RFC 6238 SHA-1 seed for token
+# 23456789, as `Keyring.seal` wrote it. Every later release must open it.
+SEALED_V1 = bytes.fromhex(
+    "01630dcd2966c433665086930aa363ba86f0d559790d9e93beeef497d37013ba9d"
+    "b3eebc0161701c1f68ef6eb53362eca88f49e4c2c02c536e"
+)
+
+
+def test_a_seed_sealed_by_format_1_still_opens() -> None:
+    assert FORMAT_KEY.kid.hex() == "630dcd2966c43366"  # the first 8 bytes of its SHA-256
+    assert Keyring(FORMAT_KEY).unseal(SERIAL, SEALED_V1) == b"12345678901234567890"
+
+
+def test_a_sealed_seed_opens_only_for_its_own_token() -> None:
+    # The serial is associated data: a seed copied into another token's row (by anyone
+    # who can write the database) does not open there, so it cannot lend its codes.
+    with pytest.raises(KeyFileError, match="the seed of token 34567890 does not open"):
+        Keyring(FORMAT_KEY).unseal("34567890", SEALED_V1)
+
+
+@pytest.mark.parametrize(
+    "sealed",
+    [b"", SEALED_V1[:36], bytes([2]) + SEALED_V1[1:], bytes([0]) + SEALED_V1[1:]],
+    ids=["empty", "shorter-than-a-tag", "version-2", "version-0"],
+)
+def test_a_value_that_is_no_sealed_seed_is_named_an_unknown_format(sealed: bytes) -> None:
+    with pytest.raises(KeyFileError, match=f"sealed seed of token {SERIAL} has an unknown format"):
+        Keyring(FORMAT_KEY).unseal(SERIAL, sealed)
+
+
+def test_a_seed_with_no_ciphertext_but_its_tag_is_a_seed_that_does_not_open() -> None:
+    # The shortest value of the format: version, key id, nonce and tag. It is read as a
+    # sealed seed (and refused by its tag), not as another format.
+    shortest = SEALED_V1[:21] + SEALED_V1[-16:]
+    with pytest.raises(KeyFileError, match="does not open with the key file"):
+        Keyring(FORMAT_KEY).unseal(SERIAL, shortest)

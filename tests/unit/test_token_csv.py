@@ -76,6 +76,25 @@ def test_base32_may_replace_hex() -> None:
     assert spec.secret == SECRET
 
 
+def test_base32_as_an_app_shows_it_in_groups_and_unpadded() -> None:
+    # 16 bytes are 26 base32 characters, which need padding the file leaves out; an
+    # authenticator app shows them lower case in groups of four.
+    seed = bytes(range(101, 117))
+    b32 = base64.b32encode(seed).decode().rstrip("=").lower()
+    grouped = " ".join(b32[i : i + 4] for i in range(0, len(b32), 4))
+    (spec,) = read_token_csv(lines(f"B1, {grouped} ", header="serial,secret_base32"), "t.csv")
+    assert spec.secret == seed
+
+
+def test_the_longest_serial_and_seed_are_accepted() -> None:
+    # 64 characters and 128 bytes are the limits, not past them (MALFORMED has those).
+    serial, seed = "9" * 64, bytes((7 * k + 1) % 256 for k in range(128))
+    (spec,) = read_token_csv(lines(f"{serial},{seed.hex()}", header="serial,secret"), "t.csv")
+    assert (spec.serial, spec.secret) == (serial, seed)
+    with pytest.raises(ImportRefused, match="bytes"):
+        read_token_csv(lines(f"S,{(seed + b'x').hex()}", header="serial,secret"), "t.csv")
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -97,6 +116,10 @@ def test_algorithm_spelling_is_forgiven() -> None:
 
 
 GOOD = f"OK1,{HEX},SHA1,6,60,2031-01-01"
+# Whole phrases: a bad row repeats GOOD's seed, and the message refusing a repeated seed
+# names a serial too, so a fragment such as "serial" would pass for the wrong refusal.
+SERIAL_LENGTH = "serial must be 1 to 64 characters"
+NOT_PRINTABLE = "has characters other than printable ASCII"
 
 # (a bad row, a fragment of the message)
 MALFORMED = {
@@ -117,10 +140,11 @@ MALFORMED = {
     "bad month": (f"X,{HEX},SHA1,6,60,2031-13-01", "expires"),
     "date words": (f"X,{HEX},SHA1,6,60,next year", "expires"),
     "date out of range": (f"X,{HEX},SHA1,6,60,0001-01-01T00:00:00+01:00", "expires"),
-    "serial with space": (f"X Y,{HEX},SHA1,6,60,", "serial"),
-    "empty serial": (f",{HEX},SHA1,6,60,", "serial"),
-    "serial too long": (f"{'9' * 65},{HEX},SHA1,6,60,", "serial"),
-    "non-ascii serial": (f"シリアル,{HEX},SHA1,6,60,", "serial"),
+    "serial with space": (f"X Y,{HEX},SHA1,6,60,", NOT_PRINTABLE),
+    "empty serial": (f",{HEX},SHA1,6,60,", SERIAL_LENGTH),
+    "serial too long": (f"{'9' * 65},{HEX},SHA1,6,60,", SERIAL_LENGTH),
+    "non-ascii serial": (f"シリアル,{HEX},SHA1,6,60,", NOT_PRINTABLE),
+    "full-width serial": (f"ＳＮ１２３,{HEX},SHA1,6,60,", NOT_PRINTABLE),
     "too many fields": (f"X,{HEX},SHA1,6,60,,extra", "more fields"),
     "too few fields": (f"X,{HEX},SHA1", "fewer fields"),
     "duplicate serial": (f"OK1,{HEX},SHA1,6,60,", "repeats line 2"),
