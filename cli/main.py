@@ -33,7 +33,9 @@ class CommandFailed(click.ClickException):
     def __init__(self, message: str, exit_code: int) -> None:
         # One line, whatever the message held, and no escape sequence from a value it quotes.
         super().__init__(shown(" ".join(message.split())))
-        self.exit_code = exit_code
+        # Recent click declares exit_code a class variable (ClassVar); each failure here
+        # carries its own status, so it goes on the instance, where click's main reads it.
+        self.__dict__["exit_code"] = exit_code
 
     def show(self, file: IO[Any] | None = None) -> None:
         """Print ``otpctl: error: <message>`` on stderr."""
