@@ -7,6 +7,7 @@ would only clutter the log.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Protocol, TextIO
@@ -41,7 +42,7 @@ class _Bar:
 @contextmanager
 def progress_bar(label: str) -> Iterator[Progress | None]:
     """A progress callback drawing a bar on a terminal's stderr, or None when not a terminal."""
-    stream = click.get_text_stream("stderr")
+    stream = sys.stderr
     if not stream.isatty():
         yield None
         return

@@ -7,9 +7,10 @@ the order an operator would be prompted. A secret is never echoed, printed or lo
 from __future__ import annotations
 
 import getpass
+import sys
 import warnings
 from collections.abc import Callable
-from typing import Any, TextIO, TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -33,7 +34,6 @@ class Secrets:
 
     def __init__(self, from_stdin: bool) -> None:
         self.from_stdin = from_stdin
-        self._lines: TextIO | None = None
 
     def ask(self, prompt: str, *, hidden: bool = True, repeat: str | None = None) -> str:
         """One answer; with ``repeat`` a person types it twice (a password being set)."""
@@ -62,12 +62,11 @@ class Secrets:
     def _answer(self, prompt: str, *, hidden: bool, repeat: str | None) -> str | None:
         if self.from_stdin:
             return self._read_line()
-        stdin = click.get_text_stream("stdin")
         # Typing a new password twice catches a typo a person cannot see; a pipe needs no
         # such check and would only have to repeat every line. The second prompt names what
         # to type again: a bare "Repeat for confirmation" after the login password was taken
         # for the confirmation password (確認用パスワード), which is another secret.
-        confirm: str | bool = repeat if repeat is not None and stdin.isatty() else False
+        confirm: str | bool = repeat if repeat is not None and sys.stdin.isatty() else False
         with warnings.catch_warnings():
             # With no terminal (cron, CI) getpass reads the pipe and says so in a line of its
             # own; its Python warning would add two more, a source path among them.
@@ -78,11 +77,10 @@ class Secrets:
         return value
 
     def _read_line(self) -> str | None:
-        # One text stream for every answer: click may wrap stdin anew on each call, and a
-        # fresh wrapper would lose the lines the previous one had already buffered.
-        if self._lines is None:
-            self._lines = click.get_text_stream("stdin")
-        line = self._lines.readline()
+        # sys.stdin itself, as read at the time (a test runner replaces it): one stream for
+        # every answer, so no line another reader buffered is lost. Bytes that are not
+        # UTF-8 arrive as an error or as surrogates, and ask_optional refuses either.
+        line = sys.stdin.readline()
         if not line:
             return None
         return line.removesuffix("\n").removesuffix("\r")

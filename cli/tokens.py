@@ -3,6 +3,7 @@ and enable tokens."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -192,7 +193,7 @@ def enroll_soft(
         click.echo(say(lang, "soft_token_png", file=png))
     # Colour (black on white, whatever the terminal's theme) only for a terminal: a file or
     # a pipe gets the plain blocks, without escape sequences.
-    click.echo(qr_terminal(uri, colour=click.get_text_stream("stdout").isatty()), nl=False)
+    click.echo(qr_terminal(uri, colour=sys.stdout.isatty()), nl=False)
 
 
 def _enrol(

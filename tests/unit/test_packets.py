@@ -189,6 +189,13 @@ def test_a_header_alone_is_a_whole_packet() -> None:
     assert parse_header(packet(1, b"")) == (1, 1)
 
 
+def test_an_empty_password_is_hidden_in_one_block() -> None:
+    # RFC 2865 §5.2: padded with NULs to a multiple of 16 octets, at least one block.
+    hidden = hide_password(b"", SECRET, AUTH)
+    assert len(hidden) == 16
+    assert decode_request(packet(1, NAME + attr(2, hidden)), SECRET).password == b""
+
+
 def test_octets_past_the_length_field_are_ignored() -> None:
     raw = signed(1, MA_ZERO + NAME + PASSWORD) + b"\xff" * 7
     assert parse_header(raw) == (1, 1)
