@@ -174,6 +174,17 @@ def test_a_share_that_expired_is_counted_at_what_it_has_left(bound: str) -> None
     assert (len(cache), held(cache)) == (10, 10 * entry)
 
 
+def test_a_reply_larger_than_the_whole_cache_is_still_kept_alone() -> None:
+    # A client's Proxy-State can make a reply of 4 KB; a cache sized below that keeps it.
+    cache = DuplicateCache([NAS], max_bytes=1_000)
+    big = b"\x02" + bytes(4_095)
+    answered(cache, KEY, big, 0.0)
+    assert cache.begin(KEY, 1.0) == Cached(big)
+    other = KEY._replace(port=2)
+    answered(cache, other, big, 2.0)
+    assert (cache.known(KEY, 3.0), cache.known(other, 3.0)) == (None, Cached(big))
+
+
 def test_a_client_over_its_part_in_bytes_gives_its_own_entries_first() -> None:
     # b's large replies (a Proxy-State echoed back) took the room a left; when a needs it,
     # b's oldest go, though b has fewer entries than a and none of them alone is large.

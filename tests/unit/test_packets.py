@@ -440,6 +440,7 @@ def test_dictionary_names_agree_with_the_codes_in_use() -> None:
         assert attribute_name(member.value).upper().replace("-", "_") == member.name
     assert attribute_name(25, vendor=311) == "MS-CHAP2-Response"
     assert attribute_name(200) == "Attr-200"
+    assert attribute_name(200, vendor=9) == "Vendor-9-Attr-200"
 
 
 # --- properties ----------------------------------------------------------------------------------
