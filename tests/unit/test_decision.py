@@ -1116,11 +1116,10 @@ def test_a_resent_request_is_accepted_again_in_every_mode(
 ) -> None:
     # SPEC §4: resent to another node after the first consumed the step, the same request
     # (same Request Authenticator) is answered Accept again, and nothing is written.
-    request = bytes(range(16))
     typed = text.format(code(TOKEN))
-    first = run(active_user(), TOKEN, typed, mode, stage, request_id=request)
-    token = replace(record(TOKEN, first), last_request=request)
-    again = run(active_user(), token, typed, mode, stage, request_id=request)
+    first = run(active_user(), TOKEN, typed, mode, stage, request_id=RESENT)
+    token = replace(record(TOKEN, first), last_request=RESENT)
+    again = run(active_user(), token, typed, mode, stage, request_id=RESENT)
     assert (again.result, again.reason, again.effects) == (Result.ACCEPT, Reason.OK, ())
     other = run(active_user(), token, typed, mode, stage, request_id=bytes(16))
     assert other.reason is Reason.REPLAY
@@ -1130,9 +1129,9 @@ def test_another_users_answer_with_the_request_id_of_a_used_step_is_a_replay() -
     # The resend path of activation is for the user the step bound. A second user awaiting
     # activation who sends the same code under the same Request Authenticator is refused
     # and counted, not accepted without a binding.
-    request = bytes(range(16))
-    used = replace(USED_TOKEN, last_request=request)
-    decision = run(ISSUED, used, code(TOKEN), stage=Stage.ACTIVATION_OTP, request_id=request)
+    decision = run(
+        ISSUED, RESENT_TOKEN, code(TOKEN), stage=Stage.ACTIVATION_OTP, request_id=RESENT
+    )
     assert (decision.result, decision.reason) == (Result.REJECT, Reason.REPLAY)
     assert decision.effects == (CountActivationFailure(),)
 
@@ -1149,8 +1148,7 @@ def test_an_activation_answer_resent_after_its_token_went_unusable_is_refused(
     change: str,
 ) -> None:
     # As a resent OTP answer is: the token's state now decides, not the first Accept.
-    request = bytes(range(16))
-    token = replace(USED_TOKEN, last_request=request, **UNUSABLE_SINCE[change])
+    token = replace(RESENT_TOKEN, **UNUSABLE_SINCE[change])
     bound = replace(ISSUED, serial=SERIAL)
-    again = run(bound, token, code(TOKEN), stage=Stage.ACTIVATION_OTP, request_id=request)
+    again = run(bound, token, code(TOKEN), stage=Stage.ACTIVATION_OTP, request_id=RESENT)
     assert again.result is Result.REJECT

@@ -286,12 +286,6 @@ def test_large_replies_are_bounded_by_bytes_not_only_by_entries() -> None:
 # One share per client
 
 
-def cost(cache: DuplicateCache, client: str | None = None) -> int:
-    """The bytes the entries are counted at, of one client or of all."""
-    shares = cache._shares
-    return sum(s.cost for name, s in shares.items() if client is None or name == client)
-
-
 def held(cache: DuplicateCache) -> int:
     """The bytes the entries take, counted from the entries themselves."""
     return sum(
@@ -338,7 +332,7 @@ def test_a_client_filling_its_share_never_pushes_out_another_clients_entry(
         if cache.begin(key, now) is NEW:
             cache.finish(key, reply, now)
         assert len(cache) <= max_entries
-        assert cost(cache) <= max_bytes
+        assert held(cache) <= max_bytes
     assert cache.begin(KEY._replace(client="victim"), 29.5) == Cached(REPLY)
     assert cache.begin(waiting, 29.5) is IN_PROGRESS
 
