@@ -322,4 +322,3 @@ def _staged(store: Store, current: SeedKey, new: SeedKey) -> dict[str, bytes]:
                 continue  # the locked pass tries again, and says why it cannot
             staged[serial] = seal_tag(sealed) + target.seal(serial, secret)
         last = rows[-1].serial
-

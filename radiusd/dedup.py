@@ -2,9 +2,11 @@
 
 A retransmission is a request with the same client address and port, Identifier and Request
 Authenticator. While the first copy is being processed, copies are dropped; once its reply is sent,
-copies get the same bytes again, so no request is processed or counted twice. Entries live `ttl`
-seconds from the reply; one still being processed stays until it is finished, however long that
-takes.
+copies get the same bytes again, so no request is processed or counted twice. A datagram under
+the same key whose bytes differ is no copy of the request: it is dropped, not answered, so that
+nobody who can send from a NAS's address can have other content take a remembered answer.
+Entries live `ttl` seconds from the reply; one still being processed stays until it is finished,
+however long that takes.
 
 Each configured client (a ``[[clients]]`` entry, however many addresses it covers) has its own
 share of the cache, and a fair part of it: the entry and byte limits divided equally between the
@@ -22,6 +24,8 @@ Not thread-safe: use one cache per packet loop.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import struct
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 DEFAULT_TTL: Final = 30.0
-# About 264 bytes an entry with an Accept's few attributes (52 MB when full): 30 s at 6,500
+# About 280 bytes an entry with an Accept's few attributes (55 MB when full): 30 s at 6,500
 # requests a second.
 DEFAULT_MAX_ENTRIES: Final = 196_608
 # And never more than this in all, whatever the replies hold: a client may make each reply
@@ -46,6 +50,13 @@ class DedupKey(NamedTuple):
     authenticator: bytes
     # The name of the configured client the address belongs to.
     client: str
+    # Of the whole datagram (``datagram_digest``): what tells a copy from another content.
+    digest: bytes = bytes(16)
+
+
+def datagram_digest(datagram: bytes) -> bytes:
+    """Return the 16-byte fingerprint of a datagram a copy of it must match."""
+    return hashlib.blake2b(datagram, digest_size=16).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,24 +70,34 @@ class InProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class Conflicting:
+    """Another datagram under a remembered request's key: drop this one, answer nothing."""
+
+
+@dataclass(frozen=True, slots=True)
 class Cached:
     """Already answered: send these bytes again."""
 
     response: bytes
 
 
-Verdict = New | InProgress | Cached
+Verdict = New | InProgress | Conflicting | Cached
 NEW: Final = New()
 IN_PROGRESS: Final = InProgress()
+CONFLICTING: Final = Conflicting()
 
 
-# An entry is one bytes object, the stamp packed in front of the response (the stamp alone
-# while the request is being processed), under a key packed into bytes as well. That is about
-# half the memory of tuples (264 against 469 bytes an entry), so the cache holds three times the
-# entries it did; and bytes are never walked by the garbage collector, which had held the
-# packet loop for 10 to 18 ms when the keys were NamedTuples.
+# An entry is one bytes object, the stamp and the datagram's digest packed in front of the
+# response (those alone while the request is being processed), under a key packed into bytes as
+# well. That is about half the memory of tuples (264 against 469 bytes an entry, before the
+# digest), so the cache holds three times the entries it did; and bytes are never walked by the
+# garbage collector, which had held the packet loop for 10 to 18 ms when the keys were
+# NamedTuples.
 _STAMP = struct.Struct("!d")
 _KEY_HEAD = struct.Struct("!HBB")
+_DIGEST_SIZE: Final = 16
+# The stamp and the digest: an entry of this length is still being processed.
+_HEAD: Final = _STAMP.size + _DIGEST_SIZE
 # What an entry costs beyond its key's and its value's bytes: two bytes objects and the
 # ordered dict's slot and link (measured with tracemalloc, rounded up).
 _ENTRY_OVERHEAD = 200
@@ -84,6 +105,21 @@ _ENTRY_OVERHEAD = 200
 
 def _cost(packed: bytes, entry: bytes) -> int:
     return len(packed) + len(entry) + _ENTRY_OVERHEAD
+
+
+def _checked(digest: bytes) -> bytes:
+    if len(digest) != _DIGEST_SIZE:
+        raise ValueError(f"a datagram's digest is {_DIGEST_SIZE} bytes, not {len(digest)}")
+    return digest
+
+
+def _verdict(entry: bytes, digest: bytes) -> InProgress | Conflicting | Cached:
+    """What a remembered entry says of a datagram with this digest under its key."""
+    if not hmac.compare_digest(entry[_STAMP.size : _HEAD], digest):
+        return CONFLICTING
+    if len(entry) == _HEAD:
+        return IN_PROGRESS
+    return Cached(entry[_HEAD:])
 
 
 def _packed(key: DedupKey) -> bytes:
@@ -168,13 +204,11 @@ class DuplicateCache:
         packed = _packed(key)
         entry = share.entries.get(packed)
         if entry is None:
-            self._store(share, packed, _STAMP.pack(now))
+            self._store(share, packed, _STAMP.pack(now) + _checked(key.digest))
             return NEW
-        if len(entry) == _STAMP.size:
-            return IN_PROGRESS
-        return Cached(entry[_STAMP.size :])
+        return _verdict(entry, key.digest)
 
-    def known(self, key: DedupKey, now: float) -> InProgress | Cached | None:
+    def known(self, key: DedupKey, now: float) -> InProgress | Conflicting | Cached | None:
         """What ``begin`` would say of a request already remembered; None, and nothing
         recorded, for a new one (a request about to be dropped must not take a place)."""
         share = self._shares.get(key.client)
@@ -184,9 +218,7 @@ class DuplicateCache:
         entry = share.entries.get(_packed(key))
         if entry is None:
             return None
-        if len(entry) == _STAMP.size:
-            return IN_PROGRESS
-        return Cached(entry[_STAMP.size :])
+        return _verdict(entry, key.digest)
 
     def finish(self, key: DedupKey, response: bytes | None, now: float) -> None:
         """Store the reply sent at `now`, or forget the request when none was sent."""
@@ -206,7 +238,7 @@ class DuplicateCache:
             # Nothing was sent (dropped, or no answer possible now): let a retransmission retry.
             return
         # The window restarts at the reply, so a client that lost it has the full `ttl` to retry.
-        self._store(share, packed, _STAMP.pack(now) + response)
+        self._store(share, packed, _STAMP.pack(now) + old[_STAMP.size : _HEAD] + response)
 
     def _store(self, share: _Share, packed: bytes, entry: bytes) -> None:
         """Add an entry at the young end of its share, first making room for it."""
@@ -255,12 +287,12 @@ class DuplicateCache:
             (stamp,) = _STAMP.unpack_from(entry)
             if stamp > horizon:
                 return
-            if len(entry) == _STAMP.size:
+            if len(entry) == _HEAD:
                 # Still being processed (a database that holds its write lock for a minute):
                 # copies keep being dropped however long that takes, or each one that arrived
                 # after `ttl` would be decided and counted again. Re-stamped, it goes to the
                 # young end; only eviction of a full share or finish() removes it.
-                entries[key] = _STAMP.pack(now)
+                entries[key] = _STAMP.pack(now) + entry[_STAMP.size :]
                 entries.move_to_end(key)
                 continue
             gone, value = entries.popitem(last=False)

@@ -25,7 +25,7 @@ from otpcore.logfields import field
 from radiusd.client_box import ClientBox
 from radiusd.clients import ClientTable
 from radiusd.clock_steps import ClockSteps
-from radiusd.dedup import Cached, DedupKey, DuplicateCache, InProgress
+from radiusd.dedup import Cached, Conflicting, DedupKey, DuplicateCache, InProgress, datagram_digest
 from radiusd.drops import DropLog
 from radiusd.fairness import FairPool, FairQueue
 from radiusd.handler import Answer, RequestHandler, failed, unavailable
@@ -156,7 +156,7 @@ class Worker(Housekeeping):
         if code == Codes.STATUS_SERVER:
             self._status(transport, data, client, host, addr, now)
             return
-        key = DedupKey(host, port, identifier, data[4:20], client.name)
+        key = DedupKey(host, port, identifier, data[4:20], client.name, datagram_digest(data))
         if code == Codes.ACCESS_REQUEST and (
             self.hash_pool.full(client.name) or self.inbox.full(client.name)
         ):
@@ -169,11 +169,19 @@ class Worker(Housekeeping):
             known = self.dedup.known(key, now)
             if isinstance(known, Cached):
                 transport.sendto(known.response, addr)
+            elif isinstance(known, Conflicting):
+                self.drops.drop("conflicting_duplicate", host, now, client.name)
             elif known is None:
                 self.drops.drop("overload", host, now, client.name)
             return
         verdict = self.dedup.begin(key, now)
         if isinstance(verdict, InProgress):
+            return
+        if isinstance(verdict, Conflicting):
+            # The key of a request remembered, other bytes: no NAS resends a request changed
+            # (RFC 5080 §2.2.1), so it is somebody else's datagram from the NAS's address, and
+            # neither the answer kept for the NAS nor a decision is owed to it.
+            self.drops.drop("conflicting_duplicate", host, now, client.name)
             return
         if isinstance(verdict, Cached):
             transport.sendto(verdict.response, addr)

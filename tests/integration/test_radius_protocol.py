@@ -241,6 +241,28 @@ def test_retransmission_is_answered_from_the_cache_and_counted_once(site: Site) 
     assert site.token(erin.bound.serial).fail_count == 0
 
 
+def test_other_bytes_under_an_answered_requests_key_get_no_answer(site: Site) -> None:
+    """Whoever sends from the NAS's address with a captured Identifier and Request
+    Authenticator must not have other content take the answer kept for the NAS."""
+    erin = site.active_user()
+    with site.node(mode="split") as node, node.client() as nas:
+        right = encode_request(
+            nas.secret, user_name=erin.login, password=erin.password + erin.bound.code()
+        )
+        accepted = nas.exchange(right)
+        assert answered(accepted.reply, Codes.ACCESS_ACCEPT)
+        # The same header, another login in place of erin's (its Message-Authenticator no
+        # longer matches, as it would not for anyone without the secret).
+        forged = right.replace(erin.login.encode(), b"m" * len(erin.login.encode()), 1)
+        assert forged[:20] == right[:20]
+        assert forged != right
+        assert nas.silent(forged)
+        assert "drop reason=conflicting_duplicate" in node.log_text()
+        # The NAS's own retransmission still gets its answer.
+        assert nas.exchange(right).reply_bytes == accepted.reply_bytes
+        assert [d["reason"] for d in node.decisions()] == ["ok"]
+
+
 def two_nas_node(
     site: Site, mode: str, patches: Path, policy: dict[str, float] | None = None
 ) -> tuple[Node, ClientSpec, ClientSpec]:

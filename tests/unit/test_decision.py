@@ -1129,9 +1129,7 @@ def test_another_users_answer_with_the_request_id_of_a_used_step_is_a_replay() -
     # The resend path of activation is for the user the step bound. A second user awaiting
     # activation who sends the same code under the same Request Authenticator is refused
     # and counted, not accepted without a binding.
-    decision = run(
-        ISSUED, RESENT_TOKEN, code(TOKEN), stage=Stage.ACTIVATION_OTP, request_id=RESENT
-    )
+    decision = run(ISSUED, RESENT_TOKEN, code(TOKEN), stage=Stage.ACTIVATION_OTP, request_id=RESENT)
     assert (decision.result, decision.reason) == (Result.REJECT, Reason.REPLAY)
     assert decision.effects == (CountActivationFailure(),)
 

@@ -8,12 +8,14 @@ from hypothesis import strategies as st
 
 from radiusd.dedup import (
     _ENTRY_OVERHEAD,
+    CONFLICTING,
     DEFAULT_MAX_BYTES,
     IN_PROGRESS,
     NEW,
     Cached,
     DedupKey,
     DuplicateCache,
+    datagram_digest,
 )
 
 NAS = "vpn-gw-1"
@@ -34,6 +36,38 @@ def test_copy_after_the_reply_gets_the_cached_bytes() -> None:
     cache.finish(KEY, REPLY, 1.0)
     assert cache.begin(KEY, 2.0) == Cached(REPLY)
     assert cache.begin(KEY, 3.0) == Cached(REPLY)
+
+
+def test_other_bytes_under_a_remembered_key_are_neither_answered_nor_decided() -> None:
+    cache = DuplicateCache([NAS])
+    sent = KEY._replace(digest=datagram_digest(b"the NAS's request"))
+    forged = KEY._replace(digest=datagram_digest(b"another content"))
+    assert cache.begin(sent, 0.0) is NEW
+    assert cache.begin(forged, 0.5) is CONFLICTING
+    cache.finish(sent, REPLY, 1.0)
+    assert cache.begin(forged, 2.0) is CONFLICTING
+    assert cache.known(forged, 2.0) is CONFLICTING
+    # The NAS's own copy still gets its answer, at the end of a window the forgery did not
+    # restart.
+    assert cache.begin(sent, 30.9) == Cached(REPLY)
+    assert cache.known(sent, 30.9) == Cached(REPLY)
+    assert cache.begin(forged, 31.1) is NEW
+
+
+def test_a_request_still_processed_past_the_ttl_keeps_its_digest() -> None:
+    cache = DuplicateCache([NAS], ttl=30.0)
+    sent = KEY._replace(digest=datagram_digest(b"slow request"))
+    cache.begin(sent, 0.0)
+    cache.begin(DedupKey("192.0.2.9", 1, 1, AUTH, NAS), 31.0)  # expiry re-stamps it
+    assert cache.begin(KEY._replace(digest=datagram_digest(b"other")), 31.5) is CONFLICTING
+    assert cache.begin(sent, 31.5) is IN_PROGRESS
+    cache.finish(sent, REPLY, 32.0)
+    assert cache.begin(sent, 33.0) == Cached(REPLY)
+
+
+def test_a_digest_of_another_size_is_refused() -> None:
+    with pytest.raises(ValueError, match="16 bytes, not 15"):
+        DuplicateCache([NAS]).begin(KEY._replace(digest=bytes(15)), 0.0)
 
 
 @pytest.mark.parametrize(
@@ -311,6 +345,8 @@ _flood_keys = st.builds(
     st.integers(0, 255),
     st.binary(min_size=16, max_size=16),
     st.just("flood"),
+    # Few digests, so that a flood also sends other bytes under keys it has used.
+    digest=st.sampled_from([bytes(16), b"\x01" * 16]),
 )
 _replies = st.one_of(st.none(), st.integers(20, 4096).map(lambda n: b"\x02" + bytes(n - 1)))
 _flood = st.lists(st.tuples(_flood_keys, _replies, st.floats(0.0, 29.0)), max_size=300)
