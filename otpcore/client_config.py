@@ -62,6 +62,10 @@ def parse_clients(
             if key not in item:
                 raise check.fail(f"{where} {key}", "missing required key")
         name = item["name"]
+        if not name.strip():
+            # A name is how logs, the duplicate cache's shares and the stored challenges tell
+            # clients apart; `otpctl check` keys its own challenges with the empty name.
+            raise check.fail(f"{where} name", "must not be empty")
         where = f"[[clients]] {name!r}"
         if name in names:
             raise check.fail(f"{where} name", "duplicate client name")

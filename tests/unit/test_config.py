@@ -410,6 +410,14 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"database": {"url": "postgresql://otp:hunter2@db/otp"}},
         ["[database] url", "postgresql+psycopg://"],
     ),
+    "empty client name": (
+        {"clients": [{**CLIENT, "name": ""}]},
+        ["[[clients]] #1 name: must not be empty"],
+    ),
+    "blank client name": (
+        {"clients": [{**CLIENT, "name": " \t"}]},
+        ["[[clients]] #1 name: must not be empty"],
+    ),
     "duplicate client": (
         {"clients": [dict(CLIENT), dict(CLIENT)]},
         ["'vpn-gw-1' name", "duplicate"],
