@@ -45,19 +45,26 @@ class TokenSpec:
     given: frozenset[str] | None = None
 
 
-# A seed in base32 is at least 26 characters (16 bytes): anything shorter cannot be one.
+# Anything longer than this is withheld whatever it is made of.
 _SHOWN_UP_TO = 25
+# Seeds this product refuses as too short are still live seeds elsewhere: an authenticator
+# app's usual 80 bits are 16 characters of base32 or 20 of hex. So a value of this many
+# characters or more that hex or base32 could spell (letters, digits, padding, the spaces apps
+# group it with) is withheld too.
+_SEED_LIKE_FROM = 10
+_SEED_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789= ")
 
 
 def shown(value: str) -> str:
-    """A cell's value for an error message, unless it is long enough to be a misplaced seed.
+    """A cell's value for an error message, unless it could be a seed in the wrong column.
 
-    A row with a comma too many shifts the seed into the next column, whose error would
-    otherwise print it on the operator's terminal and into whatever captures that.
+    A row with a comma too many or too few shifts the seed into a neighbouring column, whose
+    error would otherwise print it on the operator's terminal and into whatever captures that.
     """
-    if len(value) <= _SHOWN_UP_TO:
-        return repr(value)
-    return f"a value of {len(value)} characters (not shown: a seed in the wrong column?)"
+    length = len(value)
+    if length > _SHOWN_UP_TO or (length >= _SEED_LIKE_FROM and _SEED_ALPHABET.issuperset(value)):
+        return f"({length} characters, not shown: a seed in the wrong column?)"
+    return repr(value)
 
 
 def parse_serial(value: str) -> str:
@@ -66,7 +73,10 @@ def parse_serial(value: str) -> str:
     if not serial or len(serial) > 64:
         raise InvalidInput("serial must be 1 to 64 characters")
     if not serial.isascii() or not serial.isprintable() or any(c in serial for c in " ,"):
-        raise InvalidInput(f"serial {shown(serial)} has characters other than printable ASCII")
+        raise InvalidInput(
+            f"serial {shown(serial)} has a space, a comma or a character other than "
+            "printable ASCII"
+        )
     return serial
 
 

@@ -119,7 +119,7 @@ GOOD = f"OK1,{HEX},SHA1,6,60,2031-01-01"
 # Whole phrases: a bad row repeats GOOD's seed, and the message refusing a repeated seed
 # names a serial too, so a fragment such as "serial" would pass for the wrong refusal.
 SERIAL_LENGTH = "serial must be 1 to 64 characters"
-NOT_PRINTABLE = "has characters other than printable ASCII"
+NOT_PRINTABLE = "has a space, a comma or a character other than printable ASCII"
 
 # (a bad row, a fragment of the message)
 MALFORMED = {
@@ -404,3 +404,59 @@ def test_a_random_cell_is_accepted_or_refused_on_its_own_line(
         assert refused.line == position + 2
     else:
         assert len(specs) == 5
+
+
+_SETTING_COLUMNS = ("serial", "kind", "algorithm", "digits", "period", "expires")
+
+
+@given(
+    seed=st.binary(min_size=10, max_size=64),
+    spelling=st.sampled_from(["hex", "HEX", "base32", "base32 unpadded", "base32 lower"]),
+    # Not the serial: a seed is also a well-formed serial, and a row naming it is refused, if
+    # at all, for its own serial or seed.
+    column=st.sampled_from(_SETTING_COLUMNS[1:]),
+)
+def test_a_seed_shifted_into_another_column_is_not_repeated(
+    seed: bytes, spelling: str, column: str
+) -> None:
+    # A comma too many or too few moves a seed into a neighbouring column; seeds this product
+    # refuses as too short (an authenticator app's 80 bits) are live seeds elsewhere.
+    text = {
+        "hex": seed.hex(),
+        "HEX": seed.hex().upper(),
+        "base32": base64.b32encode(seed).decode(),
+        "base32 unpadded": base64.b32encode(seed).decode().rstrip("="),
+        "base32 lower": base64.b32encode(seed).decode().lower(),
+    }[spelling]
+    good = {"serial": "X1", "kind": "hardware", "algorithm": "SHA1", "digits": "6"}
+    cells = {**good, "period": "60", "expires": "2031-01-01", column: text}
+    header = ",".join(["secret", *_SETTING_COLUMNS])
+    row = ",".join([HEX, *(cells[name] for name in _SETTING_COLUMNS)])
+    with pytest.raises(ImportRefused) as caught:
+        read_token_csv(f"{header}\n{row}\n", "seeds.csv")
+    message = str(caught.value)
+    assert message.startswith("seeds.csv:2: ")
+    assert column in message
+    assert text not in message
+    assert "not shown" in message
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("digits", "7", "digits must be 6 or 8, not '7'"),
+        ("period", "30s", "period must be a whole number of seconds from 10 to 300, not '30s'"),
+        ("kind", "soft", "kind must be hardware or software, not 'soft'"),
+        ("algorithm", "MD5", "unknown algorithm 'MD5' (SHA1, SHA256 or SHA512)"),
+        ("expires", "2031-02-30", "expires '2031-02-30' is not YYYY-MM-DD or ISO 8601"),
+        ("serial", "A 1", f"serial 'A 1' {NOT_PRINTABLE}"),
+    ],
+)
+def test_a_short_wrong_value_is_named_in_its_error(column: str, value: str, message: str) -> None:
+    cells = {"serial": "X1", "kind": "hardware", "algorithm": "SHA1", "digits": "6"}
+    cells |= {"period": "60", "expires": "2031-01-01", column: value}
+    header = ",".join(["secret", *_SETTING_COLUMNS])
+    row = ",".join([HEX, *(cells[name] for name in _SETTING_COLUMNS)])
+    with pytest.raises(ImportRefused) as caught:
+        read_token_csv(f"{header}\n{row}\n", "seeds.csv")
+    assert str(caught.value) == f"seeds.csv:2: {message}"
