@@ -191,14 +191,16 @@ class Admin(ApprovedOperations):
             check_password_length(password)
         with self.store.reading() as repo:
             other = _other_hash(_user(repo, login), confirmation=confirmation)
-        self._refuse_same(password, other)
+        self._refuse_same(password, other, confirmation=confirmation)
         new_hash = self.hashing.hash(password)
         now = self.clock()
         with self.store.transaction() as repo:
             # Locked, then compared again: the other password may be changing right now.
             row = _user(repo, login, lock=True)
             if _other_hash(row, confirmation=confirmation) != other:  # set meanwhile: again
-                self._refuse_same(password, _other_hash(row, confirmation=confirmation))
+                self._refuse_same(
+                    password, _other_hash(row, confirmation=confirmation), confirmation=confirmation
+                )
             if confirmation:
                 if UserClass(row.user_class) not in PRIVILEGED:
                     raise StateError(f"user {login} is {row.user_class}: no confirmation password")
@@ -209,14 +211,17 @@ class Admin(ApprovedOperations):
             what = "confirmation" if confirmation else "login"
             repo.audit(now, self.actor, "passwd", [login], "ok", f"{what} password set")
 
-    def _refuse_same(self, password: str, other: str | None) -> None:
+    def _refuse_same(self, password: str, other: str | None, *, confirmation: bool) -> None:
         """Refuse a login password equal to the user's confirmation password, or the reverse.
 
         As ``add_user`` does: one password for both, and whoever learns the login password
         (typed at every portal login) approves unlocks and revokes as that administrator.
         """
         if other is not None and self.hashing.verify(other, password):
-            raise InvalidInput("the confirmation password must differ from the login password")
+            # Named from the password being set, which is what the operator just typed.
+            if confirmation:
+                raise InvalidInput("the confirmation password must differ from the login password")
+            raise InvalidInput("the login password must differ from the confirmation password")
 
     # Inventory
 

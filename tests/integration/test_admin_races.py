@@ -218,7 +218,7 @@ def test_passwd_waits_for_a_confirmation_password_being_set(
     if refused:
         # Compared with the confirmation password as it now stands: one password for both
         # would let whoever learns the login password approve as kanri.
-        assert "must differ from the login password" in failed(result, 2)
+        assert "the login password must differ from the confirmation password" in failed(result, 2)
         assert check(otpctl, ADMIN, ADMIN_PASSWORD) == "accept"
     else:
         ok(result)
