@@ -8,6 +8,7 @@ import click
 
 from cli.context import CliContext
 from cli.output import Lang, echo_audit, echo_json_list, output_options
+from cli.params import day
 
 pass_cli = click.make_pass_decorator(CliContext)
 
@@ -15,7 +16,7 @@ pass_cli = click.make_pass_decorator(CliContext)
 @click.command("audit")
 @click.option(
     "--since",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    callback=day,
     default=None,
     metavar="YYYY-MM-DD",
     help="Only events from local midnight of that day on.",

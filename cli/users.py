@@ -23,7 +23,7 @@ from cli.output import (
     output_options,
     user_detail,
 )
-from cli.params import utf8_text
+from cli.params import day, utf8_text
 from cli.progress import progress_bar
 from cli.prompts import Secrets, password_stdin_option
 from otpcore.admin import Admin, check_login
@@ -34,8 +34,6 @@ from otpcore.onboarding import import_users
 from otpcore.user_csv import read_user_csv
 
 pass_cli = click.make_pass_decorator(CliContext)
-
-DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 
 @click.group("user")
@@ -153,7 +151,7 @@ def show(obj: CliContext, login: str, as_json: bool, lang: Lang) -> None:
 @click.option(
     "--start",
     required=True,
-    type=DATE,
+    callback=day,
     metavar="YYYY-MM-DD",
     help="Service start date YYYY-MM-DD (利用開始日, as in the bank's letter).",
 )

@@ -53,6 +53,24 @@ def test_a_wrong_command_line_is_one_line_naming_what_is_wrong(
 
 
 @pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("user", "issue", "taro", "--start", "2026-02-30"), "'2026-02-30' is not a day of"),
+        (("user", "issue", "taro", "--start", "2026-2-3"), "'2026-2-3' is not a date written"),
+        (("audit", "--since", "2026-13-01"), "'2026-13-01' is not a day of the calendar"),
+        (("audit", "--since", "yesterday"), "'yesterday' is not a date written YYYY-MM-DD"),
+    ],
+)
+def test_a_wrong_date_is_told_from_a_wrong_form(
+    ready: Otpctl, args: tuple[str, ...], message: str
+) -> None:
+    # click's own type said "does not match the format '%Y-%m-%d'" of 2026-02-30, which does:
+    # it is February that has no 30th.
+    assert message in failed(ready(*args), 2)
+    assert as_json(ready("user", "show", "taro", "--json"))["state"] == "unregistered"
+
+
+@pytest.mark.parametrize(
     ("command", "spelled"),
     [
         (("unlock",), ["unlock [OPTIONS] LOGIN...", "--admin ADMIN"]),
