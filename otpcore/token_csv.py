@@ -74,8 +74,7 @@ def parse_serial(value: str) -> str:
         raise InvalidInput("serial must be 1 to 64 characters")
     if not serial.isascii() or not serial.isprintable() or any(c in serial for c in " ,"):
         raise InvalidInput(
-            f"serial {shown(serial)} has a space, a comma or a character other than "
-            "printable ASCII"
+            f"serial {shown(serial)} has a space, a comma or a character other than printable ASCII"
         )
     return serial
 

@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         # Empty counts as unset, as for otpctl: Path("") would be the current folder.
         default=Path(os.environ.get("OTPRADIUS_CONFIG") or DEFAULT_CONFIG),
-        help="configuration file (default: $OTPRADIUS_CONFIG, else %(default)s)",
+        # The fixed fallback, not %(default)s: with the variable set, that is its value.
+        help=f"configuration file (default: $OTPRADIUS_CONFIG, else {DEFAULT_CONFIG})",
     )
     parser.add_argument("--stderr", action="store_true", help="log to stderr, not syslog")
     parser.add_argument("--check", action="store_true", help="validate the setup and exit")

@@ -430,3 +430,23 @@ def test_an_empty_config_variable_counts_as_unset(tmp_path: Path) -> None:
         f"otp-radiusd: error: {default}: configuration file not found "
         "(give --config PATH or set OTPRADIUS_CONFIG)"
     ]
+
+
+def test_the_help_names_the_fixed_default_with_the_variable_set(tmp_path: Path) -> None:
+    # argparse's %(default)s put the variable's value where the fallback goes.
+    done = subprocess.run(
+        [sys.executable, "-m", "radiusd.main", "--help"],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "OTPRADIUS_CONFIG": str(tmp_path / "mine.toml"),
+            "COLUMNS": "200",
+            "PYTHONPATH": str(REPO_ROOT),
+        },
+        timeout=START_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert "(default: $OTPRADIUS_CONFIG, else /etc/otpradius/config.toml)" in done.stdout
+    assert "mine.toml" not in done.stdout
