@@ -90,13 +90,25 @@ def activate(
         outcome = decisions.decide(partial(authenticator.activate, login, serial, otp))
     print_outcome(outcome, as_json, lang)
     if outcome.result is Result.ACCEPT and outcome.reason is Reason.ACTIVATED:
+        tell(None, decisions.notes)
         ctx.exit(0)
     # The outcome above is for scripts; the usual one error line is for whoever reads stderr.
     why = f"activation refused: {outcome.reason.value}"
     if outcome.reason is Reason.NOT_AWAITING_ACTIVATION:
         why += not_awaiting_hint(obj.admin(), login)
-    click.echo(f"otpctl: error: {shown(why)}", err=True)
+    tell(why, decisions.notes)
     ctx.exit(EXIT_REJECT)
+
+
+def tell(why: str | None, notes: list[str]) -> None:
+    """Say on stderr why a command failed, in one line with its notes; or, when it did not,
+    each note as a warning."""
+    if why is None:
+        for note in notes:
+            click.echo(f"otpctl: WARNING: {shown(note)}", err=True)
+        return
+    # SPEC §5: one line, however much else the operator must learn (a token just suspended).
+    click.echo(f"otpctl: error: {shown('; '.join([why, *notes]))}", err=True)
 
 
 def not_awaiting_hint(admin: Admin, login: str) -> str:
@@ -178,11 +190,9 @@ def check(
         outcome = decisions.decide(partial(authenticator.authenticate, request))
     print_outcome(outcome, as_json, lang)
     status = exit_status(outcome)
-    if status != 0:
-        # The result stays on stdout for scripts; SPEC §5 wants every non-zero exit to say why
-        # on stderr too.
-        why = f"{login} was not accepted ({outcome.result.value})"
-        click.echo(f"otpctl: error: {shown(why)}", err=True)
+    # The result stays on stdout for scripts; SPEC §5 wants every non-zero exit to say why
+    # on stderr too.
+    tell(f"{login} was not accepted ({outcome.result.value})" if status else None, decisions.notes)
     ctx.exit(status)
 
 

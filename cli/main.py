@@ -135,7 +135,8 @@ token.add_command(delete_tokens)
 
 def main() -> None:
     """Run otpctl (the console script enters through ``cli.entry``)."""
-    # Warnings from the core (e.g. "token suspended") reach the operator on stderr.
+    # Warnings from the core (e.g. a key rotation waiting for another) reach the operator on
+    # stderr; those of a decision go into the command's own lines (cli.decision_log).
     logging.basicConfig(level=logging.WARNING, format="otpctl: %(levelname)s: %(message)s")
     cli.main(prog_name="otpctl")
 

@@ -149,10 +149,13 @@ def users_by_login(otpctl: Otpctl) -> dict[str, dict[str, Any]]:
 
 def suspend_shared_token(otpctl: Otpctl, codes: Codes) -> None:
     """Five wrong OTPs from jirodt suspend 12345678."""
-    for _ in range(5):
+    for attempt in range(1, 6):
         result = check(otpctl, "jirodt", codes.wrong("12345678"))
-        assert result.exit_code == 1
         assert json.loads(result.stdout) == {"result": "reject", "reason": "bad_otp"}
+        # One line on stderr (SPEC §5), which names the suspension the fifth one made.
+        line = failed(result, 1)
+        suspended = "; token suspended serial=12345678 users=hanskodt,jirodt"
+        assert line.endswith(suspended) is (attempt == 5), line
 
 
 # init, db upgrade, configuration
@@ -885,6 +888,21 @@ def test_activate_exits_non_zero_unless_activated(bound: Otpctl, codes: Codes) -
     assert unknown.stdout.startswith("reject: bad_serial")
 
 
+def test_the_failed_activation_that_suspends_says_so_in_its_one_line(
+    bound: Otpctl, codes: Codes
+) -> None:
+    ok(bound("user", "issue", "saburodt", "--start", today()))
+    lines = []
+    for _ in range(5):  # lockout_threshold: failed activations count on the user
+        wrong = codes.wrong("98765432")
+        result = bound("activate", "saburodt", "98765432", "--password-stdin", input=f"{wrong}\n")
+        lines.append(failed(result, 1))
+    assert lines[:4] == ["otpctl: error: activation refused: bad_otp"] * 4
+    assert lines[4] == (
+        "otpctl: error: activation refused: bad_otp; user suspended user=saburodt cause=activation"
+    )
+
+
 @pytest.mark.parametrize(
     ("zone", "opens"),
     [
@@ -1028,6 +1046,7 @@ def syslog(bound: Otpctl, config: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 Syslog = Callable[[], list[str]]
 AUTHPRIV_INFO = 10 << 3 | 6
+AUTHPRIV_WARNING = 10 << 3 | 4
 
 
 def test_check_logs_each_decision_to_syslog_as_the_daemon_does(
@@ -1097,27 +1116,42 @@ def test_check_logs_nothing_with_syslog_off_or_below_the_level(
 
 
 def test_check_without_a_syslog_daemon_says_so_once_and_still_answers(
-    bound: Otpctl,
-    syslog: Syslog,
-    config: Path,
-    codes: Codes,
-    caplog: pytest.LogCaptureFixture,
+    bound: Otpctl, syslog: Syslog, config: Path, codes: Codes
 ) -> None:
     (config.parent / "dev-log").unlink()
     result = check(bound, "chirodt", codes.wrong("23456789"))  # two decisions, one warning
-    assert result.exit_code == 1
     assert json.loads(result.stdout) == {"result": "reject", "reason": "bad_otp"}
-    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
-        (
-            "WARNING",
-            f"syslog = true but {decision_log.SYSLOG_SOCKET} does not exist: "
-            "the decision is not logged",
-        )
+    # In the one error line: the example configuration has syslog = true, and a container
+    # has no syslog daemon.
+    assert failed(result, 1) == (
+        "otpctl: error: chirodt was not accepted (reject); "
+        f"syslog = true but {decision_log.SYSLOG_SOCKET} does not exist: "
+        "the decision is not logged"
+    )
+    accepted = check(bound, "chirodt", codes.fresh("23456789"))
+    assert as_json(accepted)["result"] == "accept"
+    assert accepted.stderr == (
+        f"otpctl: WARNING: syslog = true but {decision_log.SYSLOG_SOCKET} does not exist: "
+        "the decision is not logged\n"
+    )
+
+
+def test_a_suspension_by_otpctl_is_logged_where_the_daemons_are(
+    bound: Otpctl, syslog: Syslog, codes: Codes
+) -> None:
+    # Monitoring watches syslog for the daemon's "token suspended": a suspension made by
+    # otpctl check must reach it too, not only the operator's terminal.
+    suspend_shared_token(bound, codes)
+    warnings = [line for line in syslog() if line.startswith(f"<{AUTHPRIV_WARNING}>")]
+    assert warnings == [
+        f"<{AUTHPRIV_WARNING}>otpctl[{os.getpid()}]: "
+        "token suspended serial=12345678 users=hanskodt,jirodt\000"
     ]
 
 
-def syslog_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "otpradius.otpctl"]
+def syslog_warnings(result: Result) -> list[str]:
+    """What a failed check said of syslog, in its one error line."""
+    return failed(result, 1).split("; ")[1:]
 
 
 def test_check_gives_up_on_a_syslog_daemon_that_stopped_reading(
@@ -1125,7 +1159,6 @@ def test_check_gives_up_on_a_syslog_daemon_that_stopped_reading(
     syslog: Syslog,
     config: Path,
     codes: Codes,
-    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Its queue full, a datagram send would wait for ever: the line is given up instead."""
@@ -1140,22 +1173,21 @@ def test_check_gives_up_on_a_syslog_daemon_that_stopped_reading(
         result = check(bound, "chirodt", codes.wrong("23456789"))
     assert time.monotonic() - started < 5
     assert json.loads(result.stdout) == {"result": "reject", "reason": "bad_otp"}
-    assert syslog_warnings(caplog) == [
+    assert syslog_warnings(result) == [
         f"syslog = true but {decision_log.SYSLOG_SOCKET} does not answer (timed out): "
         "the decision is not logged"
     ]
 
 
 def test_check_names_what_a_dead_syslog_daemon_left(
-    bound: Otpctl, syslog: Syslog, config: Path, codes: Codes, caplog: pytest.LogCaptureFixture
+    bound: Otpctl, syslog: Syslog, config: Path, codes: Codes
 ) -> None:
     """A socket file nobody listens on any more: refused, said as such."""
     path = config.parent / "dev-log"
     path.unlink()
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as gone:
         gone.bind(str(path))
-    assert check(bound, "chirodt", codes.wrong("23456789")).exit_code == 1
-    assert syslog_warnings(caplog) == [
+    assert syslog_warnings(check(bound, "chirodt", codes.wrong("23456789"))) == [
         f"syslog = true but {decision_log.SYSLOG_SOCKET} does not answer (Connection refused): "
         "the decision is not logged"
     ]
