@@ -137,6 +137,8 @@ class Worker(Housekeeping):
         self, transport: asyncio.DatagramTransport, data: bytes, addr: tuple[str | int, ...]
     ) -> None:
         """Check a datagram and queue it, answer a duplicate from the cache, or drop it."""
+        if self.stopping:
+            return  # a transport that could not pause (see stop_reading)
         host, port = self.clients.source_host(addr), int(addr[1])
         now = time.monotonic()
         # The instant the request is judged at, read now rather than when a thread gets to
@@ -185,9 +187,6 @@ class Worker(Housekeeping):
             return
         if isinstance(verdict, Cached):
             transport.sendto(verdict.response, addr)
-            return
-        if self.stopping:
-            self.dedup.finish(key, None, now)
             return
         if code == Codes.ACCESS_REQUEST and (not self.healthy or self._stalled(now)):
             # Not decided: a standby the address led to after a failover still answers reads,
@@ -403,7 +402,7 @@ class Worker(Housekeeping):
         """Stop taking requests, answer what is in flight, then return."""
         self.stopping = True
         for transport in self.transports:
-            transport.pause_reading()  # type: ignore[attr-defined]
+            stop_reading(transport)
         self._check_idle()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.idle.wait(), timeout=STOP_WAIT_S)
@@ -415,3 +414,13 @@ class Worker(Housekeeping):
             send()  # the delayed Rejects go out now rather than never
         for transport in self.transports:
             transport.close()
+
+
+
+def stop_reading(transport: asyncio.DatagramTransport) -> None:
+    """Take no more datagrams from this transport where it can pause; it stays open for replies."""
+    # Datagram transports learnt to pause in a 3.11 bugfix release (gh-103607); Debian 12's
+    # 3.11.2 raises. There the packet loop drops what still arrives while it stops, as a
+    # paused socket's queue is lost when it closes.
+    with contextlib.suppress(AttributeError, NotImplementedError):
+        transport.pause_reading()  # type: ignore[attr-defined]
