@@ -66,8 +66,8 @@ class ExpiryWatch:
         except OtpError as exc:
             log.error("expiry check failed: %s", exc)
             return
-        # Said once, at the first check after it expires, not every day after: a warning
-        # repeated for each token that ever expired would bury the ones ahead.
+        finally:
+            self.app.store.dispose()  # a day until the next: hold no connection meanwhile
         for token in named:
             if token.expires is not None:  # always set within a window of expiry
                 self._name(token, token.expires, now)

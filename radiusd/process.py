@@ -189,6 +189,10 @@ def run_worker(
         log.warning("worker started while the database does not answer: %s", exc)
         app = build_app(settings, system_clock, check_schema=False)
         reachable = False
+    # The start-up checks are done: from here the pooled store serves only the first worker's
+    # daily expiry report, and no connection of it should idle on PostgreSQL meanwhile (the
+    # request path has its own, one a thread).
+    app.store.dispose()
     sockets = [open_socket(host, port) for host, port in settings.server.listen]
     worker = Worker(client_box, settings, app)
     # Status-Server waits for the health probe to find the database there.

@@ -8,6 +8,7 @@ faults (a worker killed under load; the whole server killed right after an Accep
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -20,12 +21,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from otpcore.attempts import AuthRequest
 from otpcore.errors import RowsHeld
 from otpcore.model import InputMode, Reason, Result
 from radiusd.nas import decode_reply, encode_request
 from radiusd.wire import Codes
+from radiusd.worker import hash_threads
 from tests.integration.conftest import pg_cluster_control
 from tests.integration.daemon import (
     LEDGER,
@@ -440,3 +443,43 @@ def test_a_check_whose_row_another_session_holds_changes_nothing_and_says_so(
     # Not consumed: the same code logs in once the session has let go.
     outcome = pg_site.app.authenticator("tests").authenticate(request)
     assert (outcome.result, outcome.reason) == (Result.ACCEPT, Reason.OK)
+
+
+def _connections(node: Node, port: int) -> int:
+    """How many TCP connections to ``port`` the node's processes hold, from ``/proc``."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table, encoding="ascii") as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if remote_port == port and fields[3] == "01":  # ESTABLISHED
+                    inodes.add(fields[9])
+    assert node.process is not None
+    held = 0
+    for pid in [node.process.pid, *node.worker_pids()]:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                held += target.startswith("socket:[") and target[8:-1] in inodes
+    return held
+
+
+@pytest.mark.service
+def test_a_node_holds_the_connections_readme_counts_and_no_idle_one_more(pg_site: Site) -> None:
+    # README sizes max_connections by them: one a password-hash thread, one for the database
+    # thread, one for the health probe, a worker. Each worker had also kept the connection
+    # of its start-up checks, idle for as long as it ran.
+    users = [pg_site.active_user() for _ in range(12)]
+    port = make_url(pg_site.database_url).port or 5432
+    with pg_site.node(mode="split", workers=2) as node, node.client() as nas:
+        deadline = time.monotonic() + 10
+        while _connections(node, port) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2.0)  # past the first worker's expiry report at start
+        assert _connections(node, port) == 2  # the two health probes, before any login
+        for user in users:
+            reply = nas.auth(user.login, user.password + user.bound.code())
+            assert reply is not None
+            assert reply.code is Codes.ACCESS_ACCEPT
+        assert 4 <= _connections(node, port) <= 2 * (hash_threads() + 2)
