@@ -416,7 +416,6 @@ class Worker(Housekeeping):
             transport.close()
 
 
-
 def stop_reading(transport: asyncio.DatagramTransport) -> None:
     """Take no more datagrams from this transport where it can pause; it stays open for replies."""
     # Datagram transports learnt to pause in a 3.11 bugfix release (gh-103607); Debian 12's
