@@ -51,7 +51,8 @@ class DedupKey(NamedTuple):
     # The name of the configured client the address belongs to.
     client: str
     # Of the whole datagram (``datagram_digest``): what tells a copy from another content.
-    digest: bytes = bytes(16)
+    # No default: one shared by every key would take any datagram for a copy.
+    digest: bytes
 
 
 def datagram_digest(datagram: bytes) -> bytes:

@@ -20,7 +20,17 @@ from radiusd.dedup import (
 
 NAS = "vpn-gw-1"
 AUTH = bytes(range(16))
-KEY = DedupKey("192.0.2.1", 40000, 7, AUTH, NAS)
+DIGEST = datagram_digest(b"a request")
+
+
+def request_key(
+    address: str, port: int, identifier: int, authenticator: bytes, client: str
+) -> DedupKey:
+    """A request's key, its datagram's digest the same for every key of a test."""
+    return DedupKey(address, port, identifier, authenticator, client, DIGEST)
+
+
+KEY = request_key("192.0.2.1", 40000, 7, AUTH, NAS)
 REPLY = b"\x02\x07\x00\x14" + bytes(16)
 
 
@@ -58,7 +68,7 @@ def test_a_request_still_processed_past_the_ttl_keeps_its_digest() -> None:
     cache = DuplicateCache([NAS], ttl=30.0)
     sent = KEY._replace(digest=datagram_digest(b"slow request"))
     cache.begin(sent, 0.0)
-    cache.begin(DedupKey("192.0.2.9", 1, 1, AUTH, NAS), 31.0)  # expiry re-stamps it
+    cache.begin(request_key("192.0.2.9", 1, 1, AUTH, NAS), 31.0)  # expiry re-stamps it
     assert cache.begin(KEY._replace(digest=datagram_digest(b"other")), 31.5) is CONFLICTING
     assert cache.begin(sent, 31.5) is IN_PROGRESS
     cache.finish(sent, REPLY, 32.0)
@@ -73,10 +83,10 @@ def test_a_digest_of_another_size_is_refused() -> None:
 @pytest.mark.parametrize(
     "other",
     [
-        DedupKey("192.0.2.2", 40000, 7, AUTH, NAS),
-        DedupKey("192.0.2.1", 40001, 7, AUTH, NAS),
-        DedupKey("192.0.2.1", 40000, 8, AUTH, NAS),
-        DedupKey("192.0.2.1", 40000, 7, bytes(16), NAS),
+        request_key("192.0.2.2", 40000, 7, AUTH, NAS),
+        request_key("192.0.2.1", 40001, 7, AUTH, NAS),
+        request_key("192.0.2.1", 40000, 8, AUTH, NAS),
+        request_key("192.0.2.1", 40000, 7, bytes(16), NAS),
     ],
     ids=["address", "port", "identifier", "authenticator"],
 )
@@ -119,14 +129,14 @@ def test_finish_without_a_reply_lets_a_retransmission_be_processed() -> None:
 def test_finish_after_eviction_stores_nothing() -> None:
     cache = DuplicateCache([NAS], ttl=30.0, max_entries=1)
     cache.begin(KEY, 0.0)
-    cache.begin(DedupKey("192.0.2.9", 1, 1, AUTH, NAS), 1.0)
+    cache.begin(request_key("192.0.2.9", 1, 1, AUTH, NAS), 1.0)
     cache.finish(KEY, REPLY, 2.0)
     assert cache.begin(KEY, 3.0) is NEW
 
 
 def test_full_cache_evicts_the_oldest_entry() -> None:
     cache = DuplicateCache([NAS], max_entries=2)
-    keys = [DedupKey("192.0.2.1", 40000, i, AUTH, NAS) for i in range(3)]
+    keys = [request_key("192.0.2.1", 40000, i, AUTH, NAS) for i in range(3)]
     for i, key in enumerate(keys):
         assert cache.begin(key, float(i)) is NEW
     assert len(cache) == 2
@@ -137,12 +147,12 @@ def test_full_cache_evicts_the_oldest_entry() -> None:
 
 def test_finish_moves_an_entry_to_the_young_end() -> None:
     cache = DuplicateCache([NAS], ttl=30.0, max_entries=2)
-    first, second = (DedupKey("192.0.2.1", 40000, i, AUTH, NAS) for i in range(2))
+    first, second = (request_key("192.0.2.1", 40000, i, AUTH, NAS) for i in range(2))
     cache.begin(first, 0.0)
     cache.begin(second, 1.0)
     cache.finish(first, REPLY, 2.0)
     # `second` is now the oldest and makes room for a third request.
-    cache.begin(DedupKey("192.0.2.9", 1, 1, AUTH, NAS), 3.0)
+    cache.begin(request_key("192.0.2.9", 1, 1, AUTH, NAS), 3.0)
     assert cache.begin(first, 4.0) == Cached(REPLY)
     assert cache.begin(second, 4.0) is NEW
 
@@ -150,7 +160,7 @@ def test_finish_moves_an_entry_to_the_young_end() -> None:
 def test_expiry_removes_every_stale_entry_at_once() -> None:
     cache = DuplicateCache([NAS], ttl=30.0)
     for i in range(100):
-        key = DedupKey("192.0.2.1", 40000, i % 256, bytes([i]) * 16, NAS)
+        key = request_key("192.0.2.1", 40000, i % 256, bytes([i]) * 16, NAS)
         cache.begin(key, i / 10)
         cache.finish(key, REPLY, i / 10)
     cache.begin(KEY, 100.0)
@@ -177,7 +187,7 @@ def test_expired_entries_give_their_room_back() -> None:
     # retransmission of the burst's first request is still answered from it.
     cache = DuplicateCache(["a", "b"], ttl=30.0, max_entries=8, max_bytes=8 * 600)
     for burst, start in enumerate((0.0, 100.0, 200.0, 300.0)):
-        keys = [DedupKey("192.0.2.1", burst, i, AUTH, "ab"[i % 2]) for i in range(8)]
+        keys = [request_key("192.0.2.1", burst, i, AUTH, "ab"[i % 2]) for i in range(8)]
         for i, key in enumerate(keys):
             answered(cache, key, REPLY, start + i / 100)
         assert [cache.known(key, start + 1) for key in keys] == [Cached(REPLY)] * 8, burst
@@ -193,7 +203,7 @@ def test_a_share_that_expired_is_counted_at_what_it_has_left(bound: str) -> None
     limits = {"max_entries": 10} if bound == "entries" else {"max_bytes": 10 * entry}
     cache = DuplicateCache(["a", "b"], ttl=30.0, **limits)
     a_old, a_new, b_keys = (
-        [DedupKey("192.0.2.1", 1, first + i, AUTH, client) for i in range(5)]
+        [request_key("192.0.2.1", 1, first + i, AUTH, client) for i in range(5)]
         for first, client in ((0, "a"), (100, "a"), (0, "b"))
     )
     for keys, start in ((a_old, 0.0), (b_keys, 20.0), (a_new, 31.0)):
@@ -202,7 +212,7 @@ def test_a_share_that_expired_is_counted_at_what_it_has_left(bound: str) -> None
     assert [cache.known(key, 32.0) for key in (*a_new, *b_keys)] == [Cached(REPLY)] * 10
     assert (len(cache), held(cache)) == (10, 10 * entry)
     # Full at both parts: b's next request pushes out b's own oldest.
-    answered(cache, DedupKey("192.0.2.1", 1, 200, AUTH, "b"), REPLY, 32.0)
+    answered(cache, request_key("192.0.2.1", 1, 200, AUTH, "b"), REPLY, 32.0)
     assert cache.known(b_keys[0], 32.5) is None
     assert [cache.known(key, 32.5) for key in (*a_new, *b_keys[1:])] == [Cached(REPLY)] * 9
     assert (len(cache), held(cache)) == (10, 10 * entry)
@@ -224,10 +234,10 @@ def test_a_client_over_its_part_in_bytes_gives_its_own_entries_first() -> None:
     # b's oldest go, though b has fewer entries than a and none of them alone is large.
     big = b"\x02" + bytes(1_499)
     cache = DuplicateCache(["a", "b"], max_entries=100, max_bytes=20_000)
-    b_keys = [DedupKey("192.0.2.2", 1, i, AUTH, "b") for i in range(8)]
+    b_keys = [request_key("192.0.2.2", 1, i, AUTH, "b") for i in range(8)]
     for i, key in enumerate(b_keys):
         answered(cache, key, big, float(i))
-    a_keys = [DedupKey("192.0.2.1", 1, i, AUTH, "a") for i in range(32)]
+    a_keys = [request_key("192.0.2.1", 1, i, AUTH, "a") for i in range(32)]
     for i, key in enumerate(a_keys):
         answered(cache, key, REPLY, 10.0 + i / 100)
     assert [cache.known(key, 11.0) for key in a_keys] == [Cached(REPLY)] * 32
@@ -246,7 +256,7 @@ def test_remembered_requests_are_not_walked_by_the_garbage_collector() -> None:
 
     cache = DuplicateCache([NAS])
     for port in range(100):
-        key = DedupKey("192.0.2.1", port, 7, AUTH, NAS)
+        key = request_key("192.0.2.1", port, 7, AUTH, NAS)
         cache.begin(key, 0.0)
         if port % 2:
             cache.finish(key, b"reply", 0.0)
@@ -263,11 +273,11 @@ def test_the_whole_window_is_kept_at_six_thousand_requests_a_second() -> None:
     # of 65,536 had forgotten the first after 11 s, and its copy was decided and counted again.
     cache = DuplicateCache([NAS])
     rate = 6_000
-    first = DedupKey("192.0.2.1", 1000, 0, AUTH, NAS)
+    first = request_key("192.0.2.1", 1000, 0, AUTH, NAS)
     cache.begin(first, 0.0)
     cache.finish(first, REPLY, 0.0)
     for n in range(1, 29 * rate):
-        key = DedupKey("192.0.2.1", 1000 + n // 256 % 60000, n % 256, n.to_bytes(16, "big"), NAS)
+        key = request_key("192.0.2.1", 1000 + n // 256 % 60000, n % 256, n.to_bytes(16, "big"), NAS)
         cache.begin(key, n / rate)
         cache.finish(key, REPLY, n / rate)
     assert cache.begin(first, 29.5) == Cached(REPLY)
@@ -275,8 +285,8 @@ def test_the_whole_window_is_kept_at_six_thousand_requests_a_second() -> None:
 
 def test_keys_that_differ_only_in_where_one_part_ends_stay_apart() -> None:
     cache = DuplicateCache([NAS])
-    one = DedupKey("192.0.2.1", 40000, 7, AUTH, NAS)
-    other = DedupKey("192.0.2.1" + "\x00", 40000, 7, AUTH[:15], NAS)
+    one = request_key("192.0.2.1", 40000, 7, AUTH, NAS)
+    other = request_key("192.0.2.1" + "\x00", 40000, 7, AUTH[:15], NAS)
     cache.begin(one, 0.0)
     cache.finish(one, REPLY, 0.0)
     assert cache.begin(other, 1.0) is NEW
@@ -286,12 +296,12 @@ def test_asking_about_a_request_records_nothing_and_evicts_nothing() -> None:
     # A flooding client's datagrams are looked up, not admitted: they must not push other
     # clients' answers out of a full cache.
     cache = DuplicateCache([NAS], max_entries=2)
-    kept = [DedupKey("192.0.2.9", port, 1, AUTH, NAS) for port in (1, 2)]
+    kept = [request_key("192.0.2.9", port, 1, AUTH, NAS) for port in (1, 2)]
     for key in kept:
         cache.begin(key, 0.0)
         cache.finish(key, REPLY, 0.0)
     for port in range(100, 200):
-        assert cache.known(DedupKey("192.0.2.66", port, 1, AUTH, NAS), 1.0) is None
+        assert cache.known(request_key("192.0.2.66", port, 1, AUTH, NAS), 1.0) is None
     assert [cache.known(key, 1.0) for key in kept] == [Cached(REPLY), Cached(REPLY)]
     cache.begin(KEY, 1.0)
     assert cache.known(KEY, 2.0) is IN_PROGRESS
@@ -308,7 +318,7 @@ def test_large_replies_are_bounded_by_bytes_not_only_by_entries() -> None:
     # A client can have each reply carry 4 KB of its own Proxy-State back.
     cache = DuplicateCache([NAS], max_bytes=100_000)
     big = b"\x02" + bytes(4_095)
-    keys = [DedupKey("192.0.2.1", port, 1, AUTH, NAS) for port in range(1, 101)]
+    keys = [request_key("192.0.2.1", port, 1, AUTH, NAS) for port in range(1, 101)]
     for key in keys:
         cache.begin(key, 0.0)
         cache.finish(key, big, 0.0)
@@ -397,7 +407,9 @@ def test_the_whole_cache_stays_within_its_bounds_however_many_clients(
     now = 0.0
     for n, (client, port, size, gap) in enumerate(requests):
         now += gap
-        key = DedupKey("192.0.2.1", port, n % 256, n.to_bytes(16, "big"), names[client % clients])
+        key = request_key(
+            "192.0.2.1", port, n % 256, n.to_bytes(16, "big"), names[client % clients]
+        )
         if cache.begin(key, now) is NEW:
             cache.finish(key, b"\x02" + bytes(size - 1), now)
         assert len(cache) <= 120
@@ -414,11 +426,11 @@ def test_the_limits_are_split_equally_between_the_clients() -> None:
 
 def test_a_busy_client_uses_the_room_others_leave_and_gives_it_back_first() -> None:
     cache = DuplicateCache(["a", "b"], max_entries=4)  # a fair part of two entries each
-    a_keys = [DedupKey("192.0.2.1", 40000, i, AUTH, "a") for i in range(4)]
+    a_keys = [request_key("192.0.2.1", 40000, i, AUTH, "a") for i in range(4)]
     for i, key in enumerate(a_keys):
         answered(cache, key, REPLY, float(i))
     assert [cache.known(key, 4.0) for key in a_keys] == [Cached(REPLY)] * 4  # b sends nothing
-    b_keys = [DedupKey("192.0.2.2", 40000, i, AUTH, "b") for i in range(3)]
+    b_keys = [request_key("192.0.2.2", 40000, i, AUTH, "b") for i in range(3)]
     answered(cache, b_keys[0], REPLY, 5.0)
     answered(cache, b_keys[1], REPLY, 6.0)
     # a was over its part: its two oldest made room for b's.
@@ -448,7 +460,7 @@ def test_a_client_not_configured_has_no_share() -> None:
 
 def test_reloading_the_clients_keeps_the_kept_ones_and_resizes_the_shares() -> None:
     cache = DuplicateCache(["a", "b"], max_entries=8)
-    a_keys = [DedupKey("192.0.2.1", 40000, i, AUTH, "a") for i in range(4)]
+    a_keys = [request_key("192.0.2.1", 40000, i, AUTH, "a") for i in range(4)]
     for i, key in enumerate(a_keys):
         answered(cache, key, REPLY, float(i))
     b_key = KEY._replace(client="b")
