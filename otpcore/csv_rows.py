@@ -99,10 +99,15 @@ def _check(
 
 def _cells(header: list[str], row: list[str]) -> dict[str, str]:
     """A row as column -> text, refusing a row of the wrong width."""
+    # The counts tell a stray comma (one more) from a row of another file's layout.
     if len(row) > len(header):
-        raise InvalidInput("more fields than columns")
+        raise InvalidInput(
+            f"more fields than columns: {len(row)} where the header names {len(header)}"
+        )
     if len(row) < len(header):
-        raise InvalidInput("fewer fields than columns")
+        raise InvalidInput(
+            f"fewer fields than columns: {len(row)} where the header names {len(header)}"
+        )
     return dict(zip(header, row, strict=True))
 
 
