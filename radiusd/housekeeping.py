@@ -17,6 +17,7 @@ from otpcore.crypto import load_keyring
 from otpcore.errors import KeyFileError, OtpError
 from otpcore.logfields import field
 from radiusd.clock_steps import ClockSteps
+from radiusd.drops import DropLog
 from radiusd.held_lines import send_held
 
 log = logging.getLogger("otpradius.server")
@@ -60,6 +61,7 @@ class Housekeeping:
     # node rotated the key, or a backup from before a rotation was restored.
     seed_trouble: str
     clock_steps: ClockSteps
+    drops: DropLog
     outages: int  # how many times a request found the database unreachable
     stopping: bool
     batch_running: bool
@@ -90,6 +92,7 @@ class Housekeeping:
                 if answered:
                     self._report_seeds(found.seeds)
             send_held()  # lines a busy syslog daemon or stderr reader could not take yet
+            self.drops.flush(time.monotonic())  # drops held back a minute ago, if no more came
             if self.watch_key_file:
                 self._report_clock_step(self.clock_steps.look())
             stalled = self._stalled(time.monotonic())

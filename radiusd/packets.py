@@ -133,7 +133,7 @@ def decode_request(data: bytes, secret: bytes) -> Request:
     code = REQUEST_CODES.get(raw_code)
     if code is None:
         name = _OTHER_CODES.get(raw_code)
-        raise MalformedPacket("unknown code") if name is None else UnexpectedCode(name)
+        raise MalformedPacket(f"unknown code {raw_code}") if name is None else UnexpectedCode(name)
     user_name: str | None = None
     user_name_utf8 = True
     cipher: bytes | None = None

@@ -412,6 +412,7 @@ class Worker(Housekeeping):
         for handle, send in list(self.delayed.items()):
             handle.cancel()
             send()  # the delayed Rejects go out now rather than never
+        self.drops.flush(time.monotonic(), everything=True)
         for transport in self.transports:
             transport.close()
 

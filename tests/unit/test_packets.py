@@ -209,7 +209,8 @@ def test_octets_past_the_length_field_are_ignored() -> None:
 
 
 MALFORMED = [
-    (packet(99, NAME), "unknown code"),
+    (packet(99, NAME), "unknown code 99"),
+    (packet(0, NAME), "unknown code 0"),
     (packet(2, NAME), "not a request"),
     (packet(1, b"\x01"), "bad attribute length"),
     (packet(1, b"\x01\x00"), "bad attribute length"),
