@@ -250,18 +250,18 @@ def test_an_empty_password_is_refused_by_the_check_itself() -> None:
 @pytest.mark.parametrize(
     ("header", "words"),
     [
-        ("", "empty file"),
-        ("login,name,password,colour", "unknown column 'colour'"),
-        ("login,name,password,login", "named twice"),
-        ("name,password", "needs 'login' and 'name'"),
-        ("login,password", "needs 'login' and 'name'"),
-        ("login,name,class", "needs 'password' or 'password_hash'"),
+        ("", "empty file: a header row is required"),
+        ("login,name,password,colour", "unknown column 'colour'; the header row names columns"),
+        ("login,name,password,login", "a column is named twice"),
+        ("name,password", "header needs 'login' and 'name'"),
+        ("login,password", "header needs 'login' and 'name'"),
+        ("login,name,class", "header needs 'password' or 'password_hash'"),
     ],
 )
 def test_a_bad_header_is_refused_at_line_one(header: str, words: str) -> None:
     error = refused(f"{header}\n" if header else "")
     assert error.line == 1
-    assert words in str(error)
+    assert str(error).startswith(f"users.csv:1: {words}")
 
 
 def test_a_file_without_its_header_row_never_shows_a_password_it_starts_with() -> None:
