@@ -67,6 +67,7 @@ class AuthOutcome:
     serial: str | None = None
     state: bytes | None = field(default=None, repr=False)
     prompt: Stage | None = None
+    resent: bool = False  # the answer of a request answered before (Decision.resent)
 
 
 @dataclass(frozen=True, slots=True)

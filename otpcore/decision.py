@@ -102,6 +102,9 @@ class Decision:
     replay_reason: Reason = Reason.REPLAY
     on_replay: tuple[Effect, ...] = ()
     password: str | None = field(default=None, repr=False)  # verified here, for a rehash
+    # Answered as a request already answered: the same one, resent to another node or from
+    # another port after its reply was lost. The log tells it from a new login.
+    resent: bool = False
 
     def lost_race(self) -> Decision:
         """The decision to stand when the ``ConsumeStep`` effect found its step already used."""
@@ -268,7 +271,7 @@ def _check_otp(
         if _retransmission(token, matched, request_id):
             # The same request, resent to another node after the first consumed the step:
             # it is answered as it was, and nothing is written again.
-            return Decision(Result.ACCEPT, Reason.OK, token.serial)
+            return Decision(Result.ACCEPT, Reason.OK, token.serial, resent=True)
         return reject(Reason.REPLAY, token.serial, *failure)
     return Decision(
         Result.ACCEPT,

@@ -137,7 +137,7 @@ class EffectWriter:
             if used_by_this_request(standing, effect, item.request):
                 # This very request, resent to this node while another node committed
                 # it (SPEC §4): answered as it was there, and nothing is written again.
-                return Decision(decision.result, decision.reason, decision.serial)
+                return Decision(decision.result, decision.reason, decision.serial, resent=True)
             changed = changed_since(standing, effect.serial, binding, effect.period)
             if changed is None and standing is not None:
                 sealed = standing.sealed_secret

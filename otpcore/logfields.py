@@ -29,5 +29,5 @@ def decision_line(outcome: AuthOutcome, client: str, source: str, mode: str, ms:
     return (
         f"auth result={outcome.result.value} reason={outcome.reason.value} "
         f"user={field(outcome.login)} client={field(client)} src={source} mode={mode} "
-        f"serial={field(outcome.serial)} ms={ms:.1f}"
+        f"serial={field(outcome.serial)} ms={ms:.1f}{' resent=1' if outcome.resent else ''}"
     )

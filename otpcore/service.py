@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 
 from otpcore.attempts import (
@@ -156,6 +157,8 @@ class Authenticator:
             # a wrong serial, counted once already) is a new answer to a challenge that is
             # gone, not a resend (SPEC §4).
             return Prepared(request, bad_state())
+        if resent:
+            decision = replace(decision, resent=True)
         if decision.result is Result.REJECT:
             self._burn(request, hash_budget(request) - verify.calls)
         new_challenge = (
@@ -254,4 +257,5 @@ def _outcome(item: Prepared, decision: Decision) -> AuthOutcome:
         decision.serial,
         challenge,
         decision.next_stage if challenge is not None else None,
+        resent=decision.resent,
     )

@@ -142,6 +142,9 @@ def test_a_challenge_begun_on_one_node_is_answered_on_another_and_only_once(
         assert again is not None
         assert again.code is Codes.ACCESS_REJECT
     assert c.wait_for_log("reason=bad_state")
+    # Logged as the same login answered again, not a second one.
+    assert [d.get("resent") for d in b.decisions() if d["result"] == "accept"] == [None]
+    assert [d.get("resent") for d in c.decisions() if d["result"] == "accept"] == ["1"]
     for node in (a, b, c):
         node.stop()
 

@@ -529,6 +529,36 @@ def test_a_burst_of_broken_packets_is_counted_whole_in_the_log(site: Site) -> No
     ]
 
 
+def test_a_login_resent_from_another_port_is_answered_again_and_logged_as_resent(
+    site: Site,
+) -> None:
+    # A NAS that lost the reply resends from another port (or to another node); it gets the
+    # Accept again, and monitoring counting logins must not count this one twice.
+    user = site.active_user()
+    node = site.node(mode="split")
+    node.start()
+    with node.client() as nas, RadiusClient(node.address, nas.secret) as other_port:
+        request = nas.build(user_name=user.login, password=user.password + user.bound.code())
+        first = nas.exchange(request).reply
+        assert first is not None
+        assert first.code is Codes.ACCESS_ACCEPT
+        other_port.send(request)
+        again = other_port.receive(request)
+        assert again is not None
+        assert other_port.check(request, again).code is Codes.ACCESS_ACCEPT
+        # A new request with the same code is a replay, not a resend.
+        replay = nas.auth(user.login, user.password + user.bound.code())
+        assert replay is not None
+        assert replay.code is Codes.ACCESS_REJECT
+    node.stop()
+    decisions = node.decisions()
+    assert [(d["result"], d["reason"], d.get("resent")) for d in decisions] == [
+        ("accept", "ok", None),
+        ("accept", "ok", "1"),
+        ("reject", "replay", None),
+    ]
+
+
 def test_ipv6_listener_answers(site: Site) -> None:
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:

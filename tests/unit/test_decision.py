@@ -851,8 +851,9 @@ def test_retransmission_is_accepted_again_only_for_the_same_step() -> None:
     first = run(active_user(), TOKEN, PASSWORD + code(TOKEN), request_id=request)
     token = replace(record(TOKEN, first), last_request=request)
     again = run(active_user(), token, PASSWORD + code(TOKEN), request_id=request)
-    assert (again.result, again.reason) == (Result.ACCEPT, Reason.OK)
+    assert (again.result, again.reason, again.resent) == (Result.ACCEPT, Reason.OK, True)
     assert again.effects == ()
+    assert not first.resent
     other = run(active_user(), token, PASSWORD + code(TOKEN), request_id=bytes(16))
     assert other.reason is Reason.REPLAY
     assert run(active_user(), token, PASSWORD + code(TOKEN)).reason is Reason.REPLAY
