@@ -201,6 +201,27 @@ def test_a_login_decided_before_a_suspension_is_refused_at_commit(
     assert token(taro).fail_count == 0  # nothing counted on the token for it
 
 
+def test_a_right_code_decided_before_its_token_is_suspended_is_refused_at_commit(
+    taro: App, clock: FrozenClock
+) -> None:
+    # The token is shared: a sharer's wrong codes suspend it between taro's decision and its
+    # commit. Committed as decided, his login would be an Accept on a suspended token, and
+    # the reset his right code earns would wipe the count that suspended it.
+    add_user(taro, "hanako")
+    activated(taro, clock, "hanako")
+    authenticator = taro.authenticator()
+    right = authenticator.prepare(AuthRequest("taro", PASSWORD + code(clock), InputMode.SPLIT))
+    assert right.decision.result is Result.ACCEPT
+    for _ in range(taro.settings.policy.lockout_threshold):
+        outcome = login(taro, "hanako", PASSWORD + wrong_code(clock))
+        assert outcome.reason is Reason.BAD_OTP
+    assert token(taro).suspended
+    (outcome,) = authenticator.commit([right])
+    assert (outcome.result, outcome.reason) == (Result.REJECT, Reason.TOKEN_SUSPENDED)
+    assert token(taro).suspended
+    assert token(taro).fail_count == taro.settings.policy.lockout_threshold
+
+
 @pytest.mark.parametrize(
     "passed", [Result.ACCEPT, Result.CHALLENGE], ids=["password-only", "otp-challenge"]
 )

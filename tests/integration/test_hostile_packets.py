@@ -28,6 +28,7 @@ SECRET = b"hostile-test-secret-0123"
 PASSWORD = "Corr3ct-Horse"
 SEED = bytes(range(1, 21))
 BOB_SEED = bytes(range(101, 121))
+CAROL_SEED = bytes(range(151, 171))
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[App, FrozenClock]:
     admin.issue("alice", date(2026, 1, 1))
     code = totp(SEED, clock(), 30, 6, Algorithm.SHA1)
     assert app.authenticator().activate("alice", "HOST0001", code).result.value == "accept"
+    admin.add_user("carol", "Carol", UserClass.GENERAL, PASSWORD)
+    admin.import_tokens([TokenSpec("HOST0003", CAROL_SEED, period=30)])
+    admin.issue("carol", date(2026, 1, 1))
+    code = totp(CAROL_SEED, clock(), 30, 6, Algorithm.SHA1)
+    assert app.authenticator().activate("carol", "HOST0003", code).result.value == "accept"
     # bob is never sent anything hostile: the positive control below logs him in.
     admin.add_user("bob", "Bob", UserClass.GENERAL, PASSWORD)
     admin.import_tokens([TokenSpec("HOST0002", BOB_SEED, period=30)])
@@ -124,6 +130,9 @@ def hostile(draw: st.DrawFn) -> bytes:
 def test_nothing_hostile_raises_or_is_accepted(
     world: tuple[App, FrozenClock], datagram: bytes, mode: InputMode, require_ma: bool
 ) -> None:
+    # Every datagram here names alice with a wrong password, so the first few suspend her;
+    # that nothing raises is the point. Whether an altered request can be accepted is the
+    # next test's, on a user who stays active.
     app, _ = world
     handler = RequestHandler(app.authenticator().authenticate, "en")
     answer = handler.handle(datagram, _client(mode, require_ma), "127.0.0.1")
@@ -135,16 +144,23 @@ def test_nothing_hostile_raises_or_is_accepted(
 def test_a_flipped_bit_in_a_good_request_is_never_accepted(
     world: tuple[App, FrozenClock], flip: int
 ) -> None:
+    # carol is sent nothing else: the hostile examples above leave alice suspended, and a
+    # test on her would pass whatever the packet checks did.
     app, clock = world
-    code = totp(SEED, clock(), 30, 6, Algorithm.SHA1)
-    good = bytearray(_valid(PASSWORD + code))
-    position = flip % (len(good) * 8)
+    clock.advance(30)  # a fresh step: each example's control below uses one up
+    code = totp(CAROL_SEED, clock(), 30, 6, Algorithm.SHA1)
+    request = encode_request(SECRET, user_name="carol", password=PASSWORD + code)
+    flipped = bytearray(request)
+    position = flip % (len(flipped) * 8)
     if position < 20 * 8 and position // 8 not in range(4, 20):
-        position = 20 * 8 + position % ((len(good) - 20) * 8)  # keep code, id and length
-    good[position // 8] ^= 1 << (position % 8)
+        position = 20 * 8 + position % ((len(flipped) - 20) * 8)  # keep code, id and length
+    flipped[position // 8] ^= 1 << (position % 8)
     handler = RequestHandler(app.authenticator().authenticate, "en")
-    answer = handler.handle(bytes(good), _client(InputMode.SPLIT), "127.0.0.1")
-    assert not _accepted(answer.reply, bytes(good))
+    client = _client(InputMode.SPLIT)
+    answer = handler.handle(bytes(flipped), client, "127.0.0.1")
+    assert not _accepted(answer.reply, bytes(flipped))
+    # The control: the request as sent is accepted, so carol was there to be let in.
+    assert _accepted(handler.handle(request, client, "127.0.0.1").reply, request)
 
 
 def test_the_fixture_user_is_accepted_with_the_right_code(world: tuple[App, FrozenClock]) -> None:

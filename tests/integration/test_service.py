@@ -706,6 +706,23 @@ def test_challenge_mode(shared: App, clock: FrozenClock) -> None:
     )
 
 
+def test_states_are_random_through_and_through(shared: App) -> None:
+    # Whoever guesses a State answers another user's OTP challenge after that user typed
+    # the password: 160 random bits each (SPEC: at least 128), so no two share a run of four
+    # bytes at one place, nor does one repeat a run of its own (a counter, a clock or a short
+    # random value spread out would).
+    states = [login(shared, "taro", PASSWORD, InputMode.CHALLENGE).state for _ in range(40)]
+    runs: set[tuple[int, bytes]] = set()
+    for state in states:
+        assert state is not None
+        assert len(state) >= 16
+        own = [state[at : at + 4] for at in range(len(state) - 3)]
+        assert len(set(own)) == len(own), state.hex()
+        for at, run in enumerate(own):
+            assert (at, run) not in runs, state.hex()
+            runs.add((at, run))
+
+
 def test_challenge_expires_after_the_timeout(shared: App, clock: FrozenClock) -> None:
     early = login(shared, "taro", PASSWORD, InputMode.CHALLENGE)
     late = login(shared, "taro", PASSWORD, InputMode.CHALLENGE)

@@ -207,14 +207,48 @@ def test_malformed_codes_never_match(code: str) -> None:
     assert _match(code, 1_000_000, window=10) is None
 
 
-@given(code=st.text(max_size=10))
-def test_no_text_but_six_ascii_digits_matches(code: str) -> None:
-    matched = _match(code, 1_000_000, window=2)
-    if matched is not None:
-        assert len(code) == 6
-        assert code.isascii()
-        assert code.isdigit()
-        assert _code(matched) == code
+FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+
+
+def _near(code: str) -> st.SearchStrategy[str]:
+    """Texts a user could type for ``code``: itself, one digit off, one lost, one too many,
+    in full width, padded, or anything at all."""
+    places = st.integers(0, len(code) - 1)
+    digits = st.sampled_from("0123456789")
+    return st.one_of(
+        st.just(code),
+        st.tuples(places, digits).map(lambda p: code[: p[0]] + p[1] + code[p[0] + 1 :]),
+        places.map(lambda place: code[:place] + code[place + 1 :]),
+        st.tuples(places, digits).map(lambda p: code[: p[0]] + p[1] + code[p[0] :]),
+        st.just(code.translate(FULL_WIDTH)),
+        st.tuples(st.text(max_size=2), st.text(max_size=2)).map(lambda p: p[0] + code + p[1]),
+        st.text(max_size=10),
+    )
+
+
+@given(offset=st.integers(-3, 3), data=st.data())
+def test_only_a_code_of_the_window_itself_matches(offset: int, data: st.DataObject) -> None:
+    step = 1_000_000
+    shown = {_code(candidate): candidate for candidate in range(step - 2, step + 3)}
+    typed = data.draw(_near(_code(step + offset)))
+    matched = _match(typed, step, window=2)
+    if typed in shown:
+        assert matched == shown[typed]
+    else:
+        assert matched is None
+
+
+@pytest.mark.parametrize(("step", "digits"), [(1_000_000, 6), (59_061_240, 6), (55_555, 8)])
+def test_a_code_one_digit_off_never_matches(step: int, digits: int) -> None:
+    # Every wrong code elsewhere is far from the right one; a check of some of the digits
+    # only (a hundred times easier to guess with four of six) must not pass unseen.
+    shown = {_code(candidate, digits) for candidate in range(step - 1, step + 2)}
+    right = _code(step, digits)
+    for place in range(digits):
+        for digit in "0123456789":
+            near = right[:place] + digit + right[place + 1 :]
+            matched = _match(near, step, window=1, digits=digits)
+            assert (matched is not None) == (near in shown), (place, digit)
 
 
 def test_eight_digit_codes() -> None:
