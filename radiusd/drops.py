@@ -54,7 +54,10 @@ class DropLog:
         """Count a dropped datagram and log it unless this reason was logged recently."""
         key = (reason, client)
         self.counts[key] = self.counts.get(key, 0) + 1
-        self.held.setdefault(key, _Held()).add(source)
+        held = self.held.get(key)
+        if held is None:  # not setdefault: a flood drops tens of thousands a second
+            held = self.held[key] = _Held()
+        held.add(source)
         if now - self.last.get(key, -DROP_LOG_INTERVAL_S) >= DROP_LOG_INTERVAL_S:
             self._say(key, now)
 
