@@ -337,7 +337,13 @@ def _unfit(
     row: UserRow | None, admin_login: str, limit: int
 ) -> tuple[str, PermissionDenied] | None:
     """Why ``row`` cannot approve anything (the audit's reason, the error), or None."""
-    if row is None or UserClass(row.user_class) not in PRIVILEGED:
+    if row is None:
+        # Told apart from a general user: an approver's login mistyped reads as a typo, not as
+        # a class to change. otpctl's operator may list every user anyway.
+        return "no such user", PermissionDenied(
+            f"no user {admin_login}: the approver must be a master or admin user"
+        )
+    if UserClass(row.user_class) not in PRIVILEGED:
         return "not a master or admin user", PermissionDenied(
             f"{admin_login} is not a master or admin user"
         )

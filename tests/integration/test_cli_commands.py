@@ -1329,7 +1329,8 @@ def test_no_password_is_asked_of_an_approver_who_cannot_approve(
     # Prompted (no --password-stdin), with nothing to type: the refusal comes first.
     for approver, words in (("shiro", "no confirmation password yet"),
                             ("chirodt", "not a master or admin user"),
-                            ("nobody", "not a master or admin user")):  # fmt: skip
+                            ("nobody", "no user nobody: the approver must be a master or "
+                                       "admin user")):  # fmt: skip
         for command in ("unlock", "revoke"):
             result = bound(command, "--admin", approver, "jirodt")
             assert words in failed(result, 5)
@@ -1346,7 +1347,7 @@ def test_a_general_user_cannot_unlock_or_revoke(bound: Otpctl, codes: Codes) -> 
         result = bound(command, "--admin", "chirodt", "jirodt", "--password-stdin", input="x\n")
         assert "not a master or admin user" in failed(result, 5)
     missing = bound("unlock", "--admin", "nobody", "jirodt", "--password-stdin", input="x\n")
-    failed(missing, 5)
+    assert "no user nobody" in failed(missing, 5)
     assert as_json(bound("user", "list", "--json")) == before
     denied = [e for e in as_json(bound("audit", "--json")) if e["outcome"] == "denied"]
     assert [(e["actor"], e["action"]) for e in denied] == [
