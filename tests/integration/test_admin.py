@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, text
 
 import otpcore.approvals as approvals_module
 import otpcore.token_import as token_import_module
@@ -229,6 +229,65 @@ def test_parallel_guesses_get_no_more_tries_than_the_limit(suspended: App) -> No
     with pytest.raises(PermissionDenied, match="locked"):
         admin.unlock(ADMIN, CONFIRMATION, ["taro"])
     assert token(suspended).suspended
+
+
+# Holds the statement that counts the last try for a second, after it has taken the row's
+# lock: the runs started meanwhile have all read four tries counted and then wait at their own
+# count, where the limit inside the statement, not the count they read, must turn them away.
+_HOLD_LAST_TRY = """
+CREATE FUNCTION hold_last_try() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.confirmation_failures = 4 AND NEW.confirmation_failures = 5 THEN
+        PERFORM pg_sleep(1);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER hold_last_try BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION hold_last_try();
+"""
+
+
+def test_guesses_that_meet_at_the_count_get_no_more_tries_than_the_limit(
+    suspended: App, backend: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite runs each read and count under one write lock: they cannot meet")
+    admin = suspended.admin()
+    for _ in range(4):
+        with pytest.raises(PermissionDenied):
+            admin.unlock(ADMIN, "wrong", ["taro"])
+    engine = create_engine(suspended.settings.database_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(_HOLD_LAST_TRY)
+    try:
+        hashing = SlowHashing(suspended.settings.hashing)
+        slow = dataclasses.replace(suspended, hashing=hashing)
+        refusals: list[str] = []
+
+        def guess(number: int) -> None:
+            try:
+                slow.admin().unlock(ADMIN, f"guess {number}", ["taro"])
+            except PermissionDenied as exc:
+                refusals.append(str(exc))
+
+        threads = [threading.Thread(target=guess, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with engine.connect() as connection:
+            counted = connection.execute(
+                text("SELECT confirmation_failures FROM users WHERE login = :login"),
+                {"login": ADMIN},
+            ).scalar_one()
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP TRIGGER hold_last_try ON users")
+            connection.exec_driver_sql("DROP FUNCTION hold_last_try()")
+        engine.dispose()
+    # One try was left: the runs that read four counted took it between them, and no more.
+    assert hashing.checked == 1
+    assert sum("is locked after 5" in refusal for refusal in refusals) == 7
+    assert counted == 5
 
 
 def test_a_general_user_cannot_unlock_or_revoke(suspended: App) -> None:
