@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ import pytest
 from otpcore.attempts import AuthOutcome
 from otpcore.client_config import ClientConfig
 from otpcore.config import LoggingConfig
-from otpcore.logfields import field
+from otpcore.logfields import decision_line, field
 from otpcore.model import InputMode, Reason, Result
 from radiusd import held_lines
 from radiusd.handler import log_decision
@@ -354,3 +355,14 @@ def test_the_daemon_writes_the_decision_line_of_spec_9(caplog: pytest.LogCapture
         r"mode=split serial=23456789 ms=\d+\.\d",
         line,
     )
+
+
+def test_a_login_answered_again_is_told_by_resent_at_the_end_of_its_line() -> None:
+    outcome = AuthOutcome(Result.ACCEPT, Reason.OK, "taro", "23456789", resent=True)
+    line = decision_line(outcome, "vpn-gw-1", "192.0.2.10", "split", 0.25)
+    assert line == (
+        "auth result=accept reason=ok user=taro client=vpn-gw-1 src=192.0.2.10 mode=split "
+        "serial=23456789 ms=0.2 resent=1"
+    )
+    first = decision_line(replace(outcome, resent=False), "vpn-gw-1", "192.0.2.10", "split", 0.25)
+    assert first == line.removesuffix(" resent=1")
