@@ -19,7 +19,6 @@ from cli.output import (
     echo_users,
     format_date,
     format_instant,
-    lang_option,
     output_options,
     user_detail,
 )
@@ -178,10 +177,15 @@ def issue(obj: CliContext, login: str, start: datetime, as_json: bool, lang: Lan
     help="Set the confirmation password (確認用パスワード) of a master or admin user.",
 )
 @password_stdin_option
-@lang_option
+@output_options
 @pass_cli
 def passwd(
-    obj: CliContext, login: str, confirmation: bool, password_stdin: bool, lang: Lang
+    obj: CliContext,
+    login: str,
+    confirmation: bool,
+    password_stdin: bool,
+    as_json: bool,
+    lang: Lang,
 ) -> None:
     """Set a user's login password, or with --confirmation the confirmation password."""
     admin = obj.admin()
@@ -194,6 +198,10 @@ def passwd(
         repeat=say(lang, f"prompt_repeat_{which}", login=login),
     )
     admin.set_password(login, secret, confirmation=confirmation)
+    if as_json:
+        # The user as it stands: a script sees that a new password lifted no suspension.
+        echo_json(admin.user(login).as_json())
+        return
     done = "confirmation_password_set" if confirmation else "login_password_set"
     click.echo(say(lang, done, login=login))
 

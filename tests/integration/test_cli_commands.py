@@ -641,6 +641,20 @@ def test_user_passwd_sets_the_login_and_confirmation_passwords(ready: Otpctl) ->
     ok(unlock)
 
 
+def test_user_passwd_json_prints_the_user_as_it_stands(bound: Otpctl, codes: Codes) -> None:
+    # A new password lifts no suspension: a script setting one for a locked-out customer sees
+    # at once that an unlock is still needed.
+    suspend_shared_token(bound, codes)
+    result = bound("user", "passwd", "jirodt", "--password-stdin", "--json", input="new-pw-1\n")
+    printed = as_json(result)
+    assert printed == as_json(bound("user", "show", "jirodt", "--json"))
+    assert (printed["login"], printed["state"], printed["suspended"]) == ("jirodt", "active", True)
+    assert "new-pw-1" not in result.output
+    confirmation = bound("user", "passwd", "hanskodt", "--confirmation", "--password-stdin",
+                         "--json", input="new-conf-1\n")  # fmt: skip
+    assert as_json(confirmation)["login"] == "hanskodt"
+
+
 def test_user_passwd_refuses_a_confirmation_password_equal_to_the_login_password(
     ready: Otpctl,
 ) -> None:
