@@ -200,13 +200,14 @@ class SlowHashing(PasswordHashing):
         return super().verify(stored, offered)
 
 
-def test_parallel_guesses_get_no_more_tries_than_the_limit(suspended: App) -> None:
-    admin = suspended.admin()
+def _last_try_guessed_at_once(app: App) -> tuple[int, list[str]]:
+    """Four wrong confirmation passwords, then eight runs at once: how many passwords were
+    checked among the eight, and what each run was told."""
     for _ in range(4):
         with pytest.raises(PermissionDenied):
-            admin.unlock(ADMIN, "wrong", ["taro"])
-    hashing = SlowHashing(suspended.settings.hashing)
-    slow = dataclasses.replace(suspended, hashing=hashing)
+            app.admin().unlock(ADMIN, "wrong", ["taro"])
+    hashing = SlowHashing(app.settings.hashing)
+    slow = dataclasses.replace(app, hashing=hashing)
     refusals: list[str] = []
 
     def guess(number: int) -> None:
@@ -220,14 +221,19 @@ def test_parallel_guesses_get_no_more_tries_than_the_limit(suspended: App) -> No
         thread.start()
     for thread in threads:
         thread.join()
+    return hashing.checked, refusals
+
+
+def test_parallel_guesses_get_no_more_tries_than_the_limit(suspended: App) -> None:
+    checked, refusals = _last_try_guessed_at_once(suspended)
     # One try was left: eight runs at once get that one between them, and no more.
-    assert hashing.checked == 1
+    assert checked == 1
     assert len(refusals) == 8
     # The seven turned away are told it is locked; so is the one that used the last try.
     assert sum("is locked after 5" in refusal for refusal in refusals) == 7
     assert sum("is now locked after 5" in refusal for refusal in refusals) == 1
     with pytest.raises(PermissionDenied, match="locked"):
-        admin.unlock(ADMIN, CONFIRMATION, ["taro"])
+        suspended.admin().unlock(ADMIN, CONFIRMATION, ["taro"])
     assert token(suspended).suspended
 
 
@@ -251,29 +257,11 @@ def test_guesses_that_meet_at_the_count_get_no_more_tries_than_the_limit(
 ) -> None:
     if backend != "postgresql":
         pytest.skip("SQLite runs each read and count under one write lock: they cannot meet")
-    admin = suspended.admin()
-    for _ in range(4):
-        with pytest.raises(PermissionDenied):
-            admin.unlock(ADMIN, "wrong", ["taro"])
     engine = create_engine(suspended.settings.database_url)
     with engine.begin() as connection:
         connection.exec_driver_sql(_HOLD_LAST_TRY)
     try:
-        hashing = SlowHashing(suspended.settings.hashing)
-        slow = dataclasses.replace(suspended, hashing=hashing)
-        refusals: list[str] = []
-
-        def guess(number: int) -> None:
-            try:
-                slow.admin().unlock(ADMIN, f"guess {number}", ["taro"])
-            except PermissionDenied as exc:
-                refusals.append(str(exc))
-
-        threads = [threading.Thread(target=guess, args=(n,)) for n in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        checked, refusals = _last_try_guessed_at_once(suspended)
         with engine.connect() as connection:
             counted = connection.execute(
                 text("SELECT confirmation_failures FROM users WHERE login = :login"),
@@ -285,7 +273,7 @@ def test_guesses_that_meet_at_the_count_get_no_more_tries_than_the_limit(
             connection.exec_driver_sql("DROP FUNCTION hold_last_try()")
         engine.dispose()
     # One try was left: the runs that read four counted took it between them, and no more.
-    assert hashing.checked == 1
+    assert checked == 1
     assert sum("is locked after 5" in refusal for refusal in refusals) == 7
     assert counted == 5
 
