@@ -116,12 +116,20 @@ class HotStore(HotConnections):
 
         The checkpoint is PASSIVE: it never waits for, nor blocks, a reader or a writer.
         """
+        failures = self.connect_failures
         try:
             with self._guard():
                 if self.sqlite:
                     self._checkpoint()
                 else:
                     self._check_writable()
+            if failures != self.connects_checked and not self.sqlite:
+                # A login's thread could not connect (PostgreSQL out of connection slots, say)
+                # while this probe's connection still answered: Status-Server went on being
+                # answered, and the log said unreachable and reachable again, while every
+                # login was dropped. Reachable again only once a new connection opens.
+                self.check_connect()
+                self.connects_checked = failures
         except Exception as exc:
             self.failure = str(exc) if isinstance(exc, Unavailable) else type(exc).__name__
             return False

@@ -54,6 +54,11 @@ class HotConnections:
         # The file the SQLite connections open, to notice it deleted or replaced (see
         # ``HotStore.ping``).
         self._database_path = database_path
+        # How many times a thread could not open its connection, and how many of those a
+        # connection opened since by ``check_connect`` has answered: the health probe keeps
+        # its own open, which says nothing of whether another can be opened now.
+        self.connect_failures = 0
+        self.connects_checked = 0
 
     def _connection(self) -> Any:
         connection: Any = getattr(self._local, "connection", None)
@@ -64,6 +69,7 @@ class HotConnections:
             try:
                 fairy = self.engine.raw_connection()
             except Exception as exc:
+                self.connect_failures += 1
                 raise Unavailable(f"database unavailable: {driver_reason(exc)}") from None
             connection = fairy.driver_connection
             if self.sqlite:
@@ -80,6 +86,15 @@ class HotConnections:
             self._local.generation = self._generation
             self._local.file = self._file_identity()
         return connection
+
+    def check_connect(self) -> None:
+        """Open a connection beside this thread's and close it; Unavailable if none opens."""
+        try:
+            fairy = self.engine.raw_connection()
+        except Exception as exc:
+            raise Unavailable(f"database unavailable: {driver_reason(exc)}") from None
+        with contextlib.suppress(Exception):  # opened is all it had to show
+            fairy.invalidate()
 
     def _file_identity(self) -> tuple[int, int] | None:
         """The device and inode the SQLite path names now (None: no such file, or not SQLite)."""

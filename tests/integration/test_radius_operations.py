@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from otpcore.keys import rotate_key
+from otpcore.store.hot_sql import READ_ONLY_PG, SOME_SEED
 from radiusd.wire import Codes
 from tests.integration.conftest import pg_cluster_control
 from tests.integration.daemon import (
@@ -861,6 +862,54 @@ def test_a_database_that_refuses_writes_is_unreachable_until_it_takes_them_again
         assert "reachable again" not in log
         wait_until_answered(nas, timeout=10)
         last = users[4]
+        reply = nas.auth(last.login, last.password + last.bound.code())
+        assert reply is not None
+        assert reply.code is Codes.ACCESS_ACCEPT
+        assert node.new_log().count("database reachable again") == 1
+
+
+@pytest.mark.service
+def test_status_server_goes_silent_while_logins_cannot_open_a_connection(pg_site: Site) -> None:
+    # PostgreSQL out of connection slots: a login's thread could not connect and the login was
+    # dropped, yet the health probe's own connection, open from before, still answered, so
+    # Status-Server was answered between logins and a NAS kept sending logins here.
+    users = [pg_site.active_user() for _ in range(3)]
+    name = make_url(pg_site.database_url).database
+    with pg_site.node(mode="split", workers=1) as node, node.client() as nas:
+        first = nas.auth(users[0].login, users[0].password + users[0].bound.code())
+        assert first is not None
+        assert first.code is Codes.ACCESS_ACCEPT
+        time.sleep(1.5)  # a health probe after the login: its last statement is its own
+        admin = create_engine(pg_site.database_url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as session:
+                # Room for this session and the probe's connection alone; every other is
+                # ended, so a login's thread must open a new one and cannot.
+                session.execute(text(f'ALTER DATABASE "{name}" CONNECTION LIMIT 2'))
+                ended = session.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                        "AND query NOT IN (:seed, :writable)"
+                    ),
+                    {"seed": SOME_SEED, "writable": READ_ONLY_PG},
+                ).all()
+                assert ended  # the login's connections
+                node.mark()
+                user = users[1]
+                assert nas.auth(user.login, user.password + user.bound.code(), timeout=1) is None
+                for _ in range(3):
+                    time.sleep(1.2)  # a health probe in between
+                    assert nas.status(timeout=0.5) is None
+                log = node.new_log()
+                session.execute(text(f'ALTER DATABASE "{name}" CONNECTION LIMIT -1'))
+        finally:
+            admin.dispose()
+        assert log.count("database unreachable") == 1, log
+        assert "too many connections" in log
+        assert "reachable again" not in log
+        wait_until_answered(nas, timeout=10)
+        last = users[2]
         reply = nas.auth(last.login, last.password + last.bound.code())
         assert reply is not None
         assert reply.code is Codes.ACCESS_ACCEPT
