@@ -49,7 +49,7 @@ from otpcore.crypto import (
     seal_tag,
     write_new_key,
 )
-from otpcore.errors import KeyFileError, KeyFileMissing
+from otpcore.errors import KeyFileError, KeyFileMissing, Unavailable
 from otpcore.ports import Clock
 from otpcore.store import Store
 from otpcore.store.models import TokenRow
@@ -188,7 +188,16 @@ def rotate_key(store: Store, path: Path, clock: Clock, actor: str = "otpctl") ->
 def rotate(store: Store, path: Path, clock: Clock, actor: str = "otpctl") -> Rotation:
     """Re-seal every seed under a new key and make it current (see ``Rotation``)."""
     with key_files_held(path):
-        return _rotate(store, path, clock, actor)
+        try:
+            return _rotate(store, path, clock, actor)
+        except Unavailable as exc:
+            # A connection lost as the rotation committed cannot say whether it did: the
+            # operator must not take the error for "nothing happened", nor restore by it.
+            raise Unavailable(
+                f"{exc}; the rotation may or may not have been written: run 'otpctl key rotate' "
+                f"again once the database answers, which finishes it either way (keep "
+                f"{pending_key_path(path).name} until then)"
+            ) from None
 
 
 def _rotate(store: Store, path: Path, clock: Clock, actor: str) -> Rotation:
@@ -213,12 +222,17 @@ def _rotate(store: Store, path: Path, clock: Clock, actor: str) -> Rotation:
             staged = {}  # sealed under a key this rotation does not write
         target = Keyring(new, (current,))  # opens the seeds under either key
         if repo.session.get_bind().dialect.name == "sqlite":
-            count = _reseal_in_one_statement(repo, staged, target)
+            count, ahead_count = _reseal_in_one_statement(repo, staged, target)
         else:
-            count = _reseal_in_slices(repo, staged, target)
+            count, ahead_count = _reseal_in_slices(repo, staged, target)
         # The ids say which key file opens a backup from either side of this rotation.
         moved = f"from key {current.kid.hex()} to key {new.kid.hex()}"
-        repo.audit(clock(), actor, "key_rotate", [], "ok", f"{count} seeds re-sealed {moved}")
+        detail = f"{count - ahead_count} seeds re-sealed {moved}"
+        if ahead_count:
+            # A rotation whose commit was not seen to end (its connection lost as it
+            # committed) had done the work: the event must not say these came from ``current``.
+            detail += f", {ahead_count} already under key {new.kid.hex()}"
+        repo.audit(clock(), actor, "key_rotate", [], "ok", detail)
     try:
         os.replace(pending, path)
     except OSError as exc:
@@ -237,12 +251,18 @@ def _rotate(store: Store, path: Path, clock: Clock, actor: str) -> Rotation:
     return Rotation(count, new.kid, prepared)
 
 
-def _reseal_in_one_statement(repo: Repo, staged: dict[str, bytes], target: Keyring) -> int:
+def _reseal_in_one_statement(
+    repo: Repo, staged: dict[str, bytes], target: Keyring
+) -> tuple[int, int]:
     """Give every row the seal staged for it if its seed is still the one staged, else seal
-    its seed again, in one UPDATE of the whole table; how many rows (SQLite)."""
+    its seed again, in one UPDATE of the whole table; how many rows, and how many of them
+    were sealed under the new key already (SQLite)."""
     failed: list[BaseException] = []
+    ahead = 0
 
     def resealed(serial: str, sealed: bytes) -> bytes:
+        nonlocal ahead
+        ahead += target.sealed_kid(sealed) == target.current.kid
         try:
             return _new_seal(staged, target, serial, sealed)
         except BaseException as exc:
@@ -253,7 +273,7 @@ def _reseal_in_one_statement(repo: Repo, staged: dict[str, bytes], target: Keyri
     driver: Any = connection.connection.driver_connection  # the sqlite3 connection
     driver.create_function(_RESEALED, 2, resealed)
     try:
-        return connection.exec_driver_sql(_RESEAL_ALL).rowcount
+        return connection.exec_driver_sql(_RESEAL_ALL).rowcount, ahead
     except Exception:
         if failed:
             raise failed[0] from None
@@ -262,10 +282,11 @@ def _reseal_in_one_statement(repo: Repo, staged: dict[str, bytes], target: Keyri
         driver.create_function(_RESEALED, 2, None)
 
 
-def _reseal_in_slices(repo: Repo, staged: dict[str, bytes], target: Keyring) -> int:
+def _reseal_in_slices(repo: Repo, staged: dict[str, bytes], target: Keyring) -> tuple[int, int]:
     """Write the seal staged for every row whose seed is still the one staged, and seal the
-    others again, locking the rows a slice at a time in serial order; how many rows."""
-    count = 0
+    others again, locking the rows a slice at a time in serial order; how many rows, and how
+    many of them were sealed under the new key already."""
+    count = ahead = 0
     last = ""
     while True:
         # In serial order, as every other writer locks tokens (no deadlock on PostgreSQL),
@@ -280,7 +301,8 @@ def _reseal_in_slices(repo: Repo, staged: dict[str, bytes], target: Keyring) -> 
             .with_for_update()
         ).all()
         if not rows:
-            return count
+            return count, ahead
+        ahead += sum(target.sealed_kid(sealed) == target.current.kid for _, sealed in rows)
         resealed = [
             {"key": serial, "sealed": _new_seal(staged, target, serial, sealed)}
             for serial, sealed in rows

@@ -23,7 +23,7 @@ import otpcore.keys as keys_module
 from otpcore.app import App
 from otpcore.attempts import AuthRequest
 from otpcore.crypto import Keyring, load_keyring, pending_key_path, read_key
-from otpcore.errors import KeyFileError, StorageError
+from otpcore.errors import KeyFileError, StorageError, Unavailable
 from otpcore.keys import create_key, key_needed, prepare_rotation, rotate_key, sealing_key_ids
 from otpcore.model import Algorithm, Reason, Result, TokenKind
 from otpcore.passwords import PasswordHashing
@@ -175,6 +175,58 @@ def test_a_rotation_in_slices_reseals_every_seed_once(
         (event,) = [e for e in site.app.admin().audit() if e.action == "key_rotate"]
         moved = f"from key {old_key.kid.hex()} to key {new_key.current.kid.hex()}"
         assert event.detail == f"5 seeds re-sealed {moved}"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_rotation_run_again_after_its_end_was_lost_audits_where_the_seeds_were(
+    backend: str, tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A rotation committed, and then its rename failed (or its connection was lost as it
+    # committed, which leaves the same): every seed is under the pending key. Run again, as
+    # the error says, it finished the work but audited every seed as re-sealed from the old
+    # key, the key the README has an operator restore a backup by.
+    with site_on(backend, tmp_path) as site:
+        tokens = {token.serial: token.secret for token in (site.add_token() for _ in range(3))}
+        key_file = site.app.settings.key_file
+        old = read_key(key_file).kid.hex()
+
+        def no_rename(source: object, target: object) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(keys_module.os, "replace", no_rename)
+        with pytest.raises(KeyFileError, match="run 'otpctl key rotate' again to finish"):
+            rotate_key(site.app.store, key_file, clock)
+        new = read_key(pending_key_path(key_file)).kid.hex()
+        assert sealing_key_ids(site.app.store) == [new]
+        monkeypatch.undo()
+        assert rotate_key(site.app.store, key_file, clock) == 3
+        assert read_key(key_file).kid.hex() == new
+        first, second = [e.detail for e in site.app.admin().audit() if e.action == "key_rotate"]
+        assert first == f"3 seeds re-sealed from key {old} to key {new}"
+        assert second == f"0 seeds re-sealed from key {old} to key {new}, 3 already under key {new}"
+        ring = Keyring(read_key(key_file))
+        with site.app.store.reading() as repo:
+            sealed = {serial: blob for serial, _, blob in repo.sealed_seeds()}
+        assert {serial: ring.unseal(serial, blob) for serial, blob in sealed.items()} == tokens
+
+
+def test_a_rotation_that_lost_the_database_says_to_run_it_again(
+    tokens: App, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def lost(*_args: object) -> tuple[int, int]:
+        raise Unavailable("database unavailable: server closed the connection unexpectedly")
+
+    monkeypatch.setattr(keys_module, "_reseal_in_one_statement", lost)
+    key_file = tokens.settings.key_file
+    with pytest.raises(Unavailable) as caught:
+        rotate_key(tokens.store, key_file, clock)
+    assert str(caught.value) == (
+        "database unavailable: server closed the connection unexpectedly; the rotation may or "
+        "may not have been written: run 'otpctl key rotate' again once the database answers, "
+        f"which finishes it either way (keep {pending_key_path(key_file).name} until then)"
+    )
+    monkeypatch.undo()
+    assert rotate_key(tokens.store, key_file, clock) == 3
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
