@@ -813,6 +813,16 @@ def test_a_worker_that_dies_while_the_database_is_away_does_not_stop_the_server(
         assert "worker started while the database does not answer" in node.log_text()
 
 
+def answered_again(node: Node, nas: RadiusClient, user: TestUser) -> None:
+    """Status-Server answered again, then ``user``'s login accepted, and the log said once
+    that the database is reachable again."""
+    wait_until_answered(nas, timeout=10)
+    reply = nas.auth(user.login, user.password + user.bound.code())
+    assert reply is not None
+    assert reply.code is Codes.ACCESS_ACCEPT
+    assert node.new_log().count("database reachable again") == 1
+
+
 @contextmanager
 def read_only(site: Site) -> Iterator[None]:
     """Make the site's PostgreSQL database refuse writes (as a standby does after a failover
@@ -860,12 +870,7 @@ def test_a_database_that_refuses_writes_is_unreachable_until_it_takes_them_again
             log = node.new_log()
         assert log.count("database unreachable") == 1, log
         assert "reachable again" not in log
-        wait_until_answered(nas, timeout=10)
-        last = users[4]
-        reply = nas.auth(last.login, last.password + last.bound.code())
-        assert reply is not None
-        assert reply.code is Codes.ACCESS_ACCEPT
-        assert node.new_log().count("database reachable again") == 1
+        answered_again(node, nas, users[4])
 
 
 @pytest.mark.service
@@ -908,12 +913,7 @@ def test_status_server_goes_silent_while_logins_cannot_open_a_connection(pg_site
         assert log.count("database unreachable") == 1, log
         assert "too many connections" in log
         assert "reachable again" not in log
-        wait_until_answered(nas, timeout=10)
-        last = users[2]
-        reply = nas.auth(last.login, last.password + last.bound.code())
-        assert reply is not None
-        assert reply.code is Codes.ACCESS_ACCEPT
-        assert node.new_log().count("database reachable again") == 1
+        answered_again(node, nas, users[2])
 
 
 @pytest.mark.service
