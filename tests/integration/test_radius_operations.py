@@ -891,23 +891,28 @@ def test_status_server_goes_silent_while_logins_cannot_open_a_connection(pg_site
                 # Room for this session and the probe's connection alone; every other is
                 # ended, so a login's thread must open a new one and cannot.
                 session.execute(text(f'ALTER DATABASE "{name}" CONNECTION LIMIT 2'))
-                ended = session.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                        "AND query NOT IN (:seed, :writable)"
-                    ),
-                    {"seed": SOME_SEED, "writable": READ_ONLY_PG},
-                ).all()
-                assert ended  # the login's connections
-                node.mark()
-                user = users[1]
-                assert nas.auth(user.login, user.password + user.bound.code(), timeout=1) is None
-                for _ in range(3):
-                    time.sleep(1.2)  # a health probe in between
-                    assert nas.status(timeout=0.5) is None
-                log = node.new_log()
-                session.execute(text(f'ALTER DATABASE "{name}" CONNECTION LIMIT -1'))
+                try:
+                    ended = session.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                            "AND query NOT IN (:seed, :writable)"
+                        ),
+                        {"seed": SOME_SEED, "writable": READ_ONLY_PG},
+                    ).all()
+                    assert ended  # the login's connections
+                    node.mark()
+                    user = users[1]
+                    login = user.password + user.bound.code()
+                    assert nas.auth(user.login, login, timeout=1) is None
+                    for _ in range(3):
+                        time.sleep(1.2)  # a health probe in between
+                        assert nas.status(timeout=0.5) is None
+                    log = node.new_log()
+                finally:
+                    # Lifted on this session, which holds one of the two places: a test that
+                    # failed must not leave the next ones in this database without room.
+                    session.execute(text(f'ALTER DATABASE "{name}" CONNECTION LIMIT -1'))
         finally:
             admin.dispose()
         assert log.count("database unreachable") == 1, log
